@@ -1,0 +1,338 @@
+"""Settings: environment variables ``CB_*``, an optional ``commerce-bridge.toml``, secrets from files.
+
+Precedence, highest first: init arguments, environment variables, ``CB_<NAME>_FILE`` (the secret is
+the file's content, stripped), the TOML file (``CB_CONFIG_FILE``, default ``./commerce-bridge.toml``,
+keys are the setting names in lower case without the prefix), then the defaults below.
+
+Invalid settings stop start-up with one :class:`~commerce_bridge.errors.ConfigurationError` that
+names every bad setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+from commerce_bridge.errors import ConfigurationError
+
+ENV_PREFIX = "CB_"
+
+Csv = Annotated[list[str], NoDecode]
+SecretCsv = Annotated[list[SecretStr], NoDecode]
+DEFAULT_CONFIG_FILE = "commerce-bridge.toml"
+
+SECRET_FIELDS = (
+    "stripe_webhook_secrets",
+    "clarity_webhook_secrets",
+    "erp_webhook_secrets",
+    "admin_tokens",
+    "stripe_api_key",
+    "clarity_password",
+    "erp_api_secret",
+    "alert_webhook_secret",
+    "smtp_password",
+)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _read_secret_files() -> tuple[dict[str, str], list[str]]:
+    """Values of ``CB_<NAME>_FILE`` secrets, and a problem line per file that cannot be read."""
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for name in SECRET_FIELDS:
+        env = f"{ENV_PREFIX}{name.upper()}_FILE"
+        path = os.environ.get(env)
+        if not path:
+            continue
+        try:
+            values[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.append(f"{env}: cannot read {path!r} ({exc.strerror})")
+    return values, problems
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """``CB_<NAME>_FILE=/path`` reads a secret from a file (Docker/Kubernetes secrets)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_read_secret_files()[0])
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The optional TOML file (``CB_CONFIG_FILE`` or ``./commerce-bridge.toml``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+        path = Path(explicit or DEFAULT_CONFIG_FILE)
+        if not path.exists():
+            if explicit:
+                raise ConfigurationError(
+                    "Invalid configuration",
+                    errors=[f"CB_CONFIG_FILE: file {explicit!r} does not exist"],
+                )
+            return {}
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(
+                "Invalid configuration", errors=[f"CB_CONFIG_FILE: cannot read {str(path)!r}: {exc}"]
+            ) from exc
+        return {k.lower(): v for k, v in data.items()}
+
+
+class Settings(BaseSettings):
+    """Every setting of commerce-bridge. The env var is ``CB_`` + the field name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    # storage
+    database_url: str = Field(
+        "sqlite:///./data/bridge.sqlite",
+        description="SQLAlchemy URL of the bridge's database (SQLite file or postgresql+psycopg://).",
+    )
+    engine_database_url: str | None = Field(
+        None,
+        description="Database of the durable engine's system tables; default: ./data/engine.sqlite beside a "
+        "SQLite database, the same database (schema 'dbos') for PostgreSQL.",
+    )
+
+    # ingress
+    stripe_webhook_secrets: SecretCsv = Field(
+        default_factory=list, description="Stripe endpoint secrets (whsec_...), comma-separated, for rotation."
+    )
+    clarity_webhook_secrets: SecretCsv = Field(
+        default_factory=list, description="Secrets for X-Bridge-Signature on /webhooks/clarity."
+    )
+    erp_webhook_secrets: SecretCsv = Field(
+        default_factory=list, description="Secrets for X-Bridge-Signature on /webhooks/erp."
+    )
+    webhook_tolerance_s: int = Field(300, ge=1, le=3600, description="Maximum signature age in seconds.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted webhook body.")
+    clarity_allowed_cidrs: Csv = Field(
+        default_factory=list, description="Source addresses allowed on /webhooks/clarity (empty: any)."
+    )
+    erp_allowed_cidrs: Csv = Field(
+        default_factory=list, description="Source addresses allowed on /webhooks/erp (empty: any)."
+    )
+    trusted_proxies: Csv = Field(
+        default_factory=list,
+        description="Proxies whose X-Forwarded-For is believed when applying the allowlists (CIDRs).",
+    )
+    group_commit_max_batch: int = Field(256, ge=1, le=10000, description="Most deliveries in one commit.")
+    group_commit_max_wait_ms: float = Field(
+        0.0, ge=0, le=100, description="Extra time to wait for more deliveries before a commit (0: none)."
+    )
+
+    # http
+    host: str = Field("127.0.0.1", description="Address `serve` and `ingress` listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `serve` and `ingress` listen on.")
+    admin_tokens: SecretCsv = Field(
+        default_factory=list, description="Bearer tokens for /api/v1 (comma-separated). None: API closed."
+    )
+
+    # engine
+    worker_id: str | None = Field(
+        None, description="Stable executor id of this worker (default: the host name, plus '-serve' for serve)."
+    )
+    worker_concurrency: int = Field(16, ge=1, le=256, description="Runs executed at once by one worker.")
+    dispatch_interval_s: float = Field(0.2, gt=0, le=60, description="How often the dispatcher polls the inbox.")
+    heartbeat_interval_s: float = Field(2.0, gt=0, le=60, description="Worker heartbeat period.")
+    lease_s: float = Field(10.0, gt=0, le=600, description="A worker is presumed dead this long after its last heartbeat.")
+    takeover_grace_s: float = Field(
+        5.0, ge=0, le=600, description="Extra wait past an expired lease before a survivor recovers its runs."
+    )
+    retry_max_attempts: int = Field(5, ge=1, le=100, description="Default attempts per step.")
+    retry_base_delay_s: float = Field(0.5, gt=0, description="First retry's backoff cap.")
+    retry_max_delay_s: float = Field(60.0, gt=0, description="Largest backoff between attempts.")
+    retry_policies: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per step type overrides (JSON), e.g. {\"stripe.\": {\"max_attempts\": 8}}."
+    )
+    breaker_failure_threshold: int = Field(5, ge=1, description="Consecutive transient failures that open a breaker.")
+    breaker_reset_timeout_s: float = Field(30.0, gt=0, description="Time an open breaker waits before a probe.")
+    rate_limits: dict[str, float] = Field(
+        default_factory=lambda: {"stripe": 25.0, "clarity": 20.0, "erp": 20.0},
+        description="API calls per second per destination, shared by all workers (JSON).",
+    )
+    rate_limit_margin: float = Field(
+        0.05, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
+    )
+    backlog_alert_threshold: int = Field(1000, ge=1, description="Inbox backlog that fires a backlog alert.")
+
+    # alerts and logs
+    alert_sinks: Csv = Field(default_factory=lambda: ["log"], description="log, webhook, email.")
+    alert_webhook_url: str | None = Field(None, description="Where the webhook alert sink posts.")
+    alert_webhook_secret: SecretStr | None = Field(None, description="Signs alert webhooks (X-Bridge-Signature).")
+    alert_email_to: Csv = Field(default_factory=list, description="Recipients of alert e-mails.")
+    alert_email_from: str = Field("commerce-bridge@localhost", description="Sender of alert e-mails.")
+    alert_window_s: float = Field(60.0, gt=0, description="Alerts of one kind within this window become one summary.")
+    smtp_host: str = Field("127.0.0.1", description="SMTP server for e-mails.")
+    smtp_port: int = Field(8025, ge=1, le=65535, description="SMTP port.")
+    smtp_username: str | None = Field(None, description="SMTP user.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_json: bool = Field(True, description="JSON log lines (false: console format).")
+    log_pii_keys: Csv = Field(
+        default_factory=lambda: ["name", "phone", "address", "line1", "line2", "postal_code", "email"],
+        description="Keys whose values are redacted from logs.",
+    )
+
+    # connectors (used by later workflows; `doctor` checks the ones that are set)
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (sk_...).")
+    stripe_api_base: str | None = Field(None, description="Stripe API base URL (the sandbox emulator, or unset).")
+    clarity_base_url: str | None = Field(None, description="Clarity API base URL (.../API-Admin).")
+    clarity_user: str | None = Field(None, description="Clarity API user.")
+    clarity_password: SecretStr | None = Field(None, description="Clarity API password.")
+    erp_base_url: str | None = Field(None, description="ERPNext base URL.")
+    erp_api_key: str | None = Field(None, description="ERPNext API key.")
+    erp_api_secret: SecretStr | None = Field(None, description="ERPNext API secret.")
+
+    @field_validator(
+        "stripe_webhook_secrets", "clarity_webhook_secrets", "erp_webhook_secrets", "admin_tokens",
+        "clarity_allowed_cidrs", "erp_allowed_cidrs", "trusted_proxies", "alert_sinks",
+        "alert_email_to", "log_pii_keys",
+        mode="before",
+    )
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("clarity_allowed_cidrs", "erp_allowed_cidrs", "trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP network ({exc})") from exc
+        return value
+
+    @field_validator("alert_sinks")
+    @classmethod
+    def _sinks(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if v not in ("log", "webhook", "email")]
+        if bad:
+            raise ValueError(f"unknown sink(s) {bad}; choose from log, webhook, email")
+        return value
+
+    @field_validator("database_url", "engine_database_url")
+    @classmethod
+    def _db_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if value.startswith(("postgres://", "postgresql://")):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("stripe_webhook_secrets")
+    @classmethod
+    def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for s in value:
+            if not s.get_secret_value().startswith("whsec_"):
+                raise ValueError("each Stripe webhook secret starts with 'whsec_'")
+        return value
+
+    @model_validator(mode="after")
+    def _cross(self) -> Settings:
+        if "webhook" in self.alert_sinks and not self.alert_webhook_url:
+            raise ValueError("alert_sinks includes 'webhook' but CB_ALERT_WEBHOOK_URL is not set")
+        if "email" in self.alert_sinks and not self.alert_email_to:
+            raise ValueError("alert_sinks includes 'email' but CB_ALERT_EMAIL_TO is not set")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFileSource(settings_cls), _TomlSource(settings_cls))
+
+    # ---- derived values -------------------------------------------------------------------------
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def effective_engine_database_url(self) -> str:
+        if self.engine_database_url:
+            return self.engine_database_url
+        if self.is_sqlite:
+            path = Path(self.database_url.removeprefix("sqlite:///"))
+            return f"sqlite:///{path.with_name('engine.sqlite')}"
+        return self.database_url
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with every secret masked (for `config show`)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
+                value = ["********"] * len(value)
+            elif name in ("database_url", "engine_database_url") and isinstance(value, str):
+                value = _mask_url_password(value)
+            out[name] = value
+        return out
+
+
+def _mask_url_password(url: str) -> str:
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            user = creds.split(":", 1)[0]
+            return f"{scheme}://{user}:********@{host}"
+    return url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise one ConfigurationError naming every bad setting."""
+    _, problems = _read_secret_files()
+    try:
+        settings = Settings(**overrides)
+    except SettingsError as exc:
+        field = str(exc).split('"')[1] if '"' in str(exc) else "configuration"
+        problems.append(f"{ENV_PREFIX}{field.upper()}: not valid JSON ({exc.__cause__ or exc})")
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems), errors=problems) from exc
+    except PydanticValidationError as exc:
+        for err in exc.errors():
+            loc = err.get("loc") or ()
+            name = str(loc[0]) if loc else ""
+            setting = f"{ENV_PREFIX}{name.upper()}" if name else "configuration"
+            msg = err.get("msg", "invalid").removeprefix("Value error, ")
+            problems.append(f"{setting}: {msg}")
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems), errors=problems) from exc
+    if problems:
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems), errors=problems)
+    return settings

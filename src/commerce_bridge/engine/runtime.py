@@ -1,0 +1,501 @@
+"""The durable-execution adapter: workflow runs on DBOS Transact, behind a small interface.
+
+One DBOS workflow, ``cb.run``, interprets a :class:`~commerce_bridge.workflows.spec.WorkflowSpec`
+step by step. Each attempt of a step is one checkpointed DBOS step; between attempts the run sleeps
+durably (our retry policy with full jitter, not DBOS's). A step that fails for good parks the run in
+the dead-letter queue; replay forks the DBOS workflow from the failed step's first attempt, so
+earlier steps are not repeated and the idempotency key (``run_id:step_id``) stays the same.
+
+Only this package imports ``dbos``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+from dbos import DBOS, DBOSClient, SetWorkflowID
+
+from commerce_bridge import errors as E
+from commerce_bridge.domain.delivery import RunStatus, StoredDelivery, run_id_for
+from commerce_bridge.engine.breaker import BreakerRegistry
+from commerce_bridge.engine.retry import RetryPolicies, decide
+from commerce_bridge.metrics import Metrics
+from commerce_bridge.services.alerts import Alert, Severity
+from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, WorkerLeases
+from commerce_bridge.workflows.builtin import Router
+from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec, resolve_params
+
+log = structlog.get_logger("commerce_bridge.engine")
+
+APP_NAME = "commerce-bridge"
+ENGINE_VERSION = "cb-engine-1"  # pinned: workers dequeue and recover only their own version
+QUEUE = "cb-runs"
+WORKFLOW_NAME = "cb.run"
+_ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
+
+_current: Engine | None = None  # DBOS is a per-process singleton; so is the engine it calls back into.
+
+
+@dataclass
+class EngineConfig:
+    """Engine settings (from :class:`commerce_bridge.config.Settings`)."""
+
+    system_database_url: str
+    executor_id: str
+    worker_concurrency: int = 16
+    polling_interval_s: float = 0.1
+    rate_limits: Mapping[str, float] = field(default_factory=dict)
+    rate_limit_margin: float = 0.05
+    lease_s: float = 10.0
+    heartbeat_interval_s: float = 2.0
+    takeover_grace_s: float = 5.0
+    dispatch_interval_s: float = 0.2
+    dispatch_batch: int = 200
+
+
+def error_from_result(res: Mapping[str, Any]) -> BaseException:
+    """Rebuild the error a step attempt recorded (so the retry policy can judge it)."""
+    if res.get("bug"):
+        return RuntimeError(res.get("message", "bug"))
+    cls = _ERROR_CLASSES.get(res.get("code", ""), E.BridgeError)
+    kwargs: dict[str, Any] = {"details": dict(res.get("details") or {})}
+    if issubclass(cls, E.RateLimited):
+        kwargs["retry_after"] = res.get("retry_after")
+    return cls(res.get("message"), **kwargs)
+
+
+class Engine:
+    """Runs workflows durably: enqueue, execute, retry, park, replay, recover."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        router: Router,
+        actions: Mapping[str, Action],
+        inbox: Inbox,
+        runs: Runs,
+        dead_letters: DeadLetters,
+        leases: WorkerLeases,
+        limiter: RateLimiter,
+        breakers: BreakerRegistry,
+        retry_policies: RetryPolicies,
+        metrics: Metrics,
+        alert: Callable[[Alert], None],
+    ) -> None:
+        self.config = config
+        self.router = router
+        self.actions = dict(actions)
+        self.inbox = inbox
+        self.runs = runs
+        self.dead_letters = dead_letters
+        self.leases = leases
+        self.limiter = limiter
+        self.breakers = breakers
+        self.retry_policies = retry_policies
+        self.metrics = metrics
+        self.alert = alert
+        self._rng = random.Random()
+        self._launched = False
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._epoch = 0
+        self._lease_valid_until = 0.0  # monotonic; past it this process must not start side effects
+        self._last_heartbeat = time.monotonic()
+
+    # ---- life cycle ------------------------------------------------------------------------------
+    def launch(self, *, dispatcher: bool = True) -> None:
+        """Take this worker's lease, start DBOS (which recovers our own unfinished runs), then loops."""
+        global _current
+        if _current is not None and _current is not self:
+            raise RuntimeError("another Engine is already running in this process")
+        self._register_lease()
+        _current = self
+        _register_dbos_functions()
+        DBOS(config={
+            "name": APP_NAME,
+            "system_database_url": self.config.system_database_url,
+            "executor_id": self.config.executor_id,
+            "application_version": ENGINE_VERSION,
+            "log_level": "WARNING",
+            "sys_db_pool_size": max(10, self.config.worker_concurrency + 4),
+        })  # type: ignore[typeddict-unknown-key]
+        DBOS.launch()
+        self._queue = DBOS.register_queue(
+            QUEUE, worker_concurrency=self.config.worker_concurrency,
+            polling_interval_sec=self.config.polling_interval_s, on_conflict="always_update",
+        )
+        self._launched = True
+        self._start_thread("heartbeat", self._heartbeat_loop)
+        if dispatcher:
+            self._start_thread("dispatcher", self._dispatch_loop)
+        log.info("engine.launched", executor_id=self.config.executor_id, epoch=self._epoch)
+
+    def shutdown(self, timeout_s: int = 10) -> None:
+        global _current
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout_s)
+        if self._launched:
+            DBOS.destroy(workflow_completion_timeout_sec=timeout_s, destroy_registry=True)
+            self._launched = False
+            global _registered
+            _registered = False
+        self.leases.stop(self.config.executor_id, self._epoch)
+        _current = None
+
+    def wake_dispatcher(self) -> None:
+        self._wake.set()
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=f"cb-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    # ---- leases ----------------------------------------------------------------------------------
+    def _register_lease(self) -> None:
+        deadline = time.monotonic() + max(30.0, self.config.lease_s * 3)
+        while True:
+            try:
+                started = time.monotonic()
+                self._epoch = self.leases.register(self.config.executor_id, socket.gethostname(), os.getpid(),
+                                                   self.config.lease_s)
+                self._lease_valid_until = started + self.config.lease_s
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def lease_ok(self) -> bool:
+        return time.monotonic() < self._lease_valid_until
+
+    def _heartbeat_loop(self) -> None:
+        cfg = self.config
+        while not self._stop.wait(cfg.heartbeat_interval_s):
+            started = time.monotonic()
+            try:
+                if not self.leases.heartbeat(cfg.executor_id, self._epoch, cfg.lease_s):
+                    log.critical("engine.lease_lost", executor_id=cfg.executor_id)
+                    os._exit(75)  # another worker owns our runs now: stop at once, touch nothing
+                self._lease_valid_until = started + cfg.lease_s
+                self._last_heartbeat = started
+                self.metrics.worker_heartbeat_age.set(0)
+            except E.StoreUnavailable:
+                self.metrics.worker_heartbeat_age.set(time.monotonic() - self._last_heartbeat)
+                if not self.lease_ok():
+                    log.critical("engine.lease_expired_unrenewed", executor_id=cfg.executor_id)
+                    os._exit(75)
+                continue
+            try:
+                self._take_over_dead_workers()
+            except Exception:
+                log.exception("engine.takeover_failed")
+
+    def _take_over_dead_workers(self) -> None:
+        for dead in self.leases.expired(self.config.takeover_grace_s):
+            if dead == self.config.executor_id:
+                continue
+            if not self.leases.begin_takeover(dead, self.config.executor_id, grace_s=self.config.takeover_grace_s):
+                continue
+            n = self._resume_pending_of(dead, via_client=None)
+            self.leases.finish_takeover(dead, n)
+            log.warning("engine.took_over", dead_executor=dead, runs=n)
+            self.alert(Alert(kind="worker.recovered", severity=Severity.WARNING,
+                             title=f"Worker {dead} stopped heartbeating; {n} runs resumed by "
+                                   f"{self.config.executor_id}",
+                             details={"dead_executor": dead, "runs": n}, key=dead))
+
+    def _resume_pending_of(self, executor_id: str, via_client: DBOSClient | None) -> int:
+        api: Any = via_client if via_client is not None else DBOS
+        pending = api.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
+                                     load_output=False)
+        for wf in pending:
+            api.resume_workflow(wf.workflow_id, queue_name=QUEUE)
+        return len(pending)
+
+    # ---- dispatch --------------------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self.dispatch_once()
+            except E.StoreUnavailable:
+                n = 0
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("engine.dispatch_failed")
+                n = 0
+                self._stop.wait(1.0)
+            try:
+                backlog = self.inbox.backlog()
+                self.metrics.inbox_backlog.set(backlog)
+            except E.BridgeError:
+                pass
+            if n < self.config.dispatch_batch:
+                self._wake.wait(self.config.dispatch_interval_s)
+                self._wake.clear()
+
+    def dispatch_once(self) -> int:
+        """Turn undispatched deliveries into queued runs (run id ``source:event_id:workflow``)."""
+        return self.inbox.dispatch_batch(self.config.dispatch_batch, self._start_runs)
+
+    def _start_runs(self, deliveries: list[StoredDelivery]) -> None:
+        planned: list[tuple[dict[str, Any], WorkflowSpec]] = []
+        for d in deliveries:
+            for spec in self.router.route(d.source, d.event_type):
+                planned.append(({
+                    "run_id": run_id_for(d.source, d.event_id, spec.name), "inbox_id": d.id,
+                    "source": d.source, "event_id": d.event_id, "workflow": spec.name,
+                    "workflow_version": spec.version,
+                }, spec))
+        self.runs.create([row for row, _ in planned])
+        bodies = {d.id: d for d in deliveries}
+        for row, _spec in planned:
+            d = bodies[row["inbox_id"]]
+            self.enqueue(row, d)
+
+    def enqueue(self, row: Mapping[str, Any], delivery: StoredDelivery) -> None:
+        run = {
+            "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
+            "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
+            "event": orjson.loads(delivery.body),
+        }
+        with SetWorkflowID(row["run_id"]):
+            self._queue.enqueue(_workflow_function(), run)
+
+    # ---- executing one run -----------------------------------------------------------------------
+    def workflow_body(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The durable program of one run (called by DBOS; deterministic given its step results)."""
+        spec = self.router.get(run["workflow"], run["version"])
+        wf_id = DBOS.workflow_id or run["run_id"]
+        DBOS.run_step({"name": "cb.started"}, self._mark, run["run_id"], RunStatus.RUNNING.value, wf_id)
+        if spec is None:
+            res = {"ok": False, "code": "validation_error", "transient": False,
+                   "message": f"workflow {run['workflow']} version {run['version']} is not installed"}
+            DBOS.run_step({"name": "cb.park"}, self._park, run, "(start)", "(workflow)", 0, res, wf_id)
+            return {"status": "parked"}
+        outputs: dict[str, Any] = {}
+        for step in spec.steps:
+            policy = self.retry_policies.for_step(step.uses)
+            attempt = 0
+            while True:
+                attempt += 1
+                res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
+                                    dict(step.with_), outputs, attempt)
+                if res["ok"]:
+                    outputs[step.id] = res.get("output")
+                    break
+                decision = decide(policy, attempt, error_from_result(res), self._rng)
+                if decision.retry:
+                    self.metrics.retries.labels(step.uses, res.get("code", "")).inc()
+                    DBOS.sleep(decision.delay_s)
+                    continue
+                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
+                return {"status": "parked", "step": step.id, "code": res.get("code")}
+        DBOS.run_step({"name": "cb.finished"}, self._mark, run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
+        self.metrics.runs_finished.labels(run["workflow"], "succeeded").inc()
+        return {"status": "succeeded"}
+
+    def _mark(self, run_id: str, status: str, wf_id: str) -> None:
+        self.runs.set_status(run_id, RunStatus(status), engine_workflow_id=wf_id)
+
+    def _attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
+                 outputs: dict[str, Any], attempt: int) -> dict[str, Any]:
+        """One attempt of one step: fence, breaker, rate limit, the action; never raises."""
+        with structlog.contextvars.bound_contextvars(
+            source=run["source"], event_id=run["event_id"], run_id=run["run_id"], step_id=step_id,
+        ):
+            if not self.lease_ok():
+                log.critical("engine.fenced", step_type=uses)
+                os._exit(75)  # our lease ran out: a survivor may own this run now
+            destination = uses.split(".", 1)[0]
+            ctx = StepContext(run_id=run["run_id"], step_id=step_id, attempt=attempt, source=run["source"],
+                              event_id=run["event_id"], event_type=run.get("event_type"), event=run["event"])
+            try:
+                action = self.actions.get(uses)
+                if action is None:
+                    raise E.ValidationError(f"unknown step type {uses!r}",
+                                            suggested_fix="install the connector or fix the workflow file")
+                params = resolve_params(with_, {"event": run["event"], "steps": outputs})
+                breaker = self.breakers.get(destination) if destination != "core" else None
+                permit = breaker.before_call() if breaker else None
+                try:
+                    self._wait_for_slot(destination)
+                    output = action(ctx, params)
+                except E.BridgeError as exc:
+                    if breaker:
+                        breaker.on_failure(exc, permit)
+                    raise
+                if breaker:
+                    breaker.on_success(permit)
+                self.metrics.step_attempts.labels(uses, "ok").inc()
+                return {"ok": True, "output": output}
+            except E.BridgeError as exc:
+                self.metrics.step_attempts.labels(uses, exc.code).inc()
+                log.warning("step.failed", step_type=uses, attempt=attempt, code=exc.code, error=exc.message)
+                return {
+                    "ok": False, "code": exc.code, "message": exc.message, "transient": exc.transient,
+                    "retry_after": getattr(exc, "retry_after", None), "details": _plain(exc.details),
+                    "upstream_request_id": exc.upstream_request_id, "suggested_fix": exc.suggested_fix,
+                    "input": _plain(with_),
+                }
+            except Exception as exc:  # a bug: no automatic retry, straight to the DLQ with the traceback
+                self.metrics.step_attempts.labels(uses, "bug").inc()
+                log.error("step.bug", step_type=uses, attempt=attempt, error=type(exc).__name__)
+                return {"ok": False, "bug": True, "code": "internal_error", "transient": False,
+                        "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                        "input": _plain(with_)}
+
+    def _wait_for_slot(self, destination: str) -> None:
+        rate = self.config.rate_limits.get(destination)
+        if not rate:
+            return
+        interval = (1.0 + self.config.rate_limit_margin) / rate
+        wait = self.limiter.reserve(destination, interval)
+        self.metrics.limiter_wait.labels(destination).observe(wait)
+        if wait > 0:
+            time.sleep(wait)
+
+    def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, res: dict[str, Any],
+              wf_id: str) -> int:
+        entry_id = self.dead_letters.add({
+            "run_id": run["run_id"], "step_id": step_id, "step_type": uses, "attempts": attempts,
+            "error_code": res.get("code", "internal_error"), "error_message": res.get("message", ""),
+            "upstream_request_id": res.get("upstream_request_id"), "suggested_fix": res.get("suggested_fix")
+            or _default_fix(res), "step_input": res.get("input"), "traceback": res.get("traceback"),
+            "engine_workflow_id": wf_id,
+        })
+        self.runs.set_status(run["run_id"], RunStatus.PARKED, engine_workflow_id=wf_id, failed_step=step_id,
+                             error_code=res.get("code"))
+        self.metrics.runs_finished.labels(run["workflow"], "parked").inc()
+        self.alert(Alert(kind="dlq.new", severity=Severity.CRITICAL,
+                         title=f"Run {run['run_id']} parked at step {step_id}: {res.get('code')}",
+                         details={"dlq_id": entry_id, "run_id": run["run_id"], "step_id": step_id,
+                                  "code": res.get("code")}, key=uses))
+        return entry_id
+
+
+def _default_fix(res: Mapping[str, Any]) -> str:
+    if res.get("bug"):
+        return "A bug in commerce-bridge: report it with the traceback; replay once fixed."
+    if res.get("transient"):
+        return "The destination kept failing; check its status, then replay."
+    return "Correct the data or mapping named in the error, then replay."
+
+
+def _plain(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+# ---- DBOS registration ---------------------------------------------------------------------------
+_registered = False
+
+
+def _register_dbos_functions() -> None:
+    global _registered
+    if _registered:
+        return
+
+    @DBOS.workflow(name=WORKFLOW_NAME)
+    def cb_run(run: dict[str, Any]) -> dict[str, Any]:
+        if _current is None:
+            raise RuntimeError("engine not running")
+        return _current.workflow_body(run)
+
+    _functions["run"] = cb_run
+    _registered = True
+
+
+_functions: dict[str, Callable[..., Any]] = {}
+
+
+def _workflow_function() -> Callable[..., Any]:
+    return _functions["run"]
+
+
+# ---- admin operations from any process (CLI, admin API) ------------------------------------------
+class EngineAdmin:
+    """Replay and recovery through a DBOS client: works from processes that run no workflows."""
+
+    def __init__(self, system_database_url: str, *, runs: Runs, dead_letters: DeadLetters,
+                 leases: WorkerLeases) -> None:
+        self._url = system_database_url
+        self._runs = runs
+        self._dlq = dead_letters
+        self._leases = leases
+        self._client: DBOSClient | None = None
+
+    @property
+    def client(self) -> DBOSClient:
+        if self._client is None:
+            self._client = DBOSClient(system_database_url=self._url, application_name=APP_NAME)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+
+    def replay(self, entry_id: int, reason: str = "replayed by operator") -> dict[str, Any]:
+        """Resume a parked run from its failed step (same run id, same idempotency keys)."""
+        entry = self._dlq.get(entry_id)
+        if entry["status"] != "open":
+            raise E.ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
+        wf_id = entry["engine_workflow_id"]
+        steps = self.client.list_workflow_steps(wf_id, load_output=False)
+        name = f"step:{entry['step_id']}"
+        start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
+        if start is None:
+            raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
+        with SetWorkflowID(f"{entry['run_id']}#replay-{entry_id}"):
+            handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE, application_version=ENGINE_VERSION)
+        new_id = handle.get_workflow_id()
+        resolved = self._dlq.resolve(entry_id, "replayed", reason)
+        self._runs.set_status(entry["run_id"], RunStatus.QUEUED, engine_workflow_id=new_id)
+        return {**resolved, "engine_workflow_id": new_id}
+
+    def discard(self, entry_id: int, reason: str) -> dict[str, Any]:
+        if not reason.strip():
+            raise E.ValidationError("a reason is required to discard a dead-letter entry")
+        entry = self._dlq.resolve(entry_id, "discarded", reason)
+        self._runs.set_status(entry["run_id"], RunStatus.DISCARDED)
+        return entry
+
+    def recover(self, executor_id: str, *, by: str, force: bool = False) -> int:
+        """Resume a dead worker's unfinished runs on the shared queue (refuses a live worker unless forced)."""
+        row = self._leases_get(executor_id)
+        if row is None:
+            raise E.NotFound(f"no worker {executor_id!r} has ever registered")
+        if not self._leases.begin_takeover(executor_id, by, grace_s=0.0, force=force):
+            raise E.ValidationError(
+                f"worker {executor_id!r} still holds a live lease (status {row['status']}); it may be running. "
+                "Wait for the lease to expire or pass --force if you are sure the process is gone."
+            )
+        pending = self.client.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
+                                             load_output=False)
+        for wf in pending:
+            self.client.resume_workflow(wf.workflow_id, queue_name=QUEUE)
+        self._leases.finish_takeover(executor_id, len(pending))
+        return len(pending)
+
+    def _leases_get(self, executor_id: str) -> dict[str, Any] | None:
+        getter = getattr(self._leases, "get", None)
+        return getter(executor_id) if getter else None
+
+    def workflow_states(self, ids: Sequence[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        return {w.workflow_id: w.status for w in self.client.list_workflows(workflow_ids=list(ids),
+                                                                             load_input=False, load_output=False)}

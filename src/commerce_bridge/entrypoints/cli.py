@@ -1,0 +1,311 @@
+"""The ``commerce-bridge`` command line (Typer): serve, ingress, worker, db, config, doctor, events, dlq, workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from commerce_bridge.bootstrap import Container, Role, bootstrap
+from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.errors import BridgeError, ConfigurationError
+from commerce_bridge.logsetup import configure_logging
+
+app = typer.Typer(name="commerce-bridge", help="Stripe <-> Clarity eCommerce <-> ERP integration service.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+events_app = typer.Typer(help="Received deliveries.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
+workers_app = typer.Typer(help="Workers and their leases.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(events_app, name="events")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(workers_app, name="workers")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigurationError as exc:
+        err_console.print("[bold red]commerce-bridge cannot start: invalid configuration[/]")
+        for line in exc.errors or [exc.message]:
+            err_console.print(f"  - {line}")
+        raise typer.Exit(2) from exc
+
+
+def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Container:
+    try:
+        return bootstrap(settings, role, migrate=migrate)
+    except ConfigurationError as exc:
+        err_console.print("[bold red]commerce-bridge cannot start: invalid configuration[/]")
+        for line in exc.errors or [exc.message]:
+            err_console.print(f"  - {line}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: BridgeError) -> typer.Exit:
+    err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    return typer.Exit(1)
+
+
+def _configure_logs(s: Settings) -> None:
+    configure_logging(s.log_level, json=s.log_json, pii_keys=s.log_pii_keys)
+
+
+def _run_http(c: Container, host: str, port: int) -> None:
+    import uvicorn
+
+    from commerce_bridge.entrypoints.http.app import build_app
+
+    ok, detail = c.check_migrations()
+    if not ok:
+        err_console.print(f"[bold red]database not ready[/]: {detail}")
+        raise typer.Exit(2)
+    uvicorn.run(build_app(c), host=host, port=port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10)
+
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to listen on [default: CB_HOST or 127.0.0.1].")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to listen on [default: CB_PORT or 8000].")]
+WorkerIdOpt = Annotated[str | None, typer.Option("--worker-id", help="Stable executor id of this worker.")]
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None, worker_id: WorkerIdOpt = None) -> None:
+    """Run ingress, dispatcher, worker and admin API in one process."""
+    s = _settings(host=host, port=port, worker_id=worker_id)
+    _configure_logs(s)
+    c = _container("serve", s, migrate=s.is_sqlite)
+    _run_http(c, s.host, s.port)
+
+
+@app.command()
+def ingress(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Run only the webhook ingress and admin API (stateless; scale out behind a load balancer)."""
+    s = _settings(host=host, port=port)
+    _configure_logs(s)
+    _run_http(_container("ingress", s), s.host, s.port)
+
+
+@app.command()
+def worker(
+    worker_id: WorkerIdOpt = None,
+    host: HostOpt = None,
+    port: Annotated[int | None, typer.Option(help="Also serve /healthz, /readyz, /metrics and the admin API.")] = None,
+) -> None:
+    """Run the dispatcher and a workflow worker (one durable-execution executor)."""
+    s = _settings(worker_id=worker_id)
+    _configure_logs(s)
+    c = _container("worker", s)
+    if port is not None:
+        _run_http(c, host or s.host, port)
+        return
+    ok, detail = c.check_migrations()
+    if not ok:
+        err_console.print(f"[bold red]database not ready[/]: {detail}")
+        raise typer.Exit(2)
+    assert c.engine is not None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    c.engine.launch()
+    console.print(f"worker {c.engine.config.executor_id} running; Ctrl-C to stop")
+    while not stop.wait(1.0):
+        c.alerter.tick()
+    c.engine.shutdown()
+
+
+# ---- db / config / doctor -----------------------------------------------------------------------
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the current version."""
+    s = _settings()
+    c = _container("cli", s, migrate=True)
+    current, head = _migration(c)
+    console.print(f"database at revision {current} (head {head})")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the database's migration revision."""
+    c = _container("cli", _settings())
+    ok, detail = c.check_migrations()
+    console.print(detail)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _migration(c: Container) -> tuple[str | None, str]:
+    from commerce_bridge.bootstrap import migration_status
+
+    return migration_status(c)
+
+
+@config_app.command("show")
+def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """Print the effective settings, secrets masked."""
+    s = _settings()
+    data = s.masked()
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    table = Table("setting", "value", title="commerce-bridge settings")
+    for k, v in data.items():
+        table.add_row(f"CB_{k.upper()}", json.dumps(v, default=str))
+    console.print(table)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, the migrations and every configured connection; explain what is wrong."""
+    s = _settings()
+    c = _container("cli", s)
+    from commerce_bridge.bootstrap import connection_checks
+
+    results = [("database", *c.check_database()), ("migrations", *c.check_migrations()),
+               *connection_checks(s)]
+    table = Table("check", "result", "detail")
+    for name, ok, detail in results:
+        table.add_row(name, "[green]ok[/]" if ok else "[red]FAIL[/]", detail)
+    console.print(table)
+    raise typer.Exit(0 if all(ok for _, ok, _ in results) else 1)
+
+
+# ---- events --------------------------------------------------------------------------------------
+@events_app.command("list")
+def events_list(
+    source: Annotated[str | None, typer.Option(help="stripe, clarity or erp.")] = None,
+    status: Annotated[str | None, typer.Option(help="received, dispatched, processed or failed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List deliveries (newest first) with their state and the runs they started."""
+    c = _container("cli", _settings())
+    try:
+        rows = c.inbox.list(source=source, status=status, limit=limit)
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    table = Table("id", "source", "event id", "type", "status", "received", "runs")
+    for r in rows:
+        runs = ", ".join(f"{x['workflow']}={x['status']}" for x in r["runs"]) or "-"
+        table.add_row(str(r["id"]), r["source"], r["event_id"], r["event_type"] or "-", r["status"],
+                      str(r["received_at"])[:19], runs)
+    console.print(table)
+
+
+# ---- dlq -----------------------------------------------------------------------------------------
+@dlq_app.command("list")
+def dlq_list(
+    status: Annotated[str, typer.Option(help="open, replayed, discarded or all.")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List dead-letter entries."""
+    c = _container("cli", _settings())
+    rows = c.dead_letters.list(status=None if status == "all" else status, limit=limit)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    table = Table("id", "run", "step", "attempts", "code", "message", "status")
+    for r in rows:
+        table.add_row(str(r["id"]), r["run_id"], r["step_id"], str(r["attempts"]), r["error_code"],
+                      r["error_message"][:80], r["status"])
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(entry_id: int) -> None:
+    """Show one entry: error, upstream request id, step input and the suggested fix."""
+    c = _container("cli", _settings())
+    try:
+        sys.stdout.write(json.dumps(c.dead_letters.get(entry_id), default=str, indent=2) + "\n")
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+
+
+@dlq_app.command("replay")
+def dlq_replay(entry_id: int, reason: Annotated[str, typer.Option()] = "replayed by operator") -> None:
+    """Resume the run from its failed step, with the same idempotency key."""
+    c = _container("cli", _settings())
+    try:
+        entry = c.admin.replay(entry_id, reason)
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"replaying run {entry['run_id']} from step {entry['step_id']} "
+                  f"(engine workflow {entry['engine_workflow_id']})")
+
+
+@dlq_app.command("discard")
+def dlq_discard(entry_id: int, reason: Annotated[str, typer.Option(help="Why (required).")]) -> None:
+    """Close an entry without replaying it."""
+    c = _container("cli", _settings())
+    try:
+        entry = c.admin.discard(entry_id, reason)
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"discarded entry {entry_id} of run {entry['run_id']}")
+
+
+# ---- workers -------------------------------------------------------------------------------------
+@workers_app.command("list")
+def workers_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List workers with their lease state."""
+    c = _container("cli", _settings())
+    rows = c.leases.list()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, default=str) + "\n")
+        return
+    table = Table("executor", "status", "host", "pid", "lease left (s)", "recovered by")
+    for r in rows:
+        table.add_row(r["executor_id"], r["status"], r["hostname"], str(r["pid"]), str(r["lease_remaining_s"]),
+                      r["recovered_by"] or "-")
+    console.print(table)
+
+
+@workers_app.command("recover")
+def workers_recover(
+    executor_id: str,
+    force: Annotated[bool, typer.Option(help="Recover even if the lease has not expired.")] = False,
+) -> None:
+    """Resume a dead worker's unfinished runs on the surviving workers."""
+    c = _container("cli", _settings())
+    try:
+        n = c.admin.recover(executor_id, by="cli", force=force)
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    console.print(f"resumed {n} run(s) of worker {executor_id}")
+
+
+def _mount_optional() -> None:
+    try:
+        from commerce_bridge.sandbox.cli import sandbox_app
+    except ImportError:  # pragma: no cover - the sandbox ships with the package
+        return
+    app.add_typer(sandbox_app, name="sandbox")
+    try:
+        from commerce_bridge.entrypoints.demo import demo
+    except ImportError:  # pragma: no cover
+        return
+    app.command()(demo)
+
+
+def main() -> None:
+    _mount_optional()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Prometheus metrics of one process, on a registry of its own (created in bootstrap, never at import)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every metric the bridge exports at ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.deliveries = Counter(
+            "cb_webhook_deliveries_total", "Webhook deliveries by source and outcome.",
+            ["source", "outcome"], registry=r,
+        )
+        self.ingest_latency = Histogram(
+            "cb_ingest_latency_seconds", "Time from request to durable acknowledgement.", ["source"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+        self.group_commit_size = Histogram(
+            "cb_group_commit_batch_size", "Deliveries stored per durable commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r,
+        )
+        self.inbox_backlog = Gauge("cb_inbox_backlog", "Deliveries received but not dispatched.", registry=r)
+        self.runs = Gauge("cb_runs", "Workflow runs by state.", ["state"], registry=r)
+        self.runs_finished = Counter(
+            "cb_runs_finished_total", "Runs that ended, by outcome.", ["workflow", "outcome"], registry=r
+        )
+        self.step_attempts = Counter(
+            "cb_step_attempts_total", "Step attempts by step type and outcome.", ["step_type", "outcome"], registry=r
+        )
+        self.retries = Counter("cb_retries_total", "Step retries scheduled.", ["step_type", "code"], registry=r)
+        self.dlq_size = Gauge("cb_dlq_open", "Open dead-letter entries.", registry=r)
+        self.limiter_wait = Histogram(
+            "cb_rate_limiter_wait_seconds", "Time calls waited for their rate-limit slot.", ["destination"],
+            buckets=(0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r,
+        )
+        self.breaker_state = Gauge(
+            "cb_circuit_breaker_open", "1 when the destination's breaker is open, 0.5 half-open, 0 closed.",
+            ["destination"], registry=r,
+        )
+        self.worker_heartbeat_age = Gauge(
+            "cb_worker_heartbeat_age_seconds", "Seconds since this worker last renewed its lease.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Sandbox peer: clarity_sim."""

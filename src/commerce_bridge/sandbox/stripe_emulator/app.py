@@ -1,0 +1,364 @@
+"""The emulator's ASGI app: routing, auth, rate limits, fault injection, idempotency, errors, lifespan."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from . import control
+from .errors import StripeApiError, invalid_request
+from .forms import parse_form
+from .ids import request_id
+from .resources import (
+    Handler,
+    Route,
+    balance,
+    billing,
+    charges,
+    core,
+    disputes,
+    payment_intents,
+    payment_methods,
+)
+from .resources.core import expand_list
+from .state import API_VERSION, Config, Emulator
+from .store import Store
+from .webhooks import ROUTES as WEBHOOK_ROUTES
+from .webhooks import Dispatcher
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_MAX_KEYS = 200_000
+
+
+class Router:
+    """Matches ``METHOD /v1/a/{id}/b`` templates by segment count, exact segments first."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.exact: dict[tuple[str, str], Handler] = {}
+        self.templated: dict[tuple[str, int], list[tuple[list[str], Handler]]] = {}
+        for method, path, handler in routes:
+            if "{" not in path:
+                self.exact[(method, path)] = handler
+            else:
+                segs = path.strip("/").split("/")
+                self.templated.setdefault((method, len(segs)), []).append((segs, handler))
+
+    def match(self, method: str, path: str) -> tuple[Handler, list[str]] | None:
+        h = self.exact.get((method, path))
+        if h is not None:
+            return h, []
+        segs = path.strip("/").split("/")
+        for tmpl, handler in self.templated.get((method, len(segs)), ()):
+            args = []
+            for t, s in zip(tmpl, segs, strict=True):
+                if t[0] == "{":
+                    args.append(s)
+                elif t != s:
+                    break
+            else:
+                return handler, args
+        return None
+
+    def path_exists(self, path: str) -> bool:
+        return any(self.match(m, path) for m in ("GET", "POST", "DELETE"))
+
+
+class Fault:
+    def __init__(self, kind: str, count: int, should_retry: bool | None, path: str | None, method: str | None) -> None:
+        if kind not in ("rate_limit", "lock_timeout", "server_error"):
+            raise invalid_request(f"Unknown fault kind: {kind}")
+        self.kind = kind
+        self.remaining = count
+        self.should_retry = should_retry
+        self.path = path
+        self.method = method
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "remaining": self.remaining, "should_retry": self.should_retry,
+                "path": self.path, "method": self.method}
+
+    def error(self) -> StripeApiError:
+        headers = {}
+        if self.should_retry is not None:
+            headers["Stripe-Should-Retry"] = "true" if self.should_retry else "false"
+        if self.kind == "server_error":
+            return StripeApiError(500, "api_error", "An unknown error occurred (injected by the sandbox).",
+                                  headers=headers, store_idempotent=False)
+        if self.kind == "lock_timeout":
+            return StripeApiError(
+                429, "invalid_request_error",
+                "This object cannot be accessed right now because another API request or Stripe process is "
+                "currently accessing it. If you see this error intermittently, retry the request.",
+                code="lock_timeout", headers=headers, store_idempotent=False)
+        headers["Stripe-Rate-Limited-Reason"] = "global-rate"
+        return StripeApiError(429, "invalid_request_error", "Request rate limit exceeded. (injected by the sandbox)",
+                              code="rate_limit", headers=headers, store_idempotent=False)
+
+
+class StripeEmulatorApp:
+    """ASGI callable; see :func:`build_app`."""
+
+    def __init__(self, emu: Emulator, dispatcher: Dispatcher, startup_endpoint: dict[str, Any] | None) -> None:
+        self.emu = emu
+        self.dispatcher = dispatcher
+        self.router = Router(
+            [
+                *core.ROUTES,
+                *payment_methods.ROUTES,
+                *payment_intents.ROUTES,
+                *charges.ROUTES,
+                *balance.ROUTES,
+                *disputes.ROUTES,
+                *billing.ROUTES,
+                *WEBHOOK_ROUTES,
+            ]
+        )
+        self.control = Router(control.ROUTES)
+        self.faults: list[Fault] = []
+        self.idempotency: OrderedDict[str, tuple[float, str, Any, int, bytes]] = OrderedDict()
+        self.startup_endpoint = startup_endpoint
+        self._window = 0
+        self._window_count = 0
+        if startup_endpoint:
+            self.register_startup_endpoint()
+
+    def register_startup_endpoint(self) -> None:
+        assert self.startup_endpoint is not None
+        from .webhooks import create_endpoint
+
+        ep = self.startup_endpoint
+        for wid in self.emu.store.index("webhook_endpoint").ids:
+            if self.emu.store.objects[wid]["url"] == ep["url"]:
+                return
+        create_endpoint(self.emu, {"url": ep["url"], "enabled_events": ["*"], "secret": ep.get("secret"),
+                                   "description": "registered at start-up"})
+
+    def reset(self) -> None:
+        self.emu.store.clear()
+        self.emu.store.set_meta("clock_offset", 0)
+        self.emu._last_now = 0
+        for attr in ("_pending_heap", "_unpaid"):
+            if hasattr(self.emu, attr):
+                delattr(self.emu, attr)
+        self.idempotency.clear()
+        self.faults.clear()
+        self.dispatcher.attempts.clear()
+        self.dispatcher.endpoints_changed()
+        if self.startup_endpoint:
+            self.register_startup_endpoint()
+
+    # -- ASGI ---------------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        status, headers, payload = await self.handle(scope, body)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await self.dispatcher.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.dispatcher.stop()
+                self.emu.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        rid = request_id()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        extra_headers: dict[str, str] = {}
+        try:
+            if path.startswith("/_sandbox/"):
+                status, result = await control.dispatch(self, method, path, scope, body)
+                return self._respond(status, orjson.dumps(result), rid, extra_headers)
+            hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            self._authenticate(hdrs.get("authorization"))
+            self._rate_limit()
+            self._inject_fault(method, path)
+            qs = scope.get("query_string", b"")
+            params = parse_form(qs) if qs else {}
+            if body:
+                params.update(parse_form(body))
+            matched = self.router.match(method, path)
+            if matched is None:
+                if self.router.path_exists(path):
+                    raise invalid_request(f"Unrecognized request URL ({method}: {path}).", status=405)
+                raise invalid_request(
+                    f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help "
+                    "at https://support.stripe.com/.",
+                    status=404,
+                )
+            handler, args = matched
+            ikey = hdrs.get("idempotency-key") if method == "POST" else None
+            if ikey:
+                extra_headers["Idempotency-Key"] = ikey
+                saved = self._idempotent_lookup(ikey, method, path, params)
+                if saved is not None:
+                    extra_headers["Idempotent-Replayed"] = "true"
+                    return self._respond(saved[0], saved[1], rid, extra_headers)
+            self.emu.ctx.request_id = rid
+            self.emu.ctx.idempotency_key = ikey
+            try:
+                result = handler(self.emu, params, *args)
+                payload = orjson.dumps(self.emu.render(result, expand_list(params)))
+                status = 200
+            except StripeApiError as exc:
+                if not exc.store_idempotent or not ikey:
+                    raise
+                status = exc.status
+                payload = orjson.dumps(exc.body(rid))
+                extra_headers.update(exc.headers)
+            finally:
+                self.emu.ctx.request_id = None
+                self.emu.ctx.idempotency_key = None
+            if ikey:
+                self._idempotent_save(ikey, method, path, params, status, payload)
+            return self._respond(status, payload, rid, extra_headers)
+        except StripeApiError as exc:
+            extra_headers.update(exc.headers)
+            return self._respond(exc.status, orjson.dumps(exc.body(rid)), rid, extra_headers)
+        except Exception as exc:  # a bug in the emulator: answer like Stripe's api_error
+            traceback.print_exc()
+            err = StripeApiError(500, "api_error", f"Sandbox internal error: {type(exc).__name__}: {exc}")
+            return self._respond(500, orjson.dumps(err.body(rid)), rid, extra_headers)
+
+    @staticmethod
+    def _respond(status: int, payload: bytes, rid: str, extra: dict[str, str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"request-id", rid.encode()),
+            (b"stripe-version", API_VERSION.encode()),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        for k, v in extra.items():
+            headers.append((k.lower().encode(), v.encode()))
+        return status, headers, payload
+
+    # -- request gates ------------------------------------------------------------------------------
+    @staticmethod
+    def _authenticate(auth: str | None) -> None:
+        if not auth:
+            raise StripeApiError(
+                401, "invalid_request_error",
+                "You did not provide an API key. You need to provide your API key in the Authorization header, "
+                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').", store_idempotent=False)
+        key = auth[7:] if auth.lower().startswith("bearer ") else ""
+        if auth.lower().startswith("basic "):
+            import base64
+
+            key = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+        if not key.startswith(("sk_test_", "rk_test_")):
+            raise StripeApiError(401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}****",
+                                 code="api_key_invalid", store_idempotent=False)
+
+    def _rate_limit(self) -> None:
+        limit = self.emu.config.rate_limit_per_s
+        if not limit:
+            return
+        sec = int(time.monotonic())
+        if sec != self._window:
+            self._window = sec
+            self._window_count = 0
+        self._window_count += 1
+        if self._window_count > limit:
+            raise StripeApiError(
+                429, "invalid_request_error",
+                "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+                code="rate_limit", headers={"Stripe-Rate-Limited-Reason": "global-rate"}, store_idempotent=False)
+
+    def _inject_fault(self, method: str, path: str) -> None:
+        for f in self.faults:
+            if f.remaining <= 0:
+                continue
+            if f.method and f.method != method:
+                continue
+            if f.path and not path.startswith(f.path):
+                continue
+            f.remaining -= 1
+            err = f.error()
+            self.faults = [x for x in self.faults if x.remaining > 0]
+            raise err
+
+    def _idempotent_lookup(self, key: str, method: str, path: str, params: dict[str, Any]) -> tuple[int, bytes] | None:
+        if len(key) > 255:
+            raise invalid_request("Idempotency-Key must be at most 255 characters long.")
+        saved = self.idempotency.get(key)
+        if saved is None:
+            return None
+        at, sig, sparams, status, payload = saved
+        if time.time() - at > IDEMPOTENCY_TTL_S:
+            del self.idempotency[key]
+            return None
+        if sig != f"{method} {path}" or sparams != params:
+            raise StripeApiError(
+                400, "idempotency_error",
+                f"Keys for idempotent requests can only be used with the same parameters they were first used with. "
+                f"Try using a key other than '{key}' if you meant to execute a different request.",
+                store_idempotent=False)
+        return status, payload
+
+    def _idempotent_save(self, key: str, method: str, path: str, params: dict[str, Any], status: int, payload: bytes) -> None:
+        self.idempotency[key] = (time.time(), f"{method} {path}", params, status, payload)
+        while len(self.idempotency) > IDEMPOTENCY_MAX_KEYS:
+            self.idempotency.popitem(last=False)
+
+
+def build_app(
+    *,
+    state_file: str | None = None,
+    fee_percent_bp: int = 290,
+    fee_fixed_minor: int = 30,
+    rate_limit_per_s: int | None = None,
+    **opts: Any,
+) -> StripeEmulatorApp:
+    """The Stripe emulator as an ASGI app.
+
+    Parameters
+    ----------
+    state_file:
+        SQLite file to persist objects to (write-behind, every 0.2 s); ``None`` keeps state in memory only.
+    fee_percent_bp, fee_fixed_minor:
+        Processing fee per charge: ``round_half_up(amount * bp / 10000) + fixed`` (default 2.9 % + 30).
+    rate_limit_per_s:
+        Global requests per second before answering 429 ``rate_limit`` (Stripe: 100 live, 25 test); off if ``None``.
+    opts:
+        ``webhook_url`` / ``webhook_secret`` (register an endpoint for all events), ``dispute_fee_minor``,
+        ``payout_delay_days``, ``auto_payouts``, ``webhook_retry_schedule_s``.
+    """
+    config = Config(fee_percent_bp=fee_percent_bp, fee_fixed_minor=fee_fixed_minor, rate_limit_per_s=rate_limit_per_s)
+    for k in ("dispute_fee_minor", "payout_delay_days", "auto_payouts"):
+        if k in opts:
+            setattr(config, k, opts.pop(k))
+    store = Store(state_file)
+    emu = Emulator(store, config)
+    dispatcher = Dispatcher(emu)
+    if "webhook_retry_schedule_s" in opts:
+        dispatcher.options.retry_schedule_s = list(opts.pop("webhook_retry_schedule_s"))
+    startup = None
+    if opts.get("webhook_url"):
+        startup = {"url": opts.pop("webhook_url"), "secret": opts.pop("webhook_secret", None)}
+    config.opts = opts
+    return StripeEmulatorApp(emu, dispatcher, startup)

@@ -1,0 +1,149 @@
+"""The ``/_sandbox/...`` control API: reset, faults, rate limit, webhook options and deliveries, 3-D Secure,
+clocks, payouts, disputes, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+from .errors import invalid_request, not_found
+from .resources import Route, balance, billing, disputes, payment_intents
+from .webhooks import create_endpoint
+
+if TYPE_CHECKING:
+    from .app import StripeEmulatorApp
+
+
+def _advance_account_clock(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
+    emu = app.emu
+    now = emu.now()
+    if "to" in body:
+        delta = int(body["to"]) - now
+    else:
+        delta = int(body.get("seconds", 0)) + 86400 * int(body.get("days", 0))
+    if delta < 0:
+        raise invalid_request("The clock only moves forward.")
+    emu.store.set_meta("clock_offset", emu.clock_offset + delta)
+    return run_account_jobs(app)
+
+
+def run_account_jobs(app: StripeEmulatorApp, force_payout: bool = False) -> dict[str, Any]:
+    emu = app.emu
+    moved = balance.settle(emu)
+    payouts = []
+    if emu.config.auto_payouts or force_payout:
+        payouts = [p["id"] for p in balance.run_automatic_payouts(emu)]
+    balance.advance_payouts(emu)
+    return {"now": emu.now(), "clock_offset": emu.clock_offset, "settled": moved, "payouts_created": payouts}
+
+
+def _faults_add(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
+    from .app import Fault
+
+    f = Fault(str(body.get("kind", "rate_limit")), int(body.get("count", 1)), body.get("should_retry"),
+              body.get("path"), body.get("method"))
+    app.faults.append(f)
+    return {"faults": [x.as_dict() for x in app.faults]}
+
+
+def _deliveries(app: StripeEmulatorApp, q: dict[str, str]) -> dict[str, Any]:
+    out = list(app.dispatcher.attempts)
+    if q.get("event"):
+        out = [a for a in out if a["event"] == q["event"]]
+    if q.get("endpoint"):
+        out = [a for a in out if a["endpoint"] == q["endpoint"]]
+    if q.get("type"):
+        out = [a for a in out if a["type"] == q["type"]]
+    limit = int(q.get("limit", 1000))
+    return {"object": "list", "data": out[-limit:], "count": len(out)}
+
+
+def _prefill(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
+    """Create ``payment_intents`` succeeded PaymentIntents (with charge, txn, events) without HTTP."""
+    n = int(body.get("payment_intents", 0))
+    emu = app.emu
+    for i in range(n):
+        payment_intents.create_payment_intent(
+            emu, {"amount": str(1000 + i % 5000), "currency": "usd", "payment_method": "pm_card_visa", "confirm": "true",
+                  "metadata": {"order_id": f"prefill-{i}"}})
+    return {"objects": emu.store.count()}
+
+
+async def dispatch(app: StripeEmulatorApp, method: str, path: str, scope: dict[str, Any], raw: bytes) -> tuple[int, Any]:
+    body: dict[str, Any] = {}
+    if raw:
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise invalid_request("The control API takes a JSON body.") from None
+    q = dict(parse_qsl(scope.get("query_string", b"").decode()))
+    emu = app.emu
+    segs = path.strip("/").split("/")[1:]
+    key = (method, "/".join(s if not s.startswith(("pi_", "dp_", "clock_")) else "{id}" for s in segs))
+    ids = [s for s in segs if s.startswith(("pi_", "dp_", "clock_"))]
+    match key:
+        case ("GET", "health"):
+            return 200, {"ok": True, "objects": emu.store.count(), "now": emu.now()}
+        case ("DELETE", "data"):
+            app.reset()
+            return 200, {"deleted": True}
+        case ("GET", "faults"):
+            return 200, {"faults": [x.as_dict() for x in app.faults]}
+        case ("POST", "faults"):
+            return 200, _faults_add(app, body)
+        case ("DELETE", "faults"):
+            app.faults.clear()
+            return 200, {"faults": []}
+        case ("POST", "rate_limit"):
+            emu.config.rate_limit_per_s = body.get("per_s")
+            return 200, {"per_s": emu.config.rate_limit_per_s}
+        case ("GET", "webhooks/options"):
+            return 200, app.dispatcher.options.as_dict()
+        case ("POST", "webhooks/options"):
+            app.dispatcher.set_options(body)
+            return 200, app.dispatcher.options.as_dict()
+        case ("POST", "webhooks/endpoints"):
+            ep = create_endpoint(emu, {"url": body.get("url"), "enabled_events": body.get("enabled_events") or ["*"],
+                                       "secret": body.get("secret"), "description": body.get("description")})
+            return 200, ep
+        case ("POST", "webhooks/drain"):
+            return 200, {"drained": await app.dispatcher.drain(float(body.get("timeout", 10)))}
+        case ("GET", "deliveries"):
+            return 200, _deliveries(app, q)
+        case ("POST", "payment_intents/{id}/3ds"):
+            outcome = body.get("outcome", "succeed" if body.get("success", True) else "fail")
+            if outcome not in ("succeed", "fail"):
+                raise invalid_request("outcome must be 'succeed' or 'fail'")
+            return 200, payment_intents.authenticate(emu, ids[0], outcome == "succeed")
+        case ("GET", "clock"):
+            return 200, {"now": emu.now(), "clock_offset": emu.clock_offset}
+        case ("POST", "clock/advance"):
+            return 200, _advance_account_clock(app, body)
+        case ("POST", "payouts/run"):
+            return 200, run_account_jobs(app, force_payout=True)
+        case ("POST", "disputes/{id}/resolve"):
+            return 200, disputes.resolve(emu, ids[0], body.get("outcome", "won") == "won")
+        case ("POST", "test_clocks/{id}/advance"):
+            return 200, billing.advance_clock(emu, {"frozen_time": str(body.get("frozen_time"))}, ids[0])
+        case ("GET", "config"):
+            c = emu.config
+            return 200, {"fee_percent_bp": c.fee_percent_bp, "fee_fixed_minor": c.fee_fixed_minor,
+                         "dispute_fee_minor": c.dispute_fee_minor, "payout_delay_days": c.payout_delay_days,
+                         "auto_payouts": c.auto_payouts, "rate_limit_per_s": c.rate_limit_per_s}
+        case ("POST", "config"):
+            for k in ("fee_percent_bp", "fee_fixed_minor", "dispute_fee_minor", "payout_delay_days", "auto_payouts",
+                      "rate_limit_per_s"):
+                if k in body:
+                    setattr(emu.config, k, body[k])
+            return await dispatch(app, "GET", "/_sandbox/config", scope, b"")
+        case ("POST", "prefill"):
+            return 200, _prefill(app, body)
+        case ("POST", "flush"):
+            emu.store.flush()
+            return 200, {"flushed": True}
+    raise not_found("sandbox route", f"{method} {path}", "path")
+
+
+ROUTES: list[Route] = []

@@ -1,0 +1,354 @@
+"""PaymentIntents: create/confirm (declines, Radar, 3-D Secure), capture (full/partial), cancel, list, search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StripeApiError, invalid_request, state_error
+from ..forms import Params, as_bool, as_int, as_str, metadata_update
+from ..ids import new_id, secret
+from ..state import Emulator
+from ..store import Obj
+from . import Route, balance
+from .charges import new_charge
+from .core import search_results
+from .payment_methods import card_of, create_from_data, resolve
+
+CANCELABLE = {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
+CANCEL_REASONS = {"abandoned", "duplicate", "fraudulent", "requested_by_customer"}
+
+
+def _pi_fields(emu: Emulator, p: Params, pi: Obj | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "amount" in p:
+        amount = as_int(p, "amount")
+        if amount is None or amount < 1 or amount > 99999999:
+            raise invalid_request("Invalid positive integer", param="amount")
+        out["amount"] = amount
+    if "currency" in p:
+        out["currency"] = (as_str(p, "currency") or "").lower()
+    if "customer" in p:
+        cus = as_str(p, "customer")
+        if cus:
+            emu.get("customer", cus, "customer")
+        out["customer"] = cus
+    for k in ("description", "receipt_email", "statement_descriptor", "statement_descriptor_suffix", "transfer_group"):
+        if k in p:
+            out[k] = as_str(p, k)
+    if "setup_future_usage" in p:
+        out["setup_future_usage"] = as_str(p, "setup_future_usage")
+    if "metadata" in p:
+        out["metadata"] = metadata_update(pi["metadata"] if pi else {}, p["metadata"])
+    if "shipping" in p:
+        out["shipping"] = p["shipping"] if isinstance(p["shipping"], dict) else None
+    if "capture_method" in p:
+        cm = as_str(p, "capture_method")
+        if cm not in ("automatic", "automatic_async", "manual"):
+            raise invalid_request("Invalid capture_method", param="capture_method")
+        out["capture_method"] = cm
+    return out
+
+
+def create_payment_intent(emu: Emulator, p: Params) -> Obj:
+    amount = as_int(p, "amount", required=True)
+    currency = as_str(p, "currency", required=True)
+    assert amount is not None and currency is not None
+    pid = new_id("pi")
+    apm = p.get("automatic_payment_methods")
+    pi: Obj = {
+        "id": pid,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": 0,
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": {"allow_redirects": "always", "enabled": True}
+        if not isinstance(apm, dict) or as_bool(apm, "enabled", True)
+        else None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic_async",
+        "client_secret": f"{pid}_secret_{secret(25)}",
+        "confirmation_method": as_str(p, "confirmation_method", "automatic"),
+        "created": emu.now(),
+        "currency": currency.lower(),
+        "customer": None,
+        "customer_account": None,
+        "description": None,
+        "excluded_payment_method_types": None,
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "managed_payments": None,
+        "metadata": {},
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": None,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {"installments": None, "mandate_options": None, "network": None, "request_three_d_secure": "automatic"}
+        },
+        "payment_method_types": p.get("payment_method_types") or ["card"],
+        "processing": None,
+        "receipt_email": None,
+        "review": None,
+        "setup_future_usage": None,
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "requires_payment_method",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+    pi.update(_pi_fields(emu, p, None))
+    _set_payment_method(emu, pi, p)
+    idx = (f"payment_intent:customer:{pi['customer']}",) if pi["customer"] else ()
+    emu.add("payment_intent", pi, idx)
+    emu.emit("payment_intent.created", pi)
+    if as_bool(p, "confirm"):
+        _confirm(emu, pi, p)
+    return pi
+
+
+def _set_payment_method(emu: Emulator, pi: Obj, p: Params) -> None:
+    if p.get("payment_method"):
+        pm = resolve(emu, p["payment_method"])
+    elif "payment_method_data" in p:
+        pm = create_from_data(emu, p["payment_method_data"], "payment_method_data")
+    else:
+        return
+    pi["payment_method"] = pm["id"]
+    if pi["status"] == "requires_payment_method":
+        pi["status"] = "requires_confirmation"
+
+
+def _confirm(emu: Emulator, pi: Obj, p: Params) -> None:
+    if pi["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
+        raise state_error(
+            f"You cannot confirm this PaymentIntent because it has a status of {pi['status']}.",
+        )
+    if not pi["payment_method"]:
+        raise state_error(
+            "You cannot confirm this PaymentIntent because it's missing a payment method.", param="payment_method"
+        )
+    pm = emu.get("payment_method", pi["payment_method"], "payment_method", "PaymentMethod")
+    card = card_of(emu, pm)
+    internal = emu.store.intern(pi["id"])
+    if card.three_ds_required and not internal.get("3ds_passed"):
+        if as_bool(p, "off_session"):
+            _fail(emu, pi, pm, "authentication_required", "authentication_required",
+                  "Your card was declined. This transaction requires authentication.")
+        prev = emu.changed(pi, {
+            "status": "requires_action",
+            "last_payment_error": None,
+            "next_action": {
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {
+                    "type": "three_d_secure_redirect",
+                    "stripe_js": f"/_sandbox/payment_intents/{pi['id']}/3ds",
+                    "source": new_id("src"),
+                },
+            },
+        })
+        emu.store.touch(pi["id"])
+        emu.emit("payment_intent.requires_action", pi, prev)
+        return
+    charge_pi(emu, pi, pm, three_ds=bool(internal.get("3ds_passed")))
+
+
+def charge_pi(emu: Emulator, pi: Obj, pm: Obj, *, three_ds: bool = False) -> Obj:
+    """Attempt the charge of a confirmed PaymentIntent; raises the card error on a decline."""
+    card = card_of(emu, pm)
+    charge = new_charge(emu, pi, pm, card, three_ds=three_ds)
+    if card.decline is not None:
+        pi["latest_charge"] = charge["id"]
+        emu.emit("charge.failed", charge)
+        d = card.decline
+        _fail(emu, pi, pm, d.code, d.decline_code, d.message, charge=charge)
+    manual = pi["capture_method"] == "manual"
+    updates: dict[str, Any] = {"latest_charge": charge["id"], "last_payment_error": None, "next_action": None}
+    if manual:
+        updates.update(status="requires_capture", amount_capturable=pi["amount"])
+    else:
+        charge["captured"] = True
+        charge["amount_captured"] = pi["amount"]
+        balance.charge_txn(emu, charge, pi["amount"], immediate=card.bypass_pending)
+        updates.update(status="succeeded", amount_received=pi["amount"])
+    prev = emu.changed(pi, updates)
+    emu.store.touch(pi["id"])
+    emu.emit("charge.succeeded", charge)
+    emu.emit("payment_intent.amount_capturable_updated" if manual else "payment_intent.succeeded", pi, prev)
+    if card.dispute_reason and not manual:
+        from .disputes import open_dispute
+
+        open_dispute(emu, charge, card.dispute_reason, inquiry=card.dispute_inquiry)
+    return charge
+
+
+def _fail(
+    emu: Emulator, pi: Obj, pm: Obj, code: str, decline_code: str, message: str, charge: Obj | None = None
+) -> None:
+    err: dict[str, Any] = {
+        "type": "card_error",
+        "code": code,
+        "decline_code": decline_code,
+        "message": message,
+        "doc_url": "https://stripe.com/docs/error-codes/" + code.replace("_", "-"),
+        "payment_method": pm,
+    }
+    if charge is not None:
+        err["charge"] = charge["id"]
+        if charge["outcome"]["advice_code"]:
+            err["advice_code"] = charge["outcome"]["advice_code"]
+    prev = emu.changed(pi, {"status": "requires_payment_method", "last_payment_error": err, "next_action": None,
+                            "payment_method": None})
+    emu.store.touch(pi["id"])
+    emu.emit("payment_intent.payment_failed", pi, prev)
+    extra = {"payment_intent": pi, "payment_method": pm}
+    if charge is not None:
+        extra["charge"] = charge["id"]
+        if charge["outcome"]["advice_code"]:
+            extra["advice_code"] = charge["outcome"]["advice_code"]
+    raise StripeApiError(402, "card_error", message, code=code, decline_code=decline_code, extra=extra)
+
+
+def confirm_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
+    pi = emu.get("payment_intent", pid, label="payment_intent")
+    up = _pi_fields(emu, {k: v for k, v in p.items() if k in ("receipt_email", "shipping", "setup_future_usage")}, pi)
+    emu.changed(pi, up)
+    if p.get("payment_method") or "payment_method_data" in p:
+        if pi["status"] == "requires_action":
+            pi["status"] = "requires_confirmation"
+            emu.store.intern(pid).pop("3ds_passed", None)
+        _set_payment_method(emu, pi, p)
+    _confirm(emu, pi, p)
+    return pi
+
+
+def update_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
+    pi = emu.get("payment_intent", pid, label="payment_intent")
+    if pi["status"] in ("succeeded", "canceled", "processing"):
+        raise state_error(f"This PaymentIntent's amount could not be updated because it has a status of {pi['status']}.")
+    up = _pi_fields(emu, p, pi)
+    if up.get("customer"):
+        emu.store.add_to_index(pid, f"payment_intent:customer:{up['customer']}")
+    if p.get("payment_method") or "payment_method_data" in p:
+        before = pi["payment_method"]
+        _set_payment_method(emu, pi, p)
+        if before != pi["payment_method"]:
+            up["payment_method"] = pi["payment_method"]
+            pi["payment_method"] = before
+    emu.update("payment_intent.updated" if up else None, pi, up)
+    return pi
+
+
+def capture_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
+    pi = emu.get("payment_intent", pid, label="payment_intent")
+    if pi["status"] != "requires_capture":
+        raise state_error(
+            f"This PaymentIntent could not be captured because it has a status of {pi['status']}. "
+            "Only a PaymentIntent with one of the following statuses may be captured: requires_capture."
+        )
+    amount = as_int(p, "amount_to_capture", pi["amount_capturable"])
+    assert amount is not None
+    if amount < 1 or amount > pi["amount_capturable"]:
+        raise invalid_request(
+            "The amount to capture must be a positive integer not greater than the amount capturable "
+            f"({pi['amount_capturable']}).",
+            param="amount_to_capture",
+        )
+    if "metadata" in p:
+        pi["metadata"] = metadata_update(pi["metadata"], p["metadata"])
+    charge = emu.get("charge", pi["latest_charge"])
+    cprev = emu.changed(charge, {"captured": True, "amount_captured": amount})
+    balance.charge_txn(emu, charge, pi["amount"], captured=amount)
+    emu.store.touch(charge["id"])
+    prev = emu.changed(pi, {"status": "succeeded", "amount_received": amount, "amount_capturable": 0})
+    emu.store.touch(pid)
+    emu.emit("charge.captured", charge, cprev)
+    emu.emit("payment_intent.succeeded", pi, prev)
+    card = card_of(emu, emu.get("payment_method", charge["payment_method"]))
+    if card.dispute_reason:
+        from .disputes import open_dispute
+
+        open_dispute(emu, charge, card.dispute_reason, inquiry=card.dispute_inquiry)
+    return pi
+
+
+def cancel_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
+    pi = emu.get("payment_intent", pid, label="payment_intent")
+    if pi["status"] not in CANCELABLE:
+        raise state_error(
+            f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}. Only a PaymentIntent "
+            "with one of the following statuses may be canceled: requires_payment_method, requires_capture, "
+            "requires_confirmation, requires_action, processing."
+        )
+    reason = as_str(p, "cancellation_reason")
+    if reason is not None and reason not in CANCEL_REASONS:
+        raise invalid_request(f"Invalid cancellation_reason: {reason}", param="cancellation_reason")
+    if pi["status"] == "requires_capture" and pi["latest_charge"]:
+        charge = emu.get("charge", pi["latest_charge"])
+        cprev = emu.changed(charge, {"amount_refunded": charge["amount"], "refunded": True})
+        emu.store.touch(charge["id"])
+        emu.emit("charge.refunded", charge, cprev)
+    prev = emu.changed(pi, {"status": "canceled", "cancellation_reason": reason, "canceled_at": emu.now(),
+                            "amount_capturable": 0, "next_action": None})
+    emu.store.touch(pid)
+    emu.emit("payment_intent.canceled", pi, prev)
+    return pi
+
+
+def authenticate(emu: Emulator, pid: str, success: bool) -> Obj:
+    """Complete (``success``) or fail the 3-D Secure challenge of a PaymentIntent in ``requires_action``."""
+    pi = emu.get("payment_intent", pid, label="payment_intent")
+    if pi["status"] != "requires_action":
+        raise state_error(f"PaymentIntent {pid} is not awaiting authentication (status {pi['status']}).")
+    pm = emu.get("payment_method", pi["payment_method"], "payment_method", "PaymentMethod")
+    if not success:
+        err = {
+            "type": "invalid_request_error",
+            "code": "payment_intent_authentication_failure",
+            "message": "The provided PaymentMethod has failed authentication. You can provide payment_method_data "
+            "or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
+            "doc_url": "https://stripe.com/docs/error-codes/payment-intent-authentication-failure",
+            "payment_method": pm,
+        }
+        prev = emu.changed(pi, {"status": "requires_payment_method", "last_payment_error": err, "next_action": None,
+                                "payment_method": None})
+        emu.store.touch(pid)
+        emu.emit("payment_intent.payment_failed", pi, prev)
+        return pi
+    emu.store.intern(pid)["3ds_passed"] = True
+    try:
+        charge_pi(emu, pi, pm, three_ds=True)
+    except StripeApiError:
+        pass  # the decline is recorded on the PaymentIntent (last_payment_error)
+    return pi
+
+
+def list_payment_intents(emu: Emulator, p: Params) -> Obj:
+    cus = as_str(p, "customer")
+    if cus:
+        return emu.list_page(f"payment_intent:customer:{cus}", p, "/v1/payment_intents")
+    return emu.list_page("payment_intent", p, "/v1/payment_intents")
+
+
+def search_payment_intents(emu: Emulator, p: Params) -> Obj:
+    return search_results(
+        emu, "payment_intent", p, "/v1/payment_intents/search", ("status", "customer", "amount", "currency")
+    )
+
+
+ROUTES: list[Route] = [
+    ("POST", "/v1/payment_intents", create_payment_intent),
+    ("GET", "/v1/payment_intents", list_payment_intents),
+    ("GET", "/v1/payment_intents/search", search_payment_intents),
+    ("GET", "/v1/payment_intents/{id}", lambda emu, p, i: emu.get("payment_intent", i, label="payment_intent")),
+    ("POST", "/v1/payment_intents/{id}", update_payment_intent),
+    ("POST", "/v1/payment_intents/{id}/confirm", confirm_payment_intent),
+    ("POST", "/v1/payment_intents/{id}/capture", capture_payment_intent),
+    ("POST", "/v1/payment_intents/{id}/cancel", cancel_payment_intent),
+]

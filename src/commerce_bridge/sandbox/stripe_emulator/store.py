@@ -1,0 +1,291 @@
+"""The emulator's in-memory object store: objects by id, sorted list indexes, optional SQLite write-behind."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+Obj = dict[str, Any]
+Key = tuple[int, int]
+_INF = 1 << 62
+
+
+class SortedIndex:
+    """Ids ordered by ``(created, seq)``; appends are O(1), lookups and page cuts O(log n)."""
+
+    __slots__ = ("ids", "keys")
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.ids: list[str] = []
+
+    def add(self, key: Key, obj_id: str) -> None:
+        if not self.keys or key >= self.keys[-1]:
+            self.keys.append(key)
+            self.ids.append(obj_id)
+        else:
+            i = bisect_right(self.keys, key)
+            self.keys.insert(i, key)
+            self.ids.insert(i, obj_id)
+
+    def remove(self, key: Key, obj_id: str) -> None:
+        i = bisect_left(self.keys, key)
+        if i < len(self.keys) and self.ids[i] == obj_id:
+            del self.keys[i]
+            del self.ids[i]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def page(
+        self,
+        *,
+        limit: int,
+        starting_after: Key | None = None,
+        ending_before: Key | None = None,
+        created: dict[str, int] | None = None,
+        pred: Callable[[str], bool] | None = None,
+    ) -> tuple[list[str], bool]:
+        """Up to ``limit`` ids, newest first, and whether more exist in the paging direction."""
+        keys = self.keys
+        lo, hi = 0, len(keys)
+        if created:
+            if "gte" in created:
+                lo = max(lo, bisect_left(keys, (created["gte"], -1)))
+            if "gt" in created:
+                lo = max(lo, bisect_right(keys, (created["gt"], _INF)))
+            if "lte" in created:
+                hi = min(hi, bisect_right(keys, (created["lte"], _INF)))
+            if "lt" in created:
+                hi = min(hi, bisect_left(keys, (created["lt"], -1)))
+        out: list[str] = []
+        ids = self.ids
+        if ending_before is not None:
+            lo = max(lo, bisect_right(keys, ending_before))
+            i = lo
+            while i < hi and len(out) <= limit:
+                if pred is None or pred(ids[i]):
+                    out.append(ids[i])
+                i += 1
+            more = len(out) > limit
+            out = out[:limit]
+            out.reverse()
+            return out, more
+        if starting_after is not None:
+            hi = min(hi, bisect_left(keys, starting_after))
+        i = hi - 1
+        while i >= lo and len(out) <= limit:
+            if pred is None or pred(ids[i]):
+                out.append(ids[i])
+            i -= 1
+        return out[:limit], len(out) > limit
+
+
+class Store:
+    """All objects of one emulated account.
+
+    ``objects`` maps id to the Stripe-shaped dict; ``internal`` holds emulator-only state per id (card
+    behaviour, secrets); ``indexes`` are named :class:`SortedIndex` lists (``"payment_intent"``,
+    ``"payment_intent:customer:cus_…"``, …). With ``path`` set, changed objects are written to SQLite by a
+    background thread every ``flush_interval`` seconds, so requests never wait for the disk.
+    """
+
+    def __init__(self, path: str | None = None, flush_interval: float = 0.2) -> None:
+        self.objects: dict[str, Obj] = {}
+        self.internal: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, Key] = {}
+        self.kinds: dict[str, str] = {}
+        self.index_names: dict[str, list[str]] = {}
+        self.indexes: dict[str, SortedIndex] = {}
+        self.meta: dict[str, Any] = {}
+        self._seq = 0
+        self._path = path
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._meta_dirty = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flush_interval = flush_interval
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        if path:
+            self._db = sqlite3.connect(path, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, kind TEXT, created INTEGER, seq INTEGER,"
+                " idx TEXT, body BLOB, internal BLOB)"
+            )
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB)")
+            self._db.commit()
+            self._load()
+            self._thread = threading.Thread(target=self._flush_loop, name="stripe-emulator-store", daemon=True)
+            self._thread.start()
+
+    # -- objects -----------------------------------------------------------------------------------
+    def add(self, kind: str, obj: Obj, index_names: Iterable[str] = (), internal: dict[str, Any] | None = None) -> Obj:
+        obj_id = obj["id"]
+        self._seq += 1
+        key = (int(obj.get("created") or 0), self._seq)
+        self.objects[obj_id] = obj
+        self.keys[obj_id] = key
+        self.kinds[obj_id] = kind
+        names = [kind, *index_names]
+        self.index_names[obj_id] = names
+        for name in names:
+            idx = self.indexes.get(name)
+            if idx is None:
+                idx = self.indexes[name] = SortedIndex()
+            idx.add(key, obj_id)
+        if internal is not None:
+            self.internal[obj_id] = internal
+        self.touch(obj_id)
+        return obj
+
+    def add_to_index(self, obj_id: str, name: str) -> None:
+        names = self.index_names[obj_id]
+        if name in names:
+            return
+        names.append(name)
+        idx = self.indexes.get(name)
+        if idx is None:
+            idx = self.indexes[name] = SortedIndex()
+        idx.add(self.keys[obj_id], obj_id)
+        self.touch(obj_id)
+
+    def get(self, obj_id: str, kind: str | None = None) -> Obj | None:
+        obj = self.objects.get(obj_id)
+        if obj is None or (kind is not None and self.kinds.get(obj_id) != kind):
+            return None
+        return obj
+
+    def intern(self, obj_id: str) -> dict[str, Any]:
+        return self.internal.setdefault(obj_id, {})
+
+    def delete(self, obj_id: str) -> None:
+        if obj_id not in self.objects:
+            return
+        key = self.keys.pop(obj_id)
+        for name in self.index_names.pop(obj_id, []):
+            self.indexes[name].remove(key, obj_id)
+        del self.objects[obj_id]
+        self.kinds.pop(obj_id, None)
+        self.internal.pop(obj_id, None)
+        if self._db is not None:
+            with self._lock:
+                self._dirty.discard(obj_id)
+                self._deleted.add(obj_id)
+
+    def touch(self, obj_id: str) -> None:
+        """Mark an object changed (for persistence)."""
+        if self._db is not None:
+            with self._lock:
+                self._dirty.add(obj_id)
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.meta[key] = value
+        self._meta_dirty = True
+
+    def index(self, name: str) -> SortedIndex:
+        idx = self.indexes.get(name)
+        if idx is None:
+            idx = self.indexes[name] = SortedIndex()
+        return idx
+
+    def count(self) -> int:
+        return len(self.objects)
+
+    def clear(self) -> None:
+        self.objects.clear()
+        self.internal.clear()
+        self.keys.clear()
+        self.kinds.clear()
+        self.index_names.clear()
+        self.indexes.clear()
+        self.meta.clear()
+        if self._db is not None:
+            with self._lock:
+                self._dirty.clear()
+                self._deleted.clear()
+                self._db.execute("DELETE FROM objects")
+                self._db.execute("DELETE FROM meta")
+                self._db.commit()
+
+    # -- persistence -------------------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self._db is not None
+        rows = self._db.execute("SELECT id, kind, created, seq, idx, body, internal FROM objects ORDER BY seq")
+        for obj_id, kind, created, seq, idx, body, internal in rows:
+            self._seq = max(self._seq, seq)
+            key = (created, seq)
+            self.objects[obj_id] = orjson.loads(body)
+            self.keys[obj_id] = key
+            self.kinds[obj_id] = kind
+            names = orjson.loads(idx)
+            self.index_names[obj_id] = names
+            for name in names:
+                self.index(name).add(key, obj_id)
+            if internal:
+                self.internal[obj_id] = orjson.loads(internal)
+        for k, v in self._db.execute("SELECT k, v FROM meta"):
+            self.meta[k] = orjson.loads(v)
+
+    def flush(self) -> None:
+        """Write changed objects now (the background thread calls this periodically)."""
+        if self._db is None:
+            return
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            deleted, self._deleted = self._deleted, set()
+            rows = []
+            for obj_id in dirty:
+                obj = self.objects.get(obj_id)
+                if obj is None:
+                    continue
+                created, seq = self.keys[obj_id]
+                internal = self.internal.get(obj_id)
+                rows.append(
+                    (
+                        obj_id,
+                        self.kinds[obj_id],
+                        created,
+                        seq,
+                        orjson.dumps(self.index_names[obj_id]),
+                        orjson.dumps(obj),
+                        orjson.dumps(internal) if internal else None,
+                    )
+                )
+            meta = None
+            if self._meta_dirty:
+                self._meta_dirty = False
+                meta = [(k, orjson.dumps(v)) for k, v in list(self.meta.items())]
+            if rows:
+                self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", rows)
+            if deleted:
+                self._db.executemany("DELETE FROM objects WHERE id = ?", [(d,) for d in deleted])
+            if meta is not None:
+                self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", meta)
+            self._db.commit()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._flush_interval):
+            try:
+                self.flush()
+            except RuntimeError:  # a dict changed size while being copied; retry next tick
+                time.sleep(0)
+
+    def close(self) -> None:
+        if self._db is None:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.flush()
+        self._db.close()
+        self._db = None

@@ -1,0 +1,140 @@
+"""Ingest: verify a webhook, extract its id and type, and store it durably with group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from commerce_bridge.domain.delivery import Delivery
+from commerce_bridge.errors import StoreUnavailable, ValidationError
+from commerce_bridge.services.ports import Inbox
+from commerce_bridge.services.webhook_signature import SignatureScheme, verify
+
+MAX_EVENT_ID = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    event_id: str
+    is_new: bool
+
+
+def parse_event(source: str, body: bytes) -> tuple[str, str | None]:
+    """(event id, event type) of a verified body; ValidationError if it is not a JSON event."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(f"Body is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValidationError("Body must be a JSON object")
+    event_id = doc.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise ValidationError("Event has no 'id' (a non-empty string)")
+    if len(event_id) > MAX_EVENT_ID:
+        raise ValidationError(f"Event id is longer than {MAX_EVENT_ID} characters")
+    event_type = doc.get("type")
+    return event_id, event_type if isinstance(event_type, str) else None
+
+
+class GroupCommitter:
+    """Batches concurrent deliveries so that one durable commit serves many requests.
+
+    Requests queue up; one writer task takes everything waiting (up to ``max_batch``), commits it
+    in one transaction in a worker thread, and resolves each request. While a commit is in flight,
+    new requests gather for the next one, so batches grow with load and latency stays one commit.
+    """
+
+    def __init__(self, inbox: Inbox, *, max_batch: int = 256, max_wait_s: float = 0.0) -> None:
+        self._inbox = inbox
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.items = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def submit(self, delivery: Delivery) -> bool:
+        """Store ``delivery`` durably; True if new, False if a duplicate. Raises StoreUnavailable."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((delivery, fut))
+        if self._task is None:
+            self.start()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            if self._max_wait_s:
+                await asyncio.sleep(self._max_wait_s)
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+        try:
+            results = await asyncio.to_thread(self._inbox.record_batch, [d for d, _ in batch])
+        except StoreUnavailable as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        except Exception as exc:  # a bug: fail the requests loudly, keep the writer alive
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for (_, fut), is_new in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(is_new)
+
+
+class IngestService:
+    """Verify, parse and store one delivery (no business logic on this path)."""
+
+    def __init__(self, schemes: Mapping[str, SignatureScheme], committer: GroupCommitter,
+                 now: Callable[[], float]) -> None:
+        self._schemes = schemes
+        self._committer = committer
+        self._now = now
+
+    def knows(self, source: str) -> bool:
+        return source in self._schemes
+
+    def scheme(self, source: str) -> SignatureScheme:
+        return self._schemes[source]
+
+    async def receive(self, source: str, body: bytes, signature: str | None) -> IngestResult:
+        """Raises SignatureInvalid, ValidationError or StoreUnavailable; nothing is stored on error."""
+        verify(body, signature, self._schemes[source], self._now)
+        event_id, event_type = parse_event(source, body)
+        delivery = Delivery(source=source, event_id=event_id, event_type=event_type, body=body,
+                            received_at=datetime.now(UTC))
+        try:
+            is_new = await self._committer.submit(delivery)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"could not store the delivery: {type(exc).__name__}") from exc
+        return IngestResult(event_id=event_id, is_new=is_new)

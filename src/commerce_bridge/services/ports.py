@@ -1,0 +1,77 @@
+"""Ports: the interfaces the services and the engine need, implemented by store/ and connectors/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from commerce_bridge.domain.delivery import Delivery, RunStatus, StoredDelivery
+
+
+class Inbox(Protocol):
+    """Durable storage of verified deliveries."""
+
+    def record_batch(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Store all in one durable commit; True per delivery that was new."""
+        ...
+
+    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], None]) -> int:
+        """Hand undispatched deliveries to ``handler`` and mark them dispatched."""
+        ...
+
+    def backlog(self) -> int:
+        """Deliveries not dispatched yet."""
+        ...
+
+
+class Runs(Protocol):
+    """Our view of workflow runs."""
+
+    def create(self, rows: Sequence[dict[str, Any]]) -> None: ...
+
+    def set_status(self, run_id: str, status: RunStatus, *, engine_workflow_id: str | None = None,
+                   failed_step: str | None = None, error_code: str | None = None) -> None: ...
+
+    def get(self, run_id: str) -> dict[str, Any] | None: ...
+
+
+class DeadLetters(Protocol):
+    """Parked runs waiting for a person."""
+
+    def add(self, entry: dict[str, Any]) -> int: ...
+
+    def get(self, entry_id: int) -> dict[str, Any]: ...
+
+    def resolve(self, entry_id: int, status: str, resolution: str) -> dict[str, Any]: ...
+
+    def count_open(self) -> int: ...
+
+
+class AuditLog(Protocol):
+    """What the built-in core.audit workflow writes."""
+
+    def record(self, run_id: str, source: str, event_id: str, event_type: str | None) -> bool: ...
+
+
+class WorkerLeases(Protocol):
+    """Heartbeat leases of the workers."""
+
+    def register(self, executor_id: str, hostname: str, pid: int, lease_s: float) -> int: ...
+
+    def heartbeat(self, executor_id: str, epoch: int, lease_s: float) -> bool: ...
+
+    def stop(self, executor_id: str, epoch: int) -> None: ...
+
+    def expired(self, grace_s: float) -> list[str]: ...
+
+    def begin_takeover(self, dead: str, by: str, *, grace_s: float, force: bool = False) -> bool: ...
+
+    def finish_takeover(self, dead: str, recovered_runs: int) -> None: ...
+
+
+class RateLimiter(Protocol):
+    """A call-rate limit per destination shared by all workers."""
+
+    def reserve(self, destination: str, interval_s: float) -> float:
+        """Reserve the next call slot; seconds to wait before making the call."""
+        ...

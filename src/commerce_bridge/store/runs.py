@@ -1,0 +1,163 @@
+"""Runs, the dead-letter queue and the audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from commerce_bridge.domain.delivery import DeliveryStatus, RunStatus
+from commerce_bridge.errors import NotFound, ValidationError
+from commerce_bridge.store.db import translate_db_errors
+from commerce_bridge.store.inbox import insert_ignore
+from commerce_bridge.store.tables import audit_log, dead_letters, inbox, runs
+
+_DONE = {RunStatus.SUCCEEDED.value, RunStatus.DISCARDED.value}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlRuns:
+    """Workflow runs as the admin API and the events list see them (the engine keeps its own state)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert runs that do not exist yet (same run id twice is harmless)."""
+        if not rows:
+            return
+        now = _now()
+        params = [{**r, "status": RunStatus.QUEUED.value, "created_at": now, "updated_at": now} for r in rows]
+        stmt = insert_ignore(self._engine, runs).on_conflict_do_nothing(index_elements=["run_id"])
+        with translate_db_errors(), self._engine.begin() as conn:
+            conn.execute(stmt, params)
+
+    def set_status(self, run_id: str, status: RunStatus, *, engine_workflow_id: str | None = None,
+                   failed_step: str | None = None, error_code: str | None = None) -> None:
+        """Move a run to ``status`` and update its delivery's status (processed / failed)."""
+        values: dict[str, Any] = {"status": status.value, "updated_at": _now()}
+        if engine_workflow_id is not None:
+            values["engine_workflow_id"] = engine_workflow_id
+        if status in (RunStatus.PARKED,):
+            values.update(failed_step=failed_step, error_code=error_code)
+        elif status in (RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED):
+            values.update(failed_step=None, error_code=None)
+        with translate_db_errors(), self._engine.begin() as conn:
+            row = conn.execute(
+                update(runs).where(runs.c.run_id == run_id).values(**values).returning(runs.c.inbox_id)
+            ).first()
+            if row is not None:
+                _refresh_delivery_status(conn, row[0])
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        with translate_db_errors(), self._engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def counts_by_status(self) -> dict[str, int]:
+        with translate_db_errors(), self._engine.connect() as conn:
+            return {s: n for s, n in conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))}
+
+
+def _refresh_delivery_status(conn: Connection, inbox_id: int) -> None:
+    statuses = [s for (s,) in conn.execute(select(runs.c.status).where(runs.c.inbox_id == inbox_id))]
+    if not statuses:
+        return
+    if RunStatus.PARKED.value in statuses:
+        new, processed_at = DeliveryStatus.FAILED.value, None
+    elif all(s in _DONE for s in statuses):
+        new, processed_at = DeliveryStatus.PROCESSED.value, _now()
+    else:
+        new, processed_at = DeliveryStatus.DISPATCHED.value, None
+    conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(status=new, processed_at=processed_at))
+
+
+class SqlDeadLetters:
+    """Runs parked because a step failed for good: list, show, replay, discard."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, entry: dict[str, Any]) -> int:
+        values = {**entry, "status": "open", "created_at": _now()}
+        values["step_input"] = json.dumps(values.get("step_input"), default=str, sort_keys=True)
+        with translate_db_errors(), self._engine.begin() as conn:
+            # One open entry per run: a run stops at its first failed step.
+            existing = conn.execute(
+                select(dead_letters.c.id).where(dead_letters.c.run_id == entry["run_id"],
+                                                dead_letters.c.status == "open")
+            ).first()
+            if existing is not None:
+                return int(existing[0])
+            return int(conn.execute(dead_letters.insert().values(**values).returning(dead_letters.c.id)).scalar_one())
+
+    def list(self, *, status: str | None = "open", limit: int = 50) -> list[dict[str, Any]]:
+        stmt = select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(dead_letters.c.status == status)
+        with translate_db_errors(), self._engine.connect() as conn:
+            return [_dlq_row(r) for r in conn.execute(stmt).mappings()]
+
+    def get(self, entry_id: int) -> dict[str, Any]:
+        with translate_db_errors(), self._engine.connect() as conn:
+            row = conn.execute(select(dead_letters).where(dead_letters.c.id == entry_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no dead-letter entry {entry_id}")
+        return _dlq_row(row)
+
+    def resolve(self, entry_id: int, status: str, resolution: str) -> dict[str, Any]:
+        """Mark an open entry replayed or discarded (an entry is resolved once)."""
+        with translate_db_errors(), self._engine.begin() as conn:
+            n = conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.id == entry_id, dead_letters.c.status == "open")
+                .values(status=status, resolved_at=_now(), resolution=resolution)
+            ).rowcount
+        if n == 0:
+            entry = self.get(entry_id)
+            raise ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
+        return self.get(entry_id)
+
+    def count_open(self) -> int:
+        with translate_db_errors(), self._engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count()).where(dead_letters.c.status == "open")
+            ).scalar_one())
+
+
+def _dlq_row(r: Any) -> dict[str, Any]:
+    d = dict(r)
+    with contextlib.suppress(TypeError, ValueError):
+        d["step_input"] = json.loads(d["step_input"])
+    return d
+
+
+class SqlAuditLog:
+    """The built-in core.audit workflow's record of every event (one row per run, executions counted)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._is_pg = engine.dialect.name == "postgresql"
+
+    def record(self, run_id: str, source: str, event_id: str, event_type: str | None) -> bool:
+        """Record the event once; a repeated execution only bumps ``executions``. True if new."""
+        stmt = insert_ignore(self._engine, audit_log).values(
+            run_id=run_id, source=source, event_id=event_id, event_type=event_type, recorded_at=_now(),
+            executions=1,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id"], set_={"executions": audit_log.c.executions + 1}
+        ).returning(audit_log.c.executions)
+        with translate_db_errors(), self._engine.begin() as conn:
+            return int(conn.execute(stmt).scalar_one()) == 1
+
+    def all(self) -> list[dict[str, Any]]:
+        with translate_db_errors(), self._engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(audit_log)).mappings()]

@@ -1,0 +1,149 @@
+"""SQLAlchemy Core table definitions: the one source of truth for the schema (migrations must match it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias, so it autoincrements) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both databases (SQLite keeps no zone, so we restore it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("event_type", String(255), nullable=True),
+    Column("status", String(16), nullable=False, server_default="received"),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("dispatched_at", UtcDateTime(), nullable=True),
+    Column("processed_at", UtcDateTime(), nullable=True),
+    Column("body", LargeBinary(), nullable=False),
+    UniqueConstraint("source", "event_id"),
+    Index(None, "status", "id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(600), primary_key=True),
+    Column("inbox_id", Id, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("workflow_version", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("engine_workflow_id", String(700), nullable=True),
+    Column("failed_step", String(200), nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index(None, "inbox_id"),
+    Index(None, "status"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", String(600), nullable=False),
+    Column("step_id", String(200), nullable=False),
+    Column("step_type", String(200), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("upstream_request_id", String(255), nullable=True),
+    Column("suggested_fix", Text, nullable=True),
+    Column("step_input", Text, nullable=False),
+    Column("traceback", Text, nullable=True),
+    Column("engine_workflow_id", String(700), nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("resolved_at", UtcDateTime(), nullable=True),
+    Column("resolution", Text, nullable=True),
+    Index(None, "status", "id"),
+    Index(None, "run_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("run_id", String(600), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("event_id", String(255), nullable=False),
+    Column("event_type", String(255), nullable=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("executions", Integer, nullable=False, server_default="1"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("executor_id", String(200), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("lease_expires_at", Float, nullable=False),
+    Column("recovered_by", String(200), nullable=True),
+    Column("recovered_at", UtcDateTime(), nullable=True),
+    Column("recovered_runs", Integer, nullable=True),
+)
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("destination", String(100), primary_key=True),
+    Column("tat", Float, nullable=False),
+)
+
+poll_cursors = Table(
+    "poll_cursors",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("cursor", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
