@@ -90,17 +90,14 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = Path(explicit or DEFAULT_CONFIG_FILE)
         if not path.exists():
             if explicit:
-                raise ConfigurationError(
-                    "Invalid configuration",
-                    errors=[f"CB_CONFIG_FILE: file {explicit!r} does not exist"],
-                )
+                msg = f"CB_CONFIG_FILE: file {explicit!r} does not exist"
+                raise ConfigurationError(f"Invalid configuration: {msg}", errors=[msg])
             return {}
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigurationError(
-                "Invalid configuration", errors=[f"CB_CONFIG_FILE: cannot read {str(path)!r}: {exc}"]
-            ) from exc
+            msg = f"CB_CONFIG_FILE: cannot read {str(path)!r}: {exc}"
+            raise ConfigurationError(f"Invalid configuration: {msg}", errors=[msg]) from exc
         return {k.lower(): v for k, v in data.items()}
 
 

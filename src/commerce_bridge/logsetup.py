@@ -61,6 +61,10 @@ _SECRET_WORDS = (
     r"password|passwd|secret|token|api_?key|apikey|authorization|cookie|signature|whsec|private_?key"
 )
 _SECRET_KEY_RE = re.compile(_SECRET_WORDS, re.IGNORECASE)
+_TRIGGER_WORDS = (
+    "passw", "secret", "token", "apikey", "api_key", "authoriz", "cookie", "signature", "whsec",
+    "private_key", "privatekey", "bearer", "basic",
+)  # fmt: skip
 _STRIPE_KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:(?:sk|rk)_(?:test|live)_[A-Za-z0-9]+|whsec_[A-Za-z0-9+/=]+)")
 _AUTH_SCHEME_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 _URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")
@@ -145,6 +149,9 @@ class Redactor:
             r"(?:(?P<q2>['\"])(?P<qv>[^'\"]*)(?P=q2)|\[[^\]\s]*\]|(?P<v>[^\s,;&'\"})\]]+))",
             re.IGNORECASE,
         )
+        # Substrings (lower case) without which the pair/credential patterns cannot match; plain
+        # ``in`` checks are several times faster than one case-insensitive alternation.
+        self._triggers = (*_TRIGGER_WORDS, *sorted(self.pii_keys))
         self._key_cache: dict[str, bool] = {}
 
     # -- processor ------------------------------------------------------------------------------
@@ -197,16 +204,27 @@ class Redactor:
 
     def redact_text(self, text: str) -> str:
         """``text`` with secrets, secret-like pairs, PII pairs, e-mails and card numbers replaced."""
-        text = _AUTH_SCHEME_RE.sub(rf"\1 {REDACTED}", text)  # before pairs: "Authorization: Bearer x"
-        if "=" in text or ":" in text:
-            if "://" in text:
-                text = _URL_PASSWORD_RE.sub(rf"\1:{REDACTED}@", text)
-            text = self._pair_re.sub(self._pair_replacement, text)
+        if len(text) < 6:  # too short for any pattern below
+            return text
+        # One cheap search decides whether the costlier pair/credential patterns can match at all.
+        if self._triggered(text):
+            text = _AUTH_SCHEME_RE.sub(rf"\1 {REDACTED}", text)  # before pairs: "Authorization: Bearer x"
+            if "=" in text or ":" in text:
+                text = self._pair_re.sub(self._pair_replacement, text)
+        if "://" in text:
+            text = _URL_PASSWORD_RE.sub(rf"\1:{REDACTED}@", text)
         if "_" in text:
             text = _STRIPE_KEY_RE.sub(SECRET, text)
         if "@" in text:
             text = _EMAIL_RE.sub(EMAIL, text)
         return _CARD_RE.sub(_card_replacement, text)
+
+    def _triggered(self, text: str) -> bool:
+        low = text.lower()
+        for word in self._triggers:  # noqa: SIM110 (a plain loop is faster than any() here)
+            if word in low:
+                return True
+        return False
 
     @staticmethod
     def _pair_replacement(m: re.Match[str]) -> str:
@@ -369,4 +387,3 @@ def log_context(**kw: Any) -> Iterator[None]:
     """Bind fields (``None`` ones are skipped) for the lines logged inside the ``with`` block."""
     with bound_contextvars(**{k: v for k, v in kw.items() if v is not None}):
         yield
-

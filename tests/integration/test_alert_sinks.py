@@ -120,7 +120,9 @@ class Mailbox:
         return out
 
 
-def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+def authenticator(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == b"alerts" and data.password == b"s3cret-pw"
     return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535 itself
 
@@ -169,7 +171,9 @@ def log_lines(buf: io.StringIO) -> list[dict[str, Any]]:
 def message(summary: str = "run r1 dead-lettered", **details: Any) -> AlertMessage:
     clock = FakeClock()
     alert = Alert("dlq.new", summary, Severity.WARNING, details, at=clock.now())
-    return AlertMessage("dlq.new", "dlq.new", Severity.WARNING, summary, (alert,), 1, False, clock.now(), 60.0)
+    return AlertMessage(
+        "dlq.new", "dlq.new", Severity.WARNING, summary, (alert,), 1, False, clock.now(), 60.0
+    )
 
 
 # --- the storm -----------------------------------------------------------------------------------
@@ -185,17 +189,16 @@ def test_a_storm_of_50_alerts_gives_one_alert_and_one_summary_at_each_sink(
     alerter = Alerter([LogAlertSink(), webhook, mail], clock, window_s=60)
     try:
         for i in range(50):
-            alerter.alert(Alert("dlq.new", f"run r{i} dead-lettered", details={"run_id": f"r{i}", "code": "mapping_error"}))
+            alerter.alert(
+                Alert(
+                    "dlq.new", f"run r{i} dead-lettered", details={"run_id": f"r{i}", "code": "mapping_error"}
+                )
+            )
             clock.advance(0.5)
         assert len(receiver.requests) == 1 and len(mailbox.envelopes) == 1
-        clock.advance(35)  # 60 s after the first alert: the window ends
-        assert alerter.tick() == 1
-    finally:
-        webhook.close()
-    if False:
-        assert len(receiver.requests) == 1 and len(mailbox.envelopes) == 1
         assert len([x for x in log_lines(log_buffer) if x["event"] == "alert"]) == 1
-        clock.advance(35)
+        assert alerter.tick() == 0  # 25 s in: the window is still open
+        clock.advance(35)  # 60 s after the first alert: the window ends
         assert alerter.tick() == 1
     finally:
         webhook.close()
@@ -218,7 +221,7 @@ def test_a_storm_of_50_alerts_gives_one_alert_and_one_summary_at_each_sink(
     assert summary["summary"].startswith("49 more dlq.new alerts in the last 60 s: run r1 dead-lettered;")
 
     # e-mail: exactly two messages to both recipients
-    assert [sorted(env.rcpt_tos) for env in mailbox.envelopes] == [["ops@shop.test", "oncall@shop.test"]] * 2
+    assert [sorted(env.rcpt_tos) for env in mailbox.envelopes] == [["oncall@shop.test", "ops@shop.test"]] * 2
     m1, m2 = mailbox.messages()
     assert m1["Subject"] == "[commerce-bridge] WARNING: run r0 dead-lettered"
     assert m1["From"] == "bridge@shop.test"
@@ -306,7 +309,7 @@ def test_webhook_errors_are_translated(
             sink.send(message())
     finally:
         sink.close()
-    assert type(info.value) is error and isinstance(info.value.__cause__, type(None))
+    assert type(info.value) is error
     assert str(code) in str(info.value)
     if code == 429:
         assert isinstance(info.value, errors.RateLimited) and info.value.retry_after == 7.0
@@ -339,7 +342,9 @@ def test_email_with_smtp_auth_is_delivered(mailbox: Mailbox, smtp_port: int) -> 
 
 
 def test_email_wrong_password_is_an_auth_failure(mailbox: Mailbox, smtp_port: int) -> None:
-    sink = EmailAlertSink("127.0.0.1", smtp_port, "b@shop.test", ["ops@shop.test"], username="alerts", password="x")
+    sink = EmailAlertSink(
+        "127.0.0.1", smtp_port, "b@shop.test", ["ops@shop.test"], username="alerts", password="x"
+    )
     with pytest.raises(errors.UpstreamAuthFailed):
         sink.send(message())
     assert mailbox.envelopes == []
@@ -362,7 +367,7 @@ def test_email_to_a_closed_port_is_transient() -> None:
 
 def test_build_alert_sinks_from_settings(hook_url: str) -> None:
     sinks = build_alert_sinks(
-        "log, webhook,email".split(","),
+        ["log", " webhook", "email"],
         webhook_url=hook_url,
         email_to=["ops@shop.test"],
         email_from="bridge@shop.test",
@@ -383,6 +388,8 @@ def test_build_alert_sinks_from_settings(hook_url: str) -> None:
         (["email"], {"email_to": ["a@b.c"]}, "CB_ALERT_EMAIL_FROM, CB_SMTP_HOST"),
     ],
 )
-def test_build_alert_sinks_rejects_incomplete_settings(names: list[str], kw: dict[str, Any], match: str) -> None:
+def test_build_alert_sinks_rejects_incomplete_settings(
+    names: list[str], kw: dict[str, Any], match: str
+) -> None:
     with pytest.raises(errors.ConfigurationError, match=match):
         build_alert_sinks(names, **kw)

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -21,10 +22,10 @@ def dlq(n: int, severity: Severity = Severity.WARNING) -> Alert:
     return Alert("dlq.new", f"run r{n} dead-lettered", severity, {"run_id": f"r{n}"})
 
 
-def make(**kw: float) -> tuple[Alerter, FakeClock, FakeAlertSink, FakeAlertSink]:
+def make(**kw: Any) -> tuple[Alerter, FakeClock, FakeAlertSink, FakeAlertSink]:
     clock = FakeClock()
     a, b = FakeAlertSink(), FakeAlertSink()
-    return Alerter([a, b], clock, **kw), clock, a, b  # type: ignore[arg-type]
+    return Alerter([a, b], clock, **kw), clock, a, b
 
 
 def test_a_storm_gives_one_immediate_alert_and_one_summary_at_every_sink() -> None:
@@ -111,7 +112,7 @@ def test_max_per_window_allows_several_immediate_alerts() -> None:
 def test_summary_takes_the_highest_severity_and_caps_samples() -> None:
     clock = FakeClock()
     sink = FakeAlertSink()
-    alerter = Alerter([sink], clock, max_held=3)  # type: ignore[list-item]
+    alerter = Alerter([sink], clock, max_held=3)
     alerter.alert(dlq(0))
     for i in range(10):
         alerter.alert(dlq(i, Severity.CRITICAL if i == 7 else Severity.INFO))
@@ -123,7 +124,11 @@ def test_summary_takes_the_highest_severity_and_caps_samples() -> None:
 def test_alerts_are_stamped_and_redacted_before_they_leave() -> None:
     alerter, clock, a, _ = make()
     alerter.alert(
-        Alert("dlq.new", "customer jane@example.com failed", details={"api_key": "sk_live_abcdef123", "card": "4242424242424242"})
+        Alert(
+            "dlq.new",
+            "customer jane@example.com failed",
+            details={"api_key": "sk_live_abcdef123", "card": "4242424242424242"},
+        )
     )
     [msg] = a.messages
     assert msg.alerts[0].at == clock.now() and msg.sent_at == clock.now()
@@ -146,9 +151,11 @@ def log_buffer() -> Iterator[io.StringIO]:
 
 def test_a_failing_sink_is_logged_redacted_and_does_not_stop_the_others(log_buffer: io.StringIO) -> None:
     clock = FakeClock()
-    broken = FakeAlertSink(fail_with=errors.UpstreamUnavailable("smtp down for ops@bridge.example token=abc123"))
+    broken = FakeAlertSink(
+        fail_with=errors.UpstreamUnavailable("smtp down for ops@bridge.example token=abc123")
+    )
     ok = FakeAlertSink()
-    alerter = Alerter([broken, ok], clock)  # type: ignore[list-item]
+    alerter = Alerter([broken, ok], clock)
     assert alerter.alert(dlq(1))
     assert len(ok.messages) == 1
     raw = log_buffer.getvalue()

@@ -9,12 +9,15 @@ import pytest
 
 from commerce_bridge import errors
 from commerce_bridge.engine.breaker import (
+    STATE_GAUGE_VALUE,
     BreakerConfig,
     BreakerRegistry,
     BreakerState,
     CircuitBreaker,
+    alert_for_change,
 )
-from commerce_bridge.testing import FakeClock
+from commerce_bridge.services.alerts import Alerter, Severity
+from commerce_bridge.testing import FakeAlertSink, FakeClock
 
 CLOSED, OPEN, HALF = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 CONFIG = BreakerConfig(failure_threshold=3, reset_timeout_s=30.0)
@@ -67,7 +70,12 @@ def test_success_resets_the_failure_streak() -> None:
 
 def test_permanent_errors_and_bugs_do_not_count() -> None:
     b, _, _ = make()
-    for err in [errors.UpstreamRejected(), errors.NotFound(), ValueError("bug"), errors.SignatureInvalid()] * 3:
+    for err in [
+        errors.UpstreamRejected(),
+        errors.NotFound(),
+        ValueError("bug"),
+        errors.SignatureInvalid(),
+    ] * 3:
         fail(b, err)
     assert b.state is CLOSED and b.consecutive_failures == 0
     fail(b)
@@ -250,3 +258,31 @@ def test_breaker_config_from_dict_validates() -> None:
         BreakerConfig(failure_threshold=0)
     with pytest.raises(errors.ConfigurationError):
         BreakerConfig(reset_timeout_s=-1)
+
+
+def test_breaker_changes_feed_alerts_on_open_and_close_only() -> None:
+    clock = FakeClock()
+    sink = FakeAlertSink()
+    alerter = Alerter([sink], clock)
+    gauge: dict[str, int] = {}
+
+    def on_change(name: str, old: BreakerState, new: BreakerState) -> None:
+        gauge[name] = STATE_GAUGE_VALUE[new]
+        alert = alert_for_change(name, old, new)
+        if alert is not None:
+            alerter.alert(alert)
+
+    b = CircuitBreaker(
+        "clarity", BreakerConfig(failure_threshold=1, reset_timeout_s=10), clock=clock, on_change=on_change
+    )
+    fail(b)
+    assert gauge == {"clarity": 2}
+    clock.advance(10)
+    assert b.before_call().probe and gauge == {"clarity": 1}
+    b.on_success()
+    assert gauge == {"clarity": 0}
+    assert [(m.kind, m.key, m.severity) for m in sink.messages] == [
+        ("breaker.open", "breaker.open:clarity", Severity.CRITICAL),
+        ("breaker.closed", "breaker.closed:clarity", Severity.INFO),
+    ]
+    assert sink.messages[0].alerts[0].details == {"destination": "clarity", "from": "closed"}

@@ -36,7 +36,16 @@ def configure() -> Iterator[Configure]:
     """Configure logging to a fresh StringIO; restore the global logging state afterwards."""
     root = logging.getLogger()
     saved_handlers, saved_level = list(root.handlers), root.level
-    named = ["uvicorn", "uvicorn.error", "uvicorn.access", "dbos", "sqlalchemy", "httpx", "httpcore", "py.warnings"]
+    named = [
+        "uvicorn",
+        "uvicorn.error",
+        "uvicorn.access",
+        "dbos",
+        "sqlalchemy",
+        "httpx",
+        "httpcore",
+        "py.warnings",
+    ]
     saved_named = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level) for n in named}
 
     def _configure(**kw: Any) -> io.StringIO:
@@ -122,7 +131,9 @@ def test_stripe_keys_inside_any_string_are_redacted(configure: Configure) -> Non
 )
 def test_card_numbers_that_pass_luhn_are_replaced(configure: Configure, card: str) -> None:
     buf = configure()
-    structlog.get_logger("t").info(f"paid with {card}.", payload={"pan": card, "n": int(card.replace(" ", "").replace("-", ""))})
+    structlog.get_logger("t").info(
+        f"paid with {card}.", payload={"pan": card, "n": int(card.replace(" ", "").replace("-", ""))}
+    )
     raw = buf.getvalue()
     assert card not in raw and card.replace(" ", "").replace("-", "") not in raw
     [line] = lines(buf)
@@ -153,7 +164,12 @@ def test_configured_pii_keys_are_redacted_as_fields_and_in_text(configure: Confi
     buf = configure()
     structlog.get_logger("t").info(
         "address {'address_line1': '1 Main St', 'city': 'Oslo'} phone=+4712345678",
-        customer={"Name": "Jane Doe", "phone": "+47 123 45 678", "address_line1": "1 Main St", "city": "Oslo"},
+        customer={
+            "Name": "Jane Doe",
+            "phone": "+47 123 45 678",
+            "address_line1": "1 Main St",
+            "city": "Oslo",
+        },
         username="keep-me",
     )
     raw = buf.getvalue()
@@ -173,7 +189,9 @@ def test_stdlib_records_go_through_the_same_renderer_and_redaction(configure: Co
         logging.getLogger("sqlalchemy.engine").info("SELECT secret stuff")  # below sqlalchemy's WARNING
         logging.getLogger("sqlalchemy.pool").warning("pool overflow")
     raw = buf.getvalue()
-    assert "ops@bridge" not in raw and SECRETS[0] not in raw and SECRETS[2] not in raw and "4242-4242" not in raw
+    assert (
+        "ops@bridge" not in raw and SECRETS[0] not in raw and SECRETS[2] not in raw and "4242-4242" not in raw
+    )
     first, second, third = lines(buf)
     assert first["logger"] == "uvicorn.error" and first["level"] == "warning" and first["run_id"] == "run-1"
     assert first["event"] == "login for [EMAIL] with token=[REDACTED]" and first["api_key"] == "[REDACTED]"
@@ -185,7 +203,9 @@ def test_exceptions_and_tracebacks_are_redacted(configure: Configure) -> None:
     buf = configure()
     log = structlog.get_logger("t")
     try:
-        raise RuntimeError(f"upstream said {{'password': '{SECRETS[0]}', 'email': 'x@y.org'}} for {SECRETS[1]}")
+        raise RuntimeError(
+            f"upstream said {{'password': '{SECRETS[0]}', 'email': 'x@y.org'}} for {SECRETS[1]}"
+        )
     except RuntimeError:
         log.exception("step.failed")
         logging.getLogger("dbos").exception("workflow %s failed", "wf-1")
@@ -209,7 +229,10 @@ def test_run_context_is_on_every_line_inside_and_gone_after(configure: Configure
     a, b, c, d = lines(buf)
     for line in (a, b):
         assert (line["source"], line["event_id"], line["run_id"], line["step_id"]) == (
-            "stripe", "evt_1", "stripe:evt_1:refund", "create_refund"
+            "stripe",
+            "evt_1",
+            "stripe:evt_1:refund",
+            "create_refund",
         )
         assert "extra_none" not in line
     assert c["source"] == "stripe" and "run_id" not in c
@@ -263,7 +286,9 @@ def test_a_real_process_writes_redacted_json_lines_to_stdout() -> None:
             logging.getLogger("uvicorn.access").info('127.0.0.1 "GET /?email=a@b.co" 200')
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
     parsed = [json.loads(line) for line in out.stdout.splitlines()]
     assert [p["logger"] for p in parsed] == ["commerce_bridge.x", "uvicorn.access"]
     assert all(p["source"] == "clarity" and p["event_id"] == "e-9" for p in parsed)
@@ -303,7 +328,12 @@ def test_any_luhn_card_in_text_is_removed(before: str, card: str, after: str) ->
 
 
 @settings(max_examples=200, deadline=None)
-@given(filler, st.sampled_from(["sk_live_", "sk_test_", "rk_live_", "whsec_"]), st.text("abcdefXYZ0123456789", min_size=8, max_size=40), filler)
+@given(
+    filler,
+    st.sampled_from(["sk_live_", "sk_test_", "rk_live_", "whsec_"]),
+    st.text("abcdefXYZ0123456789", min_size=8, max_size=40),
+    filler,
+)
 def test_any_stripe_secret_in_text_is_removed(before: str, prefix: str, tail: str, after: str) -> None:
     out = Redactor().redact_text(f"{before} {prefix}{tail} {after}")
     assert prefix + tail not in out

@@ -193,7 +193,13 @@ policies = st.builds(
     max_retry_after_s=st.floats(0, 3600, allow_nan=False),
 )
 transient = st.sampled_from(
-    [errors.UpstreamUnavailable, errors.Conflict, errors.StoreUnavailable, errors.CircuitOpen, errors.TransientError]
+    [
+        errors.UpstreamUnavailable,
+        errors.Conflict,
+        errors.StoreUnavailable,
+        errors.CircuitOpen,
+        errors.TransientError,
+    ]
 )
 
 
@@ -219,7 +225,9 @@ def test_rate_limited_delay_is_at_least_retry_after_and_bounded(
         assert retry_after <= d.delay_s <= max(retry_after, policy.max_delay_s)
 
 
-@given(st.lists(st.sampled_from([errors.UpstreamUnavailable(), errors.RateLimited(retry_after=1.0)]), min_size=1))
+@given(
+    st.lists(st.sampled_from([errors.UpstreamUnavailable(), errors.RateLimited(retry_after=1.0)]), min_size=1)
+)
 def test_a_retry_loop_never_makes_more_than_max_attempts(errs: list[errors.BridgeError]) -> None:
     policy = RetryPolicy(max_attempts=4)
     r = random.Random(0)

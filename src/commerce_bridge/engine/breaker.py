@@ -31,9 +31,11 @@ from types import TracebackType
 from typing import Any
 
 from commerce_bridge.errors import BridgeError, CircuitOpen, ConfigurationError, TransientError
+from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.clock import Clock
 
 __all__ = [
+    "STATE_GAUGE_VALUE",
     "BreakerConfig",
     "BreakerGuard",
     "BreakerRegistry",
@@ -41,6 +43,7 @@ __all__ = [
     "CircuitBreaker",
     "OnChange",
     "Permit",
+    "alert_for_change",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,39 @@ class BreakerState(StrEnum):
 
 
 OnChange = Callable[[str, BreakerState, BreakerState], None]
+
+# For a metrics gauge (e.g. ``bridge_breaker_state{destination=...}``).
+STATE_GAUGE_VALUE: dict[BreakerState, int] = {
+    BreakerState.CLOSED: 0,
+    BreakerState.HALF_OPEN: 1,
+    BreakerState.OPEN: 2,
+}
+
+
+def alert_for_change(name: str, old: BreakerState, new: BreakerState) -> Alert | None:
+    """The alert an ``on_change`` callback should raise: on opening and on closing, else ``None``.
+
+    Alerts are keyed per destination (``breaker.open:<name>``), so one destination's storm does
+    not hold back another's alert.
+    """
+    if new is BreakerState.OPEN:
+        again = " again (probe failed)" if old is BreakerState.HALF_OPEN else ""
+        return Alert(
+            "breaker.open",
+            f"circuit breaker for {name} opened{again}; calls fail fast",
+            Severity.CRITICAL,
+            {"destination": name, "from": old.value},
+            key=f"breaker.open:{name}",
+        )
+    if new is BreakerState.CLOSED:
+        return Alert(
+            "breaker.closed",
+            f"circuit breaker for {name} closed; {name} is answering again",
+            Severity.INFO,
+            {"destination": name, "from": old.value},
+            key=f"breaker.closed:{name}",
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +113,13 @@ class BreakerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.failure_threshold, bool) or not isinstance(self.failure_threshold, int):
-            raise ConfigurationError(f"breaker failure_threshold must be an integer, got {self.failure_threshold!r}")
+            raise ConfigurationError(
+                f"breaker failure_threshold must be an integer, got {self.failure_threshold!r}"
+            )
         if self.failure_threshold < 1:
-            raise ConfigurationError(f"breaker failure_threshold must be at least 1, got {self.failure_threshold}")
+            raise ConfigurationError(
+                f"breaker failure_threshold must be at least 1, got {self.failure_threshold}"
+            )
         for name in ("reset_timeout_s", "probe_retry_after_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:

@@ -98,7 +98,9 @@ class RetryPolicies:
     ``stri`` does not). The longest matching key wins; an exact match always beats a prefix.
     """
 
-    def __init__(self, default: RetryPolicy | None = None, overrides: Mapping[str, RetryPolicy] | None = None):
+    def __init__(
+        self, default: RetryPolicy | None = None, overrides: Mapping[str, RetryPolicy] | None = None
+    ):
         self.default = default or RetryPolicy()
         self._overrides: dict[str, RetryPolicy] = dict(overrides or {})
         # Longest keys first so that the first match is the most specific one.
@@ -155,7 +157,10 @@ class RetryPolicies:
         def plain(p: RetryPolicy) -> dict[str, Any]:
             return {f.name: getattr(p, f.name) for f in fields(p)}
 
-        return {"default": plain(self.default), "overrides": {k: plain(v) for k, v in self._overrides.items()}}
+        return {
+            "default": plain(self.default),
+            "overrides": {k: plain(v) for k, v in self._overrides.items()},
+        }
 
 
 def backoff_ceiling(policy: RetryPolicy, attempt: int) -> float:
@@ -228,7 +233,9 @@ def decide(policy: RetryPolicy, attempt: int, error: BaseException, rng: random.
         return RetryDecision(True, delay, f"{error.code}: retry {attempt + 1}/{policy.max_attempts}")
     if hint > policy.max_retry_after_s:
         return RetryDecision(
-            False, 0.0, f"{error.code}: retry_after {hint:g} s exceeds the maximum {policy.max_retry_after_s:g} s"
+            False,
+            0.0,
+            f"{error.code}: retry_after {hint:g} s exceeds the maximum {policy.max_retry_after_s:g} s",
         )
     return RetryDecision(
         True,

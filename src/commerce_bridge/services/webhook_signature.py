@@ -41,7 +41,7 @@ def parse_header(value: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            if not val.isdigit() or len(val) > 12:
+            if not (val.isascii() and val.isdigit()) or len(val) > 12:
                 raise SignatureInvalid("Signature header has a malformed timestamp")
             timestamp = int(val)
         elif key == "v1":

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, literal_column, select, update
+from sqlalchemy import Engine, and_, func, select, update
 
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.inbox import insert_ignore
@@ -120,12 +120,13 @@ class SqlRateLimiter:
 
     def reserve(self, destination: str, interval_s: float) -> float:
         """Reserve the next slot for ``destination``; returns seconds to wait before calling."""
-        with translate_db_errors(), self._engine.begin() as conn:
-            if destination not in self._known:
+        if destination not in self._known:
+            with translate_db_errors(), self._engine.begin() as conn:
                 conn.execute(insert_ignore(self._engine, rate_limits)
                              .values(destination=destination, tat=0.0)
                              .on_conflict_do_nothing(index_elements=["destination"]))
-                self._known.add(destination)
+            self._known.add(destination)  # only once the row is committed
+        with translate_db_errors(), self._engine.begin() as conn:
             if self._pg:
                 now_expr: Any = func.extract("epoch", func.clock_timestamp())
                 stmt = (
@@ -138,7 +139,7 @@ class SqlRateLimiter:
                 now = time.time()
                 stmt = (
                     update(rate_limits).where(rate_limits.c.destination == destination)
-                    .values(tat=func.max(rate_limits.c.tat, literal_column(repr(now))) + interval_s)
+                    .values(tat=func.max(rate_limits.c.tat, now) + interval_s)
                     .returning(rate_limits.c.tat)
                 )
                 tat = conn.execute(stmt).scalar_one()

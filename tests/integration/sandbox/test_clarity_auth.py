@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from peer_fixtures import CLARITY_BASE, clarity_server  # noqa: F401
+import peer_fixtures
 
 from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER, build_app
 from commerce_bridge.sandbox.runner import PeerServer
+
+CLARITY_BASE = peer_fixtures.CLARITY_BASE
+clarity_server = peer_fixtures.clarity_server
 
 
 def test_requests_without_a_session_get_401_and_bad_logins_are_rejected(clarity_server: PeerServer) -> None:

@@ -7,7 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from peer_fixtures import clarity_api, clarity_server  # noqa: F401
+import peer_fixtures
+
+clarity_api = peer_fixtures.clarity_api
+clarity_server = peer_fixtures.clarity_server
 
 ORDER: dict[str, Any] = {
     "CustomKey": "ERP-1001",

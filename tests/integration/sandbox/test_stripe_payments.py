@@ -6,15 +6,8 @@ from typing import Any
 
 import pytest
 import stripe
-from stripe_fixtures import (  # noqa: F401
-    assert_shape,
-    control,
-    stripe_app,
-    stripe_client,
-    stripe_fixtures,
-    stripe_server,
-    stripe_url,
-)
+from stripe_fixtures import *  # noqa: F403  (pytest fixtures)
+from stripe_fixtures import assert_shape, control
 
 VISA = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}}
 

@@ -8,15 +8,8 @@ import time
 import httpx
 import pytest
 import stripe
-from stripe_fixtures import (  # noqa: F401
-    WebhookReceiver,
-    control,
-    stripe_app,
-    stripe_client,
-    stripe_server,
-    stripe_url,
-    stripe_webhook,
-)
+from stripe_fixtures import *  # noqa: F403  (pytest fixtures)
+from stripe_fixtures import WebhookReceiver, control
 
 
 def pay(client: stripe.StripeClient, amount: int = 1000, **extra: object) -> stripe.PaymentIntent:
@@ -41,7 +34,7 @@ def test_webhooks_are_signed_so_construct_event_accepts_them(
     with pytest.raises(stripe.SignatureVerificationError):
         headers, body = receiver.requests[0]
         stripe.Webhook.construct_event(body, headers["stripe-signature"], "whsec_wrong")
-    succeeded = [e for e in receiver.events() if e["type"] == "payment_intent.succeeded"][0]
+    succeeded = next(e for e in receiver.events() if e["type"] == "payment_intent.succeeded")
     assert succeeded["data"]["object"]["id"] == pi.id
     assert succeeded["data"]["previous_attributes"]["status"] == "requires_confirmation"
     assert succeeded["request"]["idempotency_key"]

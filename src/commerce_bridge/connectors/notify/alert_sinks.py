@@ -163,7 +163,9 @@ class WebhookAlertSink:
         except httpx.TimeoutException as exc:
             raise UpstreamUnavailable(f"alert webhook at {self.host} timed out") from exc
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailable(f"alert webhook at {self.host} unreachable: {type(exc).__name__}") from exc
+            raise UpstreamUnavailable(
+                f"alert webhook at {self.host} unreachable: {type(exc).__name__}"
+            ) from exc
         status = response.status_code
         if 200 <= status < 300:
             return

@@ -105,7 +105,7 @@ class WebhookIngress:
 
     async def _read_body(self, receive: Any, headers: dict[str, str]) -> bytes:
         declared = headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._max_body:
+        if declared and declared.isascii() and declared.isdigit() and int(declared) > self._max_body:
             raise PayloadTooLarge(f"Body of {declared} bytes is over the {self._max_body}-byte limit")
         chunks: list[bytes] = []
         size = 0

@@ -104,7 +104,7 @@ def create_customer(emu: Emulator, p: Params) -> Obj:
     emu.add("customer", cus, idx)
     pm = as_str(p, "payment_method")
     if pm:
-        from .payments import attach_payment_method
+        from .payment_methods import attach_payment_method
 
         attach_payment_method(emu, {"customer": cus["id"]}, pm)
     emu.emit("customer.created", cus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..errors import StripeApiError, invalid_request, state_error
@@ -322,10 +323,8 @@ def authenticate(emu: Emulator, pid: str, success: bool) -> Obj:
         emu.emit("payment_intent.payment_failed", pi, prev)
         return pi
     emu.store.intern(pid)["3ds_passed"] = True
-    try:
+    with contextlib.suppress(StripeApiError):  # a decline is recorded on the PaymentIntent (last_payment_error)
         charge_pi(emu, pi, pm, three_ds=True)
-    except StripeApiError:
-        pass  # the decline is recorded on the PaymentIntent (last_payment_error)
     return pi
 
 

@@ -1,0 +1,259 @@
+"""The ERPNext simulator's DocTypes: naming, links, child tables, totals, validation, submit and cancel."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from commerce_bridge.sandbox.clarity_sim.store import DocStore
+from commerce_bridge.sandbox.erp_sim.errors import FrappeError
+
+Doc = dict[str, Any]
+CENT = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+
+def dec(value: Any, field_name: str) -> Decimal:
+    """An exact Decimal from a JSON number or string; floats never reach here (JSON is parsed to Decimal)."""
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip() or "0")
+        except InvalidOperation as exc:
+            raise FrappeError("ValidationError", f"{field_name}: {value!r} is not a number") from exc
+    elif value is None:
+        result = Decimal(0)
+    else:
+        raise FrappeError("ValidationError", f"{field_name}: {value!r} is not a number")
+    if not result.is_finite():
+        raise FrappeError("ValidationError", f"{field_name}: {value!r} is not a number")
+    return result
+
+
+def cur(value: Any, field_name: str) -> Decimal:
+    """A currency amount at frappe's default precision (2)."""
+    return dec(value, field_name).quantize(CENT)
+
+
+@dataclass
+class DocType:
+    """One simulated DocType."""
+
+    name: str
+    series: str | None = None  # e.g. "SAL-ORD-.YYYY.-" -> SAL-ORD-2026-00001
+    name_field: str | None = None
+    submittable: bool = False
+    children: dict[str, str] = field(default_factory=dict)  # table field -> child doctype
+    mandatory: tuple[str, ...] = ()
+    links: dict[str, str] = field(default_factory=dict)  # field -> linked doctype
+    defaults: dict[str, Any] = field(default_factory=dict)
+    compute: Callable[[DocStore, Doc], None] | None = None
+    on_submit: Callable[[DocStore, Doc], None] | None = None
+    on_cancel: Callable[[DocStore, Doc], None] | None = None
+    status_for: Callable[[Doc], str] | None = None
+
+
+def _child_rows(doc: Doc, table: str) -> list[Doc]:
+    rows = doc.get(table) or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise FrappeError("ValidationError", f"{table} must be a list of rows")
+    return rows
+
+
+def _compute_selling(store: DocStore, doc: Doc) -> None:
+    items = _child_rows(doc, "items")
+    if not items:
+        raise FrappeError("MandatoryError", f"Error: Value missing for {doc['doctype']}: Items")
+    total_qty, total = Decimal(0), ZERO
+    for row in items:
+        if not row.get("item_code"):
+            raise FrappeError("MandatoryError", f"Error: Value missing for {doc['doctype']} Item: Item Code")
+        item = store.get("Item", str(row["item_code"]))
+        if item is None:
+            raise FrappeError("LinkValidationError", f"Could not find Row #{row.get('idx')}: Item Code: "
+                                                     f"{row['item_code']}")
+        qty = dec(row.get("qty", 1), "qty")
+        if qty == 0:
+            raise FrappeError("ValidationError", f"Row #{row.get('idx')}: Quantity cannot be zero")
+        rate = cur(row.get("rate") if row.get("rate") is not None else item.get("standard_rate", 0), "rate")
+        row.update({"qty": qty, "rate": rate, "amount": cur(qty * rate, "amount")})
+        row.setdefault("item_name", item.get("item_name"))
+        row.setdefault("uom", item.get("stock_uom", "Nos"))
+        total_qty += qty
+        total += row["amount"]
+    taxes = _child_rows(doc, "taxes")
+    tax_total = ZERO
+    for row in taxes:
+        row["tax_amount"] = cur(row.get("tax_amount", 0), "tax_amount")
+        row.setdefault("charge_type", "Actual")
+        tax_total += row["tax_amount"]
+    discount = cur(doc.get("discount_amount", 0), "discount_amount")
+    doc.update({"total_qty": total_qty, "total": total, "net_total": total, "base_total": total,
+                "total_taxes_and_charges": tax_total, "discount_amount": discount})
+    grand = cur(total + tax_total - discount, "grand_total")
+    doc.update({"grand_total": grand, "base_grand_total": grand, "rounded_total": grand,
+                "rounding_adjustment": ZERO})
+    if doc["doctype"] == "Sales Invoice":
+        doc["outstanding_amount"] = grand if doc.get("docstatus") == 1 else doc.get("outstanding_amount", grand)
+        if doc.get("docstatus", 0) == 0:
+            doc["outstanding_amount"] = grand
+
+
+def _order_status(doc: Doc) -> str:
+    return {0: "Draft", 1: "To Deliver and Bill", 2: "Cancelled"}[doc.get("docstatus", 0)]
+
+
+def _invoice_status(doc: Doc) -> str:
+    if doc.get("docstatus", 0) == 0:
+        return "Draft"
+    if doc["docstatus"] == 2:
+        return "Cancelled"
+    if doc.get("is_return"):
+        return "Return"
+    outstanding = dec(doc.get("outstanding_amount", 0), "outstanding_amount")
+    if outstanding <= 0:
+        return "Paid"
+    return "Partly Paid" if outstanding < dec(doc.get("grand_total", 0), "grand_total") else "Unpaid"
+
+
+def _compute_payment(store: DocStore, doc: Doc) -> None:
+    if doc.get("payment_type") not in ("Receive", "Pay", "Internal Transfer"):
+        raise FrappeError("ValidationError", "Payment Type must be one of Receive, Pay, Internal Transfer")
+    paid = cur(doc.get("paid_amount", 0), "paid_amount")
+    if paid <= 0:
+        raise FrappeError("ValidationError", "Paid Amount must be greater than zero")
+    doc["paid_amount"] = paid
+    doc["received_amount"] = cur(doc.get("received_amount", paid), "received_amount")
+    doc["base_paid_amount"] = paid
+    allocated = ZERO
+    for row in _child_rows(doc, "references"):
+        row["allocated_amount"] = cur(row.get("allocated_amount", 0), "allocated_amount")
+        target_type, target_name = row.get("reference_doctype"), row.get("reference_name")
+        if target_type not in ("Sales Invoice", "Sales Order") or not target_name:
+            raise FrappeError("ValidationError", "References must name a Sales Invoice or Sales Order")
+        target = store.get(target_type, str(target_name))
+        if target is None:
+            raise FrappeError("LinkValidationError", f"Could not find {target_type}: {target_name}")
+        allocated += row["allocated_amount"]
+    if allocated > paid:
+        raise FrappeError("ValidationError", "Total Allocated Amount cannot be greater than Paid Amount")
+    doc["total_allocated_amount"] = allocated
+    doc["unallocated_amount"] = paid - allocated
+    party_type = doc.get("party_type")
+    if party_type == "Customer" and doc.get("party") and store.get("Customer", str(doc["party"])) is None:
+        raise FrappeError("LinkValidationError", f"Could not find Party: {doc['party']}")
+
+
+def _apply_payment(store: DocStore, doc: Doc, sign: int) -> None:
+    for row in doc.get("references") or []:
+        target = store.get(row["reference_doctype"], str(row["reference_name"]))
+        if target is None:
+            continue
+        target = dict(target)
+        amount = dec(row["allocated_amount"], "allocated_amount") * sign
+        if row["reference_doctype"] == "Sales Invoice":
+            outstanding = dec(target.get("outstanding_amount", 0), "outstanding_amount")
+            if sign > 0 and amount > outstanding:
+                raise FrappeError("ValidationError", f"Row #{row.get('idx')}: Allocated Amount {amount} cannot be "
+                                                     f"greater than outstanding amount {outstanding}")
+            target["outstanding_amount"] = cur(outstanding - amount, "outstanding_amount")
+            target["status"] = _invoice_status(target)
+        else:
+            target["advance_paid"] = cur(dec(target.get("advance_paid", 0), "advance_paid") + amount, "advance_paid")
+        store.put(row["reference_doctype"], target["name"], target)
+
+
+def _compute_journal(store: DocStore, doc: Doc) -> None:
+    rows = _child_rows(doc, "accounts")
+    if not rows:
+        raise FrappeError("MandatoryError", "Error: Value missing for Journal Entry: Accounting Entries")
+    debit, credit = ZERO, ZERO
+    for row in rows:
+        if not row.get("account"):
+            raise FrappeError("MandatoryError", f"Error: Value missing for Journal Entry Account: Account "
+                                                f"(row {row.get('idx')})")
+        row_debit = cur(row.get("debit_in_account_currency", row.get("debit", 0)), "debit")
+        row_credit = cur(row.get("credit_in_account_currency", row.get("credit", 0)), "credit")
+        if row_debit < 0 or row_credit < 0:
+            raise FrappeError("ValidationError", f"Row {row.get('idx')}: Debit and Credit cannot be negative")
+        row.update({"debit_in_account_currency": row_debit, "debit": row_debit,
+                    "credit_in_account_currency": row_credit, "credit": row_credit})
+        debit += row_debit
+        credit += row_credit
+    doc.update({"total_debit": debit, "total_credit": credit, "difference": debit - credit})
+    if debit != credit:
+        raise FrappeError("ValidationError", f"Total Debit must be equal to Total Credit. "
+                                             f"The difference is {debit - credit}")
+
+
+DOCTYPES: dict[str, DocType] = {
+    d.name: d for d in (
+        DocType("Customer", name_field="customer_name", mandatory=("customer_name",),
+                defaults={"customer_type": "Company", "customer_group": "All Customer Groups",
+                          "territory": "All Territories", "disabled": 0}),
+        DocType("Item", name_field="item_code", mandatory=("item_code",),
+                defaults={"item_group": "All Item Groups", "stock_uom": "Nos", "is_stock_item": 1, "disabled": 0},
+                compute=lambda store, doc: doc.update(
+                    {"item_name": doc.get("item_name") or doc["item_code"],
+                     "standard_rate": cur(doc.get("standard_rate", 0), "standard_rate")})),
+        DocType("Sales Order", series="SAL-ORD-.YYYY.-", submittable=True, mandatory=("customer",),
+                children={"items": "Sales Order Item", "taxes": "Sales Taxes and Charges"},
+                links={"customer": "Customer"}, defaults={"currency": "USD", "order_type": "Sales",
+                                                          "advance_paid": ZERO, "per_billed": 0, "per_delivered": 0},
+                compute=_compute_selling, status_for=_order_status),
+        DocType("Sales Invoice", series="ACC-SINV-.YYYY.-", submittable=True, mandatory=("customer",),
+                children={"items": "Sales Invoice Item", "taxes": "Sales Taxes and Charges"},
+                links={"customer": "Customer"}, defaults={"currency": "USD", "is_return": 0},
+                compute=_compute_selling, status_for=_invoice_status),
+        DocType("Payment Entry", series="ACC-PAY-.YYYY.-", submittable=True, mandatory=("payment_type",),
+                children={"references": "Payment Entry Reference"},
+                defaults={"party_type": "Customer", "paid_to_account_currency": "USD"},
+                compute=_compute_payment, on_submit=lambda s, d: _apply_payment(s, d, 1),
+                on_cancel=lambda s, d: _apply_payment(s, d, -1),
+                status_for=lambda d: {0: "Draft", 1: "Submitted", 2: "Cancelled"}[d.get("docstatus", 0)]),
+        DocType("Journal Entry", series="ACC-JV-.YYYY.-", submittable=True, children={"accounts": "Journal Entry Account"},
+                defaults={"voucher_type": "Journal Entry"}, compute=_compute_journal,
+                status_for=lambda d: {0: "Draft", 1: "Submitted", 2: "Cancelled"}[d.get("docstatus", 0)]),
+    )
+}
+
+
+def resolve_doctype(name: str) -> DocType:
+    found = DOCTYPES.get(name)
+    if found is None:
+        raise FrappeError("DoesNotExistError", f"DocType {name} not found")
+    return found
+
+
+def new_name(store: DocStore, doctype: DocType, doc: Doc) -> str:
+    """The document name: the naming series (``SAL-ORD-2026-00001``) or the name field."""
+    if doctype.series:
+        year = str(date.today().year)
+        prefix = doctype.series.replace(".YYYY.", year).replace(".", "")
+        return f"{prefix}{store.next_value('series:' + prefix):05d}"
+    base = str(doc[doctype.name_field or "name"]).strip()
+    if doctype.name == "Customer":
+        name, n = base, 0
+        while store.get("Customer", name) is not None:
+            n += 1
+            name = f"{base} - {n}"
+        return name
+    if store.get(doctype.name, base) is not None:
+        raise FrappeError("DuplicateEntryError", f"{doctype.name} {base} already exists")
+    return base
+
+
+def child_row(parent: Doc, table: str, child_doctype: str, row: Doc, idx: int, now: str) -> Doc:
+    out = {k: v for k, v in row.items() if k not in ("parent", "parentfield", "parenttype", "doctype", "idx")}
+    out.setdefault("name", secrets.token_hex(5))
+    out.update({"parent": parent["name"], "parentfield": table, "parenttype": parent["doctype"],
+                "doctype": child_doctype, "idx": idx, "docstatus": parent.get("docstatus", 0),
+                "owner": parent.get("owner"), "creation": parent.get("creation", now), "modified": now})
+    return out

@@ -1,0 +1,165 @@
+"""The store on SQLite and PostgreSQL: schema, inbox de-duplication, runs, DLQ, leases, rate limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from commerce_bridge.domain.delivery import Delivery, RunStatus
+from commerce_bridge.errors import ValidationError
+from commerce_bridge.store import db as store_db
+from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
+from commerce_bridge.store.inbox import SqlInbox
+from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns
+from commerce_bridge.store.tables import metadata
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = store_db.make_engine(database_url)
+    store_db.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+def delivery(event_id: str, source: str = "stripe") -> Delivery:
+    return Delivery(source=source, event_id=event_id, event_type="charge.succeeded",
+                    body=b'{"id":"%s"}' % event_id.encode(), received_at=datetime.now(UTC))
+
+
+def test_migrated_schema_matches_the_table_definitions(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    assert set(inspect(engine).get_table_names()) >= set(metadata.tables)
+    current, head = store_db.migration_status(engine)
+    assert current == head
+
+
+def test_sqlite_runs_wal_with_full_sync(tmp_path: Path) -> None:
+    engine = store_db.make_engine(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_record_batch_marks_duplicates_within_and_across_batches(engine: Engine) -> None:
+    inbox = SqlInbox(engine)
+    assert inbox.record_batch([delivery("a"), delivery("b"), delivery("a"), delivery("a", source="erp")]) == [
+        True, True, False, True]
+    assert inbox.record_batch([delivery("b"), delivery("c")]) == [False, True]
+    assert inbox.backlog() == 4
+
+
+def test_dispatch_batch_hands_each_delivery_over_once(engine: Engine) -> None:
+    inbox = SqlInbox(engine)
+    inbox.record_batch([delivery(f"e{i}") for i in range(5)])
+    seen: list[str] = []
+    assert inbox.dispatch_batch(3, lambda rows: seen.extend(r.event_id for r in rows)) == 3
+    assert inbox.dispatch_batch(10, lambda rows: seen.extend(r.event_id for r in rows)) == 2
+    assert inbox.dispatch_batch(10, lambda rows: seen.extend(r.event_id for r in rows)) == 0
+    assert seen == [f"e{i}" for i in range(5)]
+    assert inbox.backlog() == 0
+
+
+def test_a_failing_dispatch_handler_leaves_rows_undispatched(engine: Engine) -> None:
+    inbox = SqlInbox(engine)
+    inbox.record_batch([delivery("x")])
+
+    def boom(rows: object) -> None:
+        raise RuntimeError("enqueue failed")
+
+    with pytest.raises(RuntimeError):
+        inbox.dispatch_batch(10, boom)
+    assert inbox.backlog() == 1
+
+
+def test_run_status_drives_the_delivery_status(engine: Engine) -> None:
+    inbox, runs = SqlInbox(engine), SqlRuns(engine)
+    inbox.record_batch([delivery("r1")])
+    rows: list[int] = []
+    inbox.dispatch_batch(10, lambda ds: rows.extend(d.id for d in ds))
+    runs.create([{"run_id": f"stripe:r1:{w}", "inbox_id": rows[0], "source": "stripe", "event_id": "r1",
+                  "workflow": w, "workflow_version": "1"} for w in ("a", "b")])
+    runs.create([{"run_id": "stripe:r1:a", "inbox_id": rows[0], "source": "stripe", "event_id": "r1",
+                  "workflow": "a", "workflow_version": "1"}])  # same id twice is harmless
+    runs.set_status("stripe:r1:a", RunStatus.SUCCEEDED)
+    assert inbox.get("stripe", "r1").status == "dispatched"  # type: ignore[union-attr]
+    runs.set_status("stripe:r1:b", RunStatus.PARKED, failed_step="s", error_code="validation_error")
+    assert inbox.get("stripe", "r1").status == "failed"  # type: ignore[union-attr]
+    runs.set_status("stripe:r1:b", RunStatus.SUCCEEDED)
+    got = inbox.get("stripe", "r1")
+    assert got is not None and got.status == "processed" and got.processed_at is not None
+    listed = inbox.list(source="stripe")
+    assert {r["run_id"] for r in listed[0]["runs"]} == {"stripe:r1:a", "stripe:r1:b"}
+
+
+def test_dead_letter_entries_resolve_once(engine: Engine) -> None:
+    dlq = SqlDeadLetters(engine)
+    entry = {"run_id": "r", "step_id": "s", "step_type": "x.y.z", "attempts": 3, "error_code": "mapping_error",
+             "error_message": "bad", "step_input": {"amount_minor": 5}, "engine_workflow_id": "r"}
+    first = dlq.add(entry)
+    assert dlq.add(entry) == first  # one open entry per run
+    assert dlq.count_open() == 1
+    assert dlq.get(first)["step_input"] == {"amount_minor": 5}
+    assert dlq.resolve(first, "discarded", "test")["status"] == "discarded"
+    with pytest.raises(ValidationError, match="already discarded"):
+        dlq.resolve(first, "replayed", "again")
+    assert dlq.count_open() == 0
+
+
+def test_audit_counts_repeated_executions(engine: Engine) -> None:
+    audit = SqlAuditLog(engine)
+    assert audit.record("r1", "stripe", "e1", "t") is True
+    assert audit.record("r1", "stripe", "e1", "t") is False
+    assert audit.all()[0]["executions"] == 2
+
+
+def test_only_one_survivor_wins_a_takeover(engine: Engine) -> None:
+    leases = SqlWorkerLeases(engine)
+    epoch = leases.register("w1", "host", 1, lease_s=0.2)
+    assert leases.heartbeat("w1", epoch, 0.2)
+    assert not leases.begin_takeover("w1", "w2", grace_s=0.0)  # still alive
+    time.sleep(0.4)
+    assert leases.expired(0.0) == ["w1"]
+    wins = [leases.begin_takeover("w1", by, grace_s=0.0) for by in ("w2", "w3")]
+    assert wins == [True, False]
+    assert not leases.heartbeat("w1", epoch, 0.2)  # the old holder is fenced out
+    with pytest.raises(RuntimeError, match="being recovered"):
+        leases.register("w1", "host", 1, lease_s=1)
+    leases.finish_takeover("w1", 7)
+    assert leases.get("w1")["recovered_runs"] == 7  # type: ignore[index]
+    assert leases.register("w1", "host", 2, lease_s=1) == epoch + 1
+
+
+def test_rate_limiter_spaces_slots_across_threads(engine: Engine) -> None:
+    leases = SqlWorkerLeases(engine)
+    limiter = SqlRateLimiter(engine, leases)
+    interval = 0.02
+    slots: list[float] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        for _ in range(10):
+            wait = limiter.reserve("dest", interval)
+            with lock:
+                slots.append(time.time() + wait)
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    slots.sort()
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    # Reservations are spaced by the interval (minus the clock read jitter between threads).
+    assert min(gaps) > interval * 0.5
+    assert slots[-1] - slots[0] >= interval * 38

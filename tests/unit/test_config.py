@@ -1,0 +1,86 @@
+"""Settings: environment, TOML file, secrets from files, one error naming every bad setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from commerce_bridge.config import load_settings
+from commerce_bridge.errors import ConfigurationError
+
+
+def test_defaults_use_sqlite_under_data() -> None:
+    s = load_settings()
+    assert s.database_url == "sqlite:///./data/bridge.sqlite"
+    assert s.effective_engine_database_url() == "sqlite:///data/engine.sqlite"
+
+
+def test_environment_variables_are_read_with_the_cb_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_STRIPE_WEBHOOK_SECRETS", "whsec_a, whsec_b")
+    monkeypatch.setenv("CB_RATE_LIMITS", '{"stripe": 90}')
+    monkeypatch.setenv("CB_DATABASE_URL", "postgresql://u:pw@db/x")
+    s = load_settings()
+    assert [x.get_secret_value() for x in s.stripe_webhook_secrets] == ["whsec_a", "whsec_b"]
+    assert s.rate_limits == {"stripe": 90.0}
+    assert s.database_url == "postgresql+psycopg://u:pw@db/x"
+    assert s.effective_engine_database_url() == s.database_url
+
+
+def test_toml_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "commerce-bridge.toml").write_text('port = 9100\nlog_level = "DEBUG"\n')
+    monkeypatch.setenv("CB_LOG_LEVEL", "ERROR")
+    s = load_settings()
+    assert s.port == 9100
+    assert s.log_level == "ERROR"
+
+
+def test_secret_can_come_from_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    f = tmp_path / "tokens"
+    f.write_text("tok-1,tok-2\n")
+    monkeypatch.setenv("CB_ADMIN_TOKENS_FILE", str(f))
+    s = load_settings()
+    assert [t.get_secret_value() for t in s.admin_tokens] == ["tok-1", "tok-2"]
+
+
+def test_every_bad_setting_is_named_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_PORT", "eighty")
+    monkeypatch.setenv("CB_STRIPE_WEBHOOK_SECRETS", "not-a-whsec")
+    monkeypatch.setenv("CB_CLARITY_ALLOWED_CIDRS", "10.0.0.0/8,nonsense")
+    monkeypatch.setenv("CB_ADMIN_TOKENS_FILE", "/does/not/exist")
+    monkeypatch.setenv("CB_DATABASE_URL", "mysql://x")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    text = " ".join(info.value.errors)
+    for name in ("CB_PORT", "CB_STRIPE_WEBHOOK_SECRETS", "CB_CLARITY_ALLOWED_CIDRS", "CB_ADMIN_TOKENS_FILE",
+                 "CB_DATABASE_URL"):
+        assert name in text
+    assert len(info.value.errors) == 5
+
+
+def test_invalid_json_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_RATE_LIMITS", "{oops")
+    with pytest.raises(ConfigurationError, match="CB_RATE_LIMITS"):
+        load_settings()
+
+
+def test_missing_explicit_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_CONFIG_FILE", "/nope.toml")
+    with pytest.raises(ConfigurationError, match="CB_CONFIG_FILE"):
+        load_settings()
+
+
+def test_webhook_alert_sink_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_ALERT_SINKS", "log,webhook")
+    with pytest.raises(ConfigurationError, match="CB_ALERT_WEBHOOK_URL"):
+        load_settings()
+
+
+def test_masked_view_hides_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_STRIPE_WEBHOOK_SECRETS", "whsec_supersecret")
+    monkeypatch.setenv("CB_STRIPE_API_KEY", "sk_test_supersecret")
+    monkeypatch.setenv("CB_DATABASE_URL", "postgresql+psycopg://user:hunter2@db/x")
+    text = repr(load_settings().masked())
+    assert "supersecret" not in text
+    assert "hunter2" not in text
+    assert "user:********@db" in text
