@@ -30,8 +30,13 @@ def _worker(url: str, seconds: float, threads: int, out: mp.Queue) -> None:  # t
 
     def run(i: int) -> None:
         client = stripe.StripeClient("sk_test_bench", base_addresses={"api": url})
-        params = {"amount": 1999, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
-                  "metadata": {"order_id": "bench"}}
+        params = {
+            "amount": 1999,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": "bench"},
+        }
         while time.perf_counter() < stop_at:
             try:
                 pi = client.v1.payment_intents.create(params=params)
@@ -83,11 +88,15 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.05)
-        print(f"server pid {server.pid}; clients: {args.procs} processes x {args.threads} threads, "
-              f"SDK default RequestsClient (keep-alive session per thread); state={args.state or 'memory'}")
+        print(
+            f"server pid {server.pid}; clients: {args.procs} processes x {args.threads} threads, "
+            f"SDK default RequestsClient (keep-alive session per thread); state={args.state or 'memory'}"
+        )
         fresh, err1 = measure(url, args.seconds, args.procs, args.threads)
         n0 = httpx.get(url + "/_sandbox/health").json()["objects"]
-        print(f"fresh store: {fresh:8.1f} PaymentIntent create+confirm/s  (errors {err1}, objects after: {n0})")
+        print(
+            f"fresh store: {fresh:8.1f} PaymentIntent create+confirm/s  (errors {err1}, objects after: {n0})"
+        )
         t0 = time.perf_counter()
         while True:
             n = httpx.get(url + "/_sandbox/health").json()["objects"]
@@ -95,11 +104,17 @@ def main() -> None:
                 break
             per_pi = 7  # pi, pm, charge, txn, 3 events
             batch = min(2000, (args.objects - n) // per_pi + 1)
-            httpx.post(url + "/_sandbox/prefill", json={"payment_intents": batch}, timeout=120).raise_for_status()
-        print(f"pre-filled to {n} objects in {time.perf_counter() - t0:.1f} s (internal path /_sandbox/prefill)")
+            httpx.post(
+                url + "/_sandbox/prefill", json={"payment_intents": batch}, timeout=120
+            ).raise_for_status()
+        print(
+            f"pre-filled to {n} objects in {time.perf_counter() - t0:.1f} s (internal path /_sandbox/prefill)"
+        )
         full, err2 = measure(url, args.seconds, args.procs, args.threads)
         n1 = httpx.get(url + "/_sandbox/health").json()["objects"]
-        print(f"at {n} objects: {full:8.1f} PaymentIntent create+confirm/s  (errors {err2}, objects after: {n1})")
+        print(
+            f"at {n} objects: {full:8.1f} PaymentIntent create+confirm/s  (errors {err2}, objects after: {n1})"
+        )
         print(f"ratio full/fresh: {full / fresh:.2f}")
     finally:
         server.terminate()

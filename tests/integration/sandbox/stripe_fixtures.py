@@ -20,8 +20,16 @@ from commerce_bridge.sandbox.stripe_emulator.app import StripeEmulatorApp, build
 FIXTURES_PATH = Path("/work/shared/data/stripe/fixtures3.json")
 
 # nested dicts whose keys are data, or whose sub-shape depends on a type discriminator
-FREE_FORM = {"metadata", "fraud_details", "previous_attributes", "last_payment_error", "next_action",
-             "payment_method_options", "amount_details", "data.object"}
+FREE_FORM = {
+    "metadata",
+    "fraud_details",
+    "previous_attributes",
+    "last_payment_error",
+    "next_action",
+    "payment_method_options",
+    "amount_details",
+    "data.object",
+}
 
 
 def load_fixtures() -> dict[str, Any]:
@@ -142,8 +150,10 @@ def stripe_server(stripe_app: StripeEmulatorApp) -> Iterator[PeerServer]:
 def stripe_url(stripe_server: PeerServer) -> str:
     httpx.delete(f"{stripe_server.url}/_sandbox/data").raise_for_status()
     httpx.delete(f"{stripe_server.url}/_sandbox/faults").raise_for_status()
-    httpx.post(f"{stripe_server.url}/_sandbox/webhooks/options",
-               json={"shuffle": False, "duplicate_probability": 0.0, "delay_ms": 0}).raise_for_status()
+    httpx.post(
+        f"{stripe_server.url}/_sandbox/webhooks/options",
+        json={"shuffle": False, "duplicate_probability": 0.0, "delay_ms": 0},
+    ).raise_for_status()
     return stripe_server.url
 
 

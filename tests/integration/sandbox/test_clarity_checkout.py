@@ -109,12 +109,13 @@ def test_stripe_mode_creates_and_confirms_the_payment_intent_with_the_order_key(
         assert order["PaymentTransactionID"] == result["PaymentIntentID"]
         assert order["SalesOrderPayments"][0]["Slave"]["TransactionNumber"] == result["PaymentIntentID"]
 
-        declined = client.post("/_sandbox/checkout", json={**CART, "PaymentMode": "stripe",
+        one_line = {**CART, "Lines": CART["Lines"][:1]}
+        declined = client.post("/_sandbox/checkout", json={**one_line, "PaymentMode": "stripe",
                                                            "PaymentMethod": "pm_card_chargeDeclined"})
         assert declined.status_code == 402 and declined.json()["StripeError"]["code"] == "card_declined"
         assert client.get(f"{CLARITY_BASE}/Ordering/SalesOrders").json()["TotalCount"] == 1
 
-        pending = client.post("/_sandbox/checkout", json={**CART, "PaymentMode": "stripe",
+        pending = client.post("/_sandbox/checkout", json={**one_line, "PaymentMode": "stripe",
                                                           "PaymentMethod": "pm_card_threeDSecure2Required"}).json()
         assert pending["PaymentIntentStatus"] == "requires_action" and pending["StatusKey"] == "Pending"
 
@@ -124,6 +125,6 @@ def test_checkout_rejects_bad_carts(clarity_server: PeerServer) -> None:
         assert client.post("/_sandbox/checkout", json={**CART, "Lines": []}).status_code == 400
         unknown = client.post("/_sandbox/checkout", json={**CART, "Lines": [{"Sku": "NOPE", "Quantity": 1}]})
         assert unknown.status_code == 400 and "no price" in unknown.json()["ErrorMessages"][0]
-        no_stripe = client.post("/_sandbox/checkout", json={**CART, "PaymentMode": "stripe"})
-        assert no_stripe.status_code == 400
+        no_stripe = client.post("/_sandbox/checkout", json={**CART, "Lines": CART["Lines"][:1], "PaymentMode": "stripe"})
+        assert no_stripe.status_code == 400 and "stripe_url" in no_stripe.json()["ErrorMessages"][0]
         assert client.post("/_sandbox/checkout", json={**CART, "Email": ""}).status_code == 400

@@ -15,12 +15,20 @@ T0 = 1_893_456_000  # 2030-01-01T00:00:00Z
 
 def setup_subscriber(c: stripe.StripeClient, pm: str) -> tuple[Any, Any, Any]:
     clock = c.v1.test_helpers.test_clocks.create(params={"frozen_time": T0, "name": "billing"})
-    cus = c.v1.customers.create(params={"email": "sub@example.com", "test_clock": clock.id, "payment_method": pm})
+    cus = c.v1.customers.create(
+        params={"email": "sub@example.com", "test_clock": clock.id, "payment_method": pm}
+    )
     pm_id = c.v1.customers.payment_methods.list(cus.id).data[0].id
     c.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": pm_id}})
     prod = c.v1.products.create(params={"name": "Plan"})
-    price = c.v1.prices.create(params={"product": prod.id, "currency": "usd", "unit_amount": 1500,
-                                       "recurring": {"interval": "month"}})
+    price = c.v1.prices.create(
+        params={
+            "product": prod.id,
+            "currency": "usd",
+            "unit_amount": 1500,
+            "recurring": {"interval": "month"},
+        }
+    )
     return clock, cus, price
 
 
@@ -29,7 +37,9 @@ def test_subscription_renews_each_month_when_test_clock_advances(
 ) -> None:
     c = stripe_client
     clock, cus, price = setup_subscriber(c, "pm_card_visa")
-    sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id, "quantity": 2}]})
+    sub = c.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": price.id, "quantity": 2}]}
+    )
     assert sub.status == "active" and sub.items.data[0].current_period_start == T0
     inv = c.v1.invoices.retrieve(sub.latest_invoice)
     assert inv.status == "paid" and inv.amount_paid == 3000 and inv.billing_reason == "subscription_create"
@@ -38,7 +48,11 @@ def test_subscription_renews_each_month_when_test_clock_advances(
     assert_shape(clock, "test_helpers.test_clock", stripe_fixtures)
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 62 * DAY})
     invoices = c.v1.invoices.list(params={"subscription": sub.id}).data
-    assert [i.billing_reason for i in invoices] == ["subscription_cycle", "subscription_cycle", "subscription_create"]
+    assert [i.billing_reason for i in invoices] == [
+        "subscription_cycle",
+        "subscription_cycle",
+        "subscription_create",
+    ]
     assert all(i.status == "paid" for i in invoices)
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "active" and sub.items.data[0].current_period_start == T0 + (31 + 28) * DAY
@@ -50,16 +64,25 @@ def test_failed_renewal_goes_past_due_then_retries_then_cancels(stripe_client: s
     c = stripe_client
     clock, cus, price = setup_subscriber(c, "pm_card_chargeCustomerFail")
     with pytest.raises(stripe.CardError):
-        c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}],
-                                          "payment_behavior": "error_if_incomplete"})
+        c.v1.subscriptions.create(
+            params={
+                "customer": cus.id,
+                "items": [{"price": price.id}],
+                "payment_behavior": "error_if_incomplete",
+            }
+        )
     # a trial makes the first invoice free, so the first charge happens at renewal
-    sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 7})
+    sub = c.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 7}
+    )
     assert sub.status == "trialing"
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 8 * DAY})
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "past_due"
     inv = c.v1.invoices.retrieve(sub.latest_invoice)
-    assert inv.status == "open" and inv.attempt_count == 1 and inv.next_payment_attempt == T0 + 7 * DAY + 3 * DAY
+    assert (
+        inv.status == "open" and inv.attempt_count == 1 and inv.next_payment_attempt == T0 + 7 * DAY + 3 * DAY
+    )
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 11 * DAY})
     assert c.v1.invoices.retrieve(inv.id).attempt_count == 2
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 30 * DAY})
@@ -72,15 +95,20 @@ def test_failed_renewal_goes_past_due_then_retries_then_cancels(stripe_client: s
     assert deleted[0].data.object.id == sub.id
 
 
-def test_past_due_invoice_paid_with_new_card_reactivates_subscription(stripe_client: stripe.StripeClient) -> None:
+def test_past_due_invoice_paid_with_new_card_reactivates_subscription(
+    stripe_client: stripe.StripeClient,
+) -> None:
     c = stripe_client
     clock, cus, price = setup_subscriber(c, "pm_card_chargeCustomerFail")
-    sub = c.v1.subscriptions.create(params={"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 3})
+    sub = c.v1.subscriptions.create(
+        params={"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 3}
+    )
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 4 * DAY})
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "past_due"
-    pm = c.v1.payment_methods.create(params={"type": "card", "card": {"number": "5555555555554444", "exp_month": 1,
-                                                                      "exp_year": 2032}})
+    pm = c.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "5555555555554444", "exp_month": 1, "exp_year": 2032}}
+    )
     c.v1.payment_methods.attach(pm.id, params={"customer": cus.id})
     inv = c.v1.invoices.pay(sub.latest_invoice, params={"payment_method": pm.id})
     assert inv.status == "paid"
@@ -107,8 +135,9 @@ def test_dispute_card_opens_dispute_that_withdraws_funds_and_fee(
     stripe_client: stripe.StripeClient, stripe_url: str, stripe_fixtures: dict[str, Any]
 ) -> None:
     c = stripe_client
-    pi = c.v1.payment_intents.create(params={"amount": 4000, "currency": "usd", "payment_method": "pm_card_createDispute",
-                                             "confirm": True})
+    pi = c.v1.payment_intents.create(
+        params={"amount": 4000, "currency": "usd", "payment_method": "pm_card_createDispute", "confirm": True}
+    )
     disputes = c.v1.disputes.list(params={"charge": pi.latest_charge}).data
     assert len(disputes) == 1
     d = c.v1.disputes.retrieve(disputes[0].id)
@@ -120,8 +149,13 @@ def test_dispute_card_opens_dispute_that_withdraws_funds_and_fee(
     d = c.v1.disputes.retrieve(d.id)
     assert d.status == "won" and d.balance_transactions[-1].reporting_category == "dispute_reversal"
     types = [e.type for e in c.v1.events.list(params={"type": "charge.dispute.*", "limit": 100}).data]
-    assert set(types) == {"charge.dispute.created", "charge.dispute.funds_withdrawn", "charge.dispute.updated",
-                          "charge.dispute.funds_reinstated", "charge.dispute.closed"}
+    assert set(types) == {
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.updated",
+        "charge.dispute.funds_reinstated",
+        "charge.dispute.closed",
+    }
 
 
 def test_automatic_payout_reconciles_with_balance_transactions(
@@ -129,8 +163,12 @@ def test_automatic_payout_reconciles_with_balance_transactions(
 ) -> None:
     c = stripe_client
     amounts = [1000, 2500, 4999]
-    pis = [c.v1.payment_intents.create(params={"amount": a, "currency": "usd", "payment_method": "pm_card_visa",
-                                               "confirm": True}) for a in amounts]
+    pis = [
+        c.v1.payment_intents.create(
+            params={"amount": a, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+        )
+        for a in amounts
+    ]
     c.v1.refunds.create(params={"payment_intent": pis[0].id, "amount": 400})
     bal = c.v1.balance.retrieve()
     fees = sum((a * 290 + 5000) // 10000 + 30 for a in amounts)

@@ -9,7 +9,10 @@ import stripe
 from stripe_fixtures import *  # noqa: F403  (pytest fixtures)
 from stripe_fixtures import assert_shape, control
 
-VISA = {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}}
+VISA = {
+    "type": "card",
+    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"},
+}
 
 
 def card(number: str) -> dict[str, Any]:
@@ -37,8 +40,14 @@ def test_payment_intent_succeeds_with_charge_outcome_and_fee_when_card_is_visa(
     stripe_client: stripe.StripeClient,
 ) -> None:
     pi = stripe_client.v1.payment_intents.create(
-        params={"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
-                "metadata": {"order_id": "o-1"}, "expand": ["latest_charge.balance_transaction", "payment_method"]}
+        params={
+            "amount": 2000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": "o-1"},
+            "expand": ["latest_charge.balance_transaction", "payment_method"],
+        }
     )
     assert pi.status == "succeeded" and pi.amount_received == 2000
     assert pi.client_secret.startswith(pi.id + "_secret_")
@@ -76,7 +85,9 @@ def test_confirm_raises_card_error_when_card_is_a_decline_test_card(
     err = info.value
     assert err.http_status == 402 and err.code == code
     assert err.error is not None and err.error.type == "card_error" and err.error.decline_code == decline_code
-    pi = stripe_client.v1.payment_intents.retrieve(err.error.payment_intent.id, params={"expand": ["latest_charge"]})
+    pi = stripe_client.v1.payment_intents.retrieve(
+        err.error.payment_intent.id, params={"expand": ["latest_charge"]}
+    )
     assert pi.status == "requires_payment_method"
     assert pi.last_payment_error.decline_code == decline_code
     assert pi.latest_charge.status == "failed" and pi.latest_charge.failure_code == code
@@ -88,17 +99,29 @@ def test_confirm_raises_card_error_when_card_is_a_decline_test_card(
 
 def test_elevated_risk_card_succeeds_with_elevated_risk_level(stripe_client: stripe.StripeClient) -> None:
     pi = stripe_client.v1.payment_intents.create(
-        params={"amount": 1500, "currency": "usd", "payment_method": "pm_card_riskLevelElevated", "confirm": True,
-                "expand": ["latest_charge"]}
+        params={
+            "amount": 1500,
+            "currency": "usd",
+            "payment_method": "pm_card_riskLevelElevated",
+            "confirm": True,
+            "expand": ["latest_charge"],
+        }
     )
     assert pi.status == "succeeded"
-    assert pi.latest_charge.outcome.risk_level == "elevated" and pi.latest_charge.outcome.type == "manual_review"
+    assert (
+        pi.latest_charge.outcome.risk_level == "elevated" and pi.latest_charge.outcome.type == "manual_review"
+    )
 
 
 def test_declined_payment_can_be_retried_with_a_good_card(stripe_client: stripe.StripeClient) -> None:
     with pytest.raises(stripe.CardError) as info:
         stripe_client.v1.payment_intents.create(
-            params={"amount": 900, "currency": "eur", "payment_method": "pm_card_chargeDeclined", "confirm": True}
+            params={
+                "amount": 900,
+                "currency": "eur",
+                "payment_method": "pm_card_chargeDeclined",
+                "confirm": True,
+            }
         )
     pid = info.value.error.payment_intent.id
     pi = stripe_client.v1.payment_intents.confirm(pid, params={"payment_method": "pm_card_mastercard"})
@@ -110,7 +133,12 @@ def test_three_d_secure_challenge_completes_or_fails_when_sandbox_is_told(
     stripe_client: stripe.StripeClient, stripe_url: str, outcome: str
 ) -> None:
     pi = stripe_client.v1.payment_intents.create(
-        params={"amount": 5000, "currency": "usd", "payment_method": "pm_card_threeDSecure2Required", "confirm": True}
+        params={
+            "amount": 5000,
+            "currency": "usd",
+            "payment_method": "pm_card_threeDSecure2Required",
+            "confirm": True,
+        }
     )
     assert pi.status == "requires_action" and pi.next_action.type == "use_stripe_sdk"
     control(stripe_url, "POST", f"payment_intents/{pi.id}/3ds", {"outcome": outcome})
@@ -123,10 +151,19 @@ def test_three_d_secure_challenge_completes_or_fails_when_sandbox_is_told(
         assert after.last_payment_error.code == "payment_intent_authentication_failure"
 
 
-def test_manual_capture_partial_then_refunds_never_exceed_captured(stripe_client: stripe.StripeClient) -> None:
+def test_manual_capture_partial_then_refunds_never_exceed_captured(
+    stripe_client: stripe.StripeClient,
+) -> None:
     pis = stripe_client.v1.payment_intents
-    pi = pis.create(params={"amount": 10000, "currency": "usd", "capture_method": "manual",
-                            "payment_method": "pm_card_visa", "confirm": True})
+    pi = pis.create(
+        params={
+            "amount": 10000,
+            "currency": "usd",
+            "capture_method": "manual",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
     assert pi.status == "requires_capture" and pi.amount_capturable == 10000
     with pytest.raises(stripe.InvalidRequestError):
         pis.capture(pi.id, params={"amount_to_capture": 10001})
@@ -152,17 +189,28 @@ def test_manual_capture_partial_then_refunds_never_exceed_captured(stripe_client
 
 def test_cancel_records_reason_and_refuses_succeeded_intents(stripe_client: stripe.StripeClient) -> None:
     pis = stripe_client.v1.payment_intents
-    pi = pis.create(params={"amount": 700, "currency": "usd", "capture_method": "manual",
-                            "payment_method": "pm_card_visa", "confirm": True})
+    pi = pis.create(
+        params={
+            "amount": 700,
+            "currency": "usd",
+            "capture_method": "manual",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+        }
+    )
     c = pis.cancel(pi.id, params={"cancellation_reason": "requested_by_customer"})
     assert c.status == "canceled" and c.cancellation_reason == "requested_by_customer" and c.canceled_at
-    done = pis.create(params={"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True})
+    done = pis.create(
+        params={"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
     with pytest.raises(stripe.InvalidRequestError) as info:
         pis.cancel(done.id)
     assert info.value.code == "payment_intent_unexpected_state"
 
 
-def test_payment_methods_from_card_numbers_attach_and_list_by_customer(stripe_client: stripe.StripeClient) -> None:
+def test_payment_methods_from_card_numbers_attach_and_list_by_customer(
+    stripe_client: stripe.StripeClient,
+) -> None:
     cus = stripe_client.v1.customers.create(params={"email": "pm@example.com"})
     pm = stripe_client.v1.payment_methods.create(params=VISA)
     assert pm.id.startswith("pm_") and pm.card.brand == "visa" and pm.card.last4 == "4242"
@@ -180,20 +228,41 @@ def test_objects_match_stripe_example_shapes_for_each_resource(
     c = stripe_client.v1
     cus = c.customers.create(params={"email": "shape@example.com"})
     prod = c.products.create(params={"name": "T-shirt"})
-    price = c.prices.create(params={"product": prod.id, "unit_amount": 2000, "currency": "usd",
-                                    "recurring": {"interval": "month"}})
+    price = c.prices.create(
+        params={
+            "product": prod.id,
+            "unit_amount": 2000,
+            "currency": "usd",
+            "recurring": {"interval": "month"},
+        }
+    )
     pm = c.payment_methods.create(params=VISA)
-    pi = c.payment_intents.create(params={"amount": 2000, "currency": "usd", "customer": cus.id,
-                                          "payment_method": pm.id, "confirm": True})
+    pi = c.payment_intents.create(
+        params={
+            "amount": 2000,
+            "currency": "usd",
+            "customer": cus.id,
+            "payment_method": pm.id,
+            "confirm": True,
+        }
+    )
     charge = c.charges.retrieve(pi.latest_charge)
     refund = c.refunds.create(params={"payment_intent": pi.id, "amount": 100})
     txn = c.balance_transactions.retrieve(charge.balance_transaction)
     event = c.events.retrieve(c.events.list(params={"limit": 1}).data[0].id)
     ep = c.webhook_endpoints.create(params={"url": "http://127.0.0.1:9/x", "enabled_events": ["*"]})
     pairs = [
-        (cus, "customer"), (prod, "product"), (price, "price"), (pm, "payment_method"), (pi, "payment_intent"),
-        (charge, "charge"), (refund, "refund"), (txn, "balance_transaction"), (event, "event"),
-        (c.webhook_endpoints.retrieve(ep.id), "webhook_endpoint"), (c.balance.retrieve(), "balance"),
+        (cus, "customer"),
+        (prod, "product"),
+        (price, "price"),
+        (pm, "payment_method"),
+        (pi, "payment_intent"),
+        (charge, "charge"),
+        (refund, "refund"),
+        (txn, "balance_transaction"),
+        (event, "event"),
+        (c.webhook_endpoints.retrieve(ep.id), "webhook_endpoint"),
+        (c.balance.retrieve(), "balance"),
         (c.customers.delete(cus.id), "deleted_customer"),
     ]
     for obj, resource in pairs:

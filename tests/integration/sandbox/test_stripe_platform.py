@@ -14,7 +14,13 @@ from stripe_fixtures import WebhookReceiver, control
 
 def pay(client: stripe.StripeClient, amount: int = 1000, **extra: object) -> stripe.PaymentIntent:
     return client.v1.payment_intents.create(
-        params={"amount": amount, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True, **extra}
+        params={
+            "amount": amount,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            **extra,
+        }
     )
 
 
@@ -63,7 +69,9 @@ def test_duplicate_and_shuffled_deliveries_when_options_say_so(
     stripe_client: stripe.StripeClient, stripe_url: str, stripe_webhook: tuple[WebhookReceiver, str]
 ) -> None:
     receiver, _ = stripe_webhook
-    control(stripe_url, "POST", "webhooks/options", {"duplicate_probability": 1.0, "shuffle": True, "seed": 7})
+    control(
+        stripe_url, "POST", "webhooks/options", {"duplicate_probability": 1.0, "shuffle": True, "seed": 7}
+    )
     ids = [stripe_client.v1.customers.create(params={"name": f"c{i}"}).id for i in range(8)]
     evs = receiver.wait_for(lambda evs: len(evs) >= 16)
     event_ids = [e["id"] for e in evs]
@@ -105,23 +113,35 @@ def test_idempotency_key_replays_saved_response_and_rejects_other_params(
 ) -> None:
     opts = {"idempotency_key": "order-1:step-pay"}
     a = stripe_client.v1.payment_intents.create(
-        params={"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}, options=opts)
+        params={"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True},
+        options=opts,
+    )
     b = stripe_client.v1.payment_intents.create(
-        params={"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}, options=opts)
+        params={"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True},
+        options=opts,
+    )
     assert a.id == b.id
     assert b.last_response.headers.get("Idempotent-Replayed") == "true"
     assert len(stripe_client.v1.payment_intents.list().data) == 1
     with pytest.raises(stripe.IdempotencyError):
         stripe_client.v1.payment_intents.create(
-            params={"amount": 1300, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}, options=opts)
+            params={"amount": 1300, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True},
+            options=opts,
+        )
     # declines are saved too: the same 402 comes back
     d_opts = {"idempotency_key": "order-2:step-pay"}
     errs = []
     for _ in range(2):
         with pytest.raises(stripe.CardError) as info:
             stripe_client.v1.payment_intents.create(
-                params={"amount": 1200, "currency": "usd", "payment_method": "pm_card_chargeDeclined", "confirm": True},
-                options=d_opts)
+                params={
+                    "amount": 1200,
+                    "currency": "usd",
+                    "payment_method": "pm_card_chargeDeclined",
+                    "confirm": True,
+                },
+                options=d_opts,
+            )
         errs.append(info.value)
     assert errs[0].error.payment_intent.id == errs[1].error.payment_intent.id
     assert errs[1].headers.get("Idempotent-Replayed") == "true"
@@ -135,7 +155,9 @@ def test_rate_limit_and_lock_timeout_faults_follow_should_retry_header(
         stripe_client.v1.customers.create(params={"name": "x"})
     assert info.value.error.code == "rate_limit" and info.value.http_status == 429
     control(stripe_url, "POST", "faults", {"kind": "lock_timeout", "count": 1, "should_retry": True})
-    retrying = stripe.StripeClient("sk_test_emulator", base_addresses={"api": stripe_url}, max_network_retries=2)
+    retrying = stripe.StripeClient(
+        "sk_test_emulator", base_addresses={"api": stripe_url}, max_network_retries=2
+    )
     cus = retrying.v1.customers.create(params={"name": "after-lock"})
     assert cus.name == "after-lock"
     attempts_header = cus.last_response.headers.get("Idempotent-Replayed")
@@ -169,7 +191,11 @@ def test_errors_have_stripe_shape_and_every_response_a_request_id(stripe_url: st
         r = h.get("/v1/payment_intents/pi_missing")
         assert r.status_code == 404 and r.headers["request-id"].startswith("req_")
         err = r.json()["error"]
-        assert err["type"] == "invalid_request_error" and err["code"] == "resource_missing" and err["param"] == "id"
+        assert (
+            err["type"] == "invalid_request_error"
+            and err["code"] == "resource_missing"
+            and err["param"] == "id"
+        )
         assert h.get("/v1/customers").headers["request-id"].startswith("req_")
         assert httpx.get(stripe_url + "/v1/customers").status_code == 401
         r = h.post("/v1/payment_intents", data={"currency": "usd"})
@@ -184,11 +210,14 @@ def test_webhook_endpoint_api_returns_secret_once_and_filters_event_types(
 
     with PeerServer(receiver) as srv:
         ep = stripe_client.v1.webhook_endpoints.create(
-            params={"url": srv.url, "enabled_events": ["payment_intent.succeeded"]})
+            params={"url": srv.url, "enabled_events": ["payment_intent.succeeded"]}
+        )
         assert ep.secret.startswith("whsec_")
         assert "secret" not in stripe_client.v1.webhook_endpoints.retrieve(ep.id)
         pay(stripe_client)
         evs = receiver.wait_for(lambda evs: len(evs) >= 1)
         control(stripe_url, "POST", "webhooks/drain", {})
-        assert [e["type"] for e in receiver.events()] == ["payment_intent.succeeded"] == [e["type"] for e in evs]
+        assert (
+            [e["type"] for e in receiver.events()] == ["payment_intent.succeeded"] == [e["type"] for e in evs]
+        )
         stripe_client.v1.webhook_endpoints.delete(ep.id)

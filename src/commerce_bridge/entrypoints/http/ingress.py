@@ -95,6 +95,8 @@ class WebhookIngress:
         except (SignatureInvalid, ValidationError, PayloadTooLarge, UnknownSource, Forbidden) as exc:
             outcome = "rejected"
             status, body_, extra = from_exception(exc, request_id)
+            if isinstance(exc, ValidationError):  # a verified but unusable body is the sender's mistake
+                status = body_["status"] = 400
             await _send(send, status, body_, request_id, extra)
         except BridgeError as exc:
             outcome = "unavailable" if exc.transient else "error"

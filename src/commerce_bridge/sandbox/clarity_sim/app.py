@@ -117,11 +117,11 @@ def build_app(
         stripe_api_key=stripe_api_key, add_payment_records_payment=add_payment_records_payment,
     )
     sim = Sim(store=DocStore(state_file), clock=SimClock(timezone), config=config)
-    if webhook_url:
-        sim.emitter = WebhookEmitter(webhook_url, webhook_secret or "", base_backoff_s=webhook_backoff_s)
     with sim.store.batch():
         lookups.seed(sim)
         seed_identities(sim)
+    if webhook_url:  # after seeding: seed rows are not changes anyone should hear about
+        sim.emitter = WebhookEmitter(webhook_url, webhook_secret or "", base_backoff_s=webhook_backoff_s)
     router = build_router()
     faults = FaultInjector()
     sandbox_routes = register_sandbox_routes(sim, faults)

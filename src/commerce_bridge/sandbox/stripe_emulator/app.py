@@ -73,7 +73,9 @@ class Router:
 
 
 class Fault:
-    def __init__(self, kind: str, count: int, should_retry: bool | None, path: str | None, method: str | None) -> None:
+    def __init__(
+        self, kind: str, count: int, should_retry: bool | None, path: str | None, method: str | None
+    ) -> None:
         if kind not in ("rate_limit", "lock_timeout", "server_error"):
             raise invalid_request(f"Unknown fault kind: {kind}")
         self.kind = kind
@@ -83,31 +85,53 @@ class Fault:
         self.method = method
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "remaining": self.remaining, "should_retry": self.should_retry,
-                "path": self.path, "method": self.method}
+        return {
+            "kind": self.kind,
+            "remaining": self.remaining,
+            "should_retry": self.should_retry,
+            "path": self.path,
+            "method": self.method,
+        }
 
     def error(self) -> StripeApiError:
         headers = {}
         if self.should_retry is not None:
             headers["Stripe-Should-Retry"] = "true" if self.should_retry else "false"
         if self.kind == "server_error":
-            return StripeApiError(500, "api_error", "An unknown error occurred (injected by the sandbox).",
-                                  headers=headers, store_idempotent=False)
+            return StripeApiError(
+                500,
+                "api_error",
+                "An unknown error occurred (injected by the sandbox).",
+                headers=headers,
+                store_idempotent=False,
+            )
         if self.kind == "lock_timeout":
             return StripeApiError(
-                429, "invalid_request_error",
+                429,
+                "invalid_request_error",
                 "This object cannot be accessed right now because another API request or Stripe process is "
                 "currently accessing it. If you see this error intermittently, retry the request.",
-                code="lock_timeout", headers=headers, store_idempotent=False)
+                code="lock_timeout",
+                headers=headers,
+                store_idempotent=False,
+            )
         headers["Stripe-Rate-Limited-Reason"] = "global-rate"
-        return StripeApiError(429, "invalid_request_error", "Request rate limit exceeded. (injected by the sandbox)",
-                              code="rate_limit", headers=headers, store_idempotent=False)
+        return StripeApiError(
+            429,
+            "invalid_request_error",
+            "Request rate limit exceeded. (injected by the sandbox)",
+            code="rate_limit",
+            headers=headers,
+            store_idempotent=False,
+        )
 
 
 class StripeEmulatorApp:
     """ASGI callable; see :func:`build_app`."""
 
-    def __init__(self, emu: Emulator, dispatcher: Dispatcher, startup_endpoint: dict[str, Any] | None) -> None:
+    def __init__(
+        self, emu: Emulator, dispatcher: Dispatcher, startup_endpoint: dict[str, Any] | None
+    ) -> None:
         self.emu = emu
         self.dispatcher = dispatcher
         self.router = Router(
@@ -139,16 +163,18 @@ class StripeEmulatorApp:
         for wid in self.emu.store.index("webhook_endpoint").ids:
             if self.emu.store.objects[wid]["url"] == ep["url"]:
                 return
-        create_endpoint(self.emu, {"url": ep["url"], "enabled_events": ["*"], "secret": ep.get("secret"),
-                                   "description": "registered at start-up"})
+        create_endpoint(
+            self.emu,
+            {
+                "url": ep["url"],
+                "enabled_events": ["*"],
+                "secret": ep.get("secret"),
+                "description": "registered at start-up",
+            },
+        )
 
     def reset(self) -> None:
-        self.emu.store.clear()
-        self.emu.store.set_meta("clock_offset", 0)
-        self.emu._last_now = 0
-        for attr in ("_pending_heap", "_unpaid"):
-            if hasattr(self.emu, attr):
-                delattr(self.emu, attr)
+        self.emu.reset()
         self.idempotency.clear()
         self.faults.clear()
         self.dispatcher.attempts.clear()
@@ -246,7 +272,9 @@ class StripeEmulatorApp:
             return self._respond(500, orjson.dumps(err.body(rid)), rid, extra_headers)
 
     @staticmethod
-    def _respond(status: int, payload: bytes, rid: str, extra: dict[str, str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    def _respond(
+        status: int, payload: bytes, rid: str, extra: dict[str, str]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         headers = [
             (b"content-type", b"application/json"),
             (b"request-id", rid.encode()),
@@ -262,17 +290,25 @@ class StripeEmulatorApp:
     def _authenticate(auth: str | None) -> None:
         if not auth:
             raise StripeApiError(
-                401, "invalid_request_error",
+                401,
+                "invalid_request_error",
                 "You did not provide an API key. You need to provide your API key in the Authorization header, "
-                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').", store_idempotent=False)
+                "using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+                store_idempotent=False,
+            )
         key = auth[7:] if auth.lower().startswith("bearer ") else ""
         if auth.lower().startswith("basic "):
             import base64
 
             key = base64.b64decode(auth[6:]).decode().split(":", 1)[0]
         if not key.startswith(("sk_test_", "rk_test_")):
-            raise StripeApiError(401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}****",
-                                 code="api_key_invalid", store_idempotent=False)
+            raise StripeApiError(
+                401,
+                "invalid_request_error",
+                f"Invalid API Key provided: {key[:8]}****",
+                code="api_key_invalid",
+                store_idempotent=False,
+            )
 
     def _rate_limit(self) -> None:
         limit = self.emu.config.rate_limit_per_s
@@ -285,9 +321,13 @@ class StripeEmulatorApp:
         self._window_count += 1
         if self._window_count > limit:
             raise StripeApiError(
-                429, "invalid_request_error",
+                429,
+                "invalid_request_error",
                 "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
-                code="rate_limit", headers={"Stripe-Rate-Limited-Reason": "global-rate"}, store_idempotent=False)
+                code="rate_limit",
+                headers={"Stripe-Rate-Limited-Reason": "global-rate"},
+                store_idempotent=False,
+            )
 
     def _inject_fault(self, method: str, path: str) -> None:
         for f in self.faults:
@@ -302,7 +342,9 @@ class StripeEmulatorApp:
             self.faults = [x for x in self.faults if x.remaining > 0]
             raise err
 
-    def _idempotent_lookup(self, key: str, method: str, path: str, params: dict[str, Any]) -> tuple[int, bytes] | None:
+    def _idempotent_lookup(
+        self, key: str, method: str, path: str, params: dict[str, Any]
+    ) -> tuple[int, bytes] | None:
         if len(key) > 255:
             raise invalid_request("Idempotency-Key must be at most 255 characters long.")
         saved = self.idempotency.get(key)
@@ -314,13 +356,17 @@ class StripeEmulatorApp:
             return None
         if sig != f"{method} {path}" or sparams != params:
             raise StripeApiError(
-                400, "idempotency_error",
+                400,
+                "idempotency_error",
                 f"Keys for idempotent requests can only be used with the same parameters they were first used with. "
                 f"Try using a key other than '{key}' if you meant to execute a different request.",
-                store_idempotent=False)
+                store_idempotent=False,
+            )
         return status, payload
 
-    def _idempotent_save(self, key: str, method: str, path: str, params: dict[str, Any], status: int, payload: bytes) -> None:
+    def _idempotent_save(
+        self, key: str, method: str, path: str, params: dict[str, Any], status: int, payload: bytes
+    ) -> None:
         self.idempotency[key] = (time.time(), f"{method} {path}", params, status, payload)
         while len(self.idempotency) > IDEMPOTENCY_MAX_KEYS:
             self.idempotency.popitem(last=False)
@@ -348,7 +394,9 @@ def build_app(
         ``webhook_url`` / ``webhook_secret`` (register an endpoint for all events), ``dispute_fee_minor``,
         ``payout_delay_days``, ``auto_payouts``, ``webhook_retry_schedule_s``.
     """
-    config = Config(fee_percent_bp=fee_percent_bp, fee_fixed_minor=fee_fixed_minor, rate_limit_per_s=rate_limit_per_s)
+    config = Config(
+        fee_percent_bp=fee_percent_bp, fee_fixed_minor=fee_fixed_minor, rate_limit_per_s=rate_limit_per_s
+    )
     for k in ("dispute_fee_minor", "payout_delay_days", "auto_payouts"):
         if k in opts:
             setattr(config, k, opts.pop(k))
@@ -358,7 +406,8 @@ def build_app(
     if "webhook_retry_schedule_s" in opts:
         dispatcher.options.retry_schedule_s = list(opts.pop("webhook_retry_schedule_s"))
     startup = None
-    if opts.get("webhook_url"):
-        startup = {"url": opts.pop("webhook_url"), "secret": opts.pop("webhook_secret", None)}
+    webhook_url, webhook_secret = opts.pop("webhook_url", None), opts.pop("webhook_secret", None)
+    if webhook_url:
+        startup = {"url": webhook_url, "secret": webhook_secret}
     config.opts = opts
     return StripeEmulatorApp(emu, dispatcher, startup)

@@ -43,7 +43,11 @@ _GENERIC = "The bank did not return any further details with this decline."
 
 
 def _issuer(code: str, decline_code: str, message: str) -> Decline:
-    seller = _GENERIC if decline_code == "generic_decline" else f"The bank returned the decline code `{decline_code}`."
+    seller = (
+        _GENERIC
+        if decline_code == "generic_decline"
+        else f"The bank returned the decline code `{decline_code}`."
+    )
     return Decline(code, decline_code, message, seller)
 
 
@@ -68,7 +72,10 @@ _CARDS: list[TestCard] = [
     TestCard("4000000000000077", bypass_pending=True),
     # declines (https://docs.stripe.com/testing#declined-payments)
     TestCard("4000000000000002", decline=_issuer("card_declined", "generic_decline", DECLINED)),
-    TestCard("4000000000009995", decline=_issuer("card_declined", "insufficient_funds", "Your card has insufficient funds.")),
+    TestCard(
+        "4000000000009995",
+        decline=_issuer("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+    ),
     TestCard("4000000000009987", decline=_issuer("card_declined", "lost_card", DECLINED)),
     TestCard("4000000000009979", decline=_issuer("card_declined", "stolen_card", DECLINED)),
     TestCard("4000000000000069", decline=_issuer("expired_card", "expired_card", "Your card has expired.")),
@@ -101,7 +108,11 @@ _CARDS: list[TestCard] = [
     TestCard("4000002500003155", three_ds_required=True),
     TestCard("4000000000003220", three_ds_required=True),
     TestCard("4000000000003063", three_ds_required=True),
-    TestCard("4000008400001629", three_ds_required=True, decline=_issuer("card_declined", "card_declined", DECLINED)),
+    TestCard(
+        "4000008400001629",
+        three_ds_required=True,
+        decline=_issuer("card_declined", "card_declined", DECLINED),
+    ),
     # disputes (https://docs.stripe.com/testing#disputes)
     TestCard("4000000000000259", dispute_reason="fraudulent"),
     TestCard("4000000000002685", dispute_reason="product_not_received"),

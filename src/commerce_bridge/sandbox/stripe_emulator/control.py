@@ -42,8 +42,13 @@ def run_account_jobs(app: StripeEmulatorApp, force_payout: bool = False) -> dict
 def _faults_add(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
     from .app import Fault
 
-    f = Fault(str(body.get("kind", "rate_limit")), int(body.get("count", 1)), body.get("should_retry"),
-              body.get("path"), body.get("method"))
+    f = Fault(
+        str(body.get("kind", "rate_limit")),
+        int(body.get("count", 1)),
+        body.get("should_retry"),
+        body.get("path"),
+        body.get("method"),
+    )
     app.faults.append(f)
     return {"faults": [x.as_dict() for x in app.faults]}
 
@@ -66,12 +71,21 @@ def _prefill(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
     emu = app.emu
     for i in range(n):
         payment_intents.create_payment_intent(
-            emu, {"amount": str(1000 + i % 5000), "currency": "usd", "payment_method": "pm_card_visa", "confirm": "true",
-                  "metadata": {"order_id": f"prefill-{i}"}})
+            emu,
+            {
+                "amount": str(1000 + i % 5000),
+                "currency": "usd",
+                "payment_method": "pm_card_visa",
+                "confirm": "true",
+                "metadata": {"order_id": f"prefill-{i}"},
+            },
+        )
     return {"objects": emu.store.count()}
 
 
-async def dispatch(app: StripeEmulatorApp, method: str, path: str, scope: dict[str, Any], raw: bytes) -> tuple[int, Any]:
+async def dispatch(
+    app: StripeEmulatorApp, method: str, path: str, scope: dict[str, Any], raw: bytes
+) -> tuple[int, Any]:
     body: dict[str, Any] = {}
     if raw:
         try:
@@ -105,8 +119,15 @@ async def dispatch(app: StripeEmulatorApp, method: str, path: str, scope: dict[s
             app.dispatcher.set_options(body)
             return 200, app.dispatcher.options.as_dict()
         case ("POST", "webhooks/endpoints"):
-            ep = create_endpoint(emu, {"url": body.get("url"), "enabled_events": body.get("enabled_events") or ["*"],
-                                       "secret": body.get("secret"), "description": body.get("description")})
+            ep = create_endpoint(
+                emu,
+                {
+                    "url": body.get("url"),
+                    "enabled_events": body.get("enabled_events") or ["*"],
+                    "secret": body.get("secret"),
+                    "description": body.get("description"),
+                },
+            )
             return 200, ep
         case ("POST", "webhooks/drain"):
             return 200, {"drained": await app.dispatcher.drain(float(body.get("timeout", 10)))}
@@ -129,12 +150,23 @@ async def dispatch(app: StripeEmulatorApp, method: str, path: str, scope: dict[s
             return 200, billing.advance_clock(emu, {"frozen_time": str(body.get("frozen_time"))}, ids[0])
         case ("GET", "config"):
             c = emu.config
-            return 200, {"fee_percent_bp": c.fee_percent_bp, "fee_fixed_minor": c.fee_fixed_minor,
-                         "dispute_fee_minor": c.dispute_fee_minor, "payout_delay_days": c.payout_delay_days,
-                         "auto_payouts": c.auto_payouts, "rate_limit_per_s": c.rate_limit_per_s}
+            return 200, {
+                "fee_percent_bp": c.fee_percent_bp,
+                "fee_fixed_minor": c.fee_fixed_minor,
+                "dispute_fee_minor": c.dispute_fee_minor,
+                "payout_delay_days": c.payout_delay_days,
+                "auto_payouts": c.auto_payouts,
+                "rate_limit_per_s": c.rate_limit_per_s,
+            }
         case ("POST", "config"):
-            for k in ("fee_percent_bp", "fee_fixed_minor", "dispute_fee_minor", "payout_delay_days", "auto_payouts",
-                      "rate_limit_per_s"):
+            for k in (
+                "fee_percent_bp",
+                "fee_fixed_minor",
+                "dispute_fee_minor",
+                "payout_delay_days",
+                "auto_payouts",
+                "rate_limit_per_s",
+            ):
                 if k in body:
                     setattr(emu.config, k, body[k])
             return await dispatch(app, "GET", "/_sandbox/config", scope, b"")

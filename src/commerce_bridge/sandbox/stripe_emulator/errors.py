@@ -50,7 +50,9 @@ def invalid_request(
     message: str, *, param: str | None = None, code: str | None = None, status: int = 400
 ) -> StripeApiError:
     """A 400 ``invalid_request_error``; not saved for idempotent replay (validation failed)."""
-    return StripeApiError(status, "invalid_request_error", message, code=code, param=param, store_idempotent=False)
+    return StripeApiError(
+        status, "invalid_request_error", message, code=code, param=param, store_idempotent=False
+    )
 
 
 def not_found(kind: str, obj_id: str, param: str = "id") -> StripeApiError:
@@ -64,6 +66,8 @@ def not_found(kind: str, obj_id: str, param: str = "id") -> StripeApiError:
     )
 
 
-def state_error(message: str, *, code: str = "payment_intent_unexpected_state", param: str | None = None) -> StripeApiError:
+def state_error(
+    message: str, *, code: str = "payment_intent_unexpected_state", param: str | None = None
+) -> StripeApiError:
     """A 400 raised after execution started (saved for idempotent replay, like Stripe)."""
     return StripeApiError(400, "invalid_request_error", message, code=code, param=param)

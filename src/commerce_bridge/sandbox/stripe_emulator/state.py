@@ -71,8 +71,19 @@ class Emulator:
         self.ctx = RequestCtx()
         self.dispatcher: Dispatcher | None = None
         self._last_now = 0
+        # derived caches, rebuilt lazily from the store (see resources/balance.py)
+        self.pending_heap: list[tuple[int, str]] | None = None
+        self.unpaid: dict[str, list[str]] | None = None
         if "clock_offset" not in store.meta:
             store.set_meta("clock_offset", 0)
+
+    def reset(self) -> None:
+        """Forget every object and derived cache (``DELETE /_sandbox/data``)."""
+        self.store.clear()
+        self.store.set_meta("clock_offset", 0)
+        self._last_now = 0
+        self.pending_heap = None
+        self.unpaid = None
 
     # -- time & money ------------------------------------------------------------------------------
     @property
@@ -102,11 +113,15 @@ class Emulator:
             raise not_found(label or kind.replace("_", " ").replace("test helpers.", ""), obj_id, param)
         return obj
 
-    def add(self, kind: str, obj: Obj, indexes: tuple[str, ...] = (), internal: dict[str, Any] | None = None) -> Obj:
+    def add(
+        self, kind: str, obj: Obj, indexes: tuple[str, ...] = (), internal: dict[str, Any] | None = None
+    ) -> Obj:
         return self.store.add(kind, obj, indexes, internal)
 
     # -- events ------------------------------------------------------------------------------------
-    def emit(self, type_: str, obj: Obj, previous: dict[str, Any] | None = None, created: int | None = None) -> Obj:
+    def emit(
+        self, type_: str, obj: Obj, previous: dict[str, Any] | None = None, created: int | None = None
+    ) -> Obj:
         """Record one event with a snapshot of ``obj`` and queue it for webhook delivery."""
         data: dict[str, Any] = {"object": orjson.loads(orjson.dumps(obj))}
         if previous is not None:
@@ -163,7 +178,9 @@ class Emulator:
                     self._expand(item, rest)
             return
         value = target.get(head)
-        if isinstance(value, str) and (head in EXPANDABLE or value[:3] in ("ch_", "pi_", "cus", "pm_", "txn")):
+        if isinstance(value, str) and (
+            head in EXPANDABLE or value[:3] in ("ch_", "pi_", "cus", "pm_", "txn")
+        ):
             ref = self.store.objects.get(value)
             if ref is not None:
                 value = dict(ref)
@@ -207,7 +224,9 @@ class Emulator:
             def id_pred(i: str) -> bool:
                 return p(objects[i])
 
-        ids, more = idx.page(limit=limit, starting_after=sa_key, ending_before=eb_key, created=created, pred=id_pred)
+        ids, more = idx.page(
+            limit=limit, starting_after=sa_key, ending_before=eb_key, created=created, pred=id_pred
+        )
         return {"object": "list", "data": [objects[i] for i in ids], "has_more": more, "url": url}
 
 

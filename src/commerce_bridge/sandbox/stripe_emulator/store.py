@@ -125,11 +125,15 @@ class Store:
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB)")
             self._db.commit()
             self._load()
-            self._thread = threading.Thread(target=self._flush_loop, name="stripe-emulator-store", daemon=True)
+            self._thread = threading.Thread(
+                target=self._flush_loop, name="stripe-emulator-store", daemon=True
+            )
             self._thread.start()
 
     # -- objects -----------------------------------------------------------------------------------
-    def add(self, kind: str, obj: Obj, index_names: Iterable[str] = (), internal: dict[str, Any] | None = None) -> Obj:
+    def add(
+        self, kind: str, obj: Obj, index_names: Iterable[str] = (), internal: dict[str, Any] | None = None
+    ) -> Obj:
         obj_id = obj["id"]
         self._seq += 1
         key = (int(obj.get("created") or 0), self._seq)
@@ -220,7 +224,9 @@ class Store:
     # -- persistence -------------------------------------------------------------------------------
     def _load(self) -> None:
         assert self._db is not None
-        rows = self._db.execute("SELECT id, kind, created, seq, idx, body, internal FROM objects ORDER BY seq")
+        rows = self._db.execute(
+            "SELECT id, kind, created, seq, idx, body, internal FROM objects ORDER BY seq"
+        )
         for obj_id, kind, created, seq, idx, body, internal in rows:
             self._seq = max(self._seq, seq)
             key = (created, seq)

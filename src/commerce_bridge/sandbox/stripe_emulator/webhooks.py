@@ -9,6 +9,7 @@ import hmac
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,7 +163,9 @@ class Dispatcher:
 
     async def _deliver(self, job: Job) -> None:
         if self.options.delay_ms:
-            await asyncio.sleep(self.options.delay_ms / 1000 * (0.5 + self._rng.random() if self.options.shuffle else 1))
+            await asyncio.sleep(
+                self.options.delay_ms / 1000 * (0.5 + self._rng.random() if self.options.shuffle else 1)
+            )
         store = self.emu.store
         evt = store.objects.get(job.event_id)
         ep = store.objects.get(job.endpoint_id)
@@ -235,7 +238,9 @@ def create_endpoint(emu: Emulator, p: Params) -> Obj:
     url = as_str(p, "url", required=True)
     events = p.get("enabled_events")
     if not isinstance(events, list) or not events:
-        raise invalid_request("Missing required param: enabled_events.", param="enabled_events", code="parameter_missing")
+        raise invalid_request(
+            "Missing required param: enabled_events.", param="enabled_events", code="parameter_missing"
+        )
     if len(emu.store.index("webhook_endpoint")) >= 16:
         raise invalid_request("You have reached the maximum of 16 test webhook endpoints.", param="url")
     whsec = as_str(p, "secret") or ("whsec_" + secret(32))
@@ -291,7 +296,7 @@ def list_events(emu: Emulator, p: Params) -> Obj:
         raise invalid_request("types must be a list of at most 20 event types", param="types")
     ds = p.get("delivery_success")
     internal = emu.store.internal
-    preds = []
+    preds: list[Callable[[Obj], bool]] = []
     index = "event"
     if type_ and "*" not in type_:
         index = f"event:type:{type_}"
@@ -319,7 +324,11 @@ def list_events(emu: Emulator, p: Params) -> Obj:
 
 ROUTES: list[Route] = [
     ("POST", "/v1/webhook_endpoints", create_endpoint),
-    ("GET", "/v1/webhook_endpoints", lambda emu, p: emu.list_page("webhook_endpoint", p, "/v1/webhook_endpoints")),
+    (
+        "GET",
+        "/v1/webhook_endpoints",
+        lambda emu, p: emu.list_page("webhook_endpoint", p, "/v1/webhook_endpoints"),
+    ),
     ("GET", "/v1/webhook_endpoints/{id}", lambda emu, p, i: emu.get("webhook_endpoint", i)),
     ("POST", "/v1/webhook_endpoints/{id}", update_endpoint),
     ("DELETE", "/v1/webhook_endpoints/{id}", delete_endpoint),

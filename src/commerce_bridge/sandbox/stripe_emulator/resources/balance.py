@@ -15,15 +15,15 @@ DAY = 86400
 
 
 def _balance(emu: Emulator) -> dict[str, dict[str, int]]:
-    bal = emu.store.meta.get("balance")
+    bal: dict[str, dict[str, int]] | None = emu.store.meta.get("balance")
     if bal is None:
         bal = {}
         emu.store.set_meta("balance", bal)
-    return bal  # type: ignore[no-any-return]
+    return bal
 
 
 def _pending_heap(emu: Emulator) -> list[tuple[int, str]]:
-    heap: list[tuple[int, str]] | None = getattr(emu, "_pending_heap", None)
+    heap = emu.pending_heap
     if heap is None:
         heap = [
             (t["available_on"], t["id"])
@@ -31,7 +31,7 @@ def _pending_heap(emu: Emulator) -> list[tuple[int, str]]:
             if t["status"] == "pending"
         ]
         heapq.heapify(heap)
-        emu._pending_heap = heap  # type: ignore[attr-defined]
+        emu.pending_heap = heap
     return heap
 
 
@@ -64,8 +64,15 @@ def new_txn(
         "exchange_rate": None,
         "fee": fee,
         "fee_details": (
-            [{"amount": fee, "application": None, "currency": currency, "description": "Stripe processing fees",
-              "type": fee_type}]
+            [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency,
+                    "description": "Stripe processing fees",
+                    "type": fee_type,
+                }
+            ]
             if fee
             else []
         ),
@@ -91,7 +98,9 @@ def new_txn(
     return txn
 
 
-def charge_txn(emu: Emulator, charge: Obj, amount: int, *, captured: int | None = None, immediate: bool = False) -> None:
+def charge_txn(
+    emu: Emulator, charge: Obj, amount: int, *, captured: int | None = None, immediate: bool = False
+) -> None:
     cap = amount if captured is None else captured
     txn = new_txn(
         emu,
@@ -145,10 +154,16 @@ def balance_obj(emu: Emulator) -> Obj:
     bal = _balance(emu) or {emu.config.currency: {"available": 0, "pending": 0}}
     return {
         "object": "balance",
-        "available": [{"amount": b["available"], "currency": c, "source_types": {"card": b["available"]}} for c, b in bal.items()],
+        "available": [
+            {"amount": b["available"], "currency": c, "source_types": {"card": b["available"]}}
+            for c, b in bal.items()
+        ],
         "connect_reserved": [{"amount": 0, "currency": c} for c in bal],
         "livemode": False,
-        "pending": [{"amount": b["pending"], "currency": c, "source_types": {"card": b["pending"]}} for c, b in bal.items()],
+        "pending": [
+            {"amount": b["pending"], "currency": c, "source_types": {"card": b["pending"]}}
+            for c, b in bal.items()
+        ],
     }
 
 
@@ -168,7 +183,8 @@ def list_txns(emu: Emulator, p: Params) -> Obj:
         po = emu.get("payout", payout, "payout")
         if not po["automatic"]:
             raise invalid_request(
-                "Balance transaction history can only be filtered on automatic transfers, not manual.", param="payout"
+                "Balance transaction history can only be filtered on automatic transfers, not manual.",
+                param="payout",
             )
         return emu.list_page(f"balance_transaction:payout:{payout}", p, url, pred)
     if source:
@@ -192,10 +208,14 @@ def create_refund(emu: Emulator, p: Params) -> Obj:
             )
         charge_id = pi["latest_charge"]
     if not charge_id:
-        raise invalid_request("One of the following params should be provided for this request: payment_intent or charge.")
+        raise invalid_request(
+            "One of the following params should be provided for this request: payment_intent or charge."
+        )
     charge = emu.get("charge", charge_id, "charge")
     if not charge["captured"] or charge["status"] != "succeeded":
-        raise state_error(f"Charge {charge_id} has not been captured or did not succeed.", code="charge_not_refundable")
+        raise state_error(
+            f"Charge {charge_id} has not been captured or did not succeed.", code="charge_not_refundable"
+        )
     remaining = charge["amount_captured"] - charge["amount_refunded"]
     if remaining <= 0:
         raise state_error(f"Charge {charge_id} has already been refunded.", code="charge_already_refunded")
@@ -213,8 +233,15 @@ def create_refund(emu: Emulator, p: Params) -> Obj:
     if reason is not None and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
         raise invalid_request(f"Invalid reason: {reason}", param="reason")
     rid = new_id("re")
-    txn = new_txn(emu, amount=-amount, currency=charge["currency"], type_="refund", category="refund", source=rid,
-                  description="REFUND FOR CHARGE")
+    txn = new_txn(
+        emu,
+        amount=-amount,
+        currency=charge["currency"],
+        type_="refund",
+        category="refund",
+        source=rid,
+        description="REFUND FOR CHARGE",
+    )
     refund: Obj = {
         "id": rid,
         "object": "refund",
@@ -225,8 +252,14 @@ def create_refund(emu: Emulator, p: Params) -> Obj:
         "currency": charge["currency"],
         "customer": charge["customer"],
         "customer_account": None,
-        "destination_details": {"card": {"reference_status": "pending", "reference_type": "acquirer_reference_number",
-                                         "type": "refund"}, "type": "card"},
+        "destination_details": {
+            "card": {
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
+            "type": "card",
+        },
         "metadata": metadata_update({}, p.get("metadata")),
         "payment_intent": charge["payment_intent"],
         "payment_method": charge["payment_method"],
@@ -236,15 +269,20 @@ def create_refund(emu: Emulator, p: Params) -> Obj:
         "status": "succeeded",
         "transfer_reversal": None,
     }
-    emu.add("refund", refund, (f"refund:charge:{charge_id}", f"refund:payment_intent:{charge['payment_intent']}"))
+    emu.add(
+        "refund", refund, (f"refund:charge:{charge_id}", f"refund:payment_intent:{charge['payment_intent']}")
+    )
     refunded_total = charge["amount_refunded"] + amount
     refunds_list = dict(charge["refunds"])
     refunds_list["data"] = [refund, *refunds_list["data"]][:10]
-    prev = emu.changed(charge, {
-        "amount_refunded": refunded_total,
-        "refunded": refunded_total >= charge["amount_captured"],
-        "refunds": refunds_list,
-    })
+    prev = emu.changed(
+        charge,
+        {
+            "amount_refunded": refunded_total,
+            "refunded": refunded_total >= charge["amount_captured"],
+            "refunds": refunds_list,
+        },
+    )
     emu.store.touch(charge_id)
     emu.emit("refund.created", refund)
     prev.pop("refunds", None)
@@ -304,8 +342,15 @@ def _payout_obj(emu: Emulator, amount: int, currency: str, automatic: bool, p: P
 
 
 def _book_payout(emu: Emulator, po: Obj) -> None:
-    txn = new_txn(emu, amount=-po["amount"], currency=po["currency"], type_="payout", category="payout",
-                  source=po["id"], description=po["description"])
+    txn = new_txn(
+        emu,
+        amount=-po["amount"],
+        currency=po["currency"],
+        type_="payout",
+        category="payout",
+        source=po["id"],
+        description=po["description"],
+    )
     po["balance_transaction"] = txn["id"]
     emu.add("payout", po)
     if po["automatic"]:
@@ -315,15 +360,14 @@ def _book_payout(emu: Emulator, po: Obj) -> None:
 
 def _unpaid(emu: Emulator) -> dict[str, list[str]]:
     """Available transactions per currency not yet included in an automatic payout."""
-    unpaid: dict[str, list[str]] | None = getattr(emu, "_unpaid", None)
+    unpaid = emu.unpaid
     if unpaid is None:
         unpaid = {}
         for tid in emu.store.index("balance_transaction").ids:
             t = emu.store.objects[tid]
             if t["status"] == "available" and not emu.store.internal.get(tid, {}).get("payout"):
-                if not (t["type"] == "payout" and emu.store.objects.get(t["source"] or "", {}).get("automatic")):
-                    unpaid.setdefault(t["currency"], []).append(tid)
-        emu._unpaid = unpaid  # type: ignore[attr-defined]
+                unpaid.setdefault(t["currency"], []).append(tid)
+        emu.unpaid = unpaid
     return unpaid
 
 
@@ -356,7 +400,13 @@ def advance_payouts(emu: Emulator) -> None:
     for pid in emu.store.index("payout:open").ids[:]:
         po = emu.store.objects[pid]
         if po["status"] in ("pending", "in_transit") and po["arrival_date"] <= now:
-            prev = emu.changed(po, {"status": "paid", "reconciliation_status": "completed" if po["automatic"] else "not_applicable"})
+            prev = emu.changed(
+                po,
+                {
+                    "status": "paid",
+                    "reconciliation_status": "completed" if po["automatic"] else "not_applicable",
+                },
+            )
             emu.store.touch(pid)
             emu.emit("payout.updated", po, prev)
             emu.emit("payout.paid", po)
@@ -387,9 +437,18 @@ def create_payout(emu: Emulator, p: Params) -> Obj:
 def cancel_payout(emu: Emulator, p: Params, pid: str) -> Obj:
     po = emu.get("payout", pid)
     if po["status"] != "pending" or po["automatic"]:
-        raise state_error(f"Payout {pid} cannot be canceled (status {po['status']}).", code="payout_not_cancelable")
-    new_txn(emu, amount=po["amount"], currency=po["currency"], type_="payout_cancel", category="payout_reversal",
-            source=pid, immediate=True)
+        raise state_error(
+            f"Payout {pid} cannot be canceled (status {po['status']}).", code="payout_not_cancelable"
+        )
+    new_txn(
+        emu,
+        amount=po["amount"],
+        currency=po["currency"],
+        type_="payout_cancel",
+        category="payout_reversal",
+        source=pid,
+        immediate=True,
+    )
     emu.update("payout.updated", po, {"status": "canceled"})
     emu.emit("payout.canceled", po)
     return po
@@ -408,4 +467,3 @@ ROUTES: list[Route] = [
     ("GET", "/v1/payouts/{id}", lambda emu, p, i: emu.get("payout", i)),
     ("POST", "/v1/payouts/{id}/cancel", cancel_payout),
 ]
-

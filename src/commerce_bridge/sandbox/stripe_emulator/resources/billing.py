@@ -69,12 +69,16 @@ def advance_clock(emu: Emulator, p: Params, cid: str) -> Obj:
     target = as_int(p, "frozen_time", required=True)
     assert target is not None
     if target <= clock["frozen_time"]:
-        raise invalid_request("The frozen_time must be after the current frozen_time of the test clock.",
-                              param="frozen_time")
+        raise invalid_request(
+            "The frozen_time must be after the current frozen_time of the test clock.", param="frozen_time"
+        )
     emu.update(None, clock, {"status": "advancing"})
     emu.emit("test_helpers.test_clock.advancing", clock)
-    subs = [emu.store.objects[s] for c in emu.store.index(f"customer:clock:{cid}").ids
-            for s in emu.store.index(f"subscription:customer:{c}").ids]
+    subs = [
+        emu.store.objects[s]
+        for c in emu.store.index(f"customer:clock:{cid}").ids
+        for s in emu.store.index(f"subscription:customer:{c}").ids
+    ]
     while True:
         due = [(t, s) for s in subs if (t := _next_due(emu, s)) is not None and t <= target]
         if not due:
@@ -97,12 +101,25 @@ def delete_clock(emu: Emulator, p: Params, cid: str) -> Obj:
 def _plan(price: Obj) -> Obj:
     rec = price["recurring"] or {}
     return {
-        "id": price["id"], "object": "plan", "active": price["active"], "amount": price["unit_amount"],
-        "amount_decimal": price["unit_amount_decimal"], "billing_scheme": "per_unit", "created": price["created"],
-        "currency": price["currency"], "interval": rec.get("interval"), "interval_count": rec.get("interval_count"),
-        "livemode": False, "metadata": price["metadata"], "meter": None, "nickname": price["nickname"],
-        "product": price["product"], "tiers_mode": None, "transform_usage": None,
-        "trial_period_days": rec.get("trial_period_days"), "usage_type": rec.get("usage_type", "licensed"),
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": "per_unit",
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": rec.get("interval"),
+        "interval_count": rec.get("interval_count"),
+        "livemode": False,
+        "metadata": price["metadata"],
+        "meter": None,
+        "nickname": price["nickname"],
+        "product": price["product"],
+        "tiers_mode": None,
+        "transform_usage": None,
+        "trial_period_days": rec.get("trial_period_days"),
+        "usage_type": rec.get("usage_type", "licensed"),
     }
 
 
@@ -111,13 +128,25 @@ def _item(emu: Emulator, sub_id: str, raw: Any, now: int) -> Obj:
         raise invalid_request("Each item needs a price.", param="items")
     price = emu.get("price", raw["price"], "items[0][price]")
     if not price["recurring"]:
-        raise invalid_request("The price specified is set to `type=one_time` but this field only accepts prices "
-                              "with `type=recurring`.", param="items[0][price]")
+        raise invalid_request(
+            "The price specified is set to `type=one_time` but this field only accepts prices "
+            "with `type=recurring`.",
+            param="items[0][price]",
+        )
     return {
-        "id": new_id("si", 14), "object": "subscription_item", "billing_thresholds": None, "created": now,
-        "current_period_end": now, "current_period_start": now, "discounts": [],
-        "metadata": metadata_update({}, raw.get("metadata")), "plan": _plan(price), "price": price,
-        "quantity": as_int(raw, "quantity", 1), "subscription": sub_id, "tax_rates": [],
+        "id": new_id("si", 14),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": now,
+        "current_period_end": now,
+        "current_period_start": now,
+        "discounts": [],
+        "metadata": metadata_update({}, raw.get("metadata")),
+        "plan": _plan(price),
+        "price": price,
+        "quantity": as_int(raw, "quantity", 1),
+        "subscription": sub_id,
+        "tax_rates": [],
     }
 
 
@@ -155,27 +184,67 @@ def create_subscription(emu: Emulator, p: Params) -> Obj:
     if trial_days:
         trial_end = now + trial_days * 86400
     sub: Obj = {
-        "id": sid, "object": "subscription", "application": None, "application_fee_percent": None,
+        "id": sid,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": now, "billing_cycle_anchor_config": None,
-        "billing_mode": {"flexible": None, "type": "classic"}, "billing_schedules": [], "billing_thresholds": None,
-        "cancel_at": None, "cancel_at_period_end": as_bool(p, "cancel_at_period_end"), "canceled_at": None,
+        "billing_cycle_anchor": now,
+        "billing_cycle_anchor_config": None,
+        "billing_mode": {"flexible": None, "type": "classic"},
+        "billing_schedules": [],
+        "billing_thresholds": None,
+        "cancel_at": None,
+        "cancel_at_period_end": as_bool(p, "cancel_at_period_end"),
+        "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "collection_method": as_str(p, "collection_method", "charge_automatically"), "created": now,
-        "currency": currency, "customer": cus["id"], "customer_account": None,
-        "days_until_due": as_int(p, "days_until_due"), "default_payment_method": dpm, "default_source": None,
-        "default_tax_rates": [], "description": as_str(p, "description"), "discounts": [], "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "custom_fields": None, "description": None, "footer": None,
-                             "issuer": {"type": "self"}},
-        "items": {"object": "list", "data": its, "has_more": False, "url": f"/v1/subscription_items?subscription={sid}"},
-        "latest_invoice": None, "livemode": False, "managed_payments": None,
-        "metadata": metadata_update({}, p.get("metadata")), "next_pending_invoice_item_invoice": None,
-        "on_behalf_of": None, "pause_collection": None,
-        "payment_settings": {"payment_method_options": None, "payment_method_types": None,
-                             "save_default_payment_method": "off"},
-        "pending_invoice_item_interval": None, "pending_setup_intent": None, "pending_update": None,
-        "schedule": None, "start_date": now, "status": "incomplete", "test_clock": cus.get("test_clock"),
-        "transfer_data": None, "trial_end": trial_end, "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "collection_method": as_str(p, "collection_method", "charge_automatically"),
+        "created": now,
+        "currency": currency,
+        "customer": cus["id"],
+        "customer_account": None,
+        "days_until_due": as_int(p, "days_until_due"),
+        "default_payment_method": dpm,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": as_str(p, "description"),
+        "discounts": [],
+        "ended_at": None,
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
+        "items": {
+            "object": "list",
+            "data": its,
+            "has_more": False,
+            "url": f"/v1/subscription_items?subscription={sid}",
+        },
+        "latest_invoice": None,
+        "livemode": False,
+        "managed_payments": None,
+        "metadata": metadata_update({}, p.get("metadata")),
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": now,
+        "status": "incomplete",
+        "test_clock": cus.get("test_clock"),
+        "transfer_data": None,
+        "trial_end": trial_end,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
         "trial_start": now if trial_end else None,
     }
     interval, count = _interval(sub)
@@ -194,8 +263,13 @@ def create_subscription(emu: Emulator, p: Params) -> Obj:
         emu.update("customer.subscription.updated", sub, {"status": "active"})
     elif behavior == "error_if_incomplete":
         err = emu.store.intern(inv["id"]).get("last_error") or {}
-        raise StripeApiError(402, "card_error", err.get("message", "Your card was declined."),
-                             code=err.get("code", "card_declined"), decline_code=err.get("decline_code"))
+        raise StripeApiError(
+            402,
+            "card_error",
+            err.get("message", "Your card was declined."),
+            code=err.get("code", "card_declined"),
+            decline_code=err.get("decline_code"),
+        )
     return sub
 
 
@@ -254,8 +328,15 @@ def _after_failure(emu: Emulator, sub: Obj, inv: Obj, t: int) -> None:
 
 
 def cancel(emu: Emulator, sub: Obj, t: int, reason: str) -> Obj:
-    emu.changed(sub, {"status": "canceled", "canceled_at": t, "ended_at": t,
-                      "cancellation_details": {"comment": None, "feedback": None, "reason": reason}})
+    emu.changed(
+        sub,
+        {
+            "status": "canceled",
+            "canceled_at": t,
+            "ended_at": t,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
+        },
+    )
     emu.store.touch(sub["id"])
     emu.store.intern(sub["id"])["next_retry"] = None
     emu.emit("customer.subscription.deleted", sub, created=t)
@@ -265,8 +346,10 @@ def cancel(emu: Emulator, sub: Obj, t: int, reason: str) -> Obj:
 def update_subscription(emu: Emulator, p: Params, sid: str) -> Obj:
     sub = emu.get("subscription", sid)
     if sub["status"] == "canceled":
-        raise state_error("A canceled subscription can only update its cancellation_details and metadata.",
-                          code="resource_missing")
+        raise state_error(
+            "A canceled subscription can only update its cancellation_details and metadata.",
+            code="resource_missing",
+        )
     up: dict[str, Any] = {}
     if "cancel_at_period_end" in p:
         flag = as_bool(p, "cancel_at_period_end")
@@ -321,10 +404,16 @@ def list_subscriptions(emu: Emulator, p: Params) -> Obj:
 
 ROUTES: list[Route] = [
     ("POST", "/v1/test_helpers/test_clocks", create_clock),
-    ("GET", "/v1/test_helpers/test_clocks", lambda emu, p: emu.list_page(
-        "test_helpers.test_clock", p, "/v1/test_helpers/test_clocks")),
-    ("GET", "/v1/test_helpers/test_clocks/{id}", lambda emu, p, i: emu.get(
-        "test_helpers.test_clock", i, label="test clock")),
+    (
+        "GET",
+        "/v1/test_helpers/test_clocks",
+        lambda emu, p: emu.list_page("test_helpers.test_clock", p, "/v1/test_helpers/test_clocks"),
+    ),
+    (
+        "GET",
+        "/v1/test_helpers/test_clocks/{id}",
+        lambda emu, p, i: emu.get("test_helpers.test_clock", i, label="test clock"),
+    ),
     ("POST", "/v1/test_helpers/test_clocks/{id}/advance", advance_clock),
     ("DELETE", "/v1/test_helpers/test_clocks/{id}", delete_clock),
     ("POST", "/v1/subscriptions", create_subscription),

@@ -98,10 +98,10 @@ def create_customer(emu: Emulator, p: Params) -> Obj:
         "test_clock": clock,
     }
     cus.update(_customer_fields(emu, p, None))
-    idx = (f"customer:email:{cus['email'].lower()}",) if cus["email"] else ()
+    idx = [f"customer:email:{cus['email'].lower()}"] if cus["email"] else []
     if clock:
-        idx = (*idx, f"customer:clock:{clock}")
-    emu.add("customer", cus, idx)
+        idx.append(f"customer:clock:{clock}")
+    emu.add("customer", cus, tuple(idx))
     pm = as_str(p, "payment_method")
     if pm:
         from .payment_methods import attach_payment_method
@@ -138,7 +138,9 @@ def delete_customer(emu: Emulator, p: Params, cid: str) -> Obj:
 def list_customers(emu: Emulator, p: Params) -> Obj:
     email = as_str(p, "email")
     if email:
-        return emu.list_page(f"customer:email:{email.lower()}", p, "/v1/customers", lambda c: c["email"] == email)
+        return emu.list_page(
+            f"customer:email:{email.lower()}", p, "/v1/customers", lambda c: c["email"] == email
+        )
     clock = as_str(p, "test_clock")
     if clock:
         return emu.list_page(f"customer:clock:{clock}", p, "/v1/customers")
@@ -214,7 +216,9 @@ def create_product(emu: Emulator, p: Params) -> Obj:
         "url": as_str(p, "url"),
     }
     if prod["id"] in emu.store.objects:
-        raise invalid_request(f"Product already exists: {prod['id']}", param="id", code="resource_already_exists")
+        raise invalid_request(
+            f"Product already exists: {prod['id']}", param="id", code="resource_already_exists"
+        )
     emu.add("product", prod)
     emu.emit("product.created", prod)
     dpd = p.get("default_price_data")
@@ -227,7 +231,15 @@ def create_product(emu: Emulator, p: Params) -> Obj:
 def update_product(emu: Emulator, p: Params, pid: str) -> Obj:
     prod = emu.get("product", pid)
     up: dict[str, Any] = {}
-    for k in ("name", "description", "statement_descriptor", "unit_label", "url", "tax_code", "default_price"):
+    for k in (
+        "name",
+        "description",
+        "statement_descriptor",
+        "unit_label",
+        "url",
+        "tax_code",
+        "default_price",
+    ):
         if k in p:
             up[k] = as_str(p, k)
     if "active" in p:
@@ -267,7 +279,9 @@ def create_price(emu: Emulator, p: Params) -> Obj:
         raise invalid_request("Missing required param: product.", param="product", code="parameter_missing")
     unit_amount = as_int(p, "unit_amount")
     if unit_amount is None:
-        raise invalid_request("Missing required param: unit_amount.", param="unit_amount", code="parameter_missing")
+        raise invalid_request(
+            "Missing required param: unit_amount.", param="unit_amount", code="parameter_missing"
+        )
     rec = p.get("recurring")
     recurring = None
     if isinstance(rec, dict):
@@ -302,10 +316,10 @@ def create_price(emu: Emulator, p: Params) -> Obj:
         "unit_amount": unit_amount,
         "unit_amount_decimal": str(unit_amount),
     }
-    idx = (f"price:product:{product}",)
+    idx = [f"price:product:{product}"]
     if price["lookup_key"]:
-        idx = (*idx, f"price:lookup_key:{price['lookup_key']}")
-    emu.add("price", price, idx)
+        idx.append(f"price:lookup_key:{price['lookup_key']}")
+    emu.add("price", price, tuple(idx))
     emu.emit("price.created", price)
     return price
 
@@ -339,7 +353,9 @@ def list_prices(emu: Emulator, p: Params) -> Obj:
 
 
 def search_prices(emu: Emulator, p: Params) -> Obj:
-    return search_results(emu, "price", p, "/v1/prices/search", ("lookup_key", "product", "currency", "active"))
+    return search_results(
+        emu, "price", p, "/v1/prices/search", ("lookup_key", "product", "currency", "active")
+    )
 
 
 def search_products(emu: Emulator, p: Params) -> Obj:

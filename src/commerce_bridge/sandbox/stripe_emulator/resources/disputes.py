@@ -49,8 +49,12 @@ def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = Fal
         "metadata": {},
         "payment_intent": charge["payment_intent"],
         "payment_method_details": {
-            "card": {"brand": pmd["brand"], "case_type": "inquiry" if inquiry else "chargeback",
-                     "network_reason_code": "10.4" if reason == "fraudulent" else "13.1", "network": pmd["network"]},
+            "card": {
+                "brand": pmd["brand"],
+                "case_type": "inquiry" if inquiry else "chargeback",
+                "network_reason_code": "10.4" if reason == "fraudulent" else "13.1",
+                "network": pmd["network"],
+            },
             "type": "card",
         },
         "reason": reason,
@@ -62,9 +66,18 @@ def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = Fal
     emu.emit("charge.updated", charge, prev)
     emu.emit("charge.dispute.created", dispute)
     if not inquiry:
-        txn = new_txn(emu, amount=-dispute["amount"], currency=dispute["currency"], type_="adjustment",
-                      category="dispute", source=did, fee=emu.config.dispute_fee_minor,
-                      description=f"Chargeback withdrawal for {charge['id']}", immediate=True, fee_type="stripe_fee")
+        txn = new_txn(
+            emu,
+            amount=-dispute["amount"],
+            currency=dispute["currency"],
+            type_="adjustment",
+            category="dispute",
+            source=did,
+            fee=emu.config.dispute_fee_minor,
+            description=f"Chargeback withdrawal for {charge['id']}",
+            immediate=True,
+            fee_type="stripe_fee",
+        )
         dispute["balance_transactions"] = [txn]
         emu.emit("charge.dispute.funds_withdrawn", dispute)
     return dispute
@@ -77,8 +90,16 @@ def resolve(emu: Emulator, did: str, won: bool) -> Obj:
         raise state_error(f"Dispute {did} is already closed.", code="dispute_already_closed")
     inquiry = d["status"].startswith("warning")
     if won and not inquiry:
-        txn = new_txn(emu, amount=d["amount"], currency=d["currency"], type_="adjustment", category="dispute_reversal",
-                      source=did, description=f"Chargeback reversal for {d['charge']}", immediate=True)
+        txn = new_txn(
+            emu,
+            amount=d["amount"],
+            currency=d["currency"],
+            type_="adjustment",
+            category="dispute_reversal",
+            source=did,
+            description=f"Chargeback reversal for {d['charge']}",
+            immediate=True,
+        )
         d["balance_transactions"] = [*d["balance_transactions"], txn]
         emu.emit("charge.dispute.funds_reinstated", d)
     status = "warning_closed" if inquiry else ("won" if won else "lost")
@@ -105,8 +126,10 @@ def update_dispute(emu: Emulator, p: Params, did: str) -> Obj:
     submit = as_bool(p, "submit", True) and isinstance(ev, dict)
     if submit:
         up["status"] = "under_review"
-        up["evidence_details"] = {**up["evidence_details"],
-                                  "submission_count": d["evidence_details"]["submission_count"] + 1}
+        up["evidence_details"] = {
+            **up["evidence_details"],
+            "submission_count": d["evidence_details"]["submission_count"] + 1,
+        }
     emu.update("charge.dispute.updated", d, up)
     if submit:
         # Stripe's test convention: the text "winning_evidence" wins, "losing_evidence" loses

@@ -15,7 +15,13 @@ from .charges import new_charge
 from .core import search_results
 from .payment_methods import card_of, create_from_data, resolve
 
-CANCELABLE = {"requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"}
+CANCELABLE = {
+    "requires_payment_method",
+    "requires_capture",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+}
 CANCEL_REASONS = {"abandoned", "duplicate", "fraudulent", "requested_by_customer"}
 
 
@@ -33,7 +39,13 @@ def _pi_fields(emu: Emulator, p: Params, pi: Obj | None) -> dict[str, Any]:
         if cus:
             emu.get("customer", cus, "customer")
         out["customer"] = cus
-    for k in ("description", "receipt_email", "statement_descriptor", "statement_descriptor_suffix", "transfer_group"):
+    for k in (
+        "description",
+        "receipt_email",
+        "statement_descriptor",
+        "statement_descriptor_suffix",
+        "transfer_group",
+    ):
         if k in p:
             out[k] = as_str(p, k)
     if "setup_future_usage" in p:
@@ -89,7 +101,12 @@ def create_payment_intent(emu: Emulator, p: Params) -> Obj:
         "payment_method": None,
         "payment_method_configuration_details": None,
         "payment_method_options": {
-            "card": {"installments": None, "mandate_options": None, "network": None, "request_three_d_secure": "automatic"}
+            "card": {
+                "installments": None,
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
         },
         "payment_method_types": p.get("payment_method_types") or ["card"],
         "processing": None,
@@ -133,27 +150,37 @@ def _confirm(emu: Emulator, pi: Obj, p: Params) -> None:
         )
     if not pi["payment_method"]:
         raise state_error(
-            "You cannot confirm this PaymentIntent because it's missing a payment method.", param="payment_method"
+            "You cannot confirm this PaymentIntent because it's missing a payment method.",
+            param="payment_method",
         )
     pm = emu.get("payment_method", pi["payment_method"], "payment_method", "PaymentMethod")
     card = card_of(emu, pm)
     internal = emu.store.intern(pi["id"])
     if card.three_ds_required and not internal.get("3ds_passed"):
         if as_bool(p, "off_session"):
-            _fail(emu, pi, pm, "authentication_required", "authentication_required",
-                  "Your card was declined. This transaction requires authentication.")
-        prev = emu.changed(pi, {
-            "status": "requires_action",
-            "last_payment_error": None,
-            "next_action": {
-                "type": "use_stripe_sdk",
-                "use_stripe_sdk": {
-                    "type": "three_d_secure_redirect",
-                    "stripe_js": f"/_sandbox/payment_intents/{pi['id']}/3ds",
-                    "source": new_id("src"),
+            _fail(
+                emu,
+                pi,
+                pm,
+                "authentication_required",
+                "authentication_required",
+                "Your card was declined. This transaction requires authentication.",
+            )
+        prev = emu.changed(
+            pi,
+            {
+                "status": "requires_action",
+                "last_payment_error": None,
+                "next_action": {
+                    "type": "use_stripe_sdk",
+                    "use_stripe_sdk": {
+                        "type": "three_d_secure_redirect",
+                        "stripe_js": f"/_sandbox/payment_intents/{pi['id']}/3ds",
+                        "source": new_id("src"),
+                    },
                 },
             },
-        })
+        )
         emu.store.touch(pi["id"])
         emu.emit("payment_intent.requires_action", pi, prev)
         return
@@ -204,8 +231,15 @@ def _fail(
         err["charge"] = charge["id"]
         if charge["outcome"]["advice_code"]:
             err["advice_code"] = charge["outcome"]["advice_code"]
-    prev = emu.changed(pi, {"status": "requires_payment_method", "last_payment_error": err, "next_action": None,
-                            "payment_method": None})
+    prev = emu.changed(
+        pi,
+        {
+            "status": "requires_payment_method",
+            "last_payment_error": err,
+            "next_action": None,
+            "payment_method": None,
+        },
+    )
     emu.store.touch(pi["id"])
     emu.emit("payment_intent.payment_failed", pi, prev)
     extra = {"payment_intent": pi, "payment_method": pm}
@@ -218,7 +252,9 @@ def _fail(
 
 def confirm_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
     pi = emu.get("payment_intent", pid, label="payment_intent")
-    up = _pi_fields(emu, {k: v for k, v in p.items() if k in ("receipt_email", "shipping", "setup_future_usage")}, pi)
+    up = _pi_fields(
+        emu, {k: v for k, v in p.items() if k in ("receipt_email", "shipping", "setup_future_usage")}, pi
+    )
     emu.changed(pi, up)
     if p.get("payment_method") or "payment_method_data" in p:
         if pi["status"] == "requires_action":
@@ -232,7 +268,9 @@ def confirm_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
 def update_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
     pi = emu.get("payment_intent", pid, label="payment_intent")
     if pi["status"] in ("succeeded", "canceled", "processing"):
-        raise state_error(f"This PaymentIntent's amount could not be updated because it has a status of {pi['status']}.")
+        raise state_error(
+            f"This PaymentIntent's amount could not be updated because it has a status of {pi['status']}."
+        )
     up = _pi_fields(emu, p, pi)
     if up.get("customer"):
         emu.store.add_to_index(pid, f"payment_intent:customer:{up['customer']}")
@@ -295,8 +333,16 @@ def cancel_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
         cprev = emu.changed(charge, {"amount_refunded": charge["amount"], "refunded": True})
         emu.store.touch(charge["id"])
         emu.emit("charge.refunded", charge, cprev)
-    prev = emu.changed(pi, {"status": "canceled", "cancellation_reason": reason, "canceled_at": emu.now(),
-                            "amount_capturable": 0, "next_action": None})
+    prev = emu.changed(
+        pi,
+        {
+            "status": "canceled",
+            "cancellation_reason": reason,
+            "canceled_at": emu.now(),
+            "amount_capturable": 0,
+            "next_action": None,
+        },
+    )
     emu.store.touch(pid)
     emu.emit("payment_intent.canceled", pi, prev)
     return pi
@@ -317,13 +363,22 @@ def authenticate(emu: Emulator, pid: str, success: bool) -> Obj:
             "doc_url": "https://stripe.com/docs/error-codes/payment-intent-authentication-failure",
             "payment_method": pm,
         }
-        prev = emu.changed(pi, {"status": "requires_payment_method", "last_payment_error": err, "next_action": None,
-                                "payment_method": None})
+        prev = emu.changed(
+            pi,
+            {
+                "status": "requires_payment_method",
+                "last_payment_error": err,
+                "next_action": None,
+                "payment_method": None,
+            },
+        )
         emu.store.touch(pid)
         emu.emit("payment_intent.payment_failed", pi, prev)
         return pi
     emu.store.intern(pid)["3ds_passed"] = True
-    with contextlib.suppress(StripeApiError):  # a decline is recorded on the PaymentIntent (last_payment_error)
+    with contextlib.suppress(
+        StripeApiError
+    ):  # a decline is recorded on the PaymentIntent (last_payment_error)
         charge_pi(emu, pi, pm, three_ds=True)
     return pi
 
@@ -345,7 +400,11 @@ ROUTES: list[Route] = [
     ("POST", "/v1/payment_intents", create_payment_intent),
     ("GET", "/v1/payment_intents", list_payment_intents),
     ("GET", "/v1/payment_intents/search", search_payment_intents),
-    ("GET", "/v1/payment_intents/{id}", lambda emu, p, i: emu.get("payment_intent", i, label="payment_intent")),
+    (
+        "GET",
+        "/v1/payment_intents/{id}",
+        lambda emu, p, i: emu.get("payment_intent", i, label="payment_intent"),
+    ),
     ("POST", "/v1/payment_intents/{id}", update_payment_intent),
     ("POST", "/v1/payment_intents/{id}/confirm", confirm_payment_intent),
     ("POST", "/v1/payment_intents/{id}/capture", capture_payment_intent),

@@ -15,14 +15,17 @@ from . import Route
 from .core import address
 
 
-def card_error(message: str, code: str, param: str | None = None, decline_code: str | None = None) -> StripeApiError:
+def card_error(
+    message: str, code: str, param: str | None = None, decline_code: str | None = None
+) -> StripeApiError:
     return StripeApiError(402, "card_error", message, code=code, param=param, decline_code=decline_code)
 
 
 def _billing(value: Any) -> dict[str, Any]:
     v = value if isinstance(value, dict) else {}
     return {
-        "address": address(v.get("address")) or {k: None for k in ("city", "country", "line1", "line2", "postal_code", "state")},
+        "address": address(v.get("address"))
+        or {k: None for k in ("city", "country", "line1", "line2", "postal_code", "state")},
         "email": v.get("email") or None,
         "name": v.get("name") or None,
         "phone": v.get("phone") or None,
@@ -74,24 +77,34 @@ def card_from_params(card: Any, param: str) -> tuple[TestCard, int, int]:
     if token:
         number = TOKENS.get(token)
         if number is None:
-            raise invalid_request(f"No such token: '{token}'", param=f"{param}[token]", code="resource_missing")
+            raise invalid_request(
+                f"No such token: '{token}'", param=f"{param}[token]", code="resource_missing"
+            )
         return lookup(number), 12, 2034  # type: ignore[return-value]
     number = str(card.get("number") or "").replace(" ", "")
     if not number:
-        raise invalid_request("Missing required param: card[number].", param=f"{param}[number]", code="parameter_missing")
+        raise invalid_request(
+            "Missing required param: card[number].", param=f"{param}[number]", code="parameter_missing"
+        )
     tc = lookup(number)
     if tc is None or tc.incorrect_number:
         raise card_error("Your card number is incorrect.", "incorrect_number", f"{param}[number]", None)
     exp_month = as_int(card, "exp_month")
     exp_year = as_int(card, "exp_year")
     if exp_month is None or not 1 <= exp_month <= 12:
-        raise card_error("Your card's expiration month is invalid.", "invalid_expiry_month", f"{param}[exp_month]")
+        raise card_error(
+            "Your card's expiration month is invalid.", "invalid_expiry_month", f"{param}[exp_month]"
+        )
     if exp_year is None:
-        raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", f"{param}[exp_year]")
+        raise card_error(
+            "Your card's expiration year is invalid.", "invalid_expiry_year", f"{param}[exp_year]"
+        )
     if exp_year < 100:
         exp_year += 2000
     if exp_year < 2026:
-        raise card_error("Your card's expiration year is invalid.", "invalid_expiry_year", f"{param}[exp_year]")
+        raise card_error(
+            "Your card's expiration year is invalid.", "invalid_expiry_year", f"{param}[exp_year]"
+        )
     cvc = card.get("cvc")
     if cvc is not None and (not str(cvc).isdigit() or not 3 <= len(str(cvc)) <= 4):
         raise card_error("Your card's security code is invalid.", "invalid_cvc", f"{param}[cvc]")
@@ -148,7 +161,9 @@ def attach_payment_method(emu: Emulator, p: Params, pm_id: str) -> Obj:
 def detach_payment_method(emu: Emulator, p: Params, pm_id: str) -> Obj:
     pm = emu.get("payment_method", pm_id, "payment_method", "PaymentMethod")
     if not pm["customer"]:
-        raise invalid_request("The payment method you provided is not attached to a customer.", param="payment_method")
+        raise invalid_request(
+            "The payment method you provided is not attached to a customer.", param="payment_method"
+        )
     cus = pm["customer"]
     emu.changed(pm, {"customer": None})
     emu.store.touch(pm_id)
@@ -179,7 +194,11 @@ def list_payment_methods(emu: Emulator, p: Params, cid: str | None = None) -> Ob
 ROUTES: list[Route] = [
     ("POST", "/v1/payment_methods", create_payment_method),
     ("GET", "/v1/payment_methods", list_payment_methods),
-    ("GET", "/v1/payment_methods/{id}", lambda emu, p, i: emu.get("payment_method", i, label="PaymentMethod")),
+    (
+        "GET",
+        "/v1/payment_methods/{id}",
+        lambda emu, p, i: emu.get("payment_method", i, label="PaymentMethod"),
+    ),
     ("POST", "/v1/payment_methods/{id}", update_payment_method),
     ("POST", "/v1/payment_methods/{id}/attach", attach_payment_method),
     ("POST", "/v1/payment_methods/{id}/detach", detach_payment_method),
