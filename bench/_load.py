@@ -27,7 +27,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,8 +150,18 @@ function delay()
 end
 
 function request()
+  -- wrk calls request() once after init() to check it; that one is never sent, so consume nothing
+  if stop_at == nil then return wrk.format("GET", "/healthz") end
   local r = nxt
   nxt = nil
+  if r == nil and f ~= nil then
+    local n = f:read(8)
+    if n ~= nil then r = f:read(tonumber(n)) end
+  end
+  if r == nil then
+    exhausted = 1
+    return wrk.format("GET", "/healthz")
+  end
   sent = sent + 1
   return r
 end
@@ -222,8 +232,12 @@ def have_wrk() -> bool:
 
 
 def run_wrk(factory: RequestFactory, workdir: Path, host: str, port: int, *, connections: int,
-            duration: float, expected_rate: float, threads: int = 1) -> LoadResult:
-    """Closed loop with wrk for ``duration`` s; every request sent is answered before wrk exits."""
+            duration: float, expected_rate: float, threads: int = 1,
+            before: Callable[[], object] | None = None) -> LoadResult:
+    """Closed loop with wrk for ``duration`` s; every request sent is answered before wrk exits.
+
+    ``before`` runs right before wrk starts (after the request files are written).
+    """
     per_thread = int(expected_rate * duration / threads) + 2000
     prefix = workdir / "wrk_"
     for t in range(1, threads + 1):
@@ -234,6 +248,8 @@ def run_wrk(factory: RequestFactory, workdir: Path, host: str, port: int, *, con
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration + drain + 0.999)}s",
            "--timeout", "10s", "-s", str(script), f"http://{host}:{port}{PATH}", "--", str(prefix),
            f"{duration:.3f}"]
+    if before is not None:
+        before()
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for t in range(1, threads + 1):
         with contextlib.suppress(OSError):

@@ -55,8 +55,6 @@ SECRET = "[SECRET]"
 CARD = "[CARD]"
 EMAIL = "[EMAIL]"
 
-RUN_CONTEXT_KEYS = ("source", "event_id", "run_id", "step_id")
-
 _SECRET_WORDS = (
     r"password|passwd|secret|token|api_?key|apikey|authorization|cookie|signature|whsec|private_?key"
 )

@@ -62,7 +62,7 @@ def make_app(rx: Receiver) -> Starlette:
         return Response("nope", status_code=code, headers=headers)
 
     async def slow(request: Request) -> Response:
-        await asyncio.sleep(2)
+        await asyncio.sleep(1)
         return Response(status_code=204)
 
     return Starlette(

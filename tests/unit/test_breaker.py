@@ -286,3 +286,20 @@ def test_breaker_changes_feed_alerts_on_open_and_close_only() -> None:
         ("breaker.closed", "breaker.closed:clarity", Severity.INFO),
     ]
     assert sink.messages[0].alerts[0].details == {"destination": "clarity", "from": "closed"}
+
+
+def test_a_lost_probe_is_written_off_after_the_reset_timeout() -> None:
+    b, clock, _ = make()
+    open_breaker(b)
+    clock.advance(30)
+    lost = b.before_call()  # the caller never reports back
+    clock.advance(29)
+    with pytest.raises(errors.CircuitOpen):
+        b.before_call()
+    clock.advance(1)
+    probe = b.before_call()
+    assert probe.probe and probe != lost
+    b.on_success(lost)  # too late: ignored
+    assert b.state is HALF
+    b.on_success(probe)
+    assert b.state is CLOSED

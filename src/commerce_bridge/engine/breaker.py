@@ -7,6 +7,9 @@ States::
     half_open ──(probe succeeds)──> closed
     half_open ──(probe fails transiently)──> open                 (the reset timer restarts)
 
+A probe that never reports back (its caller crashed or forgot ``on_success``/``on_failure``) is
+written off after another ``reset_timeout_s``; the next call becomes the new probe.
+
 Only ``TransientError`` counts as a failure. A ``PermanentError`` (or any other ``BridgeError``)
 means the destination answered, so it neither counts nor resets the streak, and a probe that
 gets one closes the breaker. A non-``BridgeError`` is our bug, not the destination's: it does
@@ -163,6 +166,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probe_in_flight = False
+        self._probe_started = 0.0
         # Bumped on every state change; outcomes of calls admitted in an older generation are
         # ignored, so a slow call started before the breaker opened cannot close it mid-probe.
         self._generation = 0
@@ -214,9 +218,17 @@ class CircuitBreaker:
                 self._maybe_half_open(changes)
                 if self._state is BreakerState.CLOSED:
                     return Permit(self._generation, probe=False)
-                if self._state is BreakerState.HALF_OPEN and not self._probe_in_flight:
-                    self._probe_in_flight = True
-                    return Permit(self._generation, probe=True)
+                if self._state is BreakerState.HALF_OPEN:
+                    now = self._clock.monotonic()
+                    if self._probe_in_flight and now - self._probe_started >= self.config.reset_timeout_s:
+                        # The probe never reported back (its caller lost it): give up on it, and
+                        # ignore its outcome should it still arrive.
+                        self._generation += 1
+                        self._probe_in_flight = False
+                    if not self._probe_in_flight:
+                        self._probe_in_flight = True
+                        self._probe_started = now
+                        return Permit(self._generation, probe=True)
                 if self._state is BreakerState.OPEN:
                     wait = max(0.0, self._opened_at + self.config.reset_timeout_s - self._clock.monotonic())
                 else:

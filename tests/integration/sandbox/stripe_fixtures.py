@@ -152,7 +152,7 @@ def stripe_url(stripe_server: PeerServer) -> str:
     httpx.delete(f"{stripe_server.url}/_sandbox/faults").raise_for_status()
     httpx.post(
         f"{stripe_server.url}/_sandbox/webhooks/options",
-        json={"shuffle": False, "duplicate_probability": 0.0, "delay_ms": 0},
+        json={"shuffle": False, "shuffle_window_ms": 250, "duplicate_probability": 0.0, "delay_ms": 0},
     ).raise_for_status()
     return stripe_server.url
 

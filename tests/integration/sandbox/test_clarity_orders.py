@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import peer_fixtures
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 clarity_api = peer_fixtures.clarity_api
 clarity_server = peer_fixtures.clarity_server
@@ -187,3 +189,20 @@ def test_search_filters_by_status_key_and_custom_key(clarity_api: httpx.Client) 
     listing = clarity_api.post("/Ordering/SalesOrdersForConnect", json={"CustomKeys": ["F-A", "F-B"]}).json()
     assert [r["CustomKey"] for r in listing] == ["F-A", "F-B"]
     assert all("UpdatedDate" not in r for r in listing)
+
+
+prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999.99"), places=2)
+quantities = st.integers(min_value=1, max_value=999)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(prices, quantities), min_size=1, max_size=6), shipping=prices, tax=prices)
+def test_order_totals_are_exact_decimal_sums(clarity_api: httpx.Client, lines: list[tuple[Decimal, int]],
+                                             shipping: Decimal, tax: Decimal) -> None:
+    body = {"SalesItems": [{"Sku": f"S{i}", "Quantity": q, "UnitCorePrice": str(p)} for i, (p, q) in enumerate(lines)],
+            "Totals": {"Shipping": str(shipping), "Tax": str(tax)}}
+    order = _get(clarity_api, _create(clarity_api, body))
+    expected = sum((p * q for p, q in lines), Decimal(0))
+    assert order["Totals"]["SubTotal"] == expected
+    assert order["Totals"]["Total"] == expected + shipping + tax
+    assert [i["ExtendedPrice"] for i in order["SalesItems"]] == [p * q for p, q in lines]

@@ -141,11 +141,14 @@ def test_refused_outage_closes_the_port_when_a_gate_is_in_front() -> None:
             with httpx.Client(base_url=url) as client:
                 _login(client)
                 assert client.get(CLARITY_BASE + "/Ordering/SalesOrders").status_code == 200
-                reply = client.post("/_sandbox/faults/outage", json={"seconds": 0.5, "mode": "refused"}).json()
+                reply = client.post("/_sandbox/faults/outage", json={"seconds": 1.0, "mode": "refused"}).json()
                 assert reply["effective_mode"] == "refused"
+                time.sleep(0.3)  # the gate closes 0.1 s after answering
+                with pytest.raises(httpx.TransportError):  # the kept-alive connection is dropped too
+                    client.get("/_sandbox/health")
             with pytest.raises(httpx.ConnectError), httpx.Client(base_url=url) as fresh:
                 fresh.get("/_sandbox/health")
-            time.sleep(0.8)
+            time.sleep(1.0)
             assert httpx.get(url + "/_sandbox/health").status_code == 200
         finally:
             gate.stop()

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import peer_fixtures
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from commerce_bridge.sandbox.erp_sim.app import build_app
 from commerce_bridge.sandbox.runner import PeerServer
@@ -169,3 +171,33 @@ def test_state_file_survives_restart_including_series(tmp_path: Path) -> None:
                 "customer": "Ann Lee", "items": [{"item_code": "SKU-A", "qty": 1}]}))
             assert entry["name"].endswith(expected)
             assert _data(client.get("/api/resource/Item/SKU-A"))["standard_rate"] == Decimal("10.10")
+
+
+def test_fault_rules_apply_to_resource_routes(erp_server: PeerServer, erp_api: httpx.Client) -> None:
+    control = erp_server.url + "/_sandbox/faults"
+    httpx.put(control, json={"rules": [{"path": "/api/resource/Sales Order*", "status": 503, "times": 1}]})
+    assert erp_api.get("/api/resource/Sales Order").status_code == 503
+    assert erp_api.get("/api/resource/Sales Order").status_code == 200
+    httpx.put(control, json={"rules": [{"path": "/api/resource/*", "status": 429, "error_rate": 1.0}]})
+    assert erp_api.get("/api/resource/Customer").status_code == 429
+    httpx.delete(control)
+    assert erp_api.get("/api/resource/Customer").status_code == 200
+
+
+amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1000000.00"), places=2)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(debits=st.lists(amounts, min_size=1, max_size=5), off_by_a_cent=st.booleans())
+def test_journal_entries_balance_exactly_to_the_cent(erp_api: httpx.Client, debits: list[Decimal],
+                                                     off_by_a_cent: bool) -> None:
+    total = sum(debits, Decimal(0))
+    credit = total + (Decimal("0.01") if off_by_a_cent else Decimal(0))
+    rows = [{"account": "Stripe Clearing - SC", "debit_in_account_currency": str(d)} for d in debits]
+    rows.append({"account": "Sales - SC", "credit_in_account_currency": str(credit)})
+    response = erp_api.post("/api/resource/Journal Entry", json={"accounts": rows})
+    if off_by_a_cent:
+        assert response.status_code == 417 and response.json()["exc_type"] == "ValidationError"
+    else:
+        entry = _data(response)
+        assert entry["total_debit"] == entry["total_credit"] == total

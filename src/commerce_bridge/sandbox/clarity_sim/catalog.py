@@ -82,11 +82,11 @@ def _expand_user(sim: Sim, record: Record, projection: str) -> Record:
 
 def _user_filters(sim: Sim, model: SearchModel) -> list[Predicate]:
     preds: list[Predicate] = []
-    if (email := model.str("Email")) is not None:
+    if (email := model.text("Email")) is not None:
         preds.append(lambda r: str(r.get("Email", "")).lower() == email.lower())
-    if (user_name := model.str("UserName")) is not None:
+    if (user_name := model.text("UserName")) is not None:
         preds.append(lambda r: str(r.get("UserName", "")).lower() == user_name.lower())
-    if (account_id := model.int("AccountID")) is not None:
+    if (account_id := model.integer("AccountID")) is not None:
         preds.append(lambda r: r.get("AccountID") == account_id)
     return preds
 

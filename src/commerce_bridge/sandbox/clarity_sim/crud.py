@@ -169,7 +169,7 @@ def register(router: Router, spec: EntitySpec) -> None:
     async def search(sim: Sim, req: Req) -> Response:
         model = SearchModel.from_query(req.query)
         rows, envelope = sort_and_page(search_records(sim, spec, model), model)
-        projection = "list" if model.bool("AsListing") else "lite"
+        projection = "list" if model.flag("AsListing") else "lite"
         return json_response({"Results": [render(sim, spec, r, projection) for r in rows], **envelope})
 
     async def for_connect(sim: Sim, req: Req) -> Response:

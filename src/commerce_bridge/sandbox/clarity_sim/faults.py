@@ -87,7 +87,7 @@ class FaultInjector:
             self.outage_until = time.monotonic() + seconds
             self.outage_mode = effective
         if effective == "refused" and self.gate is not None:
-            self.gate.refuse_for(seconds)
+            self.gate.refuse_for(seconds, after=0.1)
         return effective
 
     def clear(self) -> None:
@@ -199,6 +199,7 @@ class OutageGate:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._reopen: asyncio.TimerHandle | None = None
+        self._open_writers: set[asyncio.StreamWriter] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"gate-{listen_port}", daemon=True)
 
     def start(self) -> OutageGate:
@@ -211,17 +212,25 @@ class OutageGate:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-    def refuse_for(self, seconds: float) -> None:
-        """Close the listener now and reopen it after ``seconds`` (0 reopens at once)."""
+    def refuse_for(self, seconds: float, *, after: float = 0.0) -> None:
+        """Close the listener (after ``after`` seconds) and reopen it ``seconds`` later; 0 reopens at once.
+
+        ``after`` lets the response to the control request that asked for the outage go out first.
+        """
+        async def close_then_reopen() -> None:
+            await self._close()
+            self._reopen = self._loop.call_later(seconds, lambda: asyncio.ensure_future(self._open()))
+
         async def run() -> None:
             if self._reopen is not None:
                 self._reopen.cancel()
                 self._reopen = None
             if seconds <= 0:
                 await self._open()
-                return
-            await self._close()
-            self._reopen = self._loop.call_later(seconds, lambda: asyncio.ensure_future(self._open()))
+            elif after > 0:
+                self._reopen = self._loop.call_later(after, lambda: asyncio.ensure_future(close_then_reopen()))
+            else:
+                await close_then_reopen()
         asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
 
     async def _open(self) -> None:
@@ -229,10 +238,13 @@ class OutageGate:
             self._server = await asyncio.start_server(self._relay, self.host, self.listen_port, reuse_address=True)
 
     async def _close(self) -> None:
+        """Stop listening and drop every relayed connection, as a crashed server would."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
             self._server = None
+        for writer in list(self._open_writers):
+            writer.close()
+        self._open_writers.clear()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -240,6 +252,8 @@ class OutageGate:
         except OSError:
             writer.close()
             return
+
+        self._open_writers.update((writer, up_writer))
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -252,3 +266,5 @@ class OutageGate:
                 dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._open_writers.discard(writer)
+        self._open_writers.discard(up_writer)

@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_str = json.encoder.encode_basestring
 
 
 def loads(raw: bytes | str) -> Any:

@@ -95,7 +95,8 @@ def resolve(sim: Sim, kind: str, model: dict[str, Any], prefix: str, owner: str)
     An unknown key or name is auto-created (CEF behaviour); an unknown ID or an inactive row is an
     exception. Returns ``None`` when the model names none of these.
     """
-    nested = model.get(prefix) if isinstance(model.get(prefix), dict) else {}
+    raw_nested = model.get(prefix)
+    nested: dict[str, Any] = raw_nested if isinstance(raw_nested, dict) else {}
     ident = model.get(f"{prefix}ID") or nested.get("ID")
     if ident:
         row = sim.store.get(kind, str(ident))

@@ -47,6 +47,12 @@ STATUS_ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+def _field_in(field: str, allowed: set[Any]) -> Predicate:
+    def predicate(record: Record) -> bool:
+        return record.get(field) in allowed
+    return predicate
+
+
 def _filters(sim: Sim, model: SearchModel) -> list[Predicate]:
     preds: list[Predicate] = []
 
@@ -55,35 +61,34 @@ def _filters(sim: Sim, model: SearchModel) -> list[Predicate]:
         return {r["ID"] for r in rows if (key is not None and str(r.get("CustomKey", "")).lower() == key.lower())
                 or (name is not None and str(r.get("Name", "")).lower() == name.lower())}
 
-    if (status_id := model.int("StatusID")) is not None:
+    if (status_id := model.integer("StatusID")) is not None:
         preds.append(lambda r: r.get("StatusID") == status_id)
-    if (status_ids := model.ints("StatusIDs")) is not None:
+    if (status_ids := model.integers("StatusIDs")) is not None:
         wanted = set(status_ids)
         preds.append(lambda r: r.get("StatusID") in wanted)
-    if (excluded := model.ints("ExcludedStatusIDs")) is not None:
+    if (excluded := model.integers("ExcludedStatusIDs")) is not None:
         unwanted = set(excluded)
         preds.append(lambda r: r.get("StatusID") not in unwanted)
     for prefix, kind in (("Status", KINDS.status), ("State", KINDS.state), ("Type", KINDS.type)):
-        key, name = model.str(f"{prefix}Key"), model.str(f"{prefix}Name")
+        key, name = model.text(f"{prefix}Key"), model.text(f"{prefix}Name")
         if key is not None or name is not None:
-            ids = lookup_ids(kind, key, name)
-            preds.append(lambda r, ids=ids, p=prefix: r.get(f"{p}ID") in ids)
+            preds.append(_field_in(f"{prefix}ID", lookup_ids(kind, key, name)))
     for prefix in ("State", "Type", "Account", "User"):
-        if (value := model.int(f"{prefix}ID")) is not None:
-            preds.append(lambda r, v=value, p=prefix: r.get(f"{p}ID") == v)
-    if (account_key := model.str("AccountKey")) is not None:
-        ids = {a["ID"] for a in sim.store.all("Account") if a.get("CustomKey") == account_key}
-        preds.append(lambda r: r.get("AccountID") in ids)
+        if (number := model.integer(f"{prefix}ID")) is not None:
+            preds.append(_field_in(f"{prefix}ID", {number}))
+    if (account_key := model.text("AccountKey")) is not None:
+        preds.append(_field_in("AccountID", {a["ID"] for a in sim.store.all("Account")
+                                             if a.get("CustomKey") == account_key}))
     for field in ("PaymentTransactionID", "PurchaseOrderNumber", "TrackingNumber"):
-        if (value := model.str(field)) is not None:
-            preds.append(lambda r, v=value, f=field: r.get(f) == v)
-    if (email := model.str("Email")) is not None:
+        if (text := model.text(field)) is not None:
+            preds.append(_field_in(field, {text}))
+    if (email := model.text("Email")) is not None:
         def email_matches(r: Record, e: str = email.lower()) -> bool:
             contact = sim.store.get("Contact", str(r.get("BillingContactID"))) or {}
             user = sim.store.get("User", str(r.get("UserID"))) or {}
             return e in (str(contact.get("Email1", "")).lower(), str(user.get("Email", "")).lower())
         preds.append(email_matches)
-    if (product_key := model.str("ProductKey")) is not None:
+    if (product_key := model.text("ProductKey")) is not None:
         preds.append(lambda r: any(i.get("ProductKey") == product_key or i.get("Sku") == product_key
                                    for i in r.get("SalesItems") or []))
     return preds

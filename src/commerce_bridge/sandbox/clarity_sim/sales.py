@@ -183,7 +183,8 @@ def prepare_sales(sim: Sim, kinds: SalesKinds, existing: Record | None, body: di
     items = record.get("SalesItems") or []
     record["ItemQuantity"] = sum((Decimal(i["TotalQuantity"]) for i in items), Decimal(0))
     totals = dict((existing or {}).get("Totals") or {})
-    given = body.get("Totals") if isinstance(body.get("Totals"), dict) else {}
+    raw_totals = body.get("Totals")
+    given: dict[str, Any] = raw_totals if isinstance(raw_totals, dict) else {}
     for name in TOTAL_FIELDS:
         if name in given:
             totals[name] = money(given[name], f"Totals.{name}")

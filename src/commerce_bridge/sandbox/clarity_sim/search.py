@@ -55,11 +55,11 @@ class SearchModel:
         value = self._data.get(name.lower())
         return None if value == "" else value
 
-    def str(self, name: str) -> str | None:
+    def text(self, name: str) -> str | None:
         value = self.raw(name)
         return None if value is None else str(value)
 
-    def int(self, name: str) -> int | None:
+    def integer(self, name: str) -> int | None:
         value = self.raw(name)
         if value is None:
             return None
@@ -68,13 +68,13 @@ class SearchModel:
         except ValueError as exc:
             raise CefError(f"{name} must be an integer", ARGUMENT) from exc
 
-    def bool(self, name: str) -> bool | None:
+    def flag(self, name: str) -> bool | None:
         value = self.raw(name)
         if value is None or isinstance(value, bool):
             return value
         return str(value).lower() in ("true", "1", "yes")
 
-    def list(self, name: str) -> list[Any] | None:
+    def values(self, name: str) -> list[Any] | None:
         value = self.raw(name)
         if value is None:
             return None
@@ -82,8 +82,8 @@ class SearchModel:
             return value
         return [v for v in str(value).split(",") if v]
 
-    def ints(self, name: str) -> list[int] | None:
-        values = self.list(name)
+    def integers(self, name: str) -> list[int] | None:
+        values = self.values(name)
         if values is None:
             return None
         try:
@@ -92,7 +92,7 @@ class SearchModel:
             raise CefError(f"{name} must be a list of integers", ARGUMENT) from exc
 
     def date_us(self, sim: Sim, name: str) -> int | None:
-        value = self.str(name)
+        value = self.text(name)
         if value is None:
             return None
         try:
@@ -100,7 +100,7 @@ class SearchModel:
         except ValueError as exc:
             raise CefError(f"{name} is not a valid date: {value}", ARGUMENT) from exc
 
-    def dict(self, name: str) -> dict[str, Any]:
+    def mapping(self, name: str) -> dict[str, Any]:
         value = self.raw(name)
         if not isinstance(value, dict):
             return {}
@@ -114,24 +114,24 @@ def _ci(value: Any) -> str:
 def base_filters(sim: Sim, model: SearchModel, *, nameable: bool) -> list[Predicate]:
     """The BaseSearchModel filters every entity shares."""
     preds: list[Predicate] = []
-    if (ident := model.int("ID")) is not None:
+    if (ident := model.integer("ID")) is not None:
         preds.append(lambda r: r.get("ID") == ident)
-    if (ids := model.ints("IDs")) is not None:
+    if (ids := model.integers("IDs")) is not None:
         id_set = set(ids)
         preds.append(lambda r: r.get("ID") in id_set)
-    if (key := model.str("CustomKey")) is not None:
-        if model.bool("CustomKeyStrict"):
+    if (key := model.text("CustomKey")) is not None:
+        if model.flag("CustomKeyStrict"):
             preds.append(lambda r: r.get("CustomKey") == key)
         else:
             preds.append(lambda r: key.lower() in _ci(r.get("CustomKey")))
-    if (keys := model.list("CustomKeys")) is not None:
+    if (keys := model.values("CustomKeys")) is not None:
         key_set = {str(k) for k in keys}
         preds.append(lambda r: r.get("CustomKey") in key_set)
-    if (either := model.str("IDOrCustomKey")) is not None:
+    if (either := model.text("IDOrCustomKey")) is not None:
         preds.append(lambda r: str(r.get("ID")) == either or r.get("CustomKey") == either)
-    if (active := model.bool("Active")) is not None:
+    if (active := model.flag("Active")) is not None:
         preds.append(lambda r: bool(r.get("Active", True)) == active)
-    if nameable and (name := model.str("Name")) is not None:
+    if nameable and (name := model.text("Name")) is not None:
         preds.append(lambda r: name.lower() in _ci(r.get("Name")))
     if (since := model.date_us(sim, "ModifiedSince")) is not None:
         preds.append(lambda r: r.get("_u", 0) >= since or r.get("_c", 0) >= since)
@@ -157,16 +157,21 @@ def _sort_value(record: Record, field: str) -> tuple[int, Any]:
     return (2, str(value).lower())
 
 
+def _sort_key(field: str) -> Callable[[Record], tuple[int, Any]]:
+    def key(record: Record) -> tuple[int, Any]:
+        return _sort_value(record, field)
+    return key
+
+
 def sort_and_page(records: list[Record], model: SearchModel) -> tuple[list[Record], dict[str, Any]]:
     """Apply ``Sorts`` (default ID ascending) and ``Paging``; return the page and the envelope fields."""
     ordered = sorted(records, key=lambda r: int(r.get("ID", 0)))
-    sorts = model.list("Sorts") or []
+    sorts = model.values("Sorts") or []
     for spec in reversed([s for s in sorts if isinstance(s, dict)]):
         lowered = {str(k).lower(): v for k, v in spec.items()}
-        field = str(lowered.get("field") or "ID")
         descending = str(lowered.get("dir") or "asc").lower().startswith("desc")
-        ordered.sort(key=lambda r, f=field: _sort_value(r, f), reverse=descending)
-    paging = model.dict("Paging")
+        ordered.sort(key=_sort_key(str(lowered.get("field") or "ID")), reverse=descending)
+    paging = model.mapping("Paging")
     size = _positive(paging.get("size"))
     start = _positive(paging.get("startindex"))
     total = len(ordered)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -85,8 +86,8 @@ def _test(value: Any, op: str, expected: Any) -> bool:
         _, hi = _comparable(value, high)
         return bool(lo <= a <= hi)
     left, right = _comparable(value, expected)
-    return {"=": left == right, "!=": left != right, ">": left > right, "<": left < right,
-            ">=": left >= right, "<=": left <= right}[op]
+    return bool({"=": left == right, "!=": left != right, ">": left > right, "<": left < right,
+            ">=": left >= right, "<=": left <= right}[op])
 
 
 def _matches(doc: Doc, condition: Condition, doctype: DocType) -> bool:
@@ -109,7 +110,7 @@ def run_list(docs: list[Doc], doctype: DocType, query: QueryParams) -> list[Doc]
         parts = clause.replace("`", "").split()
         field = parts[0].split(".")[-1]
         descending = len(parts) > 1 and parts[1].lower() == "desc"
-        selected.sort(key=lambda d, f=field: (d.get(f) is not None, _sort_key(d.get(f))), reverse=descending)
+        selected.sort(key=_order_key(field), reverse=descending)
     start = _int_param(query, "limit_start", 0)
     length = _int_param(query, "limit_page_length", _int_param(query, "limit", 20))
     page = selected[start:start + length] if length else selected[start:]
@@ -117,6 +118,12 @@ def run_list(docs: list[Doc], doctype: DocType, query: QueryParams) -> list[Doc]
     if not isinstance(fields, list):
         raise FrappeError("ValidationError", "fields must be a JSON list")
     return [_project(d, fields, doctype) for d in page]
+
+
+def _order_key(field: str) -> Callable[[Doc], tuple[bool, Any]]:
+    def key(doc: Doc) -> tuple[bool, Any]:
+        return (doc.get(field) is not None, _sort_key(doc.get(field)))
+    return key
 
 
 def _sort_key(value: Any) -> Any:

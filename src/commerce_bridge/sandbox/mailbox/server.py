@@ -128,7 +128,9 @@ class Mailbox:
     """SMTP on ``smtp_port`` plus the JSON listing on ``http_port`` (0 picks free ports)."""
 
     def __init__(self, *, host: str = "127.0.0.1", smtp_port: int = 8025, http_port: int = 8092,
-                 state_file: str | None = None) -> None:
+                 state_file: str | None = None, port: int | None = None) -> None:
+        if port is not None:  # ``port`` is accepted as an alias of ``http_port`` (the CLI's --port)
+            http_port = port
         self.host = host
         self.smtp_port = smtp_port or free_port(host)
         self.store = MailStore(state_file)

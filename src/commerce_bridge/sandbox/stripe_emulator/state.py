@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 API_VERSION = "2026-10-28.endive"
 
+# besides ``*.updated``, the event types that carry ``data.previous_attributes``
+PREVIOUS_ATTRIBUTES_TYPES = {"charge.refunded", "charge.captured", "charge.dispute.closed"}
+
 # field name -> store kind it may point at (for ``expand[]``)
 EXPANDABLE = {
     "customer",
@@ -124,7 +127,7 @@ class Emulator:
     ) -> Obj:
         """Record one event with a snapshot of ``obj`` and queue it for webhook delivery."""
         data: dict[str, Any] = {"object": orjson.loads(orjson.dumps(obj))}
-        if previous is not None:
+        if previous and (type_.endswith(".updated") or type_ in PREVIOUS_ATTRIBUTES_TYPES):
             data["previous_attributes"] = orjson.loads(orjson.dumps(previous))
         evt: Obj = {
             "id": new_id("evt"),

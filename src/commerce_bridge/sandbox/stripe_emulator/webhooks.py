@@ -39,6 +39,7 @@ class DeliveryOptions:
     """How webhooks are delivered (changed through ``POST /_sandbox/webhooks/options``)."""
 
     shuffle: bool = False
+    shuffle_window_ms: int = 250
     duplicate_probability: float = 0.0
     delay_ms: int = 0
     retry_schedule_s: list[float] = field(default_factory=lambda: [1.0, 5.0, 30.0])
@@ -48,6 +49,7 @@ class DeliveryOptions:
     def as_dict(self) -> dict[str, Any]:
         return {
             "shuffle": self.shuffle,
+            "shuffle_window_ms": self.shuffle_window_ms,
             "duplicate_probability": self.duplicate_probability,
             "delay_ms": self.delay_ms,
             "retry_schedule_s": self.retry_schedule_s,
@@ -149,9 +151,9 @@ class Dispatcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.options.shuffle and len(self._pending) < 2:
-                # let a burst accumulate so that shuffling has something to reorder
-                await asyncio.sleep(0.05)
+            if self.options.shuffle:
+                # hold deliveries for a window so that shuffling can reorder events of several requests
+                await asyncio.sleep(self.options.shuffle_window_ms / 1000)
             batch = list(self._pending)
             self._pending.clear()
             if self.options.shuffle:
@@ -216,6 +218,7 @@ class Dispatcher:
             return
         if targets.get(ep["id"]) != "succeeded":
             targets[ep["id"]] = "failed"
+            store.touch(evt["id"])
         if job.duplicate:
             return
         sched = self.options.retry_schedule_s

@@ -289,6 +289,7 @@ def _run_due(emu: Emulator, sub: Obj, t: int) -> None:
     if internal.get("next_retry") and internal["next_retry"] <= t:
         inv = emu.store.objects[internal["retry_invoice"]]
         internal["next_retry"] = None
+        emu.store.touch(sub["id"])
         if attempt_payment(emu, inv, sub, cus, t):
             emu.update("customer.subscription.updated", sub, {"status": "active"})
         else:
@@ -322,6 +323,7 @@ def _after_failure(emu: Emulator, sub: Obj, inv: Obj, t: int) -> None:
     nxt = t + RETRY_DAYS[n - 1] * 86400
     internal["next_retry"] = nxt
     internal["retry_invoice"] = inv["id"]
+    emu.store.touch(sub["id"])
     emu.update("invoice.updated", inv, {"next_payment_attempt": nxt})
     if sub["status"] != "past_due" and sub["status"] != "incomplete":
         emu.update("customer.subscription.updated", sub, {"status": "past_due"})

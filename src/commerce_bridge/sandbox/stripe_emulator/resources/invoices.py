@@ -209,6 +209,7 @@ def attempt_payment(
             "code": "invoice_no_payment_method",
             "message": "There is no default payment method.",
         }
+        emu.store.touch(inv["id"])
         emu.emit("invoice.payment_failed", inv, prev)
         return False
     try:
@@ -235,9 +236,11 @@ def attempt_payment(
             else None
         )
         internal.setdefault("payment_intents", []).append(pid)
+        emu.store.touch(inv["id"])
         emu.emit("invoice.payment_failed", inv, prev)
         return False
     internal.setdefault("payment_intents", []).append(pi["id"])
+    emu.store.touch(inv["id"])
     if pi["status"] != "succeeded":
         emu.emit("invoice.payment_action_required", inv, prev)
         return False
@@ -267,6 +270,7 @@ def pay_invoice(emu: Emulator, p: Params, iid: str) -> Obj:
         )
     if sub is not None and sub["status"] in ("past_due", "incomplete"):
         emu.store.intern(sub["id"])["next_retry"] = None
+        emu.store.touch(sub["id"])
         emu.update("customer.subscription.updated", sub, {"status": "active"})
     return inv
 

@@ -122,7 +122,7 @@ def create_payment_intent(emu: Emulator, p: Params) -> Obj:
         "transfer_group": None,
     }
     pi.update(_pi_fields(emu, p, None))
-    _set_payment_method(emu, pi, p)
+    pi.update(_payment_method_updates(emu, pi, p))
     idx = (f"payment_intent:customer:{pi['customer']}",) if pi["customer"] else ()
     emu.add("payment_intent", pi, idx)
     emu.emit("payment_intent.created", pi)
@@ -131,16 +131,18 @@ def create_payment_intent(emu: Emulator, p: Params) -> Obj:
     return pi
 
 
-def _set_payment_method(emu: Emulator, pi: Obj, p: Params) -> None:
+def _payment_method_updates(emu: Emulator, pi: Obj, p: Params) -> dict[str, Any]:
+    """The fields to change when ``payment_method`` or ``payment_method_data`` is given (else ``{}``)."""
     if p.get("payment_method"):
         pm = resolve(emu, p["payment_method"])
     elif "payment_method_data" in p:
         pm = create_from_data(emu, p["payment_method_data"], "payment_method_data")
     else:
-        return
-    pi["payment_method"] = pm["id"]
-    if pi["status"] == "requires_payment_method":
-        pi["status"] = "requires_confirmation"
+        return {}
+    up: dict[str, Any] = {"payment_method": pm["id"]}
+    if pi["status"] in ("requires_payment_method", "requires_action"):
+        up["status"] = "requires_confirmation"
+    return up
 
 
 def _confirm(emu: Emulator, pi: Obj, p: Params) -> None:
@@ -256,30 +258,26 @@ def confirm_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
         emu, {k: v for k, v in p.items() if k in ("receipt_email", "shipping", "setup_future_usage")}, pi
     )
     emu.changed(pi, up)
-    if p.get("payment_method") or "payment_method_data" in p:
-        if pi["status"] == "requires_action":
-            pi["status"] = "requires_confirmation"
-            emu.store.intern(pid).pop("3ds_passed", None)
-        _set_payment_method(emu, pi, p)
+    pm_up = _payment_method_updates(emu, pi, p)
+    if pm_up:
+        emu.store.intern(pid).pop("3ds_passed", None)
+        emu.store.touch(pid)
+        emu.changed(pi, pm_up)
     _confirm(emu, pi, p)
     return pi
 
 
 def update_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
     pi = emu.get("payment_intent", pid, label="payment_intent")
-    if pi["status"] in ("succeeded", "canceled", "processing"):
+    always = {"metadata", "description", "receipt_email", "expand", "shipping"}
+    if pi["status"] in ("succeeded", "canceled", "processing") and set(p) - always:
         raise state_error(
-            f"This PaymentIntent's amount could not be updated because it has a status of {pi['status']}."
+            f"This PaymentIntent could not be updated because it has a status of {pi['status']}."
         )
     up = _pi_fields(emu, p, pi)
     if up.get("customer"):
         emu.store.add_to_index(pid, f"payment_intent:customer:{up['customer']}")
-    if p.get("payment_method") or "payment_method_data" in p:
-        before = pi["payment_method"]
-        _set_payment_method(emu, pi, p)
-        if before != pi["payment_method"]:
-            up["payment_method"] = pi["payment_method"]
-            pi["payment_method"] = before
+    up.update(_payment_method_updates(emu, pi, p))
     emu.update("payment_intent.updated" if up else None, pi, up)
     return pi
 
@@ -376,6 +374,7 @@ def authenticate(emu: Emulator, pid: str, success: bool) -> Obj:
         emu.emit("payment_intent.payment_failed", pi, prev)
         return pi
     emu.store.intern(pid)["3ds_passed"] = True
+    emu.store.touch(pid)
     with contextlib.suppress(
         StripeApiError
     ):  # a decline is recorded on the PaymentIntent (last_payment_error)

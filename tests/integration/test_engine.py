@@ -1,0 +1,241 @@
+"""The durable engine in-process on SQLite and PostgreSQL: routing, retries, DLQ, replay, breaker, limiter."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from commerce_bridge import errors as E
+from commerce_bridge.bootstrap import Container, bootstrap
+from commerce_bridge.config import load_settings
+from commerce_bridge.domain.delivery import Delivery
+from commerce_bridge.workflows.spec import StepContext, StepSpec, Trigger, WorkflowSpec
+
+
+class Flaky:
+    """A test action (a fake at the port): fails as told, records every call with its idempotency key."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.plan: dict[str, list[BaseException]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.calls.append((ctx.idempotency_key, ctx.attempt))
+            todo = self.plan.get(ctx.event_id)
+            if todo:
+                raise todo.pop(0)
+        return {"seen": params.get("amount")}
+
+
+def spec(name: str = "test.flow") -> WorkflowSpec:
+    return WorkflowSpec(
+        name=name, version="1", trigger=Trigger(sources=("stripe",), event_types=("test.*",)),
+        steps=(
+            StepSpec(id="first", uses="testsys.thing.do", with_={"amount": "$/event/data/amount_minor"}),
+            StepSpec(id="second", uses="testsys.other.do", with_={"prev": "$/steps/first/seen"}),
+        ),
+    )
+
+
+@pytest.fixture
+def engine_factory(database_url: str, tmp_path: Any) -> Iterator[Callable[..., tuple[Container, Flaky]]]:
+    made: list[Container] = []
+
+    def make(**overrides: Any) -> tuple[Container, Flaky]:
+        flaky = Flaky()
+        settings = load_settings(
+            database_url=database_url,
+            engine_database_url=(f"sqlite:///{tmp_path / 'engine.sqlite'}" if database_url.startswith("sqlite")
+                                 else None),
+            retry_base_delay_s=0.01, retry_max_delay_s=0.05, dispatch_interval_s=0.05, worker_id="test-worker",
+            **overrides,
+        )
+        c = bootstrap(settings, "worker", extra_workflows=[spec()],
+                      extra_actions={"testsys.thing.do": flaky, "testsys.other.do": flaky}, migrate=True)
+        made.append(c)
+        assert c.engine is not None
+        c.engine.launch()
+        return c, flaky
+
+    yield make
+    for c in made:
+        if c.engine is not None:
+            c.engine.shutdown()
+        c.close()
+
+
+def deliver(c: Container, event_id: str, event_type: str = "test.happened", amount: int = 1250) -> None:
+    body = json.dumps({"id": event_id, "type": event_type, "data": {"amount_minor": amount}}).encode()
+    c.inbox.record_batch([Delivery("stripe", event_id, event_type, body, datetime.now(UTC))])
+    assert c.engine is not None
+    c.engine.wake_dispatcher()
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def run_status(c: Container, run_id: str) -> str | None:
+    run = c.runs.get(run_id)
+    return run["status"] if run else None
+
+
+def test_event_runs_every_matching_workflow_with_parameters(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    deliver(c, "evt_1")
+    wait_for(lambda: run_status(c, "stripe:evt_1:test.flow") == "succeeded")
+    wait_for(lambda: run_status(c, "stripe:evt_1:core.audit") == "succeeded")
+    assert flaky.calls == [("stripe:evt_1:test.flow:first", 1), ("stripe:evt_1:test.flow:second", 1)]
+    assert c.inbox.get("stripe", "evt_1").status == "processed"  # type: ignore[union-attr]
+    assert [r["executions"] for r in c.audit.all()] == [1]
+
+
+def test_event_of_another_type_starts_only_the_audit(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    deliver(c, "evt_other", event_type="charge.succeeded")
+    wait_for(lambda: run_status(c, "stripe:evt_other:core.audit") == "succeeded")
+    assert c.runs.get("stripe:evt_other:test.flow") is None and flaky.calls == []
+
+
+def test_transient_failures_are_retried_with_the_same_idempotency_key(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    flaky.plan["evt_t"] = [E.UpstreamUnavailable("503"), E.RateLimited("429", retry_after=0.05)]
+    deliver(c, "evt_t")
+    wait_for(lambda: run_status(c, "stripe:evt_t:test.flow") == "succeeded")
+    firsts = [call for call in flaky.calls if call[0].endswith(":first")]
+    assert firsts == [("stripe:evt_t:test.flow:first", 1), ("stripe:evt_t:test.flow:first", 2),
+                      ("stripe:evt_t:test.flow:first", 3)]
+
+
+def test_exhausted_retries_park_the_run_in_the_dlq(engine_factory: Any) -> None:
+    c, flaky = engine_factory(retry_max_attempts=3)
+    flaky.plan["evt_x"] = [E.UpstreamUnavailable("down", upstream_request_id=f"req_{i}") for i in range(5)]
+    deliver(c, "evt_x")
+    wait_for(lambda: run_status(c, "stripe:evt_x:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["attempts"] == 3 and entry["error_code"] == "upstream_unavailable"
+    assert entry["upstream_request_id"] == "req_2" and entry["step_id"] == "first"
+    assert entry["step_input"] == {"amount": "$/event/data/amount_minor"}
+    assert c.inbox.get("stripe", "evt_x").status == "failed"  # type: ignore[union-attr]
+
+
+def test_permanent_error_parks_at_once_and_replay_resumes_from_the_failed_step(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    flaky.plan["evt_p"] = [E.ValidationError("email is invalid", suggested_fix="correct the e-mail")]
+    deliver(c, "evt_p")
+    # `first` succeeds, `second` fails for good: the DLQ entry is for `second`
+    flaky.plan["evt_p"] = []
+    wait_for(lambda: run_status(c, "stripe:evt_p:test.flow") == "succeeded")  # first run: no failure queued
+
+    flaky.plan["evt_q"] = [E.ValidationError("email is invalid", suggested_fix="correct the e-mail")]
+    deliver(c, "evt_q")
+    wait_for(lambda: run_status(c, "stripe:evt_q:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["attempts"] == 1 and entry["suggested_fix"] == "correct the e-mail"
+    calls_before = list(flaky.calls)
+    replayed = c.admin.replay(entry["id"], "fixed the e-mail")
+    assert replayed["status"] == "replayed"
+    wait_for(lambda: run_status(c, "stripe:evt_q:test.flow") == "succeeded")
+    new_calls = flaky.calls[len(calls_before):]
+    # it resumed at `first` (the failed step) with the same key; nothing before it ran again
+    assert new_calls[0] == ("stripe:evt_q:test.flow:first", 1)
+    assert c.inbox.get("stripe", "evt_q").status == "processed"  # type: ignore[union-attr]
+    with pytest.raises(E.ValidationError, match="already replayed"):
+        c.admin.replay(entry["id"])
+
+
+def test_replay_skips_steps_that_already_succeeded(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+
+    class FailSecondOnce:
+        armed = True
+
+        def __call__(self, ctx: StepContext, params: Mapping[str, Any]) -> Any:
+            flaky.calls.append((ctx.idempotency_key, ctx.attempt))
+            if self.armed:
+                raise E.MappingError("unknown SKU")
+            return {"ok": True}
+
+    second = FailSecondOnce()
+    assert c.engine is not None
+    c.engine.actions["testsys.other.do"] = second
+    deliver(c, "evt_s")
+    wait_for(lambda: run_status(c, "stripe:evt_s:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["step_id"] == "second"
+    second.armed = False
+    n_before = len(flaky.calls)
+    c.admin.replay(entry["id"])
+    wait_for(lambda: run_status(c, "stripe:evt_s:test.flow") == "succeeded")
+    assert flaky.calls[n_before:] == [("stripe:evt_s:test.flow:second", 1)]
+
+
+def test_a_bug_goes_to_the_dlq_without_retry(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    flaky.plan["evt_b"] = [ZeroDivisionError("oops")]
+    deliver(c, "evt_b")
+    wait_for(lambda: run_status(c, "stripe:evt_b:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["error_code"] == "internal_error" and entry["attempts"] == 1
+    assert "ZeroDivisionError" in entry["traceback"] and "bug" in entry["suggested_fix"]
+
+
+def test_discard_closes_the_entry_and_the_run(engine_factory: Any) -> None:
+    c, flaky = engine_factory()
+    flaky.plan["evt_d"] = [E.UpstreamRejected("card declined")]
+    deliver(c, "evt_d")
+    wait_for(lambda: run_status(c, "stripe:evt_d:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    with pytest.raises(E.ValidationError, match="reason"):
+        c.admin.discard(entry["id"], " ")
+    c.admin.discard(entry["id"], "customer paid by bank transfer")
+    assert run_status(c, "stripe:evt_d:test.flow") == "discarded"
+    assert c.inbox.get("stripe", "evt_d").status == "processed"  # type: ignore[union-attr]
+
+
+def test_open_breaker_fails_fast_then_a_probe_lets_work_drain(engine_factory: Any) -> None:
+    c, flaky = engine_factory(breaker_failure_threshold=2, breaker_reset_timeout_s=1.0, retry_max_attempts=2)
+    flaky.plan["evt_br0"] = [E.UpstreamUnavailable("down")] * 2
+    deliver(c, "evt_br0")
+    wait_for(lambda: run_status(c, "stripe:evt_br0:test.flow") == "parked")
+    assert c.breakers.get("testsys").state.value == "open"
+    assert 'cb_circuit_breaker_open{destination="testsys"} 1.0' in c.metrics.render().decode()
+    # While open, work is refused without calling the destination and waits for the probe.
+    deliver(c, "evt_after")
+    wait_for(lambda: run_status(c, "stripe:evt_after:test.flow") in ("succeeded", "parked"), timeout=20)
+    after = [attempt for key, attempt in flaky.calls if key.startswith("stripe:evt_after:test.flow:first")]
+    assert after and after[0] == 2, after  # attempt 1 failed fast (circuit_open), attempt 2 was the probe
+    assert run_status(c, "stripe:evt_after:test.flow") == "succeeded"
+    assert c.breakers.get("testsys").state.value == "closed"
+
+
+def test_rate_limit_spaces_calls_to_a_destination(engine_factory: Any) -> None:
+    c, flaky = engine_factory(rate_limits={"testsys": 20}, rate_limit_margin=0.0)
+    stamps: list[float] = []
+
+    def timed(ctx: StepContext, params: Mapping[str, Any]) -> Any:
+        stamps.append(time.monotonic())
+        return {"seen": 1}
+
+    assert c.engine is not None
+    c.engine.actions["testsys.thing.do"] = timed
+    c.engine.actions["testsys.other.do"] = timed
+    for i in range(15):
+        deliver(c, f"evt_rl{i}")
+    wait_for(lambda: len(stamps) >= 30)
+    stamps.sort()
+    span = stamps[-1] - stamps[0]
+    assert span >= 29 / 20 * 0.9  # 30 calls at 20/s take at least ~1.45 s
