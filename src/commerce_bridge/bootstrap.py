@@ -16,12 +16,19 @@ from sqlalchemy import Engine as SqlEngine
 
 from commerce_bridge.config import Settings
 from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAlertSink, WebhookAlertSink
-from commerce_bridge.engine.breaker import BreakerConfig, BreakerRegistry, BreakerState
+from commerce_bridge.engine.breaker import (
+    STATE_GAUGE_VALUE,
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerState,
+    alert_for_change,
+)
 from commerce_bridge.engine.retry import RetryPolicies
 from commerce_bridge.engine.runtime import Engine, EngineAdmin, EngineConfig
 from commerce_bridge.errors import ConfigurationError
+from commerce_bridge.logsetup import Redactor
 from commerce_bridge.metrics import Metrics
-from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
+from commerce_bridge.services.alerts import Alerter, AlertSink
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.services.webhook_signature import SignatureScheme
@@ -140,16 +147,14 @@ def bootstrap(
     inbox, runs, dlq, audit = SqlInbox(db), SqlRuns(db), SqlDeadLetters(db), SqlAuditLog(db)
     leases = SqlWorkerLeases(db)
     limiter = SqlRateLimiter(db, leases)
-    alerter = Alerter(_alert_sinks(settings), clock, window_s=settings.alert_window_s)
+    alerter = Alerter(_alert_sinks(settings), clock, window_s=settings.alert_window_s,
+                      redact=Redactor(settings.log_pii_keys).redact)
 
     def on_breaker_change(name: str, old: BreakerState, new: BreakerState) -> None:
-        metrics.breaker_state.labels(name).set({"open": 1.0, "half_open": 0.5}.get(str(new.value), 0.0))
-        if new.value == "open":
-            alerter.alert(Alert(kind="breaker.open", title=f"Circuit breaker for {name} opened",
-                                severity=Severity.CRITICAL, details={"destination": name}, key=f"breaker:{name}"))
-        elif new.value == "closed" and old.value != "closed":
-            alerter.alert(Alert(kind="breaker.closed", title=f"Circuit breaker for {name} closed again",
-                                severity=Severity.INFO, details={"destination": name}, key=f"breaker:{name}"))
+        metrics.breaker_state.labels(name).set(STATE_GAUGE_VALUE[new])
+        alert = alert_for_change(name, old, new)
+        if alert is not None:
+            alerter.alert(alert)
 
     breakers = BreakerRegistry(
         BreakerConfig(failure_threshold=settings.breaker_failure_threshold,

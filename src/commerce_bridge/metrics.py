@@ -38,7 +38,7 @@ class Metrics:
             buckets=(0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=r,
         )
         self.breaker_state = Gauge(
-            "cb_circuit_breaker_open", "1 when the destination's breaker is open, 0.5 half-open, 0 closed.",
+            "cb_circuit_breaker_state", "Breaker state per destination: 0 closed, 1 half-open, 2 open.",
             ["destination"], registry=r,
         )
         self.worker_heartbeat_age = Gauge(

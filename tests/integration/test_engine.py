@@ -212,7 +212,7 @@ def test_open_breaker_fails_fast_then_a_probe_lets_work_drain(engine_factory: An
     deliver(c, "evt_br0")
     wait_for(lambda: run_status(c, "stripe:evt_br0:test.flow") == "parked")
     assert c.breakers.get("testsys").state.value == "open"
-    assert 'cb_circuit_breaker_open{destination="testsys"} 1.0' in c.metrics.render().decode()
+    assert 'cb_circuit_breaker_state{destination="testsys"} 2.0' in c.metrics.render().decode()
     # While open, work is refused without calling the destination and waits for the probe.
     deliver(c, "evt_after")
     wait_for(lambda: run_status(c, "stripe:evt_after:test.flow") in ("succeeded", "parked"), timeout=20)
@@ -223,7 +223,7 @@ def test_open_breaker_fails_fast_then_a_probe_lets_work_drain(engine_factory: An
 
 
 def test_rate_limit_spaces_calls_to_a_destination(engine_factory: Any) -> None:
-    c, flaky = engine_factory(rate_limits={"testsys": 20}, rate_limit_margin=0.0)
+    c, _flaky = engine_factory(rate_limits={"testsys": 20}, rate_limit_margin=0.0)
     stamps: list[float] = []
 
     def timed(ctx: StepContext, params: Mapping[str, Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -159,7 +160,7 @@ def test_rate_limiter_spaces_slots_across_threads(engine: Engine) -> None:
     for t in threads:
         t.join()
     slots.sort()
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     # Reservations are spaced by the interval (minus the clock read jitter between threads).
     assert min(gaps) > interval * 0.5
     assert slots[-1] - slots[0] >= interval * 38

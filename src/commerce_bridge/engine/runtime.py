@@ -334,7 +334,7 @@ class Engine:
                 try:
                     self._wait_for_slot(destination)
                     output = action(ctx, params)
-                except E.BridgeError as exc:
+                except BaseException as exc:  # every outcome goes back to the breaker, bugs included
                     if breaker:
                         breaker.on_failure(exc, permit)
                     raise

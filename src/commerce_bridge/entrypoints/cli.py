@@ -72,7 +72,7 @@ def _run_http(c: Container, host: str, port: int) -> None:
     if not ok:
         err_console.print(f"[bold red]database not ready[/]: {detail}")
         raise typer.Exit(2)
-    uvicorn.run(build_app(c), host=host, port=port, log_level="warning", access_log=False,
+    uvicorn.run(build_app(c), host=host, port=port, log_config=None, access_log=False,
                 lifespan="on", timeout_graceful_shutdown=10)
 
 

@@ -27,7 +27,8 @@ class PeerServer:
         self.host = host
         self.port = port or free_port(host)
         self._config = uvicorn.Config(
-            app, host=self.host, port=self.port, log_level=log_level, lifespan="on", access_log=False
+            app, host=self.host, port=self.port, log_level=log_level, lifespan="on", access_log=False,
+            log_config=None,
         )
         self._server = uvicorn.Server(self._config)
         self._thread = threading.Thread(target=self._server.run, name=f"peer-{self.port}", daemon=True)

@@ -27,7 +27,9 @@ def clarity_server() -> Iterator[PeerServer]:
 def clarity_api(clarity_server: PeerServer) -> Iterator[httpx.Client]:
     """An httpx client logged in to ``clarity_server`` via ``POST /auth/identity`` (session cookies)."""
     with httpx.Client(base_url=clarity_server.url + CLARITY_BASE, timeout=10) as client:
-        response = client.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD})
+        response = client.post(
+            "/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}
+        )
         assert response.status_code == 200, response.text
         yield client
 

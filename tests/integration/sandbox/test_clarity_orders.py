@@ -21,9 +21,12 @@ ORDER: dict[str, Any] = {
         {"Sku": "SKU-B", "Quantity": 1, "UnitCorePrice": "5.10", "UnitSoldPrice": "4.60"},
     ],
     "Totals": {"Shipping": "3.00", "Tax": "1.99", "Discounts": "-1.00"},
-    "BillingContact": {"FirstName": "Ann", "LastName": "Lee", "Email1": "ann@example.com",
-                       "Address": {"Street1": "1 Main St", "City": "Austin", "PostalCode": "78701",
-                                   "CountryCode": "US"}},
+    "BillingContact": {
+        "FirstName": "Ann",
+        "LastName": "Lee",
+        "Email1": "ann@example.com",
+        "Address": {"Street1": "1 Main St", "City": "Austin", "PostalCode": "78701", "CountryCode": "US"},
+    },
 }
 
 
@@ -41,7 +44,9 @@ def _get(api: httpx.Client, order_id: int) -> dict[str, Any]:
     return response.json(parse_float=Decimal)
 
 
-def test_created_order_comes_back_in_full_with_items_totals_and_default_status(clarity_api: httpx.Client) -> None:
+def test_created_order_comes_back_in_full_with_items_totals_and_default_status(
+    clarity_api: httpx.Client,
+) -> None:
     order_id = _create(clarity_api, ORDER)
     order = _get(clarity_api, order_id)
     assert order["ID"] == order_id and order["CustomKey"] == "ERP-1001"
@@ -87,21 +92,27 @@ def test_duplicate_custom_key_is_a_400_with_a_cef_error_code(clarity_api: httpx.
 def test_update_by_custom_key_bumps_updated_date_and_unknown_key_fails(clarity_api: httpx.Client) -> None:
     order_id = _create(clarity_api, ORDER)
     before = _get(clarity_api, order_id)
-    response = clarity_api.put("/Ordering/SalesOrder/Update",
-                               json={"CustomKey": "ERP-1001", "PurchaseOrderNumber": "PO-7", "StatusKey": "On Hold"})
+    response = clarity_api.put(
+        "/Ordering/SalesOrder/Update",
+        json={"CustomKey": "ERP-1001", "PurchaseOrderNumber": "PO-7", "StatusKey": "On Hold"},
+    )
     assert response.status_code == 200 and response.json() == {"ActionSucceeded": True, "Result": order_id}
     after = _get(clarity_api, order_id)
     assert after["PurchaseOrderNumber"] == "PO-7" and after["StatusName"] == "On Hold"
     assert after["UpdatedDate"] > before["UpdatedDate"]
     assert len(after["SalesItems"]) == 2
-    missing = clarity_api.put("/Ordering/SalesOrder/Update", json={"CustomKey": "nope", "PurchaseOrderNumber": "x"})
+    missing = clarity_api.put(
+        "/Ordering/SalesOrder/Update", json={"CustomKey": "nope", "PurchaseOrderNumber": "x"}
+    )
     assert missing.status_code == 400
     assert "Must supply an ID or CustomKey" in missing.json()["ResponseStatus"]["Message"]
 
 
 def test_upsert_matches_by_custom_key_then_creates(clarity_api: httpx.Client) -> None:
     first = clarity_api.post("/Ordering/SalesOrder/Upsert", json={"CustomKey": "UP-1"}).json()["Result"]
-    again = clarity_api.post("/Ordering/SalesOrder/Upsert", json={"CustomKey": "UP-1", "TrackingNumber": "1Z"})
+    again = clarity_api.post(
+        "/Ordering/SalesOrder/Upsert", json={"CustomKey": "UP-1", "TrackingNumber": "1Z"}
+    )
     assert again.json()["Result"] == first
     assert _get(clarity_api, first)["TrackingNumber"] == "1Z"
     other = clarity_api.post("/Ordering/SalesOrder/Upsert", json={"CustomKey": "UP-2"}).json()["Result"]
@@ -117,8 +128,12 @@ def test_unknown_status_key_is_auto_created(clarity_api: httpx.Client) -> None:
 
 def test_status_actions_move_status_and_state_and_repeat_is_info(clarity_api: httpx.Client) -> None:
     order_id = _create(clarity_api, ORDER)
-    for action, status, state in (("Confirm", "Confirmed", "WORK"), ("Hold", "On Hold", "WORK"),
-                                  ("Ship", "Shipped", "WORK"), ("Complete", "Completed", "HISTORY")):
+    for action, status, state in (
+        ("Confirm", "Confirmed", "WORK"),
+        ("Hold", "On Hold", "WORK"),
+        ("Ship", "Shipped", "WORK"),
+        ("Complete", "Completed", "HISTORY"),
+    ):
         before = _get(clarity_api, order_id)["UpdatedDate"]
         response = clarity_api.patch(f"/Ordering/SalesOrder/{action}/{order_id}")
         assert response.json() == {"ActionSucceeded": True}
@@ -135,16 +150,24 @@ def test_status_actions_move_status_and_state_and_repeat_is_info(clarity_api: ht
 
 def test_add_payment_reduces_balance_and_rejects_bad_amounts(clarity_api: httpx.Client) -> None:
     order_id = _create(clarity_api, ORDER)
-    too_much = clarity_api.patch("/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": 100}})
+    too_much = clarity_api.patch(
+        "/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": 100}}
+    )
     assert too_much.status_code == 200 and too_much.json()["ActionSucceeded"] is False
-    zero = clarity_api.patch("/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": 0}})
+    zero = clarity_api.patch(
+        "/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": 0}}
+    )
     assert zero.json()["ActionSucceeded"] is False
-    part = clarity_api.patch("/Ordering/SalesOrder/AddPayment",
-                             json={"ID": order_id, "Payment": {"Amount": 9.09, "TransactionNumber": "pi_1"}})
+    part = clarity_api.patch(
+        "/Ordering/SalesOrder/AddPayment",
+        json={"ID": order_id, "Payment": {"Amount": 9.09, "TransactionNumber": "pi_1"}},
+    )
     assert part.json()["ActionSucceeded"] is True
     order = _get(clarity_api, order_id)
     assert order["BalanceDue"] == Decimal("20.0000") and order["StatusKey"] == "Partial Payment Received"
-    rest = clarity_api.patch("/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": "20"}})
+    rest = clarity_api.patch(
+        "/Ordering/SalesOrder/AddPayment", json={"ID": order_id, "Payment": {"Amount": "20"}}
+    )
     assert rest.json()["ActionSucceeded"] is True
     order = _get(clarity_api, order_id)
     assert "BalanceDue" not in order  # zero is omitted
@@ -184,7 +207,9 @@ def test_search_filters_by_status_key_and_custom_key(clarity_api: httpx.Client) 
     clarity_api.patch(f"/Ordering/SalesOrder/Confirm/{a}")
     confirmed = clarity_api.get("/Ordering/SalesOrders", params={"StatusKey": "Confirmed"}).json()
     assert [r["ID"] for r in confirmed["Results"]] == [a]
-    strict = clarity_api.get("/Ordering/SalesOrders", params={"CustomKey": "F-A", "CustomKeyStrict": "true"}).json()
+    strict = clarity_api.get(
+        "/Ordering/SalesOrders", params={"CustomKey": "F-A", "CustomKeyStrict": "true"}
+    ).json()
     assert [r["CustomKey"] for r in strict["Results"]] == ["F-A"]
     listing = clarity_api.post("/Ordering/SalesOrdersForConnect", json={"CustomKeys": ["F-A", "F-B"]}).json()
     assert [r["CustomKey"] for r in listing] == ["F-A", "F-B"]
@@ -197,10 +222,15 @@ quantities = st.integers(min_value=1, max_value=999)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.tuples(prices, quantities), min_size=1, max_size=6), shipping=prices, tax=prices)
-def test_order_totals_are_exact_decimal_sums(clarity_api: httpx.Client, lines: list[tuple[Decimal, int]],
-                                             shipping: Decimal, tax: Decimal) -> None:
-    body = {"SalesItems": [{"Sku": f"S{i}", "Quantity": q, "UnitCorePrice": str(p)} for i, (p, q) in enumerate(lines)],
-            "Totals": {"Shipping": str(shipping), "Tax": str(tax)}}
+def test_order_totals_are_exact_decimal_sums(
+    clarity_api: httpx.Client, lines: list[tuple[Decimal, int]], shipping: Decimal, tax: Decimal
+) -> None:
+    body = {
+        "SalesItems": [
+            {"Sku": f"S{i}", "Quantity": q, "UnitCorePrice": str(p)} for i, (p, q) in enumerate(lines)
+        ],
+        "Totals": {"Shipping": str(shipping), "Tax": str(tax)},
+    }
     order = _get(clarity_api, _create(clarity_api, body))
     expected = sum((p * q for p, q in lines), Decimal(0))
     assert order["Totals"]["SubTotal"] == expected

@@ -66,8 +66,12 @@ def receiver() -> Iterator[tuple[Receiver, PeerServer]]:
 
 
 def _login(client: httpx.Client) -> None:
-    assert client.post(CLARITY_BASE + "/auth/identity",
-                       json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            CLARITY_BASE + "/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}
+        ).status_code
+        == 200
+    )
 
 
 def test_change_notices_are_signed_and_retried_until_delivered(receiver: tuple[Receiver, PeerServer]) -> None:
@@ -75,7 +79,9 @@ def test_change_notices_are_signed_and_retried_until_delivered(receiver: tuple[R
     app = build_app(webhook_url=hook_server.url + "/hook", webhook_secret=SECRET, webhook_backoff_s=0.05)
     with PeerServer(app) as server, httpx.Client(base_url=server.url) as client:
         _login(client)
-        order_id = client.post(CLARITY_BASE + "/Ordering/SalesOrder/Create", json={"CustomKey": "W-1"}).json()["Result"]
+        order_id = client.post(
+            CLARITY_BASE + "/Ordering/SalesOrder/Create", json={"CustomKey": "W-1"}
+        ).json()["Result"]
         client.patch(f"{CLARITY_BASE}/Ordering/SalesOrder/Confirm/{order_id}")
         notices = rec.wait_for(2)
         by_type = {n["type"]: n for n in notices}
@@ -98,16 +104,19 @@ def test_emitter_is_off_by_default(clarity_server: PeerServer) -> None:
     assert httpx.get(clarity_server.url + "/_sandbox/webhooks").json() == {"enabled": False, "deliveries": []}
 
 
-def test_error_rules_fail_a_route_a_given_number_of_times(clarity_server: PeerServer,
-                                                          clarity_api: httpx.Client) -> None:
+def test_error_rules_fail_a_route_a_given_number_of_times(
+    clarity_server: PeerServer, clarity_api: httpx.Client
+) -> None:
     control = clarity_server.url + "/_sandbox/faults"
     rule = {"path": "*/Ordering/SalesOrders", "status": 500, "times": 2}
     assert httpx.put(control, json={"rules": [rule]}).status_code == 200
     statuses = [clarity_api.get("/Ordering/SalesOrders").status_code for _ in range(3)]
     assert statuses == [500, 500, 200]
     assert clarity_api.get("/Ordering/SalesOrderStatuses").status_code == 200  # other routes untouched
-    httpx.put(control, json={"rules": [{"path": "*SalesOrder*", "methods": ["POST"], "status": 429,
-                                        "retry_after": 3}]})
+    httpx.put(
+        control,
+        json={"rules": [{"path": "*SalesOrder*", "methods": ["POST"], "status": 429, "retry_after": 3}]},
+    )
     limited = clarity_api.post("/Ordering/SalesOrder/Create", json={"CustomKey": "R"})
     assert limited.status_code == 429 and limited.headers["retry-after"] == "3"
     assert clarity_api.get("/Ordering/SalesOrders").status_code == 200
@@ -141,7 +150,9 @@ def test_refused_outage_closes_the_port_when_a_gate_is_in_front() -> None:
             with httpx.Client(base_url=url) as client:
                 _login(client)
                 assert client.get(CLARITY_BASE + "/Ordering/SalesOrders").status_code == 200
-                reply = client.post("/_sandbox/faults/outage", json={"seconds": 1.0, "mode": "refused"}).json()
+                reply = client.post(
+                    "/_sandbox/faults/outage", json={"seconds": 1.0, "mode": "refused"}
+                ).json()
                 assert reply["effective_mode"] == "refused"
                 time.sleep(0.3)  # the gate closes 0.1 s after answering
                 with pytest.raises(httpx.TransportError):  # the kept-alive connection is dropped too

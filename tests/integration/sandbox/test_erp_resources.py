@@ -27,15 +27,22 @@ def _data(response: httpx.Response, status: int = 200) -> Any:
 
 
 def _seed(api: httpx.Client) -> None:
-    _data(api.post("/api/resource/Customer", json={"customer_name": "Ann Lee", "email_id": "ann@example.com"}))
+    _data(
+        api.post("/api/resource/Customer", json={"customer_name": "Ann Lee", "email_id": "ann@example.com"})
+    )
     _data(api.post("/api/resource/Item", json={"item_code": "SKU-A", "standard_rate": "10.10"}))
     _data(api.post("/api/resource/Item", json={"item_code": "SKU-B", "item_name": "Widget B"}))
 
 
 def _order(api: httpx.Client, **extra: Any) -> dict[str, Any]:
-    body = {"customer": "Ann Lee", "delivery_date": "2026-12-01", "po_no": "WEB-1",
-            "items": [{"item_code": "SKU-A", "qty": 3}, {"item_code": "SKU-B", "qty": 1, "rate": "0.20"}],
-            "taxes": [{"charge_type": "Actual", "account_head": "VAT - SC", "tax_amount": "0.10"}], **extra}
+    body = {
+        "customer": "Ann Lee",
+        "delivery_date": "2026-12-01",
+        "po_no": "WEB-1",
+        "items": [{"item_code": "SKU-A", "qty": 3}, {"item_code": "SKU-B", "qty": 1, "rate": "0.20"}],
+        "taxes": [{"charge_type": "Actual", "account_head": "VAT - SC", "tax_amount": "0.10"}],
+        **extra,
+    }
     return _data(api.post("/api/resource/Sales Order", json=body))
 
 
@@ -45,8 +52,10 @@ def test_auth_missing_is_403_and_wrong_token_is_401(erp_server: PeerServer) -> N
         assert missing.status_code == 403 and missing.json()["exc_type"] == "PermissionError"
         wrong = client.get("/api/resource/Customer", headers={"Authorization": f"token {ERP_KEY}:nope"})
         assert wrong.status_code == 401 and wrong.json()["exc_type"] == "AuthenticationError"
-        ok = client.get("/api/method/frappe.auth.get_logged_user",
-                        headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"})
+        ok = client.get(
+            "/api/method/frappe.auth.get_logged_user",
+            headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"},
+        )
         assert ok.status_code == 200 and ok.json()["message"]
 
 
@@ -70,7 +79,9 @@ def test_errors_have_frappe_shapes_and_statuses(erp_api: httpx.Client) -> None:
     assert missing.status_code == 404 and missing.json()["exc_type"] == "DoesNotExistError"
     messages = json.loads(missing.json()["_server_messages"])
     assert "not found" in json.loads(messages[0])["message"]
-    bad_link = erp_api.post("/api/resource/Sales Order", json={"customer": "Nobody", "items": [{"item_code": "SKU-A"}]})
+    bad_link = erp_api.post(
+        "/api/resource/Sales Order", json={"customer": "Nobody", "items": [{"item_code": "SKU-A"}]}
+    )
     assert bad_link.status_code == 417 and bad_link.json()["exc_type"] == "LinkValidationError"
     no_customer = erp_api.post("/api/resource/Sales Order", json={"items": [{"item_code": "SKU-A"}]})
     assert no_customer.status_code == 417 and no_customer.json()["exc_type"] == "MandatoryError"
@@ -94,8 +105,9 @@ def test_docstatus_submit_cancel_and_edits_after_submit(erp_api: httpx.Client) -
     again = erp_api.put(f"/api/resource/Sales Order/{name}", json={"docstatus": 1})
     assert again.status_code == 417
     other = _order(erp_api)["name"]
-    via_method = erp_api.post("/api/method/frappe.client.submit",
-                              json={"doc": {"doctype": "Sales Order", "name": other}})
+    via_method = erp_api.post(
+        "/api/method/frappe.client.submit", json={"doc": {"doctype": "Sales Order", "name": other}}
+    )
     assert via_method.status_code == 200 and via_method.json()["message"]["docstatus"] == 1
 
 
@@ -104,53 +116,117 @@ def test_list_supports_filters_fields_order_and_paging(erp_api: httpx.Client) ->
     names = [_order(erp_api, po_no=f"WEB-{n}")["name"] for n in range(5)]
     default = _data(erp_api.get("/api/resource/Sales Order"))
     assert default == [{"name": n} for n in reversed(names)]  # modified desc, only name
-    page = _data(erp_api.get("/api/resource/Sales Order", params={
-        "fields": '["name","po_no","grand_total"]', "order_by": "name asc",
-        "limit_start": 1, "limit_page_length": 2}))
+    page = _data(
+        erp_api.get(
+            "/api/resource/Sales Order",
+            params={
+                "fields": '["name","po_no","grand_total"]',
+                "order_by": "name asc",
+                "limit_start": 1,
+                "limit_page_length": 2,
+            },
+        )
+    )
     assert [r["name"] for r in page] == names[1:3] and page[0]["grand_total"] == Decimal("30.60")
     filtered = _data(erp_api.get("/api/resource/Sales Order", params={"filters": '[["po_no","=","WEB-3"]]'}))
     assert filtered == [{"name": names[3]}]
-    as_dict = _data(erp_api.get("/api/resource/Sales Order", params={"filters": '{"po_no": ["in", ["WEB-1","WEB-2"]]}',
-                                                                      "order_by": "po_no asc"}))
+    as_dict = _data(
+        erp_api.get(
+            "/api/resource/Sales Order",
+            params={"filters": '{"po_no": ["in", ["WEB-1","WEB-2"]]}', "order_by": "po_no asc"},
+        )
+    )
     assert [r["name"] for r in as_dict] == names[1:3]
-    by_child = _data(erp_api.get("/api/resource/Sales Order", params={
-        "filters": '[["Sales Order Item","item_code","=","SKU-B"],["grand_total",">=",30]]'}))
+    by_child = _data(
+        erp_api.get(
+            "/api/resource/Sales Order",
+            params={"filters": '[["Sales Order Item","item_code","=","SKU-B"],["grand_total",">=",30]]'},
+        )
+    )
     assert len(by_child) == 5
     bad = erp_api.get("/api/resource/Sales Order", params={"filters": "not json"})
     assert bad.status_code == 417
 
 
 def test_journal_entry_must_balance(erp_api: httpx.Client) -> None:
-    unbalanced = erp_api.post("/api/resource/Journal Entry", json={"posting_date": "2026-11-27", "accounts": [
-        {"account": "Stripe Clearing - SC", "debit_in_account_currency": "100.00"},
-        {"account": "Sales - SC", "credit_in_account_currency": "99.99"}]})
+    unbalanced = erp_api.post(
+        "/api/resource/Journal Entry",
+        json={
+            "posting_date": "2026-11-27",
+            "accounts": [
+                {"account": "Stripe Clearing - SC", "debit_in_account_currency": "100.00"},
+                {"account": "Sales - SC", "credit_in_account_currency": "99.99"},
+            ],
+        },
+    )
     assert unbalanced.status_code == 417 and unbalanced.json()["exc_type"] == "ValidationError"
     assert "0.01" in unbalanced.json()["exception"]
-    entry = _data(erp_api.post("/api/resource/Journal Entry", json={"posting_date": "2026-11-27", "docstatus": 1,
-                                                                    "accounts": [
-        {"account": "Stripe Clearing - SC", "debit_in_account_currency": "0.10"},
-        {"account": "Stripe Clearing - SC", "debit_in_account_currency": "0.20"},
-        {"account": "Sales - SC", "credit_in_account_currency": "0.30"}]}))
+    entry = _data(
+        erp_api.post(
+            "/api/resource/Journal Entry",
+            json={
+                "posting_date": "2026-11-27",
+                "docstatus": 1,
+                "accounts": [
+                    {"account": "Stripe Clearing - SC", "debit_in_account_currency": "0.10"},
+                    {"account": "Stripe Clearing - SC", "debit_in_account_currency": "0.20"},
+                    {"account": "Sales - SC", "credit_in_account_currency": "0.30"},
+                ],
+            },
+        )
+    )
     assert entry["name"].startswith("ACC-JV-") and entry["name"].endswith("-00001")
     assert entry["total_debit"] == entry["total_credit"] == Decimal("0.30") and entry["docstatus"] == 1
 
 
 def test_payment_entry_against_invoice_updates_outstanding(erp_api: httpx.Client) -> None:
     _seed(erp_api)
-    invoice = _data(erp_api.post("/api/resource/Sales Invoice", json={
-        "customer": "Ann Lee", "docstatus": 1, "items": [{"item_code": "SKU-A", "qty": 2}]}))
+    invoice = _data(
+        erp_api.post(
+            "/api/resource/Sales Invoice",
+            json={"customer": "Ann Lee", "docstatus": 1, "items": [{"item_code": "SKU-A", "qty": 2}]},
+        )
+    )
     assert invoice["name"].startswith("ACC-SINV-") and invoice["outstanding_amount"] == Decimal("20.20")
     assert invoice["status"] == "Unpaid"
-    too_much = erp_api.post("/api/resource/Payment Entry", json={
-        "payment_type": "Receive", "party_type": "Customer", "party": "Ann Lee", "paid_amount": "30",
-        "docstatus": 1, "references": [{"reference_doctype": "Sales Invoice", "reference_name": invoice["name"],
-                                        "allocated_amount": "30"}]})
+    too_much = erp_api.post(
+        "/api/resource/Payment Entry",
+        json={
+            "payment_type": "Receive",
+            "party_type": "Customer",
+            "party": "Ann Lee",
+            "paid_amount": "30",
+            "docstatus": 1,
+            "references": [
+                {
+                    "reference_doctype": "Sales Invoice",
+                    "reference_name": invoice["name"],
+                    "allocated_amount": "30",
+                }
+            ],
+        },
+    )
     assert too_much.status_code == 417
-    payment = _data(erp_api.post("/api/resource/Payment Entry", json={
-        "payment_type": "Receive", "party_type": "Customer", "party": "Ann Lee", "paid_amount": "20.20",
-        "reference_no": "ch_1", "docstatus": 1,
-        "references": [{"reference_doctype": "Sales Invoice", "reference_name": invoice["name"],
-                        "allocated_amount": "20.20"}]}))
+    payment = _data(
+        erp_api.post(
+            "/api/resource/Payment Entry",
+            json={
+                "payment_type": "Receive",
+                "party_type": "Customer",
+                "party": "Ann Lee",
+                "paid_amount": "20.20",
+                "reference_no": "ch_1",
+                "docstatus": 1,
+                "references": [
+                    {
+                        "reference_doctype": "Sales Invoice",
+                        "reference_name": invoice["name"],
+                        "allocated_amount": "20.20",
+                    }
+                ],
+            },
+        )
+    )
     assert payment["name"].startswith("ACC-PAY-")
     paid = _data(erp_api.get(f"/api/resource/Sales Invoice/{invoice['name']}"))
     assert paid["outstanding_amount"] == Decimal("0.00") and paid["status"] == "Paid"
@@ -163,12 +239,18 @@ def test_state_file_survives_restart_including_series(tmp_path: Path) -> None:
     state = str(tmp_path / "erp.sqlite")
     headers = {"Authorization": "token k:s"}
     for expected in ("00001", "00002"):
-        with PeerServer(build_app(state_file=state, api_key="k", api_secret="s")) as server, \
-                httpx.Client(base_url=server.url, headers=headers) as client:
+        with (
+            PeerServer(build_app(state_file=state, api_key="k", api_secret="s")) as server,
+            httpx.Client(base_url=server.url, headers=headers) as client,
+        ):
             if expected == "00001":
                 _seed(client)
-            entry = _data(client.post("/api/resource/Sales Order", json={
-                "customer": "Ann Lee", "items": [{"item_code": "SKU-A", "qty": 1}]}))
+            entry = _data(
+                client.post(
+                    "/api/resource/Sales Order",
+                    json={"customer": "Ann Lee", "items": [{"item_code": "SKU-A", "qty": 1}]},
+                )
+            )
             assert entry["name"].endswith(expected)
             assert _data(client.get("/api/resource/Item/SKU-A"))["standard_rate"] == Decimal("10.10")
 
@@ -189,8 +271,9 @@ amounts = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1000000.00")
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(debits=st.lists(amounts, min_size=1, max_size=5), off_by_a_cent=st.booleans())
-def test_journal_entries_balance_exactly_to_the_cent(erp_api: httpx.Client, debits: list[Decimal],
-                                                     off_by_a_cent: bool) -> None:
+def test_journal_entries_balance_exactly_to_the_cent(
+    erp_api: httpx.Client, debits: list[Decimal], off_by_a_cent: bool
+) -> None:
     total = sum(debits, Decimal(0))
     credit = total + (Decimal("0.01") if off_by_a_cent else Decimal(0))
     rows = [{"account": "Stripe Clearing - SC", "debit_in_account_currency": str(d)} for d in debits]

@@ -27,7 +27,9 @@ def _send(box: Mailbox, to: str, subject: str, text: str, html: str | None = Non
 
 
 def test_sent_messages_are_listed_and_readable_over_http(mailbox: Mailbox) -> None:
-    _send(mailbox, "ann@example.com", "Your order WEB-1 has shipped", "Tracking 1Z999", "<p>Tracking 1Z999</p>")
+    _send(
+        mailbox, "ann@example.com", "Your order WEB-1 has shipped", "Tracking 1Z999", "<p>Tracking 1Z999</p>"
+    )
     _send(mailbox, "ops@example.com", "ALERT: Clarity down", "Circuit open")
     with httpx.Client(base_url=mailbox.url) as client:
         listing = client.get("/messages").json()

@@ -34,10 +34,14 @@ def peers(tmp_path: Path) -> Iterator[RunningPeers]:
 
 def test_up_starts_every_peer_with_state_files(peers: RunningPeers, tmp_path: Path) -> None:
     with httpx.Client(base_url=peers.urls["clarity"] + ADMIN_BASE) as clarity:
-        assert clarity.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}).is_success
+        assert clarity.post(
+            "/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}
+        ).is_success
         assert clarity.get("/Ordering/SalesOrders").json()["TotalCount"] == 0
-    erp = httpx.get(peers.urls["erp"] + "/api/resource/Customer",
-                    headers={"Authorization": f"token {DEFAULT_API_KEY}:{DEFAULT_API_SECRET}"})
+    erp = httpx.get(
+        peers.urls["erp"] + "/api/resource/Customer",
+        headers={"Authorization": f"token {DEFAULT_API_KEY}:{DEFAULT_API_SECRET}"},
+    )
     assert erp.json() == {"data": []}
     host, port = peers.urls["smtp"].removeprefix("smtp://").split(":")
     message = EmailMessage()
@@ -54,9 +58,17 @@ def test_up_starts_every_peer_with_state_files(peers: RunningPeers, tmp_path: Pa
 
 def test_up_wires_the_storefront_to_the_stripe_emulator(peers: RunningPeers) -> None:
     if "stripe" not in peers.urls:
-        pytest.fail("the Stripe emulator did not start: " + next(line for line in peers.lines if "Stripe" in line))
-    cart = {"Email": "ann@example.com", "FirstName": "Ann", "LastName": "Lee", "PaymentMode": "stripe",
-            "PaymentMethod": "pm_card_visa", "Lines": [{"Sku": "SKU-1", "Quantity": 2, "UnitPrice": "12.50"}]}
+        pytest.fail(
+            "the Stripe emulator did not start: " + next(line for line in peers.lines if "Stripe" in line)
+        )
+    cart = {
+        "Email": "ann@example.com",
+        "FirstName": "Ann",
+        "LastName": "Lee",
+        "PaymentMode": "stripe",
+        "PaymentMethod": "pm_card_visa",
+        "Lines": [{"Sku": "SKU-1", "Quantity": 2, "UnitPrice": "12.50"}],
+    }
     result = httpx.post(peers.urls["clarity"] + "/_sandbox/checkout", json=cart, timeout=20)
     assert result.status_code == 200, result.text
     body = result.json()
@@ -82,8 +94,13 @@ def _wait_for_line(process: subprocess.Popen[str], pattern: str, timeout: float 
 def _run(module: str, *args: str) -> subprocess.Popen[str]:
     code = f"import typer; from {module} import command; typer.run(command)"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def _interrupt(process: subprocess.Popen[str]) -> str:
@@ -104,15 +121,27 @@ def test_up_command_prints_urls_and_credentials_and_stops_on_ctrl_c(tmp_path: Pa
     assert "Sandbox stopped." in _interrupt(process)
 
 
-@pytest.mark.parametrize(("module", "args", "banner", "probe"), [
-    ("commerce_bridge.sandbox.clarity_sim.cli", ["--user", "u1", "--password", "p1"], "Clarity simulator",
-     "/_sandbox/health"),
-    ("commerce_bridge.sandbox.erp_sim.cli", ["--api-key", "k1", "--api-secret", "s1"], "ERPNext simulator",
-     "/api/method/ping"),
-    ("commerce_bridge.sandbox.mailbox.cli", ["--smtp-port", "0"], "Mail catcher", "/messages"),
-])
-def test_each_peer_command_serves_on_its_port_until_ctrl_c(module: str, args: list[str], banner: str,
-                                                           probe: str) -> None:
+@pytest.mark.parametrize(
+    ("module", "args", "banner", "probe"),
+    [
+        (
+            "commerce_bridge.sandbox.clarity_sim.cli",
+            ["--user", "u1", "--password", "p1"],
+            "Clarity simulator",
+            "/_sandbox/health",
+        ),
+        (
+            "commerce_bridge.sandbox.erp_sim.cli",
+            ["--api-key", "k1", "--api-secret", "s1"],
+            "ERPNext simulator",
+            "/api/method/ping",
+        ),
+        ("commerce_bridge.sandbox.mailbox.cli", ["--smtp-port", "0"], "Mail catcher", "/messages"),
+    ],
+)
+def test_each_peer_command_serves_on_its_port_until_ctrl_c(
+    module: str, args: list[str], banner: str, probe: str
+) -> None:
     port = free_port()
     process = _run(module, "--port", str(port), *args)
     lines = _wait_for_line(process, banner)

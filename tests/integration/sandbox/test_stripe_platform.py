@@ -230,3 +230,53 @@ def test_webhook_endpoint_api_returns_secret_once_and_filters_event_types(
             [e["type"] for e in receiver.events()] == ["payment_intent.succeeded"] == [e["type"] for e in evs]
         )
         stripe_client.v1.webhook_endpoints.delete(ep.id)
+
+
+async def test_async_sdk_calls_work_against_the_emulator(stripe_url: str) -> None:
+    client = stripe.StripeClient(
+        "sk_test_emulator", base_addresses={"api": stripe_url}, http_client=stripe.HTTPXClient()
+    )
+    pi = await client.v1.payment_intents.create_async(
+        params={"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True},
+        options={"idempotency_key": "run-1:step-1"},
+    )
+    refund = await client.v1.refunds.create_async(
+        params={"payment_intent": pi.id, "amount": 500}, options={"idempotency_key": "run-1:step-2"}
+    )
+    again = await client.v1.refunds.create_async(
+        params={"payment_intent": pi.id, "amount": 500}, options={"idempotency_key": "run-1:step-2"}
+    )
+    assert refund.id == again.id and refund.amount == 500
+
+
+def test_catch_up_lists_undelivered_events_by_type_after_a_cursor(
+    stripe_client: stripe.StripeClient, stripe_url: str
+) -> None:
+    receiver = WebhookReceiver()
+    receiver.fail_next = 10_000  # the endpoint is down
+    from commerce_bridge.sandbox.runner import PeerServer
+
+    with PeerServer(receiver) as srv:
+        control(stripe_url, "POST", "webhooks/options", {"retry_schedule_s": []})
+        try:
+            stripe_client.v1.webhook_endpoints.create(params={"url": srv.url, "enabled_events": ["*"]})
+            first = pay(stripe_client, 1100)
+            cursor = stripe_client.v1.events.list(params={"limit": 1}).data[0].id
+            second = pay(stripe_client, 2200)
+            stripe_client.v1.customers.create(params={"name": "noise"})
+            control(stripe_url, "POST", "webhooks/drain", {})
+            missed = stripe_client.v1.events.list(
+                params={
+                    "delivery_success": False,
+                    "types": ["payment_intent.succeeded", "payment_intent.payment_failed"],
+                    "ending_before": cursor,
+                }
+            ).data
+            assert [e.data.object.id for e in missed] == [second.id]
+            everything = stripe_client.v1.events.list(
+                params={"delivery_success": False, "type": "payment_intent.succeeded"}
+            ).data
+            assert [e.data.object.id for e in everything] == [second.id, first.id]
+            assert everything[0].pending_webhooks == 1
+        finally:
+            control(stripe_url, "POST", "webhooks/options", {"retry_schedule_s": [0.2, 0.4, 0.8]})

@@ -211,6 +211,8 @@ class OutageGate:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def refuse_for(self, seconds: float, *, after: float = 0.0) -> None:
         """Close the listener (after ``after`` seconds) and reopen it ``seconds`` later; 0 reopens at once.
