@@ -151,12 +151,15 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process (every thread), in seconds."""
+    def cpu_times(self) -> tuple[float, float]:
+        """(user, system) CPU seconds of the server process, every thread included."""
         with open(f"/proc/{self.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-        return (int(fields[11]) + int(fields[12])) / TICK
+        # fields[0] is field 3 (state); utime and stime are fields 14 and 15, in clock ticks.
+        return int(fields[11]) / TICK, int(fields[12]) / TICK
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_times())
 
     def log_tail(self, chars: int = 2000) -> str:
         self._log.flush()

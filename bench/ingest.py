@@ -60,17 +60,21 @@ GUESS = {"ours": 6000.0, "ours-nogc": 3000.0, "naive": 2500.0}
 
 
 def saturate(fac: RequestFactory, server: Server, a: argparse.Namespace, duration: float,
-             expected: float) -> tuple[LoadResult, float]:
-    """Closed-loop load; returns the client's result and the server CPU seconds used meanwhile."""
+             expected: float) -> tuple[LoadResult, tuple[float, float]]:
+    """Closed-loop load; returns the client's result and the server's (user, system) CPU s meanwhile."""
+    box: dict[str, tuple[float, float]] = {}
     if have_wrk():
-        box: dict[str, float] = {}
         res = run_wrk(fac, server.db.workdir, HOST, server.port, connections=a.connections, duration=duration,
-                      expected_rate=expected, before=lambda: box.__setitem__("cpu0", server.cpu_seconds()))
-        return res, server.cpu_seconds() - box["cpu0"]
-    cpu0 = server.cpu_seconds()
-    res = run_python_closed_loop(fac, HOST, server.port, connections=a.connections, duration=duration,
-                                 expected_rate=expected)
-    return res, server.cpu_seconds() - cpu0
+                      expected_rate=expected, before=lambda: box.__setitem__("cpu0", server.cpu_times()))
+    else:
+        box["cpu0"] = server.cpu_times()
+        res = run_python_closed_loop(fac, HOST, server.port, connections=a.connections, duration=duration,
+                                     expected_rate=expected)
+    return res, _delta(box["cpu0"], server.cpu_times())
+
+
+def _delta(t0: tuple[float, float], t1: tuple[float, float]) -> tuple[float, float]:
+    return t1[0] - t0[0], t1[1] - t0[1]
 
 
 def run_server(kind: str, dbkind: str, a: argparse.Namespace, expected: float) -> dict[str, Any]:
@@ -88,12 +92,14 @@ def _phases(kind: str, dbkind: str, db: Database, server: Server, a: argparse.Na
     fac = RequestFactory(SECRET, HOST, server.port, secrets.token_hex(4))
     warm, _ = saturate(fac, server, a, a.warmup, expected)
     rows0 = db.count_rows()
-    sat, sat_cpu = saturate(fac, server, a, a.duration, expected)
+    sat, (sat_user, sat_sys) = saturate(fac, server, a, a.duration, expected)
+    sat_cpu = sat_user + sat_sys
     rows1 = db.count_rows()
     time.sleep(0.3)
-    cpu2 = server.cpu_seconds()
+    cpu2 = server.cpu_times()
     fixed = run_open_loop(fac, HOST, server.port, rate=a.rate, duration=a.duration)
-    fixed_cpu = server.cpu_seconds() - cpu2
+    fixed_user, fixed_sys = _delta(cpu2, server.cpu_times())
+    fixed_cpu = fixed_user + fixed_sys
     rows2 = db.count_rows()
     problems = []
     for name, res, stored in (("warm-up", warm, rows0), ("saturation", sat, rows1 - rows0),
@@ -110,6 +116,8 @@ def _phases(kind: str, dbkind: str, db: Database, server: Server, a: argparse.Na
         "server": kind, "db": dbkind, "client": sat.tool,
         "events_per_s": sat.rate, "cpu_ms_per_event": 1000 * sat_cpu / stored_sat if stored_sat else None,
         "cpu_util": sat_cpu / sat.seconds if sat.seconds else None,
+        "cpu_sys_share": sat_sys / sat_cpu if sat_cpu else None,
+        "fixed_cpu_sys_share": fixed_sys / fixed_cpu if fixed_cpu else None,
         "sat": _phase_json(sat), "fixed": _phase_json(fixed),
         "fixed_rate": a.rate, "p50_ms": fixed.percentile(50), "p99_ms": fixed.percentile(99),
         "max_ms": max(fixed.latencies_ms, default=float("nan")), "scheduler_lag_ms": fixed.lag_ms,
@@ -209,8 +217,13 @@ def machine() -> dict[str, Any]:
 
 
 # ---- profiling -----------------------------------------------------------------------------------
+_GENERIC = ("main.py", "core.py", "cli.py", "threading.py", "runners.py", "_compat.py", "server.py",
+            "commerce-bridge", "thread (", "base_events.py", "events.py")
+
+
 def profile(dbkind: str, a: argparse.Namespace) -> None:
-    """Run ``ours`` under saturation with py-spy attached; print the top functions by own and total time."""
+    """Run ``ours`` with py-spy attached (GIL holder only: where the Python CPU goes), under saturation and
+    at the fixed rate; print the top functions by own and by total time."""
     spy = Path(sys.executable).parent / "py-spy"
     if not spy.exists():
         print("py-spy is not installed in the venv (pip install py-spy)")
@@ -222,23 +235,39 @@ def profile(dbkind: str, a: argparse.Namespace) -> None:
         try:
             fac = RequestFactory(SECRET, HOST, server.port, secrets.token_hex(4))
             saturate(fac, server, a, a.warmup, GUESS["ours"])
-            raw = RESULTS / f"profile-{dbkind}-{stamp}.txt"
-            spy_proc = subprocess.Popen([str(spy), "record", "-p", str(server.pid), "--nonblocking", "--threads",
-                                         "-d", str(int(a.duration)), "-f", "raw", "-o", str(raw)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            time.sleep(1.0)
-            res, _ = saturate(fac, server, a, a.duration, GUESS["ours"])
-            _, err = spy_proc.communicate(timeout=60)
-            if spy_proc.returncode != 0 or not raw.exists():
-                print(f"py-spy failed: {err[-1000:]}")
-                return
+            for phase in ("saturation", "fixed"):
+                raw = RESULTS / f"profile-{dbkind}-{phase}-{stamp}.txt"
+                spy_proc = subprocess.Popen(
+                    [str(spy), "record", "-p", str(server.pid), "--nonblocking", "--gil", "-r", "200",
+                     "-d", str(int(a.duration)), "-f", "raw", "-o", str(raw)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                time.sleep(1.0)
+                t0 = server.cpu_times()
+                if phase == "saturation":
+                    res, _ = saturate(fac, server, a, a.duration - 2, GUESS["ours"])
+                else:
+                    res = run_open_loop(fac, HOST, server.port, rate=a.rate, duration=a.duration - 2)
+                user, sys_ = _delta(t0, server.cpu_times())
+                _, err = spy_proc.communicate(timeout=60)
+                if spy_proc.returncode != 0 or not raw.exists():
+                    print(f"py-spy failed: {err[-1000:]}")
+                    return
+                print(f"\nprofile of ours on {dbkind}, {phase}: {res.rate:.0f} events/s, "
+                      f"{1000 * (user + sys_) / max(1, res.ok_new):.3f} CPU ms/event "
+                      f"(user {user:.2f} s, system {sys_:.2f} s); py-spy samples of the GIL holder: {raw}")
+                print(_top_functions(raw))
         finally:
             server.stop()
-    print(f"\nprofile of ours on {dbkind} at {res.rate:.0f} events/s (collapsed stacks: {raw})")
-    print(_top_functions(raw))
 
 
-def _top_functions(path: Path, n: int = 25) -> str:
+def _frame(f: str) -> str:
+    if " (" not in f:
+        return f
+    name, loc = f.split(" (", 1)
+    return f"{name} ({loc.split(':')[0].rsplit('/', 1)[-1]}"
+
+
+def _top_functions(path: Path, n: int = 20) -> str:
     own: dict[str, int] = {}
     total: dict[str, int] = {}
     samples = 0
@@ -248,14 +277,16 @@ def _top_functions(path: Path, n: int = 25) -> str:
             continue
         c = int(count)
         samples += c
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  if " (" in f else f for f in stack.split(";")]
+        frames = [_frame(f) for f in stack.split(";")]
         own[frames[-1]] = own.get(frames[-1], 0) + c
         for f in set(frames):
-            total[f] = total.get(f, 0) + c
-    out = [f"{samples} samples (all threads, idle included)", "  own time:"]
+            if not any(g in f for g in _GENERIC):
+                total[f] = total.get(f, 0) + c
+    if not samples:
+        return "  (no samples)"
+    out = [f"  {samples} samples; own time (the function itself):"]
     out += [f"    {100 * c / samples:5.1f}%  {f}" for f, c in sorted(own.items(), key=lambda x: -x[1])[:n]]
-    out.append("  total time (function and callees):")
+    out.append("  total time (the function and what it calls):")
     out += [f"    {100 * c / samples:5.1f}%  {f}" for f, c in sorted(total.items(), key=lambda x: -x[1])[:n]]
     return "\n".join(out)
 

@@ -16,6 +16,7 @@ from sqlalchemy import Engine as SqlEngine
 
 from commerce_bridge.config import Settings
 from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAlertSink, WebhookAlertSink
+from commerce_bridge.domain.signature import SignatureScheme
 from commerce_bridge.engine.breaker import (
     STATE_GAUGE_VALUE,
     BreakerConfig,
@@ -31,7 +32,6 @@ from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alerter, AlertSink
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
-from commerce_bridge.services.webhook_signature import SignatureScheme
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.inbox import SqlInbox

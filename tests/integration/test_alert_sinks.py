@@ -31,8 +31,8 @@ from commerce_bridge.connectors.notify.alert_sinks import (
     LogAlertSink,
     WebhookAlertSink,
     build_alert_sinks,
-    verify_signature,
 )
+from commerce_bridge.domain.signature import SignatureScheme, verify
 from commerce_bridge.logsetup import configure_logging
 from commerce_bridge.sandbox.runner import PeerServer, free_port
 from commerce_bridge.services.alerts import Alert, Alerter, AlertMessage, Severity
@@ -276,6 +276,11 @@ def test_webhook_signature_verifies_and_rejects_tampering(receiver: Receiver, ho
     [(headers, body)] = receiver.requests
     header = headers[SIGNATURE_HEADER.lower()]
     now = clock.now().timestamp()
+    def verify_signature(secrets: Any, body: bytes, header: str, *, now: float) -> int:
+        keys = [secrets] if isinstance(secrets, str) else list(secrets)
+        scheme = SignatureScheme("x-bridge-signature", tuple(k.encode() for k in keys))
+        return verify(body, header, scheme, lambda: now)
+
     assert verify_signature(["old-secret", SECRET], body, header, now=now) == int(now)
     with pytest.raises(errors.SignatureInvalid):
         verify_signature(SECRET, body.replace(b"r1", b"r2"), header, now=now)

@@ -12,8 +12,8 @@ import pytest
 
 from commerce_bridge.bootstrap import Container, bootstrap
 from commerce_bridge.config import load_settings
+from commerce_bridge.domain.signature import sign
 from commerce_bridge.entrypoints.http.app import build_app
-from commerce_bridge.services.webhook_signature import sign
 
 STRIPE_SECRET = "whsec_ingress_test"
 CLARITY_SECRET = "clarity-secret"

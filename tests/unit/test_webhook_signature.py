@@ -9,8 +9,8 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from commerce_bridge.domain.signature import SignatureScheme, parse_header, sign, verify
 from commerce_bridge.errors import SignatureInvalid
-from commerce_bridge.services.webhook_signature import SignatureScheme, parse_header, sign, verify
 
 SECRET = "whsec_test_secret"
 NOW = 1_800_000_000

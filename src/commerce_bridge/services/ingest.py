@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import orjson
 
 from commerce_bridge.domain.delivery import Delivery
+from commerce_bridge.domain.signature import SignatureScheme, verify
 from commerce_bridge.errors import StoreUnavailable, ValidationError
 from commerce_bridge.services.ports import Inbox
-from commerce_bridge.services.webhook_signature import SignatureScheme, verify
 
 MAX_EVENT_ID = 255
 

@@ -133,10 +133,10 @@ def test_latency_is_added(clarity_server: PeerServer, clarity_api: httpx.Client)
 
 
 def test_outage_answers_503_then_recovers(clarity_server: PeerServer, clarity_api: httpx.Client) -> None:
-    reply = httpx.post(clarity_server.url + "/_sandbox/faults/outage", json={"seconds": 0.5}).json()
+    reply = httpx.post(clarity_server.url + "/_sandbox/faults/outage", json={"seconds": 1.0}).json()
     assert reply["effective_mode"] == "503"
     assert clarity_api.get("/Ordering/SalesOrders").status_code == 503
-    time.sleep(0.6)
+    time.sleep(1.1)
     assert clarity_api.get("/Ordering/SalesOrders").status_code == 200
 
 
@@ -151,15 +151,15 @@ def test_refused_outage_closes_the_port_when_a_gate_is_in_front() -> None:
                 _login(client)
                 assert client.get(CLARITY_BASE + "/Ordering/SalesOrders").status_code == 200
                 reply = client.post(
-                    "/_sandbox/faults/outage", json={"seconds": 1.0, "mode": "refused"}
+                    "/_sandbox/faults/outage", json={"seconds": 1.5, "mode": "refused"}
                 ).json()
                 assert reply["effective_mode"] == "refused"
-                time.sleep(0.3)  # the gate closes 0.1 s after answering
+                time.sleep(0.5)  # the gate closes 0.1 s after answering
                 with pytest.raises(httpx.TransportError):  # the kept-alive connection is dropped too
                     client.get("/_sandbox/health")
             with pytest.raises(httpx.ConnectError), httpx.Client(base_url=url) as fresh:
                 fresh.get("/_sandbox/health")
-            time.sleep(1.0)
+            time.sleep(1.5)
             assert httpx.get(url + "/_sandbox/health").status_code == 200
         finally:
             gate.stop()

@@ -13,8 +13,6 @@ time and reject old timestamps (see :func:`verify_signature`).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import smtplib
 import ssl
@@ -26,11 +24,11 @@ from typing import Any
 import httpx
 import structlog
 
+from commerce_bridge.domain.signature import sign
 from commerce_bridge.errors import (
     BridgeError,
     ConfigurationError,
     RateLimited,
-    SignatureInvalid,
     UpstreamAuthFailed,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -44,8 +42,6 @@ __all__ = [
     "LogAlertSink",
     "WebhookAlertSink",
     "build_alert_sinks",
-    "sign",
-    "verify_signature",
 ]
 
 SIGNATURE_HEADER = "X-Bridge-Signature"
@@ -71,44 +67,6 @@ class LogAlertSink:
             is_summary=message.is_summary,
             alerts=[a.to_dict() for a in message.alerts[:20]],
         )
-
-
-def sign(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Bridge-Signature`` header value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
-
-
-def verify_signature(
-    secrets: str | Iterable[str], body: bytes, header: str, *, now: float, tolerance_s: float = 300.0
-) -> int:
-    """Check an ``X-Bridge-Signature`` header (for receivers and tests); returns its timestamp.
-
-    Any of several secrets may match (rotation); any ``v1`` entry may match.
-
-    Raises
-    ------
-    SignatureInvalid
-        Malformed header, timestamp outside ``tolerance_s`` of ``now``, or no matching signature.
-    """
-    keys = [secrets] if isinstance(secrets, str) else list(secrets)
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
-        elif name == "v1" and value:
-            candidates.append(value)
-    if timestamp is None or not candidates:
-        raise SignatureInvalid("malformed signature header")
-    if abs(now - timestamp) > tolerance_s:
-        raise SignatureInvalid("signature timestamp outside the tolerance")
-    for key in keys:
-        expected = sign(key, body, timestamp).rpartition("v1=")[2]
-        if any(hmac.compare_digest(expected, c) for c in candidates):
-            return timestamp
-    raise SignatureInvalid("no signature matches")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -157,7 +115,7 @@ class WebhookAlertSink:
         body = json.dumps(message.to_dict(), separators=(",", ":"), sort_keys=True, default=str).encode()
         headers = {"Content-Type": "application/json", "User-Agent": "commerce-bridge-alerts"}
         if self._secret:
-            headers[SIGNATURE_HEADER] = sign(self._secret, body, int(self._clock.now().timestamp()))
+            headers[SIGNATURE_HEADER] = sign(body, self._secret, int(self._clock.now().timestamp()))
         try:
             response = self._client.post(self.url, content=body, headers=headers, timeout=self._timeout)
         except httpx.TimeoutException as exc:
