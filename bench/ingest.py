@@ -206,6 +206,11 @@ def table(summary: dict[str, Any], dbkind: str, a: argparse.Namespace) -> str:
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True, check=False)
+    info["git_head"] = head.stdout.strip()
+    info["src_files_changed_since_head"] = len(dirty.stdout.splitlines())
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
@@ -234,7 +239,7 @@ def profile(dbkind: str, a: argparse.Namespace) -> None:
         server = Server("ours", db)
         try:
             fac = RequestFactory(SECRET, HOST, server.port, secrets.token_hex(4))
-            saturate(fac, server, a, a.warmup, GUESS["ours"])
+            saturate(fac, server, a, a.warmup, 2 * GUESS["ours"])
             for phase in ("saturation", "fixed"):
                 raw = RESULTS / f"profile-{dbkind}-{phase}-{stamp}.txt"
                 spy_proc = subprocess.Popen(
@@ -244,7 +249,7 @@ def profile(dbkind: str, a: argparse.Namespace) -> None:
                 time.sleep(1.0)
                 t0 = server.cpu_times()
                 if phase == "saturation":
-                    res, _ = saturate(fac, server, a, a.duration - 2, GUESS["ours"])
+                    res, _ = saturate(fac, server, a, a.duration - 2, 2 * GUESS["ours"])
                 else:
                     res = run_open_loop(fac, HOST, server.port, rate=a.rate, duration=a.duration - 2)
                 user, sys_ = _delta(t0, server.cpu_times())

@@ -36,7 +36,7 @@ from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns
-from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, Router
+from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, Router, forward_workflow
 from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
 
 Role = Literal["serve", "ingress", "worker", "cli"]
@@ -130,6 +130,23 @@ def builtin_actions(audit: SqlAuditLog) -> dict[str, Action]:
     return {"core.audit.record": record}
 
 
+def _connector_actions(s: Settings) -> dict[str, Action]:
+    """Step types backed by the configured connectors."""
+    import httpx
+
+    from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
+
+    actions: dict[str, Action] = {}
+    if s.outbound_webhook_url:
+        sender = OutboundWebhookSender(
+            s.outbound_webhook_url,
+            secret=s.outbound_webhook_secret.get_secret_value() if s.outbound_webhook_secret else None,
+            client=httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)),
+        )
+        actions["outbound.webhook.post"] = sender.post
+    return actions
+
+
 def bootstrap(
     settings: Settings,
     role: Role,
@@ -162,6 +179,8 @@ def bootstrap(
         clock, on_breaker_change,
     )
     workflows = [*BUILTIN_WORKFLOWS, *extra_workflows]
+    if settings.outbound_webhook_url:
+        workflows.append(forward_workflow(settings.outbound_event_types))
     router = Router(workflows)
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
@@ -201,7 +220,7 @@ def bootstrap(
              "max_delay_s": settings.retry_max_delay_s},
             settings.retry_policies,
         )
-        actions = {**builtin_actions(audit), **(extra_actions or {})}
+        actions = {**builtin_actions(audit), **_connector_actions(settings), **(extra_actions or {})}
         c.engine = Engine(
             EngineConfig(
                 system_database_url=engine_url,

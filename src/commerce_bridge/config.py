@@ -44,6 +44,7 @@ SECRET_FIELDS = (
     "erp_api_secret",
     "alert_webhook_secret",
     "smtp_password",
+    "outbound_webhook_secret",
 )
 
 
@@ -199,6 +200,15 @@ class Settings(BaseSettings):
         description="Keys whose values are redacted from logs.",
     )
 
+    # outbound webhooks (the built-in core.forward workflow)
+    outbound_webhook_url: str | None = Field(
+        None, description="Forward every matching event, signed, to this URL (enables core.forward)."
+    )
+    outbound_webhook_secret: SecretStr | None = Field(None, description="Signs forwarded events (X-Bridge-Signature).")
+    outbound_event_types: Csv = Field(
+        default_factory=lambda: ["*"], description="Event types core.forward forwards ('*', exact, or prefix*)."
+    )
+
     # connectors (used by later workflows; `doctor` checks the ones that are set)
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (sk_...).")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL (the sandbox emulator, or unset).")
@@ -212,7 +222,7 @@ class Settings(BaseSettings):
     @field_validator(
         "stripe_webhook_secrets", "clarity_webhook_secrets", "erp_webhook_secrets", "admin_tokens",
         "clarity_allowed_cidrs", "erp_allowed_cidrs", "trusted_proxies", "alert_sinks",
-        "alert_email_to", "log_pii_keys",
+        "alert_email_to", "log_pii_keys", "outbound_event_types",
         mode="before",
     )
     @classmethod

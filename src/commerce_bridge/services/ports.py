@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from commerce_bridge.domain.delivery import Delivery, RunStatus, StoredDelivery
@@ -75,3 +76,27 @@ class RateLimiter(Protocol):
     def reserve(self, destination: str, interval_s: float) -> float:
         """Reserve the next call slot; seconds to wait before making the call."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What an action receives besides its parameters."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    source: str
+    event_id: str
+    event_type: str | None
+    event: Mapping[str, Any]
+
+    @property
+    def idempotency_key(self) -> str:
+        """``run_id:step_id``: the same across retries, restarts and replays."""
+        return f"{self.run_id}:{self.step_id}"
+
+
+Action = Callable[[StepContext, Mapping[str, Any]], Any]
+"""A step type's implementation: ``action(ctx, params) -> output`` (JSON-able); raises BridgeError."""
+
+

@@ -16,6 +16,16 @@ CORE_AUDIT = WorkflowSpec(
 BUILTIN_WORKFLOWS: tuple[WorkflowSpec, ...] = (CORE_AUDIT,)
 
 
+def forward_workflow(event_types: Iterable[str]) -> WorkflowSpec:
+    """``core.forward``: post each matching event, signed, to the configured outbound webhook."""
+    return WorkflowSpec(
+        name="core.forward",
+        version="1",
+        trigger=Trigger(sources=("*",), event_types=tuple(event_types) or ("*",)),
+        steps=(StepSpec(id="post", uses="outbound.webhook.post"),),
+    )
+
+
 class Router:
     """Finds the workflows a delivery starts."""
 

@@ -6,11 +6,14 @@ users edit builds the same objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from commerce_bridge.errors import ValidationError
+from commerce_bridge.services.ports import Action, StepContext
+
+__all__ = ["Action", "StepContext", "StepSpec", "Trigger", "WorkflowSpec", "resolve_params"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,27 +57,6 @@ class WorkflowSpec:
     @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.version)
-
-
-@dataclass(frozen=True, slots=True)
-class StepContext:
-    """What an action receives besides its parameters."""
-
-    run_id: str
-    step_id: str
-    attempt: int
-    source: str
-    event_id: str
-    event_type: str | None
-    event: Mapping[str, Any]
-
-    @property
-    def idempotency_key(self) -> str:
-        """``run_id:step_id``: the same across retries, restarts and replays."""
-        return f"{self.run_id}:{self.step_id}"
-
-
-Action = Callable[[StepContext, Mapping[str, Any]], Any]
 
 
 def resolve_params(with_: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:

@@ -52,3 +52,15 @@ def test_messages_survive_a_restart_with_a_state_file(tmp_path: Path) -> None:
         _send(box, "ann@example.com", "Receipt", "Thanks")
     with Mailbox(smtp_port=0, http_port=0, state_file=state) as box, httpx.Client(base_url=box.url) as client:
         assert [m["subject"] for m in client.get("/messages").json()["messages"]] == ["Receipt"]
+
+
+def test_smtp_auth_is_accepted_with_any_credentials(mailbox: Mailbox) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "alerts@example.com", "ops@example.com", "auth"
+    message.set_content("hi")
+    with smtplib.SMTP(mailbox.host, mailbox.smtp_port, timeout=10) as smtp:
+        smtp.login("alerts", "any-password")
+        smtp.send_message(message)
+    with httpx.Client(base_url=mailbox.url) as client:
+        first = client.get("/messages").json()["messages"][0]
+        assert client.get(f"/messages/{first['id']}").json()["auth_user"] == "alerts"

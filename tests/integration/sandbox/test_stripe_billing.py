@@ -76,6 +76,9 @@ def test_failed_renewal_goes_past_due_then_retries_then_cancels(stripe_client: s
         params={"customer": cus.id, "items": [{"price": price.id}], "trial_period_days": 7}
     )
     assert sub.status == "trialing"
+    c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 5 * DAY})
+    warned = c.v1.events.list(params={"type": "customer.subscription.trial_will_end"}).data
+    assert [e.data.object.id for e in warned] == [sub.id]
     c.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 8 * DAY})
     sub = c.v1.subscriptions.retrieve(sub.id)
     assert sub.status == "past_due"

@@ -267,3 +267,27 @@ def test_objects_match_stripe_example_shapes_for_each_resource(
     ]
     for obj, resource in pairs:
         assert_shape(obj, resource, stripe_fixtures)
+
+
+def test_search_payment_intents_and_charges_by_metadata_and_status(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    c = stripe_client.v1
+    ok = c.payment_intents.create(
+        params={
+            "amount": 800,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "metadata": {"order_id": "A-1"},
+        }
+    )
+    c.payment_intents.create(params={"amount": 900, "currency": "usd", "metadata": {"order_id": "A-2"}})
+    found = c.payment_intents.search(params={"query": "metadata['order_id']:'A-1'"}).data
+    assert [p.id for p in found] == [ok.id]
+    waiting = c.payment_intents.search(params={"query": "status:'requires_payment_method'"}).data
+    assert [p.metadata["order_id"] for p in waiting] == ["A-2"]
+    charges = c.charges.search(params={"query": f"payment_intent:'{ok.id}' AND status:'succeeded'"}).data
+    assert [ch.id for ch in charges] == [ok.latest_charge]
+    with pytest.raises(stripe.InvalidRequestError):
+        c.charges.search(params={"query": "bogus query"})

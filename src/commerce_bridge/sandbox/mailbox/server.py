@@ -10,7 +10,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -43,14 +43,14 @@ class MailStore:
         self._store = DocStore(state_file)
         self._lock = threading.Lock()
 
-    def add(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> Message:
+    def add(self, mail_from: str, rcpt_tos: list[str], raw: bytes, auth_user: str | None = None) -> Message:
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         text, html = _bodies(parsed)
         with self._lock:
             ident = str(self._store.next_value("message"))
             message: Message = {
-                "id": ident, "mail_from": mail_from, "rcpt_tos": list(rcpt_tos),
+                "id": ident, "mail_from": mail_from, "rcpt_tos": list(rcpt_tos), "auth_user": auth_user,
                 "from": str(parsed.get("From", "")), "to": str(parsed.get("To", "")), "cc": str(parsed.get("Cc", "")),
                 "subject": str(parsed.get("Subject", "")), "date": str(parsed.get("Date", "")),
                 "message_id": str(parsed.get("Message-ID", "")),
@@ -84,8 +84,15 @@ class _Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode()
-        self.store.add(str(envelope.mail_from or ""), [str(r) for r in envelope.rcpt_tos], raw)
+        login = session.auth_data
+        auth_user = login.login.decode(errors="replace") if isinstance(login, LoginPassword) else None
+        self.store.add(str(envelope.mail_from or ""), [str(r) for r in envelope.rcpt_tos], raw, auth_user)
         return "250 Message accepted for delivery"
+
+
+def _accept_any_login(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+    """SMTP AUTH is offered (without TLS) and every login succeeds; sending without AUTH works too."""
+    return AuthResult(success=True, auth_data=data)
 
 
 _SUMMARY = ("id", "from", "to", "subject", "date", "received_at", "rcpt_tos")
@@ -135,7 +142,8 @@ class Mailbox:
         self.smtp_port = smtp_port or free_port(host)
         self.store = MailStore(state_file)
         self.app = build_http_app(self.store)
-        self._controller = Controller(_Handler(self.store), hostname=host, port=self.smtp_port)
+        self._controller = Controller(_Handler(self.store), hostname=host, port=self.smtp_port,
+                                      authenticator=_accept_any_login, auth_require_tls=False)
         self._http = PeerServer(self.app, host=host, port=http_port)
 
     @property

@@ -280,12 +280,28 @@ def _next_due(emu: Emulator, sub: Obj) -> int | None:
     times = [_period_end(sub)] if sub["status"] != "incomplete" else []
     if internal.get("next_retry"):
         times.append(internal["next_retry"])
+    warn = _trial_warning_at(emu, sub)
+    if warn is not None:
+        times.append(warn)
     return min(times) if times else None
+
+
+def _trial_warning_at(emu: Emulator, sub: Obj) -> int | None:
+    """When ``customer.subscription.trial_will_end`` is due (3 days before the trial ends), if still pending."""
+    if sub["status"] != "trialing" or not sub["trial_end"] or emu.store.intern(sub["id"]).get("trial_warned"):
+        return None
+    return max(int(sub["trial_end"]) - 3 * 86400, int(sub["created"]))
 
 
 def _run_due(emu: Emulator, sub: Obj, t: int) -> None:
     internal = emu.store.intern(sub["id"])
     cus = emu.store.objects[sub["customer"]]
+    warn = _trial_warning_at(emu, sub)
+    if warn is not None and warn <= t:
+        internal["trial_warned"] = True
+        emu.store.touch(sub["id"])
+        emu.emit("customer.subscription.trial_will_end", sub)
+        return
     if internal.get("next_retry") and internal["next_retry"] <= t:
         inv = emu.store.objects[internal["retry_invoice"]]
         internal["next_retry"] = None

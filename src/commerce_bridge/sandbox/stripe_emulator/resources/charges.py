@@ -185,8 +185,16 @@ def update_charge(emu: Emulator, p: Params, cid: str) -> Obj:
     return ch
 
 
+def search_charges(emu: Emulator, p: Params) -> Obj:
+    from .core import search_results
+
+    fields = ("status", "customer", "payment_intent", "amount", "currency", "disputed", "refunded")
+    return search_results(emu, "charge", p, "/v1/charges/search", fields)
+
+
 ROUTES: list[Route] = [
     ("GET", "/v1/charges", list_charges),
+    ("GET", "/v1/charges/search", search_charges),
     ("GET", "/v1/charges/{id}", lambda emu, p, i: emu.get("charge", i)),
     ("POST", "/v1/charges/{id}", update_charge),
 ]

@@ -1,0 +1,1 @@
+"""Signed outbound webhooks: forward events to other systems (CRM, WMS, data lake)."""

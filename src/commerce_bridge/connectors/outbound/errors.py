@@ -1,0 +1,72 @@
+"""The outbound connector's error table: HTTP outcomes -> the bridge's error tree (one place)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from commerce_bridge.errors import (
+    BridgeError,
+    Conflict,
+    NotFound,
+    RateLimited,
+    UpstreamAuthFailed,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+
+# status -> error class; statuses not listed: 5xx -> UpstreamUnavailable, other 4xx -> UpstreamRejected
+STATUS_TABLE: dict[int, type[BridgeError]] = {
+    401: UpstreamAuthFailed,
+    403: UpstreamAuthFailed,
+    404: NotFound,
+    408: UpstreamUnavailable,
+    409: Conflict,
+    425: UpstreamUnavailable,
+    429: RateLimited,
+}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_for_response(response: httpx.Response) -> BridgeError | None:
+    """None for 2xx; otherwise the error this answer means."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return None
+    request_id = response.headers.get("x-request-id") or response.headers.get("request-id")
+    snippet = response.text[:200] if response.content else ""
+    message = f"{response.request.method} {response.request.url} answered {status}" + (f": {snippet}" if snippet else "")
+    cls = STATUS_TABLE.get(status) or (UpstreamUnavailable if status >= 500 else UpstreamRejected)
+    if cls is RateLimited:
+        return RateLimited(message, retry_after=_retry_after(response), upstream_request_id=request_id)
+    fix = {
+        UpstreamAuthFailed: "Check the receiver's credentials or CB_OUTBOUND_WEBHOOK_SECRET.",
+        NotFound: "Check CB_OUTBOUND_WEBHOOK_URL.",
+        UpstreamRejected: "The receiver refused the payload; fix the receiver or the mapping, then replay.",
+    }.get(cls)
+    details = {}
+    if cls is UpstreamUnavailable and _retry_after(response) is not None:
+        details["retry_after"] = _retry_after(response)
+    return cls(message, upstream_request_id=request_id, suggested_fix=fix, details=details)
+
+
+@contextmanager
+def translate_transport_errors() -> Iterator[None]:
+    """Timeouts and connection failures become UpstreamUnavailable (re-raised ``from`` the cause)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamUnavailable(f"timed out: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailable(f"connection failed: {type(exc).__name__}: {exc}") from exc
