@@ -291,3 +291,26 @@ def test_search_payment_intents_and_charges_by_metadata_and_status(
     assert [ch.id for ch in charges] == [ok.latest_charge]
     with pytest.raises(stripe.InvalidRequestError):
         c.charges.search(params={"query": "bogus query"})
+
+
+def test_three_d_secure_with_return_url_redirects_back_after_the_challenge(
+    stripe_client: stripe.StripeClient,
+) -> None:
+    import httpx
+
+    pi = stripe_client.v1.payment_intents.create(
+        params={
+            "amount": 3000,
+            "currency": "usd",
+            "payment_method": "pm_card_authenticationRequired",
+            "confirm": True,
+            "return_url": "http://shop.test/return?o=1",
+        }
+    )
+    assert pi.status == "requires_action" and pi.next_action.type == "redirect_to_url"
+    assert pi.next_action.redirect_to_url.return_url == "http://shop.test/return?o=1"
+    r = httpx.get(pi.next_action.redirect_to_url.url, params={"outcome": "succeed"})
+    assert r.status_code == 302
+    assert r.headers["location"].startswith(f"http://shop.test/return?o=1&payment_intent={pi.id}&")
+    assert r.headers["location"].endswith("redirect_status=succeeded")
+    assert stripe_client.v1.payment_intents.retrieve(pi.id).status == "succeeded"

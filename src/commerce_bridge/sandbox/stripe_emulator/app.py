@@ -219,6 +219,8 @@ class StripeEmulatorApp:
         try:
             if path.startswith("/_sandbox/"):
                 status, result = await control.dispatch(self, method, path, scope, body)
+                if status == 302:
+                    extra_headers["Location"] = result["redirect"]
                 return self._respond(status, orjson.dumps(result), rid, extra_headers)
             hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             self._authenticate(hdrs.get("authorization"))
@@ -247,6 +249,7 @@ class StripeEmulatorApp:
                     return self._respond(saved[0], saved[1], rid, extra_headers)
             self.emu.ctx.request_id = rid
             self.emu.ctx.idempotency_key = ikey
+            self.emu.ctx.base_url = "http://" + hdrs.get("host", "127.0.0.1")
             try:
                 result = handler(self.emu, params, *args)
                 payload = orjson.dumps(self.emu.render(result, expand_list(params)))

@@ -138,6 +138,20 @@ async def dispatch(
             if outcome not in ("succeed", "fail"):
                 raise invalid_request("outcome must be 'succeed' or 'fail'")
             return 200, payment_intents.authenticate(emu, ids[0], outcome == "succeed")
+        case ("GET", "payment_intents/{id}/3ds"):
+            # the challenge "page" a browser is sent to by next_action.redirect_to_url.url
+            outcome = q.get("outcome", "succeed")
+            pi = payment_intents.authenticate(emu, ids[0], outcome == "succeed")
+            ret = emu.store.intern(pi["id"]).get("return_url")
+            if ret:
+                status = "succeeded" if pi["status"] in ("succeeded", "requires_capture") else "failed"
+                sep = "&" if "?" in ret else "?"
+                target = (
+                    f"{ret}{sep}payment_intent={pi['id']}&payment_intent_client_secret={pi['client_secret']}"
+                    f"&redirect_status={status}"
+                )
+                return 302, {"redirect": target}
+            return 200, pi
         case ("GET", "clock"):
             return 200, {"now": emu.now(), "clock_offset": emu.clock_offset}
         case ("POST", "clock/advance"):

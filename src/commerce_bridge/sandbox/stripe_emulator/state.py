@@ -63,6 +63,7 @@ class Config:
 class RequestCtx:
     request_id: str | None = None
     idempotency_key: str | None = None
+    base_url: str = ""
 
 
 class Emulator:

@@ -168,20 +168,25 @@ def _confirm(emu: Emulator, pi: Obj, p: Params) -> None:
                 "authentication_required",
                 "Your card was declined. This transaction requires authentication.",
             )
-        prev = emu.changed(
-            pi,
-            {
-                "status": "requires_action",
-                "last_payment_error": None,
-                "next_action": {
-                    "type": "use_stripe_sdk",
-                    "use_stripe_sdk": {
-                        "type": "three_d_secure_redirect",
-                        "stripe_js": f"/_sandbox/payment_intents/{pi['id']}/3ds",
-                        "source": new_id("src"),
-                    },
+        challenge = f"{emu.ctx.base_url}/_sandbox/payment_intents/{pi['id']}/3ds"
+        return_url = as_str(p, "return_url")
+        if return_url:
+            internal["return_url"] = return_url
+            next_action: dict[str, Any] = {
+                "type": "redirect_to_url",
+                "redirect_to_url": {"return_url": return_url, "url": challenge},
+            }
+        else:
+            next_action = {
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {
+                    "type": "three_d_secure_redirect",
+                    "stripe_js": challenge,
+                    "source": new_id("src"),
                 },
-            },
+            }
+        prev = emu.changed(
+            pi, {"status": "requires_action", "last_payment_error": None, "next_action": next_action}
         )
         emu.store.touch(pi["id"])
         emu.emit("payment_intent.requires_action", pi, prev)
