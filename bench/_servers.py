@@ -64,16 +64,28 @@ class Database:
     pg_name: str | None = None
 
     def count_rows(self) -> int:
+        return self._one("SELECT count(*) FROM inbox")
+
+    def max_id(self) -> int:
+        return self._one("SELECT coalesce(max(id), 0) FROM inbox")
+
+    def commits_since(self, after_id: int) -> int | None:
+        """PostgreSQL only: transactions that inserted the rows with id > ``after_id`` (distinct xmin)."""
+        if self.kind != "postgres":
+            return None
+        return self._one(f"SELECT count(DISTINCT xmin::text) FROM inbox WHERE id > {int(after_id)}")
+
+    def _one(self, sql: str) -> int:
         if self.kind == "sqlite":
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
             try:
-                return int(conn.execute("SELECT count(*) FROM inbox").fetchone()[0])
+                return int(conn.execute(sql).fetchone()[0])
             finally:
                 conn.close()
         import psycopg
 
         with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.pg_name}") as conn:
-            row = conn.execute("SELECT count(*) FROM inbox").fetchone()
+            row = conn.execute(sql).fetchone()
             return int(row[0]) if row else 0
 
 

@@ -91,16 +91,18 @@ def _phases(kind: str, dbkind: str, db: Database, server: Server, a: argparse.Na
             expected: float) -> dict[str, Any]:
     fac = RequestFactory(SECRET, HOST, server.port, secrets.token_hex(4))
     warm, _ = saturate(fac, server, a, a.warmup, expected)
-    rows0 = db.count_rows()
+    rows0, id0 = db.count_rows(), db.max_id()
     sat, (sat_user, sat_sys) = saturate(fac, server, a, a.duration, expected)
     sat_cpu = sat_user + sat_sys
-    rows1 = db.count_rows()
+    rows1, id1 = db.count_rows(), db.max_id()
+    sat_commits = db.commits_since(id0)
     time.sleep(0.3)
     cpu2 = server.cpu_times()
     fixed = run_open_loop(fac, HOST, server.port, rate=a.rate, duration=a.duration)
     fixed_user, fixed_sys = _delta(cpu2, server.cpu_times())
     fixed_cpu = fixed_user + fixed_sys
     rows2 = db.count_rows()
+    fixed_commits = db.commits_since(id1)
     problems = []
     for name, res, stored in (("warm-up", warm, rows0), ("saturation", sat, rows1 - rows0),
                               ("fixed rate", fixed, rows2 - rows1)):
@@ -119,6 +121,8 @@ def _phases(kind: str, dbkind: str, db: Database, server: Server, a: argparse.Na
         "cpu_sys_share": sat_sys / sat_cpu if sat_cpu else None,
         "fixed_cpu_sys_share": fixed_sys / fixed_cpu if fixed_cpu else None,
         "sat": _phase_json(sat), "fixed": _phase_json(fixed),
+        "events_per_commit": (stored_sat / sat_commits) if sat_commits else None,
+        "fixed_events_per_commit": (fixed.ok_new / fixed_commits) if fixed_commits else None,
         "fixed_rate": a.rate, "p50_ms": fixed.percentile(50), "p99_ms": fixed.percentile(99),
         "max_ms": max(fixed.latencies_ms, default=float("nan")), "scheduler_lag_ms": fixed.lag_ms,
         "fixed_cpu_ms_per_event": 1000 * fixed_cpu / fixed.ok_new if fixed.ok_new else None,
@@ -147,7 +151,8 @@ def summarise(runs: list[dict[str, Any]], dbkind: str) -> dict[str, Any]:
         if not rs:
             continue
         out[kind] = {k: _med([r[k] for r in rs]) for k in
-                     ("events_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "fixed_cpu_ms_per_event")}
+                     ("events_per_s", "cpu_ms_per_event", "p50_ms", "p99_ms", "fixed_cpu_ms_per_event",
+                      "cpu_sys_share", "events_per_commit", "fixed_events_per_commit")}
         out[kind]["errors"] = sum(r["errors"] for r in rs)
         out[kind]["rows_check"] = "ok" if all(r["rows_check"] == "ok" for r in rs) else "FAILED"
         out[kind]["runs"] = len(rs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 from stripe_fixtures import *  # noqa: F403  (pytest fixtures)
@@ -296,8 +297,6 @@ def test_search_payment_intents_and_charges_by_metadata_and_status(
 def test_three_d_secure_with_return_url_redirects_back_after_the_challenge(
     stripe_client: stripe.StripeClient,
 ) -> None:
-    import httpx
-
     pi = stripe_client.v1.payment_intents.create(
         params={
             "amount": 3000,
