@@ -133,7 +133,8 @@ def _phases(kind: str, dbkind: str, db: Database, server: Server, a: argparse.Na
 
 def _phase_json(r: LoadResult) -> dict[str, Any]:
     return {"tool": r.tool, "sent": r.sent, "ok_new": r.ok_new, "ok_dup": r.ok_dup, "non200": r.non200,
-            "socket_errors": r.socket_errors, "seconds": round(r.seconds, 4), "exhausted": r.exhausted}
+            "socket_errors": r.socket_errors, "seconds": round(r.seconds, 4), "exhausted": r.exhausted,
+            "stale_connection_retries": r.stale_retries}
 
 
 # ---- summary -------------------------------------------------------------------------------------

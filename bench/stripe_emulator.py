@@ -107,6 +107,8 @@ def main() -> None:
             httpx.post(
                 url + "/_sandbox/prefill", json={"payment_intents": batch}, timeout=120
             ).raise_for_status()
+        # with --state, write the pre-fill burst to SQLite before measuring (steady state, not the backlog)
+        httpx.post(url + "/_sandbox/flush", timeout=300).raise_for_status()
         print(
             f"pre-filled to {n} objects in {time.perf_counter() - t0:.1f} s (internal path /_sandbox/prefill)"
         )

@@ -67,6 +67,10 @@ class SqlRuns:
 
 
 def _refresh_delivery_status(conn: Connection, inbox_id: int) -> None:
+    # Lock the delivery first: two runs of one event finishing at once on two workers must not
+    # both read the other as unfinished (write skew under READ COMMITTED).
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(inbox.c.id).where(inbox.c.id == inbox_id).with_for_update())
     statuses = [s for (s,) in conn.execute(select(runs.c.status).where(runs.c.inbox_id == inbox_id))]
     if not statuses:
         return

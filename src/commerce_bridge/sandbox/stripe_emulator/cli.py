@@ -38,7 +38,11 @@ def command(
     if webhook_url:
         webhook_secret = webhook_secret or "whsec_" + secrets.token_hex(16)
     app = build_app(
-        state_file=state, rate_limit_per_s=rate_limit, webhook_url=webhook_url, webhook_secret=webhook_secret
+        state_file=state,
+        rate_limit_per_s=rate_limit,
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
+        gc_tuning=True,
     )
     url = f"http://{host}:{port}"
     typer.echo(f"Stripe emulator: {url}")

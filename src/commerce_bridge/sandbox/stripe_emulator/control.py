@@ -3,6 +3,7 @@ clocks, payouts, disputes, fees and a fast pre-fill path for benchmarks. JSON in
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -80,6 +81,8 @@ def _prefill(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
                 "metadata": {"order_id": f"prefill-{i}"},
             },
         )
+    if app.gc_tuning:
+        gc.freeze()
     return {"objects": emu.store.count()}
 
 

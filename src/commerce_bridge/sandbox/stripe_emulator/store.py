@@ -107,9 +107,10 @@ class Store:
         self._seq = 0
         self._path = path
         self._dirty: set[str] = set()
-        self._deleted: set[str] = set()
+        self._deleted: set[int] = set()
         self._meta_dirty = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dirty/deleted sets
+        self._db_lock = threading.Lock()  # guards the SQLite connection
         self._stop = threading.Event()
         self._flush_interval = flush_interval
         self._thread: threading.Thread | None = None
@@ -118,10 +119,8 @@ class Store:
             self._db = sqlite3.connect(path, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS objects (id TEXT PRIMARY KEY, kind TEXT, created INTEGER, seq INTEGER,"
-                " idx TEXT, body BLOB, internal BLOB)"
-            )
+            # seq is the primary key: new rows append at the end of the B-tree, whatever the random ids
+            self._db.execute("CREATE TABLE IF NOT EXISTS objects (seq INTEGER PRIMARY KEY, row BLOB)")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB)")
             self._db.commit()
             self._load()
@@ -184,7 +183,7 @@ class Store:
         if self._db is not None:
             with self._lock:
                 self._dirty.discard(obj_id)
-                self._deleted.add(obj_id)
+                self._deleted.add(key[1])
 
     def touch(self, obj_id: str) -> None:
         """Mark an object changed (for persistence)."""
@@ -217,6 +216,7 @@ class Store:
             with self._lock:
                 self._dirty.clear()
                 self._deleted.clear()
+            with self._db_lock:
                 self._db.execute("DELETE FROM objects")
                 self._db.execute("DELETE FROM meta")
                 self._db.commit()
@@ -224,57 +224,59 @@ class Store:
     # -- persistence -------------------------------------------------------------------------------
     def _load(self) -> None:
         assert self._db is not None
-        rows = self._db.execute(
-            "SELECT id, kind, created, seq, idx, body, internal FROM objects ORDER BY seq"
-        )
-        for obj_id, kind, created, seq, idx, body, internal in rows:
+        for seq, blob in self._db.execute("SELECT seq, row FROM objects ORDER BY seq"):
+            row = orjson.loads(blob)
+            obj = row["o"]
+            obj_id = obj["id"]
             self._seq = max(self._seq, seq)
-            key = (created, seq)
-            self.objects[obj_id] = orjson.loads(body)
+            key = (row["c"], seq)
+            self.objects[obj_id] = obj
             self.keys[obj_id] = key
-            self.kinds[obj_id] = kind
-            names = orjson.loads(idx)
-            self.index_names[obj_id] = names
-            for name in names:
+            self.kinds[obj_id] = row["k"]
+            self.index_names[obj_id] = row["i"]
+            for name in row["i"]:
                 self.index(name).add(key, obj_id)
-            if internal:
-                self.internal[obj_id] = orjson.loads(internal)
+            if row.get("x"):
+                self.internal[obj_id] = row["x"]
         for k, v in self._db.execute("SELECT k, v FROM meta"):
             self.meta[k] = orjson.loads(v)
 
     def flush(self) -> None:
-        """Write changed objects now (the background thread calls this periodically)."""
+        """Write changed objects now (the background thread calls this periodically).
+
+        The dirty set is swapped under a short lock; rows are serialised and written outside it, so a
+        request that marks an object changed never waits for the disk.
+        """
         if self._db is None:
             return
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             deleted, self._deleted = self._deleted, set()
-            rows = []
-            for obj_id in dirty:
-                obj = self.objects.get(obj_id)
-                if obj is None:
-                    continue
-                created, seq = self.keys[obj_id]
-                internal = self.internal.get(obj_id)
-                rows.append(
-                    (
-                        obj_id,
-                        self.kinds[obj_id],
-                        created,
-                        seq,
-                        orjson.dumps(self.index_names[obj_id]),
-                        orjson.dumps(obj),
-                        orjson.dumps(internal) if internal else None,
-                    )
-                )
-            meta = None
-            if self._meta_dirty:
-                self._meta_dirty = False
-                meta = [(k, orjson.dumps(v)) for k, v in list(self.meta.items())]
+        rows = []
+        for obj_id in dirty:
+            obj = self.objects.get(obj_id)
+            key = self.keys.get(obj_id)
+            if obj is None or key is None:
+                continue
+            row = {
+                "k": self.kinds.get(obj_id),
+                "c": key[0],
+                "i": self.index_names.get(obj_id, []),
+                "o": obj,
+                "x": self.internal.get(obj_id),
+            }
+            rows.append((key[1], orjson.dumps(row)))
+        meta = None
+        if self._meta_dirty:
+            self._meta_dirty = False
+            meta = [(k, orjson.dumps(v)) for k, v in list(self.meta.items())]
+        with self._db_lock:
+            if self._db is None:
+                return
             if rows:
-                self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?)", rows)
             if deleted:
-                self._db.executemany("DELETE FROM objects WHERE id = ?", [(d,) for d in deleted])
+                self._db.executemany("DELETE FROM objects WHERE seq = ?", [(d,) for d in deleted])
             if meta is not None:
                 self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", meta)
             self._db.commit()
