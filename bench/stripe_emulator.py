@@ -5,7 +5,10 @@ from several client processes, each with a few threads, each thread with its own
 (the SDK's default ``RequestsClient``, which keeps one keep-alive ``requests`` session per thread).
 ``create(confirm=True)`` counts as one create+confirm.
 
-    python bench/stripe_emulator.py [--seconds 10] [--procs 2] [--threads 4] [--objects 100000] [--state FILE]
+    python bench/stripe_emulator.py [--seconds 5] [--repeat 3] [--procs 2] [--threads 4] [--objects 100000]
+                                    [--state FILE]
+
+Each phase is measured ``--repeat`` times (median and best are printed) because the machine is shared.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -67,9 +71,28 @@ def measure(url: str, seconds: float, procs: int, threads: int) -> tuple[float, 
     return ok / max(elapsed - 0.3, seconds), sum(r[1] for r in results)  # 0.3 s: process start-up
 
 
+def phase(url: str, args: argparse.Namespace, label: str, reset: bool = False) -> float:
+    """Measure ``args.repeat`` times; print every run, the median and the best; return the median.
+
+    With ``reset`` the store is emptied before each run (``DELETE /_sandbox/data``), so every run starts fresh.
+    """
+    rates = []
+    for _ in range(args.repeat):
+        if reset:
+            httpx.delete(url + "/_sandbox/data", timeout=60).raise_for_status()
+        rate, errors = measure(url, args.seconds, args.procs, args.threads)
+        n = httpx.get(url + "/_sandbox/health").json()["objects"]
+        print(f"  {label}: {rate:8.1f} PaymentIntent create+confirm/s (errors {errors}, objects after: {n})")
+        rates.append(rate)
+    med = statistics.median(rates)
+    print(f"{label}: median {med:.1f}/s, best {max(rates):.1f}/s")
+    return med
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--objects", type=int, default=100_000)
@@ -92,11 +115,8 @@ def main() -> None:
             f"server pid {server.pid}; clients: {args.procs} processes x {args.threads} threads, "
             f"SDK default RequestsClient (keep-alive session per thread); state={args.state or 'memory'}"
         )
-        fresh, err1 = measure(url, args.seconds, args.procs, args.threads)
-        n0 = httpx.get(url + "/_sandbox/health").json()["objects"]
-        print(
-            f"fresh store: {fresh:8.1f} PaymentIntent create+confirm/s  (errors {err1}, objects after: {n0})"
-        )
+        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        fresh = phase(url, args, "fresh store", reset=True)
         t0 = time.perf_counter()
         while True:
             n = httpx.get(url + "/_sandbox/health").json()["objects"]
@@ -112,12 +132,8 @@ def main() -> None:
         print(
             f"pre-filled to {n} objects in {time.perf_counter() - t0:.1f} s (internal path /_sandbox/prefill)"
         )
-        full, err2 = measure(url, args.seconds, args.procs, args.threads)
-        n1 = httpx.get(url + "/_sandbox/health").json()["objects"]
-        print(
-            f"at {n} objects: {full:8.1f} PaymentIntent create+confirm/s  (errors {err2}, objects after: {n1})"
-        )
-        print(f"ratio full/fresh: {full / fresh:.2f}")
+        full = phase(url, args, f"at {n} objects")
+        print(f"ratio full/fresh (medians): {full / fresh:.2f}")
     finally:
         server.terminate()
         server.wait(10)

@@ -29,7 +29,7 @@ from commerce_bridge.engine.runtime import Engine, EngineAdmin, EngineConfig
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.logsetup import Redactor
 from commerce_bridge.metrics import Metrics
-from commerce_bridge.services.alerts import Alerter, AlertSink
+from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.store import db as store_db
@@ -64,6 +64,7 @@ class Container:
     committer: GroupCommitter | None = None
     engine: Engine | None = None
     started_at: float = field(default_factory=time.time)
+    _last_backlog: int = 0
 
     # ---- health ----------------------------------------------------------------------------------
     def check_database(self) -> tuple[bool, str]:
@@ -94,6 +95,23 @@ class Container:
             mine = [r for r in alive if r["executor_id"] == self.engine.config.executor_id]
             return (True, "heartbeat fresh") if mine else (False, "this worker's heartbeat is stale")
         return (True, f"{len(alive)} live worker(s)") if alive else (False, "no worker has a fresh heartbeat")
+
+    def housekeeping(self) -> None:
+        """Run about once a second: send held alert summaries, alert on a growing inbox backlog."""
+        try:
+            backlog = self.inbox.backlog()
+        except Exception:
+            backlog = None
+        if backlog is not None:
+            self.metrics.inbox_backlog.set(backlog)
+            threshold = self.settings.backlog_alert_threshold
+            if backlog >= threshold and backlog > self._last_backlog:
+                self.alerter.alert(Alert(
+                    "backlog.growing", f"Inbox backlog is {backlog} deliveries and growing (threshold {threshold})",
+                    Severity.WARNING, {"backlog": backlog, "threshold": threshold}, key="backlog.growing",
+                ))
+            self._last_backlog = backlog
+        self.alerter.tick()
 
     def close(self) -> None:
         self.admin.close()
@@ -233,6 +251,9 @@ def bootstrap(
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
         )
+        if c.committer is not None:
+            engine = c.engine
+            c.committer.on_commit = lambda new: engine.wake_dispatcher() if new else None
     return c
 
 

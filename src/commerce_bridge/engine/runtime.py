@@ -341,6 +341,7 @@ class Engine:
                 if breaker:
                     breaker.on_success(permit)
                 self.metrics.step_attempts.labels(uses, "ok").inc()
+                log.info("step.succeeded", step_type=uses, attempt=attempt)
                 return {"ok": True, "output": output}
             except E.BridgeError as exc:
                 self.metrics.step_attempts.labels(uses, exc.code).inc()

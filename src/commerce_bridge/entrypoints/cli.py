@@ -122,7 +122,7 @@ def worker(
     c.engine.launch()
     console.print(f"worker {c.engine.config.executor_id} running; Ctrl-C to stop")
     while not stop.wait(1.0):
-        c.alerter.tick()
+        c.housekeeping()
     c.engine.shutdown()
 
 

@@ -57,6 +57,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self.on_commit: Callable[[int], None] | None = None  # e.g. wake the dispatcher in `serve`
 
     def start(self) -> None:
         if self._task is None:
@@ -108,6 +109,8 @@ class GroupCommitter:
         for (_, fut), is_new in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(is_new)
+        if self.on_commit is not None:
+            self.on_commit(sum(results))
 
 
 class IngestService:

@@ -56,9 +56,11 @@ def build_app(c: Container) -> Any:
         if c.engine is not None:
             await asyncio.to_thread(c.engine.launch)
         log.info("http.started", role=c.role)
+        housekeeping = asyncio.get_running_loop().create_task(_housekeeping(c), name="housekeeping")
         try:
             yield
         finally:
+            housekeeping.cancel()
             if c.committer is not None:
                 await c.committer.stop()
             if c.engine is not None:
@@ -85,6 +87,15 @@ def build_app(c: Container) -> Any:
             await starlette(scope, receive, send)
 
     return root
+
+
+async def _housekeeping(c: Container) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await asyncio.to_thread(c.housekeeping)
+        except Exception as exc:  # keep going; the next round may succeed
+            log.warning("housekeeping.failed", error=type(exc).__name__)
 
 
 def _refresh_gauges(c: Container) -> None:
