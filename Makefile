@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench install clean docs-check
+.PHONY: demo test test-fast lint typecheck bench install clean docs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -21,6 +21,10 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
+	$(BIN)/cog -I . --check docs/reference/cli.md docs/reference/configuration.md docs/reference/errors.md
+
+docs: $(STAMP)
+	$(BIN)/cog -I . -r docs/reference/cli.md docs/reference/configuration.md docs/reference/errors.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

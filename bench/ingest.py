@@ -192,7 +192,8 @@ def table(summary: dict[str, Any], dbkind: str, a: argparse.Namespace) -> str:
                          _fmt(s["p99_ms"], 2), _fmt(s["fixed_cpu_ms_per_event"], 3), str(s["errors"]),
                          s["rows_check"]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"{dbkind}: median (min-max) of {summary.get('ours', {}).get('runs', '?')} run(s) each"]
+    runs = max((v["runs"] for v in summary.values() if isinstance(v, dict) and "runs" in v), default=0)
+    lines = [f"{dbkind}: median (min-max) of {runs} run(s) each"]
     for i, r in enumerate(rows):
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
         if i == 0:
@@ -206,6 +207,21 @@ def table(summary: dict[str, Any], dbkind: str, a: argparse.Namespace) -> str:
     if "group_commit_throughput_ratio" in summary:
         lines.append(f"  group commit: {summary['group_commit_throughput_ratio']:.2f}x the throughput of "
                      f"one commit per event, {summary['group_commit_cpu_ratio']:.2f}x less CPU per event")
+    return "\n".join(lines)
+
+
+def markdown(summary: dict[str, Any], dbkind: str, a: argparse.Namespace) -> str:
+    """The summary as a Markdown table (for docs/performance.md)."""
+    lines = [f"| server | events/s | CPU ms/event | p50 ms @ {a.rate:g}/s | p99 ms @ {a.rate:g}/s "
+             f"| CPU ms/event @ {a.rate:g}/s | events per commit | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind in KINDS:
+        s = summary.get(kind)
+        if s:
+            epc = s["events_per_commit"]
+            lines.append(f"| {kind} | {_fmt(s['events_per_s'], 0)} | {_fmt(s['cpu_ms_per_event'], 3)} "
+                         f"| {_fmt(s['p50_ms'], 1)} | {_fmt(s['p99_ms'], 1)} | {_fmt(s['fixed_cpu_ms_per_event'], 3)} "
+                         f"| {_fmt(epc, 1) if epc else 'n/a'} | {s['errors']} |")
     return "\n".join(lines)
 
 
@@ -314,10 +330,20 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=2, help="runs per configuration (interleaved)")
     p.add_argument("--servers", default=",".join(KINDS), help="comma-separated subset of " + ",".join(KINDS))
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--markdown", action="store_true", help="also print the summary as Markdown tables")
+    p.add_argument("--from-json", type=Path, help="print the summary of an earlier results file and exit")
     p.add_argument("--profile", action="store_true", help="profile ours with py-spy instead of benchmarking")
     a = p.parse_args()
     if a.quick:
         a.duration, a.warmup, a.reps = min(a.duration, 3.0), min(a.warmup, 1.0), 1
+    if a.from_json:
+        doc = json.loads(a.from_json.read_text())
+        for k in ("rate",):
+            setattr(a, k, doc["settings"][k])
+        for dbkind, summary in doc["summary"].items():
+            print(table(summary, dbkind, a) + "\n")
+            print(markdown(summary, dbkind, a) + "\n")
+        return 0
     kinds = [k for k in KINDS if k in a.servers.split(",")]
     dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
     skipped: dict[str, str] = {}
@@ -351,6 +377,9 @@ def main() -> int:
     for dbkind in dbs:
         print(table(summaries[dbkind], dbkind, a))
         print()
+    if a.markdown:
+        for dbkind in dbs:
+            print(f"{dbkind}:\n\n{markdown(summaries[dbkind], dbkind, a)}\n")
     for dbkind, why in skipped.items():
         print(f"{dbkind}: skipped ({why})")
     doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "started_at": started.isoformat(),

@@ -148,7 +148,6 @@ class StripeEmulatorApp:
                 *WEBHOOK_ROUTES,
             ]
         )
-        self.control = Router(control.ROUTES)
         self.faults: list[Fault] = []
         self.idempotency: OrderedDict[str, tuple[float, str, Any, int, bytes]] = OrderedDict()
         self.startup_endpoint = startup_endpoint

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from .errors import invalid_request, not_found
-from .resources import Route, balance, billing, disputes, payment_intents
+from .resources import balance, billing, disputes, payment_intents
 from .webhooks import create_endpoint
 
 if TYPE_CHECKING:
@@ -193,6 +193,3 @@ async def dispatch(
             emu.store.flush()
             return 200, {"flushed": True}
     raise not_found("sandbox route", f"{method} {path}", "path")
-
-
-ROUTES: list[Route] = []

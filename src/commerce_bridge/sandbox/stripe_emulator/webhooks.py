@@ -20,7 +20,7 @@ from .errors import invalid_request
 from .forms import Params, as_str, metadata_update
 from .ids import new_id, secret
 from .resources import Route
-from .state import API_VERSION, Emulator
+from .state import Emulator
 from .store import Obj
 
 
@@ -338,5 +338,3 @@ ROUTES: list[Route] = [
     ("GET", "/v1/events", list_events),
     ("GET", "/v1/events/{id}", lambda emu, p, i: emu.get("event", i)),
 ]
-
-_ = API_VERSION
