@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.e2e.test_crash_recovery import wait_processed  # noqa: E402
-from tests.e2e.test_workers_postgres import Cluster, Receiver, max_in_window  # noqa: E402
-from tests.support.databases import postgres_database  # noqa: E402
-from tests.support.senders import SendLog, burst_plan, send_all  # noqa: E402
+from tests.e2e.test_crash_recovery import wait_processed
+from tests.e2e.test_workers_postgres import Cluster, Receiver, max_in_window
+from tests.support.databases import postgres_database
+from tests.support.senders import SendLog, burst_plan, send_all
 
 
 def rate_limit(rate: int, events: int) -> dict[str, float]:

@@ -230,6 +230,7 @@ def bootstrap(
             )
         c.committer = GroupCommitter(inbox, max_batch=settings.group_commit_max_batch,
                                      max_wait_s=settings.group_commit_max_wait_ms / 1000.0)
+        c.committer.on_commit = lambda size, new: metrics.group_commit_size.observe(size)
         c.ingest = IngestService(schemes, c.committer, now=time.time)
 
     if role in ("serve", "worker"):
@@ -253,7 +254,13 @@ def bootstrap(
         )
         if c.committer is not None:
             engine = c.engine
-            c.committer.on_commit = lambda new: engine.wake_dispatcher() if new else None
+
+            def after_commit(size: int, new: int) -> None:
+                metrics.group_commit_size.observe(size)
+                if new:
+                    engine.wake_dispatcher()
+
+            c.committer.on_commit = after_commit
     return c
 
 

@@ -57,7 +57,8 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
-        self.on_commit: Callable[[int], None] | None = None  # e.g. wake the dispatcher in `serve`
+        # Called after each durable commit with (deliveries in the batch, how many were new).
+        self.on_commit: Callable[[int, int], None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -110,7 +111,7 @@ class GroupCommitter:
             if not fut.done():
                 fut.set_result(is_new)
         if self.on_commit is not None:
-            self.on_commit(sum(results))
+            self.on_commit(len(batch), sum(results))
 
 
 class IngestService:

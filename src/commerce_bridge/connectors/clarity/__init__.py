@@ -1,0 +1,1 @@
+"""Clarity eCommerce (CEF) connector: session auth, order polling, status actions and AddPayment over httpx."""

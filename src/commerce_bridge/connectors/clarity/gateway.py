@@ -1,0 +1,353 @@
+"""``HttpClarityGateway``: the ClarityGateway port over httpx (session login, polling, actions, AddPayment).
+
+Decimal numbers in Clarity's JSON are returned as strings (``"29.0900"``), never floats, so amounts stay
+exact; ``mapping/`` turns them into ``Money``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from commerce_bridge.connectors.clarity.changes import (
+    CursorState,
+    change_event,
+    change_fingerprint,
+    format_local,
+    parse_local,
+)
+from commerce_bridge.connectors.clarity.errors import (
+    action_error,
+    error_for_response,
+    not_found,
+    translate_transport_errors,
+)
+from commerce_bridge.errors import ConfigurationError, NotFound, UpstreamAuthFailed, UpstreamRejected
+from commerce_bridge.services.gateways import ClarityAction, CursorStore, PollResult
+
+__all__ = ["ACTIONS_BY_STATUS", "HttpClarityGateway"]
+
+JsonDict = dict[str, Any]
+
+ACTIONS_BY_STATUS: dict[str, ClarityAction] = {
+    "Confirmed": "Confirm",
+    "Pending": "Pending",
+    "On Hold": "Hold",
+    "Backordered": "Backorder",
+    "Processing": "CreatePickTicket",
+    "Shipped from Vendor": "DropShip",
+    "Shipped": "Ship",
+    "Ready for Pickup": "ReadyForPickup",
+    "Completed": "Complete",
+    "Void": "Void",
+}
+"""Seeded status key -> the PATCH action route that sets it (CapturePayment is left out on purpose:
+it calls the payment provider). Other statuses are set with ``PUT /Ordering/SalesOrder/Update``."""
+
+LOOKUP_TABLES = {"status": "SalesOrderStatuses", "state": "SalesOrderStates", "type": "SalesOrderTypes"}
+UNSET = object()
+
+
+def _loads(content: bytes) -> Any:
+    return json.loads(content, parse_float=str)
+
+
+class HttpClarityGateway:
+    """Implements ``services.gateways.ClarityGateway`` against CEF's ServiceStack API.
+
+    Parameters
+    ----------
+    base_url:
+        ``CB_CLARITY_BASE_URL``, e.g. ``https://shop/DesktopModules/ClarityEcommerce/API-Admin``.
+    user, password:
+        ``CB_CLARITY_USER`` / ``CB_CLARITY_PASSWORD`` of a service user with every permission.
+    cursor_store:
+        Where the poll cursor lives (durable in production).
+    timezone:
+        ``CB_CLARITY_TIMEZONE``: the IANA zone in which the server writes dates (CEF's default is
+        server-local time).
+    poll_overlap_s:
+        ``CB_CLARITY_POLL_OVERLAP_S``: each poll re-reads this many seconds before the cursor.
+    page_size:
+        Rows per search request.
+    timeout_s:
+        Per-request timeout.
+    transport:
+        An httpx transport (tests); None for a real connection pool.
+    """
+
+    def __init__(
+        self, base_url: str, user: str, password: str, *, cursor_store: CursorStore,
+        timezone: str = "UTC", poll_overlap_s: float = 5.0, page_size: int = 100, timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None, cursor_name: str = "clarity.salesorders",
+    ) -> None:
+        if not base_url or not user:
+            raise ConfigurationError("CB_CLARITY_BASE_URL and CB_CLARITY_USER are required")
+        try:
+            self.zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigurationError(f"CB_CLARITY_TIMEZONE {timezone!r} is not an IANA time zone") from exc
+        self._user = user
+        self._password = password
+        self._cursors = cursor_store
+        self._cursor_name = cursor_name
+        self.overlap = timedelta(seconds=poll_overlap_s)
+        self.page_size = page_size
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
+        self._lock = threading.Lock()
+        self._session: str | None = None
+        self._lookups: dict[str, dict[str, JsonDict]] = {}
+        self.logins = 0
+        """Successful logins so far (the first one plus re-logins after a 401)."""
+
+    def close(self) -> None:
+        self._http.close()
+
+    # session
+
+    @property
+    def session_id(self) -> str | None:
+        """The current ServiceStack session id (sent as ``X-ss-pid``), None before the first call."""
+        return self._session
+
+    def _login(self) -> str:
+        with translate_transport_errors():
+            response = self._http.post("/auth/identity", json={
+                "UserName": self._user, "Password": self._password, "RememberMe": True})
+        if response.status_code == 401:
+            raise UpstreamAuthFailed("Clarity refused the login", suggested_fix=(
+                "Check CB_CLARITY_USER and CB_CLARITY_PASSWORD."), details={"http_status": 401})
+        error = error_for_response(response)
+        if error is not None:
+            raise error
+        body = _loads(response.content) if response.content else {}
+        session = (body.get("SessionId") if isinstance(body, dict) else None) \
+            or response.cookies.get("ss-pid") or response.cookies.get("ss-id")
+        if not session:
+            raise UpstreamAuthFailed("Clarity's login answer carried no session id")
+        self._http.cookies.clear()  # the session rides on X-ss-pid only; no stale cookie can shadow it
+        self.logins += 1
+        return str(session)
+
+    def _current_session(self, stale: str | None = None) -> str:
+        """The session to use; logs in when there is none or when ``stale`` was refused (once per thread race)."""
+        with self._lock:
+            if self._session is None or self._session == stale:
+                self._session = self._login()
+            return self._session
+
+    def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              body: Any = UNSET) -> httpx.Response:
+        """One API call: a 401 triggers one re-login and one repeat; then the error table applies."""
+        session = self._current_session()
+        for attempt in (1, 2):
+            headers = {"X-ss-pid": session, "X-ss-id": session, "Accept": "application/json"}
+            kwargs: dict[str, Any] = {"params": params, "headers": headers}
+            if body is not UNSET:
+                kwargs["json"] = body
+            with translate_transport_errors():
+                response = self._http.request(method, path, **kwargs)
+            if response.status_code != 401:
+                break
+            if attempt == 1:
+                session = self._current_session(stale=session)
+        error = error_for_response(response)
+        if error is not None:
+            raise error
+        return response
+
+    def _json(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              body: Any = UNSET) -> Any:
+        response = self._send(method, path, params=params, body=body)
+        if response.status_code == 204 or not response.content:
+            raise not_found(response)
+        return _loads(response.content)
+
+    def _action(self, method: str, path: str, body: Any = UNSET) -> JsonDict:
+        response = self._send(method, path, body=body)
+        result = _loads(response.content) if response.content else {}
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"{method} {path} answered {result!r}, not a CEFActionResponse")
+        error = action_error(response, result)
+        if error is not None:
+            raise error
+        return result
+
+    # lookups
+
+    def _search(self, entities: str, query: Mapping[str, Any], *, page: int = 1, size: int | None = None,
+                sorts: list[dict[str, str]] | None = None) -> JsonDict:
+        params = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in query.items()}
+        params["Paging"] = json.dumps({"Size": size or self.page_size, "StartIndex": page})
+        if sorts:
+            params["Sorts"] = json.dumps(sorts)
+        result = self._json("GET", f"/Ordering/{entities}", params=params)
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"search {entities} answered {type(result).__name__}, not paged results")
+        return result
+
+    def load_lookups(self) -> None:
+        tables: dict[str, dict[str, JsonDict]] = {}
+        for table, entities in LOOKUP_TABLES.items():
+            rows: dict[str, JsonDict] = {}
+            page = 1
+            while True:
+                result = self._search(entities, {}, page=page, size=200)
+                batch = result.get("Results") or []
+                for row in batch:
+                    for name in (row.get("CustomKey"), row.get("Name")):
+                        if name:
+                            rows.setdefault(str(name).lower(), row)
+                if len(batch) < 200:
+                    break
+                page += 1
+            tables[table] = rows
+        self._lookups = tables
+
+    def lookup_id(self, table: str, key: str) -> int:
+        """The ID of the row with this key (or name) in the ``status``, ``state`` or ``type`` table."""
+        if not self._lookups:
+            self.load_lookups()
+        row = self._lookups.get(table, {}).get(key.lower())
+        if row is None:
+            raise NotFound(f"Clarity has no sales-order {table} {key!r}", suggested_fix=(
+                f"Create the {table} {key!r} in Clarity or fix the configured status map, then replay."))
+        return int(row["ID"])
+
+    def status_id(self, key: str) -> int:
+        return self.lookup_id("status", key)
+
+    # orders
+
+    def get_order(self, order_id: int) -> JsonDict:
+        result = self._json("GET", f"/Ordering/SalesOrder/ID/{int(order_id)}")
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"order {order_id}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
+    def get_order_by_key(self, key: str) -> JsonDict:
+        """By CustomKey through the search (``CustomKeyStrict``), which API-Admin serves; then by ID."""
+        found = self._search("SalesOrders", {"CustomKey": key, "CustomKeyStrict": "true"}, size=2)
+        rows = [r for r in found.get("Results") or [] if r.get("CustomKey") == key]
+        if not rows:
+            raise NotFound(f"Clarity has no sales order with key {key!r}",
+                           suggested_fix="Check the order key; the order may not be visible in Clarity yet.")
+        return self.get_order(int(rows[0]["ID"]))
+
+    def poll_changed_orders(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Orders changed since the cursor, each change once; ``deliver`` stores them, then the cursor moves.
+
+        Parameters
+        ----------
+        deliver:
+            Called once with the new events (oldest first), e.g. to record them in the inbox. If it raises,
+            the cursor is not saved and the next poll returns the same changes (same event ids).
+        limit:
+            Stop after this many new events; the next poll continues from there.
+
+        Returns
+        -------
+        PollResult
+            The events delivered and the number of requests and rows read.
+
+        Notes
+        -----
+        Seek paging: rows are sorted by ``UpdatedDate`` ascending and each next request starts at the
+        last ``UpdatedDate`` read, so an order that changes while we page moves to the end instead of
+        shifting another row past us. Rows at the boundary come back and are dropped as duplicates.
+        """
+        state = CursorState.load(self._cursors.get(self._cursor_name))
+        start = state.query_from(self.overlap)
+        query_from = start
+        page, pages, rows_read = 1, 0, 0
+        events: list[JsonDict] = []
+        sorts = [{"field": "UpdatedDate", "dir": "asc"}, {"field": "ID", "dir": "asc"}]
+        while len(events) < limit:
+            query = {"ModifiedSince": format_local(query_from, self.zone)} if query_from else {}
+            result = self._search("SalesOrders", query, page=page, sorts=sorts)
+            pages += 1
+            batch = result.get("Results") or []
+            rows_read += len(batch)
+            newest = query_from
+            for row in batch:
+                changed_text = row.get("UpdatedDate") or row.get("CreatedDate")
+                changed_at = parse_local(str(changed_text), self.zone) if changed_text else datetime.min.replace(
+                    tzinfo=UTC)
+                if newest is None or changed_at > newest:
+                    newest = changed_at
+                if state.note(change_fingerprint(row, self.zone), changed_at):
+                    events.append(change_event(row, self.zone))
+                    if len(events) >= limit:
+                        break
+            if len(batch) < self.page_size:
+                break
+            if newest is not None and newest != query_from:
+                query_from, page = newest, 1
+            else:
+                page += 1  # a full page of one timestamp: step past it by page number
+        if events:
+            deliver(events)
+        state.prune(self.overlap)
+        self._cursors.set(self._cursor_name, state.dump())
+        return PollResult(events=events, pages=pages, rows=rows_read)
+
+    # writes
+
+    def apply_action(self, order_id: int, action: ClarityAction) -> JsonDict:
+        if action not in (*ACTIONS_BY_STATUS.values(), "CapturePayment"):
+            raise UpstreamRejected(f"{action!r} is not a Clarity sales-order action")
+        result = self._action("PATCH", f"/Ordering/SalesOrder/{action}/{int(order_id)}")
+        messages = [str(m) for m in result.get("Messages") or []]
+        changed = not any(m.upper().startswith("INFO!") for m in messages)
+        return {"order_id": int(order_id), "action": action, "changed": changed, "messages": messages}
+
+    def set_status(self, order_id: int, status_key: str) -> JsonDict:
+        status_id = self.status_id(status_key)  # NotFound for a status the install does not have
+        action = ACTIONS_BY_STATUS.get(status_key)
+        if action is not None:
+            return {**self.apply_action(order_id, action), "status_id": status_id}
+        order = self.get_order(order_id)
+        if order.get("StatusID") == status_id:
+            return {"order_id": int(order_id), "action": "Update", "changed": False, "messages": [],
+                    "status_id": status_id}
+        self._action("PUT", "/Ordering/SalesOrder/Update", {"ID": int(order_id), "StatusID": status_id})
+        return {"order_id": int(order_id), "action": "Update", "changed": True, "messages": [],
+                "status_id": status_id}
+
+    @staticmethod
+    def _has_transaction(order: Mapping[str, Any], transaction_number: str) -> bool:
+        if order.get("PaymentTransactionID") == transaction_number:
+            return True
+        for link in order.get("SalesOrderPayments") or []:
+            slave = link.get("Slave") if isinstance(link, Mapping) else None
+            if isinstance(slave, Mapping) and slave.get("TransactionNumber") == transaction_number:
+                return True
+        return False
+
+    def add_payment(
+        self, order_id: int, *, amount: str, transaction_number: str,
+        payment: Mapping[str, Any] | None = None,
+    ) -> JsonDict:
+        """AddPayment, made idempotent by the transaction number (Clarity itself has no idempotency keys).
+
+        The order is read first: if its ``PaymentTransactionID`` or one of its payments already carries
+        ``transaction_number``, nothing is sent. After a successful AddPayment the order's
+        ``PaymentTransactionID`` is set to ``transaction_number`` (when empty) as the marker for a retry.
+        """
+        order = self.get_order(order_id)
+        if self._has_transaction(order, transaction_number):
+            return {"order_id": int(order_id), "transaction_number": transaction_number, "added": False}
+        model = {"Amount": str(amount), "TransactionNumber": transaction_number,
+                 "StatusKey": "Payment Received", **dict(payment or {})}
+        self._action("PATCH", "/Ordering/SalesOrder/AddPayment", {"ID": int(order_id), "Payment": model})
+        if not order.get("PaymentTransactionID"):
+            self._action("PUT", "/Ordering/SalesOrder/Update",
+                         {"ID": int(order_id), "PaymentTransactionID": transaction_number})
+        return {"order_id": int(order_id), "transaction_number": transaction_number, "added": True}
+

@@ -1,0 +1,1 @@
+"""ERPNext connector: the REST resource API over httpx, idempotent by our external keys."""

@@ -1,0 +1,150 @@
+"""``StripeSdkGateway``: the StripeGateway port on the official SDK's ``StripeClient`` (sync calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+
+from commerce_bridge.connectors.stripe.errors import translate_stripe_errors
+from commerce_bridge.errors import ConfigurationError
+
+__all__ = ["DEFAULT_API_VERSION", "StripeSdkGateway", "build_stripe_client"]
+
+DEFAULT_API_VERSION: str = stripe.api_version
+"""The API version the installed SDK was generated for (``2026-10-28.endive`` for stripe-python 16.1)."""
+
+JsonDict = dict[str, Any]
+
+
+def build_stripe_client(
+    api_key: str, *, api_base: str | None = None, api_version: str = DEFAULT_API_VERSION,
+    timeout_s: float = 30.0, http_client: stripe.HTTPClient | None = None,
+) -> stripe.StripeClient:
+    """The one ``StripeClient`` of the process (call it in bootstrap; never set ``stripe.api_key``).
+
+    Parameters
+    ----------
+    api_key:
+        ``CB_STRIPE_API_KEY`` (``sk_...`` or ``rk_...``).
+    api_base:
+        ``CB_STRIPE_API_BASE``; None for Stripe itself, e.g. ``http://127.0.0.1:12111`` for the emulator.
+    api_version:
+        ``CB_STRIPE_API_VERSION``, sent as ``Stripe-Version`` on every request.
+    timeout_s:
+        Per-request timeout of the default HTTP client.
+    http_client:
+        Another ``stripe.HTTPClient`` (tests); ``timeout_s`` is then that client's business.
+
+    Returns
+    -------
+    stripe.StripeClient
+        With the SDK's own retries off (``max_network_retries=0``): the engine retries whole steps.
+
+    Raises
+    ------
+    ConfigurationError
+        No API key.
+    """
+    if not api_key:
+        raise ConfigurationError("CB_STRIPE_API_KEY is empty")
+    client = http_client or stripe.RequestsClient(timeout=timeout_s)
+    return stripe.StripeClient(
+        api_key,
+        stripe_version=api_version,
+        base_addresses={"api": api_base} if api_base else None,
+        max_network_retries=0,
+        http_client=client,
+    )
+
+
+def _plain(obj: Any) -> JsonDict:
+    """A vendor object as a plain JSON-able dict."""
+    if isinstance(obj, stripe.StripeObject):
+        return obj.to_dict()
+    return dict(obj)
+
+
+class StripeSdkGateway:
+    """Implements ``services.gateways.StripeGateway`` with an injected ``stripe.StripeClient``.
+
+    Every POST sends our idempotency key (``options={"idempotency_key": ...}``), so a retried step
+    replays Stripe's first answer; SDK errors leave this class only as ``BridgeError`` (``from`` them).
+    """
+
+    def __init__(self, client: stripe.StripeClient) -> None:
+        self._v1 = client.v1
+
+    @staticmethod
+    def _options(idempotency_key: str) -> stripe.RequestOptions:
+        if not idempotency_key:
+            raise ValueError("an idempotency key is required on every Stripe POST")
+        return {"idempotency_key": idempotency_key}
+
+    # customers
+
+    def find_customer_by_email(self, email: str) -> JsonDict | None:
+        with translate_stripe_errors():
+            page = self._v1.customers.list(params={"email": email, "limit": 1})
+        return _plain(page.data[0]) if page.data else None
+
+    def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        with translate_stripe_errors():
+            customer = self._v1.customers.create(params=dict(params),  # type: ignore[arg-type]
+                                                 options=self._options(idempotency_key))
+        return _plain(customer)
+
+    def update_customer(self, customer_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        with translate_stripe_errors():
+            customer = self._v1.customers.update(customer_id, params=dict(params),  # type: ignore[arg-type]
+                                                 options=self._options(idempotency_key))
+        return _plain(customer)
+
+    # payment intents
+
+    def create_payment_intent(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        with translate_stripe_errors():
+            intent = self._v1.payment_intents.create(params=dict(params),  # type: ignore[arg-type]
+                                                     options=self._options(idempotency_key))
+        return _plain(intent)
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> JsonDict:
+        with translate_stripe_errors():
+            intent = self._v1.payment_intents.retrieve(payment_intent_id, params={"expand": ["latest_charge"]})
+        return _plain(intent)
+
+    def capture_payment_intent(
+        self, payment_intent_id: str, *, amount_to_capture: int | None, idempotency_key: str
+    ) -> JsonDict:
+        params: dict[str, Any] = {"expand": ["latest_charge"]}
+        if amount_to_capture is not None:
+            params["amount_to_capture"] = amount_to_capture
+        with translate_stripe_errors():
+            intent = self._v1.payment_intents.capture(payment_intent_id, params=params,  # type: ignore[arg-type]
+                                                      options=self._options(idempotency_key))
+        return _plain(intent)
+
+    def cancel_payment_intent(
+        self, payment_intent_id: str, *, cancellation_reason: str | None, idempotency_key: str
+    ) -> JsonDict:
+        params: dict[str, Any] = {}
+        if cancellation_reason is not None:
+            params["cancellation_reason"] = cancellation_reason
+        with translate_stripe_errors():
+            intent = self._v1.payment_intents.cancel(payment_intent_id, params=params,  # type: ignore[arg-type]
+                                                     options=self._options(idempotency_key))
+        return _plain(intent)
+
+    # refunds and charges
+
+    def create_refund(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        with translate_stripe_errors():
+            refund = self._v1.refunds.create(params=dict(params),  # type: ignore[arg-type]
+                                             options=self._options(idempotency_key))
+        return _plain(refund)
+
+    def retrieve_charge(self, charge_id: str) -> JsonDict:
+        with translate_stripe_errors():
+            charge = self._v1.charges.retrieve(charge_id)
+        return _plain(charge)

@@ -1,0 +1,260 @@
+"""Status maps between Clarity and Stripe (configuration data) and the status precedence of each object kind.
+
+The maps are plain data: ``StatusMap.from_config(dict)`` takes the JSON an operator edits (any
+section left out keeps its default) and ``to_config()`` gives it back. The defaults are the seed's
+and are documented in docs/reference/mappings.md. Clarity status names are CEF's seeded
+SalesOrderStatus keys (facts/clarity-cef-api.md section 4); installs may rename or add statuses,
+so Clarity names are free text here while Stripe statuses are checked against Stripe's enums.
+
+``is_forward(kind, old, new)`` answers "may an object of this kind move from ``old`` to ``new``?"
+so that late or duplicated events never move a status backwards (a PaymentIntent never goes from
+``succeeded`` back to ``processing``). Each kind declares ranks (a higher rank is later; terminal
+statuses share the top rank, so they never replace each other) plus the few legitimate moves to a
+lower or equal rank (a failed attempt sends a PaymentIntent back to ``requires_payment_method``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from commerce_bridge.errors import MappingError, ValidationError
+
+TERMINAL = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Precedence:
+    """The declared order of one object kind's statuses."""
+
+    ranks: Mapping[str, int]
+    also_allowed: frozenset[tuple[str, str]] = frozenset()
+
+    def is_forward(self, old: str | None, new: str) -> bool:
+        if new not in self.ranks:
+            raise MappingError(f"unknown status {new!r}", suggested_fix="add the status to the precedence table")
+        if not old:
+            return True
+        if old not in self.ranks:
+            raise MappingError(f"unknown status {old!r}", suggested_fix="add the status to the precedence table")
+        if old == new:
+            return False
+        return self.ranks[new] > self.ranks[old] or (old, new) in self.also_allowed
+
+
+def _back_to_start(start: str, *states: str) -> frozenset[tuple[str, str]]:
+    return frozenset((state, start) for state in states)
+
+
+def _all_pairs(*states: str) -> frozenset[tuple[str, str]]:
+    return frozenset((a, b) for a in states for b in states if a != b)
+
+
+_INTENT_RANKS = {"requires_payment_method": 0, "requires_confirmation": 1, "requires_action": 2,
+                 "processing": 3, "requires_capture": 4, "succeeded": TERMINAL, "canceled": TERMINAL}
+
+DEFAULT_PRECEDENCE: Mapping[str, Precedence] = MappingProxyType({
+    "payment_intent": Precedence(
+        _INTENT_RANKS,
+        _back_to_start("requires_payment_method", "requires_confirmation", "requires_action", "processing")),
+    "setup_intent": Precedence(
+        {k: v for k, v in _INTENT_RANKS.items() if k != "requires_capture"},
+        _back_to_start("requires_payment_method", "requires_confirmation", "requires_action", "processing")),
+    "charge": Precedence({"pending": 0, "succeeded": TERMINAL, "failed": TERMINAL}),
+    "refund": Precedence({"pending": 0, "requires_action": 1, "succeeded": 5, "failed": TERMINAL,
+                          "canceled": TERMINAL}),
+    "dispute": Precedence(
+        {"warning_needs_response": 0, "warning_under_review": 1, "needs_response": 2, "under_review": 3,
+         "lost": 5, "appeal_needs_response": 6, "appeal_under_review": 7, "won": TERMINAL,
+         "warning_closed": TERMINAL, "prevented": TERMINAL},
+        frozenset({("appeal_under_review", "lost")})),
+    "payout": Precedence({"pending": 0, "in_transit": 1, "paid": 2, "failed": TERMINAL, "canceled": TERMINAL}),
+    "invoice": Precedence({"draft": 0, "open": 1, "uncollectible": 2, "paid": TERMINAL, "void": TERMINAL}),
+    "subscription": Precedence(
+        {"incomplete": 0, "trialing": 1, "active": 2, "past_due": 2, "unpaid": 2, "paused": 2,
+         "canceled": TERMINAL, "incomplete_expired": TERMINAL},
+        _all_pairs("active", "past_due", "unpaid", "paused")),
+    # CEF's seeded sort orders; the History statuses (Completed, Void, Split) are terminal.
+    "clarity_order": Precedence(
+        {"Pending": 0, "On Hold": 5, "Confirmed": 10, "Backordered": 11, "Partial Payment Received": 20,
+         "Full Payment Received": 21, "Processing": 30, "Shipped": 40, "Shipped from Vendor": 41,
+         "Ready for Pickup": 42, "Completed": TERMINAL, "Void": TERMINAL, "Split": TERMINAL}),
+})
+
+STRIPE_STATUSES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {kind: frozenset(p.ranks) for kind, p in DEFAULT_PRECEDENCE.items() if kind != "clarity_order"})
+
+
+def is_forward(kind: str, old: str | None, new: str,
+               precedence: Mapping[str, Precedence] | None = None) -> bool:
+    """Whether ``kind`` may move from ``old`` to ``new`` (False for the same status and for regressions).
+
+    ``old`` None or empty means nothing is known yet: any status is forward.
+
+    Raises
+    ------
+    MappingError
+        Unknown kind or status.
+    """
+    table = precedence if precedence is not None else DEFAULT_PRECEDENCE
+    declared = table.get(kind)
+    if declared is None:
+        raise MappingError(f"no status precedence declared for {kind!r}",
+                           suggested_fix=f"use one of {', '.join(sorted(table))}")
+    return declared.is_forward(old, new)
+
+
+# -- the maps ------------------------------------------------------------------------------------
+
+DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType({
+    # Stripe object status -> the Clarity status to set (statuses not listed change nothing).
+    "stripe_to_clarity": {
+        "payment_intent": {
+            "requires_payment_method": "Pending",
+            "requires_confirmation": "Pending",
+            "requires_action": "Pending",
+            "requires_capture": "Confirmed",
+            "succeeded": "Full Payment Received",
+            "canceled": "Void",
+        },
+        "charge": {"succeeded": "Full Payment Received", "failed": "On Hold"},
+    },
+    # Stripe event type -> Clarity status; wins over the object status map for that event.
+    "stripe_events_to_clarity": {
+        "payment_intent.payment_failed": "On Hold",
+        "payment_intent.requires_action": "Pending",
+        "payment_intent.amount_capturable_updated": "Confirmed",
+        "payment_intent.succeeded": "Full Payment Received",
+        "payment_intent.canceled": "Void",
+        "charge.failed": "On Hold",
+        "charge.succeeded": "Full Payment Received",
+    },
+    # Clarity status -> the Stripe PaymentIntent status it calls for.
+    "clarity_to_stripe": {
+        "payment_intent": {
+            "Pending": "requires_payment_method",
+            "Full Payment Received": "succeeded",
+            "Shipped": "succeeded",
+            "Completed": "succeeded",
+            "Void": "canceled",
+        },
+    },
+})
+
+
+def _text_map(value: object, where: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"{where} must be an object of status names",
+                              suggested_fix=f"write {where} as {{\"from\": \"to\", ...}}")
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip() or not isinstance(item, str) or not item.strip():
+            raise ValidationError(f"{where}: {key!r} -> {item!r} is not a pair of status names",
+                                  suggested_fix="use non-empty status names on both sides")
+        result[key.strip()] = item.strip()
+    return result
+
+
+def _check_stripe(kind: str, statuses: list[str], where: str) -> None:
+    known = STRIPE_STATUSES.get(kind)
+    if known is None:
+        raise ValidationError(f"{where}: unknown Stripe object kind {kind!r}",
+                              suggested_fix=f"use one of {', '.join(sorted(STRIPE_STATUSES))}")
+    bad = sorted(set(statuses) - known)
+    if bad:
+        raise ValidationError(f"{where}: {', '.join(bad)} is not a Stripe {kind} status",
+                              suggested_fix=f"use one of {', '.join(sorted(known))}")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMap:
+    """Both directions of the Clarity <-> Stripe status mapping."""
+
+    stripe_to_clarity: Mapping[str, Mapping[str, str]]
+    stripe_events_to_clarity: Mapping[str, str]
+    clarity_to_stripe: Mapping[str, Mapping[str, str]]
+    precedence: Mapping[str, Precedence] = field(default_factory=lambda: DEFAULT_PRECEDENCE)
+
+    @classmethod
+    def default(cls) -> StatusMap:
+        return cls.from_config(None)
+
+    @classmethod
+    def from_json(cls, text: str) -> StatusMap:
+        """Load from settings JSON (see ``from_config``)."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValidationError(f"status map is not valid JSON: {exc}",
+                                  suggested_fix="fix the JSON syntax of the status map") from exc
+        return cls.from_config(data)
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any] | None) -> StatusMap:
+        """Build from a dict shaped like ``DEFAULT_CONFIG``; each section given replaces its default.
+
+        Raises
+        ------
+        ValidationError
+            Unknown section, Stripe kind or Stripe status, or a non-text entry.
+        """
+        config: dict[str, Any] = {key: value for key, value in DEFAULT_CONFIG.items()}
+        if data is not None:
+            if not isinstance(data, Mapping):
+                raise ValidationError("status map must be a JSON object",
+                                      suggested_fix="see docs/reference/mappings.md for the shape")
+            unknown = sorted(set(data) - set(DEFAULT_CONFIG))
+            if unknown:
+                raise ValidationError(f"unknown status map section(s): {', '.join(unknown)}",
+                                      suggested_fix=f"use {', '.join(DEFAULT_CONFIG)}")
+            config.update(data)
+        to_clarity = cls._by_kind(config["stripe_to_clarity"], "stripe_to_clarity", keys_are_stripe=True)
+        to_stripe = cls._by_kind(config["clarity_to_stripe"], "clarity_to_stripe", keys_are_stripe=False)
+        events = _text_map(config["stripe_events_to_clarity"], "stripe_events_to_clarity")
+        for event_type in events:
+            if "." not in event_type:
+                raise ValidationError(f"stripe_events_to_clarity: {event_type!r} is not a Stripe event type",
+                                      suggested_fix="use event types such as payment_intent.succeeded")
+        return cls(stripe_to_clarity=to_clarity, stripe_events_to_clarity=MappingProxyType(events),
+                   clarity_to_stripe=to_stripe)
+
+    @staticmethod
+    def _by_kind(section: object, where: str, *, keys_are_stripe: bool) -> Mapping[str, Mapping[str, str]]:
+        if not isinstance(section, Mapping):
+            raise ValidationError(f"{where} must be an object keyed by Stripe object kind",
+                                  suggested_fix=f"write {where} as {{\"payment_intent\": {{...}}}}")
+        result: dict[str, Mapping[str, str]] = {}
+        for kind, pairs in section.items():
+            mapping = _text_map(pairs, f"{where}.{kind}")
+            _check_stripe(str(kind), list(mapping) if keys_are_stripe else list(mapping.values()),
+                          f"{where}.{kind}")
+            result[str(kind)] = MappingProxyType(mapping)
+        return MappingProxyType(result)
+
+    def to_config(self) -> dict[str, Any]:
+        """The map as JSON-able configuration data (round-trips through ``from_config``)."""
+        return {
+            "stripe_to_clarity": {k: dict(v) for k, v in self.stripe_to_clarity.items()},
+            "stripe_events_to_clarity": dict(self.stripe_events_to_clarity),
+            "clarity_to_stripe": {k: dict(v) for k, v in self.clarity_to_stripe.items()},
+        }
+
+    def clarity_status_for(self, kind: str, stripe_status: str, *, event_type: str | None = None) -> str | None:
+        """The Clarity status a Stripe ``kind`` in ``stripe_status`` calls for; None = leave the order alone.
+
+        An ``event_type`` listed in ``stripe_events_to_clarity`` wins over the status map.
+        """
+        if event_type and event_type in self.stripe_events_to_clarity:
+            return self.stripe_events_to_clarity[event_type]
+        return self.stripe_to_clarity.get(kind, {}).get(stripe_status)
+
+    def stripe_status_for(self, clarity_status: str, kind: str = "payment_intent") -> str | None:
+        """The Stripe status a Clarity status calls for (e.g. Void -> canceled); None = no Stripe action."""
+        return self.clarity_to_stripe.get(kind, {}).get(clarity_status)
+
+    def should_update_clarity(self, current: str | None, target: str) -> bool:
+        """Whether moving the Clarity order from ``current`` to ``target`` is forward (see ``is_forward``)."""
+        return is_forward("clarity_order", current, target, self.precedence)

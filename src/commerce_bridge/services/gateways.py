@@ -1,0 +1,285 @@
+"""Ports to the three vendor systems of order to cash: Stripe, Clarity and the ERP (plus the poll cursor).
+
+The workflows' step actions call these Protocols; ``connectors/stripe``, ``connectors/clarity`` and
+``connectors/erp`` implement them. Values at this boundary are plain JSON-able dicts (the vendor's own
+object) because the domain types for them do not exist yet; amounts arrive already converted by
+``mapping/`` into the vendor's unit (Stripe: integer units as Stripe counts them; Clarity and ERPNext:
+decimal strings in major units). Vendor JSON numbers with a fraction are returned as **strings** (never
+floats) so that no amount is ever rounded on the way in.
+
+Every method raises only ``commerce_bridge.errors.BridgeError`` subclasses: ``TransientError`` (the engine
+retries the step with the same idempotency key) or ``PermanentError`` (the run goes to the DLQ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "ClarityGateway",
+    "CursorStore",
+    "ErpGateway",
+    "PollResult",
+    "StripeGateway",
+]
+
+JsonDict = dict[str, Any]
+
+
+class StripeGateway(Protocol):
+    """Stripe's API as order to cash needs it.
+
+    Every POST carries the caller's idempotency key (``"{run_id}:{step_id}"``), so retrying a step
+    replays Stripe's first answer instead of charging twice.
+    """
+
+    def find_customer_by_email(self, email: str) -> JsonDict | None:
+        """The newest customer with exactly this email.
+
+        Parameters
+        ----------
+        email:
+            The e-mail address as stored on the customer (Stripe compares it case-sensitively).
+
+        Returns
+        -------
+        dict or None
+            The customer object, or None when there is none.
+
+        Raises
+        ------
+        TransientError, PermanentError
+            As the error table in ``connectors/stripe/errors.py`` says.
+        """
+        ...
+
+    def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        """Create a customer.
+
+        Parameters
+        ----------
+        params:
+            Stripe's customer parameters (``email``, ``name``, ``phone``, ``address``, ``metadata``, ...).
+        idempotency_key:
+            ``"{run_id}:{step_id}"``.
+
+        Returns
+        -------
+        dict
+            The customer object.
+        """
+        ...
+
+    def update_customer(self, customer_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        """Update customer ``customer_id`` with ``params``; returns the customer object."""
+        ...
+
+    def create_payment_intent(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        """Create (and, with ``confirm=True``, confirm) a PaymentIntent.
+
+        Parameters
+        ----------
+        params:
+            Stripe's parameters, already converted: ``amount`` (Stripe units), ``currency``,
+            ``customer``, ``payment_method``, ``confirm``, ``capture_method``, ``metadata``,
+            ``receipt_email``, ...
+        idempotency_key:
+            ``"{run_id}:{step_id}"``; the same key with the same params returns the same PaymentIntent.
+
+        Returns
+        -------
+        dict
+            The PaymentIntent object.
+
+        Raises
+        ------
+        UpstreamRejected
+            A decline (``details["decline_code"]``), bad parameters, or a reused key with other params.
+        RateLimited, Conflict, UpstreamUnavailable
+            Transient; the engine retries with the same key.
+        """
+        ...
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> JsonDict:
+        """The PaymentIntent with ``latest_charge`` expanded; NotFound if it does not exist."""
+        ...
+
+    def capture_payment_intent(
+        self, payment_intent_id: str, *, amount_to_capture: int | None, idempotency_key: str
+    ) -> JsonDict:
+        """Capture an authorised PaymentIntent, fully (``None``) or partly (Stripe units)."""
+        ...
+
+    def cancel_payment_intent(
+        self, payment_intent_id: str, *, cancellation_reason: str | None, idempotency_key: str
+    ) -> JsonDict:
+        """Cancel a PaymentIntent that is not captured yet; ``cancellation_reason`` as Stripe names it."""
+        ...
+
+    def create_refund(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        """Refund a charge or PaymentIntent (``charge``/``payment_intent``, optional ``amount``, ``reason``)."""
+        ...
+
+    def retrieve_charge(self, charge_id: str) -> JsonDict:
+        """The charge object; NotFound if it does not exist."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one poll of Clarity's changed orders found."""
+
+    events: list[JsonDict]
+    """Inbox-shaped events ``{"id", "type", "data"}``, each change once, oldest first."""
+    pages: int
+    """Search requests made."""
+    rows: int
+    """Rows read, duplicates from the overlap window included."""
+
+
+class CursorStore(Protocol):
+    """Durable storage of poll cursors (one opaque string per name)."""
+
+    def get(self, name: str) -> str | None:
+        """The value stored under ``name``, or None before the first ``set``."""
+        ...
+
+    def set(self, name: str, value: str) -> None:
+        """Store ``value`` under ``name`` durably (replacing the old value)."""
+        ...
+
+
+ClarityAction = Literal[
+    "Confirm", "Pending", "Hold", "Backorder", "CreatePickTicket", "DropShip", "Ship",
+    "ReadyForPickup", "Complete", "Void", "CapturePayment",
+]
+
+
+class ClarityGateway(Protocol):
+    """Clarity eCommerce (CEF) as order to cash needs it."""
+
+    def load_lookups(self) -> None:
+        """Load the sales-order status, state and type tables (call once at start-up).
+
+        Raises
+        ------
+        UpstreamAuthFailed, UpstreamUnavailable
+            Clarity refused the login or is down.
+        """
+        ...
+
+    def status_id(self, key: str) -> int:
+        """The ID of the sales-order status with this key (``"On Hold"``); NotFound when unknown."""
+        ...
+
+    def poll_changed_orders(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Orders created or changed since the stored cursor, each change once.
+
+        Parameters
+        ----------
+        deliver:
+            Called once with the new inbox-shaped events (oldest first), e.g. to record them in the inbox.
+            The cursor is saved only after it returns, so a crash or an exception re-delivers the same
+            changes with the same event ids (at least once; the inbox de-duplicates).
+        limit:
+            Stop after this many new events (the next poll resumes there).
+
+        Returns
+        -------
+        PollResult
+            The events delivered and how many requests and rows the poll took.
+        """
+        ...
+
+    def get_order(self, order_id: int) -> JsonDict:
+        """The full order (items, payments, contacts); NotFound when Clarity answers 204."""
+        ...
+
+    def get_order_by_key(self, key: str) -> JsonDict:
+        """The full order by its CustomKey (``WEB-100001``); NotFound when there is none."""
+        ...
+
+    def apply_action(self, order_id: int, action: ClarityAction) -> JsonDict:
+        """Run a status action route (``PATCH /Ordering/SalesOrder/{action}/{ID}``).
+
+        Returns
+        -------
+        dict
+            ``{"order_id", "action", "changed", "messages"}``; ``changed`` is False when the order was
+            already in that status (Clarity's ``INFO!`` answer).
+
+        Raises
+        ------
+        UpstreamRejected
+            ``ActionSucceeded: false`` (for example an unknown order).
+        """
+        ...
+
+    def set_status(self, order_id: int, status_key: str) -> JsonDict:
+        """Put the order in the status with this key (an action route when one exists, else Update)."""
+        ...
+
+    def add_payment(
+        self, order_id: int, *, amount: str, transaction_number: str,
+        payment: Mapping[str, Any] | None = None,
+    ) -> JsonDict:
+        """Record a payment on the order (``PATCH /Ordering/SalesOrder/AddPayment``).
+
+        Parameters
+        ----------
+        order_id:
+            The order's ID.
+        amount:
+            Decimal string in major units (``"29.09"``), at most the balance due.
+        transaction_number:
+            The Stripe charge id; a second call with the same id is a no-op.
+        payment:
+            Extra PaymentModel fields (``PaymentMethodKey``, ``Last4CardDigits``, ...).
+
+        Returns
+        -------
+        dict
+            ``{"order_id", "transaction_number", "added"}``; ``added`` is False for a repeat.
+        """
+        ...
+
+
+class ErpGateway(Protocol):
+    """ERPNext's REST resource API, idempotent by our external keys."""
+
+    def get_doc(self, doctype: str, name: str) -> JsonDict:
+        """One document with its child tables; NotFound when it does not exist."""
+        ...
+
+    def list_docs(
+        self, doctype: str, *, filters: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
+        fields: Sequence[str] = ("name",), limit: int = 20, order_by: str | None = None,
+    ) -> list[JsonDict]:
+        """Documents matching frappe ``filters`` (``[[field, op, value], ...]``)."""
+        ...
+
+    def find_by(self, doctype: str, field: str, value: Any) -> JsonDict | None:
+        """The full document whose ``field`` equals ``value`` (the oldest if several), or None."""
+        ...
+
+    def ensure_customer(self, doc: Mapping[str, Any]) -> JsonDict:
+        """The customer with this ``email_id`` (or ``customer_name`` without one), created if missing."""
+        ...
+
+    def ensure_item(self, doc: Mapping[str, Any]) -> JsonDict:
+        """The item with this ``item_code``, created if missing."""
+        ...
+
+    def ensure_sales_order(self, doc: Mapping[str, Any], *, submit: bool = True) -> JsonDict:
+        """The Sales Order whose ``po_no`` (the Clarity order key) matches, created (and submitted) if missing."""
+        ...
+
+    def ensure_payment_entry(self, doc: Mapping[str, Any], *, submit: bool = True) -> JsonDict:
+        """The Payment Entry whose ``reference_no`` (the Stripe charge id) matches, created if missing."""
+        ...
+
+    def submit(self, doctype: str, name: str) -> JsonDict:
+        """Submit a draft (``docstatus`` 0 -> 1); a submitted document is returned as it is."""
+        ...

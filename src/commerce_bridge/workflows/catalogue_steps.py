@@ -1,0 +1,334 @@
+"""Declarations of the step types workflows may use (no implementations: actions are bound in bootstrap).
+
+Shared shapes, referred to by the declarations:
+
+* **money**: ``{"minor": 1999, "currency": "USD"}``, integer minor units of the ISO 4217 currency.
+* **order** (the output of ``core.validate.order``): ``{"external_id", "key", "status", "currency",
+  "total", "tax", "shipping", "discount"`` (money), ``"lines": [{"sku", "quantity", "unit_price"
+  (money), "description"}]``, ``"customer": {"email", "name", "phone", "billing_address",
+  "external_ids"}``, ``"shipping_address"``, ``"payment_method_ref"``, ``"needs_payment"``\\ ``}``.
+* **address**: ``{"line1", "line2", "city", "region", "postal_code", "country", "name"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commerce_bridge.workflows.catalogue import Param, StepType
+
+_MONEY = {"minor": 3570, "currency": "USD"}
+_ADDRESS = {"line1": "1 Main St", "line2": "", "city": "Austin", "region": "TX", "postal_code": "78701",
+            "country": "US", "name": "Ann Lee"}
+_CUSTOMER = {"email": "ann@example.com", "name": "Ann Lee", "phone": "+15125550100",
+             "billing_address": _ADDRESS, "external_ids": {"clarity": "17"}}
+_ORDER: dict[str, Any] = {
+    "external_id": "42", "key": "WEB-100001", "status": "Pending", "currency": "USD",
+    "total": _MONEY, "tax": {"minor": 120, "currency": "USD"}, "shipping": {"minor": 500, "currency": "USD"},
+    "discount": {"minor": 200, "currency": "USD"},
+    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price": {"minor": 1250, "currency": "USD"},
+               "description": "Widget"}, {"sku": "SKU-2", "quantity": 1, "unit_price": {"minor": 650,
+                                                                                       "currency": "USD"},
+                                          "description": "Gadget"}],
+    "customer": _CUSTOMER, "shipping_address": _ADDRESS, "payment_method_ref": "pm_card_visa",
+    "needs_payment": True,
+}
+_CLARITY_ORDER: dict[str, Any] = {
+    "ID": 42, "CustomKey": "WEB-100001", "StatusKey": "Pending", "StateKey": "WORK", "TypeKey": "Web",
+    "CurrencyKey": "USD", "BalanceDue": 35.7,
+    "Totals": {"SubTotal": 31.5, "Shipping": 5.0, "Tax": 1.2, "Discounts": -2.0, "Total": 35.7},
+    "UserContactEmail": "ann@example.com",
+    "SalesItems": [{"Sku": "SKU-1", "Quantity": 2, "UnitCorePrice": 12.5}],
+    "SerializableAttributes": {"StripePaymentMethodID": {"Value": "pm_card_visa"}},
+}
+_PI: dict[str, Any] = {
+    "id": "pi_3Example", "status": "succeeded", "amount": _MONEY, "amount_received": _MONEY,
+    "amount_capturable": {"minor": 0, "currency": "USD"}, "capture_method": "automatic",
+    "latest_charge": "ch_3Example", "customer": "cus_Example", "next_action_url": None,
+    "metadata": {"clarity_order_id": "42", "clarity_order_key": "WEB-100001"},
+}
+_UNAVAILABLE = ("UpstreamUnavailable", "timeout, connection error or 5xx; retried with backoff, then DLQ.")
+_RATE = ("RateLimited", "429; retried after max(Retry-After, backoff).")
+_AUTH = ("UpstreamAuthFailed", "401/403: credentials or permissions are wrong; DLQ and the connector pauses.")
+_ORDER_ID = Param("order_id", "string", "The Clarity sales order ID (a number or its string form).",
+                  required=True)
+_PI_ID = Param("payment_intent_id", "string", "The PaymentIntent id (`pi_...`).", required=True)
+
+
+def _ex(step_id: str, uses: str, **with_: Any) -> dict[str, Any]:
+    return {"id": step_id, "uses": uses, "with": with_} if with_ else {"id": step_id, "uses": uses}
+
+
+STEP_TYPES: tuple[StepType, ...] = (
+    StepType(
+        type="core.audit.record", summary="Record the triggering event in the audit log.",
+        description="Writes one audit row per run (source, event id, event type). Used by the built-in "
+                    "`core.audit` workflow.",
+        params=(), output="`{\"recorded\": bool}`: false when the row already existed.",
+        example_output={"recorded": True},
+        idempotency="The audit row is keyed by the run id; a repeat is a no-op that answers `recorded: false`.",
+        errors=(("StoreUnavailable", "our database is unreachable; retried."),),
+        examples=(_ex("record", "core.audit.record"),),
+    ),
+    StepType(
+        type="outbound.webhook.post", summary="POST the triggering event, signed, to the configured outbound URL.",
+        description="Sends the event body as received, with an `X-Bridge-Signature` HMAC header, to the "
+                    "outbound webhook configured in settings. Used by the built-in `core.forward` workflow.",
+        params=(), output="`{\"status\": int}`: the receiver's HTTP status.", example_output={"status": 200},
+        idempotency="The delivery carries the idempotency key as `Idempotency-Key`; receivers de-duplicate by it.",
+        errors=(_UNAVAILABLE, _RATE, ("UpstreamRejected", "the receiver answered 4xx.")),
+        examples=(_ex("post", "outbound.webhook.post"),),
+    ),
+    StepType(
+        type="core.identity.lookup", summary="Find the id another system uses for one of our entities.",
+        description="Reads the identity map: the link of (`entity`, `key`) in `system`. Not finding a link "
+                    "is not an error: the output says `found: false`.",
+        params=(Param("entity", "string", "The kind of entity.", required=True,
+                      choices=("customer", "order", "payment", "product")),
+                Param("key", "string", "Our key of the entity: the normalised email for a customer, the "
+                                       "Clarity order key for an order or payment.", required=True),
+                Param("system", "string", "The system whose id is wanted.", required=True,
+                      choices=("stripe", "clarity", "erp"))),
+        output="`{\"found\": bool, \"external_id\": str | null, \"entity_id\": str | null}`.",
+        example_output={"found": True, "external_id": "cus_Example", "entity_id": "6f1c0d3e-0000-4000-8000-000000000001"},
+        idempotency="Read only.", writes=False,
+        errors=(("StoreUnavailable", "our database is unreachable; retried."),
+                ("ValidationError", "an empty key.")),
+        examples=(_ex("known_customer", "core.identity.lookup", entity="customer",
+                      key="${ steps.order.customer.email }", system="stripe"),),
+    ),
+    StepType(
+        type="core.identity.link", summary="Link one of our entities to its id in another system.",
+        description="Writes the identity map: one link per (entity, system). Customers are de-duplicated by "
+                    "normalised email (lower case, trimmed). Linking the same id again is a no-op.",
+        params=(Param("entity", "string", "The kind of entity.", required=True,
+                      choices=("customer", "order", "payment", "product")),
+                Param("key", "string", "Our key of the entity (normalised email, order key...).", required=True),
+                Param("system", "string", "The other system.", required=True, choices=("stripe", "clarity", "erp")),
+                Param("external_id", "string", "The entity's id in that system.", required=True)),
+        output="`{\"entity_id\": str, \"created\": bool}`.",
+        example_output={"entity_id": "6f1c0d3e-0000-4000-8000-000000000001", "created": True},
+        idempotency="An upsert by (entity, key, system): repeating it changes nothing.",
+        errors=(("Conflict", "the entity is already linked to a different id in that system (a merge is needed): "
+                             "after retries, DLQ with both ids."),
+                ("StoreUnavailable", "our database is unreachable; retried.")),
+        examples=(_ex("link_customer", "core.identity.link", entity="customer",
+                      key="${ steps.order.customer.email }", system="stripe",
+                      external_id="${ steps.customer.id }"),),
+    ),
+    StepType(
+        type="core.validate.order", summary="Check a Clarity order and translate it into the bridge's order shape.",
+        description="Pure: maps the full Clarity sales order model (as `clarity.order.get` returns it) into "
+                    "the **order** shape (see the module docstring of catalogue_steps.py): exact money in "
+                    "minor units, normalised email, harmonised addresses. `needs_payment` is true when the "
+                    "order's status is `Pending`, it has a balance due and no `PaymentTransactionID`.",
+        params=(Param("order", "object", "The Clarity sales order model (full projection).", required=True),),
+        output="The **order** object.", example_output=_ORDER,
+        idempotency="Pure; no side effects.", writes=False,
+        errors=(("ValidationError", "an invalid email, no lines, a missing currency: fix the order in Clarity, "
+                                    "then replay."),
+                ("MappingError", "an amount finer than the currency's minor unit or an unknown currency.")),
+        examples=(_ex("order", "core.validate.order", order="${ steps.get }"),),
+    ),
+    StepType(
+        type="clarity.order.get", summary="Read a sales order from Clarity by ID (full model).",
+        description="`GET /Ordering/SalesOrder/ID/{ID}`. The output is Clarity's model as is (PascalCase; "
+                    "fields with default values omitted).",
+        params=(_ORDER_ID,), output="The Clarity sales order model.", example_output=_CLARITY_ORDER,
+        idempotency="Read only.", writes=False,
+        errors=(("NotFound", "Clarity answered 204: no such order."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("get", "clarity.order.get", order_id="${ event.data.ID }"),),
+    ),
+    StepType(
+        type="clarity.order.find_by_key", summary="Find a Clarity sales order by its key (CustomKey).",
+        description="`GET /Ordering/SalesOrder/Key/{Key}`. A Stripe event can arrive before the order is "
+                    "visible in Clarity: with `missing: retry` (the default) not finding it is retried like "
+                    "a transient error (give the step a generous `retry`), never dropped or mis-assigned.",
+        params=(Param("order_key", "string", "The order's CustomKey, e.g. `WEB-100001`.", required=True),
+                Param("missing", "string", "What not finding the order does.", default="retry",
+                      choices=("retry", "error"))),
+        output="The Clarity sales order model.", example_output=_CLARITY_ORDER,
+        idempotency="Read only.", writes=False,
+        errors=(("NotFound", "no order with that key; with `missing: retry` it carries `should_retry` and is "
+                             "retried until `max_attempts`."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("find", "clarity.order.find_by_key",
+                      order_key="${ event.data.object.metadata.clarity_order_key }"),),
+    ),
+    StepType(
+        type="clarity.order.set_status", summary="Set a Clarity sales order's status through its action route.",
+        description="Calls the PATCH action route for the status (`Hold`, `Confirm`, `Void`, `Ship`...). "
+                    "Setting the status the order already has changes nothing.",
+        params=(_ORDER_ID,
+                Param("status_key", "string", "The target status.", required=True,
+                      choices=("Pending", "Confirmed", "On Hold", "Backordered", "Processing", "Shipped",
+                               "Ready for Pickup", "Completed", "Void", "Full Payment Received"))),
+        output="`{\"order_id\": str, \"status_key\": str, \"changed\": bool}`.",
+        example_output={"order_id": "42", "status_key": "On Hold", "changed": True},
+        idempotency="Naturally idempotent: Clarity answers an INFO message and changes nothing when the "
+                    "status is already set. The write is fingerprinted so the change does not echo back.",
+        errors=(("NotFound", "200 with `ActionSucceeded: false` for an unknown order."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("hold", "clarity.order.set_status", order_id="${ steps.order.external_id }",
+                      status_key="On Hold"),),
+    ),
+    StepType(
+        type="clarity.order.add_payment", summary="Record a payment on a Clarity sales order (AddPayment).",
+        description="`POST /Ordering/SalesOrder/AddPayment` with the amount and the Stripe charge id as "
+                    "`TransactionNumber`. Clarity lowers `BalanceDue` and sets Partial or Full Payment Received.",
+        params=(_ORDER_ID, Param("amount", "money", "The amount paid.", required=True),
+                Param("transaction_number", "string", "The Stripe charge id (`ch_...`).", required=True)),
+        output="`{\"order_id\": str, \"added\": bool, \"status_key\": str, \"balance_due\": money}`.",
+        example_output={"order_id": "42", "added": True, "status_key": "Full Payment Received",
+                        "balance_due": {"minor": 0, "currency": "USD"}},
+        idempotency="AddPayment has no idempotency key: before adding, the action looks for a payment with "
+                    "the same transaction number (our write fingerprints) and answers `added: false` if found.",
+        errors=(("UpstreamRejected", "`ActionSucceeded: false`: amount <= 0 or above the balance due."),
+                ("NotFound", "unknown order."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("add_payment", "clarity.order.add_payment", order_id="${ steps.find.ID }",
+                      amount="${ steps.payment.amount_received }",
+                      transaction_number="${ steps.payment.latest_charge }"),),
+    ),
+    StepType(
+        type="stripe.customer.ensure", summary="Find or create the Stripe customer for an order's customer.",
+        description="Uses `existing_id` when given and the customer still exists; else searches by email; "
+                    "else creates one (email, name, phone, address, `metadata.clarity_user_id`).",
+        params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),
+                Param("existing_id", "string", "A Stripe customer id already linked (may be null).")),
+        output="`{\"id\": \"cus_...\", \"created\": bool, \"email\": str}`.",
+        example_output={"id": "cus_Example", "created": False, "email": "ann@example.com"},
+        idempotency="The create carries `Idempotency-Key: run_id:step_id`.",
+        errors=(("UpstreamRejected", "Stripe 400 (an invalid email or address)."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("customer", "stripe.customer.ensure", customer="${ steps.order.customer }",
+                      existing_id="${ steps.known_customer.external_id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.create",
+        summary="Create and confirm a PaymentIntent for an order with its payment method.",
+        description="Amount = `order.total` converted to Stripe's units (zero- and three-decimal currencies "
+                    "per facts/stripe.md; an unrepresentable amount is a ValidationError). Metadata: "
+                    "`clarity_order_id`, `clarity_order_key`. Confirmed with `order.payment_method_ref`. "
+                    "A PaymentIntent that needs 3-D Secure is not an error: `status` is `requires_action` "
+                    "and `next_action_url` is the link for the customer.",
+        params=(Param("order", "object", "The **order** (output of `core.validate.order`).", required=True),
+                Param("customer_id", "string", "The Stripe customer id.", required=True),
+                Param("capture_method", "string", "`manual` authorises only; capture happens on shipment.",
+                      default="automatic", choices=("automatic", "manual"))),
+        output="The PaymentIntent: `{id, status, amount, amount_received, amount_capturable` (money), "
+               "`capture_method, latest_charge, customer, next_action_url, metadata}`.",
+        example_output=_PI,
+        idempotency="`Idempotency-Key: run_id:step_id`: a retry or replay returns the same PaymentIntent.",
+        errors=(("UpstreamRejected", "card declined (402): `details` has `stripe_code`, `decline_code` and "
+                                     "`payment_intent_id`; the usual `on_error` case."),
+                ("ValidationError", "an amount Stripe cannot represent, below the minimum or above the maximum."),
+                _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("payment", "stripe.payment_intent.create", order="${ steps.order }",
+                      customer_id="${ steps.customer.id }", capture_method="automatic"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.retrieve", summary="Read a PaymentIntent (fresh, from Stripe).",
+        description="Re-reads the object instead of trusting an event that may be stale or out of order.",
+        params=(_PI_ID,), output="The PaymentIntent, as for `stripe.payment_intent.create`.", example_output=_PI,
+        idempotency="Read only.", writes=False,
+        errors=(("NotFound", "no such PaymentIntent."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("payment", "stripe.payment_intent.retrieve", payment_intent_id="${ event.data.object.id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.capture", summary="Capture an authorised (manual capture) PaymentIntent.",
+        description="Captures `amount` (partial capture; the rest is released) or the whole capturable amount.",
+        params=(_PI_ID, Param("amount", "money", "The amount to capture; omitted means all of it.")),
+        output="The PaymentIntent after capture.",
+        example_output={**_PI, "capture_method": "manual"},
+        idempotency="`Idempotency-Key: run_id:step_id`; capturing an already captured intent is reported by "
+                    "Stripe as an error the action treats as success when the amounts agree.",
+        errors=(("UpstreamRejected", "not capturable (canceled, expired authorisation, amount too large)."),
+                _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("capture", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.cancel", summary="Cancel a PaymentIntent that has not succeeded.",
+        description="Cancels an intent in `requires_payment_method`, `requires_confirmation`, `requires_action` "
+                    "or `requires_capture` (releasing an authorisation).",
+        params=(_PI_ID, Param("reason", "string", "Stripe's cancellation reason.", default="requested_by_customer",
+                              choices=("duplicate", "fraudulent", "requested_by_customer", "abandoned"))),
+        output="The PaymentIntent after cancellation.", example_output={**_PI, "status": "canceled"},
+        idempotency="`Idempotency-Key: run_id:step_id`; an already canceled intent counts as success.",
+        errors=(("UpstreamRejected", "the intent already succeeded (refund it instead)."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("cancel", "stripe.payment_intent.cancel", payment_intent_id="${ steps.payment.id }"),),
+    ),
+    StepType(
+        type="stripe.refund.create", summary="Refund a succeeded PaymentIntent, fully or partly.",
+        description="Creates a Refund for the PaymentIntent's charge.",
+        params=(_PI_ID, Param("amount", "money", "The amount to refund; omitted means everything not yet refunded."),
+                Param("reason", "string", "Stripe's refund reason.",
+                      choices=("duplicate", "fraudulent", "requested_by_customer"))),
+        output="`{\"id\": \"re_...\", \"status\": str, \"amount\": money}`.",
+        example_output={"id": "re_Example", "status": "succeeded", "amount": _MONEY},
+        idempotency="`Idempotency-Key: run_id:step_id`.",
+        errors=(("UpstreamRejected", "nothing left to refund, or the charge is disputed."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("refund", "stripe.refund.create", payment_intent_id="${ steps.payment.id }"),),
+    ),
+    StepType(
+        type="erp.customer.ensure", summary="Find or create the ERPNext Customer for an order's customer.",
+        description="Looks the customer up in the identity map, then in ERPNext by email; creates it if absent "
+                    "and links it.",
+        params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),),
+        output="`{\"name\": str, \"created\": bool}` (`name` is ERPNext's document name).",
+        example_output={"name": "CUST-00042", "created": True},
+        idempotency="ERPNext has no idempotency keys: lookup by identity link and email before create.",
+        errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
+                _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("erp_customer", "erp.customer.ensure", customer="${ steps.order.customer }"),),
+    ),
+    StepType(
+        type="erp.sales_order.ensure", summary="Find or create the ERPNext Sales Order for an order.",
+        description="One Sales Order per order key (`po_no` = the Clarity key); items by SKU.",
+        params=(Param("order", "object", "The **order**.", required=True),
+                Param("customer", "string", "The ERPNext Customer name.", required=True)),
+        output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "SAL-ORD-2026-00042", "created": True},
+        idempotency="Lookup by the order key before create; a second run finds the first one's document.",
+        errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
+                _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("erp_order", "erp.sales_order.ensure", order="${ steps.order }",
+                      customer="${ steps.erp_customer.name }"),),
+    ),
+    StepType(
+        type="erp.payment_entry.ensure", summary="Find or create the ERPNext Payment Entry for a payment.",
+        description="A received Payment Entry against the Sales Order, `reference_no` = the Stripe charge id.",
+        params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),
+                Param("customer", "string", "The ERPNext Customer name.", required=True),
+                Param("amount", "money", "The amount received.", required=True),
+                Param("reference_no", "string", "The Stripe charge id.", required=True)),
+        output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "ACC-PAY-2026-00042", "created": True},
+        idempotency="Lookup by `reference_no` before create.",
+        errors=(("UpstreamRejected", "ERPNext refused the document."), _UNAVAILABLE, _RATE, _AUTH),
+        examples=(_ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
+                      customer="${ steps.erp_customer.name }", amount="${ steps.payment.amount_received }",
+                      reference_no="${ steps.payment.latest_charge }"),),
+    ),
+    StepType(
+        type="notify.email.send", summary="Send a templated email (to a customer or to operators).",
+        description="Renders `template` with `data` and sends it through the configured SMTP server.",
+        params=(Param("to", "string", "The recipient's address.", required=True),
+                Param("template", "string", "The message template.", required=True,
+                      choices=("payment_declined", "authentication_required", "payment_reminder",
+                               "order_cancelled", "operator_alert")),
+                Param("data", "object", "Template variables, e.g. `order_key`, `retry_url`.", default={})),
+        output="`{\"message_id\": str, \"sent\": bool}`.",
+        example_output={"message_id": "<run_id.step_id@commerce-bridge>", "sent": True},
+        idempotency="The Message-ID is derived from the idempotency key and recorded before sending; SMTP has "
+                    "no idempotency, so a crash between the server's acceptance and the checkpoint may send "
+                    "the message twice (same Message-ID, which mail clients collapse).",
+        errors=(("ValidationError", "an invalid recipient address or an unknown template."), _UNAVAILABLE),
+        examples=(_ex("tell_declined", "notify.email.send", to="${ steps.order.customer.email }",
+                      template="payment_declined", data={"order_key": "${ steps.order.key }"}),),
+    ),
+    StepType(
+        type="core.wait.until", summary="Wait durably (for dunning reminders and deadlines).",
+        description="Sleeps durably: the run survives restarts and no worker thread is held. Give exactly one "
+                    "of `delay_s` or `at`.",
+        params=(Param("delay_s", "number", "Seconds to wait."),
+                Param("at", "string", "An ISO-8601 time with offset to wait until.")),
+        output="`{\"waited_s\": number}`.", example_output={"waited_s": 86400},
+        idempotency="No side effects; a restarted run waits only for the remaining time.", writes=False,
+        errors=(("ValidationError", "neither or both of `delay_s` and `at`, or a time without offset."),),
+        examples=(_ex("wait_reminder", "core.wait.until", delay_s=86400),),
+    ),
+)

@@ -1,0 +1,207 @@
+"""The workflow registry: built-in workflow files, user overrides, every loaded version kept for pinned runs.
+
+Sources, in load order: workflows defined in code (``origin="code"``), the files shipped in
+``commerce_bridge/workflows/builtin_files/`` (``"builtin"``), then ``*.yaml``/``*.yml`` files in a
+configured folder (``"user"``).
+
+* **Active version.** For each name, new runs use the highest version (versions compare as numbers,
+  ``2`` > ``1.5``); on a tie a user file beats a built-in, which beats code. So a user file with the
+  same name and a higher or equal version overrides the built-in; a lower one is loaded but inactive.
+* **Pinning.** Every loaded version stays addressable by ``(name, version)`` through :meth:`get`,
+  also after :meth:`reload` picks up a newer file, so a run started on version 1 finishes on 1.
+  When two different texts claim the same ``(name, version)`` (a user file equal to the built-in, or
+  a file edited in place), the later one is registered as ``"<version>+<first 8 hex of its sha256>"``
+  so both stay addressable. Across restarts only files present on disk exist: keep an old file until
+  the runs pinned to it have finished (``workflows list`` shows every version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from commerce_bridge.errors import ConfigurationError, ValidationError
+from commerce_bridge.workflows.builtin import Router
+from commerce_bridge.workflows.catalogue import Catalogue
+from commerce_bridge.workflows.loader import Problem, WorkflowFileError, load_file
+from commerce_bridge.workflows.spec import WorkflowSpec
+
+__all__ = ["BUILTIN_DIR", "RegisteredWorkflow", "WorkflowRegistry", "version_key"]
+
+log = structlog.get_logger("commerce_bridge.workflows")
+
+BUILTIN_DIR = Path(str(resources.files("commerce_bridge.workflows") / "builtin_files"))
+_ORIGIN_RANK = {"code": 0, "builtin": 1, "user": 2}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """``"1.10+ab12cd34"`` -> ``(1, 10)``: the numeric part, for ordering."""
+    numeric = version.split("+", 1)[0]
+    try:
+        return tuple(int(p) for p in numeric.split("."))
+    except ValueError:
+        return (0,)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredWorkflow:
+    """One loaded version of a workflow and where it came from."""
+
+    spec: WorkflowSpec
+    origin: str  # "code" | "builtin" | "user"
+    file: str | None
+    digest: str | None
+    text: str | None
+    seq: int
+
+    @property
+    def rank(self) -> tuple[tuple[int, ...], int, int]:
+        return (version_key(self.spec.version), _ORIGIN_RANK[self.origin], self.seq)
+
+
+class WorkflowRegistry(Router):
+    """A :class:`Router` over workflow files: ``route`` picks active versions, ``get`` any loaded one."""
+
+    def __init__(self, *, user_dir: str | Path | None = None, builtin_dir: str | Path | None = BUILTIN_DIR,
+                 code: Iterable[WorkflowSpec] = (), catalogue: Catalogue | None = None) -> None:
+        super().__init__([])
+        self.user_dir = Path(user_dir) if user_dir else None
+        self.builtin_dir = Path(builtin_dir) if builtin_dir else None
+        self._catalogue = catalogue
+        self._entries: dict[tuple[str, str], RegisteredWorkflow] = {}
+        self._seq = itertools.count()
+        self.problems: list[Problem] = []
+        for spec in code:
+            self._add(spec, "code", None, None, None)
+
+    @classmethod
+    def load(cls, *, user_dir: str | Path | None = None, builtin_dir: str | Path | None = BUILTIN_DIR,
+             code: Iterable[WorkflowSpec] = (), catalogue: Catalogue | None = None) -> WorkflowRegistry:
+        """Build and load a registry; any invalid file stops start-up.
+
+        Raises
+        ------
+        ConfigurationError
+            Listing every problem (file:line:column, message, fix) of every invalid file.
+        """
+        reg = cls(user_dir=user_dir, builtin_dir=builtin_dir, code=code, catalogue=catalogue)
+        problems = reg.reload()
+        if problems:
+            raise ConfigurationError(f"{len(problems)} problem(s) in workflow files",
+                                     errors=[str(p) for p in problems])
+        return reg
+
+    # ---- loading --------------------------------------------------------------------------------
+    def reload(self) -> list[Problem]:
+        """(Re)scan the built-in and user folders, adding versions not seen yet; keeps every old one.
+
+        Returns the problems of invalid files (those files are skipped).
+        """
+        problems: list[Problem] = []
+        for origin, folder in (("builtin", self.builtin_dir), ("user", self.user_dir)):
+            if folder is None:
+                continue
+            if not folder.is_dir():
+                problems.append(Problem(str(folder), 1, 1, "the workflow folder does not exist",
+                                        "create it or correct the configured path"))
+                continue
+            for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+                try:
+                    loaded = load_file(path, self._catalogue)
+                except WorkflowFileError as exc:
+                    problems += exc.problems
+                    continue
+                self._add(loaded.spec, origin, loaded.file, loaded.digest, loaded.text)
+        self.problems = problems
+        return problems
+
+    def add_text(self, text: str, file: str, origin: str = "user") -> RegisteredWorkflow:
+        """Register a workflow from YAML text (for tests and the admin API)."""
+        from commerce_bridge.workflows.loader import load_text
+
+        loaded = load_text(text, file, self._catalogue)
+        return self._add(loaded.spec, origin, file, loaded.digest, text)
+
+    def _add(self, spec: WorkflowSpec, origin: str, file: str | None, digest: str | None,
+             text: str | None) -> RegisteredWorkflow:
+        existing = self._entries.get(spec.key)
+        if existing is not None:
+            if digest is not None and existing.digest == digest:
+                return existing
+            if digest is None:
+                raise ValidationError(f"workflow {spec.name} version {spec.version} is defined twice in code")
+            spec = dataclasses.replace(spec, version=f"{spec.version}+{digest[:8]}")
+            again = self._entries.get(spec.key)
+            if again is not None:
+                return again
+        entry = RegisteredWorkflow(spec, origin, file, digest, text, next(self._seq))
+        self._entries[spec.key] = entry
+        return entry
+
+    # ---- queries (the Router interface) ---------------------------------------------------------
+    def entries(self) -> list[RegisteredWorkflow]:
+        """Every loaded version, by name then version."""
+        return sorted(self._entries.values(), key=lambda e: (e.spec.name, e.rank))
+
+    def active(self, name: str) -> RegisteredWorkflow | None:
+        """The version new runs of ``name`` use."""
+        candidates = [e for e in self._entries.values() if e.spec.name == name]
+        return max(candidates, key=lambda e: e.rank) if candidates else None
+
+    def is_active(self, entry: RegisteredWorkflow) -> bool:
+        return self.active(entry.spec.name) is entry
+
+    def all(self) -> list[WorkflowSpec]:
+        """The active version of every workflow, in the order names were first loaded."""
+        names = dict.fromkeys(e.spec.name for e in sorted(self._entries.values(), key=lambda e: e.seq))
+        out = []
+        for name in names:
+            entry = self.active(name)
+            if entry is not None:
+                out.append(entry.spec)
+        return out
+
+    def get(self, name: str, version: str) -> WorkflowSpec | None:
+        """Any loaded version (active or not): what a pinned run asks for."""
+        entry = self._entries.get((name, version))
+        return entry.spec if entry else None
+
+    def entry(self, name: str, version: str | None = None) -> RegisteredWorkflow | None:
+        """One loaded version, or the active one when ``version`` is None."""
+        return self.active(name) if version is None else self._entries.get((name, version))
+
+    def route(self, source: str, event_type: str | None, event: Any = None,
+              event_id: str | None = None) -> list[WorkflowSpec]:
+        """Active workflows whose trigger matches; with ``event`` given, also their ``filter``.
+
+        A filter that cannot be evaluated for this event counts as no match and is logged at error
+        level (``workflow.filter_failed``); it never stops the dispatch of other workflows.
+        """
+        out = []
+        for spec in self.all():
+            if not spec.trigger.matches(source, event_type):
+                continue
+            if event is None or not spec.trigger.filter:
+                out.append(spec)
+                continue
+            try:
+                if spec.accepts(source, event_type, event, event_id):
+                    out.append(spec)
+            except ValidationError as exc:
+                log.error("workflow.filter_failed", workflow=spec.name, version=spec.version, source=source,
+                          event_type=event_type, event_id=event_id, error=exc.message)
+        return out
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every loaded version as plain data (for ``workflows list`` and the admin API)."""
+        return [{"name": e.spec.name, "version": e.spec.version, "origin": e.origin, "active": self.is_active(e),
+                 "file": e.file, "digest": e.digest, "sources": list(e.spec.trigger.sources),
+                 "event_types": list(e.spec.trigger.event_types), "filter": e.spec.trigger.filter,
+                 "steps": len(e.spec.all_steps())} for e in self.entries()]
