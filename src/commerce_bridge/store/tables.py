@@ -147,3 +147,37 @@ poll_cursors = Table(
     Column("cursor", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("entity_kind", String(40), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("system", String(40), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("entity_kind", "system", "external_id"),
+    UniqueConstraint("entity_kind", "entity_id", "system"),
+)
+
+identity_keys = Table(
+    "identity_keys",
+    metadata,
+    Column("entity_kind", String(40), nullable=False),
+    Column("dedupe_key", String(320), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("entity_kind", "dedupe_key"),
+)
+
+write_fingerprints = Table(
+    "write_fingerprints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("system", String(40), nullable=False),
+    Column("object_kind", String(40), nullable=False),
+    Column("object_id", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("written_at", UtcDateTime(), nullable=False),
+    Index(None, "system", "object_kind", "object_id", "fingerprint"),
+)
