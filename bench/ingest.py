@@ -360,11 +360,17 @@ def main() -> int:
           f"{a.rate:g} req/s, {a.reps} rep(s)")
     started = datetime.now(UTC)
     runs: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     expected = dict(GUESS)
     for dbkind in dbs:
         for rep in range(a.reps):
             for kind in kinds:
-                r = run_server(kind, dbkind, a, expected[kind])
+                try:
+                    r = run_server(kind, dbkind, a, expected[kind])
+                except Exception as exc:  # one broken server run must not hide the others
+                    print(f"  {dbkind:8} {kind:9} rep {rep + 1}: FAILED: {exc}", flush=True)
+                    failed.append({"server": kind, "db": dbkind, "rep": rep + 1, "error": str(exc)})
+                    continue
                 if r["sat"]["exhausted"]:  # the request file was too short for this server: run it again
                     print(f"  {dbkind:8} {kind:9} rep {rep + 1}: ran out of requests at "
                           f"{r['events_per_s']:.0f} events/s; running it again with more", flush=True)
@@ -391,7 +397,7 @@ def main() -> int:
            "finished_at": datetime.now(UTC).isoformat(), "machine": machine(),
            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
            "targets": {"cpu_ms_per_event_max": TARGET_CPU_MS, "throughput_vs_naive_min": TARGET_RATIO},
-           "skipped": skipped, "summary": summaries, "runs": runs}
+           "skipped": skipped, "summary": summaries, "runs": runs, "failed_runs": failed}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"ingest-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     text = json.dumps(doc, indent=2, default=str)
@@ -399,8 +405,10 @@ def main() -> int:
     print(f"results: {out}")
     if a.json:
         a.json.write_text(text)
+    for f in failed:
+        print(f"FAILED run: {f['db']} {f['server']} rep {f['rep']}: {f['error'][:300]}")
     bad = [r for r in runs if r["rows_check"] != "ok" or r["errors"]]
-    return 1 if bad else 0
+    return 1 if bad or failed else 0
 
 
 if __name__ == "__main__":

@@ -79,6 +79,9 @@ def test_payment_intent_created_with_the_same_key_twice_charges_once(gateway: St
     charges = httpx.get(f"{base}/v1/charges", params={"payment_intent": first["id"]},
                         headers={"Authorization": "Bearer sk_test_connector"}).json()["data"]
     assert len(charges) == 1
+    events = httpx.get(f"{base}/v1/events", params={"type": "payment_intent.created"},
+                       headers={"Authorization": "Bearer sk_test_connector"}).json()["data"]
+    assert [e["request"]["idempotency_key"] for e in events] == ["r2:charge"]  # ours, not the SDK's
     got = gateway.retrieve_payment_intent(first["id"])
     assert isinstance(got["latest_charge"], dict) and got["latest_charge"]["id"] == charges[0]["id"]
     assert gateway.retrieve_charge(charges[0]["id"])["amount"] == 2000

@@ -113,3 +113,13 @@ def test_identity_map_state_machine_on_postgres() -> None:
         IdentityMachine.url = url
         IdentityMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=12, deadline=None)
         IdentityMachine.TestCase().runTest()
+
+
+def test_cursor_store_keeps_the_latest_value(engine: Engine) -> None:
+    from commerce_bridge.store.cursors import SqlCursorStore
+
+    cursors = SqlCursorStore(engine)
+    assert cursors.get("clarity.orders") is None
+    cursors.set("clarity.orders", '{"since": "2026-01-01T00:00:00"}')
+    cursors.set("clarity.orders", '{"since": "2026-01-02T00:00:00"}')
+    assert cursors.get("clarity.orders") == '{"since": "2026-01-02T00:00:00"}'

@@ -182,3 +182,43 @@ def test_event_ids_match_between_poll_rows_and_notices() -> None:
 def test_the_gateway_implements_the_port() -> None:
     port: ClarityGateway = gateway(lambda req: httpx.Response(204))  # mypy checks the structural match
     assert port is not None
+
+
+def search_server(rows: list[dict[str, object]], seen: list[httpx.Request]) -> HttpClarityGateway:
+    """A MockTransport answering searches like CEF: ModifiedSince >=, sorted by UpdatedDate, 1-based pages."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        since = request.url.params.get("ModifiedSince")
+        paging = json.loads(request.url.params["Paging"])
+        hits = sorted((r for r in rows if since is None or str(r["UpdatedDate"]) >= since),
+                      key=lambda r: (str(r["UpdatedDate"]), int(str(r["ID"]))))
+        skip = paging["Size"] * (paging["StartIndex"] - 1)
+        return httpx.Response(200, json={"Results": hits[skip:skip + paging["Size"]], "TotalCount": len(hits)})
+
+    gw = gateway(answer)
+    gw.page_size = 2
+    gw.zone = ZoneInfo("America/Chicago")
+    return gw
+
+
+def test_poll_steps_past_a_full_page_of_one_timestamp() -> None:
+    stamp = "2026-11-27T05:31:11.000000"
+    rows: list[dict[str, object]] = [{"ID": i, "CreatedDate": stamp, "UpdatedDate": stamp} for i in (1, 2, 3)]
+    seen: list[httpx.Request] = []
+    gw = search_server(rows, seen)
+    events = gw.poll_changed_orders(lambda e: None).events
+    assert [e["data"]["ID"] for e in events] == [1, 2, 3]
+    assert [json.loads(r.url.params["Paging"])["StartIndex"] for r in seen] == [1, 1, 2]
+    assert gw.poll_changed_orders(lambda e: None).events == []
+
+
+def test_poll_asks_for_server_local_time_minus_the_overlap() -> None:
+    rows: list[dict[str, object]] = [{"ID": 1, "CreatedDate": "2026-11-27T05:31:11.000000",
+                                      "UpdatedDate": "2026-11-27T05:31:11.000000"}]
+    seen: list[httpx.Request] = []
+    gw = search_server(rows, seen)
+    gw.poll_changed_orders(lambda e: None)
+    seen.clear()
+    gw.poll_changed_orders(lambda e: None)
+    assert seen[0].url.params["ModifiedSince"] == "2026-11-27T05:31:06.000000"  # 5 s overlap, Chicago wall time

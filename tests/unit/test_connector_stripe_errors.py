@@ -41,6 +41,8 @@ ROWS: list[tuple[str, stripe.StripeError, type[E.BridgeError]]] = [
     ("connection", stripe.APIConnectionError("refused", should_retry=True),  # type: ignore[no-untyped-call]
      E.UpstreamUnavailable),
     ("api error 500", make(stripe.APIError, 500, {"type": "api_error"}), E.UpstreamUnavailable),
+    ("api error 409", make(stripe.APIError, 409, {"type": "invalid_request_error",
+                                                  "code": "idempotency_key_in_use"}), E.Conflict),
     ("api error 503", make(stripe.APIError, 503, {"type": "api_error"}), E.UpstreamUnavailable),
     ("404 resource_missing", make(stripe.InvalidRequestError, 404,
                                   {"type": "invalid_request_error", "code": "resource_missing", "param": "id"}),
@@ -95,7 +97,7 @@ def test_should_retry_false_makes_a_transient_answer_permanent() -> None:
 
 
 def test_idempotency_error_explains_the_param_mismatch() -> None:
-    err = classify_stripe_error(ROWS[8][1])
+    err = classify_stripe_error(dict((r[0], r[1]) for r in ROWS)["idempotency"])
     assert err.suggested_fix and "different parameters" in err.suggested_fix
 
 

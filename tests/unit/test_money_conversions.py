@@ -36,7 +36,6 @@ from commerce_bridge.mapping.money import (
     to_stripe_payout_amount,
 )
 
-
 # -- the ISO table -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("code", "digits"), [
@@ -52,7 +51,7 @@ def test_iso_table_holds_every_active_code_and_no_na_code() -> None:
     assert len(MINOR_DIGITS) >= 160
     assert set(SUPPORTED_CURRENCIES) == set(MINOR_DIGITS)
     assert not NO_MINOR_UNIT & set(MINOR_DIGITS)
-    assert WITHDRAWN <= set(MINOR_DIGITS)
+    assert set(MINOR_DIGITS) >= WITHDRAWN
     assert all(len(code) == 3 and code.isupper() for code in MINOR_DIGITS)
 
 
@@ -233,3 +232,25 @@ def test_allocate_gives_leftover_units_to_the_largest_remainders() -> None:
 def test_allocate_refuses_bad_weights(weights: list[object]) -> None:
     with pytest.raises(MappingError):
         allocate(Money(100, "USD"), weights)  # type: ignore[arg-type]
+
+
+# -- the Money value itself ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("minor", "currency"), [(1.5, "USD"), (True, "USD"), (1, "usd"), (1, "US"), (1, 840)])
+def test_money_refuses_floats_and_bad_codes(minor: object, currency: object) -> None:
+    with pytest.raises(MappingError):
+        Money(minor, currency)  # type: ignore[arg-type]
+
+
+def test_money_arithmetic_stays_in_one_currency() -> None:
+    assert Money(5, "USD") + Money(3, "USD") - Money(1, "USD") == Money(7, "USD")
+    assert -Money(5, "USD") == Money(-5, "USD")
+    with pytest.raises(MappingError, match="cannot combine"):
+        Money(5, "USD") + Money(5, "EUR")
+
+
+def test_stripe_amount_with_a_fraction_the_iso_currency_lacks_is_refused() -> None:
+    # UYI has no decimals in ISO 4217 but Stripe would count it in hundredths
+    assert from_stripe_amount(700, "uyi") == Money(7, "UYI")
+    with pytest.raises(MappingError, match="fraction"):
+        from_stripe_amount(750, "uyi")

@@ -5,13 +5,16 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commerce_bridge.domain.currency import SUPPORTED_CURRENCIES, minor_digits
 from commerce_bridge.domain.money import Money
 from commerce_bridge.errors import MappingError
+from commerce_bridge.mapping.clarity import money_from_clarity, money_to_clarity
+from commerce_bridge.mapping.erp import money_from_erp, money_to_erp
 from commerce_bridge.mapping.money import (
+    STRIPE_PAYOUT_WHOLE_UNITS,
     allocate,
     format_money,
     from_stripe_amount,
@@ -20,12 +23,14 @@ from commerce_bridge.mapping.money import (
     stripe_exponent,
     stripe_step,
     to_stripe_amount,
+    to_stripe_payout_amount,
 )
 
 currencies = st.sampled_from(SUPPORTED_CURRENCIES)
 minors = st.integers(min_value=-(10**15), max_value=10**15)
 
 
+@settings(deadline=None)
 @given(minors, currencies)
 def test_decimal_text_round_trips_for_every_currency(minor: int, code: str) -> None:
     money = Money(minor, code)
@@ -33,6 +38,7 @@ def test_decimal_text_round_trips_for_every_currency(minor: int, code: str) -> N
     assert money_from_decimal(money_to_decimal(money), code.lower()) == money
 
 
+@settings(deadline=None)
 @given(minors, currencies, st.integers(min_value=0, max_value=4))
 def test_trailing_zeros_never_change_the_amount(minor: int, code: str, zeros: int) -> None:
     text = format_money(Money(minor, code))
@@ -40,6 +46,7 @@ def test_trailing_zeros_never_change_the_amount(minor: int, code: str, zeros: in
     assert money_from_decimal(padded, code) == Money(minor, code)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=99_999_999), currencies)
 def test_every_valid_stripe_amount_round_trips(units: int, code: str) -> None:
     amount = units - units % stripe_step(code)
@@ -53,6 +60,7 @@ def test_every_valid_stripe_amount_round_trips(units: int, code: str) -> None:
     assert to_stripe_amount(money) == (amount, code.lower())
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=10**9), currencies)
 def test_money_to_stripe_round_trips_or_refuses_without_rounding(minor: int, code: str) -> None:
     money = Money(minor, code)
@@ -67,6 +75,7 @@ def test_money_to_stripe_round_trips_or_refuses_without_rounding(minor: int, cod
     assert Decimal(amount).scaleb(-stripe_exponent(code)) == money_to_decimal(money)
 
 
+@settings(deadline=None)
 @given(minors, currencies, st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=20))
 def test_allocate_sums_exactly_and_stays_near_the_exact_share(minor: int, code: str, weights: list[int]) -> None:
     if sum(weights) == 0:
@@ -87,3 +96,27 @@ def test_one_major_unit_converts_to_stripe_for_every_currency(code: str) -> None
     amount, lower = to_stripe_amount(one)
     assert amount == 10 ** stripe_exponent(code) and lower == code.lower()
     assert from_stripe_amount(amount, lower) == one
+
+
+@settings(deadline=None)
+@given(minors, currencies)
+def test_clarity_and_erp_amounts_round_trip_for_every_currency(minor: int, code: str) -> None:
+    money = Money(minor, code)
+    assert money_from_clarity(money_to_clarity(money), code) == money
+    assert money_from_clarity(money_to_decimal(money).quantize(Decimal(10) ** -max(minor_digits(code), 4)),
+                              code) == money  # CEF's decimal(18,4) form, e.g. 19.9900
+    assert money_from_erp(money_to_erp(money), code) == money
+
+
+@settings(deadline=None)
+@given(st.integers(min_value=0, max_value=10**9), currencies)
+def test_payout_amounts_round_trip_or_refuse(minor: int, code: str) -> None:
+    money = Money(minor, code)
+    try:
+        amount, lower = to_stripe_payout_amount(money)
+    except MappingError as exc:
+        assert exc.suggested_fix
+        return
+    assert from_stripe_amount(amount, lower) == money
+    if code in STRIPE_PAYOUT_WHOLE_UNITS:
+        assert amount % 100 == 0

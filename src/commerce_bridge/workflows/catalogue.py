@@ -109,10 +109,11 @@ class Catalogue:
     """The registry of step types, by name."""
 
     _types: dict[str, StepType] = field(default_factory=dict)
+    shapes: str = ""  # Markdown describing shapes shared by several step types
 
     @classmethod
-    def of(cls, types: Iterable[StepType]) -> Catalogue:
-        cat = cls()
+    def of(cls, types: Iterable[StepType], shapes: str = "") -> Catalogue:
+        cat = cls(shapes=shapes)
         for t in types:
             cat.register(t)
         return cat
@@ -142,9 +143,9 @@ def default_catalogue() -> Catalogue:
     """The catalogue of every step type the bridge declares (built once)."""
     global _default
     if _default is None:
-        from commerce_bridge.workflows.catalogue_steps import STEP_TYPES
+        from commerce_bridge.workflows.catalogue_steps import SHAPES, STEP_TYPES
 
-        _default = Catalogue.of(STEP_TYPES)
+        _default = Catalogue.of(STEP_TYPES, SHAPES)
     return _default
 
 
@@ -210,17 +211,22 @@ def workflow_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
             "step": _step_schema(cat, branch=False),
             "branch_step": _step_schema(cat, branch=True),
             "on_error": {
-                "description": "What a permanent failure of the step does instead of parking the run.",
-                "oneOf": [
-                    {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/branch_step"}},
-                    {"type": "object", "additionalProperties": False, "required": ["steps"],
-                     "properties": {"steps": {"type": "array", "minItems": 1,
-                                              "items": {"$ref": "#/$defs/branch_step"}}, "when": branch_when}},
-                    {"type": "object", "additionalProperties": False, "required": ["goto"],
-                     "properties": {"goto": {"type": "string", "pattern": STEP_ID_PATTERN}, "when": branch_when}},
-                    {"type": "object", "additionalProperties": False, "required": ["continue"],
-                     "properties": {"continue": {"const": True}, "when": branch_when}},
-                ],
+                "description": "What a permanent failure of the step does instead of parking the run: a list "
+                               "of steps, or an object with exactly one of steps, goto, continue (and an "
+                               "optional when).",
+                "type": ["array", "object"],
+                "if": {"type": "array"},
+                "then": {"minItems": 1, "items": {"$ref": "#/$defs/branch_step"}},
+                "else": {
+                    "additionalProperties": False,
+                    "properties": {
+                        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/branch_step"}},
+                        "goto": {"type": "string", "pattern": STEP_ID_PATTERN},
+                        "continue": {"const": True},
+                        "when": branch_when,
+                    },
+                    "oneOf": [{"required": ["steps"]}, {"required": ["goto"]}, {"required": ["continue"]}],
+                },
             },
         },
     }
@@ -254,6 +260,8 @@ def catalogue_markdown(catalogue: Catalogue | None = None) -> str:
            "| step type | destination | summary |", "|---|---|---|"]
     for t in cat.all():
         out.append(f"| [`{t.type}`](#{_anchor(t.type)}) | {t.destination} | {t.summary} |")
+    if cat.shapes:
+        out += ["", "## Shared shapes", "", cat.shapes.strip()]
     for t in cat.all():
         out += ["", f"## {t.type}", "", f"{t.summary}", "", t.description.strip(), "",
                 f"Destination: `{t.destination}` ({'writes' if t.writes else 'reads only'}).", "",
@@ -267,7 +275,7 @@ def catalogue_markdown(catalogue: Catalogue | None = None) -> str:
         else:
             out.append("None.")
         out += ["", "### Output", "", t.output, "", "Example (the dry run uses it as the placeholder output):",
-                "", "```json", json.dumps(t.example_output, indent=2, sort_keys=True), "```", "",
+                "", "```json", json.dumps(t.example_output, sort_keys=True), "```", "",
                 "### Idempotency", "", t.idempotency, "", "### Errors", ""]
         out += [f"- `{name}`: {when}" for name, when in t.errors]
         out += ["", "### Examples", ""]

@@ -1,13 +1,7 @@
 """Declarations of the step types workflows may use (no implementations: actions are bound in bootstrap).
 
-Shared shapes, referred to by the declarations:
-
-* **money**: ``{"minor": 1999, "currency": "USD"}``, integer minor units of the ISO 4217 currency.
-* **order** (the output of ``core.validate.order``): ``{"external_id", "key", "status", "currency",
-  "total", "tax", "shipping", "discount"`` (money), ``"lines": [{"sku", "quantity", "unit_price"
-  (money), "description"}]``, ``"customer": {"email", "name", "phone", "billing_address",
-  "external_ids"}``, ``"shipping_address"``, ``"payment_method_ref"``, ``"needs_payment"``\\ ``}``.
-* **address**: ``{"line1", "line2", "city", "region", "postal_code", "country", "name"}``.
+The shapes the declarations refer to (money, address, customer, order) are described in
+:data:`SHAPES`, which the generated reference page includes.
 """
 
 from __future__ import annotations
@@ -15,6 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from commerce_bridge.workflows.catalogue import Param, StepType
+
+SHAPES = """\
+Shapes that several step types share:
+
+- **money**: `{"minor": 1999, "currency": "USD"}`: an integer number of minor units of an upper-case
+  ISO 4217 currency. Never a float. Connectors convert to and from each vendor's units.
+- **address**: `{"line1", "line2", "city", "region", "postal_code", "country", "name"}`; `country` is
+  ISO 3166-1 alpha-2.
+- **customer**: `{"email", "name", "phone", "billing_address": address, "external_ids": {system: id}}`;
+  `email` is normalised (trimmed, lower case).
+- **order** (the output of `core.validate.order`): `{"external_id"` (the Clarity ID, a string), `"key"`
+  (the Clarity CustomKey), `"status"`, `"currency"`, `"total"`, `"tax"`, `"shipping"`, `"discount"`
+  (money; total = lines + tax + shipping - discount), `"lines": [{"sku", "quantity", "unit_price": money,
+  "description"}]`, `"customer": customer`, `"shipping_address": address`, `"payment_method_ref"` (a
+  Stripe PaymentMethod id, never card data), `"needs_payment"` (bool)`}`.
+"""
 
 _MONEY = {"minor": 3570, "currency": "USD"}
 _ADDRESS = {"line1": "1 Main St", "line2": "", "city": "Austin", "region": "TX", "postal_code": "78701",
@@ -34,10 +44,11 @@ _ORDER: dict[str, Any] = {
 }
 _CLARITY_ORDER: dict[str, Any] = {
     "ID": 42, "CustomKey": "WEB-100001", "StatusKey": "Pending", "StateKey": "WORK", "TypeKey": "Web",
-    "CurrencyKey": "USD", "BalanceDue": 35.7,
-    "Totals": {"SubTotal": 31.5, "Shipping": 5.0, "Tax": 1.2, "Discounts": -2.0, "Total": 35.7},
+    "CurrencyKey": "USD", "BalanceDue": "35.7000",
+    "Totals": {"SubTotal": "31.5000", "Shipping": "5.0000", "Tax": "1.2000", "Discounts": "-2.0000",
+               "Total": "35.7000"},
     "UserContactEmail": "ann@example.com",
-    "SalesItems": [{"Sku": "SKU-1", "Quantity": 2, "UnitCorePrice": 12.5}],
+    "SalesItems": [{"Sku": "SKU-1", "Quantity": 2, "UnitCorePrice": "12.5000"}],
     "SerializableAttributes": {"StripePaymentMethodID": {"Value": "pm_card_visa"}},
 }
 _PI: dict[str, Any] = {
@@ -133,7 +144,8 @@ STEP_TYPES: tuple[StepType, ...] = (
         type="clarity.order.get", summary="Read a sales order from Clarity by ID (full model).",
         description="`GET /Ordering/SalesOrder/ID/{ID}`. The output is Clarity's model as is (PascalCase; "
                     "fields with default values omitted).",
-        params=(_ORDER_ID,), output="The Clarity sales order model.", example_output=_CLARITY_ORDER,
+        params=(_ORDER_ID,), output="The Clarity sales order model; money amounts as decimal strings "
+                                     "(`\"35.7000\"`), never floats.", example_output=_CLARITY_ORDER,
         idempotency="Read only.", writes=False,
         errors=(("NotFound", "Clarity answered 204: no such order."), _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("get", "clarity.order.get", order_id="${ event.data.ID }"),),

@@ -133,8 +133,8 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
         except ValidationError as exc:
             failure = {"code": exc.code, "message": exc.message, "details": {}, "transient": False}
         if failure is None:
-            planned.output = copy.deepcopy(outputs[step.id] if step.id in outputs
-                                           else declared.example_output if declared else None)
+            placeholder = declared.example_output if declared else None
+            planned.output = copy.deepcopy(outputs.get(step.id, placeholder))
             walker.succeeded(step, planned.output)
             continue
         planned.status, planned.error = "failed", dict(failure)
@@ -148,10 +148,11 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
 
 
 def _failure(raw: str | Mapping[str, Any]) -> dict[str, Any]:
-    err = {"code": raw} if isinstance(raw, str) else dict(raw)
+    err: dict[str, Any] = {"code": raw} if isinstance(raw, str) else dict(raw)
     code = str(err.get("code", "upstream_rejected"))
+    details = err.get("details")
     return {"code": code, "message": err.get("message", "simulated failure"),
-            "details": dict(err.get("details") or {}), "transient": bool(err.get("transient", _TRANSIENT.get(code))),
+            "details": dict(details) if isinstance(details, Mapping) else {}, "transient": bool(err.get("transient", _TRANSIENT.get(code))),
             "bug": code == "internal_error"}
 
 

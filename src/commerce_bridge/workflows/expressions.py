@@ -42,6 +42,7 @@ __all__ = [
     "compile_expression",
     "is_pointer",
     "is_template",
+    "pitfalls",
     "root_paths",
     "template_source",
     "truthy",
@@ -78,6 +79,10 @@ class Expression:
     def test(self, scope: Mapping[str, Any]) -> bool:
         """Evaluate and apply JMESPath truthiness (``0`` is true; ``null``, ``""``, ``[]``, ``{}`` are false)."""
         return truthy(self.evaluate(scope))
+
+    def pitfalls(self) -> list[str]:
+        """Constructs that parse but almost certainly do not mean what they say (see :func:`pitfalls`)."""
+        return pitfalls(self._compiled.parsed)
 
     def root_paths(self) -> list[tuple[str, ...]]:
         """The chains of field names the expression reads from the top of the scope."""
@@ -125,13 +130,29 @@ def truthy(value: Any) -> bool:
     """JMESPath truthiness: false, null, empty string/list/object are false; numbers (even 0) are true."""
     if value is None or value is False:
         return False
-    if isinstance(value, str | list | dict | tuple) and len(value) == 0:
-        return False
-    return True
+    return not (isinstance(value, str | list | dict | tuple) and len(value) == 0)
 
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def pitfalls(node: Mapping[str, Any]) -> list[str]:
+    """Readable warnings for JMESPath traps in a parsed tree.
+
+    ``!a.b`` parses as ``(!a).b`` (``!`` binds tighter than ``.``), which is always null.
+    """
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        children = cur.get("children", [])
+        if (cur.get("type") in ("subexpression", "index_expression", "projection") and children
+                and children[0].get("type") == "not_expression"):
+            found.append("'!' binds tighter than '.': '!a.b' means '(!a).b', which is always null; "
+                         "write '!(a.b)'")
+        stack.extend(c for c in children if isinstance(c, Mapping))
+    return found
 
 
 _ALL_CHILDREN_AT_ROOT = {

@@ -9,8 +9,9 @@ __all__ = ["mermaid"]
 _ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "`": "#96;"}
 
 
-def _label(text: str) -> str:
-    return "".join(_ESCAPES.get(c, c) for c in text)
+def _label(*parts: str) -> str:
+    """Escape each part for a quoted Mermaid label; parts are joined by line breaks."""
+    return "<br/>".join("".join(_ESCAPES.get(c, c) for c in part) for part in parts)
 
 
 def _entry(step: StepSpec) -> str:
@@ -26,10 +27,10 @@ def mermaid(spec: WorkflowSpec) -> str:
     end the run as "handled"), to the ``goto`` target, or on to the next step for ``continue``.
     """
     t = spec.trigger
-    trigger = f"{', '.join(t.sources)}: {', '.join(t.event_types)}"
+    trigger = [f"{', '.join(t.sources)}: {', '.join(t.event_types)}"]
     if t.filter:
-        trigger += f"<br/>filter: {t.filter}"
-    lines = ["flowchart TD", f'    trigger(["{_label(trigger)}"])', '    done(["end"])']
+        trigger.append(f"filter: {t.filter}")
+    lines = ["flowchart TD", f'    trigger(["{_label(*trigger)}"])', '    done(["end"])']
     has_branch = any(s.on_error and s.on_error.action is OnErrorAction.STEPS for s in spec.steps)
     if has_branch:
         lines.append('    handled(["end (handled)"])')
@@ -58,10 +59,10 @@ def mermaid(spec: WorkflowSpec) -> str:
 
 
 def _step(lines: list[str], step: StepSpec, nxt: str, *, branch: bool = False) -> None:
-    box = f"{step.id}<br/>{step.uses}"
+    box = [step.id, step.uses]
     if step.retry:
-        box += "<br/>retry: " + ", ".join(f"{k}={v}" for k, v in step.retry.items())
-    shape = f'["{_label(box)}"]' if not branch else f'[/"{_label(box)}"/]'
+        box.append("retry: " + ", ".join(f"{k}={v}" for k, v in step.retry.items()))
+    shape = f'["{_label(*box)}"]' if not branch else f'[/"{_label(*box)}"/]'
     lines.append(f"    s_{step.id}{shape}")
     if step.when:
         lines.append(f'    w_{step.id}{{"{_label("when " + step.when)}"}}')

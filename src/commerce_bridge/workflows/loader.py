@@ -195,17 +195,18 @@ def _schema_problem(err: jsonschema.ValidationError, path: Path_, marks: _Marks,
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(map(str, err.instance)) - set(allowed))
         line, col = marks.at((*path, extra[0]) if extra else path, key=True)
-        return Problem(file, line, col, f"{where}: unknown key(s) {', '.join(extra)}",
+        nested = " (branch steps cannot have their own on_error)" if "on_error" in extra and "on_error" in path else ""
+        return Problem(file, line, col, f"{where}: unknown key(s) {', '.join(extra)}{nested}",
                        f"remove or correct it; allowed here: {', '.join(allowed)}")
     line, col = marks.at(path)
     if v == "required":
+        line, col = marks.at(path, key=True)
         return Problem(file, line, col, f"{where}: {err.message}", f"add the key ({DOCS})")
+    if path and path[-1] == "on_error" and v in ("oneOf", "type"):
+        return Problem(file, line, col, f"{where}: give exactly one of steps, goto or continue",
+                       "use a list of steps, {steps: [...]}, {goto: step_id} or {continue: true}")
     if v in ("anyOf", "oneOf") and err.context:
         deeper = best_match(err.context)
-        if path and path[-1] == "on_error":
-            return Problem(file, line, col, f"{where}: not a valid on_error ({deeper.message})",
-                           "use a list of steps, {steps: [...]}, {goto: step_id} or {continue: true}; "
-                           "branch steps cannot have their own on_error")
         return Problem(file, line, col, f"{where}: {deeper.message}",
                        "give a literal of the declared type or an expression \"${ ... }\" / \"$/pointer\"")
     if v == "pattern" and path and path[-1] in ("id", "goto"):
@@ -250,14 +251,14 @@ def _semantic(data: Mapping[str, Any], marks: _Marks, file: str, cat: Catalogue)
                 flat.append(((*_branch_path(s, i), j), b))
     first_seen: dict[str, int] = {}
     for path, s in flat:
-        sid = s.get("id")
-        if isinstance(sid, str):
-            ctx.all_ids.add(sid)
-            if sid in first_seen:
-                ctx.add((*path, "id"), f"step id {sid!r} is used twice (first on line {first_seen[sid]})",
+        step_id = s.get("id")
+        if isinstance(step_id, str):
+            ctx.all_ids.add(step_id)
+            if step_id in first_seen:
+                ctx.add((*path, "id"), f"step id {step_id!r} is used twice (first on line {first_seen[step_id]})",
                         "give every step, including on_error branch steps, its own id")
             else:
-                first_seen[sid] = marks.at((*path, "id"))[0]
+                first_seen[step_id] = marks.at((*path, "id"))[0]
         uses = s.get("uses")
         if isinstance(uses, str) and uses not in cat:
             close = difflib.get_close_matches(uses, cat.names(), n=1)
@@ -268,12 +269,13 @@ def _semantic(data: Mapping[str, Any], marks: _Marks, file: str, cat: Catalogue)
     if isinstance(trigger, Mapping) and isinstance(trigger.get("filter"), str):
         _check_expr(ctx, ("trigger", "filter"), trigger["filter"], steps=set(), errors=set(),
                     roots=("event", "trigger", "vars"))
-    top_ids = [s.get("id") for s in steps if isinstance(s, Mapping)]
+    top_ids = [s.get("id") if isinstance(s, Mapping) else None for s in steps]
     earlier: set[str] = set()
     for i, s in enumerate(steps):
         if not isinstance(s, Mapping):
             continue
-        sid = s.get("id") if isinstance(s.get("id"), str) else f"#{i}"
+        raw_id = s.get("id")
+        sid: str = raw_id if isinstance(raw_id, str) else f"#{i}"
         _check_step(ctx, ("steps", i), s, steps=earlier, errors=earlier)
         branch = s.get("on_error")
         if isinstance(branch, Mapping):
@@ -291,8 +293,9 @@ def _semantic(data: Mapping[str, Any], marks: _Marks, file: str, cat: Catalogue)
         inner = set(earlier)
         for j, b in enumerate(_branch_steps(s)):
             _check_step(ctx, (*_branch_path(s, i), j), b, steps=inner, errors=earlier | {sid})
-            if isinstance(b.get("id"), str):
-                inner.add(b["id"])
+            branch_id = b.get("id")
+            if isinstance(branch_id, str):
+                inner.add(branch_id)
         earlier.add(sid)
     return ctx.problems
 
@@ -341,6 +344,8 @@ def _check_expr(ctx: _Ctx, path: Path_, text: str, *, steps: set[str], errors: s
         ctx.add(path, exc.message, "write valid JMESPath: quote string literals 'like this', numbers `1` "
                                    "in backticks; see " + DOCS)
         return
+    for trap in expr.pitfalls():
+        ctx.add(path, f"{text!r}: {trap}", "add the parentheses")
     _check_refs(ctx, path, text, expr.root_paths(), steps=steps, errors=errors, roots=roots)
 
 

@@ -30,7 +30,7 @@ import structlog
 from commerce_bridge.errors import ConfigurationError, ValidationError
 from commerce_bridge.workflows.builtin import Router
 from commerce_bridge.workflows.catalogue import Catalogue
-from commerce_bridge.workflows.loader import Problem, WorkflowFileError, load_file
+from commerce_bridge.workflows.loader import Problem, WorkflowFileError, load_file, load_text
 from commerce_bridge.workflows.spec import WorkflowSpec
 
 __all__ = ["BUILTIN_DIR", "RegisteredWorkflow", "WorkflowRegistry", "version_key"]
@@ -78,6 +78,7 @@ class WorkflowRegistry(Router):
         self._entries: dict[tuple[str, str], RegisteredWorkflow] = {}
         self._seq = itertools.count()
         self.problems: list[Problem] = []
+        self._active: dict[str, RegisteredWorkflow] | None = None  # cache, reset by _add
         for spec in code:
             self._add(spec, "code", None, None, None)
 
@@ -123,9 +124,13 @@ class WorkflowRegistry(Router):
         return problems
 
     def add_text(self, text: str, file: str, origin: str = "user") -> RegisteredWorkflow:
-        """Register a workflow from YAML text (for tests and the admin API)."""
-        from commerce_bridge.workflows.loader import load_text
+        """Register a workflow from YAML text (for tests and the admin API).
 
+        Raises
+        ------
+        WorkflowFileError
+            When the text is not a valid workflow.
+        """
         loaded = load_text(text, file, self._catalogue)
         return self._add(loaded.spec, origin, file, loaded.digest, text)
 
@@ -143,6 +148,7 @@ class WorkflowRegistry(Router):
                 return again
         entry = RegisteredWorkflow(spec, origin, file, digest, text, next(self._seq))
         self._entries[spec.key] = entry
+        self._active = None
         return entry
 
     # ---- queries (the Router interface) ---------------------------------------------------------
@@ -152,20 +158,36 @@ class WorkflowRegistry(Router):
 
     def active(self, name: str) -> RegisteredWorkflow | None:
         """The version new runs of ``name`` use."""
-        candidates = [e for e in self._entries.values() if e.spec.name == name]
-        return max(candidates, key=lambda e: e.rank) if candidates else None
+        return self._active_table().get(name)
+
+    def _active_table(self) -> dict[str, RegisteredWorkflow]:
+        if self._active is None:
+            table: dict[str, RegisteredWorkflow] = {}
+            for e in sorted(self._entries.values(), key=lambda e: e.seq):  # dict order = first load order
+                best = table.get(e.spec.name)
+                if best is None or e.rank > best.rank:
+                    table[e.spec.name] = e
+            self._active = table
+        return self._active
 
     def is_active(self, entry: RegisteredWorkflow) -> bool:
         return self.active(entry.spec.name) is entry
 
     def all(self) -> list[WorkflowSpec]:
         """The active version of every workflow, in the order names were first loaded."""
-        names = dict.fromkeys(e.spec.name for e in sorted(self._entries.values(), key=lambda e: e.seq))
-        out = []
-        for name in names:
-            entry = self.active(name)
-            if entry is not None:
-                out.append(entry.spec)
+        return [e.spec for e in self._active_table().values()]
+
+    def missing_actions(self, step_types: Iterable[str]) -> dict[str, list[str]]:
+        """Active workflows that use step types not in ``step_types`` (no action bound): name -> types.
+
+        Runs of such a workflow would park at the first unbound step; bootstrap can warn or refuse.
+        """
+        bound = set(step_types)
+        out: dict[str, list[str]] = {}
+        for spec in self.all():
+            missing = sorted({s.uses for s in spec.all_steps()} - bound)
+            if missing:
+                out[spec.name] = missing
         return out
 
     def get(self, name: str, version: str) -> WorkflowSpec | None:

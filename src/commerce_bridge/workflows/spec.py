@@ -286,7 +286,9 @@ class Walker:
         if branch.action is OnErrorAction.CONTINUE:
             return FailureDecision.HANDLED
         if branch.action is OnErrorAction.GOTO:
-            target = next(i for i, s in enumerate(self._queue) if s.id == branch.goto)
+            target = next((i for i, s in enumerate(self._queue) if s.id == branch.goto and i >= self._pos), None)
+            if target is None:  # not a later step (the loader rejects this; code-built specs may not)
+                return FailureDecision.PARK
             for s in self._queue[self._pos:target]:
                 self.skipped_ids.append(s.id)
             self._pos = target

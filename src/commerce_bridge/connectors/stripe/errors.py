@@ -5,10 +5,11 @@ Stripe error                              ours                        notes
 ========================================  ==========================  ==========================================
 CardError (402)                           UpstreamRejected            ``details``: code, decline_code, advice_code,
                                                                       payment_intent, charge; a suggested fix
-RateLimitError (429), code ``lock_timeout``  Conflict                 another request holds the object's lock:
+RateLimitError 429 ``lock_timeout``       Conflict                    another request holds the object's lock:
                                                                       transient, retry with the same key
 RateLimitError (429), other codes         RateLimited                 ``retry_after`` from ``Retry-After``
 APIConnectionError                        UpstreamUnavailable         timeouts, refused connections
+APIError 409 (idempotency_key_in_use)     Conflict                    a concurrent request with the same key
 APIError (5xx, or any unexpected status)  UpstreamUnavailable
 InvalidRequestError 404 resource_missing  NotFound
 InvalidRequestError (other)               UpstreamRejected            ``details``: code, param
@@ -132,6 +133,8 @@ def _base(exc: stripe.StripeError) -> tuple[type[BridgeError], dict[str, Any], s
         return UpstreamAuthFailed, details, "Check CB_STRIPE_API_KEY (and the key's permissions)."
     if isinstance(exc, stripe.SignatureVerificationError):
         return SignatureInvalid, details, None
+    if isinstance(exc, stripe.APIError) and exc.http_status == 409:
+        return Conflict, details, None
     return UpstreamUnavailable, details, None
 
 
