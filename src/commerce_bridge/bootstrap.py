@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Engine as SqlEngine
 
 from commerce_bridge.config import Settings
+from commerce_bridge.connectors.clarity.changes import event_from_notice
+from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
+from commerce_bridge.connectors.erp.gateway import HttpErpGateway
 from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAlertSink, WebhookAlertSink
+from commerce_bridge.connectors.notify.mailer import SmtpMailer
+from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.domain.signature import SignatureScheme
 from commerce_bridge.engine.breaker import (
     STATE_GAUGE_VALUE,
@@ -32,12 +37,17 @@ from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
+from commerce_bridge.services.polling import ChangePoller
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
+from commerce_bridge.store.cursors import SqlCursorStore
+from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns
-from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, Router, forward_workflow
+from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
+from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
+from commerce_bridge.workflows.steps import FlowSettings, build_actions
 
 Role = Literal["serve", "ingress", "worker", "cli"]
 
@@ -58,11 +68,13 @@ class Container:
     metrics: Metrics
     alerter: Alerter
     breakers: BreakerRegistry
-    router: Router
+    router: ActiveRouter
     admin: EngineAdmin
     ingest: IngestService | None = None
     committer: GroupCommitter | None = None
     engine: Engine | None = None
+    pollers: list[ChangePoller] = field(default_factory=list)
+    disabled_workflows: dict[str, list[str]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
 
@@ -113,6 +125,19 @@ class Container:
             self._last_backlog = backlog
         self.alerter.tick()
 
+    def start_background(self) -> None:
+        """Launch the engine (serve, worker) and the pollers."""
+        if self.engine is not None:
+            self.engine.launch()
+        for poller in self.pollers:
+            poller.start()
+
+    def stop_background(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.engine is not None:
+            self.engine.shutdown()
+
     def close(self) -> None:
         self.admin.close()
         self.db.dispose()
@@ -146,6 +171,72 @@ def builtin_actions(audit: SqlAuditLog) -> dict[str, Action]:
         return {"new": audit.record(ctx.run_id, ctx.source, ctx.event_id, ctx.event_type)}
 
     return {"core.audit.record": record}
+
+
+@dataclass
+class Gateways:
+    stripe: StripeSdkGateway | None = None
+    clarity: HttpClarityGateway | None = None
+    erp: HttpErpGateway | None = None
+    mailer: SmtpMailer | None = None
+
+
+def _gateways(s: Settings, cursors: SqlCursorStore) -> Gateways:
+    """The connectors that are configured (each needs its URL and credentials)."""
+    g = Gateways(mailer=SmtpMailer(s.smtp_host, s.smtp_port, s.shop_email_from, username=s.smtp_username,
+                                   password=s.smtp_password.get_secret_value() if s.smtp_password else None))
+    if s.stripe_api_key:
+        kwargs: dict[str, Any] = {"api_base": s.stripe_api_base}
+        if s.stripe_api_version:
+            kwargs["api_version"] = s.stripe_api_version
+        g.stripe = StripeSdkGateway(build_stripe_client(s.stripe_api_key.get_secret_value(), **kwargs))
+    if s.clarity_base_url:
+        g.clarity = HttpClarityGateway(
+            s.clarity_base_url, s.clarity_user or "", s.clarity_password.get_secret_value() if s.clarity_password
+            else "", cursor_store=cursors, timezone=s.clarity_timezone, poll_overlap_s=s.clarity_poll_overlap_s)
+    if s.erp_base_url:
+        g.erp = HttpErpGateway(s.erp_base_url, s.erp_api_key or "",
+                               s.erp_api_secret.get_secret_value() if s.erp_api_secret else "")
+    return g
+
+
+def _echo_check(fingerprints: SqlWriteFingerprints) -> Callable[[str, Any], bool]:
+    """True for a polled Clarity change that is our own write coming back (its status is what we set)."""
+
+    def is_echo(source: str, event: Any) -> bool:
+        if source != "clarity" or not isinstance(event, dict):
+            return False
+        data = event.get("data") or {}
+        status, order_id = data.get("StatusKey"), data.get("ID")
+        if not status or order_id is None:
+            return False
+        return fingerprints.consume("clarity", "order", str(order_id), f"status={status}")
+
+    return is_echo
+
+
+class ActiveRouter:
+    """Routes to the active workflows whose connectors are configured; finds any pinned version."""
+
+    def __init__(self, registry: WorkflowRegistry, *, disabled: set[str],
+                 echo: Callable[[str, Any], bool] | None = None) -> None:
+        self.registry = registry
+        self.disabled = disabled
+        self._echo = echo
+
+    def route(self, source: str, event_type: str | None, event: Any = None,
+              event_id: str | None = None) -> list[WorkflowSpec]:
+        specs = [w for w in self.registry.route(source, event_type, event, event_id) if w.name not in self.disabled]
+        if specs and self._echo is not None and self._echo(source, event):
+            # our own write came back: only the workflows that see every event (audit, forward) run
+            return [w for w in specs if w.trigger.sources == ("*",)]
+        return specs
+
+    def get(self, name: str, version: str) -> WorkflowSpec | None:
+        return self.registry.get(name, version)
+
+    def all(self) -> list[WorkflowSpec]:
+        return [w for w in self.registry.all() if w.name not in self.disabled]
 
 
 def _connector_actions(s: Settings) -> dict[str, Action]:
@@ -196,10 +287,23 @@ def bootstrap(
                       reset_timeout_s=settings.breaker_reset_timeout_s),
         clock, on_breaker_change,
     )
-    workflows = [*BUILTIN_WORKFLOWS, *extra_workflows]
+    code_workflows = [*BUILTIN_WORKFLOWS, *extra_workflows]
     if settings.outbound_webhook_url:
-        workflows.append(forward_workflow(settings.outbound_event_types))
-    router = Router(workflows)
+        code_workflows.append(forward_workflow(settings.outbound_event_types))
+    registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows)
+    identity, fingerprints = SqlIdentityMap(db), SqlWriteFingerprints(db)
+    gateways = _gateways(settings, SqlCursorStore(db))
+    actions: dict[str, Action] = {
+        **builtin_actions(audit), **_connector_actions(settings),
+        **build_actions(identity=identity, fingerprints=fingerprints, stripe_gateway=gateways.stripe,
+                        clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
+                        flow=FlowSettings(erp_paid_to_account=settings.erp_paid_to_account,
+                                          retry_url=settings.payment_retry_url,
+                                          mail_from=settings.shop_email_from)),
+        **(extra_actions or {}),
+    }
+    disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
+    router = ActiveRouter(registry, disabled=set(disabled), echo=_echo_check(fingerprints))
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
         from pathlib import Path
@@ -208,7 +312,7 @@ def bootstrap(
     admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
-                  router=router, admin=admin)
+                  router=router, admin=admin, disabled_workflows=disabled)
 
     if role in ("serve", "ingress"):
         schemes: dict[str, SignatureScheme] = {}
@@ -231,7 +335,11 @@ def bootstrap(
         c.committer = GroupCommitter(inbox, max_batch=settings.group_commit_max_batch,
                                      max_wait_s=settings.group_commit_max_wait_ms / 1000.0)
         c.committer.on_commit = lambda size, new: metrics.group_commit_size.observe(size)
-        c.ingest = IngestService(schemes, c.committer, now=time.time)
+        rekeyers = {}
+        if gateways.clarity is not None:
+            zone = gateways.clarity.zone
+            rekeyers["clarity"] = lambda doc: event_from_notice(doc, zone)
+        c.ingest = IngestService(schemes, c.committer, now=time.time, rekeyers=rekeyers)
 
     if role in ("serve", "worker"):
         policies = RetryPolicies.from_config(
@@ -239,7 +347,6 @@ def bootstrap(
              "max_delay_s": settings.retry_max_delay_s},
             settings.retry_policies,
         )
-        actions = {**builtin_actions(audit), **_connector_actions(settings), **(extra_actions or {})}
         c.engine = Engine(
             EngineConfig(
                 system_database_url=engine_url,
@@ -251,7 +358,15 @@ def bootstrap(
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
+            workflow_vars=settings.workflow_vars,
         )
+        if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
+            clarity = gateways.clarity
+            c.pollers.append(ChangePoller(
+                "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,
+                interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
+                if c.engine else None, alert=alerter.alert,
+            ))
         if c.committer is not None:
             engine = c.engine
 

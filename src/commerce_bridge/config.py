@@ -209,15 +209,36 @@ class Settings(BaseSettings):
         default_factory=lambda: ["*"], description="Event types core.forward forwards ('*', exact, or prefix*)."
     )
 
-    # connectors (used by later workflows; `doctor` checks the ones that are set)
+    # workflows
+    workflows_dir: str | None = Field(
+        None, description="Folder of workflow YAML files that add to or override the built-in ones."
+    )
+    workflow_vars: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-workflow `vars` overrides (JSON), e.g. {\"clarity.order_to_cash\": {\"capture_method\": "
+        "\"manual\"}}. Pinned into each run when it starts.",
+    )
+
+    # connectors (`doctor` checks the ones that are set; a workflow whose connector is missing is disabled)
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (sk_...).")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL (the sandbox emulator, or unset).")
+    stripe_api_version: str | None = Field(None, description="Pinned Stripe API version (default: the SDK's).")
     clarity_base_url: str | None = Field(None, description="Clarity API base URL (.../API-Admin).")
     clarity_user: str | None = Field(None, description="Clarity API user.")
     clarity_password: SecretStr | None = Field(None, description="Clarity API password.")
+    clarity_timezone: str = Field("UTC", description="Time zone of Clarity's timestamps (IANA name).")
+    clarity_poll_interval_s: float = Field(
+        2.0, ge=0, description="Seconds between polls of Clarity for changed orders (0: no polling)."
+    )
+    clarity_poll_overlap_s: float = Field(5.0, ge=0, description="Re-read this many seconds before the cursor.")
     erp_base_url: str | None = Field(None, description="ERPNext base URL.")
     erp_api_key: str | None = Field(None, description="ERPNext API key.")
     erp_api_secret: SecretStr | None = Field(None, description="ERPNext API secret.")
+    erp_paid_to_account: str = Field("Stripe Clearing - SB", description="ERPNext account Stripe payments go to.")
+    shop_email_from: str = Field("shop@example.com", description="Sender of e-mails to customers.")
+    payment_retry_url: str = Field(
+        "http://localhost:8000/pay/{order_key}", description="Link in decline and reminder e-mails ({order_key})."
+    )
 
     @field_validator(
         "stripe_webhook_secrets", "clarity_webhook_secrets", "erp_webhook_secrets", "admin_tokens",

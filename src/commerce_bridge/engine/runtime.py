@@ -11,6 +11,7 @@ Only this package imports ``dbos``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -19,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -32,8 +33,15 @@ from commerce_bridge.engine.retry import RetryPolicies, decide
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, WorkerLeases
-from commerce_bridge.workflows.builtin import Router
-from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec, resolve_params
+from commerce_bridge.workflows.spec import (
+    Action,
+    FailureDecision,
+    StepContext,
+    StepSpec,
+    Walker,
+    WorkflowSpec,
+    resolve_params,
+)
 
 log = structlog.get_logger("commerce_bridge.engine")
 
@@ -42,6 +50,32 @@ ENGINE_VERSION = "cb-engine-1"  # pinned: workers dequeue and recover only their
 QUEUE = "cb-runs"
 WORKFLOW_NAME = "cb.run"
 _ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
+WAIT_STEP = "core.wait.until"
+
+
+def _wait_params(with_: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+    """Seconds a ``core.wait.until`` step waits (``delay_s`` or until ``at``), checkpointed once."""
+    from datetime import UTC, datetime
+
+    params = resolve_params(with_, scope)
+    delay, at = params.get("delay_s"), params.get("at")
+    if (delay is None) == (at is None):
+        raise E.ValidationError("core.wait.until needs exactly one of delay_s or at")
+    if delay is not None:
+        return {"seconds": max(0.0, float(delay))}
+    moment = datetime.fromisoformat(str(at))
+    if moment.tzinfo is None:
+        raise E.ValidationError(f"core.wait.until `at` needs a UTC offset: {at!r}")
+    return {"seconds": max(0.0, (moment - datetime.now(UTC)).total_seconds())}
+
+class WorkflowRouter(Protocol):
+    """Which workflows an event starts, and any pinned version by name."""
+
+    def route(self, source: str, event_type: str | None, event: Any = None,
+              event_id: str | None = None) -> list[WorkflowSpec]: ...
+
+    def get(self, name: str, version: str) -> WorkflowSpec | None: ...
+
 
 _current: Engine | None = None  # DBOS is a per-process singleton; so is the engine it calls back into.
 
@@ -81,7 +115,7 @@ class Engine:
         self,
         config: EngineConfig,
         *,
-        router: Router,
+        router: WorkflowRouter,
         actions: Mapping[str, Action],
         inbox: Inbox,
         runs: Runs,
@@ -92,8 +126,10 @@ class Engine:
         retry_policies: RetryPolicies,
         metrics: Metrics,
         alert: Callable[[Alert], None],
+        workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.config = config
+        self.workflow_vars = {k: dict(v) for k, v in (workflow_vars or {}).items()}
         self.router = router
         self.actions = dict(actions)
         self.inbox = inbox
@@ -254,7 +290,8 @@ class Engine:
     def _start_runs(self, deliveries: list[StoredDelivery]) -> None:
         planned: list[tuple[dict[str, Any], WorkflowSpec]] = []
         for d in deliveries:
-            for spec in self.router.route(d.source, d.event_type):
+            event = orjson.loads(d.body)
+            for spec in self.router.route(d.source, d.event_type, event, d.event_id):
                 planned.append(({
                     "run_id": run_id_for(d.source, d.event_id, spec.name), "inbox_id": d.id,
                     "source": d.source, "event_id": d.event_id, "workflow": spec.name,
@@ -271,48 +308,82 @@ class Engine:
             "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
             "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
             "event": orjson.loads(delivery.body),
+            "vars": self.workflow_vars.get(row["workflow"], {}),  # pinned into the run with its version
         }
         with SetWorkflowID(row["run_id"]):
             self._queue.enqueue(_workflow_function(), run)
 
     # ---- executing one run -----------------------------------------------------------------------
     def workflow_body(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The durable program of one run (called by DBOS; deterministic given its step results)."""
+        """The durable program of one run (called by DBOS; deterministic given its step results).
+
+        The pinned workflow version is walked step by step (``when``, ``retry``, ``on_error`` as
+        :class:`~commerce_bridge.workflows.spec.Walker` defines them); each attempt is a checkpointed
+        DBOS step and the waits between attempts are durable sleeps.
+        """
         spec = self.router.get(run["workflow"], run["version"])
         wf_id = DBOS.workflow_id or run["run_id"]
         DBOS.run_step({"name": "cb.started"}, self._mark, run["run_id"], RunStatus.RUNNING.value, wf_id)
         if spec is None:
             res = {"ok": False, "code": "validation_error", "transient": False,
-                   "message": f"workflow {run['workflow']} version {run['version']} is not installed"}
+                   "message": f"workflow {run['workflow']} version {run['version']} is not installed",
+                   "suggested_fix": "restore the workflow file of that version, then replay"}
             DBOS.run_step({"name": "cb.park"}, self._park, run, "(start)", "(workflow)", 0, res, wf_id)
             return {"status": "parked"}
-        outputs: dict[str, Any] = {}
-        for step in spec.steps:
-            policy = self.retry_policies.for_step(step.uses)
+        if run.get("vars"):
+            spec = dataclasses.replace(spec, vars={**spec.vars, **run["vars"]})
+        walker = Walker.start(spec, run["event"], source=run["source"], event_type=run.get("event_type"),
+                              event_id=run["event_id"])
+        while (step := walker.next_step()) is not None:
+            try:
+                runs_now = walker.should_run(step)
+            except E.ValidationError as exc:
+                res = {"ok": False, "code": exc.code, "transient": False, "message": f"when: {exc.message}",
+                       "suggested_fix": "fix the step's `when` expression, then replay"}
+                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 0, res, wf_id)
+                return {"status": "parked", "step": step.id, "code": exc.code}
+            if not runs_now:
+                walker.skip(step)
+                continue
+            if step.uses == WAIT_STEP:
+                walker.succeeded(step, self._durable_wait(run, step, walker.scope))
+                continue
+            base = self.retry_policies.for_step(step.uses)
+            policy = base.merged(step.retry) if step.retry else base
             attempt = 0
             while True:
                 attempt += 1
                 res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
-                                    dict(step.with_), outputs, attempt)
+                                    dict(step.with_), walker.scope, attempt)
                 if res["ok"]:
-                    outputs[step.id] = res.get("output")
+                    walker.succeeded(step, res.get("output"))
                     break
                 decision = decide(policy, attempt, error_from_result(res), self._rng)
                 if decision.retry:
                     self.metrics.retries.labels(step.uses, res.get("code", "")).inc()
                     DBOS.sleep(decision.delay_s)
                     continue
-                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
-                return {"status": "parked", "step": step.id, "code": res.get("code")}
+                if walker.failed(step, res) is FailureDecision.PARK:
+                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
+                    return {"status": "parked", "step": step.id, "code": res.get("code"), **walker.state()}
+                break
         DBOS.run_step({"name": "cb.finished"}, self._mark, run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
-        self.metrics.runs_finished.labels(run["workflow"], "succeeded").inc()
-        return {"status": "succeeded"}
+        self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
+        return {"status": "succeeded", **walker.state()}
+
+    def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any]) -> dict[str, Any]:
+        """``core.wait.until``: a durable sleep (no worker thread is held; a restart waits only the rest)."""
+        params = DBOS.run_step({"name": f"step:{step.id}"}, _wait_params, dict(step.with_), scope)
+        seconds = float(params["seconds"])
+        if seconds > 0:
+            DBOS.sleep(seconds)
+        return {"waited_s": seconds}
 
     def _mark(self, run_id: str, status: str, wf_id: str) -> None:
         self.runs.set_status(run_id, RunStatus(status), engine_workflow_id=wf_id)
 
     def _attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
-                 outputs: dict[str, Any], attempt: int) -> dict[str, Any]:
+                 scope: dict[str, Any], attempt: int) -> dict[str, Any]:
         """One attempt of one step: fence, breaker, rate limit, the action; never raises."""
         with structlog.contextvars.bound_contextvars(
             source=run["source"], event_id=run["event_id"], run_id=run["run_id"], step_id=step_id,
@@ -328,7 +399,7 @@ class Engine:
                 if action is None:
                     raise E.ValidationError(f"unknown step type {uses!r}",
                                             suggested_fix="install the connector or fix the workflow file")
-                params = resolve_params(with_, {"event": run["event"], "steps": outputs})
+                params = resolve_params(with_, scope)
                 breaker = self.breakers.get(destination) if destination != "core" else None
                 permit = breaker.before_call() if breaker else None
                 try:

@@ -119,11 +119,11 @@ def worker(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    c.engine.launch()
+    c.start_background()
     console.print(f"worker {c.engine.config.executor_id} running; Ctrl-C to stop")
     while not stop.wait(1.0):
         c.housekeeping()
-    c.engine.shutdown()
+    c.stop_background()
 
 
 # ---- db / config / doctor -----------------------------------------------------------------------
@@ -289,16 +289,21 @@ def workers_recover(
     console.print(f"resumed {n} run(s) of worker {executor_id}")
 
 
+_mounted = False
+
+
 def _mount_optional() -> None:
-    try:
-        from commerce_bridge.sandbox.cli import sandbox_app
-    except ImportError:  # pragma: no cover - the sandbox ships with the package
+    """Add the command groups that live in other modules (once)."""
+    global _mounted
+    if _mounted:
         return
+    _mounted = True
+    from commerce_bridge.entrypoints.cli_workflows import workflows_app
+    from commerce_bridge.entrypoints.demo import demo
+    from commerce_bridge.sandbox.cli import sandbox_app
+
+    app.add_typer(workflows_app, name="workflows")
     app.add_typer(sandbox_app, name="sandbox")
-    try:
-        from commerce_bridge.entrypoints.demo import demo
-    except ImportError:  # pragma: no cover
-        return
     app.command()(demo)
 
 

@@ -100,3 +100,29 @@ Action = Callable[[StepContext, Mapping[str, Any]], Any]
 """A step type's implementation: ``action(ctx, params) -> output`` (JSON-able); raises BridgeError."""
 
 
+
+
+class IdentityMap(Protocol):
+    """One link per (entity, system); entities found by a de-duplication key."""
+
+    def entity_for_key(self, kind: str, dedupe_key: str) -> str: ...
+
+    def link(self, kind: str, entity_id: str, system: str, external_id: str) -> None: ...
+
+    def lookup(self, kind: str, system: str, external_id: str) -> str | None: ...
+
+    def external(self, kind: str, entity_id: str, system: str) -> str | None: ...
+
+
+class WriteFingerprints(Protocol):
+    """Our own writes, so that the change coming back is not synced again (no echo loops)."""
+
+    def record(self, system: str, kind: str, object_id: str, fingerprint: str) -> None: ...
+
+    def consume(self, system: str, kind: str, object_id: str, fingerprint: str) -> bool: ...
+
+
+class Mailer(Protocol):
+    """Sends one e-mail."""
+
+    def send(self, *, to: str, subject: str, body: str, message_id: str) -> None: ...

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
+import structlog
+
+from commerce_bridge.errors import ValidationError
 from commerce_bridge.workflows.spec import StepSpec, Trigger, WorkflowSpec
 
 CORE_AUDIT = WorkflowSpec(
@@ -12,6 +16,8 @@ CORE_AUDIT = WorkflowSpec(
     trigger=Trigger(sources=("*",), event_types=("*",)),
     steps=(StepSpec(id="record", uses="core.audit.record"),),
 )
+
+log = structlog.get_logger("commerce_bridge.workflows")
 
 BUILTIN_WORKFLOWS: tuple[WorkflowSpec, ...] = (CORE_AUDIT,)
 
@@ -33,8 +39,17 @@ class Router:
         self._workflows = list(workflows)
         self._by_key = {w.key: w for w in self._workflows}
 
-    def route(self, source: str, event_type: str | None) -> list[WorkflowSpec]:
-        return [w for w in self._workflows if w.trigger.matches(source, event_type)]
+    def route(self, source: str, event_type: str | None, event: Any = None,
+              event_id: str | None = None) -> list[WorkflowSpec]:
+        """Workflows whose trigger accepts the event; a filter that cannot be evaluated is no match."""
+        out = []
+        for w in self._workflows:
+            try:
+                if w.accepts(source, event_type, event, event_id):
+                    out.append(w)
+            except ValidationError as exc:
+                log.warning("workflow.filter_failed", workflow=w.name, error=exc.message)
+        return out
 
     def get(self, name: str, version: str) -> WorkflowSpec | None:
         return self._by_key.get((name, version))

@@ -53,8 +53,7 @@ def build_app(c: Container) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if c.committer is not None:
             c.committer.start()
-        if c.engine is not None:
-            await asyncio.to_thread(c.engine.launch)
+        await asyncio.to_thread(c.start_background)
         log.info("http.started", role=c.role)
         housekeeping = asyncio.get_running_loop().create_task(_housekeeping(c), name="housekeeping")
         try:
@@ -63,8 +62,7 @@ def build_app(c: Container) -> Any:
             housekeeping.cancel()
             if c.committer is not None:
                 await c.committer.stop()
-            if c.engine is not None:
-                await asyncio.to_thread(c.engine.shutdown)
+            await asyncio.to_thread(c.stop_background)
             log.info("http.stopped", role=c.role)
 
     routes = [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),

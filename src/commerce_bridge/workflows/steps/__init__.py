@@ -1,0 +1,56 @@
+"""The actions behind the step catalogue: each step type as a function ``(ctx, params) -> output``.
+
+Actions translate between the step shapes (``shapes.py``) and the gateways (``services.gateways``),
+using the pure mappings of ``commerce_bridge.mapping``. They are bound to concrete gateways in
+bootstrap; a step type whose connector is not configured simply has no action (the registry says
+which workflows are affected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
+from commerce_bridge.services.ports import Action, IdentityMap, Mailer, WriteFingerprints
+from commerce_bridge.workflows.steps import clarity, core, erp, notify, stripe
+
+
+@dataclass
+class FlowSettings:
+    """Choices of the order-to-cash flow that are configuration, not workflow logic."""
+
+    paid_status: str = "Full Payment Received"
+    erp_paid_to_account: str = "Stripe Clearing - SB"
+    erp_delivery_days: int = 7
+    retry_url: str = "http://localhost:8000/pay/{order_key}"
+    mail_from: str = "shop@example.com"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_actions(
+    *,
+    identity: IdentityMap,
+    fingerprints: WriteFingerprints,
+    stripe_gateway: StripeGateway | None = None,
+    clarity_gateway: ClarityGateway | None = None,
+    erp_gateway: ErpGateway | None = None,
+    mailer: Mailer | None = None,
+    flow: FlowSettings | None = None,
+) -> Mapping[str, Action]:
+    """Every action whose dependencies are configured."""
+    flow = flow or FlowSettings()
+    actions: dict[str, Action] = {**core.actions(identity)}
+    if clarity_gateway is not None:
+        actions.update(clarity.actions(clarity_gateway, fingerprints))
+    if stripe_gateway is not None:
+        actions.update(stripe.actions(stripe_gateway))
+    if erp_gateway is not None:
+        actions.update(erp.actions(erp_gateway, flow))
+    if mailer is not None:
+        actions.update(notify.actions(mailer, flow))
+    return actions
+
+
+__all__ = ["FlowSettings", "build_actions"]

@@ -1,0 +1,64 @@
+"""``notify.email.send``: templated e-mails to customers and operators."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from string import Formatter
+from typing import TYPE_CHECKING, Any
+
+from commerce_bridge.errors import ValidationError
+from commerce_bridge.mapping.customer import normalize_email
+from commerce_bridge.services.ports import Action, Mailer, StepContext
+
+if TYPE_CHECKING:
+    from commerce_bridge.workflows.steps import FlowSettings
+
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "payment_declined": (
+        "Your payment for order {order_key} was declined",
+        "Hello,\n\nyour card was declined ({reason}) for order {order_key}. The order is on hold.\n"
+        "Please pay with another card: {retry_url}\n",
+    ),
+    "authentication_required": (
+        "Please confirm your payment for order {order_key}",
+        "Hello,\n\nyour bank asks you to confirm the payment for order {order_key}:\n{authenticate_url}\n",
+    ),
+    "payment_reminder": (
+        "Reminder: order {order_key} is waiting for payment",
+        "Hello,\n\norder {order_key} is still waiting for payment: {retry_url}\n",
+    ),
+    "order_cancelled": (
+        "Order {order_key} was cancelled",
+        "Hello,\n\nwe cancelled order {order_key} because it was not paid.\n",
+    ),
+    "operator_alert": ("commerce-bridge: {title}", "{text}\n"),
+}
+
+
+class _Defaults(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render(template: str, data: Mapping[str, Any]) -> tuple[str, str]:
+    if template not in TEMPLATES:
+        raise ValidationError(f"unknown e-mail template {template!r}",
+                              suggested_fix=f"use one of {', '.join(sorted(TEMPLATES))}")
+    subject, body = TEMPLATES[template]
+    values = _Defaults({k: "" if v is None else v for k, v in data.items()})
+    fmt = Formatter()
+    return fmt.vformat(subject, (), values), fmt.vformat(body, (), values)
+
+
+def actions(mailer: Mailer, flow: FlowSettings) -> dict[str, Action]:
+    def send(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        to = normalize_email(params["to"], field="to")
+        data = dict(params.get("data") or {})
+        if "order_key" in data and "retry_url" not in data:
+            data["retry_url"] = flow.retry_url.format(order_key=data["order_key"])
+        subject, body = render(str(params["template"]), data)
+        message_id = f"<{ctx.idempotency_key.replace(':', '.')}@commerce-bridge>"
+        mailer.send(to=to, subject=subject, body=body, message_id=message_id)
+        return {"message_id": message_id, "sent": True}
+
+    return {"notify.email.send": send}

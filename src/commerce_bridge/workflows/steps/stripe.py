@@ -1,0 +1,102 @@
+"""``stripe.*`` actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from commerce_bridge.domain.orders import CaptureMode
+from commerce_bridge.errors import UpstreamRejected
+from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
+from commerce_bridge.mapping.stripe import capture_params, customer_params, payment_intent_params
+from commerce_bridge.services.gateways import StripeGateway
+from commerce_bridge.services.ports import Action, StepContext
+from commerce_bridge.workflows.steps.shapes import (
+    customer_from_shape,
+    money_from_shape,
+    money_shape,
+    order_from_shape,
+)
+
+
+def intent_shape(pi: Mapping[str, Any]) -> dict[str, Any]:
+    """A PaymentIntent as steps see it: money as ``{minor, currency}``, the 3-D Secure link if any."""
+    currency = str(pi.get("currency", "")).upper()
+    charge = pi.get("latest_charge")
+    charge_id = charge.get("id") if isinstance(charge, Mapping) else charge
+    next_action = pi.get("next_action") or {}
+    url = None
+    if isinstance(next_action, Mapping):
+        redirect = next_action.get("redirect_to_url") or {}
+        url = redirect.get("url") if isinstance(redirect, Mapping) else None
+        if not url:
+            sdk = next_action.get("use_stripe_sdk")
+            url = sdk.get("stripe_js") if isinstance(sdk, Mapping) else None
+
+    def money(field: str) -> dict[str, Any] | None:
+        value = pi.get(field)
+        return money_shape(from_stripe_amount(int(value), currency)) if value is not None and currency else None
+
+    return {
+        "id": pi.get("id"), "status": pi.get("status"), "amount": money("amount"),
+        "amount_received": money("amount_received"), "amount_capturable": money("amount_capturable"),
+        "capture_method": pi.get("capture_method"), "latest_charge": charge_id, "customer": pi.get("customer"),
+        "next_action_url": url, "metadata": dict(pi.get("metadata") or {}),
+    }
+
+
+def actions(gateway: StripeGateway) -> dict[str, Action]:
+    def ensure_customer(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        customer = customer_from_shape(params["customer"])
+        if params.get("existing_id"):
+            return {"id": params["existing_id"], "created": False, "email": customer.email}
+        found = gateway.find_customer_by_email(customer.email)
+        if found is not None:
+            return {"id": found["id"], "created": False, "email": customer.email}
+        created = gateway.create_customer(customer_params(customer), idempotency_key=ctx.idempotency_key)
+        return {"id": created["id"], "created": True, "email": customer.email}
+
+    def create_intent(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        order = order_from_shape(params["order"])
+        capture = CaptureMode(params.get("capture_method") or "automatic")
+        pi_params = payment_intent_params(order, customer_id=str(params["customer_id"]), capture=capture,
+                                          payment_method=order.payment_method_ref or None)
+        try:
+            pi = gateway.create_payment_intent(pi_params, idempotency_key=ctx.idempotency_key)
+        except UpstreamRejected as exc:
+            exc.suggested_fix = exc.suggested_fix or "the customer must use another card; the order is on hold"
+            raise
+        return intent_shape(pi)
+
+    def retrieve(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        return intent_shape(gateway.retrieve_payment_intent(str(params["payment_intent_id"])))
+
+    def capture(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        amount = money_from_shape(params["amount"]) if params.get("amount") else None
+        to_capture = capture_params(amount).get("amount_to_capture")
+        pi = gateway.capture_payment_intent(str(params["payment_intent_id"]), amount_to_capture=to_capture,
+                                            idempotency_key=ctx.idempotency_key)
+        return intent_shape(pi)
+
+    def cancel(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        pi = gateway.cancel_payment_intent(str(params["payment_intent_id"]),
+                                           cancellation_reason=params.get("reason") or "requested_by_customer",
+                                           idempotency_key=ctx.idempotency_key)
+        return intent_shape(pi)
+
+    def refund(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {"payment_intent": str(params["payment_intent_id"])}
+        if params.get("amount"):
+            body["amount"] = to_stripe_amount(money_from_shape(params["amount"]))[0]
+        if params.get("reason"):
+            body["reason"] = params["reason"]
+        re = gateway.create_refund(body, idempotency_key=ctx.idempotency_key)
+        currency = str(re.get("currency", "")).upper()
+        return {"id": re.get("id"), "status": re.get("status"),
+                "amount": money_shape(from_stripe_amount(int(re.get("amount", 0)), currency)) if currency else None}
+
+    return {
+        "stripe.customer.ensure": ensure_customer, "stripe.payment_intent.create": create_intent,
+        "stripe.payment_intent.retrieve": retrieve, "stripe.payment_intent.capture": capture,
+        "stripe.payment_intent.cancel": cancel, "stripe.refund.create": refund,
+    }

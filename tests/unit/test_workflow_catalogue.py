@@ -1,0 +1,116 @@
+"""Docs-as-tests for the step catalogue: every step type documented, every example valid, the page in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from commerce_bridge import errors as E
+from commerce_bridge.workflows.catalogue import (
+    MARKDOWN_BANNER,
+    catalogue_markdown,
+    default_catalogue,
+    workflow_schema,
+)
+from commerce_bridge.workflows.expressions import compile_expression, is_template
+from commerce_bridge.workflows.loader import check_text
+
+ROOT = Path(__file__).resolve().parents[2]
+CAT = default_catalogue()
+TYPES = CAT.all()
+FLOW_STEP_TYPES = [
+    "core.audit.record", "outbound.webhook.post", "core.identity.link", "core.identity.lookup",
+    "core.validate.order", "clarity.order.get", "clarity.order.set_status", "clarity.order.add_payment",
+    "clarity.order.find_by_key", "stripe.customer.ensure", "stripe.payment_intent.create",
+    "stripe.payment_intent.capture", "stripe.payment_intent.cancel", "stripe.payment_intent.retrieve",
+    "stripe.refund.create", "erp.customer.ensure", "erp.sales_order.ensure", "erp.payment_entry.ensure",
+    "notify.email.send", "core.wait.until",
+]
+
+
+def _wrap(step: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "example.flow", "version": 1, "trigger": {"event_types": ["*"]}, "steps": [step]}
+
+
+def test_catalogue_declares_every_step_type_of_the_order_to_cash_flow() -> None:
+    assert sorted(FLOW_STEP_TYPES) == CAT.names()
+
+
+def test_generated_schema_is_valid_draft_2020_12() -> None:
+    jsonschema.Draft202012Validator.check_schema(workflow_schema())
+
+
+@pytest.mark.parametrize("step_type", TYPES, ids=[t.type for t in TYPES])
+def test_step_type_is_documented_and_has_a_valid_example(step_type: Any) -> None:
+    assert step_type.summary and step_type.description and step_type.output and step_type.idempotency
+    assert step_type.errors, "every step type says which errors it raises"
+    assert step_type.examples, "every step type has at least one example"
+    assert all(p.description for p in step_type.params)
+    validator = jsonschema.Draft202012Validator(workflow_schema())
+    for example in step_type.examples:
+        assert example["uses"] == step_type.type
+        problems = [e.message for e in validator.iter_errors(_wrap(dict(example)))]
+        assert problems == []
+        for value in dict(example.get("with") or {}).values():
+            if is_template(value):
+                compile_expression(value)
+
+
+@pytest.mark.parametrize("step_type", TYPES, ids=[t.type for t in TYPES])
+def test_errors_named_by_a_step_type_exist_in_the_error_tree(step_type: Any) -> None:
+    names = {cls.__name__ for cls in E.all_error_classes()}
+    assert {name for name, _ in step_type.errors} <= names
+
+
+def test_schema_rejects_a_missing_required_parameter_and_an_unknown_one() -> None:
+    validator = jsonschema.Draft202012Validator(workflow_schema())
+    bad = _wrap({"id": "s", "uses": "clarity.order.set_status", "with": {"order_id": "1", "colour": "red"}})
+    messages = " ".join(e.message for e in validator.iter_errors(bad))
+    assert "Additional properties" in messages
+    missing = _wrap({"id": "s", "uses": "clarity.order.set_status", "with": {"order_id": "1"}})
+    assert any("status_key" in e.message for e in validator.iter_errors(missing))
+
+
+def test_schema_accepts_expressions_for_typed_parameters_and_rejects_wrong_literals() -> None:
+    validator = jsonschema.Draft202012Validator(workflow_schema())
+    ok = _wrap({"id": "s", "uses": "stripe.refund.create",
+                "with": {"payment_intent_id": "$/steps/p/id", "amount": {"minor": "${ x }", "currency": "EUR"}}})
+    assert list(validator.iter_errors(ok)) == []
+    bad = _wrap({"id": "s", "uses": "stripe.refund.create",
+                 "with": {"payment_intent_id": "pi_1", "amount": {"minor": 1.5, "currency": "eur"}}})
+    assert list(validator.iter_errors(bad))
+
+
+def test_examples_pass_the_workflow_linter_apart_from_references_to_absent_steps() -> None:
+    import yaml
+
+    for t in TYPES:
+        for example in t.examples:
+            text = yaml.safe_dump(_wrap(dict(example)), sort_keys=False)
+            problems = [p for p in check_text(text, f"{t.type}.example") if "no step has that id" not in p.message]
+            assert problems == [], (t.type, [str(p) for p in problems])
+
+
+def test_steps_reference_page_is_generated_from_the_catalogue() -> None:
+    page = (ROOT / "docs" / "reference" / "steps.md").read_text(encoding="utf-8")
+    generated = catalogue_markdown()
+    assert MARKDOWN_BANNER in page
+    body = generated.split("\n", 1)[1]
+    assert body in page, "docs/reference/steps.md is stale: regenerate it from catalogue_markdown()"
+    for t in TYPES:
+        assert f"## {t.type}" in generated
+
+
+def test_workflow_format_reference_documents_every_key_and_command() -> None:
+    page = (ROOT / "docs" / "reference" / "workflows.md").read_text(encoding="utf-8")
+    schema = workflow_schema()
+    keys = [*schema["properties"], *schema["properties"]["trigger"]["properties"],
+            *schema["$defs"]["step"]["properties"], *schema["$defs"]["retry"]["properties"], "goto", "continue"]
+    assert [k for k in keys if f"`{k}`" not in page and f"{k}:" not in page] == []
+    from commerce_bridge.entrypoints.cli_workflows import workflows_app
+
+    commands = [c.name or (c.callback.__name__ if c.callback else "") for c in workflows_app.registered_commands]
+    assert [c for c in commands if f"`workflows {c}" not in page] == []
