@@ -50,7 +50,7 @@ def postgres_problem() -> str | None:
         with psycopg.connect(PG_ADMIN) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:
-        return f"PostgreSQL on 127.0.0.1:5432 is not usable ({type(exc).__name__}: {str(exc).strip()[:200]})"
+        return f"PostgreSQL on 127.0.0.1:5432 is not usable ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     return None
 
 
@@ -77,15 +77,15 @@ class Database:
 
     def _one(self, sql: str) -> int:
         if self.kind == "sqlite":
-            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
+            lite = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30)
             try:
-                return int(conn.execute(sql).fetchone()[0])
+                return int(lite.execute(sql).fetchone()[0])
             finally:
-                conn.close()
+                lite.close()
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.pg_name}") as conn:
-            row = conn.execute(sql).fetchone()
+        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.pg_name}") as pg:
+            row = pg.execute(sql).fetchone()
             return int(row[0]) if row else 0
 
 

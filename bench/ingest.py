@@ -15,12 +15,16 @@ each phase the rows in the inbox must equal the 200 answers that said ``"duplica
 Each configuration runs ``--reps`` times, interleaved (ours, naive, ours-nogc, ours, ...); the
 tables give the median and the spread (min-max).
 
-    python bench/ingest.py [--quick] [--db sqlite|postgres|both] [--duration 12] [--rate 500]
-                           [--connections 64] [--reps 2] [--json out.json] [--profile]
+    python bench/ingest.py [--quick] [--db sqlite|postgres|both] [--duration 12] [--warmup 2]
+                           [--rate 500] [--connections 64] [--reps 2] [--servers ours,naive,ours-nogc]
+                           [--json out.json] [--markdown] [--from-json results.json] [--profile]
 
-Needs ``wrk`` (Debian package ``wrk``) for the saturation phase; without it an asyncio client is used
-and the output says so. ``--profile`` instead runs py-spy on ``ours`` under saturation and prints
-where the server's CPU goes.
+Results go to ``bench/results/ingest-<UTC time>.json`` (gitignored); the exit status is 1 if any run
+had an error or a failed check. Needs ``wrk`` (Debian package ``wrk``) for the saturation phase;
+without it an asyncio client is used and the output says so. PostgreSQL (127.0.0.1:5432, user
+postgres) is skipped with the reason printed if it cannot be reached. ``--profile`` instead runs
+py-spy (in the venv) on ``ours``, under saturation and at the fixed rate, and prints where the
+server's Python CPU goes. See docs/performance.md for the figures and how to read them.
 """
 
 from __future__ import annotations
@@ -229,10 +233,13 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "sqlite": sqlite3.sqlite_version, "platform": platform.platform()}
     git = ["git", "-C", str(ROOT)]
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True, check=False)
-    info["git_head"] = head.stdout.strip()
-    info["src_files_changed_since_head"] = len(dirty.stdout.splitlines())
+    try:
+        head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        dirty = subprocess.run([*git, "status", "--porcelain", "src"], capture_output=True, text=True, check=False)
+        info["git_head"] = head.stdout.strip()
+        info["src_files_changed_since_head"] = len(dirty.stdout.splitlines())
+    except OSError:
+        info["git_head"] = None
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu_model"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")

@@ -132,8 +132,8 @@ def test_dlq_round_trip_through_cli_and_admin_api(tmp_path: Path) -> None:
         assert "Traceback" not in serve.log()
 
 
-def test_demo_runs_to_completion(tmp_path: Path) -> None:
-    out = cli(bridge_env(), "demo", "--events", "60", timeout=240)
+def test_webhook_demo_runs_to_completion(tmp_path: Path) -> None:
+    out = cli(bridge_env(), "demo-webhooks", "--events", "60", timeout=240)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "every event processed exactly once" in out.stdout
 

@@ -1,6 +1,6 @@
-"""``commerce-bridge demo``: the service on the embedded default, fed a burst of signed sample events.
+"""``commerce-bridge demo``: order to cash against the sandbox peers; ``demo-webhooks``: the spine alone.
 
-It starts ``serve`` in this process (SQLite in a temporary folder), posts signed Stripe-style events
+``demo-webhooks`` starts ``serve`` in this process (SQLite in a temporary folder), posts signed Stripe-style events
 (with duplicate deliveries and a few forged ones, as real senders produce), shows them being
 received and processed live, and ends with a table of what happened. Exit code 0 only if every
 genuine event was processed exactly once and every forged one was refused.
@@ -47,7 +47,7 @@ def sample_event(i: int, rng: random.Random) -> bytes:
     })
 
 
-def demo(
+def demo_webhooks(
     events: Annotated[int, typer.Option(min=1, max=100_000, help="Genuine events to send.")] = 300,
     duplicates: Annotated[float, typer.Option(min=0, max=1, help="Share of extra duplicate deliveries.")] = 0.1,
     forged: Annotated[int, typer.Option(min=0, help="Deliveries with a wrong signature (must be refused).")] = 5,
@@ -55,7 +55,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo's data folder.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for processing.")] = 300.0,
 ) -> None:
-    """Run the bridge on the embedded default and watch a burst of signed events go through."""
+    """The spine alone: a burst of signed sample events, received and processed exactly once."""
     from commerce_bridge.entrypoints.http.app import build_app
     from commerce_bridge.sandbox.runner import PeerServer
 

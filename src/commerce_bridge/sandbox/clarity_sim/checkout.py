@@ -146,7 +146,10 @@ async def checkout(sim: Sim, body: dict[str, Any]) -> dict[str, Any]:
         "SalesItems": items, "Totals": {"Shipping": shipping, "Tax": tax, "Discounts": -abs(discount)},
         "BalanceDue": money(0, "BalanceDue") if paid else total,
         "PurchaseOrderNumber": body.get("PurchaseOrderNumber"),
-        "SerializableAttributes": {"StripePaymentMethodID": {"Key": "StripePaymentMethodID", "Value": payment_method}},
+        "SerializableAttributes": {
+            "StripePaymentMethodID": {"Key": "StripePaymentMethodID", "Value": payment_method},
+            **{str(k): {"Key": str(k), "Value": str(v)} for k, v in (body.get("Attributes") or {}).items()},
+        },
     }
     if body.get("AccountKey"):
         order["AccountKey"] = body["AccountKey"]

@@ -29,6 +29,11 @@ class FlowSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _engine_handles_waits(ctx: Any, params: Mapping[str, Any]) -> Any:
+    """``core.wait.until`` is a durable sleep the engine performs itself; it never calls an action."""
+    raise RuntimeError("core.wait.until must be run by the engine as a durable sleep")
+
+
 def build_actions(
     *,
     identity: IdentityMap,
@@ -41,7 +46,7 @@ def build_actions(
 ) -> Mapping[str, Action]:
     """Every action whose dependencies are configured."""
     flow = flow or FlowSettings()
-    actions: dict[str, Action] = {**core.actions(identity)}
+    actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits}
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:

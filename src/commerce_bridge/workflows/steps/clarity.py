@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from commerce_bridge.errors import NotFound, ValidationError
@@ -17,6 +18,16 @@ def _order_id(value: Any) -> int:
         return int(str(value))
     except ValueError as exc:
         raise ValidationError(f"order_id must be a Clarity order ID, got {value!r}") from exc
+
+
+def _is_zero(value: Any) -> bool:
+    """CEF omits fields that hold their default, so a missing ``BalanceDue`` is zero."""
+    if value is None or value == "":
+        return True
+    try:
+        return Decimal(str(value)) <= 0
+    except ArithmeticError:
+        return False
 
 
 def actions(gateway: ClarityGateway, fingerprints: WriteFingerprints) -> dict[str, Action]:
@@ -51,6 +62,11 @@ def actions(gateway: ClarityGateway, fingerprints: WriteFingerprints) -> dict[st
         order_id = _order_id(params["order_id"])
         amount = money_from_shape(params["amount"])
         txn = str(params["transaction_number"])
+        before = gateway.get_order(order_id)
+        if _is_zero(before.get("BalanceDue")):
+            # nothing due: the storefront (or an earlier attempt) already recorded this payment
+            return {"order_id": str(order_id), "added": False, "status_key": before.get("StatusKey"),
+                    "balance_due": before.get("BalanceDue")}
         fingerprints.record("clarity", "order", str(order_id), f"payment={txn}")
         result = gateway.add_payment(order_id, amount=money_to_clarity(amount), transaction_number=txn)
         order = gateway.get_order(order_id)

@@ -1,0 +1,151 @@
+"""``commerce-bridge demo``: order to cash on the embedded default against the sandbox peers.
+
+Starts the Stripe emulator, the Clarity and ERPNext simulators and a mail catcher, then the bridge
+(SQLite in a temporary folder) wired to them, places storefront checkouts of every kind (paid in USD,
+JPY, KWD and EUR, declined, 3-D Secure, manual capture, charged by the storefront itself), plays the
+shopper and the warehouse where they must act, shows progress live, and ends with a table of what
+each system holds. Exit code 0 only if every order reached its expected end state.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from commerce_bridge.bootstrap import bootstrap
+from commerce_bridge.config import load_settings
+from commerce_bridge.logsetup import configure_logging
+
+CLARITY_USER, CLARITY_PASSWORD = "ClarityConnect", "sandbox-clarity"
+ERP_KEY, ERP_SECRET = "sandbox-erp-key", "sandbox-erp-secret"
+STRIPE_KEY = "sk_test_sandbox_demo"
+
+
+def demo(
+    orders: Annotated[int, typer.Option(min=1, max=5000, help="Storefront checkouts to place.")] = 16,
+    exit_when_done: Annotated[bool, typer.Option(help="Exit as soon as every order is settled.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every order to settle.")] = 180.0,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's data folder (database, logs).")] = False,
+) -> None:
+    """Order to cash against the sandbox peers: checkouts of every kind, live progress, a final table."""
+    from commerce_bridge.entrypoints.http.app import build_app
+    from commerce_bridge.sandbox.clarity_sim.app import build_app as clarity_app
+    from commerce_bridge.sandbox.erp_sim.app import build_app as erp_app
+    from commerce_bridge.sandbox.mailbox.server import Mailbox
+    from commerce_bridge.sandbox.runner import PeerServer, free_port
+    from commerce_bridge.sandbox.stripe_emulator.app import build_app as stripe_app
+    from commerce_bridge.sandbox.traffic import Traffic, plan
+
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="commerce-bridge-demo-"))
+    log_file = (workdir / "bridge.log").open("w")
+    configure_logging("INFO", json=True, stream=log_file)
+    started = time.monotonic()
+    ok = False
+    with PeerServer(stripe_app()) as stripe_srv:
+        clarity_srv = PeerServer(clarity_app(user=CLARITY_USER, password=CLARITY_PASSWORD, stripe_url=stripe_srv.url,
+                                             stripe_api_key=STRIPE_KEY)).start()
+        erp_srv = PeerServer(erp_app(api_key=ERP_KEY, api_secret=ERP_SECRET)).start()
+        mailbox = Mailbox(smtp_port=0, http_port=0)
+        mailbox.start()
+        bridge_port = free_port()
+        endpoint = httpx.post(f"{stripe_srv.url}/v1/webhook_endpoints",
+                              headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+                              data={"url": f"http://127.0.0.1:{bridge_port}/webhooks/stripe", "enabled_events[]": "*"})
+        endpoint.raise_for_status()
+        settings = load_settings(
+            database_url=f"sqlite:///{workdir / 'bridge.sqlite'}", worker_id="demo",
+            stripe_webhook_secrets=endpoint.json()["secret"], admin_tokens=secrets.token_hex(16),
+            stripe_api_key=STRIPE_KEY, stripe_api_base=stripe_srv.url,
+            clarity_base_url=f"{clarity_srv.url}/DesktopModules/ClarityEcommerce/API-Admin",
+            clarity_user=CLARITY_USER, clarity_password=CLARITY_PASSWORD, clarity_poll_interval_s=0.5,
+            erp_base_url=erp_srv.url, erp_api_key=ERP_KEY, erp_api_secret=ERP_SECRET,
+            smtp_host="127.0.0.1", smtp_port=mailbox.smtp_port, rate_limits={"stripe": 80, "clarity": 50, "erp": 50},
+        )
+        c = bootstrap(settings, "serve", migrate=True)
+        table = Table(title="sandbox", show_header=False)
+        for name, url in (("Stripe emulator", stripe_srv.url), ("Clarity simulator", clarity_srv.url),
+                          ("ERPNext simulator", erp_srv.url), ("mail catcher", mailbox.url),
+                          ("bridge", f"http://127.0.0.1:{bridge_port}"), ("data and logs", str(workdir))):
+            table.add_row(name, url)
+        console.print(table)
+        if c.disabled_workflows:
+            console.print(f"[yellow]workflows disabled (connector missing): {c.disabled_workflows}[/]")
+        with PeerServer(build_app(c), port=bridge_port):
+            traffic = Traffic(clarity_url=clarity_srv.url, clarity_user=CLARITY_USER,
+                              clarity_password=CLARITY_PASSWORD, stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY,
+                              erp_url=erp_srv.url, erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
+            traffic.seed_erp_items()
+            try:
+                ok, placed = _run(console, traffic, list(plan(orders)), timeout, exit_when_done)
+            finally:
+                traffic.close()
+            console.print(_final_table(placed))
+            counts = c.inbox.counts_by_status()
+            dlq = c.dead_letters.list(status="open", limit=20)
+            console.print(f"bridge inbox: {dict(counts)}; runs: {c.runs.counts_by_status()}; open DLQ entries: "
+                          f"{len(dlq)}")
+            for entry in dlq[:5]:
+                console.print(f"  DLQ {entry['id']}: {entry['run_id']} at {entry['step_id']}: "
+                              f"{entry['error_code']}: {entry['error_message'][:100]}")
+        c.close()
+        mailbox.stop()
+        erp_srv.stop()
+        clarity_srv.stop()
+    log_file.close()
+    elapsed = time.monotonic() - started
+    console.print(("[bold green]every order reached its expected end state[/]" if ok
+                   else "[bold red]some orders did not reach their expected end state[/]") + f" ({elapsed:.1f} s)")
+    if not keep and ok:
+        shutil.rmtree(workdir, ignore_errors=True)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _run(console: Console, traffic: Any, todo: list[Any], timeout: float,
+         exit_when_done: bool) -> tuple[bool, list[Any]]:
+    by_scenario = Counter(s.name for _, s in todo)
+    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    placed_task = progress.add_task("checkouts placed", total=len(todo))
+    tasks = {name: progress.add_task(name, total=n) for name, n in by_scenario.items()}
+    placed: list[Any] = []
+    deadline = time.monotonic() + timeout
+    with Live(Group(progress), console=console, refresh_per_second=4):
+        for n, scenario in todo:
+            placed.append(traffic.place(n, scenario))
+            progress.advance(placed_task)
+        while time.monotonic() < deadline:
+            traffic.refresh(placed)
+            done = Counter(o.scenario.name for o in placed if o.done)
+            for name, task in tasks.items():
+                progress.update(task, completed=done.get(name, 0))
+            if all(o.done for o in placed):
+                break
+            time.sleep(1.0)
+        if not exit_when_done:
+            time.sleep(1.0)
+    return all(o.done for o in placed), placed
+
+
+def _final_table(placed: list[Any]) -> Table:
+    t = Table(title="What happened in each system")
+    for col in ("order", "scenario", "total", "Clarity status", "balance", "Stripe", "ERP sales order",
+                "ERP payment", "e-mails", "ok"):
+        t.add_column(col)
+    for o in placed:
+        t.add_row(o.key or "-", o.scenario.name, f"{o.total} {o.scenario.currency}", o.clarity_status or o.error[:30],
+                  o.balance_due, o.intent_status or "-", o.erp_order or "-", o.erp_payment or "-",
+                  "; ".join(o.emails)[:40] or "-", "[green]yes[/]" if o.done else "[red]no[/]")
+    return t

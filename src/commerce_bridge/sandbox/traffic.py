@@ -1,0 +1,198 @@
+"""The demo's traffic: storefront checkouts of every kind, the shopper's and the warehouse's actions, and
+a check of what each sandbox peer ended up with.
+
+It only talks HTTP to the sandbox peers (never to the bridge), like the outside world would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+CLARITY_API = "/DesktopModules/ClarityEcommerce/API-Admin"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One kind of order and the end state that proves it was handled."""
+
+    name: str
+    currency: str
+    lines: tuple[tuple[str, int, str], ...]  # sku, quantity, unit price (decimal string)
+    payment_method: str = "pm_card_visa"
+    mode: str = "integration"  # or "stripe": the storefront charges the card itself
+    capture: str = "automatic"
+    expect_paid: bool = True
+    expect_hold: bool = False
+    expect_email: str = ""  # subject fragment of the e-mail the customer must get
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("paid (USD)", "USD", (("SKU-TEE", 2, "12.50"), ("SKU-MUG", 1, "8.00"))),
+    Scenario("paid (JPY)", "JPY", (("SKU-TEE", 1, "1500"),)),
+    Scenario("paid (KWD)", "KWD", (("SKU-MUG", 3, "4.250"),)),
+    Scenario("paid (EUR)", "EUR", (("SKU-CAP", 2, "19.99"),)),
+    Scenario("declined", "USD", (("SKU-TEE", 1, "30.00"),), payment_method="pm_card_chargeDeclined",
+             expect_paid=False, expect_hold=True, expect_email="declined"),
+    Scenario("3-D Secure", "EUR", (("SKU-CAP", 1, "45.00"),), payment_method="pm_card_threeDSecure2Required",
+             expect_email="confirm your payment"),
+    Scenario("manual capture", "USD", (("SKU-MUG", 4, "9.75"),), capture="manual"),
+    Scenario("storefront-charged", "USD", (("SKU-TEE", 1, "22.00"),), mode="stripe"),
+)
+
+
+@dataclass
+class Placed:
+    """One order the traffic generator placed, and what it saw happen to it."""
+
+    n: int
+    scenario: Scenario
+    email: str
+    order_id: int | None = None
+    key: str = ""
+    total: str = ""
+    error: str = ""
+    intent_id: str = ""
+    intent_status: str = ""
+    clarity_status: str = ""
+    balance_due: str = ""
+    erp_order: str = ""
+    erp_payment: str = ""
+    emails: list[str] = field(default_factory=list)
+    acted: bool = False  # 3-D Secure completed / order shipped
+
+    @property
+    def done(self) -> bool:
+        s = self.scenario
+        if self.error:
+            return False
+        if s.expect_email and not any(s.expect_email in subject.lower() for subject in self.emails):
+            return False
+        if s.expect_hold:
+            return self.clarity_status == "On Hold"
+        if s.expect_paid:
+            return (self.clarity_status == "Full Payment Received" and _zero(self.balance_due)
+                    and bool(self.erp_order) and bool(self.erp_payment) and self.intent_status == "succeeded")
+        return True
+
+
+def _zero(value: str) -> bool:
+    try:
+        return float(value or "1") == 0.0
+    except ValueError:
+        return False
+
+
+def plan(n: int) -> Iterator[tuple[int, Scenario]]:
+    """``n`` orders cycling through every scenario."""
+    return ((i, s) for i, s in zip(range(n), itertools.cycle(SCENARIOS), strict=False))
+
+
+class Traffic:
+    """Places orders at the Clarity storefront and acts as shopper and warehouse."""
+
+    def __init__(self, *, clarity_url: str, clarity_user: str, clarity_password: str, stripe_url: str,
+                 stripe_key: str, erp_url: str, erp_token: str, mail_url: str) -> None:
+        self.clarity = httpx.Client(base_url=clarity_url, timeout=30)
+        self.stripe = httpx.Client(base_url=stripe_url, timeout=30, headers={"Authorization": f"Bearer {stripe_key}"})
+        self.erp = httpx.Client(base_url=erp_url, timeout=30, headers={"Authorization": f"token {erp_token}"})
+        self.mail = httpx.Client(base_url=mail_url, timeout=30)
+        login = self.clarity.post(f"{CLARITY_API}/auth/identity",
+                                  json={"UserName": clarity_user, "Password": clarity_password})
+        login.raise_for_status()
+        self.session = {"X-ss-pid": login.cookies.get("ss-pid") or login.json().get("SessionId", "")}
+
+    def seed_erp_items(self) -> None:
+        """The merchant's catalogue in the ERP (an unknown SKU is a DLQ case, not the demo's happy path)."""
+        skus = {sku for s in SCENARIOS for sku, _, _ in s.lines}
+        for sku in sorted(skus):
+            self.erp.post("/api/resource/Item", json={"item_code": sku, "item_name": sku.title(),
+                                                      "item_group": "Products", "stock_uom": "Nos"})
+
+    def close(self) -> None:
+        for client in (self.clarity, self.stripe, self.erp, self.mail):
+            client.close()
+
+    def place(self, n: int, scenario: Scenario) -> Placed:
+        placed = Placed(n=n, scenario=scenario, email=f"shopper{n:04d}@example.com")
+        body: dict[str, Any] = {
+            "Email": placed.email, "FirstName": "Shopper", "LastName": f"No{n}",
+            "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
+                               "PostalCode": "78701", "CountryCode": "US"},
+            "Lines": [{"Sku": sku, "Quantity": qty, "UnitPrice": price} for sku, qty, price in scenario.lines],
+            "Currency": scenario.currency, "PaymentMode": scenario.mode, "PaymentMethod": scenario.payment_method,
+        }
+        if scenario.capture == "manual":
+            body["Attributes"] = {"CaptureMethod": "manual"}
+        r = self.clarity.post("/_sandbox/checkout", json=body)
+        doc = r.json()
+        if r.status_code != 200 or not doc.get("Succeeded"):
+            placed.error = f"checkout {r.status_code}: {doc.get('ErrorMessages') or doc}"
+            return placed
+        placed.order_id, placed.key, placed.total = doc["OrderID"], doc["OrderKey"], str(doc.get("Total", ""))
+        return placed
+
+    def intents_by_order_key(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        starting_after = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = self.stripe.get("/v1/payment_intents", params=params).json()
+            for pi in page.get("data", []):
+                key = (pi.get("metadata") or {}).get("clarity_order_key")
+                if key:
+                    out[key] = pi
+            if not page.get("has_more") or not page.get("data"):
+                return out
+            starting_after = page["data"][-1]["id"]
+
+    def refresh(self, orders: list[Placed]) -> None:
+        """Read every system's view of every order, and act as shopper and warehouse where due."""
+        intents = self.intents_by_order_key()
+        messages = self.mail.get("/messages").json()
+        subjects: dict[str, list[str]] = {}
+        for m in messages if isinstance(messages, list) else messages.get("messages", []):
+            for to in m.get("rcpt_tos") or []:
+                subjects.setdefault(str(to).lower(), []).append(str(m.get("subject", "")))
+        for o in orders:
+            if o.error or o.order_id is None:
+                continue
+            order = self.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{o.order_id}", headers=self.session)
+            if order.status_code == 200:
+                data = order.json()
+                o.clarity_status = str(data.get("StatusKey", ""))
+                o.balance_due = str(data.get("BalanceDue", "0"))
+            pi = intents.get(o.key)
+            if pi:
+                o.intent_id, o.intent_status = pi["id"], pi["status"]
+            o.emails = subjects.get(o.email, [])
+            if not o.erp_order:
+                o.erp_order = self._erp_name("Sales Order", "po_no", o.key)
+            if o.erp_order and not o.erp_payment and pi and pi.get("latest_charge"):
+                o.erp_payment = self._erp_name("Payment Entry", "reference_no", str(pi["latest_charge"]))
+            self._act(o)
+
+    def _act(self, o: Placed) -> None:
+        if o.acted or not o.intent_id:
+            return
+        if o.scenario.expect_email == "confirm your payment" and o.intent_status == "requires_action" and o.emails:
+            # the shopper follows the link in the e-mail and passes the bank's challenge
+            self.stripe.post(f"/_sandbox/payment_intents/{o.intent_id}/3ds", json={"outcome": "succeed"})
+            o.acted = True
+        elif o.scenario.capture == "manual" and o.intent_status == "requires_capture":
+            # the warehouse ships the order; capture happens on shipment
+            self.clarity.patch(f"{CLARITY_API}/Ordering/SalesOrder/Ship/{o.order_id}", headers=self.session)
+            o.acted = True
+
+    def _erp_name(self, doctype: str, field_name: str, value: str) -> str:
+        r = self.erp.get(f"/api/resource/{doctype}", params={"filters": f'[["{field_name}", "=", "{value}"]]'})
+        if r.status_code != 200:
+            return ""
+        data = r.json().get("data") or []
+        return str(data[0]["name"]) if data else ""
