@@ -9,11 +9,14 @@ each system holds. Exit code 0 only if every order reached its expected end stat
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,13 +27,73 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from commerce_bridge.bootstrap import bootstrap
+from commerce_bridge.bootstrap import Container, bootstrap
 from commerce_bridge.config import load_settings
 from commerce_bridge.logsetup import configure_logging
 
 CLARITY_USER, CLARITY_PASSWORD = "ClarityConnect", "sandbox-clarity"
 ERP_KEY, ERP_SECRET = "sandbox-erp-key", "sandbox-erp-secret"
 STRIPE_KEY = "sk_test_sandbox_demo"
+
+
+@dataclass
+class Stack:
+    """Everything the order-to-cash demo (and its end-to-end tests) run: peers, bridge, traffic."""
+
+    container: Container
+    traffic: Any
+    urls: dict[str, str]
+    workdir: Path
+
+
+@contextlib.contextmanager
+def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
+                  **overrides: Any) -> Iterator[Stack]:
+    """Start the sandbox peers and the bridge (``serve``) wired to them; stop everything on exit."""
+    from commerce_bridge.entrypoints.http.app import build_app
+    from commerce_bridge.sandbox.clarity_sim.app import build_app as clarity_app
+    from commerce_bridge.sandbox.erp_sim.app import build_app as erp_app
+    from commerce_bridge.sandbox.mailbox.server import Mailbox
+    from commerce_bridge.sandbox.runner import PeerServer, free_port
+    from commerce_bridge.sandbox.stripe_emulator.app import build_app as stripe_app
+    from commerce_bridge.sandbox.traffic import Traffic
+
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="commerce-bridge-demo-"))
+    with contextlib.ExitStack() as stack:
+        stripe_srv = stack.enter_context(PeerServer(stripe_app()))
+        clarity_srv = stack.enter_context(PeerServer(clarity_app(
+            user=CLARITY_USER, password=CLARITY_PASSWORD, stripe_url=stripe_srv.url, stripe_api_key=STRIPE_KEY)))
+        erp_srv = stack.enter_context(PeerServer(erp_app(api_key=ERP_KEY, api_secret=ERP_SECRET)))
+        mailbox = Mailbox(smtp_port=0, http_port=0)
+        mailbox.start()
+        stack.callback(mailbox.stop)
+        bridge_port = free_port()
+        endpoint = httpx.post(f"{stripe_srv.url}/v1/webhook_endpoints",
+                              headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+                              data={"url": f"http://127.0.0.1:{bridge_port}/webhooks/stripe", "enabled_events[]": "*"})
+        endpoint.raise_for_status()
+        settings = load_settings(**{
+            "database_url": database_url or f"sqlite:///{workdir / 'bridge.sqlite'}", "worker_id": "demo",
+            "stripe_webhook_secrets": endpoint.json()["secret"], "admin_tokens": secrets.token_hex(16),
+            "stripe_api_key": STRIPE_KEY, "stripe_api_base": stripe_srv.url,
+            "clarity_base_url": f"{clarity_srv.url}/DesktopModules/ClarityEcommerce/API-Admin",
+            "clarity_user": CLARITY_USER, "clarity_password": CLARITY_PASSWORD, "clarity_poll_interval_s": 0.5,
+            "erp_base_url": erp_srv.url, "erp_api_key": ERP_KEY, "erp_api_secret": ERP_SECRET,
+            "smtp_host": "127.0.0.1", "smtp_port": mailbox.smtp_port,
+            "rate_limits": {"stripe": 80, "clarity": 50, "erp": 50}, **overrides,
+        })
+        c = bootstrap(settings, "serve", migrate=True)
+        stack.callback(c.close)
+        stack.enter_context(PeerServer(build_app(c), port=bridge_port))
+        traffic = Traffic(clarity_url=clarity_srv.url, clarity_user=CLARITY_USER, clarity_password=CLARITY_PASSWORD,
+                          stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY, erp_url=erp_srv.url,
+                          erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
+        stack.callback(traffic.close)
+        traffic.seed_erp_items()
+        urls = {"Stripe emulator": stripe_srv.url, "Clarity simulator": clarity_srv.url,
+                "ERPNext simulator": erp_srv.url, "mail catcher": mailbox.url,
+                "bridge": f"http://127.0.0.1:{bridge_port}", "data and logs": str(workdir)}
+        yield Stack(container=c, traffic=traffic, urls=urls, workdir=workdir)
 
 
 def demo(
@@ -40,70 +103,29 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Keep the demo's data folder (database, logs).")] = False,
 ) -> None:
     """Order to cash against the sandbox peers: checkouts of every kind, live progress, a final table."""
-    from commerce_bridge.entrypoints.http.app import build_app
-    from commerce_bridge.sandbox.clarity_sim.app import build_app as clarity_app
-    from commerce_bridge.sandbox.erp_sim.app import build_app as erp_app
-    from commerce_bridge.sandbox.mailbox.server import Mailbox
-    from commerce_bridge.sandbox.runner import PeerServer, free_port
-    from commerce_bridge.sandbox.stripe_emulator.app import build_app as stripe_app
-    from commerce_bridge.sandbox.traffic import Traffic, plan
+    from commerce_bridge.sandbox.traffic import plan
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="commerce-bridge-demo-"))
     log_file = (workdir / "bridge.log").open("w")
     configure_logging("INFO", json=True, stream=log_file)
     started = time.monotonic()
-    ok = False
-    with PeerServer(stripe_app()) as stripe_srv:
-        clarity_srv = PeerServer(clarity_app(user=CLARITY_USER, password=CLARITY_PASSWORD, stripe_url=stripe_srv.url,
-                                             stripe_api_key=STRIPE_KEY)).start()
-        erp_srv = PeerServer(erp_app(api_key=ERP_KEY, api_secret=ERP_SECRET)).start()
-        mailbox = Mailbox(smtp_port=0, http_port=0)
-        mailbox.start()
-        bridge_port = free_port()
-        endpoint = httpx.post(f"{stripe_srv.url}/v1/webhook_endpoints",
-                              headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-                              data={"url": f"http://127.0.0.1:{bridge_port}/webhooks/stripe", "enabled_events[]": "*"})
-        endpoint.raise_for_status()
-        settings = load_settings(
-            database_url=f"sqlite:///{workdir / 'bridge.sqlite'}", worker_id="demo",
-            stripe_webhook_secrets=endpoint.json()["secret"], admin_tokens=secrets.token_hex(16),
-            stripe_api_key=STRIPE_KEY, stripe_api_base=stripe_srv.url,
-            clarity_base_url=f"{clarity_srv.url}/DesktopModules/ClarityEcommerce/API-Admin",
-            clarity_user=CLARITY_USER, clarity_password=CLARITY_PASSWORD, clarity_poll_interval_s=0.5,
-            erp_base_url=erp_srv.url, erp_api_key=ERP_KEY, erp_api_secret=ERP_SECRET,
-            smtp_host="127.0.0.1", smtp_port=mailbox.smtp_port, rate_limits={"stripe": 80, "clarity": 50, "erp": 50},
-        )
-        c = bootstrap(settings, "serve", migrate=True)
+    with sandbox_stack(workdir=workdir) as st:
+        c = st.container
         table = Table(title="sandbox", show_header=False)
-        for name, url in (("Stripe emulator", stripe_srv.url), ("Clarity simulator", clarity_srv.url),
-                          ("ERPNext simulator", erp_srv.url), ("mail catcher", mailbox.url),
-                          ("bridge", f"http://127.0.0.1:{bridge_port}"), ("data and logs", str(workdir))):
+        for name, url in st.urls.items():
             table.add_row(name, url)
         console.print(table)
         if c.disabled_workflows:
             console.print(f"[yellow]workflows disabled (connector missing): {c.disabled_workflows}[/]")
-        with PeerServer(build_app(c), port=bridge_port):
-            traffic = Traffic(clarity_url=clarity_srv.url, clarity_user=CLARITY_USER,
-                              clarity_password=CLARITY_PASSWORD, stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY,
-                              erp_url=erp_srv.url, erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
-            traffic.seed_erp_items()
-            try:
-                ok, placed = _run(console, traffic, list(plan(orders)), timeout, exit_when_done)
-            finally:
-                traffic.close()
-            console.print(_final_table(placed))
-            counts = c.inbox.counts_by_status()
-            dlq = c.dead_letters.list(status="open", limit=20)
-            console.print(f"bridge inbox: {dict(counts)}; runs: {c.runs.counts_by_status()}; open DLQ entries: "
-                          f"{len(dlq)}")
-            for entry in dlq[:5]:
-                console.print(f"  DLQ {entry['id']}: {entry['run_id']} at {entry['step_id']}: "
-                              f"{entry['error_code']}: {entry['error_message'][:100]}")
-        c.close()
-        mailbox.stop()
-        erp_srv.stop()
-        clarity_srv.stop()
+        ok, placed = _run(console, st.traffic, list(plan(orders)), timeout, exit_when_done)
+        console.print(_final_table(placed))
+        dlq = c.dead_letters.list(status="open", limit=20)
+        console.print(f"bridge inbox: {dict(c.inbox.counts_by_status())}; runs: {c.runs.counts_by_status()}; "
+                      f"open DLQ entries: {len(dlq)}")
+        for entry in dlq[:5]:
+            console.print(f"  DLQ {entry['id']}: {entry['run_id']} at {entry['step_id']}: "
+                          f"{entry['error_code']}: {entry['error_message'][:100]}")
     log_file.close()
     elapsed = time.monotonic() - started
     console.print(("[bold green]every order reached its expected end state[/]" if ok
