@@ -43,7 +43,7 @@ from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
-from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns
+from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
 from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
@@ -355,10 +355,11 @@ def bootstrap(
                 rate_limits=dict(settings.rate_limits), rate_limit_margin=settings.rate_limit_margin,
                 lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s,
                 takeover_grace_s=settings.takeover_grace_s, dispatch_interval_s=settings.dispatch_interval_s,
+                long_wait_s=settings.long_wait_s,
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
-            workflow_vars=settings.workflow_vars,
+            workflow_vars=settings.workflow_vars, timers=SqlTimers(db),
         )
         if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
             clarity = gateways.clarity

@@ -180,6 +180,9 @@ class Settings(BaseSettings):
     rate_limit_margin: float = Field(
         0.05, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
     )
+    long_wait_s: float = Field(
+        30.0, gt=0, description="Durable waits longer than this end the run and a timer resumes it (frees workers)."
+    )
     backlog_alert_threshold: int = Field(1000, ge=1, description="Inbox backlog that fires a backlog alert.")
 
     # alerts and logs

@@ -239,3 +239,23 @@ def test_rate_limit_spaces_calls_to_a_destination(engine_factory: Any) -> None:
     stamps.sort()
     span = stamps[-1] - stamps[0]
     assert span >= 29 / 20 * 0.9  # 30 calls at 20/s take at least ~1.45 s
+
+
+def test_long_wait_frees_the_worker_and_a_timer_resumes_after_the_wait(engine_factory: Any) -> None:
+    from commerce_bridge.workflows.spec import StepSpec as S
+
+    c, flaky = engine_factory(long_wait_s=0.5)
+    assert c.engine is not None
+    wait_flow = WorkflowSpec(
+        name="test.wait", version="1", trigger=Trigger(sources=("stripe",), event_types=("wait.*",)),
+        steps=(S(id="before", uses="testsys.thing.do"), S(id="pause", uses="core.wait.until", with_={"delay_s": 2}),
+               S(id="after", uses="testsys.other.do")),
+    )
+    c.router.registry._add(wait_flow, "code", None, None, None)
+    deliver(c, "evt_w", event_type="wait.please")
+    wait_for(lambda: run_status(c, "stripe:evt_w:test.wait") == "waiting", timeout=15)
+    keys = [k for k, _ in flaky.calls if k.startswith("stripe:evt_w:test.wait")]
+    assert keys == ["stripe:evt_w:test.wait:before"]
+    wait_for(lambda: run_status(c, "stripe:evt_w:test.wait") == "succeeded", timeout=30)
+    keys = [k for k, _ in flaky.calls if k.startswith("stripe:evt_w:test.wait")]
+    assert keys == ["stripe:evt_w:test.wait:before", "stripe:evt_w:test.wait:after"]  # `before` not repeated

@@ -21,6 +21,7 @@ class RunStatus(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"  # a durable wait longer than a worker should sleep; a timer wakes it
     SUCCEEDED = "succeeded"
     PARKED = "parked"  # a step failed for good; the run waits in the dead-letter queue
     DISCARDED = "discarded"

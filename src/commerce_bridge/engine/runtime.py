@@ -32,7 +32,7 @@ from commerce_bridge.engine.breaker import BreakerRegistry
 from commerce_bridge.engine.retry import RetryPolicies, decide
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
-from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, WorkerLeases
+from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, Timers, WorkerLeases
 from commerce_bridge.workflows.spec import (
     Action,
     FailureDecision,
@@ -53,20 +53,25 @@ _ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
 WAIT_STEP = "core.wait.until"
 
 
+
+
 def _wait_params(with_: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
-    """Seconds a ``core.wait.until`` step waits (``delay_s`` or until ``at``), checkpointed once."""
-    from datetime import UTC, datetime
+    """When a ``core.wait.until`` step ends (``delay_s`` from now, or ``at``), checkpointed once."""
+    from datetime import datetime
 
     params = resolve_params(with_, scope)
     delay, at = params.get("delay_s"), params.get("at")
     if (delay is None) == (at is None):
-        raise E.ValidationError("core.wait.until needs exactly one of delay_s or at")
+        return {"error": "core.wait.until needs exactly one of delay_s or at"}
     if delay is not None:
-        return {"seconds": max(0.0, float(delay))}
-    moment = datetime.fromisoformat(str(at))
+        return {"wake_at": time.time() + max(0.0, float(delay)), "requested_s": float(delay)}
+    try:
+        moment = datetime.fromisoformat(str(at))
+    except ValueError:
+        return {"error": f"core.wait.until `at` is not an ISO-8601 time: {at!r}"}
     if moment.tzinfo is None:
-        raise E.ValidationError(f"core.wait.until `at` needs a UTC offset: {at!r}")
-    return {"seconds": max(0.0, (moment - datetime.now(UTC)).total_seconds())}
+        return {"error": f"core.wait.until `at` needs a UTC offset: {at!r}"}
+    return {"wake_at": moment.timestamp(), "requested_s": max(0.0, moment.timestamp() - time.time())}
 
 class WorkflowRouter(Protocol):
     """Which workflows an event starts, and any pinned version by name."""
@@ -95,6 +100,7 @@ class EngineConfig:
     takeover_grace_s: float = 5.0
     dispatch_interval_s: float = 0.2
     dispatch_batch: int = 200
+    long_wait_s: float = 30.0  # longer waits free the worker thread: the run ends and a timer forks it back
 
 
 def error_from_result(res: Mapping[str, Any]) -> BaseException:
@@ -127,8 +133,10 @@ class Engine:
         metrics: Metrics,
         alert: Callable[[Alert], None],
         workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
+        timers: Timers | None = None,
     ) -> None:
         self.config = config
+        self.timers = timers
         self.workflow_vars = {k: dict(v) for k, v in (workflow_vars or {}).items()}
         self.router = router
         self.actions = dict(actions)
@@ -184,13 +192,18 @@ class Engine:
         self._wake.set()
         for t in self._threads:
             t.join(timeout_s)
-        if self._launched:
-            DBOS.destroy(workflow_completion_timeout_sec=timeout_s, destroy_registry=True)
+        try:
+            if self._launched:
+                DBOS.destroy(workflow_completion_timeout_sec=timeout_s, destroy_registry=True)
+        finally:
             self._launched = False
             global _registered
             _registered = False
-        self.leases.stop(self.config.executor_id, self._epoch)
-        _current = None
+            _current = None
+            try:
+                self.leases.stop(self.config.executor_id, self._epoch)
+            except E.BridgeError:
+                log.warning("engine.lease_release_failed", executor_id=self.config.executor_id)
 
     def wake_dispatcher(self) -> None:
         self._wake.set()
@@ -239,6 +252,11 @@ class Engine:
                 self._take_over_dead_workers()
             except Exception:
                 log.exception("engine.takeover_failed")
+            if self.timers is not None:
+                try:
+                    self.wake_due_runs()
+                except Exception:
+                    log.exception("engine.timers_failed")
 
     def _take_over_dead_workers(self) -> None:
         for dead in self.leases.expired(self.config.takeover_grace_s):
@@ -346,7 +364,15 @@ class Engine:
                 walker.skip(step)
                 continue
             if step.uses == WAIT_STEP:
-                walker.succeeded(step, self._durable_wait(run, step, walker.scope))
+                waited = self._durable_wait(run, step, walker.scope, wf_id)
+                if waited.get("status") == "waiting":
+                    return waited
+                if waited.get("error"):
+                    res = {"ok": False, "code": "validation_error", "transient": False, "message": waited["error"],
+                           "input": dict(step.with_)}
+                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 1, res, wf_id)
+                    return {"status": "parked", "step": step.id, "code": "validation_error"}
+                walker.succeeded(step, waited)
                 continue
             base = self.retry_policies.for_step(step.uses)
             policy = base.merged(step.retry) if step.retry else base
@@ -371,13 +397,45 @@ class Engine:
         self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
         return {"status": "succeeded", **walker.state()}
 
-    def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any]) -> dict[str, Any]:
-        """``core.wait.until``: a durable sleep (no worker thread is held; a restart waits only the rest)."""
-        params = DBOS.run_step({"name": f"step:{step.id}"}, _wait_params, dict(step.with_), scope)
-        seconds = float(params["seconds"])
-        if seconds > 0:
-            DBOS.sleep(seconds)
-        return {"waited_s": seconds}
+    def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any],
+                      wf_id: str) -> dict[str, Any]:
+        """``core.wait.until``: wait until a checkpointed wake-up time.
+
+        A short wait is a durable sleep. A long one (dunning: days) must not hold a worker thread:
+        the run records a timer and ends as ``waiting``; when the timer is due, the engine forks the
+        run right after this step (earlier steps are not repeated) and it carries on.
+        """
+        params = DBOS.run_step({"name": f"wait:{step.id}"}, _wait_params, dict(step.with_), scope)
+        if "error" in params:
+            return {"error": params["error"]}
+        remaining = float(params["wake_at"]) - time.time()
+        if remaining > self.config.long_wait_s:
+            DBOS.run_step({"name": "cb.sleep_until"}, self._schedule_wake, run["run_id"], wf_id,
+                          f"wait:{step.id}", float(params["wake_at"]))
+            return {"status": "waiting", "step": step.id, "wake_at": params["wake_at"]}
+        if remaining > 0:
+            DBOS.sleep(remaining)
+        return {"waited_s": params.get("requested_s", 0.0)}
+
+    def _schedule_wake(self, run_id: str, wf_id: str, step_name: str, wake_at: float) -> None:
+        self.timers.add(run_id, wf_id, step_name, wake_at)
+        self.runs.set_status(run_id, RunStatus.WAITING, engine_workflow_id=wf_id)
+
+    def wake_due_runs(self) -> int:
+        """Fork every run whose timer is due, right after its wait step."""
+        woken = 0
+        for timer in self.timers.claim_due(time.time()):
+            steps = DBOS.list_workflow_steps(timer["engine_workflow_id"], load_output=False)
+            fids = [s["function_id"] for s in steps if s["function_name"] == timer["step_name"]]
+            if not fids:
+                log.error("engine.timer_lost_step", run_id=timer["run_id"], step=timer["step_name"])
+                continue
+            with SetWorkflowID(f"{timer['run_id']}#wake-{int(timer['wake_at'])}"):
+                handle = DBOS.fork_workflow(timer["engine_workflow_id"], max(fids) + 1, queue_name=QUEUE,
+                                            application_version=ENGINE_VERSION)
+            self.runs.set_status(timer["run_id"], RunStatus.QUEUED, engine_workflow_id=handle.get_workflow_id())
+            woken += 1
+        return woken
 
     def _mark(self, run_id: str, status: str, wf_id: str) -> None:
         self.runs.set_status(run_id, RunStatus(status), engine_workflow_id=wf_id)

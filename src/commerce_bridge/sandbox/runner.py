@@ -48,7 +48,7 @@ class PeerServer:
             time.sleep(0.01)
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         self._server.should_exit = True
         self._thread.join(timeout)
 

@@ -126,3 +126,11 @@ class Mailer(Protocol):
     """Sends one e-mail."""
 
     def send(self, *, to: str, subject: str, body: str, message_id: str) -> None: ...
+
+
+class Timers(Protocol):
+    """Wake-up times of waiting runs."""
+
+    def add(self, run_id: str, engine_workflow_id: str, step_name: str, wake_at: float) -> None: ...
+
+    def claim_due(self, now: float, limit: int = 50) -> list[dict[str, Any]]: ...

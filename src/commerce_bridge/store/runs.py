@@ -14,7 +14,7 @@ from commerce_bridge.domain.delivery import DeliveryStatus, RunStatus
 from commerce_bridge.errors import NotFound, ValidationError
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.inbox import insert_ignore
-from commerce_bridge.store.tables import audit_log, dead_letters, inbox, runs
+from commerce_bridge.store.tables import audit_log, dead_letters, inbox, runs, timers
 
 _DONE = {RunStatus.SUCCEEDED.value, RunStatus.DISCARDED.value}
 
@@ -165,3 +165,34 @@ class SqlAuditLog:
     def all(self) -> list[dict[str, Any]]:
         with translate_db_errors(), self._engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(audit_log)).mappings()]
+
+
+class SqlTimers:
+    """Runs waiting for a wake-up time (durable waits too long to hold a worker thread)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, run_id: str, engine_workflow_id: str, step_name: str, wake_at: float) -> None:
+        values = {"engine_workflow_id": engine_workflow_id, "step_name": step_name, "wake_at": wake_at,
+                  "created_at": _now()}
+        stmt = insert_ignore(self._engine, timers).values(run_id=run_id, **values).on_conflict_do_update(
+            index_elements=["run_id"], set_=values)
+        with translate_db_errors(), self._engine.begin() as conn:
+            conn.execute(stmt)
+
+    def claim_due(self, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        """Remove and return due timers; a timer is claimed by exactly one caller."""
+        out: list[dict[str, Any]] = []
+        with translate_db_errors(), self._engine.begin() as conn:
+            rows = conn.execute(select(timers).where(timers.c.wake_at <= now).order_by(timers.c.wake_at)
+                                .limit(limit)).mappings().all()
+            for r in rows:
+                if conn.execute(timers.delete().where(timers.c.run_id == r["run_id"],
+                                                      timers.c.wake_at == r["wake_at"])).rowcount:
+                    out.append(dict(r))
+        return out
+
+    def pending(self) -> int:
+        with translate_db_errors(), self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(timers)).scalar_one())

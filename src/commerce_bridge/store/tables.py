@@ -181,3 +181,14 @@ write_fingerprints = Table(
     Column("written_at", UtcDateTime(), nullable=False),
     Index(None, "system", "object_kind", "object_id", "fingerprint"),
 )
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("run_id", String(600), primary_key=True),
+    Column("engine_workflow_id", String(700), nullable=False),
+    Column("step_name", String(220), nullable=False),
+    Column("wake_at", Float, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index(None, "wake_at"),
+)

@@ -1,0 +1,392 @@
+"""Order-to-cash benchmark: orders/s and order-to-paid latency with the Stripe emulator limited to 100 requests/s.
+
+For each offered rate, a fresh sandbox (``sandbox_stack``: Stripe emulator, Clarity and ERPNext simulators,
+mail catcher and the bridge, all in this one process) gets an open-loop arrival of storefront checkouts
+(scenario "paid (USD)", integration mode: the bridge makes every Stripe call). The emulator answers 429
+beyond 100 requests in any 1-s window (``POST /_sandbox/rate_limit``); the bridge limits its own Stripe calls
+with ``rate_limits["stripe"]``.
+
+Ground truth for the Stripe side is a request log kept at the emulator: this script wraps the emulator
+app's request handler (bench only, ``src/`` is untouched) and records the time, method, path, user agent and
+status of every ``/v1`` request. That gives the requests/s the emulator saw, its busiest 1-s window (the same
+windows its limiter counts) and every 429 it answered, retried or not.
+
+Order-to-paid latency runs from the checkout answer to the moment a watcher thread, polling the bridge's
+``runs`` table every 50 ms, sees the order's ``stripe.payment_succeeded`` run ``succeeded``. That run's steps
+mark the order paid in Clarity and then create the ERP sales order and Payment Entry, so the figure is an upper
+bound of "paid in Clarity" (it includes the ERP writes). After each phase every order is checked in Clarity
+(status "Full Payment Received", balance 0) and in the ERP (a Payment Entry for its charge).
+
+    .venv/bin/python bench/order_to_cash.py --rates 5,10,20,25,30 --duration 40 --db sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import fresh_database, postgres_problem  # noqa: E402
+from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_stack  # noqa: E402
+from commerce_bridge.logsetup import configure_logging  # noqa: E402
+from commerce_bridge.sandbox import traffic as traffic_mod  # noqa: E402
+from commerce_bridge.sandbox.stripe_emulator import app as stripe_app_mod  # noqa: E402
+from commerce_bridge.store.tables import inbox, runs  # noqa: E402
+
+EMULATOR_LIMIT = 100
+WATCH_EVERY_S = 0.05
+PAID = "Full Payment Received"
+SCENARIO = next(s for s in traffic_mod.SCENARIOS if s.name == "paid (USD)")
+
+
+# ---- the emulator's request log ----------------------------------------------------------------------
+@dataclass
+class RequestLog:
+    """Every /v1 request the Stripe emulator answered: (monotonic time, method, path, user agent, status)."""
+
+    rows: list[tuple[float, str, str, str, int]] = field(default_factory=list)
+
+    def install(self) -> None:
+        """Make the next ``build_app()`` of the emulator record its answers here."""
+        original = stripe_app_mod.build_app
+        log = self
+
+        def build_app(**kw: Any) -> Any:
+            app = original(**kw)
+            handle = app.handle
+
+            async def logged(scope: Any, body: bytes) -> Any:
+                out = await handle(scope, body)
+                path = scope["path"]
+                if path.startswith("/v1/"):
+                    ua = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"user-agent"), "")
+                    log.rows.append((time.monotonic(), scope["method"], path, ua.split("/")[0], out[0]))
+                return out
+
+            app.handle = logged
+            return app
+
+        stripe_app_mod.build_app = build_app
+
+
+LOG = RequestLog()
+
+
+# ---- the watcher: paid orders seen in the bridge's runs table ---------------------------------------
+class Watcher(threading.Thread):
+    """Polls the runs table every 50 ms; records when each order's stripe.payment_succeeded run succeeded."""
+
+    def __init__(self, container: Any) -> None:
+        super().__init__(daemon=True, name="o2c-watcher")
+        self.c = container
+        self.seen: dict[str, tuple[float, datetime]] = {}  # order key -> (monotonic seen, DB updated_at)
+        self._runs: set[str] = set()
+        self._halt = threading.Event()
+        self.polls = 0
+        self.poll_s = 0.0
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+    def run(self) -> None:
+        since: datetime | None = None
+        while not self._halt.is_set():
+            t0 = time.monotonic()
+            stmt = (select(runs.c.run_id, runs.c.updated_at, inbox.c.body)
+                    .join(inbox, inbox.c.id == runs.c.inbox_id)
+                    .where(runs.c.workflow == "stripe.payment_succeeded", runs.c.status == "succeeded"))
+            if since is not None:
+                stmt = stmt.where(runs.c.updated_at >= since)
+            try:
+                with self.c.db.connect() as conn:
+                    rows = conn.execute(stmt).all()
+            except Exception:  # a locked SQLite file: try again next tick
+                rows = []
+            now = time.monotonic()
+            self.polls += 1
+            self.poll_s += now - t0
+            for run_id, updated_at, body in rows:
+                if run_id in self._runs:
+                    continue
+                self._runs.add(run_id)
+                key = ((orjson.loads(body)["data"]["object"].get("metadata") or {}).get("clarity_order_key"))
+                if key and key not in self.seen:
+                    self.seen[key] = (now, updated_at)
+                if since is None or updated_at.timestamp() - 2 > since.timestamp():
+                    since = datetime.fromtimestamp(updated_at.timestamp() - 2, UTC)
+            self._halt.wait(max(0.0, WATCH_EVERY_S - (time.monotonic() - t0)))
+
+
+# ---- the load ------------------------------------------------------------------------------------------
+@dataclass
+class Order:
+    i: int
+    scheduled: float  # monotonic
+    answered: float = math.nan  # monotonic, checkout answer
+    answered_wall: float = math.nan
+    key: str = ""
+    order_id: int | None = None
+    error: str = ""
+
+
+def checkout_body(n: int) -> dict[str, Any]:
+    return {"Email": f"shopper{n:06d}@example.com", "FirstName": "Shopper", "LastName": f"No{n}",
+            "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
+                               "PostalCode": "78701", "CountryCode": "US"},
+            "Lines": [{"Sku": sku, "Quantity": q, "UnitPrice": p} for sku, q, p in SCENARIO.lines],
+            "Currency": SCENARIO.currency, "PaymentMode": SCENARIO.mode, "PaymentMethod": SCENARIO.payment_method}
+
+
+async def offer(clarity_url: str, rate: float, duration: float) -> list[Order]:
+    """Open loop: checkout i is sent at t0 + i/rate, whatever happened to the earlier ones."""
+    n = int(rate * duration)
+    orders: list[Order] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=clarity_url, timeout=30, limits=limits) as client:
+        async def one(o: Order) -> None:
+            try:
+                r = await client.post("/_sandbox/checkout", json=checkout_body(o.i))
+                o.answered, o.answered_wall = time.monotonic(), time.time()
+                doc = r.json()
+                if r.status_code != 200 or not doc.get("Succeeded"):
+                    o.error = f"checkout {r.status_code}: {str(doc)[:200]}"
+                    return
+                o.key, o.order_id = doc["OrderKey"], doc["OrderID"]
+            except Exception as exc:
+                o.error = f"{type(exc).__name__}: {exc}"
+
+        t0 = time.monotonic() + 0.05
+        tasks = []
+        for i in range(n):
+            at = t0 + i / rate
+            delay = at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            o = Order(i=i, scheduled=at)
+            orders.append(o)
+            tasks.append(asyncio.create_task(one(o)))
+        await asyncio.gather(*tasks)
+    return orders
+
+
+# ---- one phase --------------------------------------------------------------------------------------------
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
+
+
+def verify(tr: Any, orders: list[Order]) -> dict[str, int]:
+    """Clarity status and balance of every order, and the ERP's Payment Entries, read after the phase."""
+    paid = 0
+    for o in orders:
+        if o.order_id is None:
+            continue
+        r = tr.clarity.get(f"{traffic_mod.CLARITY_API}/Ordering/SalesOrder/ID/{o.order_id}", headers=tr.session)
+        if r.status_code == 200:
+            d = r.json()
+            if d.get("StatusKey") == PAID and traffic_mod._zero(str(d.get("BalanceDue", "0"))):
+                paid += 1
+    pe = tr.erp.get("/api/resource/Payment Entry", params={"limit_page_length": 1000000})
+    entries = len(pe.json().get("data") or []) if pe.status_code == 200 else -1
+    so = tr.erp.get("/api/resource/Sales Order", params={"limit_page_length": 1000000})
+    sales = len(so.json().get("data") or []) if so.status_code == 200 else -1
+    return {"clarity_paid": paid, "erp_payment_entries": entries, "erp_sales_orders": sales}
+
+
+def process_cpu_s() -> float:
+    """utime + stime of this process (every thread: peers, bridge and load), from /proc/self/stat."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rate_limited_metric(c: Any) -> float:
+    total = 0.0
+    for line in c.metrics.render().decode().splitlines():
+        if line.startswith("cb_step_attempts_total") and 'outcome="rate_limited"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
+    log = LOG
+    log.rows.clear()
+    overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
+                                 "clarity_poll_interval_s": a.clarity_poll}
+    with contextlib.ExitStack() as es:
+        if dbkind == "postgres":
+            db_url: str | None = es.enter_context(fresh_database("postgres")).url
+        else:
+            db_url = None
+        workdir = Path(a.keep) / f"{dbkind}-{rate:g}" if a.keep else Path(
+            es.enter_context(tempfile.TemporaryDirectory(prefix="cb-o2c-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        # the bridge logs INFO as JSON to a file, like the demo (not to this terminal)
+        configure_logging("INFO", json=True, stream=es.enter_context((workdir / "bridge.log").open("w")))
+        st = es.enter_context(sandbox_stack(database_url=db_url, workdir=workdir, **overrides))
+        c, tr = st.container, st.traffic
+        stripe_url = st.urls["Stripe emulator"]
+        httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": EMULATOR_LIMIT}).raise_for_status()
+        watcher = Watcher(c)
+        watcher.start()
+        time.sleep(1.0)
+        log_start = len(log.rows)
+        cpu0 = process_cpu_s()
+        t_start = time.monotonic()
+        orders = asyncio.run(offer(st.urls["Clarity simulator"], rate, a.duration))
+        t_offer_end = time.monotonic()
+        keys = {o.key for o in orders if o.key}
+        deadline = time.monotonic() + a.drain
+        while time.monotonic() < deadline and not keys <= watcher.seen.keys():
+            time.sleep(0.1)
+        t_end = time.monotonic()
+        cpu = process_cpu_s() - cpu0
+        watcher.stop()
+        reqs = log.rows[log_start:]
+        check = verify(tr, orders)
+        dlq = c.dead_letters.count_open()
+        metric_rl = rate_limited_metric(c)
+        run_counts = c.runs.counts_by_status()
+    measured = [o for o in orders if o.scheduled - orders[0].scheduled >= a.warmup] if orders else []
+    lat = [watcher.seen[o.key][0] - o.answered for o in measured if o.key in watcher.seen]
+    lat_db = [watcher.seen[o.key][1].timestamp() - o.answered_wall for o in measured if o.key in watcher.seen]
+    missing = sum(1 for o in measured if o.key not in watcher.seen)
+    window = a.duration
+    done_in_window = sum(1 for o in orders if o.key in watcher.seen and watcher.seen[o.key][0] <= t_offer_end)
+    in_win = [r for r in reqs if t_start <= r[0] <= t_offer_end]
+    per_sec = Counter(int(r[0]) for r in reqs)
+    full = [v for s, v in per_sec.items() if int(t_start) < s < int(t_end)]
+    statuses = Counter(r[4] for r in reqs)
+    by_call = Counter(f"{r[1]} {_route(r[2])}" for r in reqs)
+    checkout_s = [o.answered - o.scheduled for o in orders if not math.isnan(o.answered)]
+    res = {
+        "db": dbkind, "offered_per_s": rate, "orders": len(orders), "measured_orders": len(measured),
+        "checkout_errors": sum(1 for o in orders if o.error),
+        "completed": len(watcher.seen.keys() & keys),
+        "completed_per_s_in_window": done_in_window / window,
+        "stripe_requests": len(reqs), "stripe_req_per_s_in_window": len(in_win) / window,
+        "stripe_max_1s_window": max(full) if full else 0,
+        "stripe_requests_per_order": len(reqs) / max(1, len(orders)),
+        "emulator_429": statuses.get(429, 0), "emulator_statuses": dict(statuses),
+        "stripe_calls": dict(by_call), "stripe_user_agents": dict(Counter(r[3] for r in reqs)),
+        "bridge_rate_limited_metric": metric_rl,
+        "latency_p50_s": pct(lat, 50), "latency_p99_s": pct(lat, 99), "latency_max_s": max(lat) if lat else None,
+        "latency_db_p50_s": pct(lat_db, 50), "latency_db_p99_s": pct(lat_db, 99),
+        "not_completed": missing, "checkout_answer_p99_s": pct(checkout_s, 99),
+        "drain_s": t_end - t_offer_end, "process_cpu_s": cpu, "process_cpu_share": cpu / (t_end - t_start),
+        "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, len(watcher.seen.keys() & keys)), "open_dlq": dlq, "runs": run_counts,
+        "watch_polls": watcher.polls, "watch_poll_ms_mean": 1000 * watcher.poll_s / max(1, watcher.polls),
+        **check,
+    }
+    p99 = res["latency_p99_s"]
+    res["meets_target"] = bool(res["emulator_429"] == 0 and missing == 0 and p99 is not None and p99 <= 1.0
+                               and res["open_dlq"] == 0 and res["clarity_paid"] == len(keys))
+    return res
+
+
+def _route(path: str) -> str:
+    parts = path.split("/")
+    return "/".join(p if i < 3 or p in ("confirm", "capture", "search", "cancel") else "{id}"
+                    for i, p in enumerate(parts))
+
+
+# ---- output -------------------------------------------------------------------------------------------
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f}"
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("| db | offered orders/s | completed orders/s | Stripe req/s at emulator (max 1-s window) | 429s "
+            "| p50 ms | p99 ms | max ms | not done | open DLQ | CPU (cores) | CPU ms/order | target |")
+    lines = [head, "|" + "---|" * 13]
+    for r in results:
+        lines.append(
+            f"| {r['db']} | {r['offered_per_s']:g} | {r['completed_per_s_in_window']:.1f} "
+            f"| {r['stripe_req_per_s_in_window']:.1f} ({r['stripe_max_1s_window']}) | {r['emulator_429']} "
+            f"| {_ms(r['latency_p50_s'])} | {_ms(r['latency_p99_s'])} | {_ms(r['latency_max_s'])} "
+            f"| {r['not_completed']} | {r['open_dlq']} | {r.get('process_cpu_share', math.nan):.2f} "
+            f"| {r.get('process_cpu_ms_per_completed_order', math.nan):.0f} | {'PASS' if r['meets_target'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                            "sqlite": sqlite3.sqlite_version}
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=False)
+    info["git_head"] = head.stdout.strip()
+    with contextlib.suppress(OSError), open("/proc/loadavg") as f:
+        info["loadavg_at_start"] = f.read().split()[:3]
+    return info
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rates", default="5,10,20,25,30", help="offered orders/s, comma separated")
+    p.add_argument("--duration", type=float, default=40.0, help="seconds of offered load per rate")
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
+    p.add_argument("--quick", action="store_true", help="rates 5,20 for 10 s each")
+    p.add_argument("--warmup", type=float, default=3.0, help="orders of the first S seconds are not in latency")
+    p.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the last orders")
+    p.add_argument("--bridge-stripe-limit", type=float, default=100.0, help="the bridge's rate_limits['stripe']")
+    p.add_argument("--clarity-poll", type=float, default=0.5, help="clarity_poll_interval_s (the demo's 0.5)")
+    p.add_argument("--keep", metavar="DIR", help="keep each phase's folder (bridge.log, SQLite file) under DIR")
+    a = p.parse_args()
+    if a.quick:
+        a.rates, a.duration = "5,20", 10.0
+    rates = [float(x) for x in a.rates.split(",") if x]
+    dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
+    if "postgres" in dbs and (problem := postgres_problem()):
+        print(f"skipping PostgreSQL: {problem}")
+        dbs.remove("postgres")
+    LOG.install()
+    started = datetime.now(UTC)
+    info = machine()
+    results: list[dict[str, Any]] = []
+    out = ROOT / "bench" / "results" / f"order-to-cash-{started:%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(exist_ok=True)
+    for dbkind in dbs:
+        for rate in rates:
+            print(f"{dbkind}: {rate:g} orders/s for {a.duration:g} s ...", flush=True)
+            r = phase(rate, a, dbkind)
+            results.append(r)
+            print(table([r]).splitlines()[-1], flush=True)
+            out.write_text(json.dumps({"started": started.isoformat(), "args": vars(a), "machine": info,
+                                       "results": results}, indent=1, default=str))
+    print()
+    print(table(results))
+    ok = [r for r in results if r["meets_target"]]
+    for dbkind in dbs:
+        best = max((r["offered_per_s"] for r in ok if r["db"] == dbkind), default=None)
+        print(f"{dbkind}: highest offered rate meeting the targets: {best if best is not None else 'none'} orders/s")
+    print(f"written: {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Order to cash end to end against the sandbox peers, on SQLite and PostgreSQL (issue 4, points 9-13).
+
+Each test starts the Stripe emulator, the Clarity and ERPNext simulators, a mail catcher and the bridge
+(in this process), drives shoppers and the warehouse through the sandbox, and checks what every
+system ended up with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commerce_bridge.entrypoints.demo_order_to_cash import Stack, sandbox_stack
+from commerce_bridge.sandbox.traffic import CLARITY_API, SCENARIOS, Placed, Scenario
+from tests.support.databases import PG_SKIP_REASON, pg_admin_url, postgres_database
+
+pytestmark = pytest.mark.slow
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def make_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> Stack:
+        if request.param == "postgres":
+            if not pg_admin_url():
+                pytest.skip(PG_SKIP_REASON)
+            db = postgres_database()
+            url = db.__enter__()
+            opened.append(db)
+        else:
+            url = f"sqlite:///{tmp_path / 'bridge.sqlite'}"
+        cm = sandbox_stack(database_url=url, workdir=tmp_path, **overrides)
+        st = cm.__enter__()
+        opened.append(cm)
+        return st
+
+    yield make
+    for cm in reversed(opened):
+        cm.__exit__(None, None, None)
+
+
+def settle(st: Stack, orders: list[Placed], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st.traffic.refresh(orders)
+        if all(o.done for o in orders):
+            return
+        time.sleep(0.5)
+    raise AssertionError("not settled: " + "; ".join(
+        f"{o.key} {o.scenario.name}: clarity={o.clarity_status} stripe={o.intent_status} erp={o.erp_order}/"
+        f"{o.erp_payment} mails={o.emails} err={o.error}" for o in orders if not o.done)
+        + f"; DLQ: {[(e['run_id'], e['error_code'], e['error_message'][:80]) for e in st.container.dead_letters.list()]}")
+
+
+def intents_for(st: Stack, key: str) -> list[dict[str, Any]]:
+    page = st.traffic.stripe.get("/v1/payment_intents", params={"limit": 100}).json()
+    return [pi for pi in page["data"] if (pi.get("metadata") or {}).get("clarity_order_key") == key]
+
+
+def erp_count(st: Stack, doctype: str, field: str, value: str) -> int:
+    r = st.traffic.erp.get(f"/api/resource/{doctype}", params={"filters": f'[["{field}", "=", "{value}"]]'})
+    return len(r.json()["data"])
+
+
+def runs_by_workflow(st: Stack) -> Counter[str]:
+    from sqlalchemy import text
+
+    with st.container.db.connect() as conn:
+        return Counter(dict(conn.execute(text("SELECT workflow, count(*) FROM runs GROUP BY workflow")).all()))
+
+
+def test_every_checkout_kind_reaches_its_end_state(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    orders = [st.traffic.place(i, s) for i, s in enumerate(SCENARIOS)]
+    settle(st, orders)
+    for o in orders:
+        if o.scenario.expect_paid:
+            assert len(intents_for(st, o.key)) == 1, f"{o.key} was charged once"
+            assert erp_count(st, "Sales Order", "po_no", o.key) == 1
+    assert st.container.dead_letters.count_open() == 0
+    # money arrived in the right units: JPY is zero-decimal, KWD three-decimal
+    jpy = next(o for o in orders if o.scenario.currency == "JPY")
+    kwd = next(o for o in orders if o.scenario.currency == "KWD")
+    assert intents_for(st, jpy.key)[0]["amount"] == 1500
+    assert intents_for(st, kwd.key)[0]["amount"] == 12750
+
+
+def test_duplicate_and_shuffled_stripe_events_cause_no_second_charge_or_payment(
+        make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    st.traffic.stripe.post("/_sandbox/webhooks/options",
+                           json={"shuffle": True, "shuffle_window_ms": 300, "duplicate_probability": 1.0, "seed": 7})
+    orders = [st.traffic.place(i, BY_NAME[n]) for i, n in enumerate(["paid (USD)", "paid (EUR)", "storefront-charged",
+                                                                     "3-D Secure"])]
+    settle(st, orders)
+    deliveries = st.traffic.stripe.get("/_sandbox/deliveries", params={"limit": 1000}).json()
+    rows = deliveries.get("data", deliveries) if isinstance(deliveries, dict) else deliveries
+    assert any(d.get("duplicate") for d in rows), "the emulator really sent duplicates"
+    for o in orders:
+        assert len(intents_for(st, o.key)) == 1
+        assert erp_count(st, "Sales Order", "po_no", o.key) == 1
+        assert erp_count(st, "Payment Entry", "reference_no", intents_for(st, o.key)[0]["latest_charge"]) == 1
+        order = st.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{o.order_id}",
+                                       headers=st.traffic.session).json()
+        assert order["StatusKey"] == "Full Payment Received"
+    assert runs_by_workflow(st)["stripe.payment_succeeded"] == len(orders)
+
+
+def test_payment_event_before_the_order_is_visible_waits_and_is_not_dropped(
+        make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    key = "WEB-LATE-1"
+    pi = st.traffic.stripe.post("/v1/payment_intents", data={
+        "amount": 2500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": "true",
+        "payment_method_types[]": "card", "metadata[clarity_order_key]": key}).json()
+    assert pi["status"] == "succeeded"
+    time.sleep(4)  # the bridge has the event and keeps looking for the order
+    run = st.container.runs.get(f"stripe:{_event_for(st, pi['id'])}:stripe.payment_succeeded")
+    assert run is not None and run["status"] == "running"
+    # the order shows up in Clarity only now (created through the admin API, as a slow storefront would)
+    created = st.traffic.clarity.post(f"{CLARITY_API}/Ordering/SalesOrder/Create", headers=st.traffic.session, json={
+        "CustomKey": key, "StatusKey": "Pending", "TypeKey": "Web", "CurrencyKey": "USD", "BalanceDue": "25.00",
+        "UserContactEmail": "late@example.com", "PaymentTransactionID": pi["id"],
+        "BillingContact": {"FirstName": "Late", "LastName": "Buyer", "Email1": "late@example.com"},
+        "SalesItems": [{"Sku": "SKU-TEE", "Quantity": 1, "UnitCorePrice": "25.00"}],
+        "Totals": {"SubTotal": "25.00", "Total": "25.00"}})
+    assert created.status_code == 200, created.text
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and erp_count(st, "Payment Entry", "reference_no", pi["latest_charge"]) == 0:
+        time.sleep(0.5)
+    assert erp_count(st, "Payment Entry", "reference_no", pi["latest_charge"]) == 1
+    late = st.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/Key/{key}", headers=st.traffic.session).json()
+    assert late["StatusKey"] == "Full Payment Received" and float(late.get("BalanceDue", 0)) == 0
+    assert len(intents_for(st, key)) == 1
+
+
+def test_our_own_writes_coming_back_by_polling_start_nothing(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    orders = [st.traffic.place(i, BY_NAME[n]) for i, n in enumerate(["declined", "paid (USD)"])]
+    settle(st, orders)
+    time.sleep(3)  # several more polls see our status changes
+    runs = runs_by_workflow(st)
+    assert runs["clarity.order_to_cash"] == 2
+    assert runs["clarity.order_voided"] == 0 and runs["clarity.order_shipped"] == 0
+    assert runs["stripe.payment_succeeded"] == 1
+    assert st.container.dead_letters.count_open() == 0
+
+
+def test_voided_orders_cancel_the_authorisation_or_refund_the_payment(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    manual = st.traffic.place(1, Scenario("to void (authorised)", "USD", (("SKU-MUG", 1, "9.00"),), capture="manual",
+                                          expect_paid=False))
+    paid = st.traffic.place(2, BY_NAME["paid (USD)"])
+    settle(st, [paid])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p["status"] == "requires_capture" for p in intents_for(st, manual.key)):
+        time.sleep(0.5)
+    for o in (manual, paid):
+        r = st.traffic.clarity.patch(f"{CLARITY_API}/Ordering/SalesOrder/Void/{o.order_id}", headers=st.traffic.session)
+        assert r.status_code == 200
+    deadline = time.monotonic() + 60
+    refunds: list[Any] = []
+    while time.monotonic() < deadline:
+        manual_pi = intents_for(st, manual.key)[0]
+        refunds = st.traffic.stripe.get("/v1/refunds", params={"payment_intent": intents_for(st, paid.key)[0]["id"]}
+                                        ).json()["data"]
+        if manual_pi["status"] == "canceled" and refunds:
+            break
+        time.sleep(0.5)
+    assert intents_for(st, manual.key)[0]["status"] == "canceled"
+    assert len(refunds) == 1 and refunds[0]["amount"] == 3300
+
+
+def test_clarity_outage_queues_the_work_and_drains_it(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack(retry_base_delay_s=0.5, retry_max_delay_s=2.0, retry_max_attempts=30)
+    orders = [st.traffic.place(i, BY_NAME[n]) for i, n in enumerate(["paid (USD)", "paid (EUR)"])]
+    st.traffic.clarity.post("/_sandbox/faults/outage", json={"seconds": 6, "mode": "503"})
+    time.sleep(3)
+    assert not any(o.done for o in orders)
+    settle(st, orders, timeout=120)
+    assert st.container.dead_letters.count_open() == 0
+
+
+def test_stripe_429_and_500_are_retried_without_a_second_charge(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack(retry_base_delay_s=0.2, retry_max_delay_s=1.0)
+    st.traffic.stripe.post("/_sandbox/faults", json={"kind": "rate_limit", "count": 2, "path": "/v1/payment_intents",
+                                                     "method": "POST"})
+    st.traffic.stripe.post("/_sandbox/faults", json={"kind": "server_error", "count": 1,
+                                                     "path": "/v1/payment_intents", "method": "POST"})
+    orders = [st.traffic.place(1, BY_NAME["paid (USD)"])]
+    settle(st, orders)
+    assert len(intents_for(st, orders[0].key)) == 1
+
+
+def test_bad_data_goes_to_the_dlq_with_a_fix_and_replays_once_fixed(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    unknown_sku = st.traffic.place(1, Scenario("unknown SKU", "USD", (("SKU-NEW", 1, "10.00"),)))
+    odd_amount = st.traffic.place(2, Scenario("KWD with a fils too many", "KWD", (("SKU-MUG", 1, "4.255"),),
+                                              expect_paid=False))
+    c = st.container
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and c.dead_letters.count_open() < 2:
+        time.sleep(0.5)
+    entries = {e["step_id"]: e for e in c.dead_letters.list()}
+    # 4.255 KWD is a valid Clarity amount but Stripe takes KWD in steps of 10 fils: refused, never rounded
+    assert set(entries) == {"erp_order", "payment"}, entries
+    assert entries["payment"]["error_code"] == "mapping_error" and "KWD" in entries["payment"]["error_message"]
+    assert entries["payment"]["suggested_fix"]
+    assert entries["erp_order"]["error_code"] == "upstream_rejected" and entries["erp_order"]["suggested_fix"]
+    assert not intents_for(st, odd_amount.key), "an unrepresentable amount is never charged"
+    # fix the catalogue in the ERP, then replay: it resumes at the failed step
+    st.traffic.erp.post("/api/resource/Item", json={"item_code": "SKU-NEW", "item_name": "New",
+                                                    "item_group": "Products", "stock_uom": "Nos"})
+    c.admin.replay(entries["erp_order"]["id"], "created the item in ERPNext")
+    settle(st, [unknown_sku])
+    assert len(intents_for(st, unknown_sku.key)) == 1
+    c.admin.discard(entries["payment"]["id"], "customer asked for a corrected invoice")
+    assert c.dead_letters.count_open() == 0
+
+
+def _event_for(st: Stack, intent_id: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for row in st.container.inbox.list(source="stripe", limit=200):
+            if row["event_type"] == "payment_intent.succeeded":
+                stored = st.container.inbox.get("stripe", row["event_id"])
+                if stored is not None and intent_id.encode() in stored.body:
+                    return row["event_id"]
+        time.sleep(0.3)
+    raise AssertionError("payment_intent.succeeded never arrived")
+
+
