@@ -55,7 +55,6 @@ from commerce_bridge.sandbox import traffic as traffic_mod  # noqa: E402
 from commerce_bridge.sandbox.stripe_emulator import app as stripe_app_mod  # noqa: E402
 from commerce_bridge.store.tables import inbox, runs  # noqa: E402
 
-EMULATOR_LIMIT = 100
 WATCH_EVERY_S = 0.05
 PAID = "Full Payment Received"
 SCENARIO = next(s for s in traffic_mod.SCENARIOS if s.name == "paid (USD)")
@@ -251,7 +250,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         st = es.enter_context(sandbox_stack(database_url=db_url, workdir=workdir, **overrides))
         c, tr = st.container, st.traffic
         stripe_url = st.urls["Stripe emulator"]
-        httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": EMULATOR_LIMIT}).raise_for_status()
+        httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": a.emulator_limit}).raise_for_status()
         watcher = Watcher(c)
         watcher.start()
         time.sleep(1.0)
@@ -285,7 +284,8 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
     by_call = Counter(f"{r[1]} {_route(r[2])}" for r in reqs)
     checkout_s = [o.answered - o.scheduled for o in orders if not math.isnan(o.answered)]
     res = {
-        "db": dbkind, "offered_per_s": rate, "orders": len(orders), "measured_orders": len(measured),
+        "db": dbkind, "offered_per_s": rate, "emulator_limit": a.emulator_limit,
+        "bridge_stripe_limit": a.bridge_stripe_limit, "orders": len(orders), "measured_orders": len(measured),
         "checkout_errors": sum(1 for o in orders if o.error),
         "completed": len(watcher.seen.keys() & keys),
         "completed_per_s_in_window": done_in_window / window,
@@ -353,6 +353,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="rates 5,20 for 10 s each")
     p.add_argument("--warmup", type=float, default=3.0, help="orders of the first S seconds are not in latency")
     p.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for the last orders")
+    p.add_argument("--emulator-limit", type=int, default=100, help="the emulator's requests/s before 429")
     p.add_argument("--bridge-stripe-limit", type=float, default=100.0, help="the bridge's rate_limits['stripe']")
     p.add_argument("--clarity-poll", type=float, default=0.5, help="clarity_poll_interval_s (the demo's 0.5)")
     p.add_argument("--keep", metavar="DIR", help="keep each phase's folder (bridge.log, SQLite file) under DIR")

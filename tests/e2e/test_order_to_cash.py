@@ -237,3 +237,40 @@ def _event_for(st: Stack, intent_id: str) -> str:
     raise AssertionError("payment_intent.succeeded never arrived")
 
 
+
+
+def test_decline_starts_dunning_a_reminder_then_cancellation(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack(long_wait_s=0.5,
+                    workflow_vars={"clarity.order_to_cash": {"reminder_after_s": 2, "cancel_after_s": 2}})
+    declined = st.traffic.place(1, BY_NAME["declined"])
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        st.traffic.refresh([declined])
+        if declined.clarity_status == "Void" and len(declined.emails) >= 3:
+            break
+        time.sleep(0.5)
+    subjects = " | ".join(declined.emails).lower()
+    assert declined.clarity_status == "Void", (declined.clarity_status, subjects)
+    assert "declined" in subjects and "reminder" in subjects and "cancelled" in subjects
+    runs = runs_by_workflow(st)
+    assert runs["clarity.order_voided"] == 0, "our own cancellation did not echo back into a sync"
+    assert st.container.dead_letters.count_open() == 0
+
+
+def test_invalid_customer_email_goes_to_the_dlq_with_a_fix(make_stack: Callable[..., Stack]) -> None:
+    st = make_stack()
+    r = st.traffic.clarity.post("/_sandbox/checkout", json={
+        "Email": "ann@example", "FirstName": "Ann", "LastName": "Typo",
+        "Lines": [{"Sku": "SKU-TEE", "Quantity": 1, "UnitPrice": "12.00"}], "Currency": "USD",
+        "PaymentMode": "integration", "PaymentMethod": "pm_card_visa"})
+    assert r.status_code == 200, r.text  # the storefront took it; the bridge must not
+    key = r.json()["OrderKey"]
+    deadline = time.monotonic() + 60
+    entries: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not entries:
+        entries = [e for e in st.container.dead_letters.list() if e["step_id"] == "order"]
+        time.sleep(0.5)
+    assert entries, "the order with a bad e-mail was parked"
+    assert entries[0]["error_code"] == "validation_error" and "email" in entries[0]["error_message"].lower()
+    assert entries[0]["suggested_fix"]
+    assert not intents_for(st, key), "nothing was charged"

@@ -222,7 +222,9 @@ STEP_TYPES: tuple[StepType, ...] = (
         params=(Param("order", "object", "The **order** (output of `core.validate.order`).", required=True),
                 Param("customer_id", "string", "The Stripe customer id.", required=True),
                 Param("capture_method", "string", "`manual` authorises only; capture happens on shipment.",
-                      default="automatic", choices=("automatic", "manual"))),
+                      default="automatic", choices=("automatic", "manual")),
+                Param("idempotency_key", "string", "Overrides `run_id:step_id`, e.g. one key per order, so that "
+                                                   "two runs for the same order can never charge twice.")),
         output="The PaymentIntent: `{id, status, amount, amount_received, amount_capturable` (money), "
                "`capture_method, latest_charge, customer, next_action_url, metadata}`.",
         example_output=_PI,

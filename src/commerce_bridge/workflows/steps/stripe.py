@@ -62,7 +62,8 @@ def actions(gateway: StripeGateway) -> dict[str, Action]:
         pi_params = payment_intent_params(order, customer_id=str(params["customer_id"]), capture=capture,
                                           payment_method=order.payment_method_ref or None)
         try:
-            pi = gateway.create_payment_intent(pi_params, idempotency_key=ctx.idempotency_key)
+            key = str(params.get("idempotency_key") or ctx.idempotency_key)
+            pi = gateway.create_payment_intent(pi_params, idempotency_key=key)
         except UpstreamRejected as exc:
             exc.suggested_fix = exc.suggested_fix or "the customer must use another card; the order is on hold"
             raise
