@@ -72,7 +72,8 @@ def _run_http(c: Container, host: str, port: int) -> None:
     if not ok:
         err_console.print(f"[bold red]database not ready[/]: {detail}")
         raise typer.Exit(2)
-    uvicorn.run(build_app(c), host=host, port=port, log_config=None, access_log=False,
+    # proxy_headers=False: X-Forwarded-For is judged by our allowlist (CB_TRUSTED_PROXIES), not by uvicorn
+    uvicorn.run(build_app(c), host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
                 lifespan="on", timeout_graceful_shutdown=10)
 
 
