@@ -3,7 +3,7 @@
 Every request carries a unique event id and a valid ``Stripe-Signature`` computed when the run's
 requests are generated (so they stay inside Stripe's 300 s tolerance as long as a run is short).
 Bodies are a real-sized ``payment_intent.succeeded`` event (~1.7 KB) built from Stripe's own example
-PaymentIntent in ``/work/shared/data/stripe/fixtures3.json`` (a built-in copy of its shape otherwise).
+PaymentIntent in ``shared/data/stripe/fixtures3.json`` (beside the repository) (a built-in copy of its shape otherwise).
 
 * Saturation (closed loop): ``wrk`` with a Lua script that streams pre-generated requests from a
   file, counts answers by status and by ``"duplicate":false``, and stops sending at a deadline so
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path("/work/shared/data/stripe/fixtures3.json")
+FIXTURES = Path(os.environ.get("CB_SHARED_DIR") or Path(__file__).resolve().parents[1].parent / "shared") / "data" / "stripe" / "fixtures3.json"
 PATH = "/webhooks/stripe"
 KEEPALIVE_S = 4.0  # reuse an idle connection only this long (uvicorn closes them after 5 s)
 _ID = b"evt_@@ID@@"

@@ -29,6 +29,7 @@ from commerce_bridge.engine.breaker import (
     BreakerState,
     alert_for_change,
 )
+from commerce_bridge.engine.limits import CallLimiter
 from commerce_bridge.engine.retry import RetryPolicies
 from commerce_bridge.engine.runtime import Engine, EngineAdmin, EngineConfig
 from commerce_bridge.errors import ConfigurationError
@@ -181,7 +182,7 @@ class Gateways:
     mailer: SmtpMailer | None = None
 
 
-def _gateways(s: Settings, cursors: SqlCursorStore) -> Gateways:
+def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter) -> Gateways:
     """The connectors that are configured (each needs its URL and credentials)."""
     g = Gateways(mailer=SmtpMailer(s.smtp_host, s.smtp_port, s.shop_email_from, username=s.smtp_username,
                                    password=s.smtp_password.get_secret_value() if s.smtp_password else None))
@@ -189,7 +190,9 @@ def _gateways(s: Settings, cursors: SqlCursorStore) -> Gateways:
         kwargs: dict[str, Any] = {"api_base": s.stripe_api_base}
         if s.stripe_api_version:
             kwargs["api_version"] = s.stripe_api_version
-        g.stripe = StripeSdkGateway(build_stripe_client(s.stripe_api_key.get_secret_value(), **kwargs))
+        # one limiter slot per Stripe request (a step may make several, e.g. find then create a customer)
+        g.stripe = StripeSdkGateway(build_stripe_client(s.stripe_api_key.get_secret_value(), **kwargs),
+                                    before_request=call_limiter.hook("stripe"))
     if s.clarity_base_url:
         g.clarity = HttpClarityGateway(
             s.clarity_base_url, s.clarity_user or "", s.clarity_password.get_secret_value() if s.clarity_password
@@ -292,7 +295,8 @@ def bootstrap(
         code_workflows.append(forward_workflow(settings.outbound_event_types))
     registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows)
     identity, fingerprints = SqlIdentityMap(db), SqlWriteFingerprints(db)
-    gateways = _gateways(settings, SqlCursorStore(db))
+    call_limiter = CallLimiter(limiter, settings.rate_limits, settings.rate_limit_margin, metrics)
+    gateways = _gateways(settings, SqlCursorStore(db), call_limiter)
     actions: dict[str, Action] = {
         **builtin_actions(audit), **_connector_actions(settings),
         **build_actions(identity=identity, fingerprints=fingerprints, stripe_gateway=gateways.stripe,
@@ -356,6 +360,7 @@ def bootstrap(
                 lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s,
                 takeover_grace_s=settings.takeover_grace_s, dispatch_interval_s=settings.dispatch_interval_s,
                 long_wait_s=settings.long_wait_s,
+                self_limited=frozenset({"stripe"} if gateways.stripe is not None else ()),
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,

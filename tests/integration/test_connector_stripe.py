@@ -169,3 +169,13 @@ def test_connection_refused_is_unavailable() -> None:
     with pytest.raises(E.UpstreamUnavailable) as info:
         dead.find_customer_by_email("x@example.com")
     assert isinstance(info.value.__cause__, stripe.APIConnectionError)
+
+
+def test_the_limiter_hook_runs_before_every_stripe_request(base: str) -> None:
+    calls: list[str] = []
+    gw = StripeSdkGateway(build_stripe_client("sk_test_connector", api_base=base, timeout_s=10),
+                          before_request=lambda: calls.append("slot"))
+    assert gw.find_customer_by_email("nobody@example.com") is None
+    gw.create_customer({"email": "nobody@example.com"}, idempotency_key="k-limit-1")
+    # one step (stripe.customer.ensure) made two requests, and took two slots
+    assert calls == ["slot", "slot"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from commerce_bridge.mapping.stripe import (
     shipping_params,
 )
 
-FIXTURES = Path("/work/shared/data/stripe/fixtures3.json")
+FIXTURES = Path(os.environ.get("CB_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared") / "data" / "stripe" / "fixtures3.json"
 AUSTIN = Address("1 Main St", "Austin", "US", "78701", region="TX", name="Ann Lee")
 
 

@@ -29,6 +29,7 @@ from dbos import DBOS, DBOSClient, SetWorkflowID
 from commerce_bridge import errors as E
 from commerce_bridge.domain.delivery import RunStatus, StoredDelivery, run_id_for
 from commerce_bridge.engine.breaker import BreakerRegistry
+from commerce_bridge.engine.limits import CallLimiter
 from commerce_bridge.engine.retry import RetryPolicies, decide
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
@@ -101,6 +102,8 @@ class EngineConfig:
     dispatch_interval_s: float = 0.2
     dispatch_batch: int = 200
     long_wait_s: float = 30.0  # longer waits free the worker thread: the run ends and a timer forks it back
+    # destinations whose connectors take a limiter slot per HTTP request themselves (a step may make several)
+    self_limited: frozenset[str] = frozenset()
 
 
 def error_from_result(res: Mapping[str, Any]) -> BaseException:
@@ -137,6 +140,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.timers = timers
+        self.call_limiter = CallLimiter(limiter, config.rate_limits, config.rate_limit_margin, metrics)
         self.workflow_vars = {k: dict(v) for k, v in (workflow_vars or {}).items()}
         self.router = router
         self.actions = dict(actions)
@@ -489,26 +493,8 @@ class Engine:
                         "input": _plain(with_)}
 
     def _wait_for_slot(self, destination: str) -> None:
-        """Wait for this call's slot in the destination's shared limit.
-
-        A caller that wakes late (a busy machine) would bunch up with the callers after it, so a wake-up
-        later than ``0.4 * margin`` seconds gives the slot back and reserves a new one: every call then
-        happens within that lateness of its slot, and ``R + 1`` calls always span more than a second.
-        """
-        rate = self.config.rate_limits.get(destination)
-        if not rate:
-            return
-        interval = (1.0 + self.config.rate_limit_margin) / rate
-        max_late = max(0.002, 0.4 * self.config.rate_limit_margin)
-        started = time.monotonic()
-        for _ in range(10):
-            wait = self.limiter.reserve(destination, interval)
-            due = time.monotonic() + wait
-            if wait > 0:
-                time.sleep(wait)
-            if time.monotonic() - due <= max_late:
-                break
-        self.metrics.limiter_wait.labels(destination).observe(time.monotonic() - started)
+        if destination not in self.config.self_limited:
+            self.call_limiter.wait(destination)
 
     def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, res: dict[str, Any],
               wf_id: str) -> int:

@@ -4,6 +4,7 @@ and the shape comparison against Stripe's example objects (shared/data/stripe/fi
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import stripe
 from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.sandbox.stripe_emulator.app import StripeEmulatorApp, build_app
 
-FIXTURES_PATH = Path("/work/shared/data/stripe/fixtures3.json")
+FIXTURES_PATH = Path(os.environ.get("CB_SHARED_DIR") or Path(__file__).resolve().parents[3].parent / "shared") / "data" / "stripe" / "fixtures3.json"
 
 # nested dicts whose keys are data, or whose sub-shape depends on a type discriminator
 FREE_FORM = {

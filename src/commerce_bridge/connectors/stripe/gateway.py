@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import stripe
@@ -73,8 +74,16 @@ class StripeSdkGateway:
     replays Stripe's first answer; SDK errors leave this class only as ``BridgeError`` (``from`` them).
     """
 
-    def __init__(self, client: stripe.StripeClient) -> None:
+    def __init__(self, client: stripe.StripeClient, *, before_request: Callable[[], None] | None = None) -> None:
         self._v1 = client.v1
+        self._before_request = before_request  # e.g. the shared per-destination rate limit, per HTTP request
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        if self._before_request is not None:
+            self._before_request()
+        with translate_stripe_errors():
+            yield
 
     @staticmethod
     def _options(idempotency_key: str) -> stripe.RequestOptions:
@@ -85,18 +94,18 @@ class StripeSdkGateway:
     # customers
 
     def find_customer_by_email(self, email: str) -> JsonDict | None:
-        with translate_stripe_errors():
+        with self._call():
             page = self._v1.customers.list(params={"email": email, "limit": 1})
         return _plain(page.data[0]) if page.data else None
 
     def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             customer = self._v1.customers.create(params=dict(params),  # type: ignore[arg-type]
                                                  options=self._options(idempotency_key))
         return _plain(customer)
 
     def update_customer(self, customer_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             customer = self._v1.customers.update(customer_id, params=dict(params),  # type: ignore[arg-type]
                                                  options=self._options(idempotency_key))
         return _plain(customer)
@@ -104,13 +113,13 @@ class StripeSdkGateway:
     # payment intents
 
     def create_payment_intent(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             intent = self._v1.payment_intents.create(params=dict(params),  # type: ignore[arg-type]
                                                      options=self._options(idempotency_key))
         return _plain(intent)
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             intent = self._v1.payment_intents.retrieve(payment_intent_id, params={"expand": ["latest_charge"]})
         return _plain(intent)
 
@@ -120,7 +129,7 @@ class StripeSdkGateway:
         params: dict[str, Any] = {"expand": ["latest_charge"]}
         if amount_to_capture is not None:
             params["amount_to_capture"] = amount_to_capture
-        with translate_stripe_errors():
+        with self._call():
             intent = self._v1.payment_intents.capture(payment_intent_id, params=params,  # type: ignore[arg-type]
                                                       options=self._options(idempotency_key))
         return _plain(intent)
@@ -131,7 +140,7 @@ class StripeSdkGateway:
         params: dict[str, Any] = {}
         if cancellation_reason is not None:
             params["cancellation_reason"] = cancellation_reason
-        with translate_stripe_errors():
+        with self._call():
             intent = self._v1.payment_intents.cancel(payment_intent_id, params=params,  # type: ignore[arg-type]
                                                      options=self._options(idempotency_key))
         return _plain(intent)
@@ -139,12 +148,12 @@ class StripeSdkGateway:
     # refunds and charges
 
     def create_refund(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             refund = self._v1.refunds.create(params=dict(params),  # type: ignore[arg-type]
                                              options=self._options(idempotency_key))
         return _plain(refund)
 
     def retrieve_charge(self, charge_id: str) -> JsonDict:
-        with translate_stripe_errors():
+        with self._call():
             charge = self._v1.charges.retrieve(charge_id)
         return _plain(charge)
