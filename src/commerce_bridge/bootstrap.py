@@ -196,10 +196,12 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter) -
     if s.clarity_base_url:
         g.clarity = HttpClarityGateway(
             s.clarity_base_url, s.clarity_user or "", s.clarity_password.get_secret_value() if s.clarity_password
-            else "", cursor_store=cursors, timezone=s.clarity_timezone, poll_overlap_s=s.clarity_poll_overlap_s)
+            else "", cursor_store=cursors, timezone=s.clarity_timezone, poll_overlap_s=s.clarity_poll_overlap_s,
+            before_request=call_limiter.hook("clarity"))
     if s.erp_base_url:
         g.erp = HttpErpGateway(s.erp_base_url, s.erp_api_key or "",
-                               s.erp_api_secret.get_secret_value() if s.erp_api_secret else "")
+                               s.erp_api_secret.get_secret_value() if s.erp_api_secret else "",
+                               before_request=call_limiter.hook("erp"))
     return g
 
 
@@ -360,7 +362,9 @@ def bootstrap(
                 lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s,
                 takeover_grace_s=settings.takeover_grace_s, dispatch_interval_s=settings.dispatch_interval_s,
                 long_wait_s=settings.long_wait_s,
-                self_limited=frozenset({"stripe"} if gateways.stripe is not None else ()),
+                # connectors that take a limiter slot per HTTP request themselves
+                self_limited=frozenset(name for name, gw in (("stripe", gateways.stripe), ("clarity", gateways.clarity),
+                                                             ("erp", gateways.erp)) if gw is not None),
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,

@@ -114,3 +114,12 @@ def test_injected_503_and_429(erp: PeerServer, gateway: HttpErpGateway) -> None:
         gateway.list_docs("Customer")
     assert info.value.retry_after == 2.0
     assert isinstance(gateway.list_docs("Customer"), list)
+
+
+def test_the_limiter_hook_runs_before_every_erp_request(erp: PeerServer) -> None:
+    calls: list[int] = []
+    gw = HttpErpGateway(erp.url, KEY, SECRET, before_request=lambda: calls.append(1))
+    gw.list_docs("Customer")
+    gw.list_docs("Item")
+    gw.close()
+    assert calls == [1, 1]  # one slot per HTTP request

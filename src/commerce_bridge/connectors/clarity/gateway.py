@@ -86,6 +86,7 @@ class HttpClarityGateway:
         self, base_url: str, user: str, password: str, *, cursor_store: CursorStore,
         timezone: str = "UTC", poll_overlap_s: float = 5.0, page_size: int = 100, timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None, cursor_name: str = "clarity.salesorders",
+        before_request: Callable[[], None] | None = None,
     ) -> None:
         if not base_url or not user:
             raise ConfigurationError("CB_CLARITY_BASE_URL and CB_CLARITY_USER are required")
@@ -99,7 +100,10 @@ class HttpClarityGateway:
         self._cursor_name = cursor_name
         self.overlap = timedelta(seconds=poll_overlap_s)
         self.page_size = page_size
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport)
+        # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request
+        hooks = {"request": [lambda _request: before_request()]} if before_request is not None else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
+                                  event_hooks=hooks)
         self._lock = threading.Lock()
         self._session: str | None = None
         self._lookups: dict[str, dict[str, JsonDict]] = {}

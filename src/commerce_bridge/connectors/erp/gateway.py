@@ -8,7 +8,7 @@ first and creates it only when it is missing (a 409 ``DuplicateEntryError`` on c
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -44,11 +44,14 @@ class HttpErpGateway:
     """
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout_s: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 before_request: Callable[[], None] | None = None) -> None:
         if not base_url or not api_key or not api_secret:
             raise ConfigurationError("CB_ERP_BASE_URL, CB_ERP_API_KEY and CB_ERP_API_SECRET are required")
+        # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request
+        hooks = {"request": [lambda _request: before_request()]} if before_request is not None else {}
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
+            base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport, event_hooks=hooks,
             headers={"Authorization": f"token {api_key}:{api_secret}", "Accept": "application/json"})
 
     def close(self) -> None:
