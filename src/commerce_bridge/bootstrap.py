@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
 from sqlalchemy import Engine as SqlEngine
 
 from commerce_bridge.config import Settings
@@ -309,6 +310,9 @@ def bootstrap(
         **(extra_actions or {}),
     }
     disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
+    if disabled:
+        structlog.get_logger("commerce_bridge.bootstrap").warning(
+            "workflows.disabled", reason="no connector configured for these step types", workflows=disabled)
     router = ActiveRouter(registry, disabled=set(disabled), echo=_echo_check(fingerprints))
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
