@@ -310,7 +310,7 @@ def bootstrap(
         **(extra_actions or {}),
     }
     disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
-    if disabled:
+    if disabled and role in ("serve", "worker"):
         structlog.get_logger("commerce_bridge.bootstrap").warning(
             "workflows.disabled", reason="no connector configured for these step types", workflows=disabled)
     router = ActiveRouter(registry, disabled=set(disabled), echo=_echo_check(fingerprints))

@@ -178,7 +178,7 @@ class Settings(BaseSettings):
         description="API calls per second per destination, shared by all workers (JSON).",
     )
     rate_limit_margin: float = Field(
-        0.05, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
+        0.10, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
     )
     long_wait_s: float = Field(
         30.0, gt=0, description="Durable waits longer than this end the run and a timer resumes it (frees workers)."

@@ -95,7 +95,7 @@ class EngineConfig:
     worker_concurrency: int = 16
     polling_interval_s: float = 0.1
     rate_limits: Mapping[str, float] = field(default_factory=dict)
-    rate_limit_margin: float = 0.05
+    rate_limit_margin: float = 0.10
     lease_s: float = 10.0
     heartbeat_interval_s: float = 2.0
     takeover_grace_s: float = 5.0

@@ -45,6 +45,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Container:
+    if role == "cli":  # commands print results on stdout; their logs (warnings only) go to stderr
+        configure_logging("WARNING", json=settings.log_json, pii_keys=settings.log_pii_keys, stream=sys.stderr)
     try:
         return bootstrap(settings, role, migrate=migrate)
     except ConfigurationError as exc:
