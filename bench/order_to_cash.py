@@ -43,17 +43,17 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import select
+from sqlalchemy import create_engine, func, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _servers import fresh_database, postgres_problem  # noqa: E402
-from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_stack  # noqa: E402
+from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers, sandbox_stack  # noqa: E402
 from commerce_bridge.logsetup import configure_logging  # noqa: E402
 from commerce_bridge.sandbox import traffic as traffic_mod  # noqa: E402
 from commerce_bridge.sandbox.stripe_emulator import app as stripe_app_mod  # noqa: E402
-from commerce_bridge.store.tables import inbox, runs  # noqa: E402
+from commerce_bridge.store.tables import dead_letters, inbox, runs  # noqa: E402
 
 WATCH_EVERY_S = 0.05
 PAID = "Full Payment Received"
@@ -97,9 +97,9 @@ LOG = RequestLog()
 class Watcher(threading.Thread):
     """Polls the runs table every 50 ms; records when each order's stripe.payment_succeeded run succeeded."""
 
-    def __init__(self, container: Any) -> None:
+    def __init__(self, db: Any) -> None:
         super().__init__(daemon=True, name="o2c-watcher")
-        self.c = container
+        self.db = db
         self.seen: dict[str, tuple[float, datetime]] = {}  # order key -> (monotonic seen, DB updated_at)
         self._runs: set[str] = set()
         self._halt = threading.Event()
@@ -120,7 +120,7 @@ class Watcher(threading.Thread):
             if since is not None:
                 stmt = stmt.where(runs.c.updated_at >= since)
             try:
-                with self.c.db.connect() as conn:
+                with self.db.connect() as conn:
                     rows = conn.execute(stmt).all()
             except Exception:  # a locked SQLite file: try again next tick
                 rows = []
@@ -137,6 +137,107 @@ class Watcher(threading.Thread):
                 if since is None or updated_at.timestamp() - 2 > since.timestamp():
                     since = datetime.fromtimestamp(updated_at.timestamp() - 2, UTC)
             self._halt.wait(max(0.0, WATCH_EVERY_S - (time.monotonic() - t0)))
+
+
+# ---- the bridge in its own processes ------------------------------------------------------------------
+def _env_value(v: Any) -> str:
+    if isinstance(v, dict):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all processes: peers, bridge, PostgreSQL), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class BridgeProcesses:
+    """``serve`` (one process) or ``ingress`` plus N ``worker`` processes, with the peers' settings as CB_*."""
+
+    def __init__(self, settings: dict[str, Any], bridge_port: int, workdir: Path, mode: str, workers: int) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
+        self.env.update({f"CB_{k.upper()}": _env_value(v) for k, v in settings.items()})
+        self.env.update(CB_LOG_LEVEL="INFO", CB_LOG_JSON="true")
+        self.workdir, self.port, self.mode, self.workers = workdir, bridge_port, mode, workers
+        self.procs: list[tuple[subprocess.Popen[bytes], int | None]] = []
+        self.db = create_engine(settings["database_url"])
+
+    def _spawn(self, args: list[str], name: str, port: int | None) -> None:
+        cmd = [sys.executable, "-m", "commerce_bridge.entrypoints.cli", *args]
+        if port is not None:
+            cmd += ["--port", str(port)]
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.procs.append((subprocess.Popen(cmd, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True), port))
+
+    def start(self) -> None:
+        up = subprocess.run([sys.executable, "-m", "commerce_bridge.entrypoints.cli", "db", "upgrade"],
+                            env=self.env, cwd=self.workdir, capture_output=True, text=True, check=False)
+        if up.returncode != 0:
+            raise RuntimeError(f"db upgrade failed: {up.stdout}{up.stderr}")
+        if self.mode == "serve":
+            self._spawn(["serve", "--worker-id", "bench-serve"], "serve", self.port)
+        else:
+            self._spawn(["ingress"], "ingress", self.port)
+            from commerce_bridge.sandbox.runner import free_port
+            for i in range(self.workers):
+                self._spawn(["worker", "--worker-id", f"bench-w{i + 1}"], f"worker{i + 1}", free_port())
+        deadline = time.monotonic() + 90
+        for proc, port in self.procs:
+            while port is not None:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"bridge process exited with {proc.returncode}; see {self.workdir}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"bridge process not ready; see {self.workdir}")
+                time.sleep(0.2)
+
+    def cpu_s(self) -> float:
+        return sum(_proc_cpu_s(p.pid) for p, _ in self.procs if p.poll() is None)
+
+    def rate_limited_metric(self) -> float:
+        total = 0.0
+        for _, port in self.procs:
+            if port is None:
+                continue
+            with contextlib.suppress(httpx.HTTPError):
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                total += _rate_limited_in(text)
+        return total
+
+    def open_dlq(self) -> int:
+        with self.db.connect() as conn:
+            return int(conn.execute(select(func.count()).where(dead_letters.c.status == "open")).scalar_one())
+
+    def run_counts(self) -> dict[str, int]:
+        with self.db.connect() as conn:
+            return {s: n for s, n in conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))}
+
+    def stop(self) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, _ in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.db.dispose()
 
 
 # ---- the load ------------------------------------------------------------------------------------------
@@ -224,9 +325,9 @@ def process_cpu_s() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rate_limited_metric(c: Any) -> float:
+def _rate_limited_in(text: str) -> float:
     total = 0.0
-    for line in c.metrics.render().decode().splitlines():
+    for line in text.splitlines():
         if line.startswith("cb_step_attempts_total") and 'outcome="rate_limited"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
@@ -237,6 +338,8 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
     log.rows.clear()
     overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
                                  "clarity_poll_interval_s": a.clarity_poll}
+    if a.no_audit:
+        overrides["workflows_disabled"] = ["core.audit"]
     with contextlib.ExitStack() as es:
         if dbkind == "postgres":
             db_url: str | None = es.enter_context(fresh_database("postgres")).url
@@ -245,19 +348,32 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         workdir = Path(a.keep) / f"{dbkind}-{rate:g}" if a.keep else Path(
             es.enter_context(tempfile.TemporaryDirectory(prefix="cb-o2c-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        # the bridge logs INFO as JSON to a file, like the demo (not to this terminal)
-        configure_logging("INFO", json=True, stream=es.enter_context((workdir / "bridge.log").open("w")))
-        st = es.enter_context(sandbox_stack(database_url=db_url, workdir=workdir, **overrides))
-        c, tr = st.container, st.traffic
-        stripe_url = st.urls["Stripe emulator"]
+        if a.bridge == "inprocess":
+            # the bridge logs INFO as JSON to a file, like the demo (not to this terminal)
+            configure_logging("INFO", json=True, stream=es.enter_context((workdir / "bridge.log").open("w")))
+            st = es.enter_context(sandbox_stack(database_url=db_url, workdir=workdir, **overrides))
+            tr, urls, db = st.traffic, st.urls, st.container.db
+            c = st.container
+            cpu_of_bridge = None
+        else:
+            peers = es.enter_context(sandbox_peers(database_url=db_url, workdir=workdir, **overrides))
+            tr, urls = peers.traffic, peers.urls
+            bp = BridgeProcesses(peers.settings, peers.bridge_port, workdir, a.bridge, a.workers)
+            es.callback(bp.stop)
+            bp.start()
+            db, c = bp.db, None
+            cpu_of_bridge = bp.cpu_s
+        stripe_url = urls["Stripe emulator"]
         httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": a.emulator_limit}).raise_for_status()
-        watcher = Watcher(c)
+        watcher = Watcher(db)
         watcher.start()
         time.sleep(1.0)
         log_start = len(log.rows)
         cpu0 = process_cpu_s()
+        bcpu0 = cpu_of_bridge() if cpu_of_bridge else 0.0
+        busy0 = machine_busy_s()
         t_start = time.monotonic()
-        orders = asyncio.run(offer(st.urls["Clarity simulator"], rate, a.duration))
+        orders = asyncio.run(offer(urls["Clarity simulator"], rate, a.duration))
         t_offer_end = time.monotonic()
         keys = {o.key for o in orders if o.key}
         deadline = time.monotonic() + a.drain
@@ -265,12 +381,16 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
             time.sleep(0.1)
         t_end = time.monotonic()
         cpu = process_cpu_s() - cpu0
+        bridge_cpu = (cpu_of_bridge() - bcpu0) if cpu_of_bridge else None
+        busy = machine_busy_s() - busy0
         watcher.stop()
         reqs = log.rows[log_start:]
         check = verify(tr, orders)
-        dlq = c.dead_letters.count_open()
-        metric_rl = rate_limited_metric(c)
-        run_counts = c.runs.counts_by_status()
+        if c is not None:
+            dlq, metric_rl, run_counts = (c.dead_letters.count_open(), _rate_limited_in(c.metrics.render().decode()),
+                                          c.runs.counts_by_status())
+        else:
+            dlq, metric_rl, run_counts = bp.open_dlq(), bp.rate_limited_metric(), bp.run_counts()
     measured = [o for o in orders if o.scheduled - orders[0].scheduled >= a.warmup] if orders else []
     lat = [watcher.seen[o.key][0] - o.answered for o in measured if o.key in watcher.seen]
     lat_db = [watcher.seen[o.key][1].timestamp() - o.answered_wall for o in measured if o.key in watcher.seen]
@@ -302,7 +422,14 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         "latency_db_p50_s": pct(lat_db, 50), "latency_db_p99_s": pct(lat_db, 99),
         "not_completed": missing, "checkout_answer_p99_s": pct(checkout_s, 99),
         "drain_s": t_end - t_offer_end, "process_cpu_s": cpu, "process_cpu_share": cpu / (t_end - t_start),
-        "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, len(watcher.seen.keys() & keys)), "open_dlq": dlq, "runs": run_counts,
+        "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, len(watcher.seen.keys() & keys)),
+        "bridge_mode": a.bridge, "workers": a.workers if a.bridge == "split" else None, "audit_runs": not a.no_audit,
+        "bridge_cpu_s": bridge_cpu,
+        "bridge_cpu_ms_per_completed_order": (1000 * bridge_cpu / max(1, len(watcher.seen.keys() & keys))
+                                              if bridge_cpu is not None else None),
+        "machine_busy_cores": busy / (t_end - t_start),
+        "machine_cpu_ms_per_completed_order": 1000 * busy / max(1, len(watcher.seen.keys() & keys)),
+        "open_dlq": dlq, "runs": run_counts,
         "watch_polls": watcher.polls, "watch_poll_ms_mean": 1000 * watcher.poll_s / max(1, watcher.polls),
         **check,
     }
@@ -324,16 +451,22 @@ def _ms(v: float | None) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = ("| db | offered orders/s | completed orders/s | Stripe req/s at emulator (max 1-s window) | 429s "
-            "| p50 ms | p99 ms | max ms | not done | open DLQ | CPU (cores) | CPU ms/order | target |")
-    lines = [head, "|" + "---|" * 13]
+    head = ("| db | bridge | offered orders/s | completed orders/s | Stripe req/s at emulator (max 1-s window) | 429s "
+            "| p50 ms | p99 ms | max ms | not done | open DLQ | machine CPU (cores) | machine CPU ms/order "
+            "| bridge CPU ms/order | target |")
+    lines = [head, "|" + "---|" * 15]
     for r in results:
+        mode = r.get("bridge_mode", "inprocess")
+        mode += f" x{r['workers']}" if r.get("workers") else ""
+        mode += "" if r.get("audit_runs", True) else ", no audit"
+        bridge_ms = r.get("bridge_cpu_ms_per_completed_order")
         lines.append(
-            f"| {r['db']} | {r['offered_per_s']:g} | {r['completed_per_s_in_window']:.1f} "
+            f"| {r['db']} | {mode} | {r['offered_per_s']:g} | {r['completed_per_s_in_window']:.1f} "
             f"| {r['stripe_req_per_s_in_window']:.1f} ({r['stripe_max_1s_window']}) | {r['emulator_429']} "
             f"| {_ms(r['latency_p50_s'])} | {_ms(r['latency_p99_s'])} | {_ms(r['latency_max_s'])} "
-            f"| {r['not_completed']} | {r['open_dlq']} | {r.get('process_cpu_share', math.nan):.2f} "
-            f"| {r.get('process_cpu_ms_per_completed_order', math.nan):.0f} | {'PASS' if r['meets_target'] else 'FAIL'} |")
+            f"| {r['not_completed']} | {r['open_dlq']} | {r.get('machine_busy_cores', math.nan):.2f} "
+            f"| {r.get('machine_cpu_ms_per_completed_order', math.nan):.0f} "
+            f"| {'-' if bridge_ms is None else f'{bridge_ms:.0f}'} | {'PASS' if r['meets_target'] else 'FAIL'} |")
     return "\n".join(lines)
 
 
@@ -360,11 +493,19 @@ def main() -> int:
     p.add_argument("--bridge-stripe-limit", type=float, default=100.0, help="the bridge's rate_limits['stripe']")
     p.add_argument("--clarity-poll", type=float, default=0.5, help="clarity_poll_interval_s (the demo's 0.5)")
     p.add_argument("--keep", metavar="DIR", help="keep each phase's folder (bridge.log, SQLite file) under DIR")
+    p.add_argument("--bridge", choices=["serve", "split", "inprocess"], default="serve",
+                   help="serve: the bridge in its own process; split: ingress + --workers worker processes "
+                        "(PostgreSQL only); inprocess: in this process with the peers (the first measurements)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes with --bridge split")
+    p.add_argument("--no-audit", action="store_true",
+                   help="CB_WORKFLOWS_DISABLED=core.audit: no audit run per event (6 of 8 runs per order)")
     a = p.parse_args()
     if a.quick:
         a.rates, a.duration = "1,5", 10.0
     rates = [float(x) for x in a.rates.split(",") if x]
     dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
+    if a.bridge == "split" and "sqlite" in dbs:
+        p.error("--bridge split needs PostgreSQL (--db postgres): SQLite is one process's database")
     if "postgres" in dbs and (problem := postgres_problem()):
         print(f"skipping PostgreSQL: {problem}")
         dbs.remove("postgres")

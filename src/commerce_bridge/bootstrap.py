@@ -222,17 +222,24 @@ def _echo_check(fingerprints: SqlWriteFingerprints) -> Callable[[str, Any], bool
 
 
 class ActiveRouter:
-    """Routes to the active workflows whose connectors are configured; finds any pinned version."""
+    """Routes to the active workflows whose connectors are configured; finds any pinned version.
+
+    ``workflow_vars`` are the vars runs are pinned with (:meth:`WorkflowRegistry.run_vars`); trigger
+    filters see them too, so a filter and the run's steps always read the same values.
+    """
 
     def __init__(self, registry: WorkflowRegistry, *, disabled: set[str],
-                 echo: Callable[[str, Any], bool] | None = None) -> None:
+                 echo: Callable[[str, Any], bool] | None = None,
+                 workflow_vars: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.registry = registry
         self.disabled = disabled
         self._echo = echo
+        self.workflow_vars = {name: dict(v) for name, v in (workflow_vars or {}).items()}
 
     def route(self, source: str, event_type: str | None, event: Any = None,
               event_id: str | None = None) -> list[WorkflowSpec]:
-        specs = [w for w in self.registry.route(source, event_type, event, event_id) if w.name not in self.disabled]
+        specs = [w for w in self.registry.route(source, event_type, event, event_id,
+                                                workflow_vars=self.workflow_vars) if w.name not in self.disabled]
         if specs and self._echo is not None and self._echo(source, event):
             # our own write came back: only the workflows that see every event (audit, forward) run
             return [w for w in specs if w.trigger.sources == ("*",)]
@@ -310,10 +317,27 @@ def bootstrap(
         **(extra_actions or {}),
     }
     disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
+    known = {w.name for w in registry.all()}
+    unknown = sorted(set(settings.workflows_disabled) - known)
+    if unknown:
+        raise ConfigurationError(
+            "Invalid configuration: workflows_disabled names unknown workflows",
+            errors=[f"CB_WORKFLOWS_DISABLED: no workflow named {', '.join(unknown)} "
+                    f"(installed: {', '.join(sorted(known))})"],
+        )
     if disabled and role in ("serve", "worker"):
         structlog.get_logger("commerce_bridge.bootstrap").warning(
             "workflows.disabled", reason="no connector configured for these step types", workflows=disabled)
-    router = ActiveRouter(registry, disabled=set(disabled), echo=_echo_check(fingerprints))
+    # status names come from the status map (CB_STATUS_MAP), CB_WORKFLOW_VARS win; pinned into each run
+    status_vars = settings.statuses().workflow_vars()
+    workflow_vars = registry.run_vars(status_vars, settings.workflow_vars)
+    ignored = registry.ignored_status_vars(status_vars, workflow_vars)
+    if ignored and role in ("serve", "worker"):
+        structlog.get_logger("commerce_bridge.bootstrap").warning(
+            "workflows.status_vars_ignored", files=ignored,
+            reason="status vars come from CB_STATUS_MAP (or CB_WORKFLOW_VARS), not from workflow files")
+    router = ActiveRouter(registry, disabled=set(disabled) | set(settings.workflows_disabled),
+                          echo=_echo_check(fingerprints), workflow_vars=workflow_vars)
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
         from pathlib import Path
@@ -372,7 +396,7 @@ def bootstrap(
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
-            workflow_vars=settings.workflow_vars, timers=SqlTimers(db),
+            workflow_vars=workflow_vars, timers=SqlTimers(db),
         )
         if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
             clarity = gateways.clarity

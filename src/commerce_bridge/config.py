@@ -26,7 +26,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from commerce_bridge.errors import ConfigurationError
+from commerce_bridge.errors import ConfigurationError, ValidationError
+from commerce_bridge.mapping.status import StatusMap
 
 ENV_PREFIX = "CB_"
 
@@ -216,10 +217,21 @@ class Settings(BaseSettings):
     workflows_dir: str | None = Field(
         None, description="Folder of workflow YAML files that add to or override the built-in ones."
     )
+    workflows_disabled: Csv = Field(
+        default_factory=list,
+        description="Workflows (built-in or from files) that never start, comma separated, e.g. `core.audit` "
+        "(one extra run per event, useful for tests and audits, not needed by the flows).",
+    )
     workflow_vars: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-workflow `vars` overrides (JSON), e.g. {\"clarity.order_to_cash\": {\"capture_method\": "
         "\"manual\"}}. Pinned into each run when it starts.",
+    )
+    status_map: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Clarity <-> Stripe status maps (JSON; each section given replaces its default, {}: the seed's "
+        "map). The workflows' status vars (paid_status, hold_status...) come from it; see "
+        "docs/reference/mappings.md.",
     )
 
     # connectors (`doctor` checks the ones that are set; a workflow whose connector is missing is disabled)
@@ -246,7 +258,7 @@ class Settings(BaseSettings):
     @field_validator(
         "stripe_webhook_secrets", "clarity_webhook_secrets", "erp_webhook_secrets", "admin_tokens",
         "clarity_allowed_cidrs", "erp_allowed_cidrs", "trusted_proxies", "alert_sinks",
-        "alert_email_to", "log_pii_keys", "outbound_event_types",
+        "alert_email_to", "log_pii_keys", "outbound_event_types", "workflows_disabled",
         mode="before",
     )
     @classmethod
@@ -289,6 +301,20 @@ class Settings(BaseSettings):
             if not s.get_secret_value().startswith("whsec_"):
                 raise ValueError("each Stripe webhook secret starts with 'whsec_'")
         return value
+
+    @field_validator("status_map")
+    @classmethod
+    def _status_map(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            status_map = StatusMap.from_config(value)
+            status_map.workflow_vars()
+        except ValidationError as exc:
+            raise ValueError(f"{exc.message}; {exc.suggested_fix}") from exc
+        return status_map.to_config()  # every section, defaults included (what `config show` prints)
+
+    def statuses(self) -> StatusMap:
+        """The validated status map."""
+        return StatusMap.from_config(self.status_map)
 
     @model_validator(mode="after")
     def _cross(self) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -108,6 +109,34 @@ def test_event_of_another_type_starts_only_the_audit(engine_factory: Any) -> Non
     deliver(c, "evt_other", event_type="charge.succeeded")
     wait_for(lambda: run_status(c, "stripe:evt_other:core.audit") == "succeeded")
     assert c.runs.get("stripe:evt_other:test.flow") is None and flaky.calls == []
+
+
+def test_disabled_workflow_never_starts_and_an_event_nobody_wants_is_processed(engine_factory: Any) -> None:
+    c, flaky = engine_factory(workflows_disabled=["core.audit"])
+    deliver(c, "evt_d")
+    wait_for(lambda: run_status(c, "stripe:evt_d:test.flow") == "succeeded")
+    deliver(c, "evt_none", event_type="charge.succeeded")  # matches no enabled workflow
+    wait_for(lambda: c.inbox.get("stripe", "evt_none").status == "processed")  # type: ignore[union-attr]
+    assert c.runs.get("stripe:evt_d:core.audit") is None and c.runs.get("stripe:evt_none:core.audit") is None
+    assert c.audit.all() == []
+    assert c.inbox.get("stripe", "evt_d").status == "processed"  # type: ignore[union-attr]
+    assert len(flaky.calls) == 2
+
+
+def test_disabling_an_unknown_workflow_stops_start_up_naming_the_setting(database_url: str) -> None:
+    settings = load_settings(database_url=database_url, workflows_disabled=["core.audit", "no.such_flow"])
+    with pytest.raises(E.ConfigurationError) as info:
+        bootstrap(settings, "worker", migrate=True)
+    assert "CB_WORKFLOWS_DISABLED" in str(info.value.errors) and "no.such_flow" in str(info.value.errors)
+
+
+def test_sqlite_engine_database_is_in_wal_mode(engine_factory: Any, database_url: str) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only: on PostgreSQL the engine shares the server")
+    c, _ = engine_factory()
+    path = c.settings.effective_engine_database_url().removeprefix("sqlite:///")
+    with sqlite3.connect(path) as lite:  # DBOS alone would leave it in rollback-journal ("delete") mode
+        assert lite.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_transient_failures_are_retried_with_the_same_idempotency_key(engine_factory: Any) -> None:

@@ -23,8 +23,8 @@ CAT = default_catalogue()
 TYPES = CAT.all()
 FLOW_STEP_TYPES = [
     "core.audit.record", "outbound.webhook.post", "core.identity.link", "core.identity.lookup",
-    "core.validate.order", "clarity.order.get", "clarity.order.set_status", "clarity.order.add_payment",
-    "clarity.order.find_by_key", "stripe.customer.ensure", "stripe.payment_intent.create",
+    "core.validate.order", "core.shipment.capture_amount", "clarity.order.get", "clarity.order.set_status",
+    "clarity.order.add_payment", "clarity.order.find_by_key", "stripe.customer.ensure", "stripe.payment_intent.create",
     "stripe.payment_intent.capture", "stripe.payment_intent.cancel", "stripe.payment_intent.retrieve",
     "stripe.refund.create", "erp.customer.ensure", "erp.sales_order.ensure", "erp.payment_entry.ensure",
     "notify.email.send", "core.wait.until",

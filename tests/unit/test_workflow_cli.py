@@ -79,4 +79,4 @@ def test_schema_and_catalogue_print_generated_documents() -> None:
     md = runner.invoke(workflows_app, ["catalogue"]).output
     assert "## clarity.order.set_status" in md
     listing = json.loads(runner.invoke(workflows_app, ["catalogue", "--json"]).output)
-    assert len(listing) == 20
+    assert len(listing) == 21

@@ -122,7 +122,8 @@ def test_versions_compare_as_numbers(a: str, b: str) -> None:
 def test_missing_actions_names_workflows_whose_step_types_are_unbound() -> None:
     reg = WorkflowRegistry.load(code=[CORE_AUDIT])
     missing = reg.missing_actions(["core.audit.record", "clarity.order.get", "core.identity.lookup",
-                                   "stripe.payment_intent.retrieve", "stripe.payment_intent.capture"])
+                                   "core.shipment.capture_amount", "stripe.payment_intent.retrieve",
+                                   "stripe.payment_intent.capture"])
     assert "core.audit" not in missing and "clarity.order_shipped" not in missing
     assert "stripe.refund.create" in missing["clarity.order_voided"]
 

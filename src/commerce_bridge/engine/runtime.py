@@ -15,6 +15,7 @@ import dataclasses
 import os
 import random
 import socket
+import sqlite3
 import threading
 import time
 import traceback
@@ -47,7 +48,7 @@ from commerce_bridge.workflows.spec import (
 log = structlog.get_logger("commerce_bridge.engine")
 
 APP_NAME = "commerce-bridge"
-ENGINE_VERSION = "cb-engine-1"  # pinned: workers dequeue and recover only their own version
+ENGINE_VERSION = "cb-engine-2"  # pinned: workers dequeue and recover only their own version
 QUEUE = "cb-runs"
 WORKFLOW_NAME = "cb.run"
 _ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
@@ -171,6 +172,7 @@ class Engine:
         self._register_lease()
         _current = self
         _register_dbos_functions()
+        use_wal(self.config.system_database_url)
         DBOS(config={
             "name": APP_NAME,
             "system_database_url": self.config.system_database_url,
@@ -178,6 +180,7 @@ class Engine:
             "application_version": ENGINE_VERSION,
             "log_level": "WARNING",
             "sys_db_pool_size": max(10, self.config.worker_concurrency + 4),
+            **_sqlite_engine_kwargs(self.config.system_database_url),
         })  # type: ignore[typeddict-unknown-key]
         DBOS.launch()
         self._queue = DBOS.register_queue(
@@ -309,7 +312,8 @@ class Engine:
         """Turn undispatched deliveries into queued runs (run id ``source:event_id:workflow``)."""
         return self.inbox.dispatch_batch(self.config.dispatch_batch, self._start_runs)
 
-    def _start_runs(self, deliveries: list[StoredDelivery]) -> None:
+    def _start_runs(self, deliveries: list[StoredDelivery]) -> list[int]:
+        """Create and enqueue the runs of these deliveries; answer the ids of those that start none."""
         planned: list[tuple[dict[str, Any], WorkflowSpec]] = []
         for d in deliveries:
             event = orjson.loads(d.body)
@@ -324,6 +328,7 @@ class Engine:
         for row, _spec in planned:
             d = bodies[row["inbox_id"]]
             self.enqueue(row, d)
+        return sorted(bodies.keys() - {row["inbox_id"] for row, _ in planned})
 
     def enqueue(self, row: Mapping[str, Any], delivery: StoredDelivery) -> None:
         run = {
@@ -345,7 +350,7 @@ class Engine:
         """
         spec = self.router.get(run["workflow"], run["version"])
         wf_id = DBOS.workflow_id or run["run_id"]
-        DBOS.run_step({"name": "cb.started"}, self._mark, run["run_id"], RunStatus.RUNNING.value, wf_id)
+        self._mark(run["run_id"], RunStatus.RUNNING.value, wf_id)
         if spec is None:
             res = {"ok": False, "code": "validation_error", "transient": False,
                    "message": f"workflow {run['workflow']} version {run['version']} is not installed",
@@ -397,7 +402,7 @@ class Engine:
                     DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
                     return {"status": "parked", "step": step.id, "code": res.get("code"), **walker.state()}
                 break
-        DBOS.run_step({"name": "cb.finished"}, self._mark, run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
+        self._mark(run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
         self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
         return {"status": "succeeded", **walker.state()}
 
@@ -513,6 +518,36 @@ class Engine:
                          details={"dlq_id": entry_id, "run_id": run["run_id"], "step_id": step_id,
                                   "code": res.get("code")}, key=uses))
         return entry_id
+
+
+def _sqlite_engine_kwargs(url: str) -> dict[str, Any]:
+    """On SQLite, DBOS's connections queue for the file's write lock in this process (see store.db)."""
+    if not url.startswith("sqlite:///"):
+        return {}
+    from commerce_bridge.store.db import QueuedImplicitConnection
+
+    return {"db_engine_kwargs": {"connect_args": {"factory": QueuedImplicitConnection}}}
+
+
+def use_wal(url: str) -> None:
+    """Put an SQLite engine database in WAL mode before DBOS opens it.
+
+    DBOS leaves SQLite in its default rollback-journal mode, where readers and the writer lock each
+    other out and every commit creates and deletes a journal file. With a worker's threads all
+    checkpointing at once that made runs queue for seconds. WAL is a property of the file (it
+    persists), keeps ``synchronous=FULL`` durability (the log is fsynced at each commit) and lets
+    readers go on while one thread writes.
+    """
+    if not url.startswith("sqlite:///"):
+        return
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    if not path or path == ":memory:":
+        return
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
 
 
 def _default_fix(res: Mapping[str, Any]) -> str:

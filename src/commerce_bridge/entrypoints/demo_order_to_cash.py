@@ -46,11 +46,26 @@ class Stack:
     workdir: Path
 
 
+@dataclass
+class Peers:
+    """The sandbox peers, running, and the bridge settings wired to them (the bridge is not started)."""
+
+    traffic: Any
+    urls: dict[str, str]
+    workdir: Path
+    bridge_port: int
+    settings: dict[str, Any]
+
+
 @contextlib.contextmanager
-def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
-                  **overrides: Any) -> Iterator[Stack]:
-    """Start the sandbox peers and the bridge (``serve``) wired to them; stop everything on exit."""
-    from commerce_bridge.entrypoints.http.app import build_app
+def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
+                  **overrides: Any) -> Iterator[Peers]:
+    """Start the Stripe emulator, the Clarity and ERPNext simulators and the mail catcher.
+
+    The Stripe emulator's webhook endpoint already points at ``bridge_port``; ``settings`` are the
+    bridge's settings for these peers (``overrides`` applied), to run it in this process
+    (:func:`sandbox_stack`) or in others (the order-to-cash benchmark).
+    """
     from commerce_bridge.sandbox.clarity_sim.app import build_app as clarity_app
     from commerce_bridge.sandbox.erp_sim.app import build_app as erp_app
     from commerce_bridge.sandbox.mailbox.server import Mailbox
@@ -72,7 +87,7 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
                               headers={"Authorization": f"Bearer {STRIPE_KEY}"},
                               data={"url": f"http://127.0.0.1:{bridge_port}/webhooks/stripe", "enabled_events[]": "*"})
         endpoint.raise_for_status()
-        settings = load_settings(**{
+        settings = {
             "database_url": database_url or f"sqlite:///{workdir / 'bridge.sqlite'}", "worker_id": "demo",
             "stripe_webhook_secrets": endpoint.json()["secret"], "admin_tokens": secrets.token_hex(16),
             "stripe_api_key": STRIPE_KEY, "stripe_api_base": stripe_srv.url,
@@ -81,10 +96,7 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
             "erp_base_url": erp_srv.url, "erp_api_key": ERP_KEY, "erp_api_secret": ERP_SECRET,
             "smtp_host": "127.0.0.1", "smtp_port": mailbox.smtp_port,
             "rate_limits": {"stripe": 80, "clarity": 50, "erp": 50}, **overrides,
-        })
-        c = bootstrap(settings, "serve", migrate=True)
-        stack.callback(c.close)
-        stack.enter_context(PeerServer(build_app(c), port=bridge_port))
+        }
         traffic = Traffic(clarity_url=clarity_srv.url, clarity_user=CLARITY_USER, clarity_password=CLARITY_PASSWORD,
                           stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY, erp_url=erp_srv.url,
                           erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
@@ -93,7 +105,22 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
         urls = {"Stripe emulator": stripe_srv.url, "Clarity simulator": clarity_srv.url,
                 "ERPNext simulator": erp_srv.url, "mail catcher": mailbox.url,
                 "bridge": f"http://127.0.0.1:{bridge_port}", "data and logs": str(workdir)}
-        yield Stack(container=c, traffic=traffic, urls=urls, workdir=workdir)
+        yield Peers(traffic=traffic, urls=urls, workdir=workdir, bridge_port=bridge_port, settings=settings)
+
+
+@contextlib.contextmanager
+def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
+                  **overrides: Any) -> Iterator[Stack]:
+    """Start the sandbox peers and the bridge (``serve``, in this process) wired to them; stop all on exit."""
+    from commerce_bridge.entrypoints.http.app import build_app
+    from commerce_bridge.sandbox.runner import PeerServer
+
+    with contextlib.ExitStack() as stack:
+        peers = stack.enter_context(sandbox_peers(database_url, workdir, **overrides))
+        c = bootstrap(load_settings(**peers.settings), "serve", migrate=True)
+        stack.callback(c.close)
+        stack.enter_context(PeerServer(build_app(c), port=peers.bridge_port))
+        yield Stack(container=c, traffic=peers.traffic, urls=peers.urls, workdir=peers.workdir)
 
 
 def demo(

@@ -5,6 +5,8 @@ section left out keeps its default) and ``to_config()`` gives it back. The defau
 and are documented in docs/reference/mappings.md. Clarity status names are CEF's seeded
 SalesOrderStatus keys (facts/clarity-cef-api.md section 4); installs may rename or add statuses,
 so Clarity names are free text here while Stripe statuses are checked against Stripe's enums.
+``workflow_vars()`` reads from the map the status names the workflows use (``vars.paid_status``
+and the others of ``STATUS_VARS``); the settings (``CB_STATUS_MAP``) check at start-up that it can.
 
 ``is_forward(kind, old, new)`` answers "may an object of this kind move from ``old`` to ``new``?"
 so that late or duplicated events never move a status backwards (a PaymentIntent never goes from
@@ -142,6 +144,20 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType({
             "Void": "canceled",
         },
     },
+    # Clarity status -> what the bridge does to the order's PaymentIntent when the order reaches it.
+    "clarity_payment_actions": {"Shipped": "capture"},
+})
+
+PAYMENT_ACTIONS = frozenset({"capture"})
+
+# The workflow vars that carry Clarity status names, and where the map keeps each (see ``StatusMap.workflow_vars``).
+STATUS_VARS: Mapping[str, str] = MappingProxyType({
+    "pending_status": "clarity_to_stripe.payment_intent: the first Clarity status mapped to requires_payment_method",
+    "hold_status": "stripe_events_to_clarity[payment_intent.payment_failed], else stripe_to_clarity.charge.failed",
+    "cancel_status": "stripe_events_to_clarity[payment_intent.canceled], else stripe_to_clarity.payment_intent.canceled",
+    "paid_status": "stripe_events_to_clarity[payment_intent.succeeded], else stripe_to_clarity.payment_intent.succeeded",
+    "void_status": "clarity_to_stripe.payment_intent: the first Clarity status mapped to canceled",
+    "shipped_status": "clarity_payment_actions: the first Clarity status mapped to capture",
 })
 
 
@@ -176,6 +192,7 @@ class StatusMap:
     stripe_to_clarity: Mapping[str, Mapping[str, str]]
     stripe_events_to_clarity: Mapping[str, str]
     clarity_to_stripe: Mapping[str, Mapping[str, str]]
+    clarity_payment_actions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     precedence: Mapping[str, Precedence] = field(default_factory=lambda: DEFAULT_PRECEDENCE)
 
     @classmethod
@@ -218,8 +235,13 @@ class StatusMap:
             if "." not in event_type:
                 raise ValidationError(f"stripe_events_to_clarity: {event_type!r} is not a Stripe event type",
                                       suggested_fix="use event types such as payment_intent.succeeded")
+        actions = _text_map(config["clarity_payment_actions"], "clarity_payment_actions")
+        bad = sorted(set(actions.values()) - PAYMENT_ACTIONS)
+        if bad:
+            raise ValidationError(f"clarity_payment_actions: {', '.join(bad)} is not a payment action",
+                                  suggested_fix=f"use {', '.join(sorted(PAYMENT_ACTIONS))}")
         return cls(stripe_to_clarity=to_clarity, stripe_events_to_clarity=MappingProxyType(events),
-                   clarity_to_stripe=to_stripe)
+                   clarity_to_stripe=to_stripe, clarity_payment_actions=MappingProxyType(actions))
 
     @staticmethod
     def _by_kind(section: object, where: str, *, keys_are_stripe: bool) -> Mapping[str, Mapping[str, str]]:
@@ -240,7 +262,36 @@ class StatusMap:
             "stripe_to_clarity": {k: dict(v) for k, v in self.stripe_to_clarity.items()},
             "stripe_events_to_clarity": dict(self.stripe_events_to_clarity),
             "clarity_to_stripe": {k: dict(v) for k, v in self.clarity_to_stripe.items()},
+            "clarity_payment_actions": dict(self.clarity_payment_actions),
         }
+
+    def workflow_vars(self) -> dict[str, str]:
+        """The Clarity status names the workflows read as vars (``STATUS_VARS``: name -> where it comes from).
+
+        Raises
+        ------
+        ValidationError
+            When the map has no entry for one of them; the message names the var and the missing key.
+        """
+        def first_clarity(section: Mapping[str, str], target: str) -> str | None:
+            return next((clarity for clarity, value in section.items() if value == target), None)
+
+        intent_to_stripe = self.clarity_to_stripe.get("payment_intent", {})
+        found = {
+            "pending_status": first_clarity(intent_to_stripe, "requires_payment_method"),
+            "hold_status": self.clarity_status_for("charge", "failed", event_type="payment_intent.payment_failed"),
+            "cancel_status": self.clarity_status_for("payment_intent", "canceled",
+                                                     event_type="payment_intent.canceled"),
+            "paid_status": self.clarity_status_for("payment_intent", "succeeded",
+                                                   event_type="payment_intent.succeeded"),
+            "void_status": first_clarity(intent_to_stripe, "canceled"),
+            "shipped_status": first_clarity(self.clarity_payment_actions, "capture"),
+        }
+        for name, value in found.items():
+            if value is None:
+                raise ValidationError(f"the status map gives no {name} (read from {STATUS_VARS[name]})",
+                                      suggested_fix="add that entry; the defaults are in docs/reference/mappings.md")
+        return {name: str(value) for name, value in found.items()}
 
     def clarity_status_for(self, kind: str, stripe_status: str, *, event_type: str | None = None) -> str | None:
         """The Clarity status a Stripe ``kind`` in ``stripe_status`` calls for; None = leave the order alone.

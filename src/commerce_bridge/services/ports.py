@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ class Inbox(Protocol):
         """Store all in one durable commit; True per delivery that was new."""
         ...
 
-    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], None]) -> int:
+    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], Iterable[int] | None]) -> int:
         """Hand undispatched deliveries to ``handler`` and mark them dispatched."""
         ...
 

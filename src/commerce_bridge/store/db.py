@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,17 +32,180 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: str) -> threading.RLock:
+    key = str(Path(path).resolve())
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(key, threading.RLock())
+
+
+_LOCK_TIMEOUT_S = 30.0
+
+
+def _acquire(lock: threading.RLock) -> None:
+    # Like SQLite's own busy timeout: a transaction left open for this long is a bug; fail loudly.
+    if not lock.acquire(timeout=_LOCK_TIMEOUT_S):
+        raise sqlite3.OperationalError(f"database is locked (another thread of this process held the write "
+                                       f"lock for more than {_LOCK_TIMEOUT_S:.0f} s)")
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A pysqlite connection whose transactions queue on one lock per database file in this process.
+
+    Every transaction begins with ``BEGIN IMMEDIATE`` (it takes SQLite's write lock up front). When
+    several threads of one process want it at once, SQLite's busy handler makes the losers sleep and
+    retry with growing sleeps (up to 100 ms each), so under load a short transaction waited hundreds
+    of milliseconds for a lock that was free most of that time. Here the threads wait on a Python
+    lock instead and the next one starts as soon as the previous one has committed. Other processes
+    (the CLI, a second bridge process) still meet SQLite's own lock and busy timeout.
+    """
+
+    lock: threading.RLock
+    holds: int = 0
+
+    def begin_immediate(self) -> None:
+        _acquire(self.lock)
+        self.holds += 1
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        while self.holds:
+            self.holds -= 1
+            self.lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+
+class _QueuedWriterCursor(sqlite3.Cursor):
+    """For connections in pysqlite's implicit-transaction mode (DBOS's engine database): take the
+    file's writer lock before a statement that may open a write transaction; release it when no
+    transaction is left open."""
+
+    connection: QueuedImplicitConnection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        conn = self.connection
+        take = not conn.in_transaction and _may_write(sql)
+        if take:
+            conn.take_lock()
+        try:
+            return super().execute(sql, parameters)
+        finally:
+            if take and not conn.in_transaction:
+                conn.release_lock()
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
+        conn = self.connection
+        take = not conn.in_transaction and _may_write(sql)
+        if take:
+            conn.take_lock()
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        finally:
+            if take and not conn.in_transaction:
+                conn.release_lock()
+
+
+def _may_write(sql: str) -> bool:
+    head = sql.lstrip()[:8].upper()
+    return not (head.startswith("SELECT") or head.startswith("PRAGMA"))
+
+
+class QueuedImplicitConnection(sqlite3.Connection):
+    """The engine database's connections (DBOS opens them with ``isolation_level="IMMEDIATE"``, so
+    pysqlite begins a write transaction implicitly before a write): like
+    :class:`_QueuedWriterConnection`, threads of this process queue on one lock per file instead of
+    sleeping in SQLite's busy handler. Pass it to DBOS as ``connect_args={"factory": ...}``; the
+    lock is found by the file's path."""
+
+    holds: int = 0
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.lock = _writer_lock(database)
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory or _QueuedWriterCursor)
+
+    def take_lock(self) -> None:
+        _acquire(self.lock)
+        self.holds += 1
+
+    def release_lock(self) -> None:
+        while self.holds:
+            self.holds -= 1
+            self.lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_lock()
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for ``url``; SQLite files get their directory created and the durability pragmas."""
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, poolclass=NullPool if path == ":memory:" else None,
-                               connect_args={"check_same_thread": False, "timeout": 10})
+        memory = not path or path == ":memory:"
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 10}
+        if not memory:
+            connect_args["factory"] = _QueuedWriterConnection
+        engine = create_engine(url, poolclass=NullPool if memory else None, connect_args=connect_args)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if not memory:
+            lock = _writer_lock(path)
+
+            @event.listens_for(engine, "connect")
+            def _share_lock(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.lock = lock
+
         # pysqlite's own transaction handling defers BEGIN; make it explicit so writes lock up front.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        def _begin(conn: Connection) -> None:
+            dbapi = conn.connection.dbapi_connection
+            if isinstance(dbapi, _QueuedWriterConnection):
+                dbapi.begin_immediate()
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        event.listen(engine, "begin", _begin)
 
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:

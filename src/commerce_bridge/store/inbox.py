@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,8 +51,11 @@ class SqlInbox:
             for i, d in enumerate(deliveries)
         ]
 
-    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], None]) -> int:
+    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], Iterable[int] | None]) -> int:
         """Hand the oldest undispatched deliveries to ``handler``, then mark them dispatched.
+
+        ``handler`` may return the ids of deliveries that started no run (no workflow wanted them):
+        those are marked processed at once instead, so they do not look pending forever.
 
         On PostgreSQL the rows stay locked (``FOR UPDATE SKIP LOCKED``) until they are marked, so
         several dispatchers share the work without overlap. On SQLite (one writer) the rows are read,
@@ -73,17 +76,15 @@ class SqlInbox:
                 with self._engine.begin() as conn:
                     rows = [_row(r) for r in conn.execute(stmt.with_for_update(skip_locked=True)).mappings()]
                     if rows:
-                        handler(rows)
-                        conn.execute(mark.where(inbox.c.id.in_([r.id for r in rows]))
-                                     .values(dispatched_at=datetime.now(UTC)))
+                        idle = set(handler(rows) or ())
+                        _mark_handed_over(conn, mark, [r.id for r in rows], idle)
                 return len(rows)
             with self._engine.connect() as conn:
                 rows = [_row(r) for r in conn.execute(stmt).mappings()]
             if rows:
-                handler(rows)
+                idle = set(handler(rows) or ())
                 with self._engine.begin() as conn:
-                    conn.execute(mark.where(inbox.c.id.in_([r.id for r in rows]))
-                                 .values(dispatched_at=datetime.now(UTC)))
+                    _mark_handed_over(conn, mark, [r.id for r in rows], idle)
             return len(rows)
 
     def get(self, source: str, event_id: str) -> StoredDelivery | None:
@@ -141,3 +142,13 @@ def _row(r: Any) -> StoredDelivery:
         status=r["status"], received_at=r["received_at"], body=bytes(r["body"]),
         dispatched_at=r["dispatched_at"], processed_at=r["processed_at"],
     )
+
+
+def _mark_handed_over(conn: Any, mark: Any, ids: list[int], idle: set[int]) -> None:
+    now = datetime.now(UTC)
+    started = [i for i in ids if i not in idle]
+    if started:
+        conn.execute(mark.where(inbox.c.id.in_(started)).values(dispatched_at=now))
+    if idle:
+        conn.execute(mark.where(inbox.c.id.in_(sorted(idle)))
+                     .values(status=DeliveryStatus.PROCESSED.value, dispatched_at=now, processed_at=now))

@@ -50,6 +50,11 @@ class SqlRuns:
         elif status in (RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED):
             values.update(failed_step=None, error_code=None)
         with translate_db_errors(), self._engine.begin() as conn:
+            if status is RunStatus.RUNNING:
+                # Only a queued run starts running, and the delivery of a queued run is already
+                # "dispatched": nothing to refresh (this is the hot path, once per run).
+                conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+                return
             row = conn.execute(
                 update(runs).where(runs.c.run_id == run_id).values(**values).returning(runs.c.inbox_id)
             ).first()

@@ -141,6 +141,39 @@ STEP_TYPES: tuple[StepType, ...] = (
         examples=(_ex("order", "core.validate.order", order="${ steps.get }"),),
     ),
     StepType(
+        type="core.shipment.capture_amount",
+        summary="Compute how much of an authorisation a Clarity order's shipment lets us capture.",
+        description="Pure (`mapping/shipment.py`). A partial shipment is an order marked Shipped whose sales "
+                    "items still have `QuantityBackOrdered` or `QuantityPreSold` above zero: those units did "
+                    "not ship. The amount is `Totals.Total` x shipped line value / ordered line value (the "
+                    "shipped lines at their sold price plus the same share of tax, shipping and fees, minus "
+                    "the same share of the discount), computed exactly and rounded down once to what Stripe "
+                    "can capture in the currency (10 fils for KWD). It is never above `capturable`; a complete "
+                    "shipment gives `Totals.Total` (the whole authorisation when they are equal); nothing "
+                    "shipped gives zero. Capturing less makes Stripe release the rest.",
+        params=(Param("order", "object", "The Clarity sales order model (full projection, as `clarity.order.get` "
+                                         "returns it).", required=True),
+                Param("capturable", "money", "The PaymentIntent's `amount_capturable`.", required=True)),
+        output="`{\"amount\": money` (to capture now), `\"partial\": bool, \"capturable\", \"released\"` "
+               "(what Stripe releases), `\"order_total\", \"lines_ordered\", \"lines_shipped\"` (money), "
+               "`\"unshipped\": [{\"sku\", \"quantity\"}], \"summary\": str}`.",
+        example_output={"amount": {"minor": 2925, "currency": "USD"}, "partial": True,
+                        "capturable": {"minor": 3900, "currency": "USD"},
+                        "released": {"minor": 975, "currency": "USD"},
+                        "order_total": {"minor": 3900, "currency": "USD"},
+                        "lines_ordered": {"minor": 3900, "currency": "USD"},
+                        "lines_shipped": {"minor": 2925, "currency": "USD"},
+                        "unshipped": [{"sku": "SKU-MUG", "quantity": 1}],
+                        "summary": "captures 29.25 of 39.00 USD; 1 x SKU-MUG not shipped"},
+        idempotency="Pure; no side effects.", writes=False,
+        errors=(("MappingError", "totals that do not add up, an order currency other than the PaymentIntent's, "
+                                 "more units back-ordered than ordered, or a negative line price on a partly "
+                                 "shipped order: capture by hand or fix the order, then replay."),
+                ("ValidationError", "`capturable` is not money.")),
+        examples=(_ex("to_capture", "core.shipment.capture_amount", order="${ steps.get }",
+                      capturable="${ steps.payment.amount_capturable }"),),
+    ),
+    StepType(
         type="clarity.order.get", summary="Read a sales order from Clarity by ID (full model).",
         description="`GET /Ordering/SalesOrder/ID/{ID}`. The output is Clarity's model as is (PascalCase; "
                     "fields with default values omitted).",
@@ -246,7 +279,9 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="stripe.payment_intent.capture", summary="Capture an authorised (manual capture) PaymentIntent.",
-        description="Captures `amount` (partial capture; the rest is released) or the whole capturable amount.",
+        description="Captures `amount` (partial capture; Stripe releases the rest and a second capture is "
+                    "refused) or the whole capturable amount. `core.shipment.capture_amount` computes the "
+                    "amount for a partial shipment.",
         params=(_PI_ID, Param("amount", "money", "The amount to capture; omitted means all of it.")),
         output="The PaymentIntent after capture.",
         example_output={**_PI, "capture_method": "manual"},
@@ -254,7 +289,9 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "Stripe as an error the action treats as success when the amounts agree.",
         errors=(("UpstreamRejected", "not capturable (canceled, expired authorisation, amount too large)."),
                 _UNAVAILABLE, _RATE, _AUTH),
-        examples=(_ex("capture", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }"),),
+        examples=(_ex("capture", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }"),
+                  _ex("capture_shipped", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }",
+                      amount="${ steps.to_capture.amount }")),
     ),
     StepType(
         type="stripe.payment_intent.cancel", summary="Cancel a PaymentIntent that has not succeeded.",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -199,10 +199,12 @@ class WorkflowRegistry(Router):
         """One loaded version, or the active one when ``version`` is None."""
         return self.active(name) if version is None else self._entries.get((name, version))
 
-    def route(self, source: str, event_type: str | None, event: Any = None,
-              event_id: str | None = None) -> list[WorkflowSpec]:
+    def route(self, source: str, event_type: str | None, event: Any = None, event_id: str | None = None, *,
+              workflow_vars: Mapping[str, Mapping[str, Any]] | None = None) -> list[WorkflowSpec]:
         """Active workflows whose trigger matches; with ``event`` given, also their ``filter``.
 
+        ``workflow_vars`` (name -> vars, see :meth:`run_vars`) are what the runs will be pinned with;
+        the filter sees them over the file's ``vars``, as the run's steps do.
         A filter that cannot be evaluated for this event counts as no match and is logged at error
         level (``workflow.filter_failed``); it never stops the dispatch of other workflows.
         """
@@ -214,11 +216,43 @@ class WorkflowRegistry(Router):
                 out.append(spec)
                 continue
             try:
-                if spec.accepts(source, event_type, event, event_id):
+                if spec.accepts(source, event_type, event, event_id, (workflow_vars or {}).get(spec.name)):
                     out.append(spec)
             except ValidationError as exc:
                 log.error("workflow.filter_failed", workflow=spec.name, version=spec.version, source=source,
                           event_type=event_type, event_id=event_id, error=exc.message)
+        return out
+
+    def run_vars(self, status_vars: Mapping[str, Any],
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """The vars each workflow's runs are pinned with, over the file's own ``vars``: name -> vars.
+
+        A workflow (any loaded version) that declares a var named in ``status_vars`` gets the status
+        map's value for it; ``overrides`` (``CB_WORKFLOW_VARS``) win over both.
+        """
+        declared: dict[str, set[str]] = {}
+        for entry in self._entries.values():
+            declared.setdefault(entry.spec.name, set()).update(entry.spec.vars)
+        out: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(declared) | set(overrides or {})):
+            pinned = {k: v for k, v in status_vars.items() if k in declared.get(name, ())}
+            pinned.update((overrides or {}).get(name, {}))
+            if pinned:
+                out[name] = pinned
+        return out
+
+    def ignored_status_vars(self, status_vars: Mapping[str, Any],
+                            run_vars: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """User files that set a status var to something other than what their runs get: file -> those vars.
+
+        ``run_vars`` as returned by :meth:`run_vars`; the file's value is ignored (for bootstrap to warn).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for e in self.entries():
+            pinned = run_vars.get(e.spec.name, {})
+            differ = {k: v for k, v in e.spec.vars.items() if k in status_vars and k in pinned and v != pinned[k]}
+            if e.origin == "user" and differ:
+                out[e.file or e.spec.name] = differ
         return out
 
     def describe(self) -> list[dict[str, Any]]:

@@ -121,8 +121,12 @@ class WorkflowSpec:
     def key(self) -> tuple[str, str]:
         return (self.name, self.version)
 
-    def accepts(self, source: str, event_type: str | None, event: Any, event_id: str | None = None) -> bool:
+    def accepts(self, source: str, event_type: str | None, event: Any, event_id: str | None = None,
+                vars: Mapping[str, Any] | None = None) -> bool:
         """Trigger types match and the filter (if any) is true for this event.
+
+        ``vars`` are the values a run would be pinned with (status map, ``CB_WORKFLOW_VARS``); they
+        override the file's own ``vars`` in the filter, as they do in the run.
 
         Raises
         ------
@@ -133,7 +137,8 @@ class WorkflowSpec:
             return False
         if not self.trigger.filter:
             return True
-        scope = {"event": event, "trigger": _trigger_scope(source, event_type, event_id), "vars": dict(self.vars)}
+        scope = {"event": event, "trigger": _trigger_scope(source, event_type, event_id),
+                 "vars": {**self.vars, **(vars or {})}}
         return compile_expression(self.trigger.filter).test(scope)
 
     def all_steps(self) -> list[StepSpec]:

@@ -1,4 +1,4 @@
-"""``core.*`` actions: order validation and the identity map."""
+"""``core.*`` actions: order validation, the amount a shipment lets us capture, and the identity map."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.mapping.clarity import order_from_clarity
 from commerce_bridge.mapping.customer import email_dedupe_key, normalized_customer
+from commerce_bridge.mapping.shipment import ShipmentCapture, capture_amount_for_shipment, describe
 from commerce_bridge.services.ports import Action, IdentityMap, StepContext
-from commerce_bridge.workflows.steps.shapes import order_shape
+from commerce_bridge.workflows.steps.shapes import money_from_shape, money_shape, order_shape
 
 PAYABLE_STATUSES = ("Pending",)
 
@@ -18,6 +19,18 @@ def _key(entity: str, key: Any) -> str:
     if not isinstance(key, str) or not key.strip():
         raise ValidationError(f"an empty {entity} key", suggested_fix="the step's `key` must resolve to a string")
     return email_dedupe_key(key) if entity == "customer" else key.strip()
+
+
+def capture_shape(capture: ShipmentCapture) -> dict[str, Any]:
+    """The output of ``core.shipment.capture_amount`` (money as ``{minor, currency}``)."""
+    return {
+        "amount": money_shape(capture.amount), "partial": capture.partial,
+        "capturable": money_shape(capture.capturable), "released": money_shape(capture.released),
+        "order_total": money_shape(capture.order_total), "lines_ordered": money_shape(capture.lines_ordered),
+        "lines_shipped": money_shape(capture.lines_shipped),
+        "unshipped": [{"sku": line.sku, "quantity": line.unshipped} for line in capture.lines if line.unshipped],
+        "summary": describe(capture),
+    }
 
 
 def actions(identity: IdentityMap) -> dict[str, Action]:
@@ -34,6 +47,10 @@ def actions(identity: IdentityMap) -> dict[str, Action]:
             )
         return order_shape(order, needs_payment=needs_payment)
 
+    def shipment_capture(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        capturable = money_from_shape(params["capturable"], field="capturable")
+        return capture_shape(capture_amount_for_shipment(params["order"], capturable))
+
     def lookup(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         entity = params["entity"]
         entity_id = identity.entity_for_key(entity, _key(entity, params["key"]))
@@ -47,4 +64,5 @@ def actions(identity: IdentityMap) -> dict[str, Action]:
         identity.link(entity, entity_id, params["system"], str(params["external_id"]))
         return {"entity_id": entity_id, "created": before is None}
 
-    return {"core.validate.order": validate_order, "core.identity.lookup": lookup, "core.identity.link": link}
+    return {"core.validate.order": validate_order, "core.shipment.capture_amount": shipment_capture,
+            "core.identity.lookup": lookup, "core.identity.link": link}
