@@ -1,7 +1,9 @@
 """Order-to-cash benchmark: orders/s and order-to-paid latency with the Stripe emulator limited to 100 requests/s.
 
-For each offered rate, a fresh sandbox (``sandbox_stack``: Stripe emulator, Clarity and ERPNext simulators,
-mail catcher and the bridge, all in this one process) gets an open-loop arrival of storefront checkouts
+For each offered rate, a fresh sandbox (``sandbox_peers``: Stripe emulator, Clarity and ERPNext simulators and
+mail catcher in this process; the bridge as ``commerce-bridge serve`` in its own process by default, or
+``ingress`` + N ``worker`` processes with ``--bridge split``, or in this process with ``--bridge inprocess``)
+gets an open-loop arrival of storefront checkouts
 (scenario "paid (USD)", integration mode: the bridge makes every Stripe call). The emulator answers 429
 beyond 100 requests in any 1-s window (``POST /_sandbox/rate_limit``); the bridge limits its own Stripe calls
 with ``rate_limits["stripe"]``.
@@ -154,12 +156,23 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_line() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def machine_busy_s() -> float:
     """CPU seconds the whole machine spent busy (all processes: peers, bridge, PostgreSQL), from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
+    v = _cpu_line()
     idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    steal = v[7] if len(v) > 7 else 0
+    return (sum(v[:8]) - idle - steal) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_steal_s() -> float:
+    """CPU seconds the hypervisor gave to others while this VM wanted to run (noise on shared cores)."""
+    v = _cpu_line()
+    return (v[7] if len(v) > 7 else 0) / os.sysconf("SC_CLK_TCK")
 
 
 class BridgeProcesses:
@@ -371,7 +384,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         log_start = len(log.rows)
         cpu0 = process_cpu_s()
         bcpu0 = cpu_of_bridge() if cpu_of_bridge else 0.0
-        busy0 = machine_busy_s()
+        busy0, steal0 = machine_busy_s(), machine_steal_s()
         t_start = time.monotonic()
         orders = asyncio.run(offer(urls["Clarity simulator"], rate, a.duration))
         t_offer_end = time.monotonic()
@@ -382,7 +395,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         t_end = time.monotonic()
         cpu = process_cpu_s() - cpu0
         bridge_cpu = (cpu_of_bridge() - bcpu0) if cpu_of_bridge else None
-        busy = machine_busy_s() - busy0
+        busy, steal = machine_busy_s() - busy0, machine_steal_s() - steal0
         watcher.stop()
         reqs = log.rows[log_start:]
         check = verify(tr, orders)
@@ -427,7 +440,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         "bridge_cpu_s": bridge_cpu,
         "bridge_cpu_ms_per_completed_order": (1000 * bridge_cpu / max(1, len(watcher.seen.keys() & keys))
                                               if bridge_cpu is not None else None),
-        "machine_busy_cores": busy / (t_end - t_start),
+        "machine_busy_cores": busy / (t_end - t_start), "machine_steal_cores": steal / (t_end - t_start),
         "machine_cpu_ms_per_completed_order": 1000 * busy / max(1, len(watcher.seen.keys() & keys)),
         "open_dlq": dlq, "runs": run_counts,
         "watch_polls": watcher.polls, "watch_poll_ms_mean": 1000 * watcher.poll_s / max(1, watcher.polls),

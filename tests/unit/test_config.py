@@ -27,6 +27,11 @@ def test_environment_variables_are_read_with_the_cb_prefix(monkeypatch: pytest.M
     assert s.effective_engine_database_url() == s.database_url
 
 
+def test_disabled_workflows_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_WORKFLOWS_DISABLED", "core.audit, clarity.order_voided")
+    assert load_settings().workflows_disabled == ["core.audit", "clarity.order_voided"]
+
+
 def test_toml_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "commerce-bridge.toml").write_text('port = 9100\nlog_level = "DEBUG"\n')
     monkeypatch.setenv("CB_LOG_LEVEL", "ERROR")
