@@ -138,6 +138,16 @@ def test_webhook_demo_runs_to_completion(tmp_path: Path) -> None:
     assert "every event processed exactly once" in out.stdout
 
 
+def test_order_to_cash_demo_exits_0_when_every_order_reaches_its_end_state() -> None:
+    """`make demo`'s command, as a user runs it: every checkout kind, against the sandbox peers."""
+    out = cli({**bridge_env(), "COLUMNS": "200"}, "demo", "--orders", "8", "--exit-when-done", "--timeout", "240",
+              timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "every order reached its expected end state" in out.stdout
+    for kind in ("paid (JPY)", "paid (KWD)", "declined", "3-D Secure", "manual capture"):
+        assert kind in out.stdout, kind
+
+
 def test_log_lines_of_a_run_carry_its_ids_and_no_secrets(tmp_path: Path) -> None:
     port = free_port()
     env = bridge_env(database_url=f"sqlite:///{tmp_path / 'b.sqlite'}", stripe_webhook_secrets=SECRET,

@@ -130,13 +130,18 @@ def test_disabling_an_unknown_workflow_stops_start_up_naming_the_setting(databas
     assert "CB_WORKFLOWS_DISABLED" in str(info.value.errors) and "no.such_flow" in str(info.value.errors)
 
 
-def test_sqlite_engine_database_is_in_wal_mode(engine_factory: Any, database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite only: on PostgreSQL the engine shares the server")
-    c, _ = engine_factory()
-    path = c.settings.effective_engine_database_url().removeprefix("sqlite:///")
-    with sqlite3.connect(path) as lite:  # DBOS alone would leave it in rollback-journal ("delete") mode
-        assert lite.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_sqlite_engine_database_is_in_wal_mode(tmp_path: Any) -> None:
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'bridge.sqlite'}", worker_id="wal-test")
+    c = bootstrap(settings, "worker", migrate=True)
+    assert c.engine is not None
+    c.engine.launch()
+    try:
+        path = settings.effective_engine_database_url().removeprefix("sqlite:///")
+        with sqlite3.connect(path) as lite:  # DBOS alone would leave it in rollback-journal ("delete") mode
+            assert lite.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        c.engine.shutdown()
+        c.close()
 
 
 def test_transient_failures_are_retried_with_the_same_idempotency_key(engine_factory: Any) -> None:
@@ -210,6 +215,38 @@ def test_replay_skips_steps_that_already_succeeded(engine_factory: Any) -> None:
     c.admin.replay(entry["id"])
     wait_for(lambda: run_status(c, "stripe:evt_s:test.flow") == "succeeded")
     assert flaky.calls[n_before:] == [("stripe:evt_s:test.flow:second", 1)]
+
+
+def test_replay_from_start_rereads_data_fixed_at_the_source(engine_factory: Any) -> None:
+    c, _ = engine_factory()
+    source = {"email": "bad-address"}
+    keys: list[str] = []
+
+    def read(ctx: StepContext, params: Mapping[str, Any]) -> Any:  # `first`: reads the source system
+        keys.append(ctx.idempotency_key)
+        return {"seen": source["email"]}
+
+    def check(ctx: StepContext, params: Mapping[str, Any]) -> Any:  # `second`: validates what `first` read
+        if "@" not in str(params["prev"]):
+            raise E.ValidationError(f"invalid e-mail {params['prev']!r}", suggested_fix="correct it, then replay")
+        return {"ok": True}
+
+    assert c.engine is not None
+    c.engine.actions.update({"testsys.thing.do": read, "testsys.other.do": check})
+    deliver(c, "evt_fs")
+    wait_for(lambda: run_status(c, "stripe:evt_fs:test.flow") == "parked")
+    [entry] = c.dead_letters.list()
+    source["email"] = "shopper@example.com"  # fixed where the data lives
+    # a plain replay resumes at `second` with what `first` read before: it fails the same way
+    c.admin.replay(entry["id"], "fixed the e-mail")
+    wait_for(lambda: c.dead_letters.count_open() == 1 and run_status(c, "stripe:evt_fs:test.flow") == "parked")
+    [again] = c.dead_letters.list()
+    assert again["id"] != entry["id"] and "bad-address" in again["error_message"] and len(keys) == 1
+    # from the start: `first` reads the corrected data, with the same idempotency key
+    c.admin.replay(again["id"], "fixed the e-mail", from_start=True)
+    wait_for(lambda: run_status(c, "stripe:evt_fs:test.flow") == "succeeded")
+    assert keys == ["stripe:evt_fs:test.flow:first"] * 2
+    assert c.dead_letters.count_open() == 0
 
 
 def test_a_bug_goes_to_the_dlq_without_retry(engine_factory: Any) -> None:

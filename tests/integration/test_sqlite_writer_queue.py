@@ -136,3 +136,36 @@ def test_implicit_transactions_of_the_engine_database_take_and_release_the_lock(
     conn.rollback()
     assert _lock_is_free(path)
     conn.close()
+
+
+def test_a_writer_that_cannot_get_the_lock_in_time_gets_store_unavailable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commerce_bridge import errors as E
+    from commerce_bridge.store import db as store_db
+
+    monkeypatch.setattr(store_db, "_LOCK_TIMEOUT_S", 0.2)
+    path = tmp_path / "t.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (i INTEGER)"))
+    holding, finish = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            holding.set()
+            finish.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    with pytest.raises(E.StoreUnavailable, match="database is locked"), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+    finish.set()
+    holder.join(10)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (3)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+    assert _lock_is_free(path)
+    engine.dispose()

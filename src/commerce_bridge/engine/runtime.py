@@ -611,15 +611,25 @@ class EngineAdmin:
             self._client.destroy()
             self._client = None
 
-    def replay(self, entry_id: int, reason: str = "replayed by operator") -> dict[str, Any]:
-        """Resume a parked run from its failed step (same run id, same idempotency keys)."""
+    def replay(self, entry_id: int, reason: str = "replayed by operator", *,
+               from_start: bool = False) -> dict[str, Any]:
+        """Resume a parked run from its failed step (same run id, same idempotency keys).
+
+        The steps before the failed one are not run again: their recorded outputs are reused. When the
+        fix was made to data an earlier step read (an order corrected in Clarity), ``from_start`` runs
+        every step again, so they read the corrected data; the idempotency keys stay the same, so
+        calls that already took effect are not repeated.
+        """
         entry = self._dlq.get(entry_id)
         if entry["status"] != "open":
             raise E.ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
         wf_id = entry["engine_workflow_id"]
         steps = self.client.list_workflow_steps(wf_id, load_output=False)
         name = f"step:{entry['step_id']}"
-        start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
+        if from_start:
+            start = min((s["function_id"] for s in steps), default=None)
+        else:
+            start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
         if start is None:
             raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
         with SetWorkflowID(f"{entry['run_id']}#replay-{entry_id}"):

@@ -240,15 +240,21 @@ def dlq_show(entry_id: int) -> None:
 
 
 @dlq_app.command("replay")
-def dlq_replay(entry_id: int, reason: Annotated[str, typer.Option()] = "replayed by operator") -> None:
-    """Resume the run from its failed step, with the same idempotency key."""
+def dlq_replay(
+    entry_id: int,
+    reason: Annotated[str, typer.Option()] = "replayed by operator",
+    from_start: Annotated[bool, typer.Option(
+        "--from-start", help="Run every step again (they re-read data fixed at the source), not only the failed "
+                             "one and those after it. Idempotency keys stay the same.")] = False,
+) -> None:
+    """Resume the run from its failed step (or from its first), with the same idempotency keys."""
     c = _container("cli", _settings())
     try:
-        entry = c.admin.replay(entry_id, reason)
+        entry = c.admin.replay(entry_id, reason, from_start=from_start)
     except BridgeError as exc:
         raise _fail(exc) from exc
-    console.print(f"replaying run {entry['run_id']} from step {entry['step_id']} "
-                  f"(engine workflow {entry['engine_workflow_id']})")
+    where = "its first step" if from_start else f"step {entry['step_id']}"
+    console.print(f"replaying run {entry['run_id']} from {where} (engine workflow {entry['engine_workflow_id']})")
 
 
 @dlq_app.command("discard")

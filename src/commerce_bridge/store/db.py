@@ -45,11 +45,13 @@ def _writer_lock(path: str) -> threading.RLock:
 _LOCK_TIMEOUT_S = 30.0
 
 
-def _acquire(lock: threading.RLock) -> None:
+def _acquire(lock: threading.RLock) -> bool:
     # Like SQLite's own busy timeout: a transaction left open for this long is a bug; fail loudly.
-    if not lock.acquire(timeout=_LOCK_TIMEOUT_S):
-        raise sqlite3.OperationalError(f"database is locked (another thread of this process held the write "
-                                       f"lock for more than {_LOCK_TIMEOUT_S:.0f} s)")
+    return lock.acquire(timeout=_LOCK_TIMEOUT_S)
+
+
+_LOCKED = (f"database is locked (another thread of this process held the write lock for more than "
+           f"{_LOCK_TIMEOUT_S:.0f} s)")
 
 
 class _QueuedWriterConnection(sqlite3.Connection):
@@ -67,7 +69,8 @@ class _QueuedWriterConnection(sqlite3.Connection):
     holds: int = 0
 
     def begin_immediate(self) -> None:
-        _acquire(self.lock)
+        if not _acquire(self.lock):  # raised from SQLAlchemy's begin hook: give callers our own error
+            raise StoreUnavailable(_LOCKED, suggested_fix="look for a transaction left open (a bug) in the log")
         self.holds += 1
         try:
             self.execute("BEGIN IMMEDIATE")
@@ -151,7 +154,8 @@ class QueuedImplicitConnection(sqlite3.Connection):
         return super().cursor(factory or _QueuedWriterCursor)
 
     def take_lock(self) -> None:
-        _acquire(self.lock)
+        if not _acquire(self.lock):  # inside DBOS's statement execution: a driver error it knows how to treat
+            raise sqlite3.OperationalError(_LOCKED)
         self.holds += 1
 
     def release_lock(self) -> None:

@@ -18,6 +18,7 @@ from commerce_bridge.errors import BridgeError, NotFound, Unauthorized
 
 class ReplayRequest(BaseModel):
     reason: str = Field("replayed through the admin API", max_length=1000)
+    from_start: bool = Field(False, description="Run every step again, not only the failed one and later ones.")
 
 
 class DiscardRequest(BaseModel):
@@ -88,7 +89,8 @@ def build_admin_api(c: Container) -> FastAPI:
 
     @api.post("/dlq/{entry_id}/replay")
     def replay_dlq(entry_id: int, body: ReplayRequest | None = None) -> dict[str, Any]:
-        entry = c.admin.replay(entry_id, (body or ReplayRequest()).reason)
+        req = body or ReplayRequest()
+        entry = c.admin.replay(entry_id, req.reason, from_start=req.from_start)
         return {"ok": True, "entry": entry}
 
     @api.post("/dlq/{entry_id}/discard")
