@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,20 +33,69 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-_WRITER_LOCKS: dict[str, threading.RLock] = {}
+class FairLock:
+    """A reentrant lock that hands itself to the waiters in arrival order.
+
+    ``threading.RLock`` lets any waiter win, so under a stream of short transactions an unlucky thread
+    could wait for many turns; here each waiter waits on its own event and the releasing thread
+    passes ownership to the longest-waiting one.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._owner: int | None = None
+        self._count = 0
+        self._waiters: collections.deque[tuple[int, threading.Event]] = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._owner == me:
+                self._count += 1
+                return True
+            if self._owner is None and not self._waiters:
+                self._owner, self._count = me, 1
+                return True
+            if not blocking:
+                return False
+            turn = (me, threading.Event())
+            self._waiters.append(turn)
+        turn[1].wait(None if timeout < 0 else timeout)
+        with self._mutex:
+            if self._owner == me:  # handed over (possibly just as the wait timed out)
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("release of a lock this thread does not hold")
+            self._count -= 1
+            if self._count:
+                return
+            if self._waiters:
+                owner, event = self._waiters.popleft()
+                self._owner, self._count = owner, 1
+                event.set()
+            else:
+                self._owner = None
+
+
+_WRITER_LOCKS: dict[str, FairLock] = {}
 _WRITER_LOCKS_GUARD = threading.Lock()
 
 
-def _writer_lock(path: str) -> threading.RLock:
+def _writer_lock(path: str) -> FairLock:
     key = str(Path(path).resolve())
     with _WRITER_LOCKS_GUARD:
-        return _WRITER_LOCKS.setdefault(key, threading.RLock())
+        return _WRITER_LOCKS.setdefault(key, FairLock())
 
 
 _LOCK_TIMEOUT_S = 30.0
 
 
-def _acquire(lock: threading.RLock) -> bool:
+def _acquire(lock: FairLock) -> bool:
     # Like SQLite's own busy timeout: a transaction left open for this long is a bug; fail loudly.
     return lock.acquire(timeout=_LOCK_TIMEOUT_S)
 
@@ -65,7 +115,7 @@ class _QueuedWriterConnection(sqlite3.Connection):
     (the CLI, a second bridge process) still meet SQLite's own lock and busy timeout.
     """
 
-    lock: threading.RLock
+    lock: FairLock
     holds: int = 0
 
     def begin_immediate(self) -> None:
