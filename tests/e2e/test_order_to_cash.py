@@ -257,7 +257,8 @@ def test_decline_starts_dunning_a_reminder_then_cancellation(make_stack: Callabl
     assert st.container.dead_letters.count_open() == 0
 
 
-def test_invalid_customer_email_goes_to_the_dlq_with_a_fix(make_stack: Callable[..., Stack]) -> None:
+def test_invalid_customer_email_goes_to_the_dlq_with_a_fix_and_correcting_it_in_clarity_pays(
+        make_stack: Callable[..., Stack]) -> None:
     st = make_stack()
     r = st.traffic.clarity.post("/_sandbox/checkout", json={
         "Email": "ann@example", "FirstName": "Ann", "LastName": "Typo",
@@ -274,3 +275,20 @@ def test_invalid_customer_email_goes_to_the_dlq_with_a_fix(make_stack: Callable[
     assert entries[0]["error_code"] == "validation_error" and "email" in entries[0]["error_message"].lower()
     assert entries[0]["suggested_fix"]
     assert not intents_for(st, key), "nothing was charged"
+    # the fix where the data lives: the shop corrects the address on the order in Clarity; the poller sees
+    # the change (a new UpdatedDate) and it starts a new run for the order (docs/howto/dead-letter-queue.md)
+    api, session = st.traffic.clarity, st.traffic.session
+    order = api.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{r.json()['OrderID']}", headers=session).json()
+    contact = {**order["BillingContact"], "Email1": "ann@example.com"}
+    fixed = api.put(f"{CLARITY_API}/Ordering/SalesOrder/Update", headers=session,
+                    json={"ID": order["ID"], "BillingContact": contact})
+    assert fixed.status_code == 200 and fixed.json()["ActionSucceeded"], fixed.text
+    deadline = time.monotonic() + 90
+    status = None
+    while time.monotonic() < deadline and status != "Full Payment Received":
+        status = api.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{order['ID']}", headers=session).json()["StatusKey"]
+        time.sleep(0.5)
+    assert status == "Full Payment Received"
+    assert len(intents_for(st, key)) == 1, "charged once"
+    st.container.admin.discard(entries[0]["id"], "the corrected order was paid by a new run")
+    assert st.container.dead_letters.count_open() == 0
