@@ -332,10 +332,8 @@ def verify(tr: Any, orders: list[Order]) -> dict[str, int]:
 
 
 def process_cpu_s() -> float:
-    """utime + stime of this process (every thread: peers, bridge and load), from /proc/self/stat."""
-    with open("/proc/self/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of this process (every thread: peers, bridge and load)."""
+    return _proc_cpu_s(os.getpid())
 
 
 def _rate_limited_in(text: str) -> float:

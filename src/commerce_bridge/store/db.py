@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -104,107 +104,14 @@ _LOCKED = (f"database is locked (another thread of this process held the write l
            f"{_LOCK_TIMEOUT_S:.0f} s)")
 
 
-class _QueuedWriterConnection(sqlite3.Connection):
-    """A pysqlite connection whose transactions queue on one lock per database file in this process.
-
-    Every transaction begins with ``BEGIN IMMEDIATE`` (it takes SQLite's write lock up front). When
-    several threads of one process want it at once, SQLite's busy handler makes the losers sleep and
-    retry with growing sleeps (up to 100 ms each), so under load a short transaction waited hundreds
-    of milliseconds for a lock that was free most of that time. Here the threads wait on a Python
-    lock instead and the next one starts as soon as the previous one has committed. Other processes
-    (the CLI, a second bridge process) still meet SQLite's own lock and busy timeout.
-    """
+class _HoldsWriterLock:
+    """Mixin for pysqlite connections: the file's writer lock, held until commit, rollback or close."""
 
     lock: FairLock
     holds: int = 0
 
-    def begin_immediate(self) -> None:
-        if not _acquire(self.lock):  # raised from SQLAlchemy's begin hook: give callers our own error
-            raise StoreUnavailable(_LOCKED, suggested_fix="look for a transaction left open (a bug) in the log")
-        self.holds += 1
-        try:
-            self.execute("BEGIN IMMEDIATE")
-        except BaseException:
-            self._release()
-            raise
-
-    def _release(self) -> None:
-        while self.holds:
-            self.holds -= 1
-            self.lock.release()
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._release()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._release()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._release()
-
-
-class _QueuedWriterCursor(sqlite3.Cursor):
-    """For connections in pysqlite's implicit-transaction mode (DBOS's engine database): take the
-    file's writer lock before a statement that may open a write transaction; release it when no
-    transaction is left open."""
-
-    connection: QueuedImplicitConnection
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        conn = self.connection
-        take = not conn.in_transaction and _may_write(sql)
-        if take:
-            conn.take_lock()
-        try:
-            return super().execute(sql, parameters)
-        finally:
-            if take and not conn.in_transaction:
-                conn.release_lock()
-
-    def executemany(self, sql: str, seq_of_parameters: Any, /) -> sqlite3.Cursor:
-        conn = self.connection
-        take = not conn.in_transaction and _may_write(sql)
-        if take:
-            conn.take_lock()
-        try:
-            return super().executemany(sql, seq_of_parameters)
-        finally:
-            if take and not conn.in_transaction:
-                conn.release_lock()
-
-
-def _may_write(sql: str) -> bool:
-    head = sql.lstrip()[:8].upper()
-    return not (head.startswith("SELECT") or head.startswith("PRAGMA"))
-
-
-class QueuedImplicitConnection(sqlite3.Connection):
-    """The engine database's connections (DBOS opens them with ``isolation_level="IMMEDIATE"``, so
-    pysqlite begins a write transaction implicitly before a write): like
-    :class:`_QueuedWriterConnection`, threads of this process queue on one lock per file instead of
-    sleeping in SQLite's busy handler. Pass it to DBOS as ``connect_args={"factory": ...}``; the
-    lock is found by the file's path."""
-
-    holds: int = 0
-
-    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(database, *args, **kwargs)
-        self.lock = _writer_lock(database)
-
-    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
-        return super().cursor(factory or _QueuedWriterCursor)
-
     def take_lock(self) -> None:
-        if not _acquire(self.lock):  # inside DBOS's statement execution: a driver error it knows how to treat
+        if not _acquire(self.lock):
             raise sqlite3.OperationalError(_LOCKED)
         self.holds += 1
 
@@ -215,21 +122,89 @@ class QueuedImplicitConnection(sqlite3.Connection):
 
     def commit(self) -> None:
         try:
-            super().commit()
+            super().commit()  # type: ignore[misc]
         finally:
             self.release_lock()
 
     def rollback(self) -> None:
         try:
-            super().rollback()
+            super().rollback()  # type: ignore[misc]
         finally:
             self.release_lock()
 
     def close(self) -> None:
         try:
-            super().close()
+            super().close()  # type: ignore[misc]
         finally:
             self.release_lock()
+
+
+class _QueuedWriterConnection(_HoldsWriterLock, sqlite3.Connection):
+    """A pysqlite connection whose transactions queue on one lock per database file in this process.
+
+    Every transaction begins with ``BEGIN IMMEDIATE`` (it takes SQLite's write lock up front). When
+    several threads of one process want it at once, SQLite's busy handler makes the losers sleep and
+    retry with growing sleeps (up to 100 ms each), so under load a short transaction waited hundreds
+    of milliseconds for a lock that was free most of that time. Here the threads wait on a Python
+    lock instead and the next one starts as soon as the previous one has committed. Other processes
+    (the CLI, a second bridge process) still meet SQLite's own lock and busy timeout.
+    """
+
+    def begin_immediate(self) -> None:
+        try:
+            self.take_lock()
+        except sqlite3.OperationalError as exc:  # raised from SQLAlchemy's begin hook: give callers our own error
+            raise StoreUnavailable(_LOCKED, suggested_fix="look for a transaction left open (a bug) in the log") from exc
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.release_lock()
+            raise
+
+
+class _QueuedWriterCursor(sqlite3.Cursor):
+    """For connections in pysqlite's implicit-transaction mode (DBOS's engine database): take the
+    file's writer lock before a statement that may open a write transaction; release it when no
+    transaction is left open."""
+
+    connection: QueuedImplicitConnection
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        return self._locked(sql, super().execute, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Any, /) -> Self:
+        return self._locked(sql, super().executemany, seq_of_parameters)
+
+    def _locked(self, sql: str, run: Any, parameters: Any) -> Self:
+        conn = self.connection
+        take = not conn.in_transaction and _may_write(sql)
+        if take:
+            conn.take_lock()  # inside DBOS's statement execution: a driver error it knows how to treat
+        try:
+            return run(sql, parameters)  # type: ignore[no-any-return]
+        finally:
+            if take and not conn.in_transaction:
+                conn.release_lock()
+
+
+def _may_write(sql: str) -> bool:
+    head = sql.lstrip()[:8].upper()
+    return not (head.startswith("SELECT") or head.startswith("PRAGMA"))
+
+
+class QueuedImplicitConnection(_HoldsWriterLock, sqlite3.Connection):
+    """The engine database's connections (DBOS opens them with ``isolation_level="IMMEDIATE"``, so
+    pysqlite begins a write transaction implicitly before a write): like
+    :class:`_QueuedWriterConnection`, threads of this process queue on one lock per file instead of
+    sleeping in SQLite's busy handler. Pass it to DBOS as ``connect_args={"factory": ...}``; the
+    lock is found by the file's path."""
+
+    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        self.lock = _writer_lock(database)
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(factory or _QueuedWriterCursor)
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
