@@ -45,6 +45,7 @@ from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
+from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
 from commerce_bridge.workflows.registry import WorkflowRegistry
@@ -183,7 +184,7 @@ class Gateways:
     mailer: SmtpMailer | None = None
 
 
-def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter) -> Gateways:
+def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, locks: SqlKeyLocks) -> Gateways:
     """The connectors that are configured (each needs its URL and credentials)."""
     g = Gateways(mailer=SmtpMailer(s.smtp_host, s.smtp_port, s.shop_email_from, username=s.smtp_username,
                                    password=s.smtp_password.get_secret_value() if s.smtp_password else None))
@@ -202,7 +203,7 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter) -
     if s.erp_base_url:
         g.erp = HttpErpGateway(s.erp_base_url, s.erp_api_key or "",
                                s.erp_api_secret.get_secret_value() if s.erp_api_secret else "",
-                               before_request=call_limiter.hook("erp"))
+                               before_request=call_limiter.hook("erp"), locks=locks)
     return g
 
 
@@ -245,8 +246,11 @@ class ActiveRouter:
             return [w for w in specs if w.trigger.sources == ("*",)]
         return specs
 
-    def get(self, name: str, version: str) -> WorkflowSpec | None:
-        return self.registry.get(name, version)
+    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
+        return self.registry.get(name, version, digest)
+
+    def digest(self, name: str, version: str) -> str | None:
+        return self.registry.digest(name, version)
 
     def all(self) -> list[WorkflowSpec]:
         return [w for w in self.registry.all() if w.name not in self.disabled]
@@ -267,6 +271,41 @@ def _connector_actions(s: Settings) -> dict[str, Action]:
         )
         actions["outbound.webhook.post"] = sender.post
     return actions
+
+
+def code_workflows(settings: Settings, extra: Iterable[WorkflowSpec] = ()) -> list[WorkflowSpec]:
+    """The workflows defined in code: the built-ins, ``extra``, and core.forward when CB_OUTBOUND_WEBHOOK_URL is set."""
+    specs = [*BUILTIN_WORKFLOWS, *extra]
+    if settings.outbound_webhook_url:
+        specs.append(forward_workflow(settings.outbound_event_types))
+    return specs
+
+
+def disabled_by_settings(settings: Settings, registry: WorkflowRegistry) -> set[str]:
+    """The workflows ``CB_WORKFLOWS_DISABLED`` turns off (they never start).
+
+    Raises
+    ------
+    ConfigurationError
+        When it names a workflow ``registry`` does not hold; the message lists the installed ones.
+    """
+    known = {w.name for w in registry.all()}
+    unknown = sorted(set(settings.workflows_disabled) - known)
+    if unknown:
+        raise ConfigurationError(
+            "Invalid configuration: workflows_disabled names unknown workflows",
+            errors=[f"CB_WORKFLOWS_DISABLED: no workflow named {', '.join(unknown)} "
+                    f"(installed: {', '.join(sorted(known))})"],
+        )
+    return set(settings.workflows_disabled)
+
+
+def run_vars(settings: Settings, registry: WorkflowRegistry) -> dict[str, dict[str, Any]]:
+    """The vars each workflow's runs are pinned with (name -> vars, over the file's own ``vars``).
+
+    The status names come from the status map (``CB_STATUS_MAP``); ``CB_WORKFLOW_VARS`` wins over them.
+    """
+    return registry.run_vars(settings.statuses().workflow_vars(), settings.workflow_vars)
 
 
 def bootstrap(
@@ -300,16 +339,14 @@ def bootstrap(
                       reset_timeout_s=settings.breaker_reset_timeout_s),
         clock, on_breaker_change,
     )
-    code_workflows = [*BUILTIN_WORKFLOWS, *extra_workflows]
-    if settings.outbound_webhook_url:
-        code_workflows.append(forward_workflow(settings.outbound_event_types))
-    registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows)
+    registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows(settings, extra_workflows))
     identity, fingerprints = SqlIdentityMap(db), SqlWriteFingerprints(db)
     call_limiter = CallLimiter(limiter, settings.rate_limits, settings.rate_limit_margin, metrics)
-    gateways = _gateways(settings, SqlCursorStore(db), call_limiter)
+    locks = SqlKeyLocks(db)  # find-then-create steps: one at a time per key, across processes
+    gateways = _gateways(settings, SqlCursorStore(db), call_limiter, locks)
     actions: dict[str, Action] = {
         **builtin_actions(audit), **_connector_actions(settings),
-        **build_actions(identity=identity, fingerprints=fingerprints, stripe_gateway=gateways.stripe,
+        **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
                         flow=FlowSettings(erp_paid_to_account=settings.erp_paid_to_account,
                                           retry_url=settings.payment_retry_url,
@@ -317,33 +354,26 @@ def bootstrap(
         **(extra_actions or {}),
     }
     disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
-    known = {w.name for w in registry.all()}
-    unknown = sorted(set(settings.workflows_disabled) - known)
-    if unknown:
-        raise ConfigurationError(
-            "Invalid configuration: workflows_disabled names unknown workflows",
-            errors=[f"CB_WORKFLOWS_DISABLED: no workflow named {', '.join(unknown)} "
-                    f"(installed: {', '.join(sorted(known))})"],
-        )
+    turned_off = disabled_by_settings(settings, registry)
     if disabled and role in ("serve", "worker"):
         structlog.get_logger("commerce_bridge.bootstrap").warning(
             "workflows.disabled", reason="no connector configured for these step types", workflows=disabled)
     # status names come from the status map (CB_STATUS_MAP), CB_WORKFLOW_VARS win; pinned into each run
     status_vars = settings.statuses().workflow_vars()
-    workflow_vars = registry.run_vars(status_vars, settings.workflow_vars)
+    workflow_vars = run_vars(settings, registry)
     ignored = registry.ignored_status_vars(status_vars, workflow_vars)
     if ignored and role in ("serve", "worker"):
         structlog.get_logger("commerce_bridge.bootstrap").warning(
             "workflows.status_vars_ignored", files=ignored,
             reason="status vars come from CB_STATUS_MAP (or CB_WORKFLOW_VARS), not from workflow files")
-    router = ActiveRouter(registry, disabled=set(disabled) | set(settings.workflows_disabled),
+    router = ActiveRouter(registry, disabled=set(disabled) | turned_off,
                           echo=_echo_check(fingerprints), workflow_vars=workflow_vars)
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
         from pathlib import Path
 
         Path(engine_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases)
+    admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
                   router=router, admin=admin, disabled_workflows=disabled)

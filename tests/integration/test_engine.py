@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +52,7 @@ def spec(name: str = "test.flow") -> WorkflowSpec:
 def engine_factory(database_url: str, tmp_path: Any) -> Iterator[Callable[..., tuple[Container, Flaky]]]:
     made: list[Container] = []
 
-    def make(**overrides: Any) -> tuple[Container, Flaky]:
+    def make(actions: Mapping[str, Any] | None = None, **overrides: Any) -> tuple[Container, Flaky]:
         flaky = Flaky()
         settings = load_settings(
             database_url=database_url,
@@ -60,14 +62,15 @@ def engine_factory(database_url: str, tmp_path: Any) -> Iterator[Callable[..., t
             **overrides,
         )
         c = bootstrap(settings, "worker", extra_workflows=[spec()],
-                      extra_actions={"testsys.thing.do": flaky, "testsys.other.do": flaky}, migrate=True)
+                      extra_actions={"testsys.thing.do": flaky, "testsys.other.do": flaky, **(actions or {})},
+                      migrate=True)
         made.append(c)
         assert c.engine is not None
         c.engine.launch()
         return c, flaky
 
     yield make
-    for c in made:
+    for c in reversed(made):  # a test that restarts has stopped the earlier ones already
         if c.engine is not None:
             c.engine.shutdown()
         c.close()
@@ -325,3 +328,149 @@ def test_long_wait_frees_the_worker_and_a_timer_resumes_after_the_wait(engine_fa
     wait_for(lambda: run_status(c, "stripe:evt_w:test.wait") == "succeeded", timeout=30)
     keys = [k for k, _ in flaky.calls if k.startswith("stripe:evt_w:test.wait")]
     assert keys == ["stripe:evt_w:test.wait:before", "stripe:evt_w:test.wait:after"]  # `before` not repeated
+
+
+# ---- a run is pinned to the exact text of its workflow file --------------------------------------
+PINNED_A = """\
+name: test.pinned
+version: 1
+trigger:
+  sources: [stripe]
+  event_types: [pin.*]
+steps:
+  - id: read
+    uses: clarity.order.get
+    with:
+      order_id: ${ event.data.order_id }
+  - id: pause
+    uses: core.wait.until
+    with:
+      delay_s: 2
+  - id: refund
+    uses: stripe.refund.create
+    with:
+      payment_intent_id: ${ event.data.payment_intent_id }
+      amount: ${ event.data.amount }
+"""
+# the same file edited in place, `version` not bumped: the same step ids, so DBOS alone would replay
+# the recorded `read` and `pause` into it and refund with the new parameters
+PINNED_B = PINNED_A.replace("delay_s: 2", "delay_s: 0").replace(
+    "      amount: ${ event.data.amount }\n", "      amount: ${ event.data.amount }\n      reason: duplicate\n")
+
+
+class Recorder:
+    """A test action (a fake at the port): answers ``output``, records each call's key and parameters."""
+
+    def __init__(self, output: dict[str, Any]) -> None:
+        self.output = output
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append((ctx.idempotency_key, dict(params)))
+        return self.output
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pinned_engine(engine_factory: Any, folder: Path) -> tuple[Container, Recorder, Recorder]:
+    read, refund = Recorder({"ID": 42}), Recorder({"id": "re_1", "status": "succeeded"})
+    c, _ = engine_factory(actions={"clarity.order.get": read, "stripe.refund.create": refund},
+                          workflows_dir=str(folder), long_wait_s=0.5, heartbeat_interval_s=0.5)
+    return c, read, refund
+
+
+def restart(c: Container) -> None:
+    """Stop this process's engine as a process exit would (the next ``engine_factory()`` is the new process)."""
+    assert c.engine is not None
+    c.engine.shutdown()
+    c.close()
+
+
+def deliver_refund(c: Container, event_id: str) -> None:
+    body = json.dumps({"id": event_id, "type": "pin.refund", "data": {
+        "order_id": "42", "payment_intent_id": "pi_1", "amount": {"minor": 1250, "currency": "USD"}}}).encode()
+    c.inbox.record_batch([Delivery("stripe", event_id, "pin.refund", body, datetime.now(UTC))])
+    assert c.engine is not None
+    c.engine.wake_dispatcher()
+
+
+def start_on_text_a_and_restart_on_text_b(engine_factory: Any, folder: Path, event_id: str) -> tuple[
+        Container, Recorder, Recorder, dict[str, Any]]:
+    """A run waits mid-way on text A; the process restarts with the file edited in place to text B."""
+    folder.mkdir()
+    (folder / "pinned.yaml").write_text(PINNED_A)
+    c, read, refund = pinned_engine(engine_factory, folder)
+    run_id = f"stripe:{event_id}:test.pinned"
+    deliver_refund(c, event_id)
+    wait_for(lambda: run_status(c, run_id) == "waiting")
+    [wf] = c.admin.client.list_workflows(workflow_ids=[run_id], load_input=True, load_output=False)
+    assert wf.input is not None and wf.input["args"][0]["digest"] == sha(PINNED_A)  # planned on text A
+    assert [key for key, _ in read.calls] == [f"{run_id}:read"] and refund.calls == []
+    restart(c)
+    (folder / "pinned.yaml").write_text(PINNED_B)
+    c, read, refund = pinned_engine(engine_factory, folder)
+    wait_for(lambda: run_status(c, run_id) == "parked")
+    [entry] = c.dead_letters.list()
+    return c, read, refund, entry
+
+
+def test_run_parks_when_its_workflow_file_changed_in_place_and_from_start_runs_the_new_text(
+        engine_factory: Any, tmp_path: Path) -> None:
+    c, read, refund, entry = start_on_text_a_and_restart_on_text_b(engine_factory, tmp_path / "wf", "evt_pin")
+    changed = (f"workflow test.pinned version 1 changed since this run started "
+               f"(file {sha(PINNED_A)[:8]}, now {sha(PINNED_B)[:8]})")
+    assert entry["error_code"] == "validation_error" and entry["error_message"] == changed
+    assert entry["step_id"] == "(start)" and "--from-start" in entry["suggested_fix"]
+    assert "Bump `version`" in entry["suggested_fix"]
+    assert read.calls == [] and refund.calls == []  # no step of text B ran
+    # a plain replay resumes on the text the run started with: still not loaded, it parks again
+    c.admin.replay(entry["id"], "tried again")
+    wait_for(lambda: c.dead_letters.count_open() == 1 and run_status(c, "stripe:evt_pin:test.pinned") == "parked")
+    [again] = c.dead_letters.list()
+    assert again["id"] != entry["id"] and again["error_message"] == changed
+    assert read.calls == [] and refund.calls == []
+    # from the start: the same event again, pinned to text B (its digest matches, so it runs normally)
+    c.admin.replay(again["id"], "run it on the new file", from_start=True)
+    wait_for(lambda: run_status(c, "stripe:evt_pin:test.pinned") == "succeeded")
+    assert [key for key, _ in read.calls] == ["stripe:evt_pin:test.pinned:read"]
+    assert refund.calls == [("stripe:evt_pin:test.pinned:refund", {
+        "payment_intent_id": "pi_1", "amount": {"minor": 1250, "currency": "USD"}, "reason": "duplicate"})]
+    assert c.dead_letters.count_open() == 0
+
+
+def test_run_parked_for_a_changed_file_resumes_on_its_own_text_once_the_file_is_put_back(
+        engine_factory: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    c, _, _, entry = start_on_text_a_and_restart_on_text_b(engine_factory, folder, "evt_back")
+    restart(c)
+    # text A next to text B: loaded after it, A is registered as version "1+<its digest>"
+    (folder / "pinned_restored.yaml").write_text(PINNED_A)
+    c, read, refund = pinned_engine(engine_factory, folder)
+    assert c.router.registry.entry("test.pinned", "1").digest == sha(PINNED_B)  # type: ignore[union-attr]
+    c.admin.replay(entry["id"], "put the old file back")
+    wait_for(lambda: run_status(c, "stripe:evt_back:test.pinned") == "succeeded")
+    assert read.calls == []  # resumed after the wait: `read` was recorded before the restart
+    assert refund.calls == [("stripe:evt_back:test.pinned:refund", {
+        "payment_intent_id": "pi_1", "amount": {"minor": 1250, "currency": "USD"}})]  # text A's refund
+
+
+def test_replay_from_start_runs_on_the_active_version_when_the_run_s_version_is_gone(
+        engine_factory: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "pinned.yaml").write_text(PINNED_A)
+    c, _, _ = pinned_engine(engine_factory, folder)
+    deliver_refund(c, "evt_gone")
+    wait_for(lambda: run_status(c, "stripe:evt_gone:test.pinned") == "waiting")
+    restart(c)
+    (folder / "pinned.yaml").write_text(PINNED_B.replace("version: 1", "version: 2"))  # replaced, not kept
+    c, read, refund = pinned_engine(engine_factory, folder)
+    wait_for(lambda: run_status(c, "stripe:evt_gone:test.pinned") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["error_message"] == "workflow test.pinned version 1 is not installed"
+    assert read.calls == [] and refund.calls == []
+    c.admin.replay(entry["id"], "run it on version 2", from_start=True)
+    wait_for(lambda: run_status(c, "stripe:evt_gone:test.pinned") == "succeeded")
+    assert [p.get("reason") for _, p in refund.calls] == ["duplicate"]  # version 2's refund

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from commerce_bridge.entrypoints.cli_workflows import workflows_app
@@ -80,3 +81,165 @@ def test_schema_and_catalogue_print_generated_documents() -> None:
     assert "## clarity.order.set_status" in md
     listing = json.loads(runner.invoke(workflows_app, ["catalogue", "--json"]).output)
     assert len(listing) == 21
+
+
+# ---- the settings a run would see (CB_WORKFLOWS_DISABLED, CB_STATUS_MAP, CB_WORKFLOW_VARS) -----------
+PAID = {"id": "evt_p", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_1", "metadata": {"clarity_order_key": "WEB-1"}}}}
+RENAMED_PAID = json.dumps({"stripe_events_to_clarity": {"payment_intent.succeeded": "Paid by Card"}})
+
+
+def _event(tmp_path: Path, event: dict[str, object]) -> str:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    return str(path)
+
+
+def _processing(tmp_path: Path) -> list[str]:
+    """--outputs: Clarity answers the payment with a status that is not the paid one, so mark_paid runs."""
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps({"add_payment": {"order_id": "42", "added": True, "status_key": "Processing"}}))
+    return ["--outputs", str(path)]
+
+
+def _mark_paid(output: str) -> dict[str, object]:
+    data = json.loads(output)
+    return next(s for s in data["steps"] if s["step_id"] == "mark_paid")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps stderr lines at the terminal width
+
+
+def test_no_configuration_at_all_gives_the_files_and_the_seed_status_names(tmp_path: Path) -> None:
+    listed = runner.invoke(workflows_app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    rows = [line.split() for line in listed.output.splitlines()[1:]]
+    assert rows and all(row[4] == "yes" for row in rows) and "ENABLED no" not in listed.output
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
+                                        "--json", *_processing(tmp_path)])
+    assert ran.exit_code == 0, ran.output
+    assert _mark_paid(ran.output)["params"]["status_key"] == "Full Payment Received"
+
+
+def test_dry_run_sets_the_status_the_merchant_mapped_and_no_config_shows_the_file(tmp_path: Path) -> None:
+    event = _event(tmp_path, PAID)
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event, "--json"],
+                        env={"CB_STATUS_MAP": RENAMED_PAID})
+    assert ran.exit_code == 0, ran.output
+    step = _mark_paid(ran.output)
+    assert step["status"] == "run" and step["params"] == {"order_id": 42, "status_key": "Paid by Card"}
+    assert json.loads(ran.output)["vars"] == {"paid_status": "Paid by Card"}
+    text = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event],
+                         env={"CB_STATUS_MAP": RENAMED_PAID})
+    assert '"status_key": "Paid by Card"' in text.output
+    # the catalogue's example answer of add_payment is the seed's paid status: the file alone skips mark_paid
+    file_only = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event, "--json",
+                                              "--no-config"], env={"CB_STATUS_MAP": RENAMED_PAID})
+    assert _mark_paid(file_only.output)["status"] == "skipped"
+    file_only = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event, "--json",
+                                              "--no-config", *_processing(tmp_path)], env={"CB_STATUS_MAP": RENAMED_PAID})
+    assert _mark_paid(file_only.output)["params"]["status_key"] == "Full Payment Received"
+
+
+def test_the_status_map_and_workflows_dir_of_the_toml_file_are_read(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "paid.yaml").write_text((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
+                                      .replace("version: 1", "version: 2"))
+    # the autouse fixture runs each test in tmp_path: this is ./commerce-bridge.toml
+    (tmp_path / "commerce-bridge.toml").write_text(
+        f'workflows_dir = "{folder}"\n'
+        '[status_map.stripe_events_to_clarity]\n"payment_intent.succeeded" = "Settled"\n')
+    listed = runner.invoke(workflows_app, ["list"])
+    assert any(line.split()[:5] == ["stripe.payment_succeeded", "2", "yes", "user", "yes"]
+               for line in listed.output.splitlines()), listed.output
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
+                                        "--json"])
+    assert json.loads(ran.output)["version"] == "2"
+    assert _mark_paid(ran.output)["params"]["status_key"] == "Settled"
+
+
+def test_show_prints_the_file_then_the_vars_a_run_is_pinned_with_and_their_origin() -> None:
+    env = {"CB_STATUS_MAP": RENAMED_PAID,
+           "CB_WORKFLOW_VARS": json.dumps({"clarity.order_to_cash": {"capture_method": "manual"}})}
+    paid = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded"], env=env)
+    assert paid.exit_code == 0, paid.output
+    assert ('#   paid_status: "Paid by Card"  <- CB_STATUS_MAP (the file says "Full Payment Received")'
+            in paid.output)
+    assert (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text().rstrip() in paid.output
+    # everything after the file is a comment: the output is still a workflow file
+    assert yaml.safe_load(paid.output)["vars"] == {"paid_status": "Full Payment Received"}
+    cash = runner.invoke(workflows_app, ["show", "clarity.order_to_cash"], env=env).output
+    assert '#   capture_method: "manual"  <- CB_WORKFLOW_VARS (the file says "automatic")' in cash
+    assert "#   reminder_after_s: 86400  <- the file" in cash
+    assert '#   hold_status: "On Hold"  <- CB_STATUS_MAP' in cash  # same value as the file: no "file says"
+    seed = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded"]).output
+    assert ('#   paid_status: "Full Payment Received"  <- the default status map (CB_STATUS_MAP not set)'
+            in seed)
+    file_only = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded", "--no-config"], env=env).output
+    assert "pinned" not in file_only and "Paid by Card" not in file_only
+    assert file_only.rstrip().endswith((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text().rstrip())
+
+
+def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_start(tmp_path: Path) -> None:
+    env = {"CB_WORKFLOWS_DISABLED": "stripe.payment_succeeded, core.audit"}
+    listed = runner.invoke(workflows_app, ["list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    enabled = {line.split()[0]: line.split()[4] for line in listed.output.splitlines()[1:]
+               if not line.startswith("ENABLED")}
+    assert enabled == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
+                       "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no"}
+    assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
+            in listed.output)
+    event = _event(tmp_path, PAID)
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event], env=env)
+    assert ran.exit_code == 0, ran.output
+    assert ran.output.splitlines()[-1] == "not started: disabled by CB_WORKFLOWS_DISABLED"
+    assert "mark_paid" not in ran.output
+    data = json.loads(runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event,
+                                                    "--json"], env=env).output)
+    assert (data["matched"], data["outcome"], data["reason"], data["steps"]) == (
+        False, "not_started", "disabled by CB_WORKFLOWS_DISABLED", [])
+    shown = runner.invoke(workflows_app, ["show", "core.audit"], env=env)
+    assert "# disabled by CB_WORKFLOWS_DISABLED: no run starts" in shown.output
+    file_only = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event,
+                                              "--no-config", *_processing(tmp_path)], env=env)
+    assert file_only.exit_code == 0 and "- mark_paid: clarity.order.set_status -> run" in file_only.output
+    assert "ENABLED no" not in runner.invoke(workflows_app, ["list", "--no-config"], env=env).output
+
+
+def test_an_unknown_disabled_name_gives_the_start_up_error(tmp_path: Path) -> None:
+    env = {"CB_WORKFLOWS_DISABLED": "core.audt"}
+    for args in (["list"], ["show", "core.audit"],
+                 ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID)]):
+        result = runner.invoke(workflows_app, args, env=env)
+        assert result.exit_code == 2, (args, result.output)
+        out = _flat(result.output)
+        assert "commerce-bridge cannot start: invalid configuration" in out
+        assert ("CB_WORKFLOWS_DISABLED: no workflow named core.audt (installed: clarity.order_shipped, "
+                "clarity.order_to_cash, clarity.order_voided, core.audit, stripe.payment_succeeded)") in out
+    assert runner.invoke(workflows_app, ["list", "--no-config"], env=env).exit_code == 0
+
+
+def test_core_forward_is_listed_and_can_be_disabled_when_outbound_webhooks_are_configured() -> None:
+    env = {"CB_OUTBOUND_WEBHOOK_URL": "http://127.0.0.1:9/hook", "CB_WORKFLOWS_DISABLED": "core.forward"}
+    listed = runner.invoke(workflows_app, ["list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert any(line.split()[:5] == ["core.forward", "1", "yes", "code", "no"] for line in listed.output.splitlines())
+    # without the URL there is no core.forward, so naming it is the start-up error
+    assert runner.invoke(workflows_app, ["list"], env={"CB_WORKFLOWS_DISABLED": "core.forward"}).exit_code == 2
+
+
+def test_invalid_unrelated_settings_stop_with_the_usual_message_and_no_config_still_works(tmp_path: Path) -> None:
+    env = {"CB_ALERT_SINKS": "pager", "CB_STRIPE_API_KEY_FILE": str(tmp_path / "missing")}
+    result = runner.invoke(workflows_app, ["list"], env=env)
+    assert result.exit_code == 2
+    out = _flat(result.output)
+    assert "commerce-bridge cannot start: invalid configuration" in out
+    assert "CB_ALERT_SINKS: unknown sink(s) ['pager']" in out and "CB_STRIPE_API_KEY_FILE: cannot read" in out
+    assert "--no-config shows the workflow files without the settings" in out
+    assert runner.invoke(workflows_app, ["list", "--no-config"], env=env).exit_code == 0
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
+                                        "--no-config"], env=env)
+    assert ran.exit_code == 0 and "outcome: succeeded" in ran.output

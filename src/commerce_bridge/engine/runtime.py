@@ -6,6 +6,10 @@ durably (our retry policy with full jitter, not DBOS's). A step that fails for g
 the dead-letter queue; replay forks the DBOS workflow from the failed step's first attempt, so
 earlier steps are not repeated and the idempotency key (``run_id:step_id``) stays the same.
 
+A run is pinned to its workflow's ``(name, version)`` and to the sha256 of the file text it was
+planned with. DBOS replays recorded step results by position, so a run resumed on different steps
+could hand one step's output to another: a run whose text is no longer loaded parks before walking.
+
 Only this package imports ``dbos``.
 """
 
@@ -53,6 +57,7 @@ QUEUE = "cb-runs"
 WORKFLOW_NAME = "cb.run"
 _ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
 WAIT_STEP = "core.wait.until"
+BEFORE_STEPS = "(start)"  # the step id of a DLQ entry for a run that parked before walking any step
 
 
 
@@ -81,7 +86,17 @@ class WorkflowRouter(Protocol):
     def route(self, source: str, event_type: str | None, event: Any = None,
               event_id: str | None = None) -> list[WorkflowSpec]: ...
 
-    def get(self, name: str, version: str) -> WorkflowSpec | None: ...
+    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
+        """A loaded version; with ``digest``, only the version loaded from exactly that text."""
+        ...
+
+    def digest(self, name: str, version: str) -> str | None:
+        """The sha256 of the text ``(name, version)`` was loaded from (None: defined in code)."""
+        ...
+
+    def all(self) -> list[WorkflowSpec]:
+        """The active version of every (enabled) workflow."""
+        ...
 
 
 _current: Engine | None = None  # DBOS is a per-process singleton; so is the engine it calls back into.
@@ -334,6 +349,8 @@ class Engine:
         run = {
             "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
             "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
+            # the exact text it is planned with (None: defined in code); another text parks the run
+            "digest": self.router.digest(row["workflow"], row["workflow_version"]),
             "event": orjson.loads(delivery.body),
             "vars": self.workflow_vars.get(row["workflow"], {}),  # pinned into the run with its version
         }
@@ -346,17 +363,20 @@ class Engine:
 
         The pinned workflow version is walked step by step (``when``, ``retry``, ``on_error`` as
         :class:`~commerce_bridge.workflows.spec.Walker` defines them); each attempt is a checkpointed
-        DBOS step and the waits between attempts are durable sleeps.
+        DBOS step and the waits between attempts are durable sleeps. A run that carries a ``digest``
+        walks only the text with that sha256; when that text is not loaded (the file was edited in
+        place under the same version) it parks before walking, as it does when its version is gone.
         """
-        spec = self.router.get(run["workflow"], run["version"])
+        spec = self.router.get(run["workflow"], run["version"], run.get("digest"))
         wf_id = DBOS.workflow_id or run["run_id"]
         self._mark(run["run_id"], RunStatus.RUNNING.value, wf_id)
         if spec is None:
-            res = {"ok": False, "code": "validation_error", "transient": False,
-                   "message": f"workflow {run['workflow']} version {run['version']} is not installed",
-                   "suggested_fix": "restore the workflow file of that version, then replay"}
-            DBOS.run_step({"name": "cb.park"}, self._park, run, "(start)", "(workflow)", 0, res, wf_id)
-            return {"status": "parked"}
+            res = self._unpinned(run)
+            # Not a DBOS step: a resumed or forked run has its recorded steps at the first positions and
+            # DBOS refuses a step of another name there. Parking again after a crash is harmless: a run
+            # has one open DLQ entry, and a plain replay resumes after the recorded steps.
+            self._park(run, BEFORE_STEPS, "(workflow)", 0, res, wf_id)
+            return {"status": "parked", "step": BEFORE_STEPS, "code": res["code"]}
         if run.get("vars"):
             spec = dataclasses.replace(spec, vars={**spec.vars, **run["vars"]})
         walker = Walker.start(spec, run["event"], source=run["source"], event_type=run.get("event_type"),
@@ -405,6 +425,23 @@ class Engine:
         self._mark(run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
         self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
         return {"status": "succeeded", **walker.state()}
+
+    def _unpinned(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        """Why a run's pinned workflow text cannot be walked: a failed-step result for :meth:`_park`."""
+        name, version, digest = run["workflow"], run["version"], run.get("digest")
+        if digest is None or self.router.get(name, version) is None:
+            return {"ok": False, "code": "validation_error", "transient": False,
+                    "message": f"workflow {name} version {version} is not installed",
+                    "suggested_fix": "restore the workflow file of that version, then replay; or "
+                                     "`commerce-bridge dlq replay --from-start <id>` to run it again on the "
+                                     "active version"}
+        now = self.router.digest(name, version)
+        return {"ok": False, "code": "validation_error", "transient": False,
+                "message": f"workflow {name} version {version} changed since this run started "
+                           f"(file {digest[:8]}, now {now[:8] if now else 'defined in code'})",
+                "suggested_fix": f"restore the file this run started with (sha256 {digest[:8]}...), then replay; "
+                                 "or `commerce-bridge dlq replay --from-start <id>` to run it again on the "
+                                 "current text. Bump `version` when you change a workflow's steps."}
 
     def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any],
                       wf_id: str) -> dict[str, Any]:
@@ -593,11 +630,12 @@ class EngineAdmin:
     """Replay and recovery through a DBOS client: works from processes that run no workflows."""
 
     def __init__(self, system_database_url: str, *, runs: Runs, dead_letters: DeadLetters,
-                 leases: WorkerLeases) -> None:
+                 leases: WorkerLeases, router: WorkflowRouter) -> None:
         self._url = system_database_url
         self._runs = runs
         self._dlq = dead_letters
         self._leases = leases
+        self._router = router
         self._client: DBOSClient | None = None
 
     @property
@@ -615,29 +653,68 @@ class EngineAdmin:
                from_start: bool = False) -> dict[str, Any]:
         """Resume a parked run from its failed step (same run id, same idempotency keys).
 
-        The steps before the failed one are not run again: their recorded outputs are reused. When the
-        fix was made to data an earlier step read (an order corrected in Clarity), ``from_start`` runs
-        every step again, so they read the corrected data; the idempotency keys stay the same, so
-        calls that already took effect are not repeated.
+        The steps before the failed one are not run again: their recorded outputs are reused, and the
+        run stays pinned to its workflow text. A run parked before walking any step (its workflow
+        version or text is not loaded) resumes after its recorded steps, on the same text again.
+
+        When the fix was made to data an earlier step read (an order corrected in Clarity),
+        ``from_start`` runs every step again, so they read the corrected data; the idempotency keys
+        stay the same, so calls that already took effect are not repeated. It starts the same event
+        afresh, re-pinned to the workflow text loaded now: the run's version if it is loaded, else
+        the active version of the workflow (see :meth:`_repinned`).
+
+        Raises
+        ------
+        ValidationError
+            The entry is not open, or ``from_start`` finds no version of the workflow to run.
+        NotFound
+            The failed step is not in the run's recorded steps.
         """
         entry = self._dlq.get(entry_id)
         if entry["status"] != "open":
             raise E.ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
         wf_id = entry["engine_workflow_id"]
-        steps = self.client.list_workflow_steps(wf_id, load_output=False)
-        name = f"step:{entry['step_id']}"
+        new_id = f"{entry['run_id']}#replay-{entry_id}"
         if from_start:
-            start = min((s["function_id"] for s in steps), default=None)
+            [parked] = self.client.list_workflows(workflow_ids=[wf_id], load_input=True, load_output=False)
+            run = self._repinned(dict(parked.input["args"][0]) if parked.input else {})
+            handle: Any = self.client.enqueue({"workflow_name": WORKFLOW_NAME, "queue_name": QUEUE,
+                                          "workflow_id": new_id, "app_version": ENGINE_VERSION}, run)
         else:
-            start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
-        if start is None:
-            raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
-        with SetWorkflowID(f"{entry['run_id']}#replay-{entry_id}"):
-            handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE, application_version=ENGINE_VERSION)
+            steps = self.client.list_workflow_steps(wf_id, load_output=False)
+            if entry["step_id"] == BEFORE_STEPS:  # parked before walking: resume where it stood
+                start: int | None = 1 + max((s["function_id"] for s in steps if s["function_name"] != "cb.park"),
+                                            default=0)
+            else:
+                name = f"step:{entry['step_id']}"
+                start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
+            if start is None:
+                raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
+            with SetWorkflowID(new_id):
+                handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE,
+                                                   application_version=ENGINE_VERSION)
         new_id = handle.get_workflow_id()
         resolved = self._dlq.resolve(entry_id, "replayed", reason)
         self._runs.set_status(entry["run_id"], RunStatus.QUEUED, engine_workflow_id=new_id)
         return {**resolved, "engine_workflow_id": new_id}
+
+    def _repinned(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a from-start replay: the same event, pinned to the workflow text loaded now.
+
+        The run's version if it is loaded (with the digest of its current text), else the active
+        version (the old file is gone). The run's ``vars`` stay as they were pinned.
+        """
+        name, version = run.get("workflow"), run.get("version")
+        if not name:
+            raise E.NotFound(f"the arguments of run {run.get('run_id')} are not in the engine database")
+        spec = self._router.get(name, version) if version else None
+        if spec is None:
+            spec = next((s for s in self._router.all() if s.name == name), None)
+        if spec is None:
+            raise E.ValidationError(
+                f"workflow {name} has no version {version} and no active version to run again on",
+                suggested_fix=f"install a workflow file named {name} (or enable it), then replay")
+        return {**run, "version": spec.version, "digest": self._router.digest(name, spec.version)}
 
     def discard(self, entry_id: int, reason: str) -> dict[str, Any]:
         if not reason.strip():

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from commerce_bridge.bootstrap import Container, Role, bootstrap
 from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.entrypoints.startup_errors import config_error_exit
 from commerce_bridge.errors import BridgeError, ConfigurationError
 from commerce_bridge.logsetup import configure_logging
 
@@ -38,10 +39,7 @@ def _settings(**overrides: Any) -> Settings:
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except ConfigurationError as exc:
-        err_console.print("[bold red]commerce-bridge cannot start: invalid configuration[/]")
-        for line in exc.errors or [exc.message]:
-            err_console.print(f"  - {line}")
-        raise typer.Exit(2) from exc
+        raise config_error_exit(exc) from exc
 
 
 def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Container:
@@ -50,10 +48,7 @@ def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Cont
     try:
         return bootstrap(settings, role, migrate=migrate)
     except ConfigurationError as exc:
-        err_console.print("[bold red]commerce-bridge cannot start: invalid configuration[/]")
-        for line in exc.errors or [exc.message]:
-            err_console.print(f"  - {line}")
-        raise typer.Exit(2) from exc
+        raise config_error_exit(exc) from exc
 
 
 def _fail(exc: BridgeError) -> typer.Exit:

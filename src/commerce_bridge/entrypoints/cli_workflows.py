@@ -1,8 +1,16 @@
-"""``commerce-bridge workflows ...``: list, validate, show, graph and dry-run workflow files; print the schema and catalogue."""
+"""``commerce-bridge workflows ...``: list, validate, show, graph and dry-run workflow files; print the schema and catalogue.
+
+``list``, ``show`` and ``dry-run`` read the settings as ``serve`` does (``CB_*`` variables,
+``commerce-bridge.toml``), so they show what a run would see: ``CB_WORKFLOWS_DISABLED``, the status
+names of ``CB_STATUS_MAP`` and ``CB_WORKFLOW_VARS``; ``--no-config`` shows the files alone. Invalid
+settings stop them with the start-up message (``--no-config`` still works then).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,12 +18,17 @@ import typer
 import yaml
 from rich.console import Console
 
+from commerce_bridge.bootstrap import code_workflows, disabled_by_settings, run_vars
+from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.entrypoints.startup_errors import config_error_exit
+from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS
 from commerce_bridge.workflows.catalogue import catalogue_markdown, default_catalogue, workflow_schema
 from commerce_bridge.workflows.dryrun import dry_run
 from commerce_bridge.workflows.graph import mermaid
 from commerce_bridge.workflows.loader import WorkflowFileError, load_file
 from commerce_bridge.workflows.registry import RegisteredWorkflow, WorkflowRegistry
+from commerce_bridge.workflows.spec import WorkflowSpec
 
 workflows_app = typer.Typer(help="Workflow files: list, validate, show, graph, dry-run.", no_args_is_help=True)
 err_console = Console(stderr=True)
@@ -24,15 +37,61 @@ DirOpt = Annotated[Path | None, typer.Option(
     "--dir", envvar="CB_WORKFLOWS_DIR",
     help="Folder of user workflow files that add to or override the built-ins.")]
 VersionOpt = Annotated[str | None, typer.Option("--version", help="A loaded version (default: the active one).")]
+NoConfigOpt = Annotated[bool, typer.Option(
+    "--no-config", help="Ignore the settings (CB_* variables, commerce-bridge.toml; --dir still applies): the "
+                        "workflow files alone, with the vars written in them and nothing disabled.")]
+DISABLED_REASON = "disabled by CB_WORKFLOWS_DISABLED"
 
 
-def _registry(folder: Path | None, *, quiet: bool = False) -> WorkflowRegistry:
-    reg = WorkflowRegistry(user_dir=folder, code=BUILTIN_WORKFLOWS)
+def _registry(folder: Path | None, *, quiet: bool = False,
+              code: Iterable[WorkflowSpec] = BUILTIN_WORKFLOWS) -> WorkflowRegistry:
+    reg = WorkflowRegistry(user_dir=folder, code=code)
     problems = reg.reload()
     if problems and not quiet:
         err_console.print(f"[yellow]warning[/]: {len(problems)} problem(s) in workflow files (skipped); "
                           "run `commerce-bridge workflows validate`")
     return reg
+
+
+@dataclass
+class _View:
+    """The workflows as runs see them: the registry, what CB_WORKFLOWS_DISABLED turns off, the pinned vars."""
+
+    registry: WorkflowRegistry
+    settings: Settings | None = None  # None: --no-config
+    disabled: set[str] = field(default_factory=set)
+    run_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def var_origins(self, name: str, file_vars: dict[str, Any]) -> list[tuple[str, Any, str]]:
+        """(var, value a run gets, where it comes from) for every var of a run of ``name``."""
+        pinned = self.run_vars.get(name, {})
+        overrides = self.settings.workflow_vars.get(name, {}) if self.settings else {}
+        status_map = ("CB_STATUS_MAP" if self.settings and "status_map" in self.settings.model_fields_set
+                      else "the default status map (CB_STATUS_MAP not set)")
+        out = []
+        for key, value in {**file_vars, **pinned}.items():
+            if key not in pinned:
+                origin = "the file"
+            else:
+                origin = "CB_WORKFLOW_VARS" if key in overrides else status_map
+                if key in file_vars and file_vars[key] != value:
+                    origin += f" (the file says {json.dumps(file_vars[key], default=str)})"
+            out.append((key, value, origin))
+        return out
+
+
+def _view(folder: Path | None, *, no_config: bool) -> _View:
+    """Load the settings as ``serve`` does (unless ``no_config``) and the workflows they select."""
+    if no_config:
+        return _View(_registry(folder))
+    try:
+        settings = load_settings()
+        user_dir = folder or (Path(settings.workflows_dir) if settings.workflows_dir else None)
+        reg = _registry(user_dir, code=code_workflows(settings))
+        return _View(reg, settings, disabled_by_settings(settings, reg), run_vars(settings, reg))
+    except ConfigurationError as exc:
+        raise config_error_exit(exc, hint="(--no-config shows the workflow files without the settings)") from exc
+
 
 
 def _entry(reg: WorkflowRegistry, name: str, version: str | None) -> RegisteredWorkflow:
@@ -46,17 +105,19 @@ def _entry(reg: WorkflowRegistry, name: str, version: str | None) -> RegisteredW
 
 
 @workflows_app.command("list")
-def list_(folder: DirOpt = None) -> None:
-    """List every loaded workflow version; the active one is what new runs use."""
-    reg = _registry(folder)
-    rows = [("NAME", "VERSION", "ACTIVE", "ORIGIN", "STEPS", "TRIGGER", "FILE")]
-    for r in reg.describe():
+def list_(folder: DirOpt = None, no_config: NoConfigOpt = False) -> None:
+    """List every loaded workflow version; the active one is what new runs use, unless ENABLED is no."""
+    view = _view(folder, no_config=no_config)
+    rows = [("NAME", "VERSION", "ACTIVE", "ORIGIN", "ENABLED", "STEPS", "TRIGGER", "FILE")]
+    for r in view.registry.describe():
         trigger = f"{','.join(r['sources'])}: {','.join(r['event_types'])}" + (" (filtered)" if r["filter"] else "")
-        rows.append((r["name"], r["version"], "yes" if r["active"] else "-", r["origin"], str(r["steps"]), trigger,
-                     r["file"] or "(code)"))
+        rows.append((r["name"], r["version"], "yes" if r["active"] else "-", r["origin"],
+                     "no" if r["name"] in view.disabled else "yes", str(r["steps"]), trigger, r["file"] or "(code)"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
+    if view.disabled:
+        typer.echo(f"ENABLED no: {DISABLED_REASON} ({', '.join(sorted(view.disabled))}); no run starts")
 
 
 @workflows_app.command()
@@ -91,20 +152,31 @@ def validate(
 
 
 @workflows_app.command()
-def show(name: str, version: VersionOpt = None, folder: DirOpt = None) -> None:
-    """Print a workflow's file (or, for one defined in code, its YAML form)."""
-    reg = _registry(folder)
+def show(name: str, version: VersionOpt = None, folder: DirOpt = None, no_config: NoConfigOpt = False) -> None:
+    """Print a workflow's file (or, for one defined in code, its YAML form), then the vars a run gets."""
+    view = _view(folder, no_config=no_config)
+    reg = view.registry
     e = _entry(reg, name, version)
     active = "active" if reg.is_active(e) else "not active"
     typer.echo(f"# {e.spec.name} version {e.spec.version} ({e.origin}, {active}) {e.file or ''}".rstrip())
     if e.text is not None:
         typer.echo(e.text.rstrip())
+    else:
+        data = {"name": e.spec.name, "version": e.spec.version,
+                "trigger": {"sources": list(e.spec.trigger.sources), "event_types": list(e.spec.trigger.event_types)},
+                "steps": [{"id": s.id, "uses": s.uses, **({"with": dict(s.with_)} if s.with_ else {})}
+                          for s in e.spec.steps]}
+        typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+    if view.settings is None:
         return
-    data = {"name": e.spec.name, "version": e.spec.version,
-            "trigger": {"sources": list(e.spec.trigger.sources), "event_types": list(e.spec.trigger.event_types)},
-            "steps": [{"id": s.id, "uses": s.uses, **({"with": dict(s.with_)} if s.with_ else {})}
-                      for s in e.spec.steps]}
-    typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+    # comments only, so the output stays a valid workflow file
+    typer.echo("\n# ---- what a run gets from the settings (--no-config: the file alone) ----")
+    if e.spec.name in view.disabled:
+        typer.echo(f"# {DISABLED_REASON}: no run starts")
+    origins = view.var_origins(e.spec.name, dict(e.spec.vars))
+    typer.echo("# vars a run is pinned with:" if origins else "# vars a run is pinned with: none")
+    for key, value, origin in origins:
+        typer.echo(f"#   {key}: {json.dumps(value, default=str)}  <- {origin}")
 
 
 @workflows_app.command()
@@ -126,9 +198,15 @@ def dry_run_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     version: VersionOpt = None,
     folder: DirOpt = None,
+    no_config: NoConfigOpt = False,
 ) -> None:
-    """Show the steps a workflow would run for an event and the calls they would make, without making them."""
-    spec = _entry(_registry(folder), name, version).spec
+    """Show the steps a workflow would run for an event and the calls they would make, without making them.
+
+    The run gets the vars it would be pinned with (status names from CB_STATUS_MAP, CB_WORKFLOW_VARS);
+    a workflow turned off by CB_WORKFLOWS_DISABLED does not start.
+    """
+    view = _view(folder, no_config=no_config)
+    spec = _entry(view.registry, name, version).spec
     failures: dict[str, Any] = {}
     for item in fail or []:
         step_id, sep, code = item.partition("=")
@@ -137,7 +215,9 @@ def dry_run_(
             raise typer.Exit(2)
         failures[step_id] = code
     result = dry_run(spec, _read_json(event), source=source, event_type=event_type,
-                     outputs=_read_json(outputs) if outputs else None, failures=failures)
+                     outputs=_read_json(outputs) if outputs else None, failures=failures,
+                     pinned_vars=view.run_vars.get(spec.name),
+                     disabled=DISABLED_REASON if spec.name in view.disabled else None)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
         return

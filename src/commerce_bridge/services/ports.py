@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -100,6 +101,18 @@ Action = Callable[[StepContext, Mapping[str, Any]], Any]
 """A step type's implementation: ``action(ctx, params) -> output`` (JSON-able); raises BridgeError."""
 
 
+
+
+class KeyLocks(Protocol):
+    """Critical sections by key, shared by every process on the database (store/locks.py).
+
+    Find-then-create steps hold the lock of their key around the find and the create, so that two runs
+    for the same new customer or document cannot both find nothing and both create it.
+    """
+
+    def hold(self, scope: str, key: str) -> AbstractContextManager[None]:
+        """A context manager holding the lock of ``key`` in ``scope``; raises ``Conflict`` (transient) on timeout."""
+        ...
 
 
 class IdentityMap(Protocol):

@@ -192,3 +192,12 @@ timers = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Index(None, "wake_at"),
 )
+
+# Short-lived named locks ("critical section by key", store/locks.py): a row while a holder is inside.
+key_locks = Table(
+    "key_locks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", String(100), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

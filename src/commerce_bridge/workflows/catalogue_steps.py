@@ -60,6 +60,8 @@ _PI: dict[str, Any] = {
 _UNAVAILABLE = ("UpstreamUnavailable", "timeout, connection error or 5xx; retried with backoff, then DLQ.")
 _RATE = ("RateLimited", "429; retried after max(Retry-After, backoff).")
 _AUTH = ("UpstreamAuthFailed", "401/403: credentials or permissions are wrong; DLQ and the connector pauses.")
+_LOCK_BUSY = ("Conflict", "another run held this key's lock for 30 s (it is creating the same record, or it "
+                          "crashed and its 60 s lease has not run out); retried with backoff.")
 _ORDER_ID = Param("order_id", "string", "The Clarity sales order ID (a number or its string form).",
                   required=True)
 _PI_ID = Param("payment_intent_id", "string", "The PaymentIntent id (`pi_...`).", required=True)
@@ -110,7 +112,9 @@ STEP_TYPES: tuple[StepType, ...] = (
     StepType(
         type="core.identity.link", summary="Link one of our entities to its id in another system.",
         description="Writes the identity map: one link per (entity, system). Customers are de-duplicated by "
-                    "normalised email (lower case, trimmed). Linking the same id again is a no-op.",
+                    "normalised email (lower case, trimmed). Linking the same id again is a no-op (`created: "
+                    "false`), e.g. when two orders of one new customer ran at once and both found the one "
+                    "Stripe customer that `stripe.customer.ensure` made.",
         params=(Param("entity", "string", "The kind of entity.", required=True,
                       choices=("customer", "order", "payment", "product")),
                 Param("key", "string", "Our key of the entity (normalised email, order key...).", required=True),
@@ -118,9 +122,11 @@ STEP_TYPES: tuple[StepType, ...] = (
                 Param("external_id", "string", "The entity's id in that system.", required=True)),
         output="`{\"entity_id\": str, \"created\": bool}`.",
         example_output={"entity_id": "6f1c0d3e-0000-4000-8000-000000000001", "created": True},
-        idempotency="An upsert by (entity, key, system): repeating it changes nothing.",
-        errors=(("Conflict", "the entity is already linked to a different id in that system (a merge is needed): "
-                             "after retries, DLQ with both ids."),
+        idempotency="An upsert by (entity, key, system): repeating it (or another run linking the same id) "
+                    "changes nothing.",
+        errors=(("ValidationError", "the entity is already linked to a different id in that system, or the id "
+                                    "to another entity (two records to merge): DLQ at once with both ids and "
+                                    "a suggested fix."),
                 ("StoreUnavailable", "our database is unreachable; retried.")),
         examples=(_ex("link_customer", "core.identity.link", entity="customer",
                       key="${ steps.order.customer.email }", system="stripe",
@@ -233,14 +239,19 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="stripe.customer.ensure", summary="Find or create the Stripe customer for an order's customer.",
-        description="Uses `existing_id` when given and the customer still exists; else searches by email; "
-                    "else creates one (email, name, phone, address, `metadata.clarity_user_id`).",
+        description="Uses `existing_id` when given; else searches by email; else creates one (email, name, "
+                    "phone, address, `metadata.clarity_user_id`). The search and the create run under a key "
+                    "lock of the customer's normalised email, shared by every worker process: runs for the same "
+                    "new customer (two first orders at once) take turns, and the later ones find the customer "
+                    "the first one created.",
         params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),
                 Param("existing_id", "string", "A Stripe customer id already linked (may be null).")),
         output="`{\"id\": \"cus_...\", \"created\": bool, \"email\": str}`.",
         example_output={"id": "cus_Example", "created": False, "email": "ann@example.com"},
-        idempotency="The create carries `Idempotency-Key: run_id:step_id`.",
-        errors=(("UpstreamRejected", "Stripe 400 (an invalid email or address)."), _UNAVAILABLE, _RATE, _AUTH),
+        idempotency="The create carries `Idempotency-Key: run_id:step_id`; serialised per customer email "
+                    "(key lock), so concurrent runs make one customer.",
+        errors=(("UpstreamRejected", "Stripe 400 (an invalid email or address)."), _LOCK_BUSY, _UNAVAILABLE,
+                _RATE, _AUTH),
         examples=(_ex("customer", "stripe.customer.ensure", customer="${ steps.order.customer }",
                       existing_id="${ steps.known_customer.external_id }"),),
     ),
@@ -318,14 +329,17 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="erp.customer.ensure", summary="Find or create the ERPNext Customer for an order's customer.",
-        description="Looks the customer up in the identity map, then in ERPNext by email; creates it if absent "
-                    "and links it.",
+        description="Looks the customer up in ERPNext by `email_id` (by `customer_name` when there is no "
+                    "email) and creates it if absent. The lookup and the create run under a key lock of that "
+                    "key, shared by every worker process (ERPNext does not make `email_id` unique): two payments "
+                    "of the same new customer at once make one Customer.",
         params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),),
         output="`{\"name\": str, \"created\": bool}` (`name` is ERPNext's document name).",
         example_output={"name": "CUST-00042", "created": True},
-        idempotency="ERPNext has no idempotency keys: lookup by identity link and email before create.",
+        idempotency="ERPNext has no idempotency keys: lookup by email before create, serialised per email "
+                    "(key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
-                _UNAVAILABLE, _RATE, _AUTH),
+                _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("erp_customer", "erp.customer.ensure", customer="${ steps.order.customer }"),),
     ),
     StepType(
@@ -334,9 +348,10 @@ STEP_TYPES: tuple[StepType, ...] = (
         params=(Param("order", "object", "The **order**.", required=True),
                 Param("customer", "string", "The ERPNext Customer name.", required=True)),
         output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "SAL-ORD-2026-00042", "created": True},
-        idempotency="Lookup by the order key before create; a second run finds the first one's document.",
+        idempotency="Lookup by the order key before create, then submit, serialised per order key (key lock): "
+                    "a second run, even at the same moment, finds the first one's document.",
         errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
-                _UNAVAILABLE, _RATE, _AUTH),
+                _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("erp_order", "erp.sales_order.ensure", order="${ steps.order }",
                       customer="${ steps.erp_customer.name }"),),
     ),
@@ -348,8 +363,9 @@ STEP_TYPES: tuple[StepType, ...] = (
                 Param("amount", "money", "The amount received.", required=True),
                 Param("reference_no", "string", "The Stripe charge id.", required=True)),
         output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "ACC-PAY-2026-00042", "created": True},
-        idempotency="Lookup by `reference_no` before create.",
-        errors=(("UpstreamRejected", "ERPNext refused the document."), _UNAVAILABLE, _RATE, _AUTH),
+        idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
+                    "(key lock).",
+        errors=(("UpstreamRejected", "ERPNext refused the document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
                       customer="${ steps.erp_customer.name }", amount="${ steps.payment.amount_received }",
                       reference_no="${ steps.payment.latest_charge }"),),

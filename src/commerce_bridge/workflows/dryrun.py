@@ -5,12 +5,14 @@ fed with placeholder outputs: each step "returns" the example output its step ty
 catalogue, unless ``outputs`` gives one for that step id. ``failures`` makes chosen steps fail (an
 error code, or ``{"code", "message", "details"}``) to show ``on_error`` paths; a transient code
 behaves as if the retries were exhausted. A parameter that cannot be resolved fails the step with
-``validation_error``, as it would in a real run.
+``validation_error``, as it would in a real run. ``pinned_vars`` are the vars a real run would be
+pinned with (status map, ``CB_WORKFLOW_VARS``); they override the file's ``vars`` as in the engine.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -55,6 +57,7 @@ class DryRun:
     steps: list[PlannedStep] = field(default_factory=list)
     parked_at: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)  # what the walk read as ``vars``
 
     def calls(self) -> list[dict[str, Any]]:
         """The calls the run would make, in order: destination, step type, idempotency key, params."""
@@ -69,7 +72,8 @@ class DryRun:
 def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_type: str | None = None,
             event_id: str | None = None, outputs: Mapping[str, Any] | None = None,
             failures: Mapping[str, str | Mapping[str, Any]] | None = None,
-            catalogue: Catalogue | None = None) -> DryRun:
+            catalogue: Catalogue | None = None, pinned_vars: Mapping[str, Any] | None = None,
+            disabled: str | None = None) -> DryRun:
     """Walk ``spec`` for ``event`` without calling anything.
 
     Parameters
@@ -85,6 +89,11 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
         Step id -> the output to pretend it returned (instead of the catalogue's example).
     failures:
         Step id -> the error it should fail with.
+    pinned_vars:
+        The vars a run would be pinned with; they win over the file's ``vars`` (trigger filter included).
+    disabled:
+        Why the workflow is turned off (e.g. ``"disabled by CB_WORKFLOWS_DISABLED"``): nothing starts
+        and this is the reason given.
 
     Returns
     -------
@@ -92,6 +101,8 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
         Every step considered, in order, with its status, resolved parameters and idempotency key.
     """
     cat = catalogue or default_catalogue()
+    if pinned_vars:
+        spec = dataclasses.replace(spec, vars={**spec.vars, **pinned_vars})  # as the engine does for a run
     outputs = dict(outputs or {})
     failures = dict(failures or {})
     src = source or _only(spec.trigger.sources) or "unknown"
@@ -99,7 +110,11 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
     etype = event_type if event_type is not None else _str_or_none(ev.get("type"))
     eid = event_id or _str_or_none(ev.get("id")) or "dry-run"
     run_id = run_id_for(src, eid, spec.name)
-    result = DryRun(spec.name, spec.version, run_id, matched=True, reason="", outcome="succeeded")
+    result = DryRun(spec.name, spec.version, run_id, matched=True, reason="", outcome="succeeded",
+                    vars=dict(spec.vars))
+    if disabled:
+        result.matched, result.outcome, result.reason = False, "not_started", disabled
+        return result
     try:
         accepted = spec.accepts(src, etype, event, eid)
     except ValidationError as exc:

@@ -13,6 +13,12 @@ configured folder (``"user"``).
   a file edited in place), the later one is registered as ``"<version>+<first 8 hex of its sha256>"``
   so both stay addressable. Across restarts only files present on disk exist: keep an old file until
   the runs pinned to it have finished (``workflows list`` shows every version).
+* **Exact text.** A run is pinned to the sha256 of the text it started on too (:meth:`digest`; None
+  for a workflow defined in code). ``get(name, version, digest)`` answers only that exact text, under
+  whatever version label it is registered now, so a file edited in place without a new ``version``
+  (or a release that changed a built-in file) is never walked by a run planned on the old text: the
+  engine parks such a run (``validation_error``, "changed since this run started"). Put the old file
+  back and replay, or replay ``--from-start`` to run it again on the current text.
 """
 
 from __future__ import annotations
@@ -190,10 +196,24 @@ class WorkflowRegistry(Router):
                 out[spec.name] = missing
         return out
 
-    def get(self, name: str, version: str) -> WorkflowSpec | None:
-        """Any loaded version (active or not): what a pinned run asks for."""
+    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
+        """Any loaded version (active or not): what a pinned run asks for.
+
+        With ``digest`` (the sha256 of the text the run was planned with) only that exact text is
+        answered: ``(name, version)`` when its text has that digest, else the loaded version of
+        ``name`` that has it (the old file put back next to its edited copy is registered as
+        ``"<version>+<digest[:8]>"``, or the other way round); None when no loaded text has it.
+        """
         entry = self._entries.get((name, version))
-        return entry.spec if entry else None
+        if digest is None or (entry is not None and entry.digest == digest):
+            return entry.spec if entry else None
+        same = next((e for e in self._entries.values() if e.spec.name == name and e.digest == digest), None)
+        return same.spec if same else None
+
+    def digest(self, name: str, version: str) -> str | None:
+        """The sha256 of the text ``(name, version)`` was loaded from; None if defined in code or not loaded."""
+        entry = self._entries.get((name, version))
+        return entry.digest if entry else None
 
     def entry(self, name: str, version: str | None = None) -> RegisteredWorkflow | None:
         """One loaded version, or the active one when ``version`` is None."""

@@ -2,13 +2,17 @@
 
 ERPNext has no idempotency keys, so every ``ensure_*`` method looks the document up by our external key
 first and creates it only when it is missing (a 409 ``DuplicateEntryError`` on create also means
-"exists": it is looked up and returned). Decimal numbers in answers come back as strings, never floats.
+"exists": it is looked up and returned). ERPNext has no unique index on those keys, so with ``locks``
+the find, the create and the submit run under the lock of ``doctype`` + key: two runs for the same new
+customer or order, in any process, cannot both create it. Decimal numbers in answers come back as
+strings, never floats.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +20,7 @@ import httpx
 
 from commerce_bridge.connectors.erp.errors import error_for_response, is_duplicate, translate_transport_errors
 from commerce_bridge.errors import BridgeError, ConfigurationError, UpstreamRejected
+from commerce_bridge.services.ports import KeyLocks
 
 __all__ = ["HttpErpGateway"]
 
@@ -41,11 +46,16 @@ class HttpErpGateway:
         Per-request timeout.
     transport:
         An httpx transport (tests); None for a real connection pool.
+    before_request:
+        Called before every HTTP request, e.g. the shared per-destination rate limit.
+    locks:
+        Key locks shared by every process (``services.ports.KeyLocks``); each ``ensure_*`` holds the
+        lock of its document's key. None: no serialisation (one caller at a time, e.g. a script).
     """
 
     def __init__(self, base_url: str, api_key: str, api_secret: str, *, timeout_s: float = 10.0,
                  transport: httpx.BaseTransport | None = None,
-                 before_request: Callable[[], None] | None = None) -> None:
+                 before_request: Callable[[], None] | None = None, locks: KeyLocks | None = None) -> None:
         if not base_url or not api_key or not api_secret:
             raise ConfigurationError("CB_ERP_BASE_URL, CB_ERP_API_KEY and CB_ERP_API_SECRET are required")
         # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request
@@ -53,6 +63,7 @@ class HttpErpGateway:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport, event_hooks=hooks,
             headers={"Authorization": f"token {api_key}:{api_secret}", "Accept": "application/json"})
+        self._locks = locks
 
     def close(self) -> None:
         self._http.close()
@@ -117,20 +128,27 @@ class HttpErpGateway:
         if key in (None, ""):
             raise UpstreamRejected(f"{doctype} needs {key_field} (our external key) to be created idempotently",
                                    suggested_fix=f"Fill {key_field} in the mapping, then replay.")
-        existing = self.find_by(doctype, key_field, key)
-        if existing is None:
-            body = {k: v for k, v in doc.items() if k != "docstatus"}
-            try:
-                existing = self.create_doc(doctype, body)
-            except BridgeError as exc:
-                if not is_duplicate(exc):
-                    raise
-                existing = self.find_by(doctype, key_field, key)
-                if existing is None:
-                    raise
-        if submit and int(existing.get("docstatus") or 0) == 0:
-            existing = self.submit(doctype, str(existing["name"]))
-        return existing
+        with self._lock(doctype, key_field, key):
+            existing = self.find_by(doctype, key_field, key)
+            if existing is None:
+                body = {k: v for k, v in doc.items() if k != "docstatus"}
+                try:
+                    existing = self.create_doc(doctype, body)
+                except BridgeError as exc:
+                    if not is_duplicate(exc):
+                        raise
+                    existing = self.find_by(doctype, key_field, key)
+                    if existing is None:
+                        raise
+            if submit and int(existing.get("docstatus") or 0) == 0:
+                existing = self.submit(doctype, str(existing["name"]))
+            return existing
+
+    def _lock(self, doctype: str, key_field: str, key: Any) -> AbstractContextManager[None]:
+        """The critical section of one document key (a no-op without ``locks``)."""
+        if self._locks is None:
+            return nullcontext()
+        return self._locks.hold(f"erp.{doctype.lower().replace(' ', '_')}.{key_field}", str(key))
 
     def ensure_customer(self, doc: Mapping[str, Any]) -> JsonDict:
         return self._ensure("Customer", doc, "email_id" if doc.get("email_id") else "customer_name")

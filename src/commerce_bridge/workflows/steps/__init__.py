@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
-from commerce_bridge.services.ports import Action, IdentityMap, Mailer, WriteFingerprints
+from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, Mailer, WriteFingerprints
 from commerce_bridge.workflows.steps import clarity, core, erp, notify, stripe
 
 
@@ -38,19 +38,24 @@ def build_actions(
     *,
     identity: IdentityMap,
     fingerprints: WriteFingerprints,
+    locks: KeyLocks,
     stripe_gateway: StripeGateway | None = None,
     clarity_gateway: ClarityGateway | None = None,
     erp_gateway: ErpGateway | None = None,
     mailer: Mailer | None = None,
     flow: FlowSettings | None = None,
 ) -> Mapping[str, Action]:
-    """Every action whose dependencies are configured."""
+    """Every action whose dependencies are configured.
+
+    ``locks`` serialise the find-then-create steps per key (``stripe.customer.ensure``); the ERP gateway
+    holds them itself around each ``ensure_*``.
+    """
     flow = flow or FlowSettings()
     actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits}
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:
-        actions.update(stripe.actions(stripe_gateway))
+        actions.update(stripe.actions(stripe_gateway, locks))
     if erp_gateway is not None:
         actions.update(erp.actions(erp_gateway, flow))
     if mailer is not None:

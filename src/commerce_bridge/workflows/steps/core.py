@@ -58,11 +58,19 @@ def actions(identity: IdentityMap) -> dict[str, Action]:
         return {"found": external is not None, "external_id": external, "entity_id": entity_id}
 
     def link(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        entity = params["entity"]
+        entity, system, external_id = params["entity"], params["system"], str(params["external_id"])
         entity_id = identity.entity_for_key(entity, _key(entity, params["key"]))
-        before = identity.external(entity, entity_id, params["system"])
-        identity.link(entity, entity_id, params["system"], str(params["external_id"]))
-        return {"entity_id": entity_id, "created": before is None}
+        before = identity.external(entity, entity_id, system)
+        if before == external_id:  # another run (e.g. the same customer's other order) linked it already
+            return {"entity_id": entity_id, "created": False}
+        if before is not None:
+            raise ValidationError(
+                f"{entity} {entity_id} is already linked to {system} {before}, not {external_id}",
+                suggested_fix=f"one {entity} has two {system} records ({before} and {external_id}): merge them "
+                              f"in {system} or correct the identity link, then replay",
+            )
+        identity.link(entity, entity_id, system, external_id)  # ValidationError if external_id is someone else's
+        return {"entity_id": entity_id, "created": True}
 
     return {"core.validate.order": validate_order, "core.shipment.capture_amount": shipment_capture,
             "core.identity.lookup": lookup, "core.identity.link": link}

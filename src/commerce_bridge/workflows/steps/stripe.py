@@ -7,10 +7,11 @@ from typing import Any
 
 from commerce_bridge.domain.orders import CaptureMode
 from commerce_bridge.errors import UpstreamRejected
+from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
 from commerce_bridge.mapping.stripe import capture_params, customer_params, payment_intent_params
 from commerce_bridge.services.gateways import StripeGateway
-from commerce_bridge.services.ports import Action, StepContext
+from commerce_bridge.services.ports import Action, KeyLocks, StepContext
 from commerce_bridge.workflows.steps.shapes import (
     customer_from_shape,
     money_from_shape,
@@ -45,15 +46,18 @@ def intent_shape(pi: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def actions(gateway: StripeGateway) -> dict[str, Action]:
+def actions(gateway: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
     def ensure_customer(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         customer = customer_from_shape(params["customer"])
         if params.get("existing_id"):
             return {"id": params["existing_id"], "created": False, "email": customer.email}
-        found = gateway.find_customer_by_email(customer.email)
-        if found is not None:
-            return {"id": found["id"], "created": False, "email": customer.email}
-        created = gateway.create_customer(customer_params(customer), idempotency_key=ctx.idempotency_key)
+        # one find-then-create per customer at a time, in every process: two first orders of the same new
+        # customer must not both find nothing and both create (the create's key differs per run)
+        with locks.hold("stripe.customer", email_dedupe_key(customer.email)):
+            found = gateway.find_customer_by_email(customer.email)
+            if found is not None:
+                return {"id": found["id"], "created": False, "email": customer.email}
+            created = gateway.create_customer(customer_params(customer), idempotency_key=ctx.idempotency_key)
         return {"id": created["id"], "created": True, "email": customer.email}
 
     def create_intent(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""A built-in workflow file never changes under the same version: runs in flight are pinned to its text.
+
+A run records the sha256 of the workflow text it started on; after an upgrade that changed a built-in
+file without a new ``version``, runs in flight on the old text park ("changed since this run
+started"). This table makes that change visible in review: it holds the digest of every file in
+``commerce_bridge/workflows/builtin_files/`` by ``(name, version)``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from commerce_bridge.workflows.loader import load_file
+from commerce_bridge.workflows.registry import BUILTIN_DIR
+
+BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
+    ("clarity.order_shipped", "1"): "b44f23316b9c30dad64e3df63530d0ff81d69c2e163b6eedb15ea5b22ab50b51",
+    ("clarity.order_to_cash", "1"): "adf503fd467811b9cb3da9efdbb031aaa9f9181e9e0a8be2c6226ae57dd77cc4",
+    ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
+    ("stripe.payment_succeeded", "1"): "be52f36afad2c0073796fabfbcad3d704a5b5a85fd7aa218c4fe1d0796215d76",
+}
+
+
+def version_problems(folder: Path, table: dict[tuple[str, str], str]) -> list[str]:
+    """Files whose text is not the one ``table`` records for their ``(name, version)``, and stale entries."""
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        loaded = load_file(path)
+        key = (loaded.spec.name, loaded.spec.version)
+        seen.add(key)
+        recorded = table.get(key)
+        if recorded == loaded.digest:
+            continue
+        what = "has no entry" if recorded is None else f"has sha256 {loaded.digest}, not {recorded}"
+        problems.append(
+            f"{path.name}: {key} {what}: bump `version` in {path.name} when you change its steps, then update "
+            f"this table ({__name__}.BUILTIN_DIGESTS). Any change to the text, comments included, parks the "
+            "runs in flight on the old text of that version."
+        )
+    problems += [f"{key}: no built-in file has this name and version any more; remove its entry"
+                 for key in sorted(table.keys() - seen)]
+    return problems
+
+
+def test_every_builtin_file_has_the_digest_recorded_for_its_version() -> None:
+    problems = version_problems(BUILTIN_DIR, BUILTIN_DIGESTS)
+    assert not problems, "\n".join(problems)
+
+
+def test_a_builtin_file_changed_under_the_same_version_or_added_without_an_entry_is_reported(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "builtin"
+    shutil.copytree(BUILTIN_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    edited = folder / "clarity.order_voided.yaml"
+    edited.write_text(edited.read_text().replace("steps:\n", "steps:\n  # a changed step list\n", 1))
+    (folder / "extra.yaml").write_text(
+        (folder / "stripe.payment_succeeded.yaml").read_text().replace("name: stripe.payment_succeeded",
+                                                                      "name: stripe.payment_extra"))
+    problems = version_problems(folder, BUILTIN_DIGESTS)
+    assert len(problems) == 2, problems
+    assert problems[0].startswith("clarity.order_voided.yaml: ('clarity.order_voided', '1') has sha256 ")
+    assert "bump `version` in clarity.order_voided.yaml when you change its steps, then update this table" \
+        in problems[0]
+    assert problems[1].startswith("extra.yaml: ('stripe.payment_extra', '1') has no entry: bump `version` in "
+                                  "extra.yaml")
+    # the version bumped and the table updated: clean again
+    bumped = edited.read_text().replace("version: 1", "version: 2", 1)
+    edited.write_text(bumped)
+    (folder / "extra.yaml").unlink()
+    table = {**BUILTIN_DIGESTS, ("clarity.order_voided", "2"): load_file(edited).digest}
+    del table[("clarity.order_voided", "1")]
+    assert version_problems(folder, table) == []
