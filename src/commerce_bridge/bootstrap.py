@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -39,7 +40,7 @@ from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
-from commerce_bridge.services.polling import ChangePoller
+from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
@@ -430,10 +431,13 @@ def bootstrap(
         )
         if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
             clarity = gateways.clarity
+            # one process polls Clarity at a time (the lease holder); the others stand by
+            leader = Leadership(locks, "poller:clarity", f"{c.engine.config.executor_id[:80]}:{uuid.uuid4().hex[:8]}",
+                                lease_s=poll_lease_s(settings.clarity_poll_interval_s))
             c.pollers.append(ChangePoller(
                 "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,
                 interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
-                if c.engine else None, alert=alerter.alert,
+                if c.engine else None, alert=alerter.alert, leader=leader,
             ))
         if c.committer is not None:
             engine = c.engine

@@ -114,6 +114,15 @@ class KeyLocks(Protocol):
         """A context manager holding the lock of ``key`` in ``scope``; raises ``Conflict`` (transient) on timeout."""
         ...
 
+    def try_acquire(self, name: str, holder: str, *, lease_s: float | None = None) -> bool:
+        """One attempt, no waiting: ``holder`` gets ``name`` if it is free, expired or already its own
+        (then the lease is renewed for ``lease_s``)."""
+        ...
+
+    def release(self, name: str, holder: str) -> bool:
+        """Free ``name`` if ``holder`` has it; False (nothing changed) otherwise."""
+        ...
+
 
 class IdentityMap(Protocol):
     """One link per (entity, system); entities found by a de-duplication key."""

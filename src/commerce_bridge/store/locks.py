@@ -113,13 +113,15 @@ class SqlKeyLocks:
         return f"{self._owner}:{uuid.uuid4().hex[:16]}"
 
     def try_acquire(self, name: str, holder: str, *, lease_s: float | None = None) -> bool:
-        """One attempt: take ``name`` for ``holder`` if it is free or its lease has expired."""
+        """One attempt: take ``name`` for ``holder`` if it is free, its lease has expired, or ``holder``
+        has it already (then its lease is renewed: a long-lived holder, such as the poller's leader, calls
+        this again before its lease runs out)."""
         lease = self.lease_s if lease_s is None else lease_s
         now: Any = func.extract("epoch", func.clock_timestamp()) if self._pg else time.time()
         ins = insert_ignore(self._engine, key_locks).values(name=name, holder=holder, expires_at=now + lease)
         stmt = ins.on_conflict_do_update(
             index_elements=["name"], set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},
-            where=key_locks.c.expires_at < now,
+            where=(key_locks.c.expires_at < now) | (key_locks.c.holder == holder),
         ).returning(key_locks.c.holder)
         with translate_db_errors(), self._engine.begin() as conn:
             row = conn.execute(stmt).first()

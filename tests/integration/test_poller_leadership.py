@@ -1,0 +1,119 @@
+"""One poller per source across processes: the lease on a key lock, on SQLite and PostgreSQL.
+
+Two pollers share a database as two ``serve``/``worker`` processes would (separate lock-store objects,
+so only the database row decides). Exactly one polls; when it stops, the other takes over; when it
+dies without giving the lease back, the other takes over once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
+from commerce_bridge.store import db as store_db
+from commerce_bridge.store.inbox import SqlInbox
+from commerce_bridge.store.locks import SqlKeyLocks
+
+LEASE_S = 0.9
+INTERVAL_S = 0.03
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = store_db.make_engine(database_url)
+    store_db.upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+class Source:
+    """The polled system: counts the polls of each poller and hands each a new change."""
+
+    def __init__(self) -> None:
+        self.polls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def poll_for(self, who: str) -> Callable[[Callable[[list[dict[str, Any]]], Any]], None]:
+        def poll(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
+            with self._lock:
+                n = self.polls[who] = self.polls.get(who, 0) + 1
+            deliver([{"id": f"{who}-{n}", "type": "salesorder.updated"}])
+        return poll
+
+
+def _poller(engine: Engine, source: Source, who: str) -> ChangePoller:
+    leader = Leadership(SqlKeyLocks(engine), "poller:clarity", f"host:{who}", lease_s=LEASE_S)
+    return ChangePoller("clarity", source.poll_for(who), SqlInbox(engine), interval_s=INTERVAL_S, leader=leader)
+
+
+def _wait_for(cond: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_only_one_process_polls_and_the_other_takes_over_when_it_stops(engine: Engine) -> None:
+    source = Source()
+    a, b = _poller(engine, source, "a"), _poller(engine, source, "b")
+    a.start()
+    assert _wait_for(lambda: source.polls.get("a", 0) >= 3, 5), "the first poller never led"
+    b.start()
+    time.sleep(LEASE_S * 2)  # two leases: the leader renewed, the standby asked several times
+    assert source.polls.get("b", 0) == 0, "both pollers polled at once"
+    assert a.leader is not None and a.leader.leading and b.leader is not None and not b.leader.leading
+
+    a.stop()  # gives the lease back
+    stopped_at = time.monotonic()
+    assert _wait_for(lambda: source.polls.get("b", 0) >= 1, LEASE_S), "the standby did not take over"
+    assert time.monotonic() - stopped_at < LEASE_S  # at its next ask (a third of the lease), not after expiry
+    polls_a = source.polls["a"]
+    time.sleep(0.2)
+    assert source.polls["a"] == polls_a
+    b.stop()
+
+
+def test_a_crashed_leader_is_replaced_once_its_lease_runs_out(engine: Engine) -> None:
+    source = Source()
+    a, b = _poller(engine, source, "a"), _poller(engine, source, "b")
+    a.start()
+    assert _wait_for(lambda: source.polls.get("a", 0) >= 1, 5)
+    b.start()
+    # a crash: the thread stops polling and never gives the lease back
+    a._stop.set()
+    assert a._thread is not None
+    a._thread.join(5)
+    crashed_at = time.monotonic()
+    assert _wait_for(lambda: source.polls.get("b", 0) >= 1, LEASE_S * 3), "nobody took over from the crashed leader"
+    took = time.monotonic() - crashed_at
+    assert took < LEASE_S * 4 / 3 + 0.5, took
+    b.stop()
+
+
+def test_the_leader_renews_its_lease_and_a_standby_cannot_take_it(engine: Engine) -> None:
+    locks_a, locks_b = SqlKeyLocks(engine), SqlKeyLocks(engine)
+    now = [0.0]
+    a = Leadership(locks_a, "poller:clarity", "host:a", lease_s=LEASE_S, clock=lambda: now[0])
+    b = Leadership(locks_b, "poller:clarity", "host:b", lease_s=LEASE_S, clock=lambda: now[0])
+    assert a.lead() and not b.lead()
+    for _ in range(4):  # a asks again every third of the lease; real time passes beyond the first lease
+        time.sleep(LEASE_S / 3)
+        now[0] += LEASE_S / 3
+        assert a.lead()
+        assert not locks_b.try_acquire("poller:clarity", "host:b", lease_s=LEASE_S)
+    a.resign()
+    now[0] += LEASE_S / 3
+    assert b.lead() and not a.leading
+
+
+def test_lease_follows_the_poll_interval() -> None:
+    assert poll_lease_s(0.1) == 10.0
+    assert poll_lease_s(2.0) == 20.0
