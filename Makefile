@@ -21,6 +21,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/cog -I . --check docs/reference/cli.md docs/reference/configuration.md docs/reference/errors.md
 
 docs: $(STAMP)

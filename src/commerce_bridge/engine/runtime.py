@@ -150,7 +150,7 @@ class Engine:
         breakers: BreakerRegistry,
         retry_policies: RetryPolicies,
         metrics: Metrics,
-        alert: Callable[[Alert], None],
+        alert: Callable[[Alert], object],
         workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
         timers: Timers | None = None,
     ) -> None:
@@ -188,7 +188,7 @@ class Engine:
         _current = self
         _register_dbos_functions()
         use_wal(self.config.system_database_url)
-        DBOS(config={
+        config: Any = {  # DBOSConfig does not declare the SQLAlchemy engine kwargs DBOS passes on
             "name": APP_NAME,
             "system_database_url": self.config.system_database_url,
             "executor_id": self.config.executor_id,
@@ -196,7 +196,8 @@ class Engine:
             "log_level": "WARNING",
             "sys_db_pool_size": max(10, self.config.worker_concurrency + 4),
             **_sqlite_engine_kwargs(self.config.system_database_url),
-        })  # type: ignore[typeddict-unknown-key]
+        }
+        DBOS(config=config)
         DBOS.launch()
         self._queue = DBOS.register_queue(
             QUEUE, worker_concurrency=self.config.worker_concurrency,
@@ -464,12 +465,16 @@ class Engine:
         return {"waited_s": params.get("requested_s", 0.0)}
 
     def _schedule_wake(self, run_id: str, wf_id: str, step_name: str, wake_at: float) -> None:
+        if self.timers is None:
+            raise E.ConfigurationError("a long durable wait needs the engine's timer store (Engine(timers=...))")
         self.timers.add(run_id, wf_id, step_name, wake_at)
         self.runs.set_status(run_id, RunStatus.WAITING, engine_workflow_id=wf_id)
 
     def wake_due_runs(self) -> int:
         """Fork every run whose timer is due, right after its wait step."""
         woken = 0
+        if self.timers is None:
+            return 0
         for timer in self.timers.claim_due(time.time()):
             steps = DBOS.list_workflow_steps(timer["engine_workflow_id"], load_output=False)
             fids = [s["function_id"] for s in steps if s["function_name"] == timer["step_name"]]

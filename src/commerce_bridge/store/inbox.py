@@ -107,19 +107,19 @@ class SqlInbox:
             stmt = stmt.where(inbox.c.id < before_id)
         stmt = stmt.order_by(inbox.c.id.desc()).limit(limit)
         with translate_db_errors(), self._engine.connect() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+            rows: list[dict[str, Any]] = [dict(r) for r in conn.execute(stmt).mappings()]
             ids = [r["id"] for r in rows]
             by_inbox: dict[int, list[dict[str, Any]]] = {}
             if ids:
-                for r in conn.execute(
+                for m in conn.execute(
                     select(runs.c.inbox_id, runs.c.run_id, runs.c.workflow, runs.c.status, runs.c.error_code)
                     .where(runs.c.inbox_id.in_(ids))
                 ).mappings():
-                    by_inbox.setdefault(r["inbox_id"], []).append(
-                        {k: r[k] for k in ("run_id", "workflow", "status", "error_code")}
+                    by_inbox.setdefault(m["inbox_id"], []).append(
+                        {k: m[k] for k in ("run_id", "workflow", "status", "error_code")}
                     )
-        for r in rows:
-            r["runs"] = by_inbox.get(r["id"], [])
+        for row in rows:
+            row["runs"] = by_inbox.get(row["id"], [])
         return rows
 
     def counts_by_status(self) -> dict[str, int]:

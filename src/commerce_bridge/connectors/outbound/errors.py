@@ -50,11 +50,12 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
     cls = STATUS_TABLE.get(status) or (UpstreamUnavailable if status >= 500 else UpstreamRejected)
     if cls is RateLimited:
         return RateLimited(message, retry_after=_retry_after(response), upstream_request_id=request_id)
-    fix = {
+    fixes: dict[type[BridgeError], str] = {
         UpstreamAuthFailed: "Check the receiver's credentials or CB_OUTBOUND_WEBHOOK_SECRET.",
         NotFound: "Check CB_OUTBOUND_WEBHOOK_URL.",
         UpstreamRejected: "The receiver refused the payload; fix the receiver or the mapping, then replay.",
-    }.get(cls)
+    }
+    fix = fixes.get(cls)
     details = {}
     if cls is UpstreamUnavailable and _retry_after(response) is not None:
         details["retry_after"] = _retry_after(response)

@@ -17,8 +17,8 @@ from commerce_bridge.errors import BridgeError, NotFound, Unauthorized
 
 
 class ReplayRequest(BaseModel):
-    reason: str = Field("replayed through the admin API", max_length=1000)
-    from_start: bool = Field(False, description="Run every step again, not only the failed one and later ones.")
+    reason: str = Field(default="replayed through the admin API", max_length=1000)
+    from_start: bool = Field(default=False, description="Run every step again, not only the failed one and later ones.")
 
 
 class DiscardRequest(BaseModel):
