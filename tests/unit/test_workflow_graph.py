@@ -8,7 +8,7 @@ from commerce_bridge.workflows.spec import OnError, OnErrorAction, StepSpec, Tri
 
 
 def test_order_to_cash_graph_shows_decisions_and_the_decline_branch() -> None:
-    spec = WorkflowRegistry.load().get("clarity.order_to_cash", "1")
+    spec = WorkflowRegistry.load().get("clarity.order_to_cash", "2")
     assert spec is not None
     text = mermaid(spec)
     assert text.startswith("flowchart TD\n")

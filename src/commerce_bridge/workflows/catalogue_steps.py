@@ -262,23 +262,49 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "per facts/stripe.md; an unrepresentable amount is a ValidationError). Metadata: "
                     "`clarity_order_id`, `clarity_order_key`. Confirmed with `order.payment_method_ref`. "
                     "A PaymentIntent that needs 3-D Secure is not an error: `status` is `requires_action` "
-                    "and `next_action_url` is the link for the customer.",
+                    "and `next_action_url` is the link for the customer.\n\n"
+                    "**`existing_id`** (the PaymentIntent the identity map links to the order, from "
+                    "`core.identity.lookup`): Stripe keeps idempotency keys for 24 hours only, so a second run "
+                    "for the same order a day later (a 3-D Secure order still Pending, then edited) would "
+                    "create and confirm a second PaymentIntent. With `existing_id` the step creates nothing: "
+                    "it retrieves that PaymentIntent and, if it has taken or may still take money "
+                    "(`succeeded`, `processing`, `requires_capture`, `requires_action`, "
+                    "`requires_confirmation`, or any status Stripe may add), returns it with `reused: true`. "
+                    "If it can take no money (`canceled`, or `requires_payment_method` after a failed 3-D "
+                    "Secure or a later decline) the step fails with `UpstreamRejected` like a decline, so "
+                    "the workflow's decline branch holds the order and tells the customer; it does not "
+                    "create a new PaymentIntent, because that one could not replace the old in the identity "
+                    "map (one link per order) and every later run would again find the dead one and make "
+                    "yet another. If the order's total or currency no longer match the PaymentIntent's (the "
+                    "order was edited after it was charged), the step fails with `ValidationError` (DLQ) "
+                    "rather than reuse it for the wrong amount.",
         params=(Param("order", "object", "The **order** (output of `core.validate.order`).", required=True),
                 Param("customer_id", "string", "The Stripe customer id.", required=True),
                 Param("capture_method", "string", "`manual` authorises only; capture happens on shipment.",
                       default="automatic", choices=("automatic", "manual")),
                 Param("idempotency_key", "string", "Overrides `run_id:step_id`, e.g. one key per order, so that "
-                                                   "two runs for the same order can never charge twice.")),
+                                                   "two runs for the same order within Stripe's 24 hours can "
+                                                   "never charge twice."),
+                Param("existing_id", "string", "The PaymentIntent already linked to the order (may be null): "
+                                               "reused instead of creating one.")),
         output="The PaymentIntent: `{id, status, amount, amount_received, amount_capturable` (money), "
-               "`capture_method, latest_charge, customer, next_action_url, metadata}`.",
-        example_output=_PI,
-        idempotency="`Idempotency-Key: run_id:step_id`: a retry or replay returns the same PaymentIntent.",
-        errors=(("UpstreamRejected", "card declined (402): `details` has `stripe_code`, `decline_code` and "
-                                     "`payment_intent_id`; the usual `on_error` case."),
-                ("ValidationError", "an amount Stripe cannot represent, below the minimum or above the maximum."),
+               "`capture_method, latest_charge, customer, next_action_url, metadata, reused}`; `reused` is "
+               "true when it is the `existing_id` one.",
+        example_output={**_PI, "reused": False},
+        idempotency="`Idempotency-Key: run_id:step_id` (or `idempotency_key`): a retry or replay within 24 h "
+                    "returns the same PaymentIntent. After that only `existing_id` (the identity link) keeps a "
+                    "later run from creating a second one.",
+        errors=(("UpstreamRejected", "card declined (402): `details` has `code`, `decline_code` and "
+                                     "`payment_intent`; the usual `on_error` case. Also when the `existing_id` "
+                                     "PaymentIntent is `canceled` or `requires_payment_method`: `decline_code` is "
+                                     "its last error's or its status."),
+                ("ValidationError", "an amount Stripe cannot represent, below the minimum or above the maximum; "
+                                    "or the `existing_id` PaymentIntent is for another amount or currency."),
+                ("NotFound", "no PaymentIntent `existing_id`."),
                 _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("payment", "stripe.payment_intent.create", order="${ steps.order }",
-                      customer_id="${ steps.customer.id }", capture_method="automatic"),),
+                      customer_id="${ steps.customer.id }", capture_method="automatic",
+                      existing_id="${ steps.known_payment.external_id }"),),
     ),
     StepType(
         type="stripe.payment_intent.retrieve", summary="Read a PaymentIntent (fresh, from Stripe).",

@@ -155,6 +155,22 @@ def test_idempotency_key_replays_saved_response_and_rejects_other_params(
     assert errs[1].headers.get("Idempotent-Replayed") == "true"
 
 
+def test_idempotency_keys_are_forgotten_once_24_h_of_account_time_have_passed(
+    stripe_client: stripe.StripeClient, stripe_url: str
+) -> None:
+    params = {"amount": 1200, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    opts = {"idempotency_key": "order-3:payment"}
+    first = stripe_client.v1.payment_intents.create(params=params, options=opts)
+    control(stripe_url, "POST", "clock/advance", {"seconds": 86400 - 60})
+    kept = stripe_client.v1.payment_intents.create(params=params, options=opts)
+    assert kept.id == first.id and kept.last_response.headers.get("Idempotent-Replayed") == "true"
+    # as at Stripe, a key more than 24 h old may be pruned; reusing it then makes a new request
+    control(stripe_url, "POST", "clock/advance", {"seconds": 120})
+    again = stripe_client.v1.payment_intents.create(params=params, options=opts)
+    assert again.id != first.id and again.last_response.headers.get("Idempotent-Replayed") is None
+    assert len(stripe_client.v1.payment_intents.list().data) == 2
+
+
 def test_rate_limit_and_lock_timeout_faults_follow_should_retry_header(
     stripe_client: stripe.StripeClient, stripe_url: str
 ) -> None:

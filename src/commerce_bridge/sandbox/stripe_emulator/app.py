@@ -360,7 +360,8 @@ class StripeEmulatorApp:
         if saved is None:
             return None
         at, sig, sparams, status, payload = saved
-        if time.time() - at > IDEMPOTENCY_TTL_S:
+        # Stripe prunes keys at least 24 h old; on the account clock, so /_sandbox/clock/advance expires them
+        if self.emu.now() - at > IDEMPOTENCY_TTL_S:
             del self.idempotency[key]
             return None
         if sig != f"{method} {path}" or sparams != params:
@@ -376,7 +377,7 @@ class StripeEmulatorApp:
     def _idempotent_save(
         self, key: str, method: str, path: str, params: dict[str, Any], status: int, payload: bytes
     ) -> None:
-        self.idempotency[key] = (time.time(), f"{method} {path}", params, status, payload)
+        self.idempotency[key] = (self.emu.now(), f"{method} {path}", params, status, payload)
         while len(self.idempotency) > IDEMPOTENCY_MAX_KEYS:
             self.idempotency.popitem(last=False)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from commerce_bridge.domain.orders import CaptureMode
-from commerce_bridge.errors import UpstreamRejected
+from commerce_bridge.errors import UpstreamRejected, ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
 from commerce_bridge.mapping.stripe import capture_params, customer_params, payment_intent_params
@@ -18,6 +18,9 @@ from commerce_bridge.workflows.steps.shapes import (
     money_shape,
     order_from_shape,
 )
+
+# a PaymentIntent in one of these can take no more money: the only statuses in which a run may not reuse it
+DEAD_INTENT_STATUSES = ("canceled", "requires_payment_method")
 
 
 def intent_shape(pi: Mapping[str, Any]) -> dict[str, Any]:
@@ -65,13 +68,41 @@ def actions(gateway: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
         capture = CaptureMode(params.get("capture_method") or "automatic")
         pi_params = payment_intent_params(order, customer_id=str(params["customer_id"]), capture=capture,
                                           payment_method=order.payment_method_ref or None)
+        if params.get("existing_id"):
+            return reuse_intent(str(params["existing_id"]), order.key, pi_params)
         try:
             key = str(params.get("idempotency_key") or ctx.idempotency_key)
             pi = gateway.create_payment_intent(pi_params, idempotency_key=key)
         except UpstreamRejected as exc:
             exc.suggested_fix = exc.suggested_fix or "the customer must use another card; the order is on hold"
             raise
-        return intent_shape(pi)
+        return {**intent_shape(pi), "reused": False}
+
+    def reuse_intent(pi_id: str, order_key: str, pi_params: Mapping[str, Any]) -> dict[str, Any]:
+        """The order's PaymentIntent from an earlier run: never a second one (Stripe forgets keys after 24 h)."""
+        pi = gateway.retrieve_payment_intent(pi_id)
+        status = str(pi.get("status"))
+        if status in DEAD_INTENT_STATUSES:
+            # it can take no more money, and a new one could not be linked to the order in its place:
+            # handled like a decline (the order goes on hold), never by charging anew
+            error = pi.get("last_payment_error") or {}
+            decline = (error.get("decline_code") or error.get("code")) if isinstance(error, Mapping) else None
+            raise UpstreamRejected(
+                f"order {order_key}'s PaymentIntent {pi_id} is {status}: it can take no payment",
+                suggested_fix="the customer must pay again (e.g. through a payment link) and the payment be "
+                              "recorded on the order; the order is on hold",
+                details={"code": "payment_intent_" + status, "decline_code": decline or status,
+                         "payment_intent": pi_id, "status": status, "reused": True},
+            )
+        if (pi.get("amount"), pi.get("currency")) != (pi_params["amount"], pi_params["currency"]):
+            raise ValidationError(
+                f"order {order_key} now asks for {pi_params['amount']} {pi_params['currency']} (Stripe units) but "
+                f"its PaymentIntent {pi_id} ({status}) is for {pi.get('amount')} {pi.get('currency')}",
+                suggested_fix="the order total changed after it was charged: settle the difference in Stripe and "
+                              "Clarity by hand, then discard this entry",
+                details={"payment_intent": pi_id, "status": status},
+            )
+        return {**intent_shape(pi), "reused": True}
 
     def retrieve(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         return intent_shape(gateway.retrieve_payment_intent(str(params["payment_intent_id"])))
