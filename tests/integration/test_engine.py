@@ -471,6 +471,8 @@ def test_replay_from_start_runs_on_the_active_version_when_the_run_s_version_is_
     [entry] = c.dead_letters.list()
     assert entry["error_message"] == "workflow test.pinned version 1 is not installed"
     assert read.calls == [] and refund.calls == []
+    assert c.runs.get("stripe:evt_gone:test.pinned")["workflow_version"] == "1"  # type: ignore[index]
     c.admin.replay(entry["id"], "run it on version 2", from_start=True)
     wait_for(lambda: run_status(c, "stripe:evt_gone:test.pinned") == "succeeded")
     assert [p.get("reason") for _, p in refund.calls] == ["duplicate"]  # version 2's refund
+    assert c.runs.get("stripe:evt_gone:test.pinned")["workflow_version"] == "2"  # type: ignore[index]  # re-pinned

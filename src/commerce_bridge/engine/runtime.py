@@ -680,27 +680,47 @@ class EngineAdmin:
             raise E.ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
         wf_id = entry["engine_workflow_id"]
         new_id = f"{entry['run_id']}#replay-{entry_id}"
+        run: dict[str, Any] | None = None
+        start: int | None = None
         if from_start:
             [parked] = self.client.list_workflows(workflow_ids=[wf_id], load_input=True, load_output=False)
             run = self._repinned(dict(parked.input["args"][0]) if parked.input else {})
-            handle: Any = self.client.enqueue({"workflow_name": WORKFLOW_NAME, "queue_name": QUEUE,
-                                          "workflow_id": new_id, "app_version": ENGINE_VERSION}, run)
         else:
             steps = self.client.list_workflow_steps(wf_id, load_output=False)
             if entry["step_id"] == BEFORE_STEPS:  # parked before walking: resume where it stood
-                start: int | None = 1 + max((s["function_id"] for s in steps if s["function_name"] != "cb.park"),
-                                            default=0)
+                start = 1 + max((s["function_id"] for s in steps if s["function_name"] != "cb.park"), default=0)
             else:
                 name = f"step:{entry['step_id']}"
                 start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
             if start is None:
                 raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
-            with SetWorkflowID(new_id):
-                handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE,
-                                                   application_version=ENGINE_VERSION)
-        new_id = handle.get_workflow_id()
+        # Resolve the entry and mark the run queued BEFORE the new run can start: a run that parks again
+        # at once must get a new open entry (not find this one still open) and its own status must win.
         resolved = self._dlq.resolve(entry_id, "replayed", reason)
-        self._runs.set_status(entry["run_id"], RunStatus.QUEUED, engine_workflow_id=new_id)
+        self._runs.set_status(entry["run_id"], RunStatus.QUEUED, engine_workflow_id=new_id,
+                              workflow_version=run["version"] if run else None)
+        try:
+            if run is not None:
+                handle: Any = self.client.enqueue({"workflow_name": WORKFLOW_NAME, "queue_name": QUEUE,
+                                                   "workflow_id": new_id, "app_version": ENGINE_VERSION}, run)
+            else:
+                assert start is not None  # found above, or NotFound was raised
+                with SetWorkflowID(new_id):
+                    handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE,
+                                                       application_version=ENGINE_VERSION)
+        except Exception as exc:
+            # nothing started: the run stays parked, with a new open entry saying why the replay failed
+            self._dlq.add({
+                **{k: entry.get(k) for k in ("run_id", "step_id", "step_type", "attempts", "error_code",
+                                             "upstream_request_id", "suggested_fix", "step_input", "traceback")},
+                "error_message": f"{entry.get('error_message', '')} (replay of entry {entry_id} failed: "
+                                 f"{type(exc).__name__}: {exc})",
+                "engine_workflow_id": wf_id,
+            })
+            self._runs.set_status(entry["run_id"], RunStatus.PARKED, engine_workflow_id=wf_id,
+                                  failed_step=entry["step_id"], error_code=entry["error_code"])
+            raise
+        new_id = handle.get_workflow_id()
         return {**resolved, "engine_workflow_id": new_id}
 
     def _repinned(self, run: dict[str, Any]) -> dict[str, Any]:

@@ -240,7 +240,9 @@ def dlq_replay(
     reason: Annotated[str, typer.Option()] = "replayed by operator",
     from_start: Annotated[bool, typer.Option(
         "--from-start", help="Run every step again (they re-read data fixed at the source), not only the failed "
-                             "one and those after it. Idempotency keys stay the same.")] = False,
+                             "one and those after it. Idempotency keys stay the same. The run is re-pinned to the "
+                             "workflow text loaded now (its version, else the active one): give this command "
+                             "the workers' CB_WORKFLOWS_DIR.")] = False,
 ) -> None:
     """Resume the run from its failed step (or from its first), with the same idempotency keys."""
     c = _container("cli", _settings())

@@ -40,11 +40,17 @@ class SqlRuns:
             conn.execute(stmt, params)
 
     def set_status(self, run_id: str, status: RunStatus, *, engine_workflow_id: str | None = None,
-                   failed_step: str | None = None, error_code: str | None = None) -> None:
-        """Move a run to ``status`` and update its delivery's status (processed / failed)."""
+                   failed_step: str | None = None, error_code: str | None = None,
+                   workflow_version: str | None = None) -> None:
+        """Move a run to ``status`` and update its delivery's status (processed / failed).
+
+        ``workflow_version``: the version the run is now pinned to (a replay from the start re-pins it).
+        """
         values: dict[str, Any] = {"status": status.value, "updated_at": _now()}
         if engine_workflow_id is not None:
             values["engine_workflow_id"] = engine_workflow_id
+        if workflow_version is not None:
+            values["workflow_version"] = workflow_version
         if status in (RunStatus.PARKED,):
             values.update(failed_step=failed_step, error_code=error_code)
         elif status in (RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED):

@@ -259,7 +259,7 @@ STEP_TYPES: tuple[StepType, ...] = (
         type="stripe.payment_intent.create",
         summary="Create and confirm a PaymentIntent for an order with its payment method.",
         description="Amount = `order.total` converted to Stripe's units (zero- and three-decimal currencies "
-                    "per facts/stripe.md; an unrepresentable amount is a ValidationError). Metadata: "
+                    "per facts/stripe.md; an unrepresentable amount is a MappingError). Metadata: "
                     "`clarity_order_id`, `clarity_order_key`. Confirmed with `order.payment_method_ref`. "
                     "A PaymentIntent that needs 3-D Secure is not an error: `status` is `requires_action` "
                     "and `next_action_url` is the link for the customer.\n\n"
@@ -360,8 +360,8 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "key, shared by every worker process (ERPNext does not make `email_id` unique): two payments "
                     "of the same new customer at once make one Customer.",
         params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),),
-        output="`{\"name\": str, \"created\": bool}` (`name` is ERPNext's document name).",
-        example_output={"name": "CUST-00042", "created": True},
+        output="`{\"name\": str}` (ERPNext's document name).",
+        example_output={"name": "CUST-00042"},
         idempotency="ERPNext has no idempotency keys: lookup by email before create, serialised per email "
                     "(key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
@@ -373,7 +373,8 @@ STEP_TYPES: tuple[StepType, ...] = (
         description="One Sales Order per order key (`po_no` = the Clarity key); items by SKU.",
         params=(Param("order", "object", "The **order**.", required=True),
                 Param("customer", "string", "The ERPNext Customer name.", required=True)),
-        output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "SAL-ORD-2026-00042", "created": True},
+        output="`{\"name\": str, \"grand_total\": str}` (ERPNext answers decimals as strings).",
+        example_output={"name": "SAL-ORD-2026-00042", "grand_total": "129.90"},
         idempotency="Lookup by the order key before create, then submit, serialised per order key (key lock): "
                     "a second run, even at the same moment, finds the first one's document.",
         errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
@@ -388,7 +389,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                 Param("customer", "string", "The ERPNext Customer name.", required=True),
                 Param("amount", "money", "The amount received.", required=True),
                 Param("reference_no", "string", "The Stripe charge id.", required=True)),
-        output="`{\"name\": str, \"created\": bool}`.", example_output={"name": "ACC-PAY-2026-00042", "created": True},
+        output="`{\"name\": str}`.", example_output={"name": "ACC-PAY-2026-00042"},
         idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
                     "(key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
