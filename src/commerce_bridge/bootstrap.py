@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -431,8 +430,10 @@ def bootstrap(
         )
         if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
             clarity = gateways.clarity
-            # one process polls Clarity at a time (the lease holder); the others stand by
-            leader = Leadership(locks, "poller:clarity", f"{c.engine.config.executor_id[:80]}:{uuid.uuid4().hex[:8]}",
+            # one process polls Clarity at a time (the lease holder); the others stand by. The holder is
+            # the worker id, which survives a restart: a restarted leader polls again at once instead of
+            # waiting for its own old lease to run out.
+            leader = Leadership(locks, "poller:clarity", c.engine.config.executor_id[:100],
                                 lease_s=poll_lease_s(settings.clarity_poll_interval_s))
             c.pollers.append(ChangePoller(
                 "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,

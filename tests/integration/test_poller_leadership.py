@@ -117,3 +117,13 @@ def test_the_leader_renews_its_lease_and_a_standby_cannot_take_it(engine: Engine
 def test_lease_follows_the_poll_interval() -> None:
     assert poll_lease_s(0.1) == 10.0
     assert poll_lease_s(2.0) == 20.0
+
+
+def test_a_restarted_leader_with_the_same_worker_id_polls_again_at_once(engine: Engine) -> None:
+    """The holder is the worker id (stable across restarts): no wait for its own old lease."""
+    first = Leadership(SqlKeyLocks(engine), "poller:clarity", "host-serve", lease_s=30)
+    standby = Leadership(SqlKeyLocks(engine), "poller:clarity", "host-worker-2", lease_s=30)
+    assert first.lead() and not standby.lead()
+    # kill -9: no resign; the process starts again with the same id
+    restarted = Leadership(SqlKeyLocks(engine), "poller:clarity", "host-serve", lease_s=30)
+    assert restarted.lead()
