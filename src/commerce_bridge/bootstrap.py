@@ -77,6 +77,7 @@ class Container:
     committer: GroupCommitter | None = None
     engine: Engine | None = None
     pollers: list[ChangePoller] = field(default_factory=list)
+    locks: SqlKeyLocks | None = None
     disabled_workflows: dict[str, list[str]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
@@ -144,6 +145,9 @@ class Container:
     def close(self) -> None:
         self.admin.close()
         self.db.dispose()
+
+
+POLLER_LOCKS = {"clarity": "poller:clarity"}  # source -> the key lock whose holder polls it
 
 
 def default_worker_id(role: Role) -> str:
@@ -376,7 +380,7 @@ def bootstrap(
     admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
-                  router=router, admin=admin, disabled_workflows=disabled)
+                  router=router, admin=admin, disabled_workflows=disabled, locks=locks)
 
     if role in ("serve", "ingress"):
         schemes: dict[str, SignatureScheme] = {}
@@ -433,7 +437,7 @@ def bootstrap(
             # one process polls Clarity at a time (the lease holder); the others stand by. The holder is
             # the worker id, which survives a restart: a restarted leader polls again at once instead of
             # waiting for its own old lease to run out.
-            leader = Leadership(locks, "poller:clarity", c.engine.config.executor_id[:100],
+            leader = Leadership(locks, POLLER_LOCKS["clarity"], c.engine.config.executor_id[:100],
                                 lease_s=poll_lease_s(settings.clarity_poll_interval_s))
             c.pollers.append(ChangePoller(
                 "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,

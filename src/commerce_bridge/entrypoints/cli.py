@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from commerce_bridge.bootstrap import Container, Role, bootstrap
+from commerce_bridge.bootstrap import POLLER_LOCKS, Container, Role, bootstrap
 from commerce_bridge.config import Settings, load_settings
 from commerce_bridge.entrypoints.startup_errors import config_error_exit
 from commerce_bridge.errors import BridgeError, ConfigurationError
@@ -268,16 +268,20 @@ def dlq_discard(entry_id: int, reason: Annotated[str, typer.Option(help="Why (re
 # ---- workers -------------------------------------------------------------------------------------
 @workers_app.command("list")
 def workers_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List workers with their lease state."""
+    """List workers with their lease state and the polled sources each one polls now."""
     c = _container("cli", _settings())
     rows = c.leases.list()
+    # which worker polls each polled source now (the live holder of its lease; see docs/howto/scale-out.md)
+    pollers = {source: c.locks.holder_of(name, live=True) if c.locks else None for source, name in POLLER_LOCKS.items()}
+    for r in rows:
+        r["polls"] = sorted(source for source, holder in pollers.items() if holder == r["executor_id"])
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
-    table = Table("executor", "status", "host", "pid", "lease left (s)", "recovered by")
+    table = Table("executor", "status", "host", "pid", "lease left (s)", "recovered by", "polls")
     for r in rows:
         table.add_row(r["executor_id"], r["status"], r["hostname"], str(r["pid"]), str(r["lease_remaining_s"]),
-                      r["recovered_by"] or "-")
+                      r["recovered_by"] or "-", ", ".join(r["polls"]) or "-")
     console.print(table)
 
 

@@ -133,10 +133,14 @@ class SqlKeyLocks:
             n = conn.execute(delete(key_locks).where(key_locks.c.name == name, key_locks.c.holder == holder)).rowcount
         return n == 1
 
-    def holder_of(self, name: str) -> str | None:
-        """Who has ``name`` now (expired or not), or None."""
+    def holder_of(self, name: str, *, live: bool = False) -> str | None:
+        """Who has ``name`` now, or None; with ``live``, only a holder whose lease has not run out."""
+        stmt = select(key_locks.c.holder).where(key_locks.c.name == name)
+        if live:
+            now: Any = func.extract("epoch", func.clock_timestamp()) if self._pg else time.time()
+            stmt = stmt.where(key_locks.c.expires_at >= now)
         with translate_db_errors(), self._engine.connect() as conn:
-            return conn.execute(select(key_locks.c.holder).where(key_locks.c.name == name)).scalar_one_or_none()
+            return conn.execute(stmt).scalar_one_or_none()
 
     def acquire(self, name: str, holder: str, *, timeout_s: float | None = None) -> None:
         """Wait until ``holder`` has ``name``.
