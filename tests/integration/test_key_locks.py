@@ -193,7 +193,8 @@ def test_stripe_customers_ensured_at_once_for_one_email_make_one_customer(
         engine: Engine, stripe_emulator: PeerServer) -> None:
     email = f"b2b-{time.time_ns()}@example.com"
     gateway = StripeSdkGateway(build_stripe_client("sk_test_locks", api_base=stripe_emulator.url, timeout_s=10))
-    ensure = [stripe_steps.actions(gateway, SqlKeyLocks(engine))["stripe.customer.ensure"] for _ in range(THREADS)]
+    ensure = [stripe_steps.actions(gateway, SqlKeyLocks(engine), SqlIdentityMap(engine))["stripe.customer.ensure"]
+              for _ in range(THREADS)]
     customer = {"email": email, "name": "Buyer Ltd"}
     out = at_once(THREADS, lambda i: ensure[i](ctx(f"{email}:run-{i}"), {"customer": customer, "existing_id": None}))
     assert len({o["id"] for o in out}) == 1, out

@@ -21,6 +21,7 @@ from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.sandbox.stripe_emulator.app import build_app
 from commerce_bridge.services.ports import Action, StepContext
 from commerce_bridge.store import db as store_db
+from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.workflows.steps import stripe as stripe_steps
 from commerce_bridge.workflows.steps.shapes import order_from_shape
@@ -61,7 +62,7 @@ def gateway(stripe_url: str) -> StripeSdkGateway:
 def create(gateway: StripeSdkGateway, tmp_path: Path) -> Iterator[Action]:
     engine = store_db.make_engine(f"sqlite:///{tmp_path / 'locks.sqlite'}")  # the actions' key locks
     store_db.upgrade(engine)
-    yield stripe_steps.actions(gateway, SqlKeyLocks(engine))["stripe.payment_intent.create"]
+    yield stripe_steps.actions(gateway, SqlKeyLocks(engine), SqlIdentityMap(engine))["stripe.payment_intent.create"]
     engine.dispose()
 
 

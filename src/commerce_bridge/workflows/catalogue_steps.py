@@ -239,17 +239,21 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="stripe.customer.ensure", summary="Find or create the Stripe customer for an order's customer.",
-        description="Uses `existing_id` when given; else searches by email; else creates one (email, name, "
-                    "phone, address, `metadata.clarity_user_id`). The search and the create run under a key "
-                    "lock of the customer's normalised email, shared by every worker process: runs for the same "
-                    "new customer (two first orders at once) take turns, and the later ones find the customer "
-                    "the first one created.",
+        description="Uses `existing_id` when given. Else, under a key lock of the customer's e-mail "
+                    "de-duplication key (any spelling of one mailbox: case, Gmail dots and `+tags`), shared by "
+                    "every worker process: the Stripe customer the identity map links to that key (entity "
+                    "`customer`, system `stripe`); else the one Stripe finds by the exact email; else a new one "
+                    "(email, name, phone, address, `metadata.clarity_user_id`); the step links it in the identity "
+                    "map before the lock is released. Runs for the same new customer (two first orders at once, "
+                    "under any spellings) take turns, and the later ones get the customer the first one linked; "
+                    "a later `core.identity.link` of the same id is a no-op.",
         params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),
                 Param("existing_id", "string", "A Stripe customer id already linked (may be null).")),
         output="`{\"id\": \"cus_...\", \"created\": bool, \"email\": str}`.",
         example_output={"id": "cus_Example", "created": False, "email": "ann@example.com"},
-        idempotency="The create carries `Idempotency-Key: run_id:step_id`; serialised per customer email "
-                    "(key lock), so concurrent runs make one customer.",
+        idempotency="The create carries `Idempotency-Key: run_id:step_id`; serialised per mailbox (key lock "
+                    "of the de-duplication key, identity link written under it), so concurrent runs make one "
+                    "customer.",
         errors=(("UpstreamRejected", "Stripe 400 (an invalid email or address)."), _LOCK_BUSY, _UNAVAILABLE,
                 _RATE, _AUTH),
         examples=(_ex("customer", "stripe.customer.ensure", customer="${ steps.order.customer }",
@@ -355,15 +359,18 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="erp.customer.ensure", summary="Find or create the ERPNext Customer for an order's customer.",
-        description="Looks the customer up in ERPNext by `email_id` (by `customer_name` when there is no "
-                    "email) and creates it if absent. The lookup and the create run under a key lock of that "
-                    "key, shared by every worker process (ERPNext does not make `email_id` unique): two payments "
-                    "of the same new customer at once make one Customer.",
+        description="Under a key lock of the customer's e-mail de-duplication key (any spelling of one "
+                    "mailbox), shared by every worker process: the ERPNext Customer the identity map links to "
+                    "that key (entity `customer`, system `erp`); else looks the customer up in ERPNext by the "
+                    "exact `email_id` and creates it if absent (under a second key lock of that exact "
+                    "`email_id`: ERPNext does not make it unique), and links its `name` in the identity map "
+                    "before the lock is released. Payments of the same customer, at once or one after the "
+                    "other, under any spellings, make one Customer.",
         params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),),
         output="`{\"name\": str}` (ERPNext's document name).",
         example_output={"name": "CUST-00042"},
-        idempotency="ERPNext has no idempotency keys: lookup by email before create, serialised per email "
-                    "(key lock).",
+        idempotency="ERPNext has no idempotency keys: identity map, then lookup by email, before create, "
+                    "serialised per mailbox (key lock of the de-duplication key; the link is written under it).",
         errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
                 _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("erp_customer", "erp.customer.ensure", customer="${ steps.order.customer }"),),

@@ -47,17 +47,18 @@ def build_actions(
 ) -> Mapping[str, Action]:
     """Every action whose dependencies are configured.
 
-    ``locks`` serialise the find-then-create steps per key (``stripe.customer.ensure``); the ERP gateway
-    holds them itself around each ``ensure_*``.
+    ``locks`` serialise the find-then-create steps per key: ``stripe.customer.ensure`` and
+    ``erp.customer.ensure`` hold the lock of the customer's dedupe key around their identity-map lookup,
+    find or create, and link; the ERP gateway also holds them itself around each ``ensure_*``.
     """
     flow = flow or FlowSettings()
     actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits}
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:
-        actions.update(stripe.actions(stripe_gateway, locks))
+        actions.update(stripe.actions(stripe_gateway, locks, identity))
     if erp_gateway is not None:
-        actions.update(erp.actions(erp_gateway, flow))
+        actions.update(erp.actions(erp_gateway, flow, identity, locks))
     if mailer is not None:
         actions.update(notify.actions(mailer, flow))
     return actions

@@ -7,19 +7,32 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commerce_bridge.domain.orders import PaymentSummary
+from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_order
 from commerce_bridge.services.gateways import ErpGateway
-from commerce_bridge.services.ports import Action, StepContext
+from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
 from commerce_bridge.workflows.steps.shapes import customer_from_shape, money_from_shape, order_from_shape
 
 if TYPE_CHECKING:
     from commerce_bridge.workflows.steps import FlowSettings
 
 
-def actions(gateway: ErpGateway, flow: FlowSettings) -> dict[str, Action]:
+def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
     def ensure_customer(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        doc = gateway.ensure_customer(erp_customer(customer_from_shape(params["customer"])))
-        return {"name": doc["name"]}
+        customer = customer_from_shape(params["customer"])
+        # the gateway finds a Customer by its exact `email_id` only: the identity map, keyed like
+        # core.identity's customers, is what makes every spelling of one mailbox the same Customer. Held
+        # under the mailbox's lock from the lookup to the link; the gateway takes its own lock of the exact
+        # e-mail inside it (always in this order, so no deadlock)
+        key = email_dedupe_key(customer.email)
+        with locks.hold("erp.customer.dedupe", key):
+            entity_id = identity.entity_for_key("customer", key)
+            linked = identity.external("customer", entity_id, "erp")
+            if linked is not None:
+                return {"name": linked}
+            name = str(gateway.ensure_customer(erp_customer(customer))["name"])
+            identity.link("customer", entity_id, "erp", name)
+        return {"name": name}
 
     def ensure_sales_order(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order = order_from_shape(params["order"])

@@ -11,7 +11,7 @@ from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
 from commerce_bridge.mapping.stripe import capture_params, customer_params, payment_intent_params
 from commerce_bridge.services.gateways import StripeGateway
-from commerce_bridge.services.ports import Action, KeyLocks, StepContext
+from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
 from commerce_bridge.workflows.steps.shapes import (
     customer_from_shape,
     money_from_shape,
@@ -49,19 +49,39 @@ def intent_shape(pi: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def actions(gateway: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
+def ensure_customer_action(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> Action:
+    """``stripe.customer.ensure``: the linked Stripe customer, else the one found by e-mail, else a new one."""
+
     def ensure_customer(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         customer = customer_from_shape(params["customer"])
         if params.get("existing_id"):
             return {"id": params["existing_id"], "created": False, "email": customer.email}
-        # one find-then-create per customer at a time, in every process: two first orders of the same new
-        # customer must not both find nothing and both create (the create's key differs per run)
-        with locks.hold("stripe.customer", email_dedupe_key(customer.email)):
+        # one find-then-create per mailbox at a time, in every process: two first orders of the same new
+        # customer, under any spellings of the address, must not both find nothing and both create (the
+        # create's key differs per run, and Stripe's e-mail search is exact). The link is made before the
+        # lock is released, so the next run finds it even when its spelling finds nothing in Stripe;
+        # the workflow's own `link_customer` step then links the same id again (a no-op).
+        key = email_dedupe_key(customer.email)  # core.identity's key of a customer
+        with locks.hold("stripe.customer", key):
+            entity_id = identity.entity_for_key("customer", key)
+            linked = identity.external("customer", entity_id, "stripe")
+            if linked is not None:
+                return {"id": linked, "created": False, "email": customer.email}
             found = gateway.find_customer_by_email(customer.email)
-            if found is not None:
-                return {"id": found["id"], "created": False, "email": customer.email}
-            created = gateway.create_customer(customer_params(customer), idempotency_key=ctx.idempotency_key)
-        return {"id": created["id"], "created": True, "email": customer.email}
+            if found is None:
+                found = gateway.create_customer(customer_params(customer), idempotency_key=ctx.idempotency_key)
+                created = True
+            else:
+                created = False
+            customer_id = str(found["id"])
+            identity.link("customer", entity_id, "stripe", customer_id)
+        return {"id": customer_id, "created": created, "email": customer.email}
+
+    return ensure_customer
+
+
+def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> dict[str, Action]:
+    """The ``stripe.*`` actions (``stripe.customer.ensure`` consults and writes the identity map)."""
 
     def create_intent(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order = order_from_shape(params["order"])
@@ -132,7 +152,8 @@ def actions(gateway: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
                 "amount": money_shape(from_stripe_amount(int(re.get("amount", 0)), currency)) if currency else None}
 
     return {
-        "stripe.customer.ensure": ensure_customer, "stripe.payment_intent.create": create_intent,
-        "stripe.payment_intent.retrieve": retrieve, "stripe.payment_intent.capture": capture,
-        "stripe.payment_intent.cancel": cancel, "stripe.refund.create": refund,
+        "stripe.customer.ensure": ensure_customer_action(gateway, locks, identity),
+        "stripe.payment_intent.create": create_intent, "stripe.payment_intent.retrieve": retrieve,
+        "stripe.payment_intent.capture": capture, "stripe.payment_intent.cancel": cancel,
+        "stripe.refund.create": refund,
     }
