@@ -7,6 +7,7 @@ call made a second one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,39 @@ def test_without_existing_id_the_step_creates_as_before(create: Action, customer
                                  "existing_id": None})
     assert (made["status"], made["reused"]) == ("succeeded", False)
     assert intent_ids(stripe_url) == [made["id"]]
+
+
+def test_the_step_links_what_it_creates_so_a_later_run_reuses_it_without_existing_id(
+        create: Action, customer_id: str, stripe_url: str) -> None:
+    made = first_run(create, customer_id, "WEB-8", "pm_card_threeDSecure2Required")
+    # a later run whose identity lookup happened before the link (or that has no lookup step at all),
+    # a day later: a key Stripe never saw
+    again = create(ctx("run-2"), {"order": order("WEB-8", "pm_card_threeDSecure2Required"),
+                                  "customer_id": customer_id, "idempotency_key": "a-key-stripe-never-saw"})
+    assert again == {**made, "reused": True}
+    assert intent_ids(stripe_url) == [made["id"]]
+
+
+def test_runs_at_once_for_one_order_with_different_keys_make_one_payment_intent(
+        create: Action, customer_id: str, stripe_url: str) -> None:
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            results.append(create(ctx(f"run-{n}"), {"order": order("WEB-9", "pm_card_visa"), "customer_id": customer_id,
+                                                    "idempotency_key": f"key-{n}"}))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len({r["id"] for r in results}) == 1
+    assert sorted(r["reused"] for r in results) == [False, True, True, True]
+    assert intent_ids(stripe_url) == [results[0]["id"]]

@@ -293,11 +293,14 @@ STEP_TYPES: tuple[StepType, ...] = (
                                                "reused instead of creating one.")),
         output="The PaymentIntent: `{id, status, amount, amount_received, amount_capturable` (money), "
                "`capture_method, latest_charge, customer, next_action_url, metadata, reused}`; `reused` is "
-               "true when it is the `existing_id` one.",
+               "true when it is the one already linked to the order (or `existing_id`).",
         example_output={**_PI, "reused": False},
         idempotency="`Idempotency-Key: run_id:step_id` (or `idempotency_key`): a retry or replay within 24 h "
-                    "returns the same PaymentIntent. After that only `existing_id` (the identity link) keeps a "
-                    "later run from creating a second one.",
+                    "returns the same PaymentIntent. Beyond that, the identity map: under a key lock of the "
+                    "order key (shared by every worker), the PaymentIntent linked to the order (entity "
+                    "`payment`, system `stripe`) is reused, else `existing_id`'s; a new one is linked before "
+                    "the lock is released, so runs at the same moment, runs parked after this step and runs "
+                    "a day later never create a second one.",
         errors=(("UpstreamRejected", "card declined (402): `details` has `code`, `decline_code` and "
                                      "`payment_intent`; the usual `on_error` case. Also when the `existing_id` "
                                      "PaymentIntent is `canceled` or `requires_payment_method`: `decline_code` is "

@@ -81,22 +81,39 @@ def ensure_customer_action(gateway: StripeGateway, locks: KeyLocks, identity: Id
 
 
 def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> dict[str, Action]:
-    """The ``stripe.*`` actions (``stripe.customer.ensure`` consults and writes the identity map)."""
+    """The ``stripe.*`` actions (``stripe.customer.ensure`` and ``stripe.payment_intent.create`` consult and
+    write the identity map under a key lock)."""
 
     def create_intent(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order = order_from_shape(params["order"])
         capture = CaptureMode(params.get("capture_method") or "automatic")
         pi_params = payment_intent_params(order, customer_id=str(params["customer_id"]), capture=capture,
                                           payment_method=order.payment_method_ref or None)
-        if params.get("existing_id"):
-            return reuse_intent(str(params["existing_id"]), order.key, pi_params)
+        order_key = (order.key or "").strip()
+        if not order_key:  # nothing to link it by: the idempotency key alone protects it
+            if params.get("existing_id"):
+                return reuse_intent(str(params["existing_id"]), order.key, pi_params)
+            return {**intent_shape(make_intent(ctx, params, pi_params)), "reused": False}
+        # One PaymentIntent per order, in every process: under the order's lock, the one linked to it is
+        # reused; a new one is linked (entity `payment`, as the workflow's `link_payment` does) before the
+        # lock is released. So a run that parks after this step, or one running at the same moment, or
+        # one a day later (when Stripe has forgotten the idempotency key) never makes a second one.
+        with locks.hold("stripe.payment_intent", order_key):
+            entity_id = identity.entity_for_key("payment", order_key)
+            linked = identity.external("payment", entity_id, "stripe") or params.get("existing_id")
+            if linked:
+                return reuse_intent(str(linked), order.key, pi_params)
+            pi = make_intent(ctx, params, pi_params)
+            identity.link("payment", entity_id, "stripe", str(pi["id"]))
+        return {**intent_shape(pi), "reused": False}
+
+    def make_intent(ctx: StepContext, params: Mapping[str, Any], pi_params: Mapping[str, Any]) -> dict[str, Any]:
         try:
             key = str(params.get("idempotency_key") or ctx.idempotency_key)
-            pi = gateway.create_payment_intent(pi_params, idempotency_key=key)
+            return gateway.create_payment_intent(pi_params, idempotency_key=key)
         except UpstreamRejected as exc:
             exc.suggested_fix = exc.suggested_fix or "the customer must use another card; the order is on hold"
             raise
-        return {**intent_shape(pi), "reused": False}
 
     def reuse_intent(pi_id: str, order_key: str, pi_params: Mapping[str, Any]) -> dict[str, Any]:
         """The order's PaymentIntent from an earlier run: never a second one (Stripe forgets keys after 24 h)."""
