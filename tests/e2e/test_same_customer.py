@@ -48,25 +48,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-def place_as(traffic: Traffic, n: int, email: str) -> Placed:
-    """One checkout of :data:`PAID_USD` by the shopper with this spelling of their e-mail address."""
-    placed = Placed(n=n, scenario=PAID_USD, email=email)
-    body: dict[str, Any] = {
-        "Email": email, "FirstName": "Ann", "LastName": f"Lee{n}",
-        "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
-                           "PostalCode": "78701", "CountryCode": "US"},
-        "Lines": [{"Sku": sku, "Quantity": qty, "UnitPrice": price} for sku, qty, price in PAID_USD.lines],
-        "Currency": PAID_USD.currency, "PaymentMode": PAID_USD.mode, "PaymentMethod": PAID_USD.payment_method,
-    }
-    r = traffic.clarity.post("/_sandbox/checkout", json=body)
-    doc = r.json()
-    if r.status_code != 200 or not doc.get("Succeeded"):
-        placed.error = f"checkout {r.status_code}: {doc.get('ErrorMessages') or doc}"
-        return placed
-    placed.order_id, placed.key, placed.total = doc["OrderID"], doc["OrderKey"], str(doc.get("Total", ""))
-    return placed
-
-
 def gmail_spellings(n: int) -> list[str]:
     """Five spellings Gmail delivers to one mailbox: case, dots, ``+tags`` and (if a Gmail domain) googlemail."""
     other = "googlemail.com" if "googlemail.com" in GMAIL_DOMAINS else "gmail.com"
@@ -86,7 +67,7 @@ def place_at_once(traffic: Traffic, n: int, count: int, emails: list[str] | None
 
     def one(i: int) -> None:
         barrier.wait()
-        placed[i] = traffic.place(n, PAID_USD) if emails is None else place_as(traffic, n, emails[i])
+        placed[i] = traffic.place(n, PAID_USD, email=emails[i] if emails else None)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for t in threads:

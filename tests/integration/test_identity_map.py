@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
@@ -15,14 +14,6 @@ from commerce_bridge.errors import ValidationError
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from tests.support.databases import pg_admin_url, postgres_database
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = store_db.make_engine(database_url)
-    store_db.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def test_same_dedupe_key_gives_the_same_entity(engine: Engine) -> None:

@@ -25,21 +25,12 @@ from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
 from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe
 from commerce_bridge.services.ports import StepContext
-from commerce_bridge.store import db as store_db
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.locks import SqlKeyLocks, lock_name
 from commerce_bridge.workflows.steps import core as core_steps
 from commerce_bridge.workflows.steps import stripe as stripe_steps
 
 THREADS = 6
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = store_db.make_engine(database_url)
-    store_db.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def at_once(n: int, fn: Callable[[int], Any]) -> list[Any]:

@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine
 
 from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
-from commerce_bridge.store import db as store_db
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 
 LEASE_S = 0.9
 INTERVAL_S = 0.03
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = store_db.make_engine(database_url)
-    store_db.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 class Source:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,14 +20,6 @@ from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns
 from commerce_bridge.store.tables import metadata
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    eng = store_db.make_engine(database_url)
-    store_db.upgrade(eng)
-    yield eng
-    eng.dispose()
 
 
 def delivery(event_id: str, source: str = "stripe") -> Delivery:

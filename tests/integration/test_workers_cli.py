@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from commerce_bridge.entrypoints.cli import app
-from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlWorkerLeases
 from commerce_bridge.store.locks import SqlKeyLocks
 
 runner = CliRunner()
 
 
-def test_workers_list_names_the_worker_that_polls_clarity(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    eng = store_db.make_engine(database_url)
-    store_db.upgrade(eng)
-    leases, locks = SqlWorkerLeases(eng), SqlKeyLocks(eng)
+def test_workers_list_names_the_worker_that_polls_clarity(engine: Engine, database_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    leases, locks = SqlWorkerLeases(engine), SqlKeyLocks(engine)
     for worker in ("w-1", "w-2"):
         leases.register(worker, "host", 1, lease_s=30)
     monkeypatch.setenv("CB_DATABASE_URL", database_url)
@@ -35,4 +34,3 @@ def test_workers_list_names_the_worker_that_polls_clarity(database_url: str, mon
     assert table.exit_code == 0 and "polls" in table.stdout and "clarity" in table.stdout
     assert locks.try_acquire("poller:clarity", "w-2", lease_s=-1)  # renewed into the past: the lease ran out
     assert polls() == {"w-1": [], "w-2": []}
-    eng.dispose()

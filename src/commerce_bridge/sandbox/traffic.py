@@ -117,8 +117,9 @@ class Traffic:
         for client in (self.clarity, self.stripe, self.erp, self.mail):
             client.close()
 
-    def place(self, n: int, scenario: Scenario) -> Placed:
-        placed = Placed(n=n, scenario=scenario, email=f"shopper{n:04d}@example.com")
+    def place(self, n: int, scenario: Scenario, *, email: str | None = None) -> Placed:
+        """Check out shopper ``n`` (``email``: their address, default ``shopper<n>@example.com``)."""
+        placed = Placed(n=n, scenario=scenario, email=email or f"shopper{n:04d}@example.com")
         body: dict[str, Any] = {
             "Email": placed.email, "FirstName": "Shopper", "LastName": f"No{n}",
             "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
