@@ -46,7 +46,27 @@ def wait_processed(url: str, expected: int, timeout: float = 240.0) -> dict[str,
         if len(state["audit"]) >= expected and all(s == "processed" for s in state["inbox"].values()):
             return state
         time.sleep(0.5)
-    raise AssertionError(f"not processed in time: {len(state.get('audit', {}))}/{expected}, runs {state.get('runs')}")
+    raise AssertionError(f"not processed in time: {len(state.get('audit', {}))}/{expected}, runs {state.get('runs')}"
+                         f"\n{_unfinished(url)}")
+
+
+def _unfinished(url: str) -> str:
+    """What the engine knows of the runs that did not finish: our runs table beside DBOS's own status."""
+    eng = create_engine(url)
+    try:
+        with eng.connect() as conn:
+            has_dbos = url.startswith("postgresql")
+            rows = conn.execute(text(
+                "SELECT r.run_id, r.status, r.failed_step, r.engine_workflow_id"
+                + (", w.status, w.executor_id, w.queue_name, w.recovery_attempts FROM runs r "
+                   "LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = r.engine_workflow_id " if has_dbos else " FROM runs r ")
+                + "WHERE r.status NOT IN ('succeeded') ORDER BY r.run_id LIMIT 40")).all()
+    except Exception as exc:  # a diagnostic must not hide the real failure
+        return f"(could not read the unfinished runs: {exc})"
+    finally:
+        eng.dispose()
+    return "unfinished runs (run, status, failed step, engine id[, dbos status, executor, queue, attempts]):\n" + "\n".join(
+        "  " + " ".join(str(c) for c in r) for r in rows)
 
 
 def run_burst(url: str, ids: list[str], log: SendLog, kill_after: int | None, victim: Any) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, create_engine, inspect
 
 from commerce_bridge.domain.delivery import Delivery, RunStatus
 from commerce_bridge.errors import ValidationError
@@ -161,3 +161,60 @@ def test_rate_limiter_spaces_slots_across_threads(engine: Engine) -> None:
         assert b - a >= interval - err_a - err_b - 0.001, (a, b, err_a, err_b)
     times = [t for t, _ in slots]
     assert times[-1] - times[0] >= interval * 39 - slots[0][1] - slots[-1][1] - 0.001
+
+
+@pytest.mark.postgres
+def test_a_run_finishing_while_its_delivery_is_dispatched_again_does_not_deadlock(pg_database_url: str) -> None:
+    # After a dispatcher dies mid-batch, its deliveries are dispatched again while some of their runs
+    # (already enqueued) are running elsewhere. The survivor's dispatcher holds the delivery's row and
+    # creates the run (a no-op insert) on another connection; the run finishing at that moment must
+    # not hold the run's row while it waits for the delivery (that cycle hung both for good).
+    engine = store_db.make_engine(pg_database_url)
+    store_db.upgrade(engine)
+    # the dispatcher's connection gives up after 5 s instead of hanging (the old lock order's symptom)
+    impatient = create_engine(pg_database_url, connect_args={"options": "-c lock_timeout=5000"})
+    inbox, runs = SqlInbox(engine), SqlRuns(engine)
+    inbox.record_batch([delivery("k9")])
+    row = {"run_id": "stripe:k9:wf", "inbox_id": inbox.get("stripe", "k9").id,  # type: ignore[union-attr]
+           "source": "stripe", "event_id": "k9", "workflow": "wf", "workflow_version": "1"}
+    runs.create([row])  # the dead dispatcher created and enqueued the run, then died before marking
+    runs.set_status(row["run_id"], RunStatus.RUNNING)
+    finisher_errors: list[BaseException] = []
+
+    def finish() -> None:
+        try:
+            runs.set_status(row["run_id"], RunStatus.SUCCEEDED)
+        except BaseException as exc:  # reported by the asserts below
+            finisher_errors.append(exc)
+
+    finisher = threading.Thread(target=finish)
+
+    def redispatch(rows: object) -> None:
+        finisher.start()
+        _wait_for_a_lock_wait(engine)
+        SqlRuns(impatient).create([row])  # raised "lock timeout" with the old order
+
+    try:
+        assert inbox.dispatch_batch(10, redispatch) == 1
+        finisher.join(10)
+        assert not finisher.is_alive() and finisher_errors == []
+        got = inbox.get("stripe", "k9")
+        assert got is not None and got.status == "processed"
+        assert runs.get(row["run_id"])["status"] == "succeeded"  # type: ignore[index]
+    finally:
+        impatient.dispose()
+        engine.dispose()
+
+
+def _wait_for_a_lock_wait(engine: Engine, timeout: float = 5.0) -> None:
+    """Return once some backend of this database is waiting for a row lock."""
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").scalar()
+            if waiting:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the finishing run never waited for the delivery's lock")

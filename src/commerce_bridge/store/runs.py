@@ -61,11 +61,17 @@ class SqlRuns:
                 # "dispatched": nothing to refresh (this is the hot path, once per run).
                 conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
                 return
-            row = conn.execute(
-                update(runs).where(runs.c.run_id == run_id).values(**values).returning(runs.c.inbox_id)
-            ).first()
-            if row is not None:
-                _refresh_delivery_status(conn, row[0])
+            # Lock the delivery before the run, in the dispatcher's order (inbox row, then run row).
+            # The other order deadlocked after a dispatcher died mid-batch: the survivor's dispatcher
+            # held the delivery (FOR UPDATE) and waited, on another connection, for this run's row,
+            # while this transaction held the run's row and waited for the delivery. PostgreSQL could
+            # not see the cycle (one side was idle in transaction) and both waited forever.
+            inbox_id = conn.execute(select(runs.c.inbox_id).where(runs.c.run_id == run_id)).scalar()
+            if inbox_id is None:
+                return
+            _lock_delivery(conn, inbox_id)
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+            _refresh_delivery_status(conn, inbox_id)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         with translate_db_errors(), self._engine.connect() as conn:
@@ -77,11 +83,15 @@ class SqlRuns:
             return {s: n for s, n in conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))}
 
 
-def _refresh_delivery_status(conn: Connection, inbox_id: int) -> None:
-    # Lock the delivery first: two runs of one event finishing at once on two workers must not
-    # both read the other as unfinished (write skew under READ COMMITTED).
+def _lock_delivery(conn: Connection, inbox_id: int) -> None:
+    # Two runs of one event finishing at once on two workers must not both read the other as
+    # unfinished (write skew under READ COMMITTED): the delivery's row serialises them.
     if conn.dialect.name == "postgresql":
         conn.execute(select(inbox.c.id).where(inbox.c.id == inbox_id).with_for_update())
+
+
+def _refresh_delivery_status(conn: Connection, inbox_id: int) -> None:
+    """Set the delivery's status from its runs' (the caller holds the delivery's lock)."""
     statuses = [s for (s,) in conn.execute(select(runs.c.status).where(runs.c.inbox_id == inbox_id))]
     if not statuses:
         return
