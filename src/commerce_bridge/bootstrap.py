@@ -48,6 +48,7 @@ from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
+from commerce_bridge.workflows.catalogue import default_catalogue
 from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
 from commerce_bridge.workflows.steps import FlowSettings, build_actions
@@ -186,6 +187,58 @@ class Gateways:
     clarity: HttpClarityGateway | None = None
     erp: HttpErpGateway | None = None
     mailer: SmtpMailer | None = None
+
+
+@dataclass(frozen=True)
+class Connector:
+    """The connector behind the step types of one system (the first segment of a step type)."""
+
+    system: str
+    settings: tuple[str, ...]  # what configures it: the first setting turns it on, the others go with it
+    configured: Callable[[Settings], bool]
+
+
+CONNECTORS: dict[str, Connector] = {c.system: c for c in (
+    Connector("stripe", ("CB_STRIPE_API_KEY",), lambda s: bool(s.stripe_api_key)),
+    Connector("clarity", ("CB_CLARITY_BASE_URL", "CB_CLARITY_USER", "CB_CLARITY_PASSWORD"),
+              lambda s: bool(s.clarity_base_url)),
+    Connector("erp", ("CB_ERP_BASE_URL", "CB_ERP_API_KEY", "CB_ERP_API_SECRET"), lambda s: bool(s.erp_base_url)),
+    Connector("outbound", ("CB_OUTBOUND_WEBHOOK_URL",), lambda s: bool(s.outbound_webhook_url)),
+)}
+ALWAYS_BOUND = frozenset({"core", "notify"})  # no connector, or the SMTP mailer (CB_SMTP_HOST has a default)
+
+
+def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[str]:
+    """The step types ``bootstrap`` binds an action to with these settings, and ``extra``.
+
+    Reads the settings only: no connection is made and no database is opened, so the CLI can answer
+    what ``serve`` and ``worker`` would run. The step types of a system come from the step catalogue;
+    its connector is configured as :data:`CONNECTORS` says (``bootstrap`` builds the same ones).
+    """
+    return {t.type for t in default_catalogue().all()
+            if t.destination in ALWAYS_BOUND
+            or (t.destination in CONNECTORS and CONNECTORS[t.destination].configured(settings))} | set(extra)
+
+
+def disabled_for_connectors(settings: Settings, registry: WorkflowRegistry,
+                            extra: Iterable[str] = ()) -> dict[str, list[str]]:
+    """The workflows ``serve`` and ``worker`` turn off because a step type they use has no configured connector.
+
+    Parameters
+    ----------
+    settings
+        The settings; only read (see :func:`available_step_types`).
+    registry
+        The loaded workflows; the active version of each is checked.
+    extra
+        Step types bound besides the connectors' (``bootstrap``'s ``extra_actions``).
+
+    Returns
+    -------
+    dict
+        Workflow name -> the sorted step types it uses that have no action.
+    """
+    return registry.missing_actions(available_step_types(settings, extra))
 
 
 def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, locks: SqlKeyLocks) -> Gateways:
@@ -357,6 +410,7 @@ def bootstrap(
                                           mail_from=settings.shop_email_from)),
         **(extra_actions or {}),
     }
+    # what is really bound decides; the CLI predicts it with disabled_for_connectors (a test keeps them equal)
     disabled = {name: sorted(types) for name, types in registry.missing_actions(actions.keys()).items()}
     turned_off = disabled_by_settings(settings, registry)
     if disabled and role in ("serve", "worker"):

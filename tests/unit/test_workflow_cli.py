@@ -12,6 +12,9 @@ from commerce_bridge.entrypoints.cli_workflows import workflows_app
 from commerce_bridge.workflows.registry import BUILTIN_DIR
 
 runner = CliRunner()
+# every connector configured (nothing is contacted: the CLI reads the settings only), so no workflow is off
+CONNECTED = {"CB_STRIPE_API_KEY": "sk_test_cli", "CB_CLARITY_BASE_URL": "http://127.0.0.1:9/API-Admin",
+             "CB_ERP_BASE_URL": "http://127.0.0.1:9"}
 
 
 def test_list_shows_builtins_and_code_workflows(tmp_path: Path) -> None:
@@ -62,12 +65,13 @@ def test_dry_run_prints_steps_and_calls_without_making_them(tmp_path: Path) -> N
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"id": "evt_9", "type": "salesorder.created", "data": {"ID": 7}}))
     result = runner.invoke(workflows_app, ["dry-run", "clarity.order_to_cash", "--event", str(event),
-                                           "--fail", "payment=upstream_rejected"])
+                                           "--fail", "payment=upstream_rejected"], env=CONNECTED)
     assert result.exit_code == 0, result.output
     assert "- payment: stripe.payment_intent.create -> failed" in result.output
     assert "idempotency key clarity:evt_9:clarity.order_to_cash:hold" in result.output
     assert result.output.rstrip().endswith("outcome: handled")
-    as_json = runner.invoke(workflows_app, ["dry-run", "clarity.order_to_cash", "--event", str(event), "--json"])
+    as_json = runner.invoke(workflows_app, ["dry-run", "clarity.order_to_cash", "--event", str(event), "--json"],
+                            env=CONNECTED)
     data = json.loads(as_json.output)
     assert data["outcome"] == "succeeded" and data["steps"][0]["params"] == {"order_id": 7}
     bad = runner.invoke(workflows_app, ["dry-run", "clarity.order_to_cash", "--event", str(event), "--fail", "x"])
@@ -107,17 +111,20 @@ def _mark_paid(output: str) -> dict[str, object]:
     return next(s for s in data["steps"] if s["step_id"] == "mark_paid")
 
 
+CONNECTED_TOML = "".join(f'{key.removeprefix("CB_").lower()} = "{value}"\n' for key, value in CONNECTED.items())
+
+
 def _flat(text: str) -> str:
     return " ".join(text.split())  # rich wraps stderr lines at the terminal width
 
 
-def test_no_configuration_at_all_gives_the_files_and_the_seed_status_names(tmp_path: Path) -> None:
-    listed = runner.invoke(workflows_app, ["list"])
+def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path: Path) -> None:
+    listed = runner.invoke(workflows_app, ["list"], env=CONNECTED)
     assert listed.exit_code == 0, listed.output
     rows = [line.split() for line in listed.output.splitlines()[1:]]
     assert rows and all(row[4] == "yes" for row in rows) and "ENABLED no" not in listed.output
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
-                                        "--json", *_processing(tmp_path)])
+                                        "--json", *_processing(tmp_path)], env=CONNECTED)
     assert ran.exit_code == 0, ran.output
     assert _mark_paid(ran.output)["params"]["status_key"] == "Full Payment Received"
 
@@ -125,13 +132,13 @@ def test_no_configuration_at_all_gives_the_files_and_the_seed_status_names(tmp_p
 def test_dry_run_sets_the_status_the_merchant_mapped_and_no_config_shows_the_file(tmp_path: Path) -> None:
     event = _event(tmp_path, PAID)
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event, "--json"],
-                        env={"CB_STATUS_MAP": RENAMED_PAID})
+                        env={"CB_STATUS_MAP": RENAMED_PAID, **CONNECTED})
     assert ran.exit_code == 0, ran.output
     step = _mark_paid(ran.output)
     assert step["status"] == "run" and step["params"] == {"order_id": 42, "status_key": "Paid by Card"}
     assert json.loads(ran.output)["vars"] == {"paid_status": "Paid by Card"}
     text = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event],
-                         env={"CB_STATUS_MAP": RENAMED_PAID})
+                         env={"CB_STATUS_MAP": RENAMED_PAID, **CONNECTED})
     assert '"status_key": "Paid by Card"' in text.output
     # the catalogue's example answer of add_payment is the seed's paid status: the file alone skips mark_paid
     file_only = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event, "--json",
@@ -149,7 +156,7 @@ def test_the_status_map_and_workflows_dir_of_the_toml_file_are_read(tmp_path: Pa
                                       .replace("version: 1", "version: 2"))
     # the autouse fixture runs each test in tmp_path: this is ./commerce-bridge.toml
     (tmp_path / "commerce-bridge.toml").write_text(
-        f'workflows_dir = "{folder}"\n'
+        f'workflows_dir = "{folder}"\n{CONNECTED_TOML}'
         '[status_map.stripe_events_to_clarity]\n"payment_intent.succeeded" = "Settled"\n')
     listed = runner.invoke(workflows_app, ["list"])
     assert any(line.split()[:5] == ["stripe.payment_succeeded", "2", "yes", "user", "yes"]
@@ -183,7 +190,7 @@ def test_show_prints_the_file_then_the_vars_a_run_is_pinned_with_and_their_origi
 
 
 def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_start(tmp_path: Path) -> None:
-    env = {"CB_WORKFLOWS_DISABLED": "stripe.payment_succeeded, core.audit"}
+    env = {"CB_WORKFLOWS_DISABLED": "stripe.payment_succeeded, core.audit", **CONNECTED}
     listed = runner.invoke(workflows_app, ["list"], env=env)
     assert listed.exit_code == 0, listed.output
     enabled = {line.split()[0]: line.split()[4] for line in listed.output.splitlines()[1:]
@@ -243,3 +250,113 @@ def test_invalid_unrelated_settings_stop_with_the_usual_message_and_no_config_st
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
                                         "--no-config"], env=env)
     assert ran.exit_code == 0 and "outcome: succeeded" in ran.output
+
+
+# ---- the workflows serve turns off because a step type has no configured connector ---------------------
+CLARITY = "(set CB_CLARITY_BASE_URL, CB_CLARITY_USER, CB_CLARITY_PASSWORD)"
+STRIPE = "(set CB_STRIPE_API_KEY)"
+ERP = "(set CB_ERP_BASE_URL, CB_ERP_API_KEY, CB_ERP_API_SECRET)"
+PAID_ERP = f"erp.customer.ensure, erp.payment_entry.ensure, erp.sales_order.ensure {ERP}"
+
+
+def _enabled(output: str) -> dict[str, str]:
+    """NAME -> ENABLED of the table (the lines before the explanations under it)."""
+    rows = []
+    for line in output.splitlines()[1:]:
+        if line.startswith(("ENABLED", " ")):
+            break
+        rows.append(line.split())
+    return {row[0]: row[4] for row in rows}
+
+
+def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled_with_the_settings_to_set(
+        tmp_path: Path) -> None:
+    listed = runner.invoke(workflows_app, ["list"])
+    assert listed.exit_code == 0, listed.output
+    assert _enabled(listed.output) == {"clarity.order_shipped": "no", "clarity.order_to_cash": "no",
+                                       "clarity.order_voided": "no", "core.audit": "yes",
+                                       "stripe.payment_succeeded": "no"}
+    lines = listed.output.splitlines()
+    assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
+    assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
+            f"stripe.payment_intent.retrieve, stripe.refund.create {STRIPE}") in lines
+    assert (f"  stripe.payment_succeeded: clarity.order.add_payment, clarity.order.find_by_key, "
+            f"clarity.order.set_status {CLARITY}; {PAID_ERP}; stripe.payment_intent.retrieve {STRIPE}") in lines
+    # the connectors of a commerce-bridge.toml count, and only the missing one is named
+    (tmp_path / "commerce-bridge.toml").write_text(
+        'stripe_api_key = "sk_test_cli"\nclarity_base_url = "http://127.0.0.1:9/API-Admin"\n')
+    listed = runner.invoke(workflows_app, ["list"])
+    assert _enabled(listed.output) == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
+                                       "clarity.order_voided": "yes", "core.audit": "yes",
+                                       "stripe.payment_succeeded": "no"}
+    assert listed.output.splitlines()[-1] == f"  stripe.payment_succeeded: {PAID_ERP}"
+    # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]
+    file_only = runner.invoke(workflows_app, ["list", "--no-config"])
+    assert set(_enabled(file_only.output).values()) == {"yes"} and "ENABLED no" not in file_only.output
+
+
+def test_show_and_dry_run_give_the_missing_connector_as_the_reason_no_run_starts(tmp_path: Path) -> None:
+    env = {"CB_STRIPE_API_KEY": "sk_test_cli", "CB_CLARITY_BASE_URL": "http://127.0.0.1:9/API-Admin"}
+    reason = f"no connector configured for {PAID_ERP}"
+    shown = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert f"# {reason}: no run starts" in shown.output.splitlines()
+    event = _event(tmp_path, PAID)
+    ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event], env=env)
+    assert ran.exit_code == 0, ran.output
+    assert ran.output.splitlines()[-1] == f"not started: {reason}"
+    data = json.loads(runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event,
+                                                    "--json"], env=env).output)
+    assert (data["outcome"], data["reason"]) == ("not_started", reason)
+    both = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event],
+                         env={**env, "CB_WORKFLOWS_DISABLED": "stripe.payment_succeeded"})
+    assert both.output.splitlines()[-1] == f"not started: disabled by CB_WORKFLOWS_DISABLED, and {reason}"
+    enabled = runner.invoke(workflows_app, ["show", "clarity.order_voided"], env=env)
+    assert "no run starts" not in enabled.output
+
+
+# ---- validate and graph read workflows_dir from the settings ----------------------------------------------
+PAYOUT = ("name: acme.payout\nversion: 1\ntrigger: {sources: [stripe], event_types: [payout.paid]}\n"
+          "steps:\n  - id: record\n    uses: core.audit.record\n")
+
+
+def test_validate_and_graph_use_the_workflows_dir_of_the_toml_file(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "payout.yaml").write_text(PAYOUT)
+    (tmp_path / "commerce-bridge.toml").write_text(f'workflows_dir = "{folder}"\n')
+    checked = runner.invoke(workflows_app, ["validate"])
+    assert checked.exit_code == 0, checked.output
+    assert f"ok    {folder / 'payout.yaml'}: acme.payout version 1" in checked.stdout
+    graph = runner.invoke(workflows_app, ["graph", "acme.payout"])
+    assert graph.exit_code == 0, graph.output
+    assert graph.stdout.startswith("flowchart TD") and "core.audit.record" in graph.stdout
+    (folder / "broken.yaml").write_text("name: t\n")
+    failed = runner.invoke(workflows_app, ["validate"])
+    assert failed.exit_code == 1 and "'version' is a required property" in failed.stderr
+    # --dir wins over the file's folder
+    other = tmp_path / "other"
+    other.mkdir()
+    assert runner.invoke(workflows_app, ["validate", "--dir", str(other)]).exit_code == 0
+
+
+def test_validate_and_graph_check_the_files_when_the_settings_are_invalid_with_a_warning(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "payout.yaml").write_text(PAYOUT)
+    (tmp_path / "commerce-bridge.toml").write_text(f'workflows_dir = "{folder}"\nalert_sinks = ["pager"]\n')
+    checked = runner.invoke(workflows_app, ["validate"])
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout.count("ok    ") == 4 and "payout" not in checked.stdout  # the built-ins
+    warning = checked.stderr.splitlines()
+    assert len(warning) == 1 and warning[0].startswith("warning: invalid settings, workflows_dir not read")
+    assert "CB_ALERT_SINKS: unknown sink(s) ['pager']" in warning[0]
+    graph = runner.invoke(workflows_app, ["graph", "clarity.order_voided"])
+    assert graph.exit_code == 0 and graph.stdout.startswith("flowchart TD")
+    assert graph.stderr.startswith("warning: invalid settings") and len(graph.stderr.splitlines()) == 1
+    # --dir needs no settings at all: no warning
+    with_dir = runner.invoke(workflows_app, ["validate", "--dir", str(folder)])
+    assert with_dir.exit_code == 0 and with_dir.stderr == "" and "acme.payout version 1" in with_dir.stdout
+    files = runner.invoke(workflows_app, ["validate", str(folder / "payout.yaml")])
+    assert files.exit_code == 0 and files.stderr == ""

@@ -1,9 +1,12 @@
 """``commerce-bridge workflows ...``: list, validate, show, graph and dry-run workflow files; print the schema and catalogue.
 
 ``list``, ``show`` and ``dry-run`` read the settings as ``serve`` does (``CB_*`` variables,
-``commerce-bridge.toml``), so they show what a run would see: ``CB_WORKFLOWS_DISABLED``, the status
+``commerce-bridge.toml``), so they show what a run would see: the workflows ``serve`` turns off
+(``CB_WORKFLOWS_DISABLED``, and those using a step type whose connector is not configured), the status
 names of ``CB_STATUS_MAP`` and ``CB_WORKFLOW_VARS``; ``--no-config`` shows the files alone. Invalid
-settings stop them with the start-up message (``--no-config`` still works then).
+settings stop them with the start-up message (``--no-config`` still works then). ``validate`` and
+``graph`` read only the settings' ``workflows_dir`` (when ``--dir`` is not given): invalid settings give
+a warning and the built-in workflows, since checking a file needs no valid configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import typer
 import yaml
 from rich.console import Console
 
-from commerce_bridge.bootstrap import code_workflows, disabled_by_settings, run_vars
+from commerce_bridge.bootstrap import (
+    CONNECTORS,
+    code_workflows,
+    disabled_by_settings,
+    disabled_for_connectors,
+    run_vars,
+)
 from commerce_bridge.config import Settings, load_settings
 from commerce_bridge.entrypoints.startup_errors import config_error_exit
 from commerce_bridge.errors import ConfigurationError
@@ -41,6 +50,17 @@ NoConfigOpt = Annotated[bool, typer.Option(
     "--no-config", help="Ignore the settings (CB_* variables, commerce-bridge.toml; --dir still applies): the "
                         "workflow files alone, with the vars written in them and nothing disabled.")]
 DISABLED_REASON = "disabled by CB_WORKFLOWS_DISABLED"
+NO_CONNECTOR_REASON = "no connector configured for"
+
+
+def _missing_connectors(step_types: Iterable[str]) -> str:
+    """The step types grouped by the settings that would configure their connector (as ``list`` prints them)."""
+    groups: dict[str, list[str]] = {}
+    for step_type in step_types:
+        connector = CONNECTORS.get(step_type.split(".", 1)[0])
+        how = f"set {', '.join(connector.settings)}" if connector else "no setting configures it"
+        groups.setdefault(how, []).append(step_type)
+    return "; ".join(f"{', '.join(types)} ({how})" for how, types in groups.items())
 
 
 def _registry(folder: Path | None, *, quiet: bool = False,
@@ -55,12 +75,25 @@ def _registry(folder: Path | None, *, quiet: bool = False,
 
 @dataclass
 class _View:
-    """The workflows as runs see them: the registry, what CB_WORKFLOWS_DISABLED turns off, the pinned vars."""
+    """The workflows as runs see them: the registry, what serve turns off and why, the pinned vars."""
 
     registry: WorkflowRegistry
     settings: Settings | None = None  # None: --no-config
-    disabled: set[str] = field(default_factory=set)
+    turned_off: set[str] = field(default_factory=set)  # by CB_WORKFLOWS_DISABLED
+    unbound: dict[str, list[str]] = field(default_factory=dict)  # name -> step types without a connector
     run_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def disabled(self) -> set[str]:
+        """The workflows no run of starts (ENABLED no)."""
+        return self.turned_off | set(self.unbound)
+
+    def reasons(self, name: str) -> list[str]:
+        """Why no run of ``name`` starts (empty: it is enabled)."""
+        out = [DISABLED_REASON] if name in self.turned_off else []
+        if name in self.unbound:
+            out.append(f"{NO_CONNECTOR_REASON} {_missing_connectors(self.unbound[name])}")
+        return out
 
     def var_origins(self, name: str, file_vars: dict[str, Any]) -> list[tuple[str, Any, str]]:
         """(var, value a run gets, where it comes from) for every var of a run of ``name``."""
@@ -88,10 +121,28 @@ def _view(folder: Path | None, *, no_config: bool) -> _View:
         settings = load_settings()
         user_dir = folder or (Path(settings.workflows_dir) if settings.workflows_dir else None)
         reg = _registry(user_dir, code=code_workflows(settings))
-        return _View(reg, settings, disabled_by_settings(settings, reg), run_vars(settings, reg))
+        # the same answer bootstrap gives serve and worker, from the settings alone (no connection is made)
+        return _View(reg, settings, disabled_by_settings(settings, reg), disabled_for_connectors(settings, reg),
+                     run_vars(settings, reg))
     except ConfigurationError as exc:
         raise config_error_exit(exc, hint="(--no-config shows the workflow files without the settings)") from exc
 
+
+def _files_dir(folder: Path | None) -> Path | None:
+    """``--dir``, else the settings' ``workflows_dir``; invalid settings: a warning and no folder.
+
+    Checking workflow files must not need a valid configuration, so a settings problem is only warned about.
+    """
+    if folder is not None:
+        return folder
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        problems = "; ".join(exc.errors or [exc.message])
+        typer.echo(f"warning: invalid settings, workflows_dir not read ({problems}); "
+                   "the built-in workflows only (--dir names a folder)", err=True)
+        return None
+    return Path(settings.workflows_dir) if settings.workflows_dir else None
 
 
 def _entry(reg: WorkflowRegistry, name: str, version: str | None) -> RegisteredWorkflow:
@@ -116,13 +167,18 @@ def list_(folder: DirOpt = None, no_config: NoConfigOpt = False) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
-    if view.disabled:
-        typer.echo(f"ENABLED no: {DISABLED_REASON} ({', '.join(sorted(view.disabled))}); no run starts")
+    if view.turned_off:
+        typer.echo(f"ENABLED no: {DISABLED_REASON} ({', '.join(sorted(view.turned_off))}); no run starts")
+    if view.unbound:
+        typer.echo(f"ENABLED no: {NO_CONNECTOR_REASON} a step type they use; no run starts:")
+        for name in sorted(view.unbound):
+            typer.echo(f"  {name}: {_missing_connectors(view.unbound[name])}")
 
 
 @workflows_app.command()
 def validate(
-    files: Annotated[list[Path] | None, typer.Argument(help="Files to check (default: built-ins and --dir).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="Files to check (default: the built-ins and --dir, else the settings' workflows_dir).")] = None,
     folder: DirOpt = None,
 ) -> None:
     """Validate workflow files against the schema and the semantic rules; exit 1 on any problem."""
@@ -140,7 +196,7 @@ def validate(
             typer.echo(f"{count} problem(s) found", err=True)
             raise typer.Exit(1)
         return
-    reg = _registry(folder, quiet=True)
+    reg = _registry(_files_dir(folder), quiet=True)
     for e in reg.entries():
         if e.file:
             typer.echo(f"ok    {e.file}: {e.spec.name} version {e.spec.version}")
@@ -171,8 +227,8 @@ def show(name: str, version: VersionOpt = None, folder: DirOpt = None, no_config
         return
     # comments only, so the output stays a valid workflow file
     typer.echo("\n# ---- what a run gets from the settings (--no-config: the file alone) ----")
-    if e.spec.name in view.disabled:
-        typer.echo(f"# {DISABLED_REASON}: no run starts")
+    for reason in view.reasons(e.spec.name):
+        typer.echo(f"# {reason}: no run starts")
     origins = view.var_origins(e.spec.name, dict(e.spec.vars))
     typer.echo("# vars a run is pinned with:" if origins else "# vars a run is pinned with: none")
     for key, value, origin in origins:
@@ -181,8 +237,8 @@ def show(name: str, version: VersionOpt = None, folder: DirOpt = None, no_config
 
 @workflows_app.command()
 def graph(name: str, version: VersionOpt = None, folder: DirOpt = None) -> None:
-    """Print a Mermaid flowchart of a workflow."""
-    typer.echo(mermaid(_entry(_registry(folder), name, version).spec).rstrip())
+    """Print a Mermaid flowchart of a workflow (the built-ins, and --dir or else the settings' workflows_dir)."""
+    typer.echo(mermaid(_entry(_registry(_files_dir(folder)), name, version).spec).rstrip())
 
 
 @workflows_app.command("dry-run")
@@ -203,7 +259,8 @@ def dry_run_(
     """Show the steps a workflow would run for an event and the calls they would make, without making them.
 
     The run gets the vars it would be pinned with (status names from CB_STATUS_MAP, CB_WORKFLOW_VARS);
-    a workflow turned off by CB_WORKFLOWS_DISABLED does not start.
+    a workflow turned off by CB_WORKFLOWS_DISABLED, or using a step type whose connector is not
+    configured, does not start.
     """
     view = _view(folder, no_config=no_config)
     spec = _entry(view.registry, name, version).spec
@@ -217,7 +274,7 @@ def dry_run_(
     result = dry_run(spec, _read_json(event), source=source, event_type=event_type,
                      outputs=_read_json(outputs) if outputs else None, failures=failures,
                      pinned_vars=view.run_vars.get(spec.name),
-                     disabled=DISABLED_REASON if spec.name in view.disabled else None)
+                     disabled=", and ".join(view.reasons(spec.name)) or None)
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
         return
