@@ -8,6 +8,7 @@ maximum), metadata through ``mapping.metadata`` (Stripe's limits), addresses thr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,20 @@ from commerce_bridge.mapping.address import normalize_address, to_stripe_address
 from commerce_bridge.mapping.customer import normalize_email, normalize_phone
 from commerce_bridge.mapping.metadata import customer_metadata, order_metadata
 from commerce_bridge.mapping.money import check_charge_amount, from_stripe_amount, to_stripe_amount
+
+IDEMPOTENCY_KEY_MAX = 255  # Stripe's limit on an Idempotency-Key
+
+
+def stripe_idempotency_key(key: str) -> str:
+    """``key`` as Stripe accepts it: unchanged up to 255 characters, else its start and its SHA-256.
+
+    Deterministic (every retry and replay sends the same), and a key that fits is never changed, so
+    applying it twice gives the same key.
+    """
+    if len(key) <= IDEMPOTENCY_KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[:IDEMPOTENCY_KEY_MAX - len(digest) - 1]}#{digest}"
 
 
 def customer_params(customer: Customer, *, validate_address: bool = True) -> dict[str, Any]:

@@ -106,6 +106,33 @@ class StripeGateway(Protocol):
         """The PaymentIntent with ``latest_charge`` expanded; NotFound if it does not exist."""
         ...
 
+    def find_payment_intents_by_metadata(self, metadata: Mapping[str, str], *, limit: int = 100) -> list[JsonDict]:
+        """The PaymentIntents whose metadata has every ``key: value`` of ``metadata`` exactly, newest first.
+
+        One request to Stripe's search (``GET /v1/payment_intents/search``), which has its own limit of
+        20 reads/s and is **eventually consistent**: a PaymentIntent is normally searchable within a
+        minute of its creation, later during an outage. Never use it to read back a write just made;
+        it finds objects whose creation the caller could not see (an answer lost to a timeout).
+
+        Parameters
+        ----------
+        metadata:
+            At least one pair; values are quoted for the search language (``'`` and ``\\`` escaped).
+        limit:
+            At most this many matches (1 to 100), as Stripe returns them.
+
+        Returns
+        -------
+        list of dict
+            The PaymentIntent objects (``latest_charge`` not expanded), newest ``created`` first.
+
+        Raises
+        ------
+        TransientError, PermanentError
+            As the error table in ``connectors/stripe/errors.py`` says.
+        """
+        ...
+
     def capture_payment_intent(
         self, payment_intent_id: str, *, amount_to_capture: int | None, idempotency_key: str
     ) -> JsonDict:

@@ -136,6 +136,10 @@ class IdentityMap(Protocol):
 
     def external(self, kind: str, entity_id: str, system: str) -> str | None: ...
 
+    def unlink(self, kind: str, entity_id: str, system: str) -> bool:
+        """Remove the entity's link in ``system``; False when there was none."""
+        ...
+
 
 class WriteFingerprints(Protocol):
     """Our own writes, so that the change coming back is not synced again (no echo loops)."""

@@ -300,13 +300,23 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "order key (shared by every worker), the PaymentIntent linked to the order (entity "
                     "`payment`, system `stripe`) is reused, else `existing_id`'s; a new one is linked before "
                     "the lock is released, so runs at the same moment, runs parked after this step and runs "
-                    "a day later never create a second one.",
+                    "a day later never create a second one. A create whose every answer was lost (timeouts, "
+                    "resets) links nothing, so the step marks the order (system `stripe.create_sent`) before "
+                    "it creates; an attempt that finds the mark and no link first searches Stripe for "
+                    "PaymentIntents with the order's `clarity_order_key` and `bridge` metadata and reuses "
+                    "the newest like a linked one (same rules), linking it, and creates only when there is "
+                    "none, with the key of the create that was lost (the mark holds it): Stripe's search is eventually "
+                    "consistent (normally within a minute), so within 24 h the key gets Stripe's answer of "
+                    "the first create, whichever run sends it, and later the search finds it. The first attempt for an order makes no search request (search "
+                    "has its own limit, 20 reads/s). A decline or a request Stripe refused clears the mark, "
+                    "so a later run may charge anew as before.",
         errors=(("UpstreamRejected", "card declined (402): `details` has `code`, `decline_code` and "
-                                     "`payment_intent`; the usual `on_error` case. Also when the `existing_id` "
-                                     "PaymentIntent is `canceled` or `requires_payment_method`: `decline_code` is "
-                                     "its last error's or its status."),
+                                     "`payment_intent`; the usual `on_error` case. Also when the reused "
+                                     "PaymentIntent (linked, `existing_id`, or found after a lost answer) is "
+                                     "`canceled` or `requires_payment_method`: `decline_code` is its last "
+                                     "error's or its status."),
                 ("ValidationError", "an amount Stripe cannot represent, below the minimum or above the maximum; "
-                                    "or the `existing_id` PaymentIntent is for another amount or currency."),
+                                    "or the reused PaymentIntent is for another amount or currency."),
                 ("NotFound", "no PaymentIntent `existing_id`."),
                 _UNAVAILABLE, _RATE, _AUTH),
         examples=(_ex("payment", "stripe.payment_intent.create", order="${ steps.order }",

@@ -10,8 +10,10 @@ import stripe
 
 from commerce_bridge.connectors.stripe.errors import translate_stripe_errors
 from commerce_bridge.errors import ConfigurationError
+from commerce_bridge.mapping.stripe import stripe_idempotency_key
 
-__all__ = ["DEFAULT_API_VERSION", "StripeSdkGateway", "build_stripe_client"]
+__all__ = ["DEFAULT_API_VERSION", "StripeSdkGateway", "build_stripe_client", "metadata_search_query",
+           "quote_search_value"]
 
 DEFAULT_API_VERSION: str = stripe.api_version
 """The API version the installed SDK was generated for (``2026-10-28.endive`` for stripe-python 16.1)."""
@@ -60,6 +62,26 @@ def build_stripe_client(
     )
 
 
+def quote_search_value(value: str) -> str:
+    """``value`` as a string literal of Stripe's search query language: in single quotes, with ``\\`` and
+    ``'`` escaped by a backslash (docs.stripe.com/search, "Quotes"), so no value can end the literal early
+    or add a clause of its own."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def metadata_search_query(metadata: Mapping[str, str]) -> str:
+    """The search query matching every ``metadata[key]:value`` pair at once (``AND``).
+
+    Raises
+    ------
+    ValueError
+        No pairs: a query that would match everything is never what a caller means.
+    """
+    if not metadata:
+        raise ValueError("a metadata search needs at least one key")
+    return " AND ".join(f"metadata[{quote_search_value(k)}]:{quote_search_value(v)}" for k, v in metadata.items())
+
+
 def _plain(obj: Any) -> JsonDict:
     """A vendor object as a plain JSON-able dict."""
     if isinstance(obj, stripe.StripeObject):
@@ -89,7 +111,7 @@ class StripeSdkGateway:
     def _options(idempotency_key: str) -> stripe.RequestOptions:
         if not idempotency_key:
             raise ValueError("an idempotency key is required on every Stripe POST")
-        return {"idempotency_key": idempotency_key}
+        return {"idempotency_key": stripe_idempotency_key(idempotency_key)}  # at most 255 characters
 
     # customers
 
@@ -122,6 +144,15 @@ class StripeSdkGateway:
         with self._call():
             intent = self._v1.payment_intents.retrieve(payment_intent_id, params={"expand": ["latest_charge"]})
         return _plain(intent)
+
+    def find_payment_intents_by_metadata(self, metadata: Mapping[str, str], *, limit: int = 100) -> list[JsonDict]:
+        # Stripe matches metadata case-insensitively (a "token" field): keep exact matches only
+        query = metadata_search_query(metadata)
+        with self._call():
+            page = self._v1.payment_intents.search(params={"query": query, "limit": limit})
+        found = [_plain(pi) for pi in page.data]
+        exact = [pi for pi in found if all((pi.get("metadata") or {}).get(k) == v for k, v in metadata.items())]
+        return sorted(exact, key=lambda pi: int(pi.get("created") or 0), reverse=True)
 
     def capture_payment_intent(
         self, payment_intent_id: str, *, amount_to_capture: int | None, idempotency_key: str

@@ -74,11 +74,23 @@ class Router:
         return any(self.match(m, path) for m in ("GET", "POST", "DELETE"))
 
 
+FAULT_KINDS = ("rate_limit", "lock_timeout", "server_error", "drop_response")
+
+
 class Fault:
+    """An injected failure of the next ``count`` matching ``/v1`` requests.
+
+    ``rate_limit``, ``lock_timeout`` and ``server_error`` answer an error before the request runs (as
+    Stripe's rate limiter does, ahead of idempotency). ``drop_response`` lets the request run (and its
+    answer be saved for an idempotent replay), then closes the connection before the answer's body is
+    sent: the client sees a connection error although Stripe did the work (an answer lost to a timeout
+    or a reset).
+    """
+
     def __init__(
         self, kind: str, count: int, should_retry: bool | None, path: str | None, method: str | None
     ) -> None:
-        if kind not in ("rate_limit", "lock_timeout", "server_error"):
+        if kind not in FAULT_KINDS:
             raise invalid_request(f"Unknown fault kind: {kind}")
         self.kind = kind
         self.remaining = count
@@ -198,8 +210,12 @@ class StripeEmulatorApp:
             body += msg.get("body", b"")
             if not msg.get("more_body"):
                 break
-        status, headers, payload = await self.handle(scope, body)
+        status, headers, payload, drop = await self.handle(scope, body)
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        if drop:
+            # a `drop_response` fault: the work is done, the answer never arrives (the server closes
+            # the connection with the body unsent, so the client sees a broken connection)
+            return
         await send({"type": "http.response.body", "body": payload})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -214,7 +230,15 @@ class StripeEmulatorApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def handle(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def handle(self, scope: Scope, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+        """The answer to one request, and whether a ``drop_response`` fault withholds it."""
+        dropped: list[bool] = []
+        status, headers, payload = await self._answer(scope, body, dropped)
+        return status, headers, payload, bool(dropped)
+
+    async def _answer(
+        self, scope: Scope, body: bytes, dropped: list[bool]
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         self._requests += 1
         if self.gc_tuning and self._requests % GC_FREEZE_EVERY == 0:
             gc.freeze()  # stored objects never form cycles: stop the cyclic GC from rescanning them
@@ -231,7 +255,8 @@ class StripeEmulatorApp:
             hdrs = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             self._authenticate(hdrs.get("authorization"))
             self._rate_limit()
-            self._inject_fault(method, path)
+            if self._inject_fault(method, path):
+                dropped.append(True)
             qs = scope.get("query_string", b"")
             params = parse_form(qs) if qs else {}
             if body:
@@ -338,7 +363,8 @@ class StripeEmulatorApp:
                 store_idempotent=False,
             )
 
-    def _inject_fault(self, method: str, path: str) -> None:
+    def _inject_fault(self, method: str, path: str) -> bool:
+        """Raise the first matching error fault; True when it is a ``drop_response`` (run, then drop)."""
         for f in self.faults:
             if f.remaining <= 0:
                 continue
@@ -347,9 +373,11 @@ class StripeEmulatorApp:
             if f.path and not path.startswith(f.path):
                 continue
             f.remaining -= 1
-            err = f.error()
             self.faults = [x for x in self.faults if x.remaining > 0]
-            raise err
+            if f.kind == "drop_response":
+                return True
+            raise f.error()
+        return False
 
     def _idempotent_lookup(
         self, key: str, method: str, path: str, params: dict[str, Any]
@@ -403,7 +431,9 @@ def build_app(
     opts:
         ``webhook_url`` / ``webhook_secret`` (register an endpoint for all events), ``dispute_fee_minor``,
         ``payout_delay_days``, ``auto_payouts``, ``webhook_retry_schedule_s``, ``gc_tuning`` (process-wide GC
-        settings for a dedicated server process; the CLI turns it on).
+        settings for a dedicated server process; the CLI turns it on), ``search_lag_s`` (PaymentIntent search
+        sees objects only that many seconds after they were made, like Stripe's eventually consistent
+        search; default 0).
     """
     config = Config(
         fee_percent_bp=fee_percent_bp, fee_fixed_minor=fee_fixed_minor, rate_limit_per_s=rate_limit_per_s

@@ -6,10 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from commerce_bridge.domain.orders import CaptureMode
-from commerce_bridge.errors import UpstreamRejected, ValidationError
+from commerce_bridge.errors import BridgeError, PermanentError, UpstreamRejected, ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
+from commerce_bridge.mapping.metadata import BRIDGE, ORDER_KEY
 from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
-from commerce_bridge.mapping.stripe import capture_params, customer_params, payment_intent_params
+from commerce_bridge.mapping.stripe import (
+    capture_params,
+    customer_params,
+    payment_intent_params,
+    stripe_idempotency_key,
+)
 from commerce_bridge.services.gateways import StripeGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
 from commerce_bridge.workflows.steps.shapes import (
@@ -21,6 +27,21 @@ from commerce_bridge.workflows.steps.shapes import (
 
 # a PaymentIntent in one of these can take no more money: the only statuses in which a run may not reuse it
 DEAD_INTENT_STATUSES = ("canceled", "requires_payment_method")
+
+CREATE_SENT = "stripe.create_sent"
+"""Identity-map system of the mark "a create of this order's PaymentIntent was sent, its answer is unknown"
+(entity ``payment``, external id: the idempotency key it was sent with, as Stripe got it). Written before
+the create, under the order's lock."""
+
+
+def _create_answered(exc: BridgeError) -> bool:
+    """Stripe answered the create with a 4xx that settles it: a decline (the PaymentIntent it made can take
+    no money and stays unlinked, so a later run may charge anew, as before) or parameters it refused
+    (it made nothing). Not a timeout, a 5xx or a 409 (it may have made one), nor an ``idempotency_error``
+    (an earlier request with the same key may have made one whose answer was lost)."""
+    status = exc.details.get("http_status")
+    return (isinstance(exc, PermanentError) and isinstance(status, int) and 400 <= status < 500
+            and status != 409 and exc.details.get("type") != "idempotency_error")
 
 
 def intent_shape(pi: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,23 +114,51 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
         if not order_key:  # nothing to link it by: the idempotency key alone protects it
             if params.get("existing_id"):
                 return reuse_intent(str(params["existing_id"]), order.key, pi_params)
-            return {**intent_shape(make_intent(ctx, params, pi_params)), "reused": False}
+            return {**intent_shape(make_intent(pi_params, str(params.get("idempotency_key") or ctx.idempotency_key))),
+                    "reused": False}
         # One PaymentIntent per order, in every process: under the order's lock, the one linked to it is
         # reused; a new one is linked (entity `payment`, as the workflow's `link_payment` does) before the
         # lock is released. So a run that parks after this step, or one running at the same moment, or
         # one a day later (when Stripe has forgotten the idempotency key) never makes a second one.
+        # A create whose every answer was lost (timeouts, resets) links nothing, so the CREATE_SENT mark
+        # is written before it: a later attempt that finds the mark and no link first searches Stripe for
+        # the order's PaymentIntent by metadata. Stripe's search is eventually consistent (normally within
+        # a minute), so the create after it is sent with the mark's key, the first create's: within 24 h
+        # Stripe answers it with the PaymentIntent it made (whichever run asks), later the search finds
+        # that one. A first attempt, without the mark, makes no search request (search has its own limit
+        # of 20 reads/s).
         with locks.hold("stripe.payment_intent", order_key):
             entity_id = identity.entity_for_key("payment", order_key)
             linked = identity.external("payment", entity_id, "stripe") or params.get("existing_id")
             if linked:
                 return reuse_intent(str(linked), order.key, pi_params)
-            pi = make_intent(ctx, params, pi_params)
+            key = identity.external("payment", entity_id, CREATE_SENT)
+            if key is None:
+                key = stripe_idempotency_key(str(params.get("idempotency_key") or ctx.idempotency_key))
+                identity.link("payment", entity_id, CREATE_SENT, key)
+            else:
+                lost = find_lost_intent(pi_params)
+                if lost is not None:  # it is the order's: linked, then the rules of any reuse apply
+                    identity.link("payment", entity_id, "stripe", str(lost["id"]))
+                    return checked_reuse(lost, order.key, pi_params)
+            try:
+                pi = make_intent(pi_params, key)
+            except BridgeError as exc:
+                if _create_answered(exc):
+                    identity.unlink("payment", entity_id, CREATE_SENT)
+                raise
             identity.link("payment", entity_id, "stripe", str(pi["id"]))
         return {**intent_shape(pi), "reused": False}
 
-    def make_intent(ctx: StepContext, params: Mapping[str, Any], pi_params: Mapping[str, Any]) -> dict[str, Any]:
+    def find_lost_intent(pi_params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The newest PaymentIntent the bridge made for this order (its metadata), if Stripe's search has it."""
+        metadata = pi_params.get("metadata") or {}
+        wanted = {k: str(metadata[k]) for k in (ORDER_KEY, BRIDGE) if metadata.get(k)}
+        found = gateway.find_payment_intents_by_metadata(wanted)
+        return found[0] if found else None
+
+    def make_intent(pi_params: Mapping[str, Any], key: str) -> dict[str, Any]:
         try:
-            key = str(params.get("idempotency_key") or ctx.idempotency_key)
             return gateway.create_payment_intent(pi_params, idempotency_key=key)
         except UpstreamRejected as exc:
             exc.suggested_fix = exc.suggested_fix or "the customer must use another card; the order is on hold"
@@ -117,7 +166,12 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
 
     def reuse_intent(pi_id: str, order_key: str, pi_params: Mapping[str, Any]) -> dict[str, Any]:
         """The order's PaymentIntent from an earlier run: never a second one (Stripe forgets keys after 24 h)."""
-        pi = gateway.retrieve_payment_intent(pi_id)
+        return checked_reuse(gateway.retrieve_payment_intent(pi_id), order_key, pi_params)
+
+    def checked_reuse(pi: Mapping[str, Any], order_key: str, pi_params: Mapping[str, Any]) -> dict[str, Any]:
+        """``pi`` as the step's output, if it may be reused for the order: dead is a decline, another amount
+        or currency a ValidationError."""
+        pi_id = str(pi.get("id"))
         status = str(pi.get("status"))
         if status in DEAD_INTENT_STATUSES:
             # it can take no more money, and a new one could not be linked to the order in its place:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StripeApiError, invalid_request, state_error
@@ -12,7 +14,6 @@ from ..state import Emulator
 from ..store import Obj
 from . import Route, balance
 from .charges import new_charge
-from .core import search_results
 from .payment_methods import card_of, create_from_data, resolve
 
 CANCELABLE = {
@@ -394,10 +395,191 @@ def list_payment_intents(emu: Emulator, p: Params) -> Obj:
     return emu.list_page("payment_intent", p, "/v1/payment_intents")
 
 
+# -- search ------------------------------------------------------------------------------------------
+# Stripe's search query language (docs.stripe.com/search), as far as PaymentIntents use it: clauses
+# `field:value` joined by `AND` or `OR` (case-insensitive, never both in one query) or by spaces (AND);
+# `-` before a clause negates it; string values in '...' or "..." where a backslash escapes the next
+# character (\' and \\); numbers bare or quoted; a bare `null` tests for an empty field. The fields and
+# their types are Stripe's for PaymentIntents: token fields match exactly, case-insensitively, with `:`
+# only; numeric fields also take `<`, `>`, `<=` and `>=`. A query this grammar cannot read, an unknown
+# field or an operator the field's type lacks is a 400 `invalid_request_error`, never a match of all.
+# Stripe's search is eventually consistent ("searchable in under 1 minute" normally); the emulator's is
+# consistent at once unless built with `search_lag_s`, which hides PaymentIntents created in the last that
+# many seconds of the account clock (later changes of status are not delayed).
+
+PI_SEARCH_FIELDS = {
+    "amount": "numeric",
+    "created": "numeric",
+    "currency": "token",
+    "customer": "token",
+    "metadata": "token",
+    "status": "token",
+}
+_SEARCH_JOINER = re.compile(r"(and|or)\s+", re.IGNORECASE)
+_SEARCH_FIELD = re.compile(r"[a-z_][a-z0-9_.]*")
+_SEARCH_OPERATOR = re.compile(r">=|<=|:|~|>|<")
+_SEARCH_BARE = re.compile(r"[^\s\[\]'\"]+")
+_SEARCH_NUMBER = re.compile(r"-?\d+")
+_PAGE_PREFIX = "page_pi_"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchClause:
+    """One clause of a search query: ``[-]field[key] op value`` (``value`` None for ``null``)."""
+
+    field: str
+    key: str | None
+    op: str
+    value: str | int | None
+    negated: bool
+    numeric: bool
+
+
+def _bad_query(query: str, why: str) -> StripeApiError:
+    return invalid_request(f"Invalid search query {query!r}: {why}.", param="query")
+
+
+def parse_search_query(
+    query: str, fields: dict[str, str], resource: str = "payment_intents"
+) -> tuple[list[SearchClause], str]:
+    """The clauses of ``query`` and how they combine (``"and"`` or ``"or"``); a 400 for anything else."""
+    pos, n = 0, len(query)
+    clauses: list[SearchClause] = []
+    joiners: set[str] = set()
+
+    def skip_spaces() -> None:
+        nonlocal pos
+        while pos < n and query[pos].isspace():
+            pos += 1
+
+    def quoted() -> str:
+        nonlocal pos
+        quote, pos, out = query[pos], pos + 1, []
+        while pos < n and query[pos] != quote:
+            if query[pos] == "\\":
+                pos += 1
+                if pos == n:
+                    break
+            out.append(query[pos])
+            pos += 1
+        if pos >= n:
+            raise _bad_query(query, "a quoted value is not closed")
+        pos += 1
+        return "".join(out)
+
+    def clause() -> SearchClause:
+        nonlocal pos
+        negated = query.startswith("-", pos)
+        pos += negated
+        m = _SEARCH_FIELD.match(query, pos)
+        if not m:
+            raise _bad_query(query, f"expected a field name at position {pos}")
+        field, pos = m.group(), m.end()
+        if field not in fields:
+            raise _bad_query(query, f"{field!r} is not a search field of {resource} ({', '.join(sorted(fields))})")
+        key = None
+        if field == "metadata":
+            if not query.startswith("[", pos) or pos + 1 >= n or query[pos + 1] not in "'\"":
+                raise _bad_query(query, "metadata needs a quoted key: metadata['key']:'value'")
+            pos += 1
+            key = quoted()
+            if not query.startswith("]", pos):
+                raise _bad_query(query, "expected ']' after the metadata key")
+            pos += 1
+        m = _SEARCH_OPERATOR.match(query, pos)
+        if not m:
+            raise _bad_query(query, f"expected an operator (:, ~, <, >, <=, >=) after {field!r}")
+        op, pos = m.group(), m.end()
+        value: str | int | None
+        if pos < n and query[pos] in "'\"":
+            value = quoted()
+        else:
+            m = _SEARCH_BARE.match(query, pos)
+            if not m:
+                raise _bad_query(query, f"expected a value after {field}{op}")
+            bare, pos = m.group(), m.end()
+            if bare.lower() == "null":
+                value = None
+            elif _SEARCH_NUMBER.fullmatch(bare):
+                value = int(bare)
+            else:
+                raise _bad_query(query, f"string values must be quoted ({bare!r})")
+        kind = fields[field]
+        if kind == "numeric":
+            if isinstance(value, str):
+                if not _SEARCH_NUMBER.fullmatch(value.strip()):
+                    raise _bad_query(query, f"{field} is numeric, not {value!r}")
+                value = int(value)
+            if value is None and op != ":":
+                raise _bad_query(query, f"null only goes with ':' ({field}{op}null)")
+        elif op != ":":
+            raise _bad_query(query, f"{field} is a token field: only exact matches with ':' (not {op!r})")
+        return SearchClause(field, key, op, value, negated, kind == "numeric")
+
+    skip_spaces()
+    if pos >= n:
+        raise _bad_query(query, "it is empty")
+    while pos < n:
+        if clauses:
+            m = _SEARCH_JOINER.match(query, pos)
+            if m:
+                joiners.add(m.group(1).lower())
+                pos = m.end()
+            else:
+                joiners.add("and")
+        clauses.append(clause())
+        if pos < n and not query[pos].isspace():
+            raise _bad_query(query, f"unexpected {query[pos]!r} at position {pos}")
+        skip_spaces()
+    if len(joiners) > 1:
+        raise _bad_query(query, "AND and OR cannot be combined in one query")
+    return clauses, joiners.pop() if joiners else "and"
+
+
+def _clause_matches(obj: Obj, c: SearchClause) -> bool:
+    got = (obj.get("metadata") or {}).get(c.key) if c.key is not None else obj.get(c.field)
+    if c.value is None:
+        hit = got is None or got == ""
+    elif got is None or got == "":
+        hit = False
+    elif c.numeric:
+        number, want = int(got), int(c.value)
+        hit = {":": number == want, ">": number > want, "<": number < want, ">=": number >= want,
+               "<=": number <= want}[c.op]
+    else:
+        hit = str(got).casefold() == str(c.value).casefold()
+    return hit != c.negated
+
+
 def search_payment_intents(emu: Emulator, p: Params) -> Obj:
-    return search_results(
-        emu, "payment_intent", p, "/v1/payment_intents/search", ("status", "customer", "amount", "currency")
+    """``GET /v1/payment_intents/search``: newest first, ``limit`` 1-100 (10), ``page`` from ``next_page``."""
+    query = as_str(p, "query", required=True) or ""
+    clauses, joiner = parse_search_query(query, PI_SEARCH_FIELDS)
+    limit = as_int(p, "limit", 10)
+    if limit is None or not 1 <= limit <= 100:
+        raise invalid_request("Limit must be between 1 and 100.", param="limit")
+    after = None
+    page = as_str(p, "page")
+    if page is not None:
+        after = emu.store.keys.get(page[len(_PAGE_PREFIX):]) if page.startswith(_PAGE_PREFIX) else None
+        if after is None:
+            raise invalid_request(f"Invalid page: {page}", param="page")
+    combine = all if joiner == "and" else any
+    objects = emu.store.objects
+    lag = int(emu.config.opts.get("search_lag_s") or 0)
+    ids, more = emu.store.index("payment_intent").page(
+        limit=limit,
+        starting_after=after,
+        created={"lte": emu.now() - lag} if lag > 0 else None,
+        pred=lambda i: combine(_clause_matches(objects[i], c) for c in clauses),
     )
+    return {
+        "object": "search_result",
+        "data": [objects[i] for i in ids],
+        "has_more": more,
+        "next_page": _PAGE_PREFIX + ids[-1] if more else None,
+        "url": "/v1/payment_intents/search",
+    }
 
 
 ROUTES: list[Route] = [
