@@ -59,7 +59,7 @@ def _unfinished(url: str) -> str:
             rows = conn.execute(text(
                 "SELECT r.run_id, r.status, r.failed_step, r.engine_workflow_id"
                 + (", w.status, w.executor_id, w.queue_name, w.recovery_attempts FROM runs r "
-                   "LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = r.engine_workflow_id " if has_dbos else " FROM runs r ")
+                   "LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = COALESCE(r.engine_workflow_id, r.run_id) " if has_dbos else " FROM runs r ")
                 + "WHERE r.status NOT IN ('succeeded') ORDER BY r.run_id LIMIT 40")).all()
     except Exception as exc:  # a diagnostic must not hide the real failure
         return f"(could not read the unfinished runs: {exc})"

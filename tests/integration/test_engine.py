@@ -476,3 +476,55 @@ def test_replay_from_start_runs_on_the_active_version_when_the_run_s_version_is_
     wait_for(lambda: run_status(c, "stripe:evt_gone:test.pinned") == "succeeded")
     assert [p.get("reason") for _, p in refund.calls] == ["duplicate"]  # version 2's refund
     assert c.runs.get("stripe:evt_gone:test.pinned")["workflow_version"] == "2"  # type: ignore[index]  # re-pinned
+
+
+class Unavailable:
+    """A store (a fake at the port) whose database refuses the first ``times`` calls of ``methods``."""
+
+    def __init__(self, real: Any, methods: set[str], times: int) -> None:
+        self._real, self._methods, self._left = real, methods, times
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in self._methods:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                if self._left > 0:
+                    self._left -= 1
+                    self.refused += 1
+                    raise E.StoreUnavailable("database unavailable: OperationalError")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_a_run_waits_out_a_database_outage_instead_of_failing_for_good(engine_factory: Any) -> None:
+    # Before, the run's own status write raised in the workflow body: DBOS recorded the run as failed
+    # for good, our table said running, and nothing retried or parked it.
+    c, flaky = engine_factory(workflows_disabled=["core.audit"])
+    assert c.engine is not None
+    outage = Unavailable(c.engine.runs, {"set_status"}, times=4)
+    c.engine.runs = outage
+    deliver(c, "evt_outage")
+    wait_for(lambda: run_status(c, "stripe:evt_outage:test.flow") == "succeeded")
+    assert outage.refused == 4
+    assert flaky.calls == [("stripe:evt_outage:test.flow:first", 1), ("stripe:evt_outage:test.flow:second", 1)]
+    assert c.inbox.get("stripe", "evt_outage").status == "processed"  # type: ignore[union-attr]
+
+
+def test_a_run_parks_in_the_dlq_through_a_database_outage(engine_factory: Any) -> None:
+    c, flaky = engine_factory(workflows_disabled=["core.audit"])
+    assert c.engine is not None
+    flaky.plan["evt_outage_park"] = [E.ValidationError("bad amount", suggested_fix="fix it")]
+    outage = Unavailable(c.engine.dead_letters, {"add"}, times=3)
+    c.engine.dead_letters = outage
+    deliver(c, "evt_outage_park")
+    wait_for(lambda: run_status(c, "stripe:evt_outage_park:test.flow") == "parked")
+    assert outage.refused == 3
+    [entry] = c.dead_letters.list()
+    assert (entry["run_id"], entry["step_id"], entry["error_code"]) == (
+        "stripe:evt_outage_park:test.flow", "first", "validation_error")

@@ -25,7 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
@@ -49,6 +49,7 @@ from commerce_bridge.workflows.spec import (
     resolve_params,
 )
 
+_T = TypeVar("_T")
 log = structlog.get_logger("commerce_bridge.engine")
 
 APP_NAME = "commerce-bridge"
@@ -489,7 +490,27 @@ class Engine:
         return woken
 
     def _mark(self, run_id: str, status: str, wf_id: str) -> None:
-        self.runs.set_status(run_id, RunStatus(status), engine_workflow_id=wf_id)
+        self._until_stored("run status", self.runs.set_status, run_id, RunStatus(status), engine_workflow_id=wf_id)
+
+    def _until_stored(self, what: str, write: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``write(*args, **kwargs)``, our own bookkeeping of a run, retried while our database is unavailable.
+
+        A run's body must not fail because the database refused a connection for a moment (a restart,
+        "too many clients"): DBOS would record the run as failed for good (not parked, never retried)
+        while our tables said it was running. DBOS waits out its own database the same way. The lease
+        bounds the wait: once it has run out, another worker may own the run, and this process stops.
+        """
+        delay = 0.05
+        while True:
+            try:
+                return write(*args, **kwargs)
+            except E.StoreUnavailable as exc:
+                log.warning("engine.store_unavailable", writing=what, error=exc.message, retry_in_s=delay)
+                if not self.lease_ok():
+                    log.critical("engine.fenced", writing=what)
+                    os._exit(75)  # our lease ran out: a survivor may own this run now
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
                  scope: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -545,15 +566,15 @@ class Engine:
 
     def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, res: dict[str, Any],
               wf_id: str) -> int:
-        entry_id = self.dead_letters.add({
+        entry_id = self._until_stored("dead-letter entry", self.dead_letters.add, {
             "run_id": run["run_id"], "step_id": step_id, "step_type": uses, "attempts": attempts,
             "error_code": res.get("code", "internal_error"), "error_message": res.get("message", ""),
             "upstream_request_id": res.get("upstream_request_id"), "suggested_fix": res.get("suggested_fix")
             or _default_fix(res), "step_input": res.get("input"), "traceback": res.get("traceback"),
             "engine_workflow_id": wf_id,
         })
-        self.runs.set_status(run["run_id"], RunStatus.PARKED, engine_workflow_id=wf_id, failed_step=step_id,
-                             error_code=res.get("code"))
+        self._until_stored("run status", self.runs.set_status, run["run_id"], RunStatus.PARKED,
+                           engine_workflow_id=wf_id, failed_step=step_id, error_code=res.get("code"))
         self.metrics.runs_finished.labels(run["workflow"], "parked").inc()
         self.alert(Alert(kind="dlq.new", severity=Severity.CRITICAL,
                          title=f"Run {run['run_id']} parked at step {step_id}: {res.get('code')}",
