@@ -468,8 +468,8 @@ class Engine:
     def _schedule_wake(self, run_id: str, wf_id: str, step_name: str, wake_at: float) -> None:
         if self.timers is None:
             raise E.ConfigurationError("a long durable wait needs the engine's timer store (Engine(timers=...))")
-        self.timers.add(run_id, wf_id, step_name, wake_at)
-        self.runs.set_status(run_id, RunStatus.WAITING, engine_workflow_id=wf_id)
+        self._until_stored("timer", self.timers.add, run_id, wf_id, step_name, wake_at)
+        self._until_stored("run status", self.runs.set_status, run_id, RunStatus.WAITING, engine_workflow_id=wf_id)
 
     def wake_due_runs(self) -> int:
         """Fork every run whose timer is due, right after its wait step."""
