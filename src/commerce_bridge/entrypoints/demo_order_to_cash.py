@@ -101,6 +101,9 @@ def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
                           stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY, erp_url=erp_srv.url,
                           erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
         stack.callback(traffic.close)
+        # on exit, the servers are all asked to stop first, so they shut down together (about 0.6 s each)
+        for srv in (stripe_srv, clarity_srv, erp_srv):
+            stack.callback(srv.request_stop)
         traffic.seed_erp_items()
         urls = {"Stripe emulator": stripe_srv.url, "Clarity simulator": clarity_srv.url,
                 "ERPNext simulator": erp_srv.url, "mail catcher": mailbox.url,
@@ -119,7 +122,8 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
         peers = stack.enter_context(sandbox_peers(database_url, workdir, **overrides))
         c = bootstrap(load_settings(**peers.settings), "serve", migrate=True)
         stack.callback(c.close)
-        stack.enter_context(PeerServer(build_app(c), port=peers.bridge_port))
+        bridge = stack.enter_context(PeerServer(build_app(c), port=peers.bridge_port))
+        stack.callback(bridge.request_stop)  # stops together with the peers (sandbox_peers asks them first)
         yield Stack(container=c, traffic=peers.traffic, urls=peers.urls, workdir=peers.workdir)
 
 

@@ -48,8 +48,12 @@ class PeerServer:
             time.sleep(0.01)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the server to shut down, without waiting (several servers then stop at the same time)."""
         self._server.should_exit = True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
         self._thread.join(timeout)
 
     def __enter__(self) -> PeerServer:
