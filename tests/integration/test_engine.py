@@ -528,3 +528,32 @@ def test_a_run_parks_in_the_dlq_through_a_database_outage(engine_factory: Any) -
     [entry] = c.dead_letters.list()
     assert (entry["run_id"], entry["step_id"], entry["error_code"]) == (
         "stripe:evt_outage_park:test.flow", "first", "validation_error")
+
+
+def test_audit_runs_start_after_the_business_runs_waiting_with_them(engine_factory: Any) -> None:
+    # One run at a time; the first business run holds the slot while two more events arrive. The
+    # business runs waiting then start before any audit run, though the audit runs were queued first.
+    started: list[tuple[str, str]] = []
+    gate = threading.Event()
+
+    def business(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        started.append(("flow", ctx.event_id))
+        if ctx.event_id == "evt_p1":
+            assert gate.wait(30)
+        return {"seen": 1}
+
+    def audit(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        started.append(("audit", ctx.event_id))
+        return {"recorded": True}
+
+    c, _ = engine_factory(actions={"testsys.thing.do": business, "core.audit.record": audit},
+                          worker_concurrency=1)
+    deliver(c, "evt_p1")
+    wait_for(lambda: ("flow", "evt_p1") in started)
+    deliver(c, "evt_p2")
+    deliver(c, "evt_p3")
+    wait_for(lambda: run_status(c, "stripe:evt_p3:core.audit") == "queued")
+    gate.set()
+    wait_for(lambda: len(started) == 6)
+    assert started[:3] == [("flow", "evt_p1"), ("flow", "evt_p2"), ("flow", "evt_p3")]
+    assert sorted(started[3:]) == [("audit", "evt_p1"), ("audit", "evt_p2"), ("audit", "evt_p3")]

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
-from dbos import DBOS, DBOSClient, SetWorkflowID
+from dbos import DBOS, DBOSClient, SetEnqueueOptions, SetWorkflowID
 
 from commerce_bridge import errors as E
 from commerce_bridge.domain.delivery import RunStatus, StoredDelivery, run_id_for
@@ -55,6 +55,8 @@ log = structlog.get_logger("commerce_bridge.engine")
 APP_NAME = "commerce-bridge"
 ENGINE_VERSION = "cb-engine-2"  # pinned: workers dequeue and recover only their own version
 QUEUE = "cb-runs"
+BACKGROUND_PRIORITY = 100
+"""DBOS queue priority of bookkeeping runs (lower numbers start first; business runs have the default 0)."""
 WORKFLOW_NAME = "cb.run"
 _ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
 WAIT_STEP = "core.wait.until"
@@ -342,12 +344,13 @@ class Engine:
                 }, spec))
         self.runs.create([row for row, _ in planned])
         bodies = {d.id: d for d in deliveries}
-        for row, _spec in planned:
+        for row, spec in planned:
             d = bodies[row["inbox_id"]]
-            self.enqueue(row, d)
+            self.enqueue(row, d, background=spec.background)
         return sorted(bodies.keys() - {row["inbox_id"] for row, _ in planned})
 
-    def enqueue(self, row: Mapping[str, Any], delivery: StoredDelivery) -> None:
+    def enqueue(self, row: Mapping[str, Any], delivery: StoredDelivery, *, background: bool = False) -> None:
+        """Queue the run of ``row``; a ``background`` one (bookkeeping) starts after the business runs waiting."""
         run = {
             "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
             "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
@@ -356,7 +359,7 @@ class Engine:
             "event": orjson.loads(delivery.body),
             "vars": self.workflow_vars.get(row["workflow"], {}),  # pinned into the run with its version
         }
-        with SetWorkflowID(row["run_id"]):
+        with SetWorkflowID(row["run_id"]), SetEnqueueOptions(priority=BACKGROUND_PRIORITY if background else None):
             self._queue.enqueue(_workflow_function(), run)
 
     # ---- executing one run -----------------------------------------------------------------------

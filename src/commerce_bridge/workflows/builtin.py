@@ -15,6 +15,7 @@ CORE_AUDIT = WorkflowSpec(
     version="1",
     trigger=Trigger(sources=("*",), event_types=("*",)),
     steps=(StepSpec(id="record", uses="core.audit.record"),),
+    background=True,  # one run per event: it must not queue ahead of the payments
 )
 
 log = structlog.get_logger("commerce_bridge.workflows")

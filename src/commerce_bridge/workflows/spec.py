@@ -116,6 +116,9 @@ class WorkflowSpec:
     steps: tuple[StepSpec, ...]
     description: str = ""
     vars: Mapping[str, Any] = field(default_factory=dict)
+    background: bool = False
+    """Bookkeeping (``core.audit``): its runs start after every waiting business run (a lower queue
+    priority), so under load they cannot delay the payments and orders queued with them."""
 
     @property
     def key(self) -> tuple[str, str]:
