@@ -39,7 +39,7 @@ class BridgeProcess:
         if self.port is not None:
             args += ["--port", str(self.port)]
         self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         if wait_ready and self.port is not None:
             self.wait_ready(timeout)
         return self
@@ -75,6 +75,17 @@ class BridgeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the test process dies (Linux), so a killed or crashed
+    pytest leaves no bridge running that holds ports and database connections (the children run in
+    their own session, so a terminal's Ctrl-C does not reach them)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def bridge_env(**settings: Any) -> dict[str, str]:
