@@ -32,8 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -48,13 +47,13 @@ from commerce_bridge.errors import (
     UpstreamUnavailable,
     ValidationError,
 )
+from commerce_bridge.http_errors import retry_after_s
 
 __all__ = [
     "CEF_CODES",
     "action_error",
     "error_for_response",
     "not_found",
-    "translate_transport_errors",
 ]
 
 CEF_CODES: dict[str, type[BridgeError]] = {
@@ -80,16 +79,6 @@ _LOG_ID = re.compile(r"Log ID:\s*(CEF:\s*[0-9a-fA-F-]+)")
 _NOT_FOUND_HINTS = ("matches an existing record", "could not find", "not found")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _body(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content) if response.content else None
@@ -112,7 +101,7 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
         return None
     body = _body(response)
     details: dict[str, Any] = {"http_status": status}
-    retry_after = _retry_after(response)
+    retry_after = retry_after_s(response.headers.get("retry-after"))
     if retry_after is not None:
         details["retry_after"] = retry_after
     request_id = response.headers.get("x-request-id")
@@ -170,14 +159,3 @@ def not_found(response: httpx.Response) -> NotFound:
     """The 204 No Content that CEF answers when a get by ID or Key finds nothing."""
     return NotFound(f"{_where(response)} answered 204 (no such record)", suggested_fix=FIXES[NotFound],
                     details={"http_status": 204})
-
-
-@contextmanager
-def translate_transport_errors() -> Iterator[None]:
-    """Timeouts and connection failures become UpstreamUnavailable (re-raised ``from`` the cause)."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise UpstreamUnavailable(f"Clarity timed out: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"Clarity connection failed: {type(exc).__name__}: {exc}") from exc

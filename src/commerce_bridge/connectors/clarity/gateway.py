@@ -26,9 +26,9 @@ from commerce_bridge.connectors.clarity.errors import (
     action_error,
     error_for_response,
     not_found,
-    translate_transport_errors,
 )
 from commerce_bridge.errors import ConfigurationError, NotFound, UpstreamAuthFailed, UpstreamRejected
+from commerce_bridge.http_errors import transport_errors
 from commerce_bridge.services.gateways import ClarityAction, CursorStore, PollResult
 
 __all__ = ["ACTIONS_BY_STATUS", "HttpClarityGateway"]
@@ -121,7 +121,7 @@ class HttpClarityGateway:
         return self._session
 
     def _login(self) -> str:
-        with translate_transport_errors():
+        with transport_errors("Clarity"):
             response = self._http.post("/auth/identity", json={
                 "UserName": self._user, "Password": self._password, "RememberMe": True})
         if response.status_code == 401:
@@ -155,7 +155,7 @@ class HttpClarityGateway:
             kwargs: dict[str, Any] = {"params": params, "headers": headers}
             if body is not UNSET:
                 kwargs["json"] = body
-            with translate_transport_errors():
+            with transport_errors("Clarity"):
                 response = self._http.request(method, path, **kwargs)
             if response.status_code != 401:
                 break

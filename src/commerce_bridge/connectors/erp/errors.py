@@ -21,8 +21,7 @@ other 4xx                                              UpstreamRejected
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -36,8 +35,9 @@ from commerce_bridge.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from commerce_bridge.http_errors import retry_after_s
 
-__all__ = ["error_for_response", "is_duplicate", "server_messages", "translate_transport_errors"]
+__all__ = ["error_for_response", "is_duplicate", "server_messages"]
 
 FIXES: dict[type[BridgeError], str] = {
     NotFound: "The document does not exist in the ERP; check the name or create it first.",
@@ -68,16 +68,6 @@ def server_messages(body: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def error_for_response(response: httpx.Response) -> BridgeError | None:
     """None for 2xx; otherwise the error this frappe answer means."""
     status = response.status_code
@@ -94,7 +84,7 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
     details: dict[str, Any] = {"http_status": status}
     if exc_type:
         details["exc_type"] = exc_type
-    retry_after = _retry_after(response)
+    retry_after = retry_after_s(response.headers.get("retry-after"))
     if retry_after is not None:
         details["retry_after"] = retry_after
     where = f"{response.request.method} {response.request.url.path}"
@@ -122,14 +112,3 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
 def is_duplicate(error: BridgeError) -> bool:
     """Whether ``error`` is frappe's DuplicateEntryError (the document exists already)."""
     return error.details.get("exc_type") == "DuplicateEntryError"
-
-
-@contextmanager
-def translate_transport_errors() -> Iterator[None]:
-    """Timeouts and connection failures become UpstreamUnavailable (re-raised ``from`` the cause)."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise UpstreamUnavailable(f"ERP timed out: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"ERP connection failed: {type(exc).__name__}: {exc}") from exc

@@ -18,8 +18,9 @@ from urllib.parse import quote
 
 import httpx
 
-from commerce_bridge.connectors.erp.errors import error_for_response, is_duplicate, translate_transport_errors
+from commerce_bridge.connectors.erp.errors import error_for_response, is_duplicate
 from commerce_bridge.errors import BridgeError, ConfigurationError, UpstreamRejected
+from commerce_bridge.http_errors import transport_errors
 from commerce_bridge.services.ports import KeyLocks
 
 __all__ = ["HttpErpGateway"]
@@ -73,7 +74,7 @@ class HttpErpGateway:
         kwargs: dict[str, Any] = {"params": params}
         if body is not UNSET:
             kwargs["json"] = body
-        with translate_transport_errors():
+        with transport_errors("ERP"):
             response = self._http.request(method, path, **kwargs)
         error = error_for_response(response)
         if error is not None:

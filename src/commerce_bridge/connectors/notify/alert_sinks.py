@@ -33,6 +33,7 @@ from commerce_bridge.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from commerce_bridge.http_errors import retry_after_s
 from commerce_bridge.services.alerts import AlertMessage, AlertSink, Severity
 from commerce_bridge.services.clock import Clock, SystemClock
 
@@ -67,13 +68,6 @@ class LogAlertSink:
             is_summary=message.is_summary,
             alerts=[a.to_dict() for a in message.alerts[:20]],
         )
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 class WebhookAlertSink:
@@ -131,7 +125,7 @@ class WebhookAlertSink:
         if status in (401, 403):
             raise UpstreamAuthFailed(what)
         if status == 429:
-            raise RateLimited(what, retry_after=_retry_after(response.headers.get("Retry-After")))
+            raise RateLimited(what, retry_after=retry_after_s(response.headers.get("Retry-After")))
         if status >= 500 or status == 408:
             raise UpstreamUnavailable(what)
         raise UpstreamRejected(what)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import httpx
 
 from commerce_bridge.errors import (
@@ -16,6 +13,7 @@ from commerce_bridge.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from commerce_bridge.http_errors import retry_after_s
 
 # status -> error class; statuses not listed: 5xx -> UpstreamUnavailable, other 4xx -> UpstreamRejected
 STATUS_TABLE: dict[int, type[BridgeError]] = {
@@ -29,16 +27,6 @@ STATUS_TABLE: dict[int, type[BridgeError]] = {
 }
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def error_for_response(response: httpx.Response) -> BridgeError | None:
     """None for 2xx; otherwise the error this answer means."""
     status = response.status_code
@@ -49,7 +37,7 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
     message = f"{response.request.method} {response.request.url} answered {status}" + (f": {snippet}" if snippet else "")
     cls = STATUS_TABLE.get(status) or (UpstreamUnavailable if status >= 500 else UpstreamRejected)
     if cls is RateLimited:
-        return RateLimited(message, retry_after=_retry_after(response), upstream_request_id=request_id)
+        return RateLimited(message, retry_after=retry_after_s(response.headers.get("retry-after")), upstream_request_id=request_id)
     fixes: dict[type[BridgeError], str] = {
         UpstreamAuthFailed: "Check the receiver's credentials or CB_OUTBOUND_WEBHOOK_SECRET.",
         NotFound: "Check CB_OUTBOUND_WEBHOOK_URL.",
@@ -57,17 +45,6 @@ def error_for_response(response: httpx.Response) -> BridgeError | None:
     }
     fix = fixes.get(cls)
     details = {}
-    if cls is UpstreamUnavailable and _retry_after(response) is not None:
-        details["retry_after"] = _retry_after(response)
+    if cls is UpstreamUnavailable and retry_after_s(response.headers.get("retry-after")) is not None:
+        details["retry_after"] = retry_after_s(response.headers.get("retry-after"))
     return cls(message, upstream_request_id=request_id, suggested_fix=fix, details=details)
-
-
-@contextmanager
-def translate_transport_errors() -> Iterator[None]:
-    """Timeouts and connection failures become UpstreamUnavailable (re-raised ``from`` the cause)."""
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise UpstreamUnavailable(f"timed out: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(f"connection failed: {type(exc).__name__}: {exc}") from exc

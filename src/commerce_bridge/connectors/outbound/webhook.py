@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import orjson
 
-from commerce_bridge.connectors.outbound.errors import error_for_response, translate_transport_errors
+from commerce_bridge.connectors.outbound.errors import error_for_response
 from commerce_bridge.domain.signature import sign
+from commerce_bridge.http_errors import transport_errors
 from commerce_bridge.services.ports import StepContext
 
 SIGNATURE_HEADER = "X-Bridge-Signature"
@@ -32,7 +33,7 @@ class OutboundWebhookSender:
         headers = {"Content-Type": "application/json", "Idempotency-Key": ctx.idempotency_key}
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(body, self._secret, int(time.time()))
-        with translate_transport_errors():
+        with transport_errors(""):
             response = self._client.post(str(params.get("url") or self._url), content=body, headers=headers)
         error = error_for_response(response)
         if error is not None:

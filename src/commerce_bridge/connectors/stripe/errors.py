@@ -43,6 +43,7 @@ from commerce_bridge.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from commerce_bridge.http_errors import retry_after_s
 
 __all__ = ["classify_stripe_error", "translate_stripe_errors"]
 
@@ -69,16 +70,6 @@ def _error_data(exc: stripe.StripeError) -> dict[str, Any]:
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         return dict(body["error"])
     return {}
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _should_retry(headers: Mapping[str, str]) -> bool | None:
@@ -162,7 +153,7 @@ def classify_stripe_error(exc: stripe.StripeError) -> BridgeError:
             cls = UpstreamRejected
     message = exc.user_message or type(exc).__name__
     request_id = exc.request_id or headers.get("request-id")
-    retry_after = _retry_after(headers)
+    retry_after = retry_after_s(headers.get("retry-after"))
     if retry_after is not None:
         details["retry_after"] = retry_after
     if cls is RateLimited:
