@@ -1,8 +1,6 @@
-"""StripeSdkGateway against the sandbox Stripe emulator, through the official SDK (real HTTP, real errors)."""
+"""StripeSdkGateway against the sandbox Stripe stripe_emulator, through the official SDK (real HTTP, real errors)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,30 +12,15 @@ from commerce_bridge.connectors.stripe.gateway import (
     StripeSdkGateway,
     build_stripe_client,
 )
-from commerce_bridge.sandbox.runner import PeerServer
-from commerce_bridge.sandbox.stripe_emulator.app import build_app
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[PeerServer]:
-    with PeerServer(build_app()) as server:
-        yield server
 
 
 @pytest.fixture
-def base(emulator: PeerServer) -> str:
-    httpx.delete(f"{emulator.url}/_sandbox/data").raise_for_status()
-    httpx.delete(f"{emulator.url}/_sandbox/faults").raise_for_status()
-    return emulator.url
+def gateway(stripe_base: str) -> StripeSdkGateway:
+    return StripeSdkGateway(build_stripe_client("sk_test_connector", api_base=stripe_base, timeout_s=10))
 
 
-@pytest.fixture
-def gateway(base: str) -> StripeSdkGateway:
-    return StripeSdkGateway(build_stripe_client("sk_test_connector", api_base=base, timeout_s=10))
-
-
-def fault(base: str, **body: object) -> None:
-    httpx.post(f"{base}/_sandbox/faults", json=body).raise_for_status()
+def fault(stripe_base: str, **body: object) -> None:
+    httpx.post(f"{stripe_base}/_sandbox/faults", json=body).raise_for_status()
 
 
 def pi_params(pm: str = "pm_card_visa", **extra: object) -> dict[str, object]:
@@ -45,14 +28,14 @@ def pi_params(pm: str = "pm_card_visa", **extra: object) -> dict[str, object]:
             "payment_method_types": ["card"], **extra}
 
 
-def test_client_pins_the_api_version(base: str) -> None:
-    client = build_stripe_client("sk_test_x", api_base=base, api_version="2026-10-28.endive")
+def test_client_pins_the_api_version(stripe_base: str) -> None:
+    client = build_stripe_client("sk_test_x", api_base=stripe_base, api_version="2026-10-28.endive")
     assert stripe.api_version == DEFAULT_API_VERSION
     assert client._requestor._options.stripe_version == "2026-10-28.endive"
 
 
-def test_sdk_does_not_retry_by_itself_even_when_stripe_says_it_may(gateway: StripeSdkGateway, base: str) -> None:
-    fault(base, kind="server_error", count=1, should_retry=True)
+def test_sdk_does_not_retry_by_itself_even_when_stripe_says_it_may(gateway: StripeSdkGateway, stripe_base: str) -> None:
+    fault(stripe_base, kind="server_error", count=1, should_retry=True)
     with pytest.raises(E.UpstreamUnavailable) as info:
         gateway.find_customer_by_email("x@example.com")
     assert info.value.details["should_retry"] is True
@@ -69,17 +52,17 @@ def test_customer_is_created_found_by_email_and_updated(gateway: StripeSdkGatewa
     assert updated["phone"] == "+15125550100" and updated["metadata"] == {"clarity_user_id": "7"}
 
 
-def test_payment_intent_created_with_the_same_key_twice_charges_once(gateway: StripeSdkGateway, base: str) -> None:
+def test_payment_intent_created_with_the_same_key_twice_charges_once(gateway: StripeSdkGateway, stripe_base: str) -> None:
     customer = gateway.create_customer({"email": "bo@example.com"}, idempotency_key="r2:customer")
     params = pi_params(customer=customer["id"], capture_method="automatic", receipt_email="bo@example.com",
                        metadata={"clarity_order_key": "WEB-1"})
     first = gateway.create_payment_intent(params, idempotency_key="r2:charge")
     second = gateway.create_payment_intent(params, idempotency_key="r2:charge")
     assert first["id"] == second["id"] and first["status"] == "succeeded"
-    charges = httpx.get(f"{base}/v1/charges", params={"payment_intent": first["id"]},
+    charges = httpx.get(f"{stripe_base}/v1/charges", params={"payment_intent": first["id"]},
                         headers={"Authorization": "Bearer sk_test_connector"}).json()["data"]
     assert len(charges) == 1
-    events = httpx.get(f"{base}/v1/events", params={"type": "payment_intent.created"},
+    events = httpx.get(f"{stripe_base}/v1/events", params={"type": "payment_intent.created"},
                        headers={"Authorization": "Bearer sk_test_connector"}).json()["data"]
     assert [e["request"]["idempotency_key"] for e in events] == ["r2:charge"]  # ours, not the SDK's
     got = gateway.retrieve_payment_intent(first["id"])
@@ -131,32 +114,32 @@ def test_missing_payment_intent_is_not_found(gateway: StripeSdkGateway) -> None:
     assert info.value.details["code"] == "resource_missing"
 
 
-def test_rate_limit_then_retry_with_the_same_key_succeeds(gateway: StripeSdkGateway, base: str) -> None:
-    fault(base, kind="rate_limit", count=1, path="/v1/payment_intents", method="POST")
+def test_rate_limit_then_retry_with_the_same_key_succeeds(gateway: StripeSdkGateway, stripe_base: str) -> None:
+    fault(stripe_base, kind="rate_limit", count=1, path="/v1/payment_intents", method="POST")
     with pytest.raises(E.RateLimited):
         gateway.create_payment_intent(pi_params(), idempotency_key="r7:charge")
     assert gateway.create_payment_intent(pi_params(), idempotency_key="r7:charge")["status"] == "succeeded"
 
 
-def test_lock_timeout_is_a_conflict(gateway: StripeSdkGateway, base: str) -> None:
-    fault(base, kind="lock_timeout", count=1, path="/v1/payment_intents", method="POST")
+def test_lock_timeout_is_a_conflict(gateway: StripeSdkGateway, stripe_base: str) -> None:
+    fault(stripe_base, kind="lock_timeout", count=1, path="/v1/payment_intents", method="POST")
     with pytest.raises(E.Conflict) as info:
         gateway.create_payment_intent(pi_params(), idempotency_key="r8:charge")
     assert info.value.transient and info.value.details["code"] == "lock_timeout"
 
 
-def test_server_error_is_unavailable_and_should_retry_false_overrides(gateway: StripeSdkGateway, base: str) -> None:
-    fault(base, kind="server_error", count=1)
+def test_server_error_is_unavailable_and_should_retry_false_overrides(gateway: StripeSdkGateway, stripe_base: str) -> None:
+    fault(stripe_base, kind="server_error", count=1)
     with pytest.raises(E.UpstreamUnavailable):
         gateway.find_customer_by_email("x@example.com")
-    fault(base, kind="server_error", count=1, should_retry=False)
+    fault(stripe_base, kind="server_error", count=1, should_retry=False)
     with pytest.raises(E.UpstreamRejected) as info:
         gateway.find_customer_by_email("x@example.com")
     assert info.value.details["should_retry"] is False
 
 
-def test_wrong_key_is_auth_failed(base: str) -> None:
-    bad = StripeSdkGateway(build_stripe_client("sk_live_nope", api_base=base))
+def test_wrong_key_is_auth_failed(stripe_base: str) -> None:
+    bad = StripeSdkGateway(build_stripe_client("sk_live_nope", api_base=stripe_base))
     with pytest.raises(E.UpstreamAuthFailed):
         bad.find_customer_by_email("x@example.com")
 
@@ -171,9 +154,9 @@ def test_connection_refused_is_unavailable() -> None:
     assert isinstance(info.value.__cause__, stripe.APIConnectionError)
 
 
-def test_the_limiter_hook_runs_before_every_stripe_request(base: str) -> None:
+def test_the_limiter_hook_runs_before_every_stripe_request(stripe_base: str) -> None:
     calls: list[str] = []
-    gw = StripeSdkGateway(build_stripe_client("sk_test_connector", api_base=base, timeout_s=10),
+    gw = StripeSdkGateway(build_stripe_client("sk_test_connector", api_base=stripe_base, timeout_s=10),
                           before_request=lambda: calls.append("slot"))
     assert gw.find_customer_by_email("nobody@example.com") is None
     gw.create_customer({"email": "nobody@example.com"}, idempotency_key="k-limit-1")

@@ -1,7 +1,7 @@
 """``stripe.payment_intent.create`` when Stripe made the PaymentIntent but every answer was lost, against the
-sandbox Stripe emulator (real HTTP, the real SDK gateway) and our database (SQLite and PostgreSQL).
+sandbox Stripe stripe_emulator (real HTTP, the real SDK gateway) and our database (SQLite and PostgreSQL).
 
-The emulator's ``drop_response`` fault carries a create out and then closes the connection, so the step
+The stripe_emulator's ``drop_response`` fault carries a create out and then closes the connection, so the step
 sees only connection errors and links nothing. A run (a ``dlq replay`` of the same run, or a new run of
 the order) more than 24 h later, when Stripe has forgotten the idempotency key, must find that
 PaymentIntent by its ``clarity_order_key`` metadata instead of making a second one. The first attempt
@@ -25,41 +25,23 @@ from commerce_bridge.services.ports import Action, StepContext
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.workflows.steps import stripe as stripe_steps
+from tests.support.orders import order_shape as order
 
 KEY = "sk_test_lost"
-ADDRESS = {"line1": "1 Main St", "line2": "", "city": "Austin", "region": "TX", "postal_code": "78701",
-           "country": "US", "name": "Ann Lee"}
 SEARCH = "/v1/payment_intents/search"
 
 
-def order(key: str, pm: str = "pm_card_visa", total_minor: int = 3000) -> dict[str, Any]:
-    usd = {"minor": total_minor, "currency": "USD"}
-    return {"external_id": "42", "key": key, "status": "Pending", "currency": "USD", "total": usd,
-            "tax": {"minor": 0, "currency": "USD"}, "shipping": {"minor": 0, "currency": "USD"},
-            "discount": {"minor": 0, "currency": "USD"},
-            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": usd, "description": "Widget"}],
-            "customer": {"email": "ann@example.com", "name": "Ann Lee", "phone": "", "billing_address": ADDRESS,
-                         "external_ids": {}},
-            "shipping_address": ADDRESS, "payment_method_ref": pm, "needs_payment": True}
-
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[PeerServer]:
+def stripe_emulator() -> Iterator[PeerServer]:
     # like Stripe's, its search sees a PaymentIntent only a while after it was made
     with PeerServer(build_app(search_lag_s=60)) as server:
         yield server
 
 
 @pytest.fixture
-def stripe_url(emulator: PeerServer) -> str:
-    httpx.delete(f"{emulator.url}/_sandbox/data").raise_for_status()
-    httpx.delete(f"{emulator.url}/_sandbox/faults").raise_for_status()
-    return emulator.url
-
-
-@pytest.fixture
-def gateway(stripe_url: str) -> StripeSdkGateway:
-    return StripeSdkGateway(build_stripe_client(KEY, api_base=stripe_url, timeout_s=10))
+def gateway(stripe_base: str) -> StripeSdkGateway:
+    return StripeSdkGateway(build_stripe_client(KEY, api_base=stripe_base, timeout_s=10))
 
 
 @pytest.fixture
@@ -82,17 +64,17 @@ def ctx(run: str) -> StepContext:
                        event={})
 
 
-def fault(stripe_url: str, kind: str, path: str, count: int = 1, method: str | None = None) -> None:
-    httpx.post(f"{stripe_url}/_sandbox/faults",
+def fault(stripe_base: str, kind: str, path: str, count: int = 1, method: str | None = None) -> None:
+    httpx.post(f"{stripe_base}/_sandbox/faults",
                json={"kind": kind, "path": path, "count": count, "method": method}).raise_for_status()
 
 
-def armed_faults(stripe_url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{stripe_url}/_sandbox/faults").json()["faults"])
+def armed_faults(stripe_base: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{stripe_base}/_sandbox/faults").json()["faults"])
 
 
-def intents(stripe_url: str) -> list[dict[str, Any]]:
-    page = httpx.get(f"{stripe_url}/v1/payment_intents", params={"limit": 100},
+def intents(stripe_base: str) -> list[dict[str, Any]]:
+    page = httpx.get(f"{stripe_base}/v1/payment_intents", params={"limit": 100},
                      headers={"Authorization": f"Bearer {KEY}"}).json()
     return list(page["data"])
 
@@ -101,7 +83,7 @@ def linked(identity: SqlIdentityMap, key: str) -> str | None:
     return identity.external("payment", identity.entity_for_key("payment", key), "stripe")
 
 
-def lose_every_answer(create: Action, stripe_url: str, customer_id: str, key: str, pm: str = "pm_card_visa",
+def lose_every_answer(create: Action, stripe_base: str, customer_id: str, key: str, pm: str = "pm_card_visa",
                       attempts: int = 3) -> None:
     """Run 1's attempts of the step: Stripe carries the create out, every answer is lost on the way.
 
@@ -109,130 +91,130 @@ def lose_every_answer(create: Action, stripe_url: str, customer_id: str, key: st
     send the create again with the same idempotency key, and Stripe replays (and the fault loses) its
     first answer; there is still one PaymentIntent.
     """
-    fault(stripe_url, "drop_response", "/v1/payment_intents", count=attempts, method="POST")
+    fault(stripe_base, "drop_response", "/v1/payment_intents", count=attempts, method="POST")
     for _ in range(attempts):
         with pytest.raises(UpstreamUnavailable):
             create(ctx("run-1"), {"order": order(key, pm), "customer_id": customer_id})
-    assert armed_faults(stripe_url) == []
-    assert len(intents(stripe_url)) == 1
+    assert armed_faults(stripe_base) == []
+    assert len(intents(stripe_base)) == 1
 
 
-def a_day_later(stripe_url: str) -> None:
-    """25 h on the emulator's account clock: Stripe has forgotten run 1's idempotency key."""
-    httpx.post(f"{stripe_url}/_sandbox/clock/advance", json={"seconds": 25 * 3600}).raise_for_status()
+def a_day_later(stripe_base: str) -> None:
+    """25 h on the stripe_emulator's account clock: Stripe has forgotten run 1's idempotency key."""
+    httpx.post(f"{stripe_base}/_sandbox/clock/advance", json={"seconds": 25 * 3600}).raise_for_status()
 
 
 @pytest.mark.parametrize("later_run", ["run-1", "run-2"], ids=["dlq-replay-same-key", "new-run"])
 def test_a_create_whose_answer_was_lost_is_found_a_day_later_and_linked_not_made_again(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str, later_run: str) -> None:
-    lose_every_answer(create, stripe_url, customer_id, "WEB-1")
-    [made] = intents(stripe_url)  # Stripe did make it; nothing is linked to the order
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str, later_run: str) -> None:
+    lose_every_answer(create, stripe_base, customer_id, "WEB-1")
+    [made] = intents(stripe_base)  # Stripe did make it; nothing is linked to the order
     assert made["status"] == "succeeded" and made["metadata"]["clarity_order_key"] == "WEB-1"
     assert linked(identity, "WEB-1") is None
-    a_day_later(stripe_url)
+    a_day_later(stripe_base)
 
     again = create(ctx(later_run), {"order": order("WEB-1"), "customer_id": customer_id})
 
     assert (again["id"], again["status"], again["reused"]) == (made["id"], "succeeded", True)
-    assert [pi["id"] for pi in intents(stripe_url)] == [made["id"]]  # exactly one PaymentIntent for the order
+    assert [pi["id"] for pi in intents(stripe_base)] == [made["id"]]  # exactly one PaymentIntent for the order
     assert linked(identity, "WEB-1") == made["id"]
     # and from now on the link answers, without a search
-    fault(stripe_url, "server_error", SEARCH)
+    fault(stripe_base, "server_error", SEARCH)
     assert create(ctx("run-3"), {"order": order("WEB-1"), "customer_id": customer_id})["id"] == made["id"]
-    assert len(armed_faults(stripe_url)) == 1
+    assert len(armed_faults(stripe_base)) == 1
 
 
 def test_the_first_attempt_of_an_order_makes_no_search_request(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
     # a search request would meet this fault and fail the step: the fault still armed means none was made
-    fault(stripe_url, "server_error", SEARCH, count=1)
+    fault(stripe_base, "server_error", SEARCH, count=1)
     made = create(ctx("run-1"), {"order": order("WEB-2"), "customer_id": customer_id})
     assert (made["status"], made["reused"]) == ("succeeded", False)
     reused = create(ctx("run-2"), {"order": order("WEB-2"), "customer_id": customer_id})
     assert (reused["id"], reused["reused"]) == (made["id"], True)
     other = create(ctx("run-3"), {"order": order("WEB-3"), "customer_id": customer_id})
     assert other["reused"] is False
-    assert [f["path"] for f in armed_faults(stripe_url)] == [SEARCH]
+    assert [f["path"] for f in armed_faults(stripe_base)] == [SEARCH]
     assert linked(identity, "WEB-2") == made["id"] and linked(identity, "WEB-3") == other["id"]
 
 
 def test_after_a_lost_answer_the_step_searches_before_it_creates_and_a_failed_search_creates_nothing(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
     # the create never reached Stripe's work (a 429 comes before it), but the step cannot know that
-    fault(stripe_url, "rate_limit", "/v1/payment_intents", method="POST")
+    fault(stripe_base, "rate_limit", "/v1/payment_intents", method="POST")
     with pytest.raises(RateLimited):
         create(ctx("run-1"), {"order": order("WEB-4"), "customer_id": customer_id})
-    assert intents(stripe_url) == []
-    a_day_later(stripe_url)
-    fault(stripe_url, "server_error", SEARCH)
+    assert intents(stripe_base) == []
+    a_day_later(stripe_base)
+    fault(stripe_base, "server_error", SEARCH)
     with pytest.raises(UpstreamUnavailable):  # the search failed: no blind create
         create(ctx("run-2"), {"order": order("WEB-4"), "customer_id": customer_id})
-    assert intents(stripe_url) == [] and armed_faults(stripe_url) == []
+    assert intents(stripe_base) == [] and armed_faults(stripe_base) == []
     made = create(ctx("run-2"), {"order": order("WEB-4"), "customer_id": customer_id})  # searched, found none
     assert (made["status"], made["reused"]) == ("succeeded", False)
-    assert [pi["id"] for pi in intents(stripe_url)] == [made["id"]]
+    assert [pi["id"] for pi in intents(stripe_base)] == [made["id"]]
     assert linked(identity, "WEB-4") == made["id"]
 
 
 def test_a_lost_decline_found_later_is_handled_like_a_decline_and_nothing_is_created(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
-    lose_every_answer(create, stripe_url, customer_id, "WEB-5", pm="pm_card_chargeDeclined")
-    [made] = intents(stripe_url)
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
+    lose_every_answer(create, stripe_base, customer_id, "WEB-5", pm="pm_card_chargeDeclined")
+    [made] = intents(stripe_base)
     assert made["status"] == "requires_payment_method"
-    a_day_later(stripe_url)
+    a_day_later(stripe_base)
     with pytest.raises(UpstreamRejected) as info:
         create(ctx("run-2"), {"order": order("WEB-5", "pm_card_visa"), "customer_id": customer_id})
     assert (info.value.details["payment_intent"], info.value.details["status"]) == (
         made["id"], "requires_payment_method")
     assert info.value.details["decline_code"] == "generic_decline"
-    assert [pi["id"] for pi in intents(stripe_url)] == [made["id"]]
+    assert [pi["id"] for pi in intents(stripe_base)] == [made["id"]]
     assert linked(identity, "WEB-5") == made["id"]
 
 
 def test_a_lost_create_for_another_amount_is_not_reused_for_the_edited_order(
-        create: Action, customer_id: str, stripe_url: str) -> None:
-    lose_every_answer(create, stripe_url, customer_id, "WEB-6", attempts=1)
-    a_day_later(stripe_url)
+        create: Action, customer_id: str, stripe_base: str) -> None:
+    lose_every_answer(create, stripe_base, customer_id, "WEB-6", attempts=1)
+    a_day_later(stripe_base)
     with pytest.raises(ValidationError) as info:
         create(ctx("run-2"), {"order": order("WEB-6", total_minor=4500), "customer_id": customer_id})
     assert "4500" in str(info.value) and "3000" in str(info.value)
-    assert len(intents(stripe_url)) == 1
+    assert len(intents(stripe_base)) == 1
 
 
 def test_a_decline_stripe_answered_leaves_no_search_behind_a_later_run_charges_anew(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
     with pytest.raises(UpstreamRejected):
         create(ctx("run-1"), {"order": order("WEB-7", "pm_card_chargeDeclined"), "customer_id": customer_id})
-    [declined] = intents(stripe_url)
-    a_day_later(stripe_url)
-    fault(stripe_url, "server_error", SEARCH)  # the order's answer was not lost: no search
+    [declined] = intents(stripe_base)
+    a_day_later(stripe_base)
+    fault(stripe_base, "server_error", SEARCH)  # the order's answer was not lost: no search
     made = create(ctx("run-2"), {"order": order("WEB-7", "pm_card_visa"), "customer_id": customer_id})
     assert (made["status"], made["reused"]) == ("succeeded", False) and made["id"] != declined["id"]
-    assert len(armed_faults(stripe_url)) == 1
+    assert len(armed_faults(stripe_base)) == 1
     assert linked(identity, "WEB-7") == made["id"]
 
 
 def test_another_run_soon_after_a_lost_answer_sends_the_first_key_and_gets_that_payment_intent(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
     # A second run of the order (another event) within the minute Stripe's search needs to see the
     # PaymentIntent: its own key would make a second one; the first create's key makes Stripe answer
     # with the PaymentIntent it made.
-    lose_every_answer(create, stripe_url, customer_id, "WEB-8", attempts=1)
-    [made] = intents(stripe_url)
+    lose_every_answer(create, stripe_base, customer_id, "WEB-8", attempts=1)
+    [made] = intents(stripe_base)
     again = create(ctx("run-2"), {"order": order("WEB-8"), "customer_id": customer_id})
     assert again["id"] == made["id"]
-    assert [pi["id"] for pi in intents(stripe_url)] == [made["id"]]
+    assert [pi["id"] for pi in intents(stripe_base)] == [made["id"]]
     assert linked(identity, "WEB-8") == made["id"]
 
 
 def test_a_key_longer_than_stripe_allows_is_shortened_the_same_way_every_time(
-        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_url: str) -> None:
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
     long_run = "clarity:" + "e" * 400  # run ids may be long; Stripe takes keys of at most 255 characters
-    fault(stripe_url, "drop_response", "/v1/payment_intents", count=1, method="POST")
+    fault(stripe_base, "drop_response", "/v1/payment_intents", count=1, method="POST")
     with pytest.raises(UpstreamUnavailable):
         create(ctx(long_run), {"order": order("WEB-9"), "customer_id": customer_id})
     made = create(ctx(long_run), {"order": order("WEB-9"), "customer_id": customer_id})  # the retry
-    assert [pi["id"] for pi in intents(stripe_url)] == [made["id"]]
+    assert [pi["id"] for pi in intents(stripe_base)] == [made["id"]]
 
 
 def test_the_gateway_shortens_every_long_key_the_same_way(gateway: StripeSdkGateway) -> None:

@@ -1,7 +1,7 @@
-"""``stripe.payment_intent.create`` with ``existing_id``, against the sandbox Stripe emulator (real HTTP,
+"""``stripe.payment_intent.create`` with ``existing_id``, against the sandbox Stripe stripe_emulator (real HTTP,
 through the real SDK gateway): a PaymentIntent that has taken or may still take money is reused and
 nothing is created, whatever its status; one that can take none is refused like a decline; one for
-another amount is refused for a person to look at. The emulator's list of PaymentIntents shows that no
+another amount is refused for a person to look at. The stripe_emulator's list of PaymentIntents shows that no
 call made a second one.
 """
 
@@ -18,45 +18,18 @@ import pytest
 from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.errors import NotFound, UpstreamRejected, ValidationError
 from commerce_bridge.mapping.stripe import payment_intent_params
-from commerce_bridge.sandbox.runner import PeerServer
-from commerce_bridge.sandbox.stripe_emulator.app import build_app
 from commerce_bridge.services.ports import Action, StepContext
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.workflows.steps import stripe as stripe_steps
 from commerce_bridge.workflows.steps.shapes import order_from_shape
-
-ADDRESS = {"line1": "1 Main St", "line2": "", "city": "Austin", "region": "TX", "postal_code": "78701",
-           "country": "US", "name": "Ann Lee"}
-
-
-def order(key: str, pm: str, total_minor: int = 3000) -> dict[str, Any]:
-    usd = {"minor": total_minor, "currency": "USD"}
-    return {"external_id": "42", "key": key, "status": "Pending", "currency": "USD", "total": usd,
-            "tax": {"minor": 0, "currency": "USD"}, "shipping": {"minor": 0, "currency": "USD"},
-            "discount": {"minor": 0, "currency": "USD"},
-            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": usd, "description": "Widget"}],
-            "customer": {"email": "ann@example.com", "name": "Ann Lee", "phone": "", "billing_address": ADDRESS,
-                         "external_ids": {}},
-            "shipping_address": ADDRESS, "payment_method_ref": pm, "needs_payment": True}
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[PeerServer]:
-    with PeerServer(build_app()) as server:
-        yield server
+from tests.support.orders import order_shape as order
 
 
 @pytest.fixture
-def stripe_url(emulator: PeerServer) -> str:
-    httpx.delete(f"{emulator.url}/_sandbox/data").raise_for_status()
-    return emulator.url
-
-
-@pytest.fixture
-def gateway(stripe_url: str) -> StripeSdkGateway:
-    return StripeSdkGateway(build_stripe_client("sk_test_reuse", api_base=stripe_url, timeout_s=10))
+def gateway(stripe_base: str) -> StripeSdkGateway:
+    return StripeSdkGateway(build_stripe_client("sk_test_reuse", api_base=stripe_base, timeout_s=10))
 
 
 @pytest.fixture
@@ -77,8 +50,8 @@ def ctx(run: str) -> StepContext:
                        event={})
 
 
-def intent_ids(stripe_url: str) -> list[str]:
-    page = httpx.get(f"{stripe_url}/v1/payment_intents", params={"limit": 100},
+def intent_ids(stripe_base: str) -> list[str]:
+    page = httpx.get(f"{stripe_base}/v1/payment_intents", params={"limit": 100},
                      headers={"Authorization": "Bearer sk_test_reuse"}).json()
     return sorted(pi["id"] for pi in page["data"])
 
@@ -97,18 +70,18 @@ def first_run(create: Action, customer_id: str, key: str, pm: str, capture: str 
     ("pm_card_threeDSecure2Required", "automatic", "requires_action"),
 ])
 def test_a_payment_intent_that_took_or_may_take_money_is_reused(
-        create: Action, customer_id: str, stripe_url: str, pm: str, capture: str, status: str) -> None:
+        create: Action, customer_id: str, stripe_base: str, pm: str, capture: str, status: str) -> None:
     made = first_run(create, customer_id, "WEB-1", pm, capture)
     assert made["status"] == status
     # a later run: a new idempotency key (as after Stripe's 24 h) and the linked id
     again = create(ctx("run-2"), {"order": order("WEB-1", pm), "customer_id": customer_id, "capture_method": capture,
                                   "existing_id": made["id"], "idempotency_key": "a-key-stripe-never-saw"})
     assert again == {**made, "reused": True}
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_an_unconfirmed_payment_intent_is_reused_not_confirmed_again(
-        create: Action, gateway: StripeSdkGateway, customer_id: str, stripe_url: str) -> None:
+        create: Action, gateway: StripeSdkGateway, customer_id: str, stripe_base: str) -> None:
     params = payment_intent_params(order_from_shape(order("WEB-2", "pm_card_visa")), customer_id=customer_id,
                                    confirm=False, payment_method="pm_card_visa")
     pi = gateway.create_payment_intent(params, idempotency_key="unconfirmed")
@@ -116,13 +89,13 @@ def test_an_unconfirmed_payment_intent_is_reused_not_confirmed_again(
     again = create(ctx("run-2"), {"order": order("WEB-2", "pm_card_visa"), "customer_id": customer_id,
                                   "existing_id": pi["id"]})
     assert (again["id"], again["status"], again["reused"]) == (pi["id"], "requires_confirmation", True)
-    assert intent_ids(stripe_url) == [pi["id"]]
+    assert intent_ids(stripe_base) == [pi["id"]]
 
 
 def test_a_failed_3ds_payment_intent_is_refused_like_a_decline_and_nothing_is_created(
-        create: Action, customer_id: str, stripe_url: str) -> None:
+        create: Action, customer_id: str, stripe_base: str) -> None:
     made = first_run(create, customer_id, "WEB-3", "pm_card_threeDSecure2Required")
-    httpx.post(f"{stripe_url}/_sandbox/payment_intents/{made['id']}/3ds", json={"outcome": "fail"}).raise_for_status()
+    httpx.post(f"{stripe_base}/_sandbox/payment_intents/{made['id']}/3ds", json={"outcome": "fail"}).raise_for_status()
     with pytest.raises(UpstreamRejected) as info:
         create(ctx("run-2"), {"order": order("WEB-3", "pm_card_threeDSecure2Required"), "customer_id": customer_id,
                               "existing_id": made["id"]})
@@ -130,58 +103,58 @@ def test_a_failed_3ds_payment_intent_is_refused_like_a_decline_and_nothing_is_cr
     assert (details["payment_intent"], details["status"]) == (made["id"], "requires_payment_method")
     assert details["decline_code"]  # what the decline e-mail quotes
     assert info.value.suggested_fix
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_a_canceled_payment_intent_is_refused_like_a_decline_and_nothing_is_created(
-        create: Action, gateway: StripeSdkGateway, customer_id: str, stripe_url: str) -> None:
+        create: Action, gateway: StripeSdkGateway, customer_id: str, stripe_base: str) -> None:
     made = first_run(create, customer_id, "WEB-4", "pm_card_visa", capture="manual")
     gateway.cancel_payment_intent(made["id"], cancellation_reason="abandoned", idempotency_key="cancel-it")
     with pytest.raises(UpstreamRejected) as info:
         create(ctx("run-2"), {"order": order("WEB-4", "pm_card_visa"), "customer_id": customer_id,
                               "capture_method": "manual", "existing_id": made["id"]})
     assert (info.value.details["status"], info.value.details["decline_code"]) == ("canceled", "canceled")
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_a_payment_intent_for_another_amount_is_not_reused_for_the_edited_order(
-        create: Action, customer_id: str, stripe_url: str) -> None:
+        create: Action, customer_id: str, stripe_base: str) -> None:
     made = first_run(create, customer_id, "WEB-5", "pm_card_threeDSecure2Required")
     with pytest.raises(ValidationError) as info:
         create(ctx("run-2"), {"order": order("WEB-5", "pm_card_threeDSecure2Required", total_minor=4500),
                               "customer_id": customer_id, "existing_id": made["id"]})
     assert "4500" in str(info.value) and "3000" in str(info.value) and info.value.suggested_fix
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_an_unknown_existing_id_is_not_found_and_nothing_is_created(
-        create: Action, customer_id: str, stripe_url: str) -> None:
+        create: Action, customer_id: str, stripe_base: str) -> None:
     with pytest.raises(NotFound):
         create(ctx("run-1"), {"order": order("WEB-6", "pm_card_visa"), "customer_id": customer_id,
                               "existing_id": "pi_doesnotexist"})
-    assert intent_ids(stripe_url) == []
+    assert intent_ids(stripe_base) == []
 
 
-def test_without_existing_id_the_step_creates_as_before(create: Action, customer_id: str, stripe_url: str) -> None:
+def test_without_existing_id_the_step_creates_as_before(create: Action, customer_id: str, stripe_base: str) -> None:
     made = create(ctx("run-1"), {"order": order("WEB-7", "pm_card_visa"), "customer_id": customer_id,
                                  "existing_id": None})
     assert (made["status"], made["reused"]) == ("succeeded", False)
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_the_step_links_what_it_creates_so_a_later_run_reuses_it_without_existing_id(
-        create: Action, customer_id: str, stripe_url: str) -> None:
+        create: Action, customer_id: str, stripe_base: str) -> None:
     made = first_run(create, customer_id, "WEB-8", "pm_card_threeDSecure2Required")
     # a later run whose identity lookup happened before the link (or that has no lookup step at all),
     # a day later: a key Stripe never saw
     again = create(ctx("run-2"), {"order": order("WEB-8", "pm_card_threeDSecure2Required"),
                                   "customer_id": customer_id, "idempotency_key": "a-key-stripe-never-saw"})
     assert again == {**made, "reused": True}
-    assert intent_ids(stripe_url) == [made["id"]]
+    assert intent_ids(stripe_base) == [made["id"]]
 
 
 def test_runs_at_once_for_one_order_with_different_keys_make_one_payment_intent(
-        create: Action, customer_id: str, stripe_url: str) -> None:
+        create: Action, customer_id: str, stripe_base: str) -> None:
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
@@ -202,4 +175,4 @@ def test_runs_at_once_for_one_order_with_different_keys_make_one_payment_intent(
     assert errors == []
     assert len({r["id"] for r in results}) == 1
     assert sorted(r["reused"] for r in results) == [False, True, True, True]
-    assert intent_ids(stripe_url) == [results[0]["id"]]
+    assert intent_ids(stripe_base) == [results[0]["id"]]

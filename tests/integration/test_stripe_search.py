@@ -1,15 +1,14 @@
-"""PaymentIntent search, emulator and connector together, through the official SDK over real HTTP:
+"""PaymentIntent search, stripe_emulator and connector together, through the official SDK over real HTTP:
 ``GET /v1/payment_intents/search`` answers Stripe's ``search_result`` shape, reads Stripe's query language
 (metadata, status, numeric comparisons, AND/OR, negation, quoted values with backslash escapes) and
 refuses any query it cannot read with a 400 instead of matching everything; ``StripeSdkGateway.
 find_payment_intents_by_metadata`` quotes its values so that no value can change the query, keeps exact
-matches only and returns the newest first. Also the emulator's ``drop_response`` fault (the request is
+matches only and returns the newest first. Also the stripe_emulator's ``drop_response`` fault (the request is
 carried out but its answer never arrives) and its ``search_lag_s`` (search is eventually consistent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,22 +29,9 @@ from commerce_bridge.sandbox.stripe_emulator.app import build_app
 KEY = "sk_test_search"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[PeerServer]:
-    with PeerServer(build_app()) as server:
-        yield server
-
-
 @pytest.fixture
-def base(emulator: PeerServer) -> str:
-    httpx.delete(f"{emulator.url}/_sandbox/data").raise_for_status()
-    httpx.delete(f"{emulator.url}/_sandbox/faults").raise_for_status()
-    return emulator.url
-
-
-@pytest.fixture
-def client(base: str) -> stripe.StripeClient:
-    return build_stripe_client(KEY, api_base=base, timeout_s=10)
+def client(stripe_base: str) -> stripe.StripeClient:
+    return build_stripe_client(KEY, api_base=stripe_base, timeout_s=10)
 
 
 @pytest.fixture
@@ -53,10 +39,10 @@ def gateway(client: stripe.StripeClient) -> StripeSdkGateway:
     return StripeSdkGateway(client)
 
 
-def make_pi(client: stripe.StripeClient, base: str, metadata: dict[str, str], *, amount: int = 1000,
+def make_pi(client: stripe.StripeClient, stripe_base: str, metadata: dict[str, str], *, amount: int = 1000,
             pm: str | None = "pm_card_visa", later_s: int = 10) -> str:
     """A PaymentIntent with ``metadata``, made ``later_s`` seconds (account clock) after the previous one."""
-    httpx.post(f"{base}/_sandbox/clock/advance", json={"seconds": later_s}).raise_for_status()
+    httpx.post(f"{stripe_base}/_sandbox/clock/advance", json={"seconds": later_s}).raise_for_status()
     params: dict[str, Any] = {"amount": amount, "currency": "usd", "metadata": metadata}
     if pm:
         params.update(payment_method=pm, confirm=True)
@@ -68,11 +54,11 @@ def search(client: stripe.StripeClient, query: str, **params: Any) -> Any:
 
 
 def test_search_result_has_stripes_shape_and_finds_by_metadata_newest_first(
-        client: stripe.StripeClient, base: str) -> None:
-    older = make_pi(client, base, {"clarity_order_key": "WEB-1"})
-    make_pi(client, base, {"clarity_order_key": "WEB-2"})
-    newer = make_pi(client, base, {"clarity_order_key": "WEB-1"})
-    raw = httpx.get(f"{base}/v1/payment_intents/search", params={"query": "metadata['clarity_order_key']:'WEB-1'"},
+        client: stripe.StripeClient, stripe_base: str) -> None:
+    older = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"})
+    make_pi(client, stripe_base, {"clarity_order_key": "WEB-2"})
+    newer = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"})
+    raw = httpx.get(f"{stripe_base}/v1/payment_intents/search", params={"query": "metadata['clarity_order_key']:'WEB-1'"},
                     headers={"Authorization": f"Bearer {KEY}"})
     assert raw.status_code == 200
     body = raw.json()
@@ -83,10 +69,10 @@ def test_search_result_has_stripes_shape_and_finds_by_metadata_newest_first(
     assert search(client, "metadata['clarity_order_key']:'WEB-3'").data == []
 
 
-def test_and_or_negation_status_and_amount_clauses(client: stripe.StripeClient, base: str) -> None:
-    paid = make_pi(client, base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"}, amount=3000)
-    open_ = make_pi(client, base, {"clarity_order_key": "WEB-1"}, amount=1000, pm=None)
-    other = make_pi(client, base, {"clarity_order_key": "WEB-2", "bridge": "commerce-bridge"}, amount=2000)
+def test_and_or_negation_status_and_amount_clauses(client: stripe.StripeClient, stripe_base: str) -> None:
+    paid = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"}, amount=3000)
+    open_ = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"}, amount=1000, pm=None)
+    other = make_pi(client, stripe_base, {"clarity_order_key": "WEB-2", "bridge": "commerce-bridge"}, amount=2000)
 
     def ids(query: str) -> list[str]:
         return [pi.id for pi in search(client, query).data]
@@ -102,10 +88,10 @@ def test_and_or_negation_status_and_amount_clauses(client: stripe.StripeClient, 
     assert ids("-metadata['bridge']:null AND amount:2000") == [other]
 
 
-def test_quoted_values_keep_quotes_backslashes_and_the_word_and(client: stripe.StripeClient, base: str) -> None:
+def test_quoted_values_keep_quotes_backslashes_and_the_word_and(client: stripe.StripeClient, stripe_base: str) -> None:
     odd = "O'Brien \\ AND co"
-    pi = make_pi(client, base, {"clarity_order_key": odd})
-    make_pi(client, base, {"clarity_order_key": "O"})
+    pi = make_pi(client, stripe_base, {"clarity_order_key": odd})
+    make_pi(client, stripe_base, {"clarity_order_key": "O"})
     assert [p.id for p in search(client, metadata_search_query({"clarity_order_key": odd})).data] == [pi]
     assert quote_search_value(odd) == "'O\\'Brien \\\\ AND co'"
 
@@ -123,8 +109,8 @@ def test_quoted_values_keep_quotes_backslashes_and_the_word_and(client: stripe.S
     "status:'succeeded'garbage",                          # text after a value
 ])
 def test_a_query_the_emulator_cannot_read_is_a_400_never_a_match_of_everything(
-        client: stripe.StripeClient, base: str, query: str) -> None:
-    make_pi(client, base, {"clarity_order_key": "WEB-1"})
+        client: stripe.StripeClient, stripe_base: str, query: str) -> None:
+    make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"})
     with pytest.raises(stripe.InvalidRequestError) as info:
         search(client, query)
     err = info.value
@@ -136,8 +122,8 @@ def test_a_query_the_emulator_cannot_read_is_a_400_never_a_match_of_everything(
     assert ours.value.details["http_status"] == 400
 
 
-def test_limit_and_pages(client: stripe.StripeClient, base: str) -> None:
-    made = [make_pi(client, base, {"clarity_order_key": "WEB-1"}) for _ in range(12)]
+def test_limit_and_pages(client: stripe.StripeClient, stripe_base: str) -> None:
+    made = [make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"}) for _ in range(12)]
     newest_first = made[::-1]
     default = search(client, "metadata['clarity_order_key']:'WEB-1'")
     assert [p.id for p in default.data] == newest_first[:10] and default.has_more is True
@@ -152,11 +138,11 @@ def test_limit_and_pages(client: stripe.StripeClient, base: str) -> None:
 
 
 def test_gateway_finds_exact_matches_newest_first_and_quotes_what_it_is_given(
-        gateway: StripeSdkGateway, client: stripe.StripeClient, base: str) -> None:
-    older = make_pi(client, base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"})
-    make_pi(client, base, {"clarity_order_key": "WEB-1"})  # not the bridge's
-    newer = make_pi(client, base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"})
-    make_pi(client, base, {"clarity_order_key": "web-1", "bridge": "commerce-bridge"})  # Stripe ignores case
+        gateway: StripeSdkGateway, client: stripe.StripeClient, stripe_base: str) -> None:
+    older = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"})
+    make_pi(client, stripe_base, {"clarity_order_key": "WEB-1"})  # not the bridge's
+    newer = make_pi(client, stripe_base, {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"})
+    make_pi(client, stripe_base, {"clarity_order_key": "web-1", "bridge": "commerce-bridge"})  # Stripe ignores case
     mine = {"clarity_order_key": "WEB-1", "bridge": "commerce-bridge"}
     assert [pi["id"] for pi in gateway.find_payment_intents_by_metadata(mine)] == [newer, older]
     assert len(search(client, metadata_search_query(mine)).data) == 3  # what Stripe itself answers
@@ -168,11 +154,11 @@ def test_gateway_finds_exact_matches_newest_first_and_quotes_what_it_is_given(
         gateway.find_payment_intents_by_metadata({})
 
 
-def test_gateway_search_errors_are_translated_like_every_other_call(gateway: StripeSdkGateway, base: str) -> None:
-    httpx.post(f"{base}/_sandbox/faults", json={"kind": "rate_limit", "path": "/v1/payment_intents/search"})
+def test_gateway_search_errors_are_translated_like_every_other_call(gateway: StripeSdkGateway, stripe_base: str) -> None:
+    httpx.post(f"{stripe_base}/_sandbox/faults", json={"kind": "rate_limit", "path": "/v1/payment_intents/search"})
     with pytest.raises(E.RateLimited):
         gateway.find_payment_intents_by_metadata({"clarity_order_key": "WEB-1"})
-    httpx.post(f"{base}/_sandbox/faults", json={"kind": "server_error", "path": "/v1/payment_intents/search"})
+    httpx.post(f"{stripe_base}/_sandbox/faults", json={"kind": "server_error", "path": "/v1/payment_intents/search"})
     with pytest.raises(E.UpstreamUnavailable):
         gateway.find_payment_intents_by_metadata({"clarity_order_key": "WEB-1"})
     assert gateway.find_payment_intents_by_metadata({"clarity_order_key": "WEB-1"}) == []
@@ -186,8 +172,8 @@ def test_the_gateway_waits_for_the_shared_rate_limit_before_a_search(client: str
 
 
 def test_a_dropped_response_is_carried_out_and_replayed_to_the_same_key(
-        gateway: StripeSdkGateway, client: stripe.StripeClient, base: str) -> None:
-    httpx.post(f"{base}/_sandbox/faults", json={"kind": "drop_response", "count": 2, "method": "POST",
+        gateway: StripeSdkGateway, client: stripe.StripeClient, stripe_base: str) -> None:
+    httpx.post(f"{stripe_base}/_sandbox/faults", json={"kind": "drop_response", "count": 2, "method": "POST",
                                                 "path": "/v1/payment_intents"}).raise_for_status()
     params = {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
               "metadata": {"clarity_order_key": "WEB-1"}}
