@@ -223,3 +223,40 @@ def test_the_gateway_shortens_every_long_key_the_same_way(gateway: StripeSdkGate
     again = gateway.create_customer({"email": "long@example.com"}, idempotency_key=key)  # a retry: replayed
     other = gateway.create_customer({"email": "long@example.com"}, idempotency_key=key[:-1] + "X")
     assert first["id"] == again["id"] != other["id"]
+
+
+PER_ORDER_KEY = {"idempotency_key": "clarity-order:WEB-10:payment"}  # as clarity.order_to_cash sends it
+
+
+def test_a_new_try_after_a_decline_gets_a_new_payment_intent_not_the_stored_decline(
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
+    # The order is put back to Pending with another card within 24 h: its run sends the per-order key
+    # again. Before, Stripe answered with the declined try's stored 402 (same parameters) or an
+    # idempotency_error (another card), so the order could not be paid for a day.
+    with pytest.raises(UpstreamRejected):
+        create(ctx("run-1"), {"order": order("WEB-10", "pm_card_chargeDeclined"), "customer_id": customer_id,
+                              **PER_ORDER_KEY})
+    [declined] = intents(stripe_base)
+    with pytest.raises(UpstreamRejected):  # the same card again: a new decline, not the stored one
+        create(ctx("run-2"), {"order": order("WEB-10", "pm_card_chargeDeclined"), "customer_id": customer_id,
+                              **PER_ORDER_KEY})
+    assert len(intents(stripe_base)) == 2
+    made = create(ctx("run-3"), {"order": order("WEB-10", "pm_card_visa"), "customer_id": customer_id,
+                                 **PER_ORDER_KEY})
+    assert made["status"] == "succeeded" and made["id"] != declined["id"] and len(intents(stripe_base)) == 3
+    assert linked(identity, "WEB-10") == made["id"]
+
+
+def test_after_a_decline_a_lost_create_that_never_ran_is_not_taken_for_the_declined_try(
+        create: Action, identity: SqlIdentityMap, customer_id: str, stripe_base: str) -> None:
+    with pytest.raises(UpstreamRejected):
+        create(ctx("run-1"), {"order": order("WEB-11", "pm_card_chargeDeclined"), "customer_id": customer_id})
+    [declined] = intents(stripe_base)
+    fault(stripe_base, "rate_limit", "/v1/payment_intents", method="POST")  # the next try never runs
+    with pytest.raises(RateLimited):
+        create(ctx("run-2"), {"order": order("WEB-11", "pm_card_visa"), "customer_id": customer_id})
+    a_day_later(stripe_base)
+    # the search finds only the declined try: it is not the lost one, so a PaymentIntent is made
+    made = create(ctx("run-3"), {"order": order("WEB-11", "pm_card_visa"), "customer_id": customer_id})
+    assert made["status"] == "succeeded" and made["id"] != declined["id"]
+    assert linked(identity, "WEB-11") == made["id"]

@@ -307,9 +307,12 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "the newest like a linked one (same rules), linking it, and creates only when there is "
                     "none, with the key of the create that was lost (the mark holds it): Stripe's search is eventually "
                     "consistent (normally within a minute), so within 24 h the key gets Stripe's answer of "
-                    "the first create, whichever run sends it, and later the search finds it. The first attempt for an order makes no search request (search "
-                    "has its own limit, 20 reads/s). A decline or a request Stripe refused clears the mark, "
-                    "so a later run may charge anew as before.",
+                    "the first create, whichever run sends it, and later the search finds it. The first attempt "
+                    "for an order makes no search request (search has its own limit, 20 reads/s). A decline "
+                    "or a request Stripe refused clears the mark; a decline is remembered (system "
+                    "`stripe.declined`), and the order's next try (e.g. put back to Pending with another "
+                    "card) is sent with the key plus `:after:<declined PaymentIntent>`, so Stripe makes a new "
+                    "PaymentIntent instead of answering with the stored decline.",
         errors=(("UpstreamRejected", "card declined (402): `details` has `code`, `decline_code` and "
                                      "`payment_intent`; the usual `on_error` case. Also when the reused "
                                      "PaymentIntent (linked, `existing_id`, or found after a lost answer) is "

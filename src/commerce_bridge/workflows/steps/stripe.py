@@ -34,6 +34,11 @@ CREATE_SENT = "stripe.create_sent"
 the create, under the order's lock."""
 
 
+DECLINED = "stripe.declined"
+"""Identity-map system of the order's last declined PaymentIntent (entity ``payment``): the next try of the
+order is sent with another idempotency key (the declined try's key would get Stripe's stored 402 again)."""
+
+
 def _create_answered(exc: BridgeError) -> bool:
     """Stripe answered the create with a 4xx that settles it: a decline (the PaymentIntent it made can take
     no money and stays unlinked, so a later run may charge anew, as before) or parameters it refused
@@ -132,12 +137,16 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
             linked = identity.external("payment", entity_id, "stripe") or params.get("existing_id")
             if linked:
                 return reuse_intent(str(linked), order.key, pi_params)
+            declined = identity.external("payment", entity_id, DECLINED)
             key = identity.external("payment", entity_id, CREATE_SENT)
             if key is None:
-                key = stripe_idempotency_key(str(params.get("idempotency_key") or ctx.idempotency_key))
+                key = str(params.get("idempotency_key") or ctx.idempotency_key)
+                if declined:  # a new try after a decline: the key of the declined try would replay its 402
+                    key = f"{key}:after:{declined}"
+                key = stripe_idempotency_key(key)
                 identity.link("payment", entity_id, CREATE_SENT, key)
             else:
-                lost = find_lost_intent(pi_params)
+                lost = find_lost_intent(pi_params, older_than=declined)
                 if lost is not None:  # it is the order's: linked, then the rules of any reuse apply
                     identity.link("payment", entity_id, "stripe", str(lost["id"]))
                     return checked_reuse(lost, order.key, pi_params)
@@ -146,16 +155,26 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
             except BridgeError as exc:
                 if _create_answered(exc):
                     identity.unlink("payment", entity_id, CREATE_SENT)
+                    if exc.details.get("payment_intent"):  # a decline: the next try of the order needs a new key
+                        identity.unlink("payment", entity_id, DECLINED)
+                        identity.link("payment", entity_id, DECLINED, str(exc.details["payment_intent"]))
                 raise
             identity.link("payment", entity_id, "stripe", str(pi["id"]))
         return {**intent_shape(pi), "reused": False}
 
-    def find_lost_intent(pi_params: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The newest PaymentIntent the bridge made for this order (its metadata), if Stripe's search has it."""
+    def find_lost_intent(pi_params: Mapping[str, Any], *, older_than: str | None) -> dict[str, Any] | None:
+        """The newest PaymentIntent the bridge made for this order (its metadata), if Stripe's search has it.
+
+        ``older_than``: the order's last declined PaymentIntent; it and the ones made before it (newest
+        first, so after it in the list) are earlier tries, never the lost one.
+        """
         metadata = pi_params.get("metadata") or {}
         wanted = {k: str(metadata[k]) for k in (ORDER_KEY, BRIDGE) if metadata.get(k)}
-        found = gateway.find_payment_intents_by_metadata(wanted)
-        return found[0] if found else None
+        for pi in gateway.find_payment_intents_by_metadata(wanted):
+            if older_than is not None and str(pi.get("id")) == older_than:
+                return None
+            return pi
+        return None
 
     def make_intent(pi_params: Mapping[str, Any], key: str) -> dict[str, Any]:
         try:
