@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -77,15 +78,17 @@ class BridgeProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# prctl(2), looked up here: the child, forked from a process with threads, only makes the call
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the test process dies (Linux), so a killed or crashed
     pytest leaves no bridge running that holds ports and database connections (the children run in
     their own session, so a terminal's Ctrl-C does not reach them)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
 def bridge_env(**settings: Any) -> dict[str, str]:
