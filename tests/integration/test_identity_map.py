@@ -16,6 +16,18 @@ from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from tests.support.databases import pg_admin_url, postgres_database
 
 
+def test_externals_gives_every_system_s_id_of_one_entity(engine: Engine) -> None:
+    ids = SqlIdentityMap(engine)
+    entity = ids.entity_for_key("payment", "WEB-1")
+    other = ids.entity_for_key("payment", "WEB-2")
+    assert ids.externals("payment", entity) == {}
+    ids.link("payment", entity, "stripe", "pi_1")
+    ids.link("payment", entity, "stripe.declined", "pi_0")
+    ids.link("payment", other, "stripe", "pi_2")
+    assert ids.externals("payment", entity) == {"stripe": "pi_1", "stripe.declined": "pi_0"}
+    assert ids.externals("customer", entity) == {}
+
+
 def test_same_dedupe_key_gives_the_same_entity(engine: Engine) -> None:
     ids = SqlIdentityMap(engine)
     a = ids.entity_for_key("customer", "ada@example.com")

@@ -136,6 +136,10 @@ class IdentityMap(Protocol):
 
     def external(self, kind: str, entity_id: str, system: str) -> str | None: ...
 
+    def externals(self, kind: str, entity_id: str) -> dict[str, str]:
+        """Every system's id for our entity (system -> id)."""
+        ...
+
     def unlink(self, kind: str, entity_id: str, system: str) -> bool:
         """Remove the entity's link in ``system``; False when there was none."""
         ...

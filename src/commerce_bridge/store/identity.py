@@ -65,6 +65,13 @@ class SqlIdentityMap:
                 identity_links.c.entity_kind == kind, identity_links.c.entity_id == entity_id,
                 identity_links.c.system == system)).scalar_one_or_none()
 
+    def externals(self, kind: str, entity_id: str) -> dict[str, str]:
+        """Every system's id for our entity (system -> id), in one query."""
+        with translate_db_errors(), self._engine.connect() as conn:
+            return {system: ext for system, ext in conn.execute(
+                select(identity_links.c.system, identity_links.c.external_id).where(
+                    identity_links.c.entity_kind == kind, identity_links.c.entity_id == entity_id))}
+
     def unlink(self, kind: str, entity_id: str, system: str) -> bool:
         with translate_db_errors(), self._engine.begin() as conn:
             return bool(conn.execute(delete(identity_links).where(

@@ -134,11 +134,12 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
         # of 20 reads/s).
         with locks.hold("stripe.payment_intent", order_key):
             entity_id = identity.entity_for_key("payment", order_key)
-            linked = identity.external("payment", entity_id, "stripe") or params.get("existing_id")
+            links = identity.externals("payment", entity_id)  # the PaymentIntent, the last decline, the mark
+            linked = links.get("stripe") or params.get("existing_id")
             if linked:
                 return reuse_intent(str(linked), order.key, pi_params)
-            declined = identity.external("payment", entity_id, DECLINED)
-            key = identity.external("payment", entity_id, CREATE_SENT)
+            declined = links.get(DECLINED)
+            key = links.get(CREATE_SENT)
             if key is None:
                 key = str(params.get("idempotency_key") or ctx.idempotency_key)
                 if declined:  # a new try after a decline: the key of the declined try would replay its 402
