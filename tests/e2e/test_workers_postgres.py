@@ -114,7 +114,7 @@ def test_survivor_resumes_a_dead_workers_runs_only_after_its_lease_expires(clust
         victim = cluster.worker("w-victim")
         ids = burst_plan(120, 0.0, seed=2, prefix="b")
         send(ingress.url, ids, SendLog())
-        time.sleep(1.5)
+        _wait_for_runs_in_flight(cluster.db_url, "w-victim")  # a fixed sleep sometimes killed it holding none
         victim.kill9()
         killed_at = time.monotonic()
         survivor = cluster.worker("w-survivor")
@@ -239,6 +239,23 @@ def max_in_window(stamps: list[float], window: float) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+def _wait_for_runs_in_flight(db_url: str, executor_id: str, timeout: float = 30.0) -> None:
+    """Return once the worker runs some workflows (DBOS status PENDING under its executor id)."""
+    eng = create_engine(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with eng.connect() as conn:
+                n = conn.execute(text("SELECT count(*) FROM dbos.workflow_status WHERE executor_id = :e "
+                                      "AND status = 'PENDING'"), {"e": executor_id}).scalar_one()
+            if n:
+                return
+            time.sleep(0.05)
+    finally:
+        eng.dispose()
+    raise AssertionError(f"{executor_id} never had a run in flight")
 
 
 def _worker_row(db_url: str, executor_id: str) -> dict[str, Any]:
