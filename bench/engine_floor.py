@@ -18,7 +18,7 @@ see docs/performance.md "The engine floor"):
   would send (``customer.created``; ``payment_intent.created``/``.succeeded``, ``charge.succeeded``)
   to the feeder, and ``clarity.order.add_payment`` the ``salesorder.updated`` the Clarity poll would
   see. Step outputs and event bodies are padded to the sizes measured in the real flow.
-* ``order+audit``: the same with ``core.audit`` on (the default setting): 8 runs, 21 checkpoints.
+* ``order+audit``: the same with ``core.audit`` on (``CB_AUDIT_RUNS``; off by default since issue 10).
 
 Load: ``max`` keeps ``--outstanding`` orders in flight (a new one starts when one has finished all
 its runs): the throughput ceiling. A number is an open-loop rate in orders/s (order i starts at
@@ -498,8 +498,7 @@ def phase(dbkind: str, shape: Shape, load: str, a: argparse.Namespace) -> dict[s
         es.callback(pg.close)
         configure_logging(a.log_level, json=True, stream=es.enter_context((workdir / "bridge.log").open("w")))
         overrides: dict[str, Any] = {"database_url": url, "worker_id": "engine-floor", "rate_limits": {}}
-        if not shape.audit:
-            overrides["workflows_disabled"] = ["core.audit"]
+        overrides["audit_runs"] = shape.audit
         if a.worker_concurrency:
             overrides["worker_concurrency"] = a.worker_concurrency
         settings = load_settings(**overrides)

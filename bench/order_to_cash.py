@@ -19,7 +19,18 @@ mark the order paid in Clarity and then create the ERP sales order and Payment E
 bound of "paid in Clarity" (it includes the ERP writes). After each phase every order is checked in Clarity
 (status "Full Payment Received", balance 0) and in the ERP (a Payment Entry for its charge).
 
-    .venv/bin/python bench/order_to_cash.py --rates 1,2,3,5 --duration 30 --db sqlite
+The **naive arm** (``--arms``, both by default) runs the same order flow with no durability:
+``bench/_naive_order.py``, one process that polls Clarity, receives Stripe's webhooks and makes the same HTTP
+calls through the official clients with its state in memory. For each rate the arms run interleaved (bridge,
+naive, bridge, naive, ... with ``--reps N``), each against a fresh stack of peers with the same offered load.
+Before the load, each arm's idle CPU (started, polling, no orders) is measured for ``--idle`` seconds. Per arm
+the script reports paid orders, the CPU of the arm's own processes per paid order (the bridge: every bridge
+process, plus on PostgreSQL the backends serving its database; the naive arm: its one process), the same
+with the idle cost subtracted, and the HTTP calls per paid order each peer answered (the emulator's log for
+Stripe, the same kind of wrapper for the Clarity and ERPNext simulators); then the ratio bridge/naive.
+
+    .venv/bin/python bench/order_to_cash.py --rates 1,2,3,5 --duration 30 --db sqlite --arms bridge
+    .venv/bin/python bench/order_to_cash.py --db sqlite --rates 2 --duration 20 --reps 2
 """
 
 from __future__ import annotations
@@ -58,6 +69,7 @@ from commerce_bridge.sandbox.stripe_emulator import app as stripe_app_mod  # noq
 from commerce_bridge.store.tables import dead_letters, inbox, runs  # noqa: E402
 
 WATCH_EVERY_S = 0.05
+WATCHER_APP = "cb-bench-watcher"  # application_name of the benchmark's own PostgreSQL connections
 PAID = "Full Payment Received"
 SCENARIO = next(s for s in traffic_mod.SCENARIOS if s.name == "paid (USD)")
 
@@ -93,6 +105,52 @@ class RequestLog:
 
 
 LOG = RequestLog()
+
+
+@dataclass
+class PeerLog:
+    """Every request the Clarity and ERPNext simulators answered: (monotonic time, peer, method, path, query,
+    status). Wraps their ASGI apps the way ``RequestLog`` wraps the emulator (bench only)."""
+
+    rows: list[tuple[float, str, str, str, str, int]] = field(default_factory=list)
+
+    def install(self) -> None:
+        from commerce_bridge.sandbox.clarity_sim import app as clarity_app_mod
+        from commerce_bridge.sandbox.erp_sim import app as erp_app_mod
+
+        for peer, mod in (("clarity", clarity_app_mod), ("erp", erp_app_mod)):
+            mod.build_app = self._wrapping(peer, mod.build_app)  # type: ignore[attr-defined]
+
+    def _wrapping(self, peer: str, original: Any) -> Any:
+        log = self
+
+        def build_app(**kw: Any) -> Any:
+            app = original(**kw)
+
+            async def logged(scope: Any, receive: Any, send: Any) -> None:
+                if scope["type"] != "http":
+                    await app(scope, receive, send)
+                    return
+                status = 0
+
+                async def sending(message: Any) -> None:
+                    nonlocal status
+                    if message["type"] == "http.response.start":
+                        status = message["status"]
+                    await send(message)
+
+                try:
+                    await app(scope, receive, sending)
+                finally:
+                    log.rows.append((time.monotonic(), peer, scope["method"], scope["path"],
+                                     scope.get("query_string", b"").decode("latin-1"), status))
+
+            return logged
+
+        return build_app
+
+
+PEERS = PeerLog()
 
 
 # ---- the watcher: paid orders seen in the bridge's runs table ---------------------------------------
@@ -184,7 +242,9 @@ class BridgeProcesses:
         self.env.update(CB_LOG_LEVEL="INFO", CB_LOG_JSON="true")
         self.workdir, self.port, self.mode, self.workers = workdir, bridge_port, mode, workers
         self.procs: list[tuple[subprocess.Popen[bytes], int | None]] = []
-        self.db = create_engine(settings["database_url"])
+        url = settings["database_url"]
+        self.db = create_engine(url, connect_args={"application_name": WATCHER_APP} if url.startswith("postgresql")
+                                else {})
 
     def _spawn(self, args: list[str], name: str, port: int | None) -> None:
         cmd = [sys.executable, "-m", "commerce_bridge.entrypoints.cli", *args]
@@ -251,6 +311,130 @@ class BridgeProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.db.dispose()
+
+
+# ---- the naive arm: the same flow with no durability, in its own process ---------------------------------
+class NaiveProcess:
+    """``bench/_naive_order.py`` on the bridge's port, wired to the same peers with the same settings."""
+
+    def __init__(self, settings: dict[str, Any], port: int, workdir: Path) -> None:
+        self.settings, self.port, self.workdir = settings, port, workdir
+        self.events = workdir / "naive-events.jsonl"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        s = self.settings
+        self.events.touch()
+        cmd = [sys.executable, str(ROOT / "bench" / "_naive_order.py"), "--port", str(self.port),
+               "--events", str(self.events), "--webhook-secret", _env_value(s["stripe_webhook_secrets"]),
+               "--stripe-key", s["stripe_api_key"], "--stripe-base", s["stripe_api_base"],
+               "--clarity-base", s["clarity_base_url"], "--clarity-user", s["clarity_user"],
+               "--clarity-password", s["clarity_password"], "--erp-base", s["erp_base_url"],
+               "--erp-key", s["erp_api_key"], "--erp-secret", s["erp_api_secret"],
+               "--poll-interval", str(s["clarity_poll_interval_s"])]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CB_")}
+        log = (self.workdir / "naive.log").open("ab")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"naive arm exited with {self.proc.returncode}; see {self.workdir}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"naive arm not ready; see {self.workdir}")
+            time.sleep(0.1)
+
+    def cpu_s(self) -> float:
+        return _proc_cpu_s(self.proc.pid) if self.proc is not None and self.proc.poll() is None else 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class EventsWatcher(threading.Thread):
+    """The naive arm's counterpart of ``Watcher``: reads the JSON lines it appends (one per paid order) every
+    50 ms, so nothing polls the arm itself. ``seen``: order key -> (monotonic seen here, the arm's own time)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True, name="o2c-naive-watcher")
+        self.path = path
+        self.seen: dict[str, tuple[float, datetime]] = {}
+        self.errors: list[str] = []
+        self._offset = 0
+        self._halt = threading.Event()
+        self.polls = 0
+        self.poll_s = 0.0
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+        self._read()
+
+    def _read(self) -> None:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            return
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            return
+        self._offset += end
+        now = time.monotonic()
+        for line in chunk[:end].splitlines():
+            doc = orjson.loads(line)
+            if "paid" in doc:
+                self.seen.setdefault(doc["paid"], (now, datetime.fromtimestamp(doc["wall"], UTC)))
+            else:
+                self.errors.append(str(doc.get("error")))
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            t0 = time.monotonic()
+            self._read()
+            self.polls += 1
+            self.poll_s += time.monotonic() - t0
+            self._halt.wait(max(0.0, WATCH_EVERY_S - (time.monotonic() - t0)))
+
+
+class PgBackends:
+    """CPU seconds so far of the PostgreSQL backends serving the bridge's database (the server runs on this
+    machine), read from ``/proc/<pid>/stat``; the benchmark's own watcher connection is left out by its
+    ``application_name``. A backend that exits between two reads takes its CPU with it (pools keep theirs)."""
+
+    def __init__(self, dbname: str) -> None:
+        import psycopg
+
+        self.dbname = dbname
+        self.conn = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3",
+                                    autocommit=True)
+
+    def cpu(self) -> dict[int, float]:
+        rows = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name <> %s",
+                                 (self.dbname, WATCHER_APP)).fetchall()
+        out: dict[int, float] = {}
+        for (pid,) in rows:
+            with contextlib.suppress(OSError):
+                out[pid] = _proc_cpu_s(pid)
+        return out
+
+    @staticmethod
+    def delta(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 # ---- the load ------------------------------------------------------------------------------------------
@@ -344,28 +528,47 @@ def _rate_limited_in(text: str) -> float:
     return total
 
 
-def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
+def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", rep: int = 1) -> dict[str, Any]:
+    """One arm at one rate on a fresh stack of peers: idle cost first, then the offered load and the drain."""
     log = LOG
     log.rows.clear()
+    PEERS.rows.clear()
     overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
                                  "clarity_poll_interval_s": a.clarity_poll}
     if a.no_audit:
         overrides["workflows_disabled"] = ["core.audit"]
+    pg: PgBackends | None = None
+    naive_watcher: EventsWatcher | None = None
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
     with contextlib.ExitStack() as es:
-        if dbkind == "postgres":
-            db_url: str | None = es.enter_context(fresh_database("postgres")).url
+        if dbkind == "postgres" and arm == "bridge":
+            fresh = es.enter_context(fresh_database("postgres"))
+            db_url: str | None = fresh.url
         else:
-            db_url = None
-        workdir = Path(a.keep) / f"{dbkind}-{rate:g}" if a.keep else Path(
+            fresh, db_url = None, None  # the naive arm has no database
+        name = f"{dbkind}-{rate:g}" + ("" if (arm, rep) == ("bridge", 1) else f"-{arm}-{rep}")
+        workdir = Path(a.keep) / name if a.keep else Path(
             es.enter_context(tempfile.TemporaryDirectory(prefix="cb-o2c-")))
         workdir.mkdir(parents=True, exist_ok=True)
-        if a.bridge == "inprocess":
+        if arm == "naive":
+            peers = es.enter_context(sandbox_peers(database_url=db_url, workdir=workdir, **overrides))
+            tr, urls = peers.traffic, peers.urls
+            naive = NaiveProcess(peers.settings, peers.bridge_port, workdir)
+            es.callback(naive.stop)
+            naive.start()
+            db, c, bp = None, None, None
+            cpu_of_bridge = naive.cpu_s  # the arm's own process
+            naive_watcher = EventsWatcher(naive.events)
+            watcher: Watcher | EventsWatcher = naive_watcher
+        elif a.bridge == "inprocess":
             # the bridge logs INFO as JSON to a file, like the demo (not to this terminal)
             configure_logging("INFO", json=True, stream=es.enter_context((workdir / "bridge.log").open("w")))
             st = es.enter_context(sandbox_stack(database_url=db_url, workdir=workdir, **overrides))
             tr, urls, db = st.traffic, st.urls, st.container.db
-            c = st.container
+            c, bp = st.container, None
             cpu_of_bridge = None
+            watcher = Watcher(db)
         else:
             peers = es.enter_context(sandbox_peers(database_url=db_url, workdir=workdir, **overrides))
             tr, urls = peers.traffic, peers.urls
@@ -374,14 +577,27 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
             bp.start()
             db, c = bp.db, None
             cpu_of_bridge = bp.cpu_s
+            watcher = Watcher(db)
+            if fresh is not None and fresh.pg_name:
+                pg = PgBackends(fresh.pg_name)
+                es.callback(pg.close)
         stripe_url = urls["Stripe emulator"]
         httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": a.emulator_limit}).raise_for_status()
-        watcher = Watcher(db)
         watcher.start()
         time.sleep(1.0)
+        # the arm's idle cost: started, polling Clarity, no orders
+        i_t0 = time.monotonic()
+        i_cpu0 = cpu_of_bridge() if cpu_of_bridge else 0.0
+        i_pg0 = pg.cpu() if pg else {}
+        time.sleep(a.idle)
+        i_t1 = time.monotonic()
+        idle_cpu = (cpu_of_bridge() - i_cpu0) if cpu_of_bridge else None
+        idle_pg = PgBackends.delta(i_pg0, pg.cpu()) if pg else None
+        idle_calls = _peer_calls(log.rows, PEERS.rows, i_t0, i_t1)
         log_start = len(log.rows)
         cpu0 = process_cpu_s()
         bcpu0 = cpu_of_bridge() if cpu_of_bridge else 0.0
+        pg0 = pg.cpu() if pg else {}
         busy0, steal0 = machine_busy_s(), machine_steal_s()
         t_start = time.monotonic()
         orders = asyncio.run(offer(urls["Clarity simulator"], rate, a.duration))
@@ -393,14 +609,19 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         t_end = time.monotonic()
         cpu = process_cpu_s() - cpu0
         bridge_cpu = (cpu_of_bridge() - bcpu0) if cpu_of_bridge else None
+        pg_cpu = PgBackends.delta(pg0, pg.cpu()) if pg else None
         busy, steal = machine_busy_s() - busy0, machine_steal_s() - steal0
         watcher.stop()
         reqs = log.rows[log_start:]
+        calls = _peer_calls(log.rows, PEERS.rows, t_start, t_end)
         check = verify(tr, orders)
-        if c is not None:
+        if arm == "naive":
+            dlq, metric_rl, run_counts = None, None, {}
+        elif c is not None:
             dlq, metric_rl, run_counts = (c.dead_letters.count_open(), _rate_limited_in(c.metrics.render().decode()),
                                           c.runs.counts_by_status())
         else:
+            assert bp is not None
             dlq, metric_rl, run_counts = bp.open_dlq(), bp.rate_limited_metric(), bp.run_counts()
     measured = [o for o in orders if o.scheduled - orders[0].scheduled >= a.warmup] if orders else []
     lat = [watcher.seen[o.key][0] - o.answered for o in measured if o.key in watcher.seen]
@@ -414,11 +635,13 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
     statuses = Counter(r[4] for r in reqs)
     by_call = Counter(f"{r[1]} {_route(r[2])}" for r in reqs)
     checkout_s = [o.answered - o.scheduled for o in orders if not math.isnan(o.answered)]
+    paid = len(watcher.seen.keys() & keys)
+    is_bridge = arm == "bridge"
     res = {
         "db": dbkind, "offered_per_s": rate, "emulator_limit": a.emulator_limit,
         "bridge_stripe_limit": a.bridge_stripe_limit, "orders": len(orders), "measured_orders": len(measured),
         "checkout_errors": sum(1 for o in orders if o.error),
-        "completed": len(watcher.seen.keys() & keys),
+        "completed": paid,
         "completed_per_s_in_window": done_in_window / window,
         "stripe_requests": len(reqs), "stripe_req_per_s_in_window": len(in_win) / window,
         "stripe_max_1s_window": max(full) if full else 0,
@@ -433,21 +656,88 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str) -> dict[str, Any]:
         "latency_db_p50_s": pct(lat_db, 50), "latency_db_p99_s": pct(lat_db, 99),
         "not_completed": missing, "checkout_answer_p99_s": pct(checkout_s, 99),
         "drain_s": t_end - t_offer_end, "process_cpu_s": cpu, "process_cpu_share": cpu / (t_end - t_start),
-        "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, len(watcher.seen.keys() & keys)),
-        "bridge_mode": a.bridge, "workers": a.workers if a.bridge == "split" else None, "audit_runs": not a.no_audit,
-        "bridge_cpu_s": bridge_cpu,
-        "bridge_cpu_ms_per_completed_order": (1000 * bridge_cpu / max(1, len(watcher.seen.keys() & keys))
-                                              if bridge_cpu is not None else None),
+        "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, paid),
+        "bridge_mode": a.bridge if is_bridge else "naive",
+        "workers": a.workers if is_bridge and a.bridge == "split" else None,
+        "audit_runs": not a.no_audit if is_bridge else None,
+        "bridge_cpu_s": bridge_cpu if is_bridge else None,
+        "bridge_cpu_ms_per_completed_order": (1000 * bridge_cpu / max(1, paid)
+                                              if is_bridge and bridge_cpu is not None else None),
         "machine_busy_cores": busy / (t_end - t_start), "machine_steal_cores": steal / (t_end - t_start),
-        "machine_cpu_ms_per_completed_order": 1000 * busy / max(1, len(watcher.seen.keys() & keys)),
-        "open_dlq": dlq, "runs": run_counts,
+        "machine_cpu_ms_per_completed_order": 1000 * busy / max(1, paid),
+        "open_dlq": dlq, "runs": run_counts, "loadavg_at_start": loadavg,
         "watch_polls": watcher.polls, "watch_poll_ms_mean": 1000 * watcher.poll_s / max(1, watcher.polls),
         **check,
+        **_arm_figures(arm, rep, paid, t_end - t_start, bridge_cpu, pg_cpu,
+                       not (is_bridge and dbkind == "postgres" and pg is None),
+                       i_t1 - i_t0, idle_cpu, idle_pg, calls, idle_calls),
     }
+    if naive_watcher is not None:
+        res["naive_errors"] = len(naive_watcher.errors)
+        res["naive_error_samples"] = naive_watcher.errors[:5]
     p99 = res["latency_p99_s"]
     res["meets_target"] = bool(res["emulator_429"] == 0 and missing == 0 and p99 is not None and p99 <= 1.0
-                               and res["open_dlq"] == 0 and res["clarity_paid"] == len(keys))
+                               and not res["open_dlq"] and res["clarity_paid"] == len(keys))
     return res
+
+
+def _peer_calls(stripe_rows: list[tuple[float, str, str, str, int]],
+                peer_rows: list[tuple[float, str, str, str, str, int]], t0: float, t1: float) -> dict[str, Any]:
+    """The HTTP requests the peers answered between t0 and t1, by peer and by route: Stripe (every /v1 request),
+    Clarity (its poll ``GET /Ordering/SalesOrders`` without ``CustomKey`` counted apart; the load generator's
+    ``/_sandbox`` checkouts left out) and ERPNext."""
+    routes: Counter[str] = Counter()
+    for t, method, path, _ua, _status in stripe_rows:
+        if t0 <= t <= t1:
+            routes[f"stripe {method} {_route(path)}"] += 1
+    polls = 0
+    for t, peer, method, path, query, _status in peer_rows:
+        if not t0 <= t <= t1 or path.startswith("/_sandbox"):
+            continue
+        if peer == "clarity" and path.endswith("/Ordering/SalesOrders") and "CustomKey" not in query:
+            polls += 1
+            continue
+        routes[f"{peer} {method} {_peer_route(path)}"] += 1
+    by_peer = Counter({"stripe": 0, "clarity": 0, "erp": 0})
+    for route, n in routes.items():
+        by_peer[route.split(" ", 1)[0]] += n
+    return {"by_peer": dict(by_peer), "clarity_polls": polls, "routes": dict(sorted(routes.items()))}
+
+
+def _peer_route(path: str) -> str:
+    path = path.removeprefix(traffic_mod.CLARITY_API)
+    return "/".join("{id}" if any(ch.isdigit() for ch in p) else p for p in path.split("/"))
+
+
+def _arm_figures(arm: str, rep: int, paid: int, elapsed_s: float, cpu_s: float | None, pg_cpu_s: float | None,
+                 complete: bool, idle_s: float, idle_cpu_s: float | None, idle_pg_s: float | None,
+                 calls: dict[str, Any], idle_calls: dict[str, Any]) -> dict[str, Any]:
+    """The per-arm figures of the bridge/naive comparison: the arm's CPU per paid order, with and without its
+    idle cost, and its HTTP calls per paid order.
+
+    ``cpu_s`` is the arm's own processes (the bridge's ``serve`` or ``ingress`` + workers; the naive process);
+    ``pg_cpu_s`` the PostgreSQL backends of the bridge's database (None: SQLite, or not measured).
+    ``complete`` says whether every process the arm needs was measured (False: PostgreSQL backends not read).
+    """
+    total = None if cpu_s is None else cpu_s + (pg_cpu_s or 0.0)
+    idle_total = None if idle_cpu_s is None else idle_cpu_s + (idle_pg_s or 0.0)
+    idle_rate = None if idle_total is None else idle_total / idle_s
+    n = max(1, paid)
+    net = None if total is None or idle_rate is None else total - idle_rate * elapsed_s
+    by_peer = calls["by_peer"]
+    return {
+        "arm": arm, "rep": rep, "paid_orders": paid, "arm_elapsed_s": elapsed_s,
+        "arm_cpu_s": cpu_s, "pg_backends_cpu_s": pg_cpu_s, "arm_total_cpu_s": total,
+        "arm_cpu_complete": complete,
+        "arm_cpu_ms_per_paid_order": None if total is None else 1000 * total / n,
+        "idle_s": idle_s, "idle_cpu_s": idle_cpu_s, "idle_pg_backends_cpu_s": idle_pg_s,
+        "idle_cpu_cores": idle_rate,
+        "arm_cpu_ms_per_paid_order_minus_idle": None if net is None else 1000 * net / n,
+        "http_calls": calls, "idle_http_calls": idle_calls,
+        "http_calls_per_paid_order": {peer: v / n for peer, v in by_peer.items()},
+        "http_calls_per_paid_order_total": sum(by_peer.values()) / n,
+        "clarity_polls_per_s": calls["clarity_polls"] / elapsed_s,
+    }
 
 
 def _route(path: str) -> str:
@@ -469,15 +759,99 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         mode = r.get("bridge_mode", "inprocess")
         mode += f" x{r['workers']}" if r.get("workers") else ""
-        mode += "" if r.get("audit_runs", True) else ", no audit"
+        mode += "" if r.get("audit_runs", True) in (True, None) else ", no audit"
         bridge_ms = r.get("bridge_cpu_ms_per_completed_order")
         lines.append(
             f"| {r['db']} | {mode} | {r['offered_per_s']:g} | {r['completed_per_s_in_window']:.1f} "
             f"| {r['stripe_req_per_s_in_window']:.1f} ({r['stripe_max_1s_window']}) | {r['emulator_429']} "
             f"| {_ms(r['latency_p50_s'])} | {_ms(r['latency_p99_s'])} | {_ms(r['latency_max_s'])} "
-            f"| {r['not_completed']} | {r['open_dlq']} | {r.get('machine_busy_cores', math.nan):.2f} "
+            f"| {r['not_completed']} | {'-' if r['open_dlq'] is None else r['open_dlq']} "
+            f"| {r.get('machine_busy_cores', math.nan):.2f} "
             f"| {r.get('machine_cpu_ms_per_completed_order', math.nan):.0f} "
             f"| {'-' if bridge_ms is None else f'{bridge_ms:.0f}'} | {'PASS' if r['meets_target'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def _num(v: float | None, fmt: str = ".0f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def arms_table(results: list[dict[str, Any]]) -> str:
+    """One line per arm run: paid orders, the arm's CPU per paid order with and without its idle cost, calls."""
+    head = ("| db | offered orders/s | arm | rep | paid | p50 / p99 ms | idle CPU (cores) | CPU ms/paid order "
+            "| of which PostgreSQL backends | minus idle | HTTP calls/paid order: Stripe + Clarity + ERP (+ polls/s) |")
+    lines = [head, "|" + "---|" * 11]
+    for r in results:
+        if "arm" not in r:
+            continue
+        per = r["http_calls_per_paid_order"]
+        pg = r["pg_backends_cpu_s"]
+        pg_ms = (_num(1000 * pg / max(1, r["paid_orders"])) if pg is not None
+                 else ("not measured" if not r["arm_cpu_complete"] else "-"))
+        arm = r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']}" + (
+            f" x{r['workers']}" if r.get("workers") else "") + ("" if r.get("audit_runs") else ", no audit") + ")"
+        lines.append(
+            f"| {r['db']} | {r['offered_per_s']:g} | {arm} | {r['rep']} | {r['paid_orders']}/{r['orders']} "
+            f"| {_ms(r['latency_p50_s'])} / {_ms(r['latency_p99_s'])} | {_num(r['idle_cpu_cores'], '.3f')} "
+            f"| {_num(r['arm_cpu_ms_per_paid_order'])} | {pg_ms} | {_num(r['arm_cpu_ms_per_paid_order_minus_idle'])} "
+            f"| {per['stripe']:.1f} + {per['clarity']:.1f} + {per['erp']:.1f} = "
+            f"{r['http_calls_per_paid_order_total']:.1f} (+ {r['clarity_polls_per_s']:.1f}/s) |")
+    return "\n".join(lines)
+
+
+def _median(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def arms_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per database and rate: each arm's CPU per paid order (every rep, and the median) and the ratio
+    bridge/naive of the medians, with and without the idle cost; also the ratio of each rep's pair."""
+    out = []
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in results:
+        if "arm" in r:
+            groups.setdefault((r["db"], r["offered_per_s"]), []).append(r)
+    for (db, rate), rs in groups.items():
+        row: dict[str, Any] = {"db": db, "offered_per_s": rate}
+        for key, name in (("arm_cpu_ms_per_paid_order", "gross"), ("arm_cpu_ms_per_paid_order_minus_idle", "net")):
+            per_arm = {arm: [r[key] for r in rs if r["arm"] == arm and r[key] is not None and r["paid_orders"]]
+                       for arm in ("bridge", "naive")}
+            med = {arm: _median(v) for arm, v in per_arm.items()}
+            row[f"bridge_ms_{name}"], row[f"naive_ms_{name}"] = per_arm["bridge"], per_arm["naive"]
+            row[f"bridge_ms_{name}_median"], row[f"naive_ms_{name}_median"] = med["bridge"], med["naive"]
+            row[f"ratio_{name}"] = (med["bridge"] / med["naive"] if med["bridge"] is not None and med["naive"]
+                                    else None)
+            row[f"ratio_{name}_per_rep"] = [b / n for b, n in zip(per_arm["bridge"], per_arm["naive"], strict=False)
+                                            if n]
+        calls = {arm: [r["http_calls_per_paid_order_total"] for r in rs if r["arm"] == arm and r["paid_orders"]]
+                 for arm in ("bridge", "naive")}
+        row["http_calls_per_paid_order"] = {arm: _median(v) for arm, v in calls.items()}
+        row["bridge_cpu_complete"] = all(r["arm_cpu_complete"] for r in rs if r["arm"] == "bridge")
+        out.append(row)
+    return out
+
+
+def ratio_table(summary: list[dict[str, Any]]) -> str:
+    head = ("| db | offered orders/s | bridge CPU ms/paid order | naive | ratio | bridge minus idle | naive minus idle "
+            "| ratio minus idle | HTTP calls/paid order bridge / naive |")
+    lines = [head, "|" + "---|" * 9]
+
+    def each(xs: list[float], fmt: str = ".0f") -> str:
+        return ", ".join(format(x, fmt) for x in xs) or "-"
+
+    for s in summary:
+        calls = s["http_calls_per_paid_order"]
+        note = "" if s["bridge_cpu_complete"] else " (PostgreSQL backends not measured)"
+        lines.append(
+            f"| {s['db']} | {s['offered_per_s']:g} | {each(s['bridge_ms_gross'])}{note} | {each(s['naive_ms_gross'])} "
+            f"| **{_num(s['ratio_gross'], '.2f')}** ({each(s['ratio_gross_per_rep'], '.2f')}) "
+            f"| {each(s['bridge_ms_net'])} | {each(s['naive_ms_net'])} "
+            f"| **{_num(s['ratio_net'], '.2f')}** ({each(s['ratio_net_per_rep'], '.2f')}) "
+            f"| {_num(calls['bridge'], '.1f')} / {_num(calls['naive'], '.1f')} |")
     return "\n".join(lines)
 
 
@@ -510,7 +884,16 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="worker processes with --bridge split")
     p.add_argument("--no-audit", action="store_true",
                    help="CB_WORKFLOWS_DISABLED=core.audit: no audit run per event (6 of 8 runs per order)")
+    p.add_argument("--arms", default="bridge,naive",
+                   help="bridge, naive or both (interleaved per rate: bridge, naive, bridge, naive, ...); naive is "
+                        "bench/_naive_order.py, the same order flow with no durability")
+    p.add_argument("--reps", type=int, default=1, help="runs of each arm per rate, interleaved")
+    p.add_argument("--idle", type=float, default=5.0,
+                   help="seconds of each arm's idle CPU (started, no orders), measured before the load")
     a = p.parse_args()
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    if not arms or any(x not in ("bridge", "naive") for x in arms):
+        p.error("--arms takes bridge, naive or bridge,naive")
     if a.quick:
         a.rates, a.duration = "1,5", 10.0
     rates = [float(x) for x in a.rates.split(",") if x]
@@ -521,6 +904,7 @@ def main() -> int:
         print(f"skipping PostgreSQL: {problem}")
         dbs.remove("postgres")
     LOG.install()
+    PEERS.install()
     started = datetime.now(UTC)
     info = machine()
     results: list[dict[str, Any]] = []
@@ -528,15 +912,24 @@ def main() -> int:
     out.parent.mkdir(exist_ok=True)
     for dbkind in dbs:
         for rate in rates:
-            print(f"{dbkind}: {rate:g} orders/s for {a.duration:g} s ...", flush=True)
-            r = phase(rate, a, dbkind)
-            results.append(r)
-            print(table([r]).splitlines()[-1], flush=True)
-            out.write_text(json.dumps({"started": started.isoformat(), "args": vars(a), "machine": info,
-                                       "results": results}, indent=1, default=str))
+            for rep in range(1, a.reps + 1):
+                for arm in arms:
+                    print(f"{dbkind}: {rate:g} orders/s for {a.duration:g} s, {arm} arm, run {rep} ...", flush=True)
+                    r = phase(rate, a, dbkind, arm, rep)
+                    results.append(r)
+                    print(table([r]).splitlines()[-1], flush=True)
+                    print(arms_table([r]).splitlines()[-1], flush=True)
+                    out.write_text(json.dumps({"started": started.isoformat(), "args": vars(a), "machine": info,
+                                               "results": results, "arms_summary": arms_summary(results)},
+                                              indent=1, default=str))
     print()
     print(table(results))
-    ok = [r for r in results if r["meets_target"]]
+    print()
+    print(arms_table(results))
+    if len(arms) == 2:
+        print()
+        print(ratio_table(arms_summary(results)))
+    ok = [r for r in results if r["meets_target"] and r.get("arm", "bridge") == "bridge"]
     for dbkind in dbs:
         best = max((r["offered_per_s"] for r in ok if r["db"] == dbkind), default=None)
         print(f"{dbkind}: highest offered rate meeting the targets: {best if best is not None else 'none'} orders/s")

@@ -23,6 +23,7 @@ from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAle
 from commerce_bridge.connectors.notify.mailer import SmtpMailer
 from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.domain.signature import SignatureScheme
+from commerce_bridge.engine.admin import EngineAdmin
 from commerce_bridge.engine.breaker import (
     STATE_GAUGE_VALUE,
     BreakerConfig,
@@ -30,9 +31,9 @@ from commerce_bridge.engine.breaker import (
     BreakerState,
     alert_for_change,
 )
-from commerce_bridge.engine.limits import CallLimiter
+from commerce_bridge.engine.limits import CallLimiter, process_limiter
 from commerce_bridge.engine.retry import RetryPolicies
-from commerce_bridge.engine.runtime import Engine, EngineAdmin, EngineConfig
+from commerce_bridge.engine.runtime import Engine, EngineConfig
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.logsetup import Redactor
 from commerce_bridge.metrics import Metrics
@@ -40,6 +41,7 @@ from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
+from commerce_bridge.services.ports import RateLimiter
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
@@ -47,7 +49,7 @@ from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
-from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
+from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT, forward_workflow
 from commerce_bridge.workflows.catalogue import default_catalogue
 from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
@@ -68,7 +70,7 @@ class Container:
     dead_letters: SqlDeadLetters
     audit: SqlAuditLog
     leases: SqlWorkerLeases
-    limiter: SqlRateLimiter
+    limiter: RateLimiter
     metrics: Metrics
     alerter: Alerter
     breakers: BreakerRegistry
@@ -112,6 +114,15 @@ class Container:
             mine = [r for r in alive if r["executor_id"] == self.engine.config.executor_id]
             return (True, "heartbeat fresh") if mine else (False, "this worker's heartbeat is stale")
         return (True, f"{len(alive)} live worker(s)") if alive else (False, "no worker has a fresh heartbeat")
+
+    def check_dispatcher(self) -> tuple[bool, str]:
+        """No delivery waits undispatched longer than ``dispatch_stuck_after_s`` (serve and worker)."""
+        if self.engine is None:
+            return True, "no dispatcher in this process"
+        try:
+            return self.engine.dispatcher_health(self.settings.dispatch_stuck_after_s)
+        except Exception as exc:
+            return False, f"cannot read the inbox: {type(exc).__name__}"
 
     def housekeeping(self) -> None:
         """Run about once a second: send held alert summaries, alert on a growing inbox backlog."""
@@ -295,9 +306,14 @@ class ActiveRouter:
         self.workflow_vars = {name: dict(v) for name, v in (workflow_vars or {}).items()}
 
     def route(self, source: str, event_type: str | None, event: Any = None,
-              event_id: str | None = None) -> list[WorkflowSpec]:
+              event_id: str | None = None, *,
+              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
+        failures: list[tuple[WorkflowSpec, str]] = []
         specs = [w for w in self.registry.route(source, event_type, event, event_id,
-                                                workflow_vars=self.workflow_vars) if w.name not in self.disabled]
+                                                workflow_vars=self.workflow_vars, filter_errors=failures)
+                 if w.name not in self.disabled]
+        if filter_errors is not None:
+            filter_errors.extend(f for f in failures if f[0].name not in self.disabled)
         if specs and self._echo is not None and self._echo(source, event):
             # our own write came back: only the workflows that see every event (audit, forward) run
             return [w for w in specs if w.trigger.sources == ("*",)]
@@ -339,7 +355,8 @@ def code_workflows(settings: Settings, extra: Iterable[WorkflowSpec] = ()) -> li
 
 
 def disabled_by_settings(settings: Settings, registry: WorkflowRegistry) -> set[str]:
-    """The workflows ``CB_WORKFLOWS_DISABLED`` turns off (they never start).
+    """The workflows ``CB_WORKFLOWS_DISABLED`` turns off (they never start), and ``core.audit`` unless
+    ``CB_AUDIT_RUNS`` is on (the inbox row of a delivery is its audit record).
 
     Raises
     ------
@@ -354,7 +371,7 @@ def disabled_by_settings(settings: Settings, registry: WorkflowRegistry) -> set[
             errors=[f"CB_WORKFLOWS_DISABLED: no workflow named {', '.join(unknown)} "
                     f"(installed: {', '.join(sorted(known))})"],
         )
-    return set(settings.workflows_disabled)
+    return set(settings.workflows_disabled) | (set() if settings.audit_runs else {CORE_AUDIT.name})
 
 
 def run_vars(settings: Settings, registry: WorkflowRegistry) -> dict[str, dict[str, Any]]:
@@ -381,7 +398,8 @@ def bootstrap(
     metrics = Metrics()
     inbox, runs, dlq, audit = SqlInbox(db), SqlRuns(db), SqlDeadLetters(db), SqlAuditLog(db)
     leases = SqlWorkerLeases(db)
-    limiter = SqlRateLimiter(db, leases)
+    # call slots: in memory where this process alone calls out (SQLite), else batches of the database's shared slots
+    limiter = process_limiter(settings.rate_limit_scope, db.dialect.name, SqlRateLimiter(db, leases))
     alerter = Alerter(_alert_sinks(settings), clock, window_s=settings.alert_window_s,
                       redact=Redactor(settings.log_pii_keys).redact)
 
@@ -431,7 +449,7 @@ def bootstrap(
         from pathlib import Path
 
         Path(engine_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router)
+    admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router, inbox=inbox)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
                   router=router, admin=admin, disabled_workflows=disabled, locks=locks)
@@ -455,13 +473,15 @@ def bootstrap(
                         "set at least one to receive webhooks"],
             )
         c.committer = GroupCommitter(inbox, max_batch=settings.group_commit_max_batch,
-                                     max_wait_s=settings.group_commit_max_wait_ms / 1000.0)
+                                     max_wait_s=settings.group_commit_max_wait_ms / 1000.0,
+                                     commit_timeout_s=settings.ingest_store_timeout_s)
         c.committer.on_commit = lambda size, new: metrics.group_commit_size.observe(size)
         rekeyers = {}
         if gateways.clarity is not None:
             zone = gateways.clarity.zone
             rekeyers["clarity"] = lambda doc: event_from_notice(doc, zone)
-        c.ingest = IngestService(schemes, c.committer, now=time.time, rekeyers=rekeyers)
+        c.ingest = IngestService(schemes, c.committer, now=time.time, rekeyers=rekeyers,
+                                 max_json_depth=settings.max_json_depth)
 
     if role in ("serve", "worker"):
         policies = RetryPolicies.from_config(
@@ -481,6 +501,8 @@ def bootstrap(
                 # connectors that take a limiter slot per HTTP request themselves
                 self_limited=frozenset(name for name, gw in (("stripe", gateways.stripe), ("clarity", gateways.clarity),
                                                              ("erp", gateways.erp)) if gw is not None),
+                inline_steps=frozenset(t.type for t in default_catalogue().all() if t.inline),
+                woken_by_ingress=role == "serve",  # ingress in this process wakes the dispatcher on commit
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,

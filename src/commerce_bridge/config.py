@@ -5,16 +5,19 @@ the file's content, stripped), the TOML file (``CB_CONFIG_FILE``, default ``./co
 keys are the setting names in lower case without the prefix), then the defaults below.
 
 Invalid settings stop start-up with one :class:`~commerce_bridge.errors.ConfigurationError` that
-names every bad setting.
+names every bad setting. The HTTP URL settings (:data:`HTTP_URL_FIELDS`) must be ``http`` or ``https``
+with a host. Whatever prints settings (``config show``, ``doctor``) shows URLs through :func:`mask_url`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -47,6 +50,70 @@ SECRET_FIELDS = (
     "smtp_password",
     "outbound_webhook_secret",
 )
+
+
+HTTP_URL_FIELDS = (
+    "alert_webhook_url",
+    "outbound_webhook_url",
+    "stripe_api_base",
+    "clarity_base_url",
+    "erp_base_url",
+    "payment_retry_url",
+)
+"""Settings that are HTTP URLs: checked at start-up (scheme http or https, a host)."""
+
+MASK = "********"
+PLAIN_QUERY_PARAMS = frozenset({
+    "sslmode", "application_name", "connect_timeout", "target_session_attrs", "mode", "cache", "timeout",
+})
+"""URL query parameters whose values are shown; every other query value is masked."""
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")  # to the next space: a password may hold quotes
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its credentials masked, host and path kept: what ``config show`` and ``doctor`` print.
+
+    * the password of ``user:password@`` (and, in http(s) URLs, a user name without a password, which is
+      usually a token) becomes ``********``;
+    * every query value becomes ``********``, except those of :data:`PLAIN_QUERY_PARAMS` (``sslmode``...);
+      webhook URLs carry tokens and signatures there (``?token=``, ``?sig=``);
+    * a ``#fragment`` becomes ``#********``.
+
+    A string that is not a URL (no ``scheme://``) is returned unchanged.
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK  # a URL that does not even parse: show nothing of it
+    if not parts.scheme:
+        return url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            userinfo = f"{user}:{MASK}"
+        elif parts.scheme.lower() in ("http", "https"):
+            userinfo = MASK
+    out = f"{parts.scheme}://{userinfo}{at}{hostport}{parts.path}"
+    if parts.query:
+        out += "?" + "&".join(_mask_query_item(item) for item in parts.query.split("&"))
+    if parts.fragment:
+        out += f"#{MASK}"
+    return out
+
+
+def _mask_query_item(item: str) -> str:
+    name, eq, value = item.partition("=")
+    if not eq:
+        return MASK if name else name  # a bare value may be a token itself
+    return item if name.lower() in PLAIN_QUERY_PARAMS or not value else f"{name}={MASK}"
+
+
+def mask_urls_in(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`mask_url` (for messages that quote a URL)."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
 
 
 def _split_csv(value: Any) -> Any:
@@ -133,6 +200,11 @@ class Settings(BaseSettings):
     )
     webhook_tolerance_s: int = Field(300, ge=1, le=3600, description="Maximum signature age in seconds.")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest accepted webhook body.")
+    max_json_depth: int = Field(
+        32, ge=4, le=1000,
+        description="Deepest nesting of objects and arrays accepted in a webhook body (deeper: 400, nothing "
+                    "stored). Stripe's events are under 12 levels.",
+    )
     clarity_allowed_cidrs: Csv = Field(
         default_factory=list, description="Source addresses allowed on /webhooks/clarity (empty: any)."
     )
@@ -144,6 +216,11 @@ class Settings(BaseSettings):
         description="Proxies whose X-Forwarded-For is believed when applying the allowlists (CIDRs).",
     )
     group_commit_max_batch: int = Field(256, ge=1, le=10000, description="Most deliveries in one commit.")
+    ingest_store_timeout_s: float = Field(
+        5.0, gt=0, le=60,
+        description="A webhook that cannot be stored within this time is answered 503 (the sender redelivers; a "
+                    "late commit makes the redelivery a duplicate, never a loss).",
+    )
     group_commit_max_wait_ms: float = Field(
         0.0, ge=0, le=100, description="Extra time to wait for more deliveries before a commit (0: none)."
     )
@@ -151,8 +228,30 @@ class Settings(BaseSettings):
     # http
     host: str = Field("127.0.0.1", description="Address `serve` and `ingress` listen on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `serve` and `ingress` listen on.")
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, le=1024 * 1024,
+        description="Largest request line plus headers of one HTTP request; over it: 431 header_too_large and "
+                    "the connection is closed (the rest is not read).",
+    )
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, le=300,
+        description="A request's line and headers must arrive within this time of their first byte (a new "
+                    "connection: of being accepted), else the connection is closed.",
+    )
+    http_body_timeout_s: float = Field(
+        30.0, gt=0, le=3600,
+        description="A request body must arrive within this time of the end of its headers, else the "
+                    "connection is closed.",
+    )
+    http_keepalive_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="An idle kept-alive connection is closed after this time between requests."
+    )
     admin_tokens: SecretCsv = Field(
         default_factory=list, description="Bearer tokens for /api/v1 (comma-separated). None: API closed."
+    )
+    admin_docs: bool = Field(
+        True, description="Serve the admin API's /api/v1/openapi.json, /docs and /redoc (a bearer token is "
+                          "needed for them too); false: not at all (404)."
     )
 
     # engine
@@ -161,6 +260,11 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(16, ge=1, le=256, description="Runs executed at once by one worker.")
     dispatch_interval_s: float = Field(0.2, gt=0, le=60, description="How often the dispatcher polls the inbox.")
+    dispatch_stuck_after_s: float = Field(
+        60.0, gt=0, le=86400,
+        description="/readyz of serve and worker reports the dispatcher stuck (503) when a delivery has waited "
+                    "undispatched longer than this and no dispatch pass has completed for as long.",
+    )
     heartbeat_interval_s: float = Field(2.0, gt=0, le=60, description="Worker heartbeat period.")
     lease_s: float = Field(10.0, gt=0, le=600, description="A worker is presumed dead this long after its last heartbeat.")
     takeover_grace_s: float = Field(
@@ -181,6 +285,10 @@ class Settings(BaseSettings):
     rate_limit_margin: float = Field(
         0.10, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
     )
+    rate_limit_scope: Literal["auto", "process", "shared"] = Field(
+        "auto", description="Where call slots are kept: process (in memory: one process calls out), shared "
+                            "(the database, for several workers), auto (process on SQLite, shared on PostgreSQL).",
+    )
     long_wait_s: float = Field(
         30.0, gt=0, description="Durable waits longer than this end the run and a timer resumes it (frees workers)."
     )
@@ -200,8 +308,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(True, description="JSON log lines (false: console format).")
     log_pii_keys: Csv = Field(
-        default_factory=lambda: ["name", "phone", "address", "line1", "line2", "postal_code", "email"],
-        description="Keys whose values are redacted from logs.",
+        default_factory=lambda: ["name", "phone", "mobile_no", "address", "street", "line1", "line2", "postal_code",
+                                 "pincode", "email"],
+        description="Keys whose values are redacted from logs (also keys ending with one: Phone1, customer_phone).",
     )
 
     # outbound webhooks (the built-in core.forward workflow)
@@ -219,8 +328,14 @@ class Settings(BaseSettings):
     )
     workflows_disabled: Csv = Field(
         default_factory=list,
-        description="Workflows (built-in or from files) that never start, comma separated, e.g. `core.audit` "
-        "(one extra run per event, useful for tests and audits, not needed by the flows).",
+        description="Workflows (built-in or from files) that never start, comma separated, e.g. "
+        "`clarity.order_voided`.",
+    )
+    audit_runs: bool = Field(
+        False,
+        description="Run the built-in `core.audit` workflow: one engine run per event that records it in "
+        "`audit_log`. Off by default: each delivery's inbox row is its audit record (`events list`, "
+        "`/api/v1/events`), at no engine cost.",
     )
     workflow_vars: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -294,6 +409,22 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
 
+    @field_validator(*HTTP_URL_FIELDS)
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError as exc:
+            raise ValueError(f"not a valid URL ({exc})") from exc
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        if not host:
+            raise ValueError("must name a host (http(s)://host/...)")
+        return value
+
     @field_validator("stripe_webhook_secrets")
     @classmethod
     def _whsec(cls, value: list[SecretStr]) -> list[SecretStr]:
@@ -349,28 +480,20 @@ class Settings(BaseSettings):
         return self.database_url
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings with every secret masked (for `config show`)."""
+        """The effective settings, every secret masked and every URL through :func:`mask_url` (`config show`)."""
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = "********"
+                value = MASK
             elif isinstance(value, list) and value and isinstance(value[0], SecretStr):
-                value = ["********"] * len(value)
-            elif name in ("database_url", "engine_database_url") and isinstance(value, str):
-                value = _mask_url_password(value)
+                value = [MASK] * len(value)
+            elif isinstance(value, str):
+                value = mask_url(value)
+            elif isinstance(value, list):
+                value = [mask_url(v) if isinstance(v, str) else v for v in value]
             out[name] = value
         return out
-
-
-def _mask_url_password(url: str) -> str:
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            user = creds.split(":", 1)[0]
-            return f"{scheme}://{user}:********@{host}"
-    return url
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -23,6 +23,7 @@ its default message.
     │   └── UpstreamAuthFailed    401/403: config problem, alert, pause that connector
     ├── SignatureInvalid          webhook signature/timestamp check failed
     ├── PayloadTooLarge           request body over the configured limit
+    ├── HeaderTooLarge            request line and headers over the configured limit (431)
     ├── Forbidden                 a webhook from an address outside the allowlist
     ├── Unauthorized              admin API without a valid bearer token
     └── ConfigurationError        raised at start-up only; the process exits
@@ -41,6 +42,7 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "Forbidden",
+    "HeaderTooLarge",
     "MappingError",
     "NotFound",
     "PayloadTooLarge",
@@ -195,6 +197,13 @@ class PayloadTooLarge(BridgeError):
 
     code = "payload_too_large"
     http_status = 413
+
+
+class HeaderTooLarge(BridgeError):
+    """The request line and headers are larger than the configured limit."""
+
+    code = "header_too_large"
+    http_status = 431
 
 
 class Forbidden(BridgeError):

@@ -1,35 +1,47 @@
-"""Logging set-up: structlog JSON lines for our code and stdlib loggers, run context, and redaction.
+"""Logging set-up: every log line of the process as redacted JSON, run context, and the redactor.
 
 ``configure_logging()`` is called once at start-up. Afterwards both ``structlog.get_logger()``
-and plain ``logging.getLogger()`` (uvicorn, dbos, sqlalchemy, httpx...) write one JSON object per
-line with ``timestamp`` (ISO 8601, UTC), ``level``, ``event``, ``logger``, the bound run context
-(``source``, ``event_id``, ``run_id``, ``step_id``) and any other fields.
+and plain ``logging.getLogger()`` (uvicorn, dbos, sqlalchemy, alembic, psycopg, httpx, stripe,
+asyncio...) write one JSON object per line through one root handler, with ``timestamp`` (ISO 8601,
+UTC), ``level``, ``event``, ``logger``, the bound run context (``source``, ``event_id``,
+``run_id``, ``step_id``) and any other fields. Handlers that libraries install on their own loggers
+are removed (:func:`adopt_foreign_loggers`; call it again after a library configures its logging,
+as DBOS does when it is constructed), and uncaught exceptions (main thread, other threads,
+"Exception ignored in ...") and ``warnings`` are logged through the same handler instead of being
+printed as plain text.
 
-The :class:`Redactor` runs last before rendering, on every line from either source. It removes
+The :class:`Redactor` runs last before rendering, on every line from either source, including the
+formatted traceback (``exception``). It removes
 
 * secrets: the value of any key matching ``password|passwd|secret|token|api_key|apikey|
   authorization|cookie|signature|whsec|private_key`` (case-insensitive), and inside any string:
   Stripe keys (``sk_test_…``, ``sk_live_…``, ``rk_…``, ``whsec_…``), ``Bearer``/``Basic``
   credentials, passwords in URLs (``scheme://user:PASSWORD@host``) and ``key=value`` /
-  ``"key": "value"`` pairs whose key is secret-like;
+  ``"key": "value"`` pairs whose key is secret-like (``?token=…`` in a URL too);
 * card-like numbers: 13-19 digits, optionally separated by single spaces or dashes, that pass the
   Luhn check become ``[CARD]`` (also for ``int`` values);
-* e-mail addresses become ``[EMAIL]``;
-* configured PII keys (``pii_keys``, e.g. ``phone``, ``name``, ``address_line1``): their values
-  become ``[REDACTED]``, both as structured fields and as ``key=value`` pairs inside strings;
+* e-mail addresses (also URL-encoded, ``jane%40example.com``) become ``[EMAIL]``;
+* international phone numbers (``+`` and 8-15 digits, optionally grouped) become ``[PHONE]``;
+* configured PII keys (``pii_keys``, e.g. ``phone``, ``name``, ``street``): the values of fields
+  named like them become ``[REDACTED]`` (``phone`` also covers ``Phone1``, ``customer_phone`` and
+  ``shippingPhone``), both as structured fields and as ``key=value`` pairs inside strings;
 
-recursively through dicts, lists and tuples, in the event message and in exception tracebacks.
+recursively through dicts, lists and tuples (at most 32 levels deep). Each string field is cut to
+``max_field_chars`` after redaction.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import enum
+import json as _json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from types import TracebackType
 from typing import IO, Any
 
 import structlog
@@ -38,10 +50,13 @@ from structlog.types import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "CARD",
+    "DEEP",
     "EMAIL",
+    "PHONE",
     "REDACTED",
     "SECRET",
     "Redactor",
+    "adopt_foreign_loggers",
     "bind_run_context",
     "configure_logging",
     "get_logger",
@@ -54,6 +69,10 @@ REDACTED = "[REDACTED]"
 SECRET = "[SECRET]"
 CARD = "[CARD]"
 EMAIL = "[EMAIL]"
+PHONE = "[PHONE]"
+DEEP = "[DEEP]"
+
+MAX_DEPTH = 32  # containers nested deeper than this are logged as DEEP (no recursion limit in logging)
 
 _SECRET_WORDS = (
     r"password|passwd|secret|token|api_?key|apikey|authorization|cookie|signature|whsec|private_?key"
@@ -67,13 +86,27 @@ _STRIPE_KEY_RE = re.compile(r"(?<![A-Za-z0-9])(?:(?:sk|rk)_(?:test|live)_[A-Za-z
 _AUTH_SCHEME_RE = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}", re.IGNORECASE)
 _URL_PASSWORD_RE = re.compile(r"(://[^:/@\s]+):[^@/\s]+@")
 _EMAIL_RE = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}"
 )
 _CARD_RE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 _SEPARATOR_RE = re.compile(r"[ -]")
+# "+" and a digit, then digits in groups split by single spaces, dots or dashes, or in parentheses:
+# +1 415 555 0123, +44 (20) 7946-0958, +4712345678. The digit count (8-15, E.164) is checked after.
+_PHONE_RE = re.compile(r"(?<![\w+])\+\d(?:[ .-]?(?:\(\d{1,4}\)|\d)){6,18}(?![\d(])")
+_NON_DIGIT_RE = re.compile(r"\D")
+
+# A field name as lower-case words joined by "_": "shippingPhone1" -> "shipping_phone1".
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NON_WORD_RE = re.compile(r"[^a-z0-9]+")
+# Between two words of a PII key inside text: a separator, or a camelCase boundary (case-sensitive).
+_WORD_JOIN = r"(?:[_.-]|(?-i:(?<=[a-z0-9])(?=[A-Z])))"
 
 # Fields written by the pipeline itself: nothing to redact, skip the work.
 _TRUSTED_KEYS = frozenset({"timestamp", "level", "logger"})
+
+
+def _key_words(key: str) -> str:
+    return _NON_WORD_RE.sub("_", _CAMEL_RE.sub("_", key).lower()).strip("_")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -125,23 +158,39 @@ def _card_replacement(match: re.Match[str]) -> str:
     return "".join(out)
 
 
+def _phone_replacement(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return PHONE if 8 <= len(_NON_DIGIT_RE.sub("", text)) <= 15 else text
+
+
 class Redactor:
-    """Removes secrets, card numbers, e-mail addresses and configured PII from log data.
+    """Removes secrets, card numbers, e-mail addresses, phone numbers and configured PII from log data.
 
     Use it as a structlog processor (it is one) or call :meth:`redact` on any value.
 
     Parameters
     ----------
     pii_keys:
-        Field names whose values are personal data (matched case-insensitively, exactly).
+        Field names whose values are personal data, matched case-insensitively by words: ``phone``
+        matches ``phone``, ``Phone1``, ``customer_phone`` and ``shippingPhone``; ``postal_code``
+        matches ``PostalCode``; ``name`` does not match ``username``.
+    max_chars:
+        Longest string kept, per value, after redaction (``None``: no limit). A longer one keeps its
+        beginning and its end with ``…[N chars cut]…`` between.
     """
 
-    def __init__(self, pii_keys: Iterable[str] = ()) -> None:
-        self.pii_keys = frozenset(k.strip().lower() for k in pii_keys if k.strip())
+    def __init__(self, pii_keys: Iterable[str] = (), *, max_chars: int | None = None) -> None:
+        self.pii_keys = frozenset(_key_words(k) for k in pii_keys if _key_words(k))
+        self.max_chars = max_chars
         # Keys start at a token boundary (the lookbehind keeps long tokens from costing O(n²)).
         alternatives = [rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{0,40}}?(?:{_SECRET_WORDS})[A-Za-z0-9_-]{{0,40}}"]
         if self.pii_keys:
-            alternatives.append(r"\b(?:" + "|".join(re.escape(k) for k in sorted(self.pii_keys)) + r")\b")
+            # A whole token whose last words are a PII key, optionally followed by digits.
+            words = "|".join(_WORD_JOIN.join(re.escape(w) for w in k.split("_")) for k in sorted(self.pii_keys))
+            alternatives.append(
+                r"(?<![A-Za-z0-9_.-])(?:[A-Za-z0-9_.-]{0,40}?(?:[_.-]|(?-i:[a-z0-9](?=[A-Z]))))?"
+                rf"(?:{words})\d*(?![A-Za-z0-9_.-])"
+            )
         self._pair_re = re.compile(
             r"(?P<k>" + "|".join(alternatives) + r")(?P<q1>['\"]?)(?P<sep>\s*[:=]\s*)"
             r"(?:(?P<q2>['\"])(?P<qv>[^'\"]*)(?P=q2)|\[[^\]\s]*\]|(?P<v>[^\s,;&'\"})\]]+))",
@@ -149,7 +198,7 @@ class Redactor:
         )
         # Substrings (lower case) without which the pair/credential patterns cannot match; plain
         # ``in`` checks are several times faster than one case-insensitive alternation.
-        self._triggers = (*_TRIGGER_WORDS, *sorted(self.pii_keys))
+        self._triggers = (*_TRIGGER_WORDS, *sorted({max(k.split("_"), key=len) for k in self.pii_keys}))
         self._key_cache: dict[str, bool] = {}
 
     # -- processor ------------------------------------------------------------------------------
@@ -170,38 +219,57 @@ class Redactor:
         """Whether the value stored under ``key`` must be hidden entirely."""
         verdict = self._key_cache.get(key)
         if verdict is None:
-            verdict = key.lower() in self.pii_keys or _SECRET_KEY_RE.search(key) is not None
+            verdict = _SECRET_KEY_RE.search(key) is not None or self._is_pii_key(key)
             if len(self._key_cache) > 4096:
                 self._key_cache.clear()
             self._key_cache[key] = verdict
         return verdict
 
-    def redact(self, value: Any) -> Any:
+    def _is_pii_key(self, key: str) -> bool:
+        if not self.pii_keys:
+            return False
+        words = _key_words(key)
+        bare = words.rstrip("0123456789").rstrip("_")
+        for candidate in {words, bare}:
+            if candidate in self.pii_keys:
+                return True
+            for pii in self.pii_keys:
+                if candidate.endswith("_" + pii):
+                    return True
+        return False
+
+    def redact(self, value: Any, _depth: int = 0) -> Any:
         """A copy of ``value`` with everything sensitive replaced (containers become dict/list)."""
         if isinstance(value, str):
-            return self.redact_text(value)
+            return self._clip(self.redact_text(value))
         if value is None or isinstance(value, bool | float):
             return value
         if isinstance(value, int):
             if 10**12 <= abs(value) < 10**19 and luhn_valid(str(abs(value))):
                 return CARD
             return value
+        if isinstance(value, Mapping | list | tuple | set | frozenset) and _depth >= MAX_DEPTH:
+            return DEEP
         if isinstance(value, Mapping):
             return {
-                k: (REDACTED if isinstance(k, str) and self.is_sensitive_key(k) else self.redact(v))
+                k: (REDACTED if isinstance(k, str) and self.is_sensitive_key(k) else self.redact(v, _depth + 1))
                 for k, v in value.items()
             }
         if isinstance(value, list | tuple | set | frozenset):
-            return [self.redact(v) for v in value]
+            return [self.redact(v, _depth + 1) for v in value]
         if isinstance(value, _dt.datetime | _dt.date):
             return value.isoformat()
         if isinstance(value, enum.Enum):
-            return self.redact(value.value)
+            return self.redact(value.value, _depth + 1)
         # Anything else would be rendered through str()/repr(): redact that text.
-        return self.redact_text(str(value))
+        try:
+            text = str(value)
+        except Exception as exc:  # a broken __str__ must not break the log line
+            text = f"<unprintable {type(value).__name__}: {type(exc).__name__}>"
+        return self._clip(self.redact_text(text))
 
     def redact_text(self, text: str) -> str:
-        """``text`` with secrets, secret-like pairs, PII pairs, e-mails and card numbers replaced."""
+        """``text`` with secrets, secret-like pairs, PII pairs, e-mails, phones and card numbers replaced."""
         if len(text) < 6:  # too short for any pattern below
             return text
         # One cheap search decides whether the costlier pair/credential patterns can match at all.
@@ -213,9 +281,18 @@ class Redactor:
             text = _URL_PASSWORD_RE.sub(rf"\1:{REDACTED}@", text)
         if "_" in text:
             text = _STRIPE_KEY_RE.sub(SECRET, text)
-        if "@" in text:
+        if "@" in text or "%40" in text:
             text = _EMAIL_RE.sub(EMAIL, text)
+        if "+" in text:
+            text = _PHONE_RE.sub(_phone_replacement, text)
         return _CARD_RE.sub(_card_replacement, text)
+
+    def _clip(self, text: str) -> str:
+        limit = self.max_chars
+        if limit is None or len(text) <= limit:
+            return text
+        head, tail = limit * 3 // 4, limit // 4
+        return f"{text[:head]}…[{len(text) - head - tail} chars cut]…{text[len(text) - tail:]}"
 
     def _triggered(self, text: str) -> bool:
         low = text.lower()
@@ -233,6 +310,8 @@ class Redactor:
 # -- configuration ----------------------------------------------------------------------------------
 
 _HANDLER_MARK = "_commerce_bridge_handler"
+_HOOK_MARK = "_commerce_bridge_hook"
+UNCAUGHT_LOGGER = "commerce_bridge.uncaught"
 
 # stdlib loggers of our dependencies: drop their own handlers so records reach our root handler;
 # a level here overrides the root level for that logger (None: inherit).
@@ -241,11 +320,60 @@ _ROUTED_LOGGERS: dict[str, str | None] = {
     "uvicorn.error": None,
     "uvicorn.access": None,
     "dbos": None,
-    "sqlalchemy": "WARNING",  # INFO would log every SQL statement
+    "sqlalchemy": "WARNING",  # INFO would log every SQL statement (with its parameters)
     "httpx": "WARNING",  # INFO logs every request URL
     "httpcore": "WARNING",
+    "stripe": "INFO",  # DEBUG logs every request and response body
     "py.warnings": None,
 }
+# Libraries that add a console handler of their own when their logger has none (DBOS does, in
+# ``DBOS()``): a placeholder handler that writes nothing keeps them from it, so their records keep
+# propagating to our root handler.
+_PLACEHOLDER_LOGGERS = ("dbos",)
+# Fields of stdlib records that only duplicate the message (uvicorn's coloured copy).
+_DROPPED_FIELDS = ("color_message",)
+
+
+class _RootHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler that writes lines; a failure to format a record never prints the record."""
+
+    def __init__(self, stream: IO[str], json: bool) -> None:
+        super().__init__(stream)
+        self._json = json
+        setattr(self, _HANDLER_MARK, True)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        # The default prints the record's message and arguments as plain text, which is what the
+        # redactor is there to prevent: write a bare line naming the failure instead.
+        if not logging.raiseExceptions:
+            return
+        try:
+            error = type(sys.exc_info()[1]).__name__
+            fields = {"event": "logging.record_failed", "level": "error", "logger": record.name, "error": error,
+                      "timestamp": _dt.datetime.now(_dt.UTC).isoformat().replace("+00:00", "Z")}
+            line = _json.dumps(fields) if self._json else " ".join(f"{k}={v}" for k, v in fields.items())
+            self.stream.write(line + "\n")
+            self.flush()
+        except Exception:  # nothing left to report to
+            pass
+
+
+class _Placeholder(logging.NullHandler):
+    """Occupies a library logger's handler list so that the library does not add its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        setattr(self, _HANDLER_MARK, True)
+
+
+def _ours(handler: logging.Handler) -> bool:
+    return bool(getattr(handler, _HANDLER_MARK, False))
+
+
+def _drop_fields(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    for key in _DROPPED_FIELDS:
+        event_dict.pop(key, None)
+    return event_dict
 
 
 def _level_number(level: str | int) -> int:
@@ -257,6 +385,45 @@ def _level_number(level: str | int) -> int:
     return number
 
 
+def adopt_foreign_loggers() -> list[str]:
+    """Remove the handlers libraries installed on their own loggers, so that every record reaches ours.
+
+    Every logger that exists is visited: handlers other than ours and ``logging.NullHandler`` are
+    removed and closed (DBOS's console and OTLP handlers, SQLAlchemy's ``echo`` handler, a
+    ``logging.basicConfig`` handler on the root...), and a logger that lost one propagates to the
+    root (a logger silenced on purpose, ``propagate=False`` without handlers, stays silent). Safe
+    to call any number of times; call it after code that may configure logging has run (the engine
+    calls it right after constructing DBOS).
+
+    Returns
+    -------
+    list[str]
+        The names of the loggers that lost a handler (``"root"`` for the root logger).
+    """
+    adopted: list[str] = []
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        # Only the plain handlers ``basicConfig`` installs: test runners hang their own subclasses here.
+        if not _ours(h) and type(h) in (logging.StreamHandler, logging.FileHandler):
+            root.removeHandler(h)
+            h.close()
+            if "root" not in adopted:
+                adopted.append("root")
+    for name, lg in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):  # a PlaceHolder of the hierarchy
+            continue
+        removed = False
+        for h in list(lg.handlers):
+            if not _ours(h) and not isinstance(h, logging.NullHandler):
+                lg.removeHandler(h)
+                h.close()
+                removed = True
+        if removed:  # what it wrote now goes to the root handler (a logger silenced on purpose stays so)
+            lg.propagate = True
+            adopted.append(name)
+    return adopted
+
+
 def configure_logging(
     level: str | int = "INFO",
     json: bool = True,
@@ -264,8 +431,10 @@ def configure_logging(
     stream: IO[str] | None = None,
     *,
     capture_warnings: bool = True,
+    capture_uncaught: bool | None = None,
+    max_field_chars: int | None = 16384,
 ) -> Redactor:
-    """Route structlog and stdlib logging through one renderer with redaction.
+    """Route structlog and all stdlib logging through one renderer with redaction.
 
     Parameters
     ----------
@@ -279,6 +448,15 @@ def configure_logging(
         Where lines go (default ``sys.stderr``).
     capture_warnings:
         Also route ``warnings.warn`` output through logging (logger ``py.warnings``).
+    capture_uncaught:
+        Log uncaught exceptions (``sys.excepthook``, ``threading.excepthook``,
+        ``sys.unraisablehook``) under ``commerce_bridge.uncaught`` instead of printing them on
+        standard error. A hook that someone else installed before (a test runner's) is still called
+        after ours. ``None`` (the default): when the lines go to standard error or standard output,
+        where the printed tracebacks would land between them (not when they go to a file).
+    max_field_chars:
+        Longest string kept per field after redaction (a serialisation error can carry a whole
+        event); ``None`` for no limit.
 
     Returns
     -------
@@ -291,7 +469,7 @@ def configure_logging(
         For an unknown level name.
     """
     number = _level_number(level)
-    redactor = Redactor(pii_keys)
+    redactor = Redactor(pii_keys, max_chars=max_field_chars)
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -305,7 +483,7 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_fields],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.StackInfoRenderer(),
@@ -314,17 +492,23 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = stream if stream is not None else sys.stderr
+    handler = _RootHandler(out, json)
     handler.setFormatter(formatter)
-    setattr(handler, _HANDLER_MARK, True)
 
     root = logging.getLogger()
     for old in list(root.handlers):
-        if getattr(old, _HANDLER_MARK, False):
+        if _ours(old):
             root.removeHandler(old)
             old.close()
     root.addHandler(handler)
     root.setLevel(number)
+    # For a record of a logger that neither propagates nor has a handler: instead of a plain-text
+    # line on stderr, the same line as any other (at WARNING and above, as logging's own).
+    last_resort = _RootHandler(handler.stream, json)
+    last_resort.setFormatter(formatter)
+    last_resort.setLevel(logging.WARNING)
+    logging.lastResort = last_resort
 
     for name, forced in _ROUTED_LOGGERS.items():
         lg = logging.getLogger(name)
@@ -332,7 +516,14 @@ def configure_logging(
             lg.removeHandler(old)
         lg.propagate = True
         lg.setLevel(_level_number(forced) if forced else logging.NOTSET)
+    for name in _PLACEHOLDER_LOGGERS:
+        logging.getLogger(name).addHandler(_Placeholder())
+    adopt_foreign_loggers()
     logging.captureWarnings(capture_warnings)
+    if capture_uncaught is None:
+        capture_uncaught = any(out is s for s in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__))
+    if capture_uncaught:
+        _install_exception_hooks()
 
     structlog.configure(
         processors=[
@@ -348,6 +539,67 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     return redactor
+
+
+# -- uncaught exceptions ----------------------------------------------------------------------------
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def _previous(current: Any, default: Any) -> Any:
+    """The hook to chain to: the one installed before ours, unless it is the default printer."""
+    previous = getattr(current, _HOOK_MARK, current)  # ours again: chain to what ours chained to
+    return None if previous is default else previous
+
+
+def _install_exception_hooks() -> None:
+    log = logging.getLogger(UNCAUGHT_LOGGER)
+
+    prev_sys = _previous(sys.excepthook, sys.__excepthook__)
+
+    def excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        try:
+            log.critical("uncaught exception", exc_info=(exc_type, exc, tb))
+        finally:
+            if prev_sys is not None:
+                prev_sys(exc_type, exc, tb)
+
+    prev_thread = _previous(threading.excepthook, threading.__excepthook__)
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        try:
+            if args.exc_type is not SystemExit:
+                thread = args.thread.name if args.thread is not None else None
+                info = (args.exc_type, args.exc_value, args.exc_traceback) if args.exc_value is not None else None
+                log.error("uncaught exception in thread", exc_info=info,
+                          extra={"in_thread": thread, "error": args.exc_type.__name__})
+        finally:
+            if prev_thread is not None:
+                prev_thread(args)
+
+    prev_unraisable = _previous(sys.unraisablehook, sys.__unraisablehook__)
+
+    def unraisablehook(u: Any) -> None:
+        try:
+            try:
+                obj = repr(u.object) if u.object is not None else None
+            except Exception:
+                obj = f"<unprintable {type(u.object).__name__}>"
+            info = (u.exc_type, u.exc_value, u.exc_traceback) if u.exc_value is not None else None
+            log.error(u.err_msg or "Exception ignored", exc_info=info,
+                      extra={"object": obj, "error": u.exc_type.__name__})
+        finally:
+            if prev_unraisable is not None:
+                prev_unraisable(u)
+
+    hooks: list[tuple[Callable[..., None], Any]] = [
+        (excepthook, prev_sys), (thread_excepthook, prev_thread), (unraisablehook, prev_unraisable),
+    ]
+    for hook, prev in hooks:
+        setattr(hook, _HOOK_MARK, prev)
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    sys.unraisablehook = unraisablehook
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -23,6 +23,19 @@ class Metrics:
             "cb_group_commit_batch_size", "Deliveries stored per durable commit.",
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r,
         )
+        self.engine_fenced = Counter(
+            "cb_engine_fenced_total", "Times this process's engine stopped its runs because its lease may have run out.",
+            registry=r,
+        )
+        self.engine_restarts = Counter(
+            "cb_engine_restarts_total", "Times this process's engine started again in-process after being fenced.",
+            registry=r,
+        )
+        self.deliveries_isolated = Counter(
+            "cb_deliveries_isolated_total",
+            "Deliveries set aside at dispatch (could not be routed, started or serialised), by stage.",
+            ["source", "stage"], registry=r,
+        )
         self.inbox_backlog = Gauge("cb_inbox_backlog", "Deliveries received but not dispatched.", registry=r)
         self.runs = Gauge("cb_runs", "Workflow runs by state.", ["state"], registry=r)
         self.runs_finished = Counter(

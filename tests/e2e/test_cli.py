@@ -84,7 +84,7 @@ def test_dlq_round_trip_through_cli_and_admin_api(tmp_path: Path) -> None:
         port = free_port()
         env = bridge_env(database_url=f"sqlite:///{tmp_path / 'b.sqlite'}", stripe_webhook_secrets=SECRET,
                          admin_tokens="admintok", port=port, outbound_webhook_url=f"{srv.url}/hook",
-                         worker_id="cli-e2e")
+                         worker_id="cli-e2e", audit_runs="true")
         migrate(env, tmp_path)
         serve = BridgeProcess(["serve"], env, tmp_path, "serve", port=port).start()
         try:
@@ -151,7 +151,8 @@ def test_order_to_cash_demo_exits_0_when_every_order_reaches_its_end_state() -> 
 def test_log_lines_of_a_run_carry_its_ids_and_no_secrets(tmp_path: Path) -> None:
     port = free_port()
     env = bridge_env(database_url=f"sqlite:///{tmp_path / 'b.sqlite'}", stripe_webhook_secrets=SECRET,
-                     admin_tokens="admintok", port=port, worker_id="log-e2e", log_level="INFO", log_json="true")
+                     admin_tokens="admintok", port=port, worker_id="log-e2e", log_level="INFO", log_json="true",
+                     audit_runs="true")
     migrate(env, tmp_path)
     serve = BridgeProcess(["serve"], env, tmp_path, "serve", port=port).start()
     try:

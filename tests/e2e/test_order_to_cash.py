@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack, sandbox_stack
 from commerce_bridge.sandbox.traffic import CLARITY_API, SCENARIOS, Placed, Scenario
@@ -67,6 +69,18 @@ def intents_for(st: Stack, key: str) -> list[dict[str, Any]]:
 def erp_count(st: Stack, doctype: str, field: str, value: str) -> int:
     r = st.traffic.erp.get(f"/api/resource/{doctype}", params={"filters": f'[["{field}", "=", "{value}"]]'})
     return len(r.json()["data"])
+
+
+def step_attempts(st: Stack) -> Counter[tuple[str, str]]:
+    """The bridge's ``cb_step_attempts_total`` from its ``/metrics``: (step type, outcome or error code) -> n."""
+    text = httpx.get(f"{st.urls['bridge']}/metrics", timeout=10).text
+    return Counter({(s.labels["step_type"], s.labels["outcome"]): int(s.value)
+                    for family in text_string_to_metric_families(text) if family.name == "cb_step_attempts"
+                    for s in family.samples if s.name == "cb_step_attempts_total"})
+
+
+def clarity_failures(st: Stack, code: str = "upstream_unavailable") -> int:
+    return sum(n for (step, outcome), n in step_attempts(st).items() if step.startswith("clarity.") and outcome == code)
 
 
 def runs_by_workflow(st: Stack) -> Counter[str]:
@@ -179,24 +193,57 @@ def test_voided_orders_cancel_the_authorisation_or_refund_the_payment(make_stack
 
 
 def test_clarity_outage_queues_the_work_and_drains_it(make_stack: Callable[..., Stack]) -> None:
-    st = make_stack(retry_base_delay_s=0.5, retry_max_delay_s=2.0, retry_max_attempts=30)
+    # the Clarity breaker opens during the outage; it probes again after 2 s (30 s by default)
+    st = make_stack(retry_base_delay_s=0.5, retry_max_delay_s=2.0, retry_max_attempts=30, breaker_reset_timeout_s=2.0)
+    # Stripe's events reach the bridge 4 s late, so the outage can begin after the bridge has read the
+    # orders and made their PaymentIntents, and before the payment runs record the payments in Clarity.
+    st.traffic.stripe.post("/_sandbox/webhooks/options", json={"delay_ms": 4000}).raise_for_status()
     orders = [st.traffic.place(i, BY_NAME[n]) for i, n in enumerate(["paid (USD)", "paid (EUR)"])]
-    st.traffic.clarity.post("/_sandbox/faults/outage", json={"seconds": 6, "mode": "503"})
-    time.sleep(3)
-    assert not any(o.done for o in orders)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+            [pi["status"] for pi in intents_for(st, o.key)] == ["succeeded"] for o in orders):
+        time.sleep(0.2)
+    assert all(intents_for(st, o.key) for o in orders), "the orders were never charged"
+    outage = st.traffic.clarity.post("/_sandbox/faults/outage", json={"seconds": 10, "mode": "503"}).json()
+    assert outage["effective_mode"] == "503"
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline and clarity_failures(st) < len(orders):
+        time.sleep(0.2)
+    assert clarity_failures(st) >= len(orders), f"the payment runs never met the outage: {step_attempts(st)}"
+    assert st.traffic.clarity.get("/_sandbox/faults").json()["outage_answered"] > 0  # all of them the bridge's
+
+    # Mid-outage, read from the systems that are up (Clarity answers 503, also to us): each order is
+    # charged, and its payment run waits at Clarity, so nothing reached the ERP yet.
+    st.traffic.refresh(orders)
+    for o in orders:
+        assert o.intent_status == "succeeded", o
+        assert not o.erp_order and not o.erp_payment and not o.done, f"{o.key} completed during the outage"
+    assert st.traffic.clarity.get("/_sandbox/faults").json()["outage_remaining_s"] > 0, (
+        "the reads above were not made during the outage")
+
     settle(st, orders, timeout=120)
     assert st.container.dead_letters.count_open() == 0
+    assert runs_by_workflow(st)["stripe.payment_succeeded"] == len(orders)
+    # the bridge saw the 503s on its Clarity steps and retried them until Clarity was back
+    attempts = step_attempts(st)
+    assert clarity_failures(st) >= len(orders) and attempts[("clarity.order.add_payment", "ok")] == len(orders)
 
 
 def test_stripe_429_and_500_are_retried_without_a_second_charge(make_stack: Callable[..., Stack]) -> None:
     st = make_stack(retry_base_delay_s=0.2, retry_max_delay_s=1.0)
     st.traffic.stripe.post("/_sandbox/faults", json={"kind": "rate_limit", "count": 2, "path": "/v1/payment_intents",
                                                      "method": "POST"})
-    st.traffic.stripe.post("/_sandbox/faults", json={"kind": "server_error", "count": 1,
-                                                     "path": "/v1/payment_intents", "method": "POST"})
+    armed = st.traffic.stripe.post("/_sandbox/faults", json={"kind": "server_error", "count": 1,
+                                                             "path": "/v1/payment_intents", "method": "POST"})
+    assert [(f["kind"], f["remaining"]) for f in armed.json()["faults"]] == [("rate_limit", 2), ("server_error", 1)]
     orders = [st.traffic.place(1, BY_NAME["paid (USD)"])]
     settle(st, orders)
     assert len(intents_for(st, orders[0].key)) == 1
+    assert st.traffic.stripe.get("/_sandbox/faults").json()["faults"] == [], "every armed fault was used up"
+    # the bridge met them in order on the create step (429, 429, 500) and retried until it went through
+    attempts = step_attempts(st)
+    create = {outcome: n for (step, outcome), n in attempts.items() if step == "stripe.payment_intent.create"}
+    assert create == {"rate_limited": 2, "upstream_unavailable": 1, "ok": 1}, attempts
 
 
 def test_bad_data_goes_to_the_dlq_with_a_fix_and_replays_once_fixed(make_stack: Callable[..., Stack]) -> None:
@@ -232,7 +279,7 @@ def _event_for(st: Stack, intent_id: str) -> str:
             if row["event_type"] == "payment_intent.succeeded":
                 stored = st.container.inbox.get("stripe", row["event_id"])
                 if stored is not None and intent_id.encode() in stored.body:
-                    return row["event_id"]
+                    return str(row["event_id"])
         time.sleep(0.3)
     raise AssertionError("payment_intent.succeeded never arrived")
 

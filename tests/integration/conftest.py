@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import Engine
 from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe_emulator
 from commerce_bridge.store import db as store_db
+from tests.support.engine import engine_factory_for
 
 
 @pytest.fixture
@@ -35,3 +38,9 @@ def stripe_base(stripe_emulator: PeerServer) -> str:
     httpx.delete(f"{stripe_emulator.url}/_sandbox/data").raise_for_status()
     httpx.delete(f"{stripe_emulator.url}/_sandbox/faults").raise_for_status()
     return stripe_emulator.url
+
+
+@pytest.fixture
+def engine_factory(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    """In-process workers on SQLite and PostgreSQL (see tests.support.engine)."""
+    yield from engine_factory_for(database_url, tmp_path)

@@ -30,12 +30,14 @@ class MemoryCursors:
 
     def __init__(self) -> None:
         self.values: dict[str, str] = {}
+        self.writes = 0
 
     def get(self, name: str) -> str | None:
         return self.values.get(name)
 
     def set(self, name: str, value: str) -> None:
         self.values[name] = value
+        self.writes += 1
 
 
 class Receiver:
@@ -220,6 +222,33 @@ def test_polling_returns_each_change_once_across_overlapping_polls(clarity: Peer
     # a fresh gateway with the same (durable) cursor emits nothing again
     assert make_gateway(clarity, cursors, poll_overlap_s=600).poll_changed_orders(delivered.extend).events == []
     assert CursorState.load(cursors.values["clarity.salesorders"]).since is not None
+
+
+def test_the_poll_takes_no_rate_limit_slot_and_every_other_request_takes_one(clarity: PeerServer) -> None:
+    slots: list[str] = []
+    gw = make_gateway(clarity, page_size=2, before_request=lambda: slots.append("slot"))
+    placed = [checkout(clarity, email=f"s{i}@example.com") for i in range(5)]
+    gw.get_order(placed[0]["OrderID"])
+    assert len(slots) == 2  # the login and the read
+    polled = gw.poll_changed_orders(lambda events: None)
+    assert len(polled.events) == 5 and polled.pages >= 3
+    assert len(slots) == 2  # the poll's pages took none
+    gw.get_order_by_key(placed[1]["OrderKey"])
+    assert len(slots) == 4  # a flow's search and read take one each, also after a poll
+
+
+def test_a_poll_that_finds_nothing_new_writes_no_cursor(clarity: PeerServer) -> None:
+    cursors = MemoryCursors()
+    gw = make_gateway(clarity, cursors)
+    checkout(clarity)
+    assert len(gw.poll_changed_orders(lambda events: None).events) == 1
+    assert cursors.writes == 1
+    for _ in range(3):  # idle polls: the overlap window returns the same change, already seen
+        assert gw.poll_changed_orders(lambda events: None).events == []
+    assert cursors.writes == 1
+    checkout(clarity)
+    assert len(gw.poll_changed_orders(lambda events: None).events) == 1
+    assert cursors.writes == 2
 
 
 def test_cursor_is_not_saved_when_delivery_fails(clarity: PeerServer) -> None:

@@ -7,7 +7,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,83 +18,9 @@ from commerce_bridge import errors as E
 from commerce_bridge.bootstrap import Container, bootstrap
 from commerce_bridge.config import load_settings
 from commerce_bridge.domain.delivery import Delivery
+from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.workflows.spec import StepContext, StepSpec, Trigger, WorkflowSpec
-
-
-class Flaky:
-    """A test action (a fake at the port): fails as told, records every call with its idempotency key."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-        self.plan: dict[str, list[BaseException]] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        with self.lock:
-            self.calls.append((ctx.idempotency_key, ctx.attempt))
-            todo = self.plan.get(ctx.event_id)
-            if todo:
-                raise todo.pop(0)
-        return {"seen": params.get("amount")}
-
-
-def spec(name: str = "test.flow") -> WorkflowSpec:
-    return WorkflowSpec(
-        name=name, version="1", trigger=Trigger(sources=("stripe",), event_types=("test.*",)),
-        steps=(
-            StepSpec(id="first", uses="testsys.thing.do", with_={"amount": "$/event/data/amount_minor"}),
-            StepSpec(id="second", uses="testsys.other.do", with_={"prev": "$/steps/first/seen"}),
-        ),
-    )
-
-
-@pytest.fixture
-def engine_factory(database_url: str, tmp_path: Any) -> Iterator[Callable[..., tuple[Container, Flaky]]]:
-    made: list[Container] = []
-
-    def make(actions: Mapping[str, Any] | None = None, **overrides: Any) -> tuple[Container, Flaky]:
-        flaky = Flaky()
-        settings = load_settings(
-            database_url=database_url,
-            engine_database_url=(f"sqlite:///{tmp_path / 'engine.sqlite'}" if database_url.startswith("sqlite")
-                                 else None),
-            retry_base_delay_s=0.01, retry_max_delay_s=0.05, dispatch_interval_s=0.05, worker_id="test-worker",
-            **overrides,
-        )
-        c = bootstrap(settings, "worker", extra_workflows=[spec()],
-                      extra_actions={"testsys.thing.do": flaky, "testsys.other.do": flaky, **(actions or {})},
-                      migrate=True)
-        made.append(c)
-        assert c.engine is not None
-        c.engine.launch()
-        return c, flaky
-
-    yield make
-    for c in reversed(made):  # a test that restarts has stopped the earlier ones already
-        if c.engine is not None:
-            c.engine.shutdown()
-        c.close()
-
-
-def deliver(c: Container, event_id: str, event_type: str = "test.happened", amount: int = 1250) -> None:
-    body = json.dumps({"id": event_id, "type": event_type, "data": {"amount_minor": amount}}).encode()
-    c.inbox.record_batch([Delivery("stripe", event_id, event_type, body, datetime.now(UTC))])
-    assert c.engine is not None
-    c.engine.wake_dispatcher()
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
-def run_status(c: Container, run_id: str) -> str | None:
-    run = c.runs.get(run_id)
-    return run["status"] if run else None
+from tests.support.engine import deliver, run_status, wait_for
 
 
 def test_event_runs_every_matching_workflow_with_parameters(engine_factory: Any) -> None:
@@ -557,3 +483,71 @@ def test_audit_runs_start_after_the_business_runs_waiting_with_them(engine_facto
     wait_for(lambda: len(started) == 6)
     assert started[:3] == [("flow", "evt_p1"), ("flow", "evt_p2"), ("flow", "evt_p3")]
     assert sorted(started[3:]) == [("audit", "evt_p1"), ("audit", "evt_p2"), ("audit", "evt_p3")]
+
+
+def inline_flow() -> WorkflowSpec:
+    """A pure, local step (``core.identity.lookup`` is declared ``inline``) before a step with side effects."""
+    return WorkflowSpec(
+        name="test.inline", version="1", trigger=Trigger(sources=("stripe",), event_types=("inline.*",)),
+        steps=(
+            StepSpec(id="lookup", uses="core.identity.lookup",
+                     with_={"entity": "customer", "key": "${ event.data.email }", "system": "stripe"}),
+            StepSpec(id="act", uses="testsys.thing.do", with_={"amount": "${ steps.lookup.found }"}),
+        ),
+    )
+
+
+def deliver_inline(c: Container, event_id: str, email: str) -> None:
+    body = json.dumps({"id": event_id, "type": "inline.happened", "data": {"email": email}}).encode()
+    c.inbox.record_batch([Delivery("stripe", event_id, "inline.happened", body, datetime.now(UTC))])
+    assert c.engine is not None
+    c.engine.wake_dispatcher()
+
+
+def recorded_steps(c: Container, run_id: str) -> list[str]:
+    run = c.runs.get(run_id)
+    assert run is not None
+    return [s["function_name"] for s in c.admin.client.list_workflow_steps(run["engine_workflow_id"] or run_id,
+                                                                           load_output=False)]
+
+
+def test_an_inline_step_is_not_checkpointed_and_is_computed_again_on_replay(engine_factory: Any) -> None:
+    c, flaky = engine_factory(workflows=[inline_flow()])
+    flaky.plan["evt_in"] = [E.ValidationError("not yet", suggested_fix="retry later")]
+    deliver_inline(c, "evt_in", "ann@example.com")
+    wait_for(lambda: run_status(c, "stripe:evt_in:test.inline") == "parked")
+    assert "step:lookup" not in recorded_steps(c, "stripe:evt_in:test.inline")
+    assert "step:act" in recorded_steps(c, "stripe:evt_in:test.inline")
+
+    # the customer gets linked meanwhile: the replayed run computes the lookup again and sees it
+    identity = SqlIdentityMap(c.db)
+    identity.link("customer", identity.entity_for_key("customer", "ann@example.com"), "stripe", "cus_ann")
+    [entry] = c.dead_letters.list()
+    assert entry["step_id"] == "act"
+    c.admin.replay(entry["id"], "linked")
+    wait_for(lambda: run_status(c, "stripe:evt_in:test.inline") == "succeeded")
+    assert flaky.calls[-1] == ("stripe:evt_in:test.inline:act", 1)
+
+
+def test_a_run_parked_at_an_inline_step_replays_from_that_step(engine_factory: Any) -> None:
+    c, _ = engine_factory(workflows=[inline_flow()])
+    deliver_inline(c, "evt_blank", "")  # an empty key is a ValidationError of the lookup itself
+    wait_for(lambda: run_status(c, "stripe:evt_blank:test.inline") == "parked")
+    [entry] = c.dead_letters.list()
+    assert entry["step_id"] == "lookup"
+    c.admin.replay(entry["id"], "try again")  # no recorded step:lookup: resumes at its park
+    wait_for(lambda: any(e["id"] != entry["id"] for e in c.dead_letters.list()))
+    [again] = c.dead_letters.list()
+    assert again["step_id"] == "lookup" and c.dead_letters.get(entry["id"])["status"] == "replayed"
+
+
+def test_by_default_an_event_starts_no_audit_run_and_its_inbox_row_is_the_record(engine_factory: Any) -> None:
+    c, _ = engine_factory(audit_runs=False)  # the shipped default (the engine tests turn it on)
+    deliver(c, "evt_plain")
+    deliver(c, "evt_nobody", event_type="charge.succeeded")  # no workflow wants it
+    wait_for(lambda: run_status(c, "stripe:evt_plain:test.flow") == "succeeded")
+    wait_for(lambda: c.inbox.get("stripe", "evt_nobody").status == "processed")  # type: ignore[union-attr]
+    assert c.runs.get("stripe:evt_plain:core.audit") is None and c.audit.all() == []
+    listed = {row["event_id"]: row for row in c.inbox.list()}
+    assert [r["workflow"] for r in listed["evt_plain"]["runs"]] == ["test.flow"]
+    assert listed["evt_nobody"]["runs"] == [] and listed["evt_nobody"]["status"] == "processed"

@@ -105,6 +105,17 @@ async def test_body_over_the_limit_gets_413(client: tuple[httpx.AsyncClient, Con
 @pytest.mark.parametrize("body, reason", [
     (b"not json at all", "not valid JSON"), (b"[1,2]", "JSON object"), (b'{"type":"x"}', "no 'id'"),
     (b'{"id": 12}', "no 'id'"),
+    # duplicate keys: other readers (and the signer's side) may take the first "id", we would take the last
+    (b'{"id": "evt_a", "type": "x", "id": "evt_b"}', "the key 'id' twice"),
+    (b'{"id": "evt_dk", "data": {"amount": 1, "amount": 1000}}', "the key 'amount' twice"),
+    # deeper than CB_MAX_JSON_DEPTH (32 by default): valid JSON the engine could not serialise
+    (b'{"id": "evt_deep", "type": "x", "d": ' + b"[" * 500 + b"]" * 500 + b"}", "nested deeper than 32"),
+    (b'{"id": "evt_d33", "d": ' + b"[" * 32 + b"]" * 32 + b"}", "nested deeper than 32"),
+    (b'{"id": "evt_nul\\u0000x", "type": "x"}', "unprintable"),
+    (b'{"id": "evt_t", "type": "charge.\\u0007"}', "unprintable"),
+    (b'{"id": "evt_nan", "amount": NaN}', "not valid JSON"),
+    (b'{"id": "evt_s", "note": "\\ud800"}', "surrogate"),
+    (b'{"id": "evt_\xff"}', "not UTF-8"),
 ])
 async def test_signed_but_unusable_bodies_get_400(
     client: tuple[httpx.AsyncClient, Container], body: bytes, reason: str
@@ -114,6 +125,13 @@ async def test_signed_but_unusable_bodies_get_400(
     assert r.status_code == 400 and r.json()["code"] == "validation_error"
     assert reason in r.json()["error"]
     assert c.inbox.backlog() == 0
+
+
+async def test_the_deepest_accepted_body_is_stored(client: tuple[httpx.AsyncClient, Container]) -> None:
+    http, c = client
+    body = b'{"id": "evt_d31", "d": ' + b"[" * 31 + b"]" * 31 + b"}"  # 32 levels with the top object
+    r = await http.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+    assert r.status_code == 200 and c.inbox.get("stripe", "evt_d31") is not None
 
 
 async def test_unknown_source_gets_404(client: tuple[httpx.AsyncClient, Container]) -> None:

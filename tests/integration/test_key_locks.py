@@ -82,14 +82,28 @@ def test_only_one_holder_at_a_time_when_threads_want_the_same_key(engine: Engine
     assert SqlKeyLocks(engine).holder_of(lock_name("test.scope", "ann@example.com")) is None, "released"
 
 
-def test_different_keys_do_not_wait_for_each_other(engine: Engine) -> None:
-    locks = SqlKeyLocks(engine, timeout_s=0.5)
-    other = SqlKeyLocks(engine, timeout_s=0.5)
-    with locks.hold("test.scope", "ann@example.com"):
-        started = time.monotonic()
+@pytest.mark.parametrize("shared", [True, False], ids=["one instance", "two instances"])
+def test_different_keys_do_not_wait_for_each_other(engine: Engine, shared: bool) -> None:
+    # The other keys are taken and given back while ann's lock is still held: were they to wait for it,
+    # "others released" could only come after "ann released" (or their 30 s timeout would raise Conflict).
+    locks = SqlKeyLocks(engine)
+    other = locks if shared else SqlKeyLocks(engine)
+    order: list[str] = []
+    others_done = threading.Event()
+
+    def take_other_keys() -> None:
         with other.hold("test.scope", "bob@example.com"), other.hold("other.scope", "ann@example.com"):
-            pass
-        assert time.monotonic() - started < 0.4
+            order.append("others held")
+        order.append("others released")
+        others_done.set()
+
+    with locks.hold("test.scope", "ann@example.com"):
+        t = threading.Thread(target=take_other_keys)
+        t.start()
+        others_done.wait(10)
+        order.append("ann released")
+    t.join(40)
+    assert order == ["others held", "others released", "ann released"]
 
 
 def test_a_waiter_gets_the_lock_as_soon_as_the_holder_releases_it(engine: Engine) -> None:

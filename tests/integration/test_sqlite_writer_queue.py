@@ -80,36 +80,59 @@ def test_a_failed_transaction_releases_the_lock(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_a_second_writer_goes_as_soon_as_the_first_commits(tmp_path: Path) -> None:
-    """Queued on the lock, not sleeping in SQLite's busy handler (whose sleeps reach 50-100 ms)."""
+def _waiters(path: Path) -> int:
+    return len(_writer_lock(str(path))._waiters)
+
+
+def test_a_second_writer_queues_on_the_lock_and_goes_when_the_first_commits(tmp_path: Path) -> None:
+    """Queued on the lock, not sleeping in SQLite's busy handler (whose sleeps reach 50-100 ms).
+
+    The second writer's connection has SQLite's busy timeout at 0: had its ``BEGIN IMMEDIATE`` met the
+    first writer's transaction in SQLite, it would fail at once with "database is locked". It waits on
+    the file's writer lock instead, and the lock hands itself to it when the first commits.
+    """
     path = tmp_path / "q.sqlite"
     engine = make_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (i INTEGER)"))
-    delays = []
-    for _ in range(7):
-        started, released_at, second_done = threading.Event(), [0.0], [0.0]
+    order: list[str] = []
+    errors: list[BaseException] = []
+    first_in, second_ready, let_go = threading.Event(), threading.Event(), threading.Event()
 
-        def first(started: threading.Event = started, released_at: list[float] = released_at) -> None:
-            with engine.begin() as conn:
-                conn.execute(text("INSERT INTO t VALUES (1)"))
-                started.set()
-                time.sleep(0.2)
-                released_at[0] = time.monotonic()
+    def first() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1)"))
+            first_in.set()
+            let_go.wait(10)
+            order.append("first commits")
 
-        def second(started: threading.Event = started, second_done: list[float] = second_done) -> None:
-            started.wait(5)
-            with engine.begin() as conn:
-                conn.execute(text("INSERT INTO t VALUES (2)"))
-            second_done[0] = time.monotonic()
+    def second() -> None:
+        try:
+            with engine.connect() as conn:
+                conn.connection.dbapi_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+                second_ready.set()
+                first_in.wait(10)
+                with conn.begin():
+                    order.append("second began")
+                    conn.execute(text("INSERT INTO t VALUES (2)"))
+        except BaseException as exc:
+            errors.append(exc)
 
-        threads = [threading.Thread(target=first), threading.Thread(target=second)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        delays.append(second_done[0] - released_at[0])
-    assert sorted(delays)[3] < 0.015, delays  # the median; without the queue it is about 30 ms
+    one, two = threading.Thread(target=first), threading.Thread(target=second)
+    two.start()
+    assert second_ready.wait(10)
+    one.start()
+    deadline = time.monotonic() + 10
+    while _waiters(path) < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert _waiters(path) == 1, "the second writer waits on the file's writer lock"
+    let_go.set()
+    one.join(10)
+    two.join(10)
+    assert errors == []
+    assert order == ["first commits", "second began"]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT i FROM t ORDER BY rowid")).scalars().all() == [1, 2]
     engine.dispose()
 
 
@@ -138,14 +161,11 @@ def test_implicit_transactions_of_the_engine_database_take_and_release_the_lock(
     conn.close()
 
 
-def test_a_writer_that_cannot_get_the_lock_in_time_gets_store_unavailable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_writer_that_cannot_get_the_lock_in_time_gets_store_unavailable(tmp_path: Path) -> None:
     from commerce_bridge import errors as E
-    from commerce_bridge.store import db as store_db
 
-    monkeypatch.setattr(store_db, "_LOCK_TIMEOUT_S", 0.2)
     path = tmp_path / "t.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}", writer_lock_timeout_s=0.2)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (i INTEGER)"))
     holding, finish = threading.Event(), threading.Event()
@@ -159,7 +179,7 @@ def test_a_writer_that_cannot_get_the_lock_in_time_gets_store_unavailable(
     holder = threading.Thread(target=hold)
     holder.start()
     assert holding.wait(5)
-    with pytest.raises(E.StoreUnavailable, match="database is locked"), engine.begin() as conn:
+    with pytest.raises(E.StoreUnavailable, match=r"database is locked .* more than 0\.2 s"), engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (2)"))
     finish.set()
     holder.join(10)

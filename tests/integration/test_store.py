@@ -132,31 +132,29 @@ def test_only_one_survivor_wins_a_takeover(engine: Engine) -> None:
     assert leases.register("w1", "host", 2, lease_s=1) == epoch + 1
 
 
-def test_rate_limiter_spaces_slots_across_threads(engine: Engine) -> None:
+def test_rate_limiter_reserves_disjoint_batches_of_slots_across_threads(engine: Engine) -> None:
     leases = SqlWorkerLeases(engine)
     limiter = SqlRateLimiter(engine, leases)
     interval = 0.02
     slots: list[tuple[float, float]] = []  # (estimated slot time, uncertainty of the estimate)
     lock = threading.Lock()
 
-    def take() -> None:
-        for _ in range(10):
-            before = time.time()
-            wait = limiter.reserve("dest", interval)
-            after = time.time()
-            # the slot is the database's "now" during the call plus ``wait``; that "now" lies between
-            # before and after (same machine clock), so the midpoint is off by at most half the call
+    def take(counts: list[int]) -> None:
+        for count in counts:
+            earliest, latest = limiter.reserve_batch("dest", interval, count)
+            # the first slot lies between the two bounds, the others follow it an interval apart
             with lock:
-                slots.append(((before + after) / 2 + wait, (after - before) / 2))
+                slots.extend(((earliest + latest) / 2 + k * interval, (latest - earliest) / 2) for k in range(count))
 
-    threads = [threading.Thread(target=take) for _ in range(4)]
+    threads = [threading.Thread(target=take, args=([1, 3, 2, 1, 3],)) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert len(slots) == 40
     slots.sort()
-    # Every two reservations are at least the interval apart; only the estimates' uncertainty (a thread
-    # descheduled around the call on a busy machine) can make them look closer.
+    # Every two slots are at least the interval apart; only the estimates' uncertainty (a thread
+    # descheduled during the statement on a busy machine) can make them look closer.
     for (a, err_a), (b, err_b) in itertools.pairwise(slots):
         assert b - a >= interval - err_a - err_b - 0.001, (a, b, err_a, err_b)
     times = [t for t, _ in slots]

@@ -45,7 +45,8 @@ class SendLog:
 
 
 async def send_all(url: str, secret: str, ids: list[str], log: SendLog, *, concurrency: int = 16,
-                   on_sent: Callable[[int], None] | None = None) -> None:
+                   on_sent: Callable[[int], None] | None = None,
+                   body_for: Callable[[str], bytes] = stripe_event) -> None:
     """POST each id (a fresh signature per attempt); a failed attempt is recorded, not retried here."""
     queue: asyncio.Queue[str] = asyncio.Queue()
     for i in ids:
@@ -59,7 +60,7 @@ async def send_all(url: str, secret: str, ids: list[str], log: SendLog, *, concu
                 event_id = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            body = stripe_event(event_id)
+            body = body_for(event_id)
             try:
                 r = await client.post(url, content=body, headers={
                     "Stripe-Signature": sign(body, secret, int(time.time())), "Content-Type": "application/json"})

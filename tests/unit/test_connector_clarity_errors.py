@@ -18,6 +18,7 @@ from commerce_bridge.connectors.clarity.changes import (
 )
 from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
 from commerce_bridge.services.gateways import ClarityGateway
+from tests.support.ports import assert_implements
 
 BASE = "http://clarity.test/API-Admin"
 
@@ -180,8 +181,7 @@ def test_event_ids_match_between_poll_rows_and_notices() -> None:
 
 
 def test_the_gateway_implements_the_port() -> None:
-    port: ClarityGateway = gateway(lambda req: httpx.Response(204))  # mypy checks the structural match
-    assert port is not None
+    assert_implements(gateway(lambda req: httpx.Response(204)), ClarityGateway)
 
 
 def search_server(rows: list[dict[str, object]], seen: list[httpx.Request]) -> HttpClarityGateway:

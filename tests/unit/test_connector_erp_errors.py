@@ -11,6 +11,7 @@ import pytest
 from commerce_bridge import errors as E
 from commerce_bridge.connectors.erp.gateway import HttpErpGateway
 from commerce_bridge.services.gateways import ErpGateway
+from tests.support.ports import assert_implements
 
 
 def frappe(status: int, exc_type: str, message: str = "boom") -> httpx.Response:
@@ -95,5 +96,28 @@ def test_token_header_is_sent() -> None:
 
 
 def test_the_gateway_implements_the_port() -> None:
-    port: ErpGateway = gateway(lambda req: httpx.Response(204))  # mypy checks the structural match
-    assert port is not None
+    assert_implements(gateway(lambda req: httpx.Response(204)), ErpGateway)
+
+
+def test_the_port_check_refuses_a_gateway_callers_could_not_call() -> None:
+    class RenamedKeyword(HttpErpGateway):
+        def ensure_sales_order(self, doc: object, *, submitted: bool = True) -> dict[str, object]:  # type: ignore[override]
+            return {}
+
+    class NewRequiredParameter(HttpErpGateway):
+        def find_by(self, doctype: str, field: str, value: object, company: str) -> None:  # type: ignore[override]
+            return None
+
+    class MissingMethod:
+        def get_doc(self, doctype: str, name: str) -> dict[str, object]:
+            return {}
+
+    handler = lambda req: httpx.Response(204)  # noqa: E731
+    with pytest.raises(AssertionError, match="no keyword 'submit'"):
+        assert_implements(RenamedKeyword("http://erp.invalid", "k", "s", transport=httpx.MockTransport(handler)),
+                          ErpGateway)
+    with pytest.raises(AssertionError, match="'company' is required"):
+        assert_implements(NewRequiredParameter("http://erp.invalid", "k", "s",
+                                               transport=httpx.MockTransport(handler)), ErpGateway)
+    with pytest.raises(AssertionError, match="lacks members"):
+        assert_implements(MissingMethod(), ErpGateway)

@@ -13,6 +13,7 @@ from commerce_bridge import errors as E
 from commerce_bridge.connectors.stripe.errors import classify_stripe_error, translate_stripe_errors
 from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.services.gateways import StripeGateway
+from tests.support.ports import assert_implements
 
 
 def body(**error: Any) -> dict[str, Any]:
@@ -107,5 +108,4 @@ def test_non_stripe_errors_pass_through() -> None:
 
 
 def test_the_gateway_implements_the_port() -> None:
-    port: StripeGateway = StripeSdkGateway(build_stripe_client("sk_test_x", api_base="http://127.0.0.1:9"))
-    assert port is not None
+    assert_implements(StripeSdkGateway(build_stripe_client("sk_test_x", api_base="http://127.0.0.1:9")), StripeGateway)

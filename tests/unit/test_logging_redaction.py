@@ -47,6 +47,7 @@ def configure() -> Iterator[Configure]:
         "py.warnings",
     ]
     saved_named = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).level) for n in named}
+    saved_last_resort = logging.lastResort
 
     def _configure(**kw: Any) -> io.StringIO:
         buf = io.StringIO()
@@ -64,6 +65,7 @@ def configure() -> Iterator[Configure]:
         lg = logging.getLogger(n)
         lg.handlers[:] = handlers
         lg.setLevel(level)
+    logging.lastResort = saved_last_resort
     logging.captureWarnings(False)
     structlog.contextvars.clear_contextvars()
     structlog.reset_defaults()

@@ -35,6 +35,7 @@ from commerce_bridge.mapping.money import (
     to_stripe_amount,
     to_stripe_payout_amount,
 )
+from tests.support import stripe_currencies as facts
 
 # -- the ISO table -------------------------------------------------------------------------------
 
@@ -155,6 +156,25 @@ def test_zero_decimal_stripe_currency_with_iso_fraction_is_refused() -> None:
 def test_stripe_amounts_that_break_the_currency_rule_are_refused(amount: object, code: str) -> None:
     with pytest.raises(MappingError):
         from_stripe_amount(amount, code)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("code", facts.SPECIAL)
+def test_every_special_currency_follows_stripes_rules(code: str) -> None:
+    # facts/stripe.md section 5, written out in tests/support/stripe_currencies.py
+    assert (stripe_exponent(code), stripe_step(code)) == (facts.exponent(code), facts.step(code))
+    smallest = Money(1, code)  # one ISO minor unit
+    if facts.exponent(code) < minor_digits(code) or facts.step(code) > 10 ** (facts.exponent(code) - minor_digits(code)):
+        with pytest.raises(MappingError) as info:  # a fils of KWD, a fraction of MGA: refused, never rounded
+            to_stripe_amount(smallest)
+        assert "never rounds" in (info.value.suggested_fix or "")
+    else:
+        assert to_stripe_amount(smallest) == (10 ** (facts.exponent(code) - minor_digits(code)), code.lower())
+    if code in facts.PAYOUT_WHOLE_UNITS:  # two decimals, like their ISO exponent
+        assert to_stripe_amount(Money(101, code)) == (101, code.lower())  # a charge of 1.01 may carry a fraction...
+        with pytest.raises(MappingError):
+            to_stripe_payout_amount(Money(101, code))  # ...a payout may not
+    one = Money(10 ** minor_digits(code), code)
+    assert to_stripe_payout_amount(one) == (10 ** facts.exponent(code), code.lower())
 
 
 def test_stripe_exponents_and_steps() -> None:

@@ -109,3 +109,74 @@ def test_flipping_any_byte_of_the_header_fails_verification(body: bytes, data: s
     # checked; every byte of "t=<ts>,v1=<hex>" is checked, so verification must fail.
     with pytest.raises(SignatureInvalid):
         verify(body, tampered, scheme(), clock())
+
+
+# ---- properties: valid always passes, anything else is SignatureInvalid and nothing else --------------
+secrets_st = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=3)
+junk_items = st.lists(st.sampled_from(["v0=abc", "x=1", "v1=" + "0" * 64, "v1=", "scheme", " ", "t"]), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300), secrets=secrets_st, data=st.data(),
+       tolerance=st.integers(1, 3600), junk=junk_items)
+def test_a_valid_signature_always_verifies(body: bytes, secrets: list[bytes], data: st.DataObject,
+                                           tolerance: int, junk: list[str]) -> None:
+    signer = data.draw(st.sampled_from(secrets))  # any configured secret (rotation)
+    ts = NOW - data.draw(st.integers(-tolerance, tolerance))
+    t_item, v1_item = sign(body, signer, ts).split(",")
+    items = data.draw(st.permutations([t_item, v1_item, *junk]))  # order and other schemes do not matter
+    header = ",".join(items)
+    s = SignatureScheme("x-bridge-signature", tuple(secrets), tolerance)
+    assert verify(body, header, s, clock()) == ts
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=100), other=st.binary(min_size=1, max_size=40))
+def test_a_signature_made_with_another_secret_never_verifies(body: bytes, other: bytes) -> None:
+    if other == SECRET.encode():
+        return
+    with pytest.raises(SignatureInvalid, match="No signature matches"):
+        verify(body, sign(body, other, NOW), scheme(), clock())
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200), data=st.data())
+def test_changing_any_hex_digit_of_the_signature_fails(body: bytes, data: st.DataObject) -> None:
+    header = sign(body, SECRET, NOW)
+    prefix, mac = header.split("v1=")
+    i = data.draw(st.integers(0, len(mac) - 1))
+    digit = data.draw(st.sampled_from([d for d in "0123456789abcdef" if d != mac[i]]))
+    tampered = f"{prefix}v1={mac[:i]}{digit}{mac[i + 1:]}"  # still well-formed: only the MAC is wrong
+    with pytest.raises(SignatureInvalid, match="No signature matches"):
+        verify(body, tampered, scheme(), clock())
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=100), ts_delta=st.integers(-(10**6), 10**6).filter(lambda d: d != 0))
+def test_a_signature_moved_to_another_timestamp_fails(body: bytes, ts_delta: int) -> None:
+    mac = sign(body, SECRET, NOW).split("v1=")[1]
+    with pytest.raises(SignatureInvalid):
+        verify(body, f"t={NOW + ts_delta},v1={mac}", scheme(tolerance=10**7), clock())
+
+
+header_parts = st.sampled_from(["t=", "v1=", "v0=", ",", "=", " ", str(NOW), "0" * 64, "-1", "1e9", "٣", "²", "\x00", "Ⅻ"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(header=st.one_of(st.none(), st.text(max_size=200), st.lists(header_parts, max_size=12).map("".join),
+                        st.binary(max_size=120).map(lambda b: b.decode("latin-1"))),
+       body=st.binary(max_size=50))
+def test_a_random_header_raises_signature_invalid_and_nothing_else(header: str | None, body: bytes) -> None:
+    # the header arrives as the HTTP server decodes it (latin-1 text); no valid MAC can be guessed
+    with pytest.raises(SignatureInvalid):
+        verify(body, header, scheme("whsec_a", "whsec_b"), clock())
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.text(max_size=200) | st.lists(header_parts, max_size=12).map("".join))
+def test_parse_header_raises_signature_invalid_and_nothing_else(header: str) -> None:
+    try:
+        timestamp, signatures = parse_header(header)
+    except SignatureInvalid:
+        return
+    assert timestamp >= 0 and signatures

@@ -121,8 +121,11 @@ def _flat(text: str) -> str:
 def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path: Path) -> None:
     listed = runner.invoke(workflows_app, ["list"], env=CONNECTED)
     assert listed.exit_code == 0, listed.output
-    rows = [line.split() for line in listed.output.splitlines()[1:]]
-    assert rows and all(row[4] == "yes" for row in rows) and "ENABLED no" not in listed.output
+    rows = [line.split() for line in listed.output.splitlines()[1:] if not line.startswith("ENABLED")]
+    assert rows and all(row[4] == ("no" if row[0] == "core.audit" else "yes") for row in rows)
+    # core.audit starts only with CB_AUDIT_RUNS=true; nothing else is off
+    assert _flat(listed.output).endswith("ENABLED no: off unless CB_AUDIT_RUNS=true (the inbox row of each "
+                                         "delivery is its audit record) (core.audit); no run starts")
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
                                         "--json", *_processing(tmp_path)], env=CONNECTED)
     assert ran.exit_code == 0, ran.output
@@ -274,7 +277,7 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     listed = runner.invoke(workflows_app, ["list"])
     assert listed.exit_code == 0, listed.output
     assert _enabled(listed.output) == {"clarity.order_shipped": "no", "clarity.order_to_cash": "no",
-                                       "clarity.order_voided": "no", "core.audit": "yes",
+                                       "clarity.order_voided": "no", "core.audit": "no",
                                        "stripe.payment_succeeded": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
@@ -287,7 +290,7 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
         'stripe_api_key = "sk_test_cli"\nclarity_base_url = "http://127.0.0.1:9/API-Admin"\n')
     listed = runner.invoke(workflows_app, ["list"])
     assert _enabled(listed.output) == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
-                                       "clarity.order_voided": "yes", "core.audit": "yes",
+                                       "clarity.order_voided": "yes", "core.audit": "no",
                                        "stripe.payment_succeeded": "no"}
     assert listed.output.splitlines()[-1] == f"  stripe.payment_succeeded: {PAID_ERP}"
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)

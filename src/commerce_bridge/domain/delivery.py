@@ -53,6 +53,28 @@ class StoredDelivery:
     processed_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """What the dispatcher did with a batch of deliveries, beyond starting their runs.
+
+    ``idle``: deliveries no workflow wanted (marked processed at once). ``failed``: deliveries that
+    could not be routed, started or serialised (poison), isolated into the dead-letter queue and
+    marked failed so that every other delivery goes on.
+    """
+
+    idle: frozenset[int] = frozenset()
+    failed: frozenset[int] = frozenset()
+
+
+DISPATCH_STEP = "(dispatch)"
+"""The step id of a dead-letter entry for a delivery that could not be routed or started."""
+
+
+def dispatch_entry_run_id(source: str, event_id: str) -> str:
+    """The run id a dispatch failure of one delivery is filed under in the dead-letter queue."""
+    return f"{source}:{event_id}:{DISPATCH_STEP}"
+
+
 def run_id_for(source: str, event_id: str, workflow: str) -> str:
     """The durable run id of ``workflow`` for one event: ``source:event_id:workflow``."""
     return f"{source}:{event_id}:{workflow}"

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -32,10 +32,16 @@ import structlog
 from dbos import DBOS, DBOSClient, SetEnqueueOptions, SetWorkflowID
 
 from commerce_bridge import errors as E
-from commerce_bridge.domain.delivery import RunStatus, StoredDelivery, run_id_for
+from commerce_bridge.domain.delivery import (
+    RunStatus,
+    StoredDelivery,
+)
 from commerce_bridge.engine.breaker import BreakerRegistry
+from commerce_bridge.engine.dispatch import Dispatcher
+from commerce_bridge.engine.fence import Fence, Fenced
 from commerce_bridge.engine.limits import CallLimiter
 from commerce_bridge.engine.retry import RetryPolicies, decide
+from commerce_bridge.logsetup import adopt_foreign_loggers
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, Timers, WorkerLeases
@@ -53,7 +59,8 @@ _T = TypeVar("_T")
 log = structlog.get_logger("commerce_bridge.engine")
 
 APP_NAME = "commerce-bridge"
-ENGINE_VERSION = "cb-engine-2"  # pinned: workers dequeue and recover only their own version
+ENGINE_VERSION = "cb-engine-3"  # pinned: workers dequeue and recover only their own version
+# cb-engine-3: inline (pure) steps are not DBOS steps, so recorded step positions differ from cb-engine-2
 QUEUE = "cb-runs"
 BACKGROUND_PRIORITY = 100
 """DBOS queue priority of bookkeeping runs (lower numbers start first; business runs have the default 0)."""
@@ -65,11 +72,15 @@ BEFORE_STEPS = "(start)"  # the step id of a DLQ entry for a run that parked bef
 
 
 
-def _wait_params(with_: dict[str, Any], scope: dict[str, Any]) -> dict[str, Any]:
+def _wait_params(with_: dict[str, Any], scope: dict[str, Any], workflow: str | None = None,
+                 step: str | None = None) -> dict[str, Any]:
     """When a ``core.wait.until`` step ends (``delay_s`` from now, or ``at``), checkpointed once."""
     from datetime import datetime
 
-    params = resolve_params(with_, scope)
+    try:
+        params = resolve_params(with_, scope, workflow=workflow, step=step)
+    except E.ValidationError as exc:  # a pointer that does not resolve, an expression over its limits: park
+        return {"error": exc.message}
     delay, at = params.get("delay_s"), params.get("at")
     if (delay is None) == (at is None):
         return {"error": "core.wait.until needs exactly one of delay_s or at"}
@@ -87,7 +98,10 @@ class WorkflowRouter(Protocol):
     """Which workflows an event starts, and any pinned version by name."""
 
     def route(self, source: str, event_type: str | None, event: Any = None,
-              event_id: str | None = None) -> list[WorkflowSpec]: ...
+              event_id: str | None = None, *,
+              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
+        """Workflows to start; a ``filter`` that fails for this event is no match, appended to ``filter_errors``."""
+        ...
 
     def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
         """A loaded version; with ``digest``, only the version loaded from exactly that text."""
@@ -113,6 +127,12 @@ class EngineConfig:
     executor_id: str
     worker_concurrency: int = 16
     polling_interval_s: float = 0.1
+    # Idle (no run for idle_after_s): the engine's queue is polled every idle_polling_interval_s instead, and
+    # a dispatcher that ingress wakes in-process (serve) polls the inbox that often too. The first run after
+    # an idle spell may wait up to that long to start; a busy engine polls at the fast intervals.
+    idle_polling_interval_s: float = 1.0
+    idle_after_s: float = 10.0
+    woken_by_ingress: bool = False
     rate_limits: Mapping[str, float] = field(default_factory=dict)
     rate_limit_margin: float = 0.10
     lease_s: float = 10.0
@@ -123,6 +143,8 @@ class EngineConfig:
     long_wait_s: float = 30.0  # longer waits free the worker thread: the run ends and a timer forks it back
     # destinations whose connectors take a limiter slot per HTTP request themselves (a step may make several)
     self_limited: frozenset[str] = frozenset()
+    # step types that are pure and local (catalogue ``inline``): run without a checkpoint, recomputed on replay
+    inline_steps: frozenset[str] = frozenset()
 
 
 def error_from_result(res: Mapping[str, Any]) -> BaseException:
@@ -178,7 +200,20 @@ class Engine:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._epoch = 0
-        self._lease_valid_until = 0.0  # monotonic; past it this process must not start side effects
+        self.fence = Fence()  # past the lease, no side effect begins; see engine.fence
+        self._closing = threading.Event()  # set by shutdown: a restart after a fence must not begin
+        self._with_dispatcher = True
+        self.restarts = 0
+        self.dispatcher = Dispatcher(
+            inbox=inbox, runs=runs, dead_letters=dead_letters, router=router, metrics=metrics, alert=alert,
+            enqueue=self.enqueue, batch=config.dispatch_batch, may_start=self._may_start,
+            before_start=self._before_start,
+        )
+        self._active = 0  # runs executing in this process now
+        self._active_lock = threading.Lock()
+        self._polling_fast = True
+        self._last_busy = time.monotonic()
+        self._last_dispatch_pass: float | None = None  # monotonic; None: no dispatcher has run in this process
         self._last_heartbeat = time.monotonic()
 
     # ---- life cycle ------------------------------------------------------------------------------
@@ -187,6 +222,7 @@ class Engine:
         global _current
         if _current is not None and _current is not self:
             raise RuntimeError("another Engine is already running in this process")
+        self._with_dispatcher = dispatcher
         self._register_lease()
         _current = self
         _register_dbos_functions()
@@ -201,35 +237,106 @@ class Engine:
             **_sqlite_engine_kwargs(self.config.system_database_url),
         }
         DBOS(config=config)
+        adopt_foreign_loggers()  # DBOS may have configured its logger: its lines go through ours
         DBOS.launch()
         self._queue = DBOS.register_queue(
             QUEUE, worker_concurrency=self.config.worker_concurrency,
             polling_interval_sec=self.config.polling_interval_s, on_conflict="always_update",
         )
+        self._polling_fast = True
+        self._last_busy = time.monotonic()
         self._launched = True
         self._start_thread("heartbeat", self._heartbeat_loop)
         if dispatcher:
+            self._last_dispatch_pass = time.monotonic()  # a fresh dispatcher gets its first pass's time
             self._start_thread("dispatcher", self._dispatch_loop)
         log.info("engine.launched", executor_id=self.config.executor_id, epoch=self._epoch)
 
     def shutdown(self, timeout_s: int = 10) -> None:
         global _current
-        self._stop.set()
-        self._wake.set()
-        for t in self._threads:
-            t.join(timeout_s)
+        self._closing.set()
+        self._stop_loops(timeout_s)
         try:
-            if self._launched:
-                DBOS.destroy(workflow_completion_timeout_sec=timeout_s, destroy_registry=True)
+            self._stop_dbos(timeout_s)
         finally:
-            self._launched = False
-            global _registered
-            _registered = False
             _current = None
             try:
                 self.leases.stop(self.config.executor_id, self._epoch)
             except E.BridgeError:
                 log.warning("engine.lease_release_failed", executor_id=self.config.executor_id)
+
+    def _stop_loops(self, timeout_s: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join(timeout_s)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _stop_dbos(self, timeout_s: int) -> None:
+        global _registered
+        try:
+            if self._launched:
+                DBOS.destroy(workflow_completion_timeout_sec=timeout_s, destroy_registry=True)
+        finally:
+            self._launched = False
+            _registered = False
+
+    def _guard(self, doing: str) -> None:
+        """Raise :class:`Fenced` (unrecorded by DBOS) unless side effects may begin; a fenced run leaves
+        its run PENDING, so the first one to find the lease gone trips the fence, which restarts the
+        engine and so recovers every such run."""
+        if self.fence.ok():
+            return
+        reason = self.fence.reason()
+        if not self.fence.stale_run():
+            self._fenced(reason)
+        log.warning("engine.run_fenced", doing=doing, reason=reason)
+        raise Fenced(f"{doing} not started: {reason}")
+
+    def _fenced(self, reason: str) -> None:
+        """The lease is lost or may have run out: fence every run, then restart the engine in-process."""
+        if not self.fence.trip(reason):
+            return
+        log.critical("engine.fenced", executor_id=self.config.executor_id, reason=reason)
+        self.metrics.engine_fenced.inc()
+        self.alert(Alert(kind="worker.fenced", severity=Severity.CRITICAL,
+                         title=f"Worker {self.config.executor_id} stopped its runs: {reason}; restarting its engine",
+                         details={"executor_id": self.config.executor_id, "reason": reason},
+                         key=self.config.executor_id))
+        threading.Thread(target=self._restart_after_fence, name="cb-engine-restart", daemon=True).start()
+
+    def _restart_after_fence(self) -> None:
+        """Stop DBOS and our loops, wait for the store, take a new lease and launch again (same process).
+
+        Runs in flight when the fence tripped stop at their next step unrecorded (PENDING under this
+        executor id); the new DBOS recovers them at launch, unless a survivor took them over meanwhile.
+        """
+        self._stop_loops(5.0)
+        try:
+            self._stop_dbos(2)
+        except Exception:
+            log.exception("engine.restart_stop_failed")
+        delay = 0.5
+        while not self._closing.is_set():
+            try:
+                self._stop = threading.Event()  # the old loops keep the old (set) one, if they still run
+                self.launch(dispatcher=self._with_dispatcher)
+            except Exception as exc:
+                log.warning("engine.restart_failed", error=type(exc).__name__, retry_in_s=delay)
+                try:
+                    self._stop_dbos(1)
+                except Exception:
+                    log.exception("engine.restart_stop_failed")
+                self._closing.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self.restarts += 1
+            self.metrics.engine_restarts.inc()
+            log.warning("engine.restarted", executor_id=self.config.executor_id, epoch=self._epoch,
+                        generation=self.fence.generation)
+            return
 
     def wake_dispatcher(self) -> None:
         self._wake.set()
@@ -247,7 +354,7 @@ class Engine:
                 started = time.monotonic()
                 self._epoch = self.leases.register(self.config.executor_id, socket.gethostname(), os.getpid(),
                                                    self.config.lease_s)
-                self._lease_valid_until = started + self.config.lease_s
+                self.fence.reset(started, self.config.lease_s)
                 return
             except RuntimeError:
                 if time.monotonic() > deadline:
@@ -255,24 +362,25 @@ class Engine:
                 time.sleep(0.5)
 
     def lease_ok(self) -> bool:
-        return time.monotonic() < self._lease_valid_until
+        return self.fence.ok()
 
     def _heartbeat_loop(self) -> None:
         cfg = self.config
-        while not self._stop.wait(cfg.heartbeat_interval_s):
+        stop = self._stop  # this launch's: a restart gives the next loops a new one
+        while not stop.wait(cfg.heartbeat_interval_s):
             started = time.monotonic()
             try:
                 if not self.leases.heartbeat(cfg.executor_id, self._epoch, cfg.lease_s):
-                    log.critical("engine.lease_lost", executor_id=cfg.executor_id)
-                    os._exit(75)  # another worker owns our runs now: stop at once, touch nothing
-                self._lease_valid_until = started + cfg.lease_s
+                    self._fenced("another worker took over this worker's lease")
+                    return
+                self.fence.renewed(started, cfg.lease_s)
                 self._last_heartbeat = started
                 self.metrics.worker_heartbeat_age.set(0)
             except E.StoreUnavailable:
                 self.metrics.worker_heartbeat_age.set(time.monotonic() - self._last_heartbeat)
                 if not self.lease_ok():
-                    log.critical("engine.lease_expired_unrenewed", executor_id=cfg.executor_id)
-                    os._exit(75)
+                    self._fenced("the lease ran out while the store was unavailable")
+                    return
                 continue
             try:
                 self._take_over_dead_workers()
@@ -308,55 +416,62 @@ class Engine:
 
     # ---- dispatch --------------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
-        while not self._stop.is_set():
+        stop = self._stop  # this launch's: a restart gives the next loops a new one
+        while not stop.is_set():
             try:
                 n = self.dispatch_once()
+                self._last_dispatch_pass = time.monotonic()
             except E.StoreUnavailable:
                 n = 0
-                self._stop.wait(1.0)
+                stop.wait(1.0)
             except Exception:
                 log.exception("engine.dispatch_failed")
                 n = 0
-                self._stop.wait(1.0)
+                stop.wait(1.0)
             try:
                 backlog = self.inbox.backlog()
                 self.metrics.inbox_backlog.set(backlog)
             except E.BridgeError:
                 pass
             if n < self.config.dispatch_batch:
-                self._wake.wait(self.config.dispatch_interval_s)
+                self._wake.wait(self._pace(n))
                 self._wake.clear()
 
     def dispatch_once(self) -> int:
-        """Turn undispatched deliveries into queued runs (run id ``source:event_id:workflow``)."""
-        return self.inbox.dispatch_batch(self.config.dispatch_batch, self._start_runs)
+        """Turn undispatched deliveries into queued runs (run id ``source:event_id:workflow``); see engine.dispatch."""
+        return self.dispatcher.dispatch_once()
 
-    def _start_runs(self, deliveries: list[StoredDelivery]) -> list[int]:
-        """Create and enqueue the runs of these deliveries; answer the ids of those that start none."""
-        planned: list[tuple[dict[str, Any], WorkflowSpec]] = []
-        for d in deliveries:
-            event = orjson.loads(d.body)
-            for spec in self.router.route(d.source, d.event_type, event, d.event_id):
-                planned.append(({
-                    "run_id": run_id_for(d.source, d.event_id, spec.name), "inbox_id": d.id,
-                    "source": d.source, "event_id": d.event_id, "workflow": spec.name,
-                    "workflow_version": spec.version,
-                }, spec))
-        self.runs.create([row for row, _ in planned])
-        bodies = {d.id: d for d in deliveries}
-        for row, spec in planned:
-            d = bodies[row["inbox_id"]]
-            self.enqueue(row, d, background=spec.background)
-        return sorted(bodies.keys() - {row["inbox_id"] for row, _ in planned})
+    def _may_start(self) -> bool:
+        """False while DBOS is stopping or the worker is fenced: a start that fails then is not the delivery's fault."""
+        return self._launched and not self.fence.tripped
 
-    def enqueue(self, row: Mapping[str, Any], delivery: StoredDelivery, *, background: bool = False) -> None:
+    def _before_start(self, n: int) -> None:
+        if not self._polling_fast:
+            self._pace(n)  # back to fast polling before the runs are queued
+
+    def dispatcher_health(self, stuck_after_s: float) -> tuple[bool, str]:
+        """Stuck: a delivery has waited longer than ``stuck_after_s`` and no dispatch pass has completed for as long.
+
+        A dispatcher that completes passes is working through a backlog (the backlog alert watches its
+        size); one whose passes keep failing (a poison batch before issue 9) or hang is stuck.
+        """
+        waited = self.inbox.oldest_waiting_s()
+        last = self._last_dispatch_pass
+        since_pass = float("inf") if last is None else time.monotonic() - last
+        if waited is not None and waited > stuck_after_s and since_pass > stuck_after_s:
+            when = "no pass has run" if last is None else f"last completed pass {since_pass:.0f} s ago"
+            return False, f"dispatcher stuck: the oldest undispatched delivery has waited {waited:.0f} s ({when})"
+        return True, "keeping up" if waited is None else f"oldest undispatched delivery waited {waited:.1f} s"
+
+    def enqueue(self, row: dict[str, Any], delivery: StoredDelivery, *, background: bool = False,
+                event: Any = None) -> None:
         """Queue the run of ``row``; a ``background`` one (bookkeeping) starts after the business runs waiting."""
         run = {
             "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
             "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
             # the exact text it is planned with (None: defined in code); another text parks the run
             "digest": self.router.digest(row["workflow"], row["workflow_version"]),
-            "event": orjson.loads(delivery.body),
+            "event": orjson.loads(delivery.body) if event is None else event,
             "vars": self.workflow_vars.get(row["workflow"], {}),  # pinned into the run with its version
         }
         with SetWorkflowID(row["run_id"]), SetEnqueueOptions(priority=BACKGROUND_PRIORITY if background else None):
@@ -364,7 +479,43 @@ class Engine:
 
     # ---- executing one run -----------------------------------------------------------------------
     def workflow_body(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The durable program of one run (called by DBOS; deterministic given its step results).
+        """The durable program of one run (called by DBOS), in this engine generation (see engine.fence)."""
+        self.fence.enter_run()
+        with self._active_lock:
+            self._active += 1
+        try:
+            return self._walk(run)
+        finally:
+            with self._active_lock:
+                self._active -= 1
+                self._last_busy = time.monotonic()
+            self.fence.leave_run()
+
+    def _pace(self, dispatched: int) -> float:
+        """Fast polling while there is work, slow after ``idle_after_s`` without any; the dispatcher's next wait.
+
+        The engine's queue thread (DBOS) polls its table at ``polling_interval_s`` while busy and at
+        ``idle_polling_interval_s`` when idle: that poll was most of an idle process's CPU. The switch is
+        one write of the queue's row, made only on a change.
+        """
+        cfg = self.config
+        now = time.monotonic()
+        if dispatched or self._active:
+            self._last_busy = now
+        idle = now - self._last_busy > cfg.idle_after_s
+        if idle == self._polling_fast:
+            interval = cfg.idle_polling_interval_s if idle else cfg.polling_interval_s
+            try:
+                self._queue.set_polling_interval_sec(interval)
+                self._polling_fast = not idle
+            except Exception as exc:  # the next pass tries again
+                log.warning("engine.queue_pace_failed", error=type(exc).__name__)
+        if idle and cfg.woken_by_ingress:
+            return max(cfg.dispatch_interval_s, cfg.idle_polling_interval_s)
+        return cfg.dispatch_interval_s
+
+    def _walk(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The durable program of one run (deterministic given its step results).
 
         The pinned workflow version is walked step by step (``when``, ``retry``, ``on_error`` as
         :class:`~commerce_bridge.workflows.spec.Walker` defines them); each attempt is a checkpointed
@@ -391,7 +542,7 @@ class Engine:
                 runs_now = walker.should_run(step)
             except E.ValidationError as exc:
                 res = {"ok": False, "code": exc.code, "transient": False, "message": f"when: {exc.message}",
-                       "suggested_fix": "fix the step's `when` expression, then replay"}
+                       "suggested_fix": exc.suggested_fix or "fix the step's `when` expression, then replay"}
                 DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 0, res, wf_id)
                 return {"status": "parked", "step": step.id, "code": exc.code}
             if not runs_now:
@@ -410,18 +561,27 @@ class Engine:
                 continue
             base = self.retry_policies.for_step(step.uses)
             policy = base.merged(step.retry) if step.retry else base
+            # A pure, local step (declared ``inline`` in the catalogue) is not checkpointed: it is computed
+            # again on replay, and its retries sleep without a record, so it leaves no trace in DBOS.
+            inline = step.uses in self.config.inline_steps
             attempt = 0
             while True:
                 attempt += 1
-                res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
-                                    dict(step.with_), walker.scope, attempt)
+                if inline:
+                    res = self._attempt(run, step.id, step.uses, dict(step.with_), walker.scope, attempt)
+                else:
+                    res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
+                                        dict(step.with_), walker.scope, attempt)
                 if res["ok"]:
                     walker.succeeded(step, res.get("output"))
                     break
                 decision = decide(policy, attempt, error_from_result(res), self._rng)
                 if decision.retry:
                     self.metrics.retries.labels(step.uses, res.get("code", "")).inc()
-                    DBOS.sleep(decision.delay_s)
+                    if inline:
+                        time.sleep(decision.delay_s)
+                    else:
+                        DBOS.sleep(decision.delay_s)
                     continue
                 if walker.failed(step, res) is FailureDecision.PARK:
                     DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
@@ -456,7 +616,8 @@ class Engine:
         the run records a timer and ends as ``waiting``; when the timer is due, the engine forks the
         run right after this step (earlier steps are not repeated) and it carries on.
         """
-        params = DBOS.run_step({"name": f"wait:{step.id}"}, _wait_params, dict(step.with_), scope)
+        params = DBOS.run_step({"name": f"wait:{step.id}"}, _wait_params, dict(step.with_), scope,
+                               run["workflow"], step.id)
         if "error" in params:
             return {"error": params["error"]}
         remaining = float(params["wake_at"]) - time.time()
@@ -509,9 +670,7 @@ class Engine:
                 return write(*args, **kwargs)
             except E.StoreUnavailable as exc:
                 log.warning("engine.store_unavailable", writing=what, error=exc.message, retry_in_s=delay)
-                if not self.lease_ok():
-                    log.critical("engine.fenced", writing=what)
-                    os._exit(75)  # our lease ran out: a survivor may own this run now
+                self._guard(f"writing the {what}")  # past the lease a survivor may own this run
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -521,9 +680,7 @@ class Engine:
         with structlog.contextvars.bound_contextvars(
             source=run["source"], event_id=run["event_id"], run_id=run["run_id"], step_id=step_id,
         ):
-            if not self.lease_ok():
-                log.critical("engine.fenced", step_type=uses)
-                os._exit(75)  # our lease ran out: a survivor may own this run now
+            self._guard(f"step {step_id} ({uses})")
             destination = uses.split(".", 1)[0]
             ctx = StepContext(run_id=run["run_id"], step_id=step_id, attempt=attempt, source=run["source"],
                               event_id=run["event_id"], event_type=run.get("event_type"), event=run["event"])
@@ -532,7 +689,7 @@ class Engine:
                 if action is None:
                     raise E.ValidationError(f"unknown step type {uses!r}",
                                             suggested_fix="install the connector or fix the workflow file")
-                params = resolve_params(with_, scope)
+                params = resolve_params(with_, scope, workflow=run["workflow"], step=step_id)
                 breaker = self.breakers.get(destination) if destination != "core" else None
                 permit = breaker.before_call() if breaker else None
                 try:
@@ -652,149 +809,3 @@ _functions: dict[str, Callable[..., Any]] = {}
 
 def _workflow_function() -> Callable[..., Any]:
     return _functions["run"]
-
-
-# ---- admin operations from any process (CLI, admin API) ------------------------------------------
-class EngineAdmin:
-    """Replay and recovery through a DBOS client: works from processes that run no workflows."""
-
-    def __init__(self, system_database_url: str, *, runs: Runs, dead_letters: DeadLetters,
-                 leases: WorkerLeases, router: WorkflowRouter) -> None:
-        self._url = system_database_url
-        self._runs = runs
-        self._dlq = dead_letters
-        self._leases = leases
-        self._router = router
-        self._client: DBOSClient | None = None
-
-    @property
-    def client(self) -> DBOSClient:
-        if self._client is None:
-            self._client = DBOSClient(system_database_url=self._url, application_name=APP_NAME)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.destroy()
-            self._client = None
-
-    def replay(self, entry_id: int, reason: str = "replayed by operator", *,
-               from_start: bool = False) -> dict[str, Any]:
-        """Resume a parked run from its failed step (same run id, same idempotency keys).
-
-        The steps before the failed one are not run again: their recorded outputs are reused, and the
-        run stays pinned to its workflow text. A run parked before walking any step (its workflow
-        version or text is not loaded) resumes after its recorded steps, on the same text again.
-
-        When the fix was made to data an earlier step read (an order corrected in Clarity),
-        ``from_start`` runs every step again, so they read the corrected data; the idempotency keys
-        stay the same, so calls that already took effect are not repeated. It starts the same event
-        afresh, re-pinned to the workflow text loaded now: the run's version if it is loaded, else
-        the active version of the workflow (see :meth:`_repinned`).
-
-        Raises
-        ------
-        ValidationError
-            The entry is not open, or ``from_start`` finds no version of the workflow to run.
-        NotFound
-            The failed step is not in the run's recorded steps.
-        """
-        entry = self._dlq.get(entry_id)
-        if entry["status"] != "open":
-            raise E.ValidationError(f"dead-letter entry {entry_id} is already {entry['status']}")
-        wf_id = entry["engine_workflow_id"]
-        new_id = f"{entry['run_id']}#replay-{entry_id}"
-        run: dict[str, Any] | None = None
-        start: int | None = None
-        if from_start:
-            [parked] = self.client.list_workflows(workflow_ids=[wf_id], load_input=True, load_output=False)
-            run = self._repinned(dict(parked.input["args"][0]) if parked.input else {})
-        else:
-            steps = self.client.list_workflow_steps(wf_id, load_output=False)
-            if entry["step_id"] == BEFORE_STEPS:  # parked before walking: resume where it stood
-                start = 1 + max((s["function_id"] for s in steps if s["function_name"] != "cb.park"), default=0)
-            else:
-                name = f"step:{entry['step_id']}"
-                start = min((s["function_id"] for s in steps if s["function_name"] == name), default=None)
-            if start is None:
-                raise E.NotFound(f"step {entry['step_id']} not found in run {entry['run_id']}")
-        # Resolve the entry and mark the run queued BEFORE the new run can start: a run that parks again
-        # at once must get a new open entry (not find this one still open) and its own status must win.
-        resolved = self._dlq.resolve(entry_id, "replayed", reason)
-        self._runs.set_status(entry["run_id"], RunStatus.QUEUED, engine_workflow_id=new_id,
-                              workflow_version=run["version"] if run else None)
-        try:
-            if run is not None:
-                handle: Any = self.client.enqueue({"workflow_name": WORKFLOW_NAME, "queue_name": QUEUE,
-                                                   "workflow_id": new_id, "app_version": ENGINE_VERSION}, run)
-            else:
-                assert start is not None  # found above, or NotFound was raised
-                with SetWorkflowID(new_id):
-                    handle = self.client.fork_workflow(wf_id, start, queue_name=QUEUE,
-                                                       application_version=ENGINE_VERSION)
-        except Exception as exc:
-            # nothing started: the run stays parked, with a new open entry saying why the replay failed
-            self._dlq.add({
-                **{k: entry.get(k) for k in ("run_id", "step_id", "step_type", "attempts", "error_code",
-                                             "upstream_request_id", "suggested_fix", "step_input", "traceback")},
-                "error_message": f"{entry.get('error_message', '')} (replay of entry {entry_id} failed: "
-                                 f"{type(exc).__name__}: {exc})",
-                "engine_workflow_id": wf_id,
-            })
-            self._runs.set_status(entry["run_id"], RunStatus.PARKED, engine_workflow_id=wf_id,
-                                  failed_step=entry["step_id"], error_code=entry["error_code"])
-            raise
-        new_id = handle.get_workflow_id()
-        return {**resolved, "engine_workflow_id": new_id}
-
-    def _repinned(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The arguments of a from-start replay: the same event, pinned to the workflow text loaded now.
-
-        The run's version if it is loaded (with the digest of its current text), else the active
-        version (the old file is gone). The run's ``vars`` stay as they were pinned.
-        """
-        name, version = run.get("workflow"), run.get("version")
-        if not name:
-            raise E.NotFound(f"the arguments of run {run.get('run_id')} are not in the engine database")
-        spec = self._router.get(name, version) if version else None
-        if spec is None:
-            spec = next((s for s in self._router.all() if s.name == name), None)
-        if spec is None:
-            raise E.ValidationError(
-                f"workflow {name} has no version {version} and no active version to run again on",
-                suggested_fix=f"install a workflow file named {name} (or enable it), then replay")
-        return {**run, "version": spec.version, "digest": self._router.digest(name, spec.version)}
-
-    def discard(self, entry_id: int, reason: str) -> dict[str, Any]:
-        if not reason.strip():
-            raise E.ValidationError("a reason is required to discard a dead-letter entry")
-        entry = self._dlq.resolve(entry_id, "discarded", reason)
-        self._runs.set_status(entry["run_id"], RunStatus.DISCARDED)
-        return entry
-
-    def recover(self, executor_id: str, *, by: str, force: bool = False) -> int:
-        """Resume a dead worker's unfinished runs on the shared queue (refuses a live worker unless forced)."""
-        row = self._leases_get(executor_id)
-        if row is None:
-            raise E.NotFound(f"no worker {executor_id!r} has ever registered")
-        if not self._leases.begin_takeover(executor_id, by, grace_s=0.0, force=force):
-            raise E.ValidationError(
-                f"worker {executor_id!r} still holds a live lease (status {row['status']}); it may be running. "
-                "Wait for the lease to expire or pass --force if you are sure the process is gone."
-            )
-        pending = self.client.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
-                                             load_output=False)
-        for wf in pending:
-            self.client.resume_workflow(wf.workflow_id, queue_name=QUEUE)
-        self._leases.finish_takeover(executor_id, len(pending))
-        return len(pending)
-
-    def _leases_get(self, executor_id: str) -> dict[str, Any] | None:
-        getter = getattr(self._leases, "get", None)
-        return getter(executor_id) if getter else None
-
-    def workflow_states(self, ids: Sequence[str]) -> dict[str, str]:
-        if not ids:
-            return {}
-        return {w.workflow_id: w.status for w in self.client.list_workflows(workflow_ids=list(ids),
-                                                                             load_input=False, load_output=False)}

@@ -13,8 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from commerce_bridge.bootstrap import POLLER_LOCKS, Container, Role, bootstrap
-from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.config import Settings, load_settings, mask_urls_in
 from commerce_bridge.entrypoints.startup_errors import config_error_exit
+from commerce_bridge.entrypoints.views import MAX_ID, RedactedViews
 from commerce_bridge.errors import BridgeError, ConfigurationError
 from commerce_bridge.logsetup import configure_logging
 
@@ -52,8 +53,17 @@ def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Cont
 
 
 def _fail(exc: BridgeError) -> typer.Exit:
-    err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    # a message can quote stored data (run ids carry event ids): cards, e-mails and secrets are redacted
+    err_console.print(f"[bold red]error[/] ({exc.code}): {RedactedViews(()).text(exc.message)}")
     return typer.Exit(1)
+
+
+def _views(c: Container) -> RedactedViews:
+    """What a command shows of the store goes through the log's redactor (CB_LOG_PII_KEYS)."""
+    return RedactedViews(c.settings.log_pii_keys)
+
+
+EntryIdArg = Annotated[int, typer.Argument(min=1, max=MAX_ID, help="The dead-letter entry's id.")]
 
 
 def _configure_logs(s: Settings) -> None:
@@ -61,17 +71,15 @@ def _configure_logs(s: Settings) -> None:
 
 
 def _run_http(c: Container, host: str, port: int) -> None:
-    import uvicorn
-
     from commerce_bridge.entrypoints.http.app import build_app
+    from commerce_bridge.entrypoints.http.server import run_server, server_config
 
     ok, detail = c.check_migrations()
     if not ok:
         err_console.print(f"[bold red]database not ready[/]: {detail}")
         raise typer.Exit(2)
-    # proxy_headers=False: X-Forwarded-For is judged by our allowlist (CB_TRUSTED_PROXIES), not by uvicorn
-    uvicorn.run(build_app(c), host=host, port=port, log_config=None, access_log=False, proxy_headers=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+    if not run_server(server_config(build_app(c), c.settings, host=host, port=port)):
+        raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE (address in use, lifespan failed)
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on [default: CB_HOST or 127.0.0.1].")]
@@ -151,7 +159,7 @@ def _migration(c: Container) -> tuple[str | None, str]:
 
 @config_app.command("show")
 def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
-    """Print the effective settings, secrets masked."""
+    """Print the effective settings, secrets and the credentials in URLs masked."""
     s = _settings()
     data = s.masked()
     if as_json:
@@ -174,7 +182,8 @@ def doctor() -> None:
                *connection_checks(s)]
     table = Table("check", "result", "detail")
     for name, ok, detail in results:
-        table.add_row(name, "[green]ok[/]" if ok else "[red]FAIL[/]", detail)
+        # a detail may quote a URL setting or an error that quotes one: credentials never reach the screen
+        table.add_row(name, "[green]ok[/]" if ok else "[red]FAIL[/]", mask_urls_in(detail))
     console.print(table)
     raise typer.Exit(0 if all(ok for _, ok, _ in results) else 1)
 
@@ -190,7 +199,7 @@ def events_list(
     """List deliveries (newest first) with their state and the runs they started."""
     c = _container("cli", _settings())
     try:
-        rows = c.inbox.list(source=source, status=status, limit=limit)
+        rows = _views(c).rows(c.inbox.list(source=source, status=status, limit=limit))
     except BridgeError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -213,7 +222,7 @@ def dlq_list(
 ) -> None:
     """List dead-letter entries."""
     c = _container("cli", _settings())
-    rows = c.dead_letters.list(status=None if status == "all" else status, limit=limit)
+    rows = _views(c).rows(c.dead_letters.list(status=None if status == "all" else status, limit=limit))
     if as_json:
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
@@ -225,18 +234,18 @@ def dlq_list(
 
 
 @dlq_app.command("show")
-def dlq_show(entry_id: int) -> None:
+def dlq_show(entry_id: EntryIdArg) -> None:
     """Show one entry: error, upstream request id, step input and the suggested fix."""
     c = _container("cli", _settings())
     try:
-        sys.stdout.write(json.dumps(c.dead_letters.get(entry_id), default=str, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_views(c).row(c.dead_letters.get(entry_id)), default=str, indent=2) + "\n")
     except BridgeError as exc:
         raise _fail(exc) from exc
 
 
 @dlq_app.command("replay")
 def dlq_replay(
-    entry_id: int,
+    entry_id: EntryIdArg,
     reason: Annotated[str, typer.Option()] = "replayed by operator",
     from_start: Annotated[bool, typer.Option(
         "--from-start", help="Run every step again (they re-read data fixed at the source), not only the failed "
@@ -255,7 +264,7 @@ def dlq_replay(
 
 
 @dlq_app.command("discard")
-def dlq_discard(entry_id: int, reason: Annotated[str, typer.Option(help="Why (required).")]) -> None:
+def dlq_discard(entry_id: EntryIdArg, reason: Annotated[str, typer.Option(help="Why (required).")]) -> None:
     """Close an entry without replaying it."""
     c = _container("cli", _settings())
     try:
@@ -270,7 +279,7 @@ def dlq_discard(entry_id: int, reason: Annotated[str, typer.Option(help="Why (re
 def workers_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List workers with their lease state and the polled sources each one polls now."""
     c = _container("cli", _settings())
-    rows = c.leases.list()
+    rows = _views(c).rows(c.leases.list())
     # which worker polls each polled source now (the live holder of its lease; see docs/howto/scale-out.md)
     pollers = {source: c.locks.holder_of(name, live=True) if c.locks else None for source, name in POLLER_LOCKS.items()}
     for r in rows:

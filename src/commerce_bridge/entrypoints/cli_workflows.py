@@ -31,7 +31,7 @@ from commerce_bridge.bootstrap import (
 from commerce_bridge.config import Settings, load_settings
 from commerce_bridge.entrypoints.startup_errors import config_error_exit
 from commerce_bridge.errors import ConfigurationError
-from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS
+from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT
 from commerce_bridge.workflows.catalogue import catalogue_markdown, default_catalogue, workflow_schema
 from commerce_bridge.workflows.dryrun import dry_run
 from commerce_bridge.workflows.graph import mermaid
@@ -50,6 +50,7 @@ NoConfigOpt = Annotated[bool, typer.Option(
     "--no-config", help="Ignore the settings (CB_* variables, commerce-bridge.toml; --dir still applies): the "
                         "workflow files alone, with the vars written in them and nothing disabled.")]
 DISABLED_REASON = "disabled by CB_WORKFLOWS_DISABLED"
+AUDIT_REASON = "off unless CB_AUDIT_RUNS=true (the inbox row of each delivery is its audit record)"
 NO_CONNECTOR_REASON = "no connector configured for"
 
 
@@ -90,10 +91,14 @@ class _View:
 
     def reasons(self, name: str) -> list[str]:
         """Why no run of ``name`` starts (empty: it is enabled)."""
-        out = [DISABLED_REASON] if name in self.turned_off else []
+        out = [self._off_reason(name)] if name in self.turned_off else []
         if name in self.unbound:
             out.append(f"{NO_CONNECTOR_REASON} {_missing_connectors(self.unbound[name])}")
         return out
+
+    def _off_reason(self, name: str) -> str:
+        explicit = self.settings is not None and name in self.settings.workflows_disabled
+        return DISABLED_REASON if explicit or name != CORE_AUDIT.name else AUDIT_REASON
 
     def var_origins(self, name: str, file_vars: dict[str, Any]) -> list[tuple[str, Any, str]]:
         """(var, value a run gets, where it comes from) for every var of a run of ``name``."""
@@ -167,8 +172,11 @@ def list_(folder: DirOpt = None, no_config: NoConfigOpt = False) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]]))
-    if view.turned_off:
-        typer.echo(f"ENABLED no: {DISABLED_REASON} ({', '.join(sorted(view.turned_off))}); no run starts")
+    by_reason: dict[str, list[str]] = {}
+    for name in sorted(view.turned_off):
+        by_reason.setdefault(view.reasons(name)[0], []).append(name)
+    for reason, names in by_reason.items():
+        typer.echo(f"ENABLED no: {reason} ({', '.join(names)}); no run starts")
     if view.unbound:
         typer.echo(f"ENABLED no: {NO_CONNECTOR_REASON} a step type they use; no run starts:")
         for name in sorted(view.unbound):

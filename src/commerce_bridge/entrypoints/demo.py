@@ -67,6 +67,7 @@ def demo_webhooks(
     settings = load_settings(
         database_url=f"sqlite:///{workdir / 'bridge.sqlite'}", stripe_webhook_secrets=secret,
         admin_tokens=secrets.token_hex(16), worker_id="demo", log_level="INFO",
+        audit_runs=True,  # this demo shows the engine at work: every event gets its core.audit run
     )
     c = bootstrap(settings, "serve", migrate=True)
     console.print(f"[bold]commerce-bridge demo[/]: SQLite in {workdir}, logs in {workdir / 'bridge.log'}")

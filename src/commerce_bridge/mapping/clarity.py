@@ -131,12 +131,18 @@ def _line(item: Mapping[str, Any], position: int, currency: str) -> OrderLine | 
                      description=_text(item, "Name", "ProductName", "Description"))
 
 
+def _payment_links(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The order's ``SalesOrderPayments`` that are objects (a field of another type holds no link)."""
+    links = order.get("SalesOrderPayments")
+    return [link for link in links if isinstance(link, Mapping)] if isinstance(links, list) else []
+
+
 def _payment_method_ref(order: Mapping[str, Any]) -> str:
     attribute = _mapping(_mapping(order, "SerializableAttributes"), STRIPE_PM_ATTRIBUTE)
     if _text(attribute, "Value"):
         return _text(attribute, "Value")
-    for link in order.get("SalesOrderPayments") or []:
-        token = _text(_mapping(link, "Slave") if isinstance(link, Mapping) else {}, "Token")
+    for link in _payment_links(order):
+        token = _text(_mapping(link, "Slave"), "Token")
         if token.startswith("pm_"):
             return token
     return ""
@@ -144,8 +150,8 @@ def _payment_method_ref(order: Mapping[str, Any]) -> str:
 
 def _payment_intent_ref(order: Mapping[str, Any]) -> str:
     candidates = [_text(order, "PaymentTransactionID")]
-    for link in order.get("SalesOrderPayments") or []:
-        slave = _mapping(link, "Slave") if isinstance(link, Mapping) else {}
+    for link in _payment_links(order):
+        slave = _mapping(link, "Slave")
         candidates += [_text(slave, "TransactionNumber"), _text(slave, "ExternalPaymentID")]
     return next((ref for ref in candidates if ref.startswith("pi_")), "")
 

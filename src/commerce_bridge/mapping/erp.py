@@ -117,18 +117,26 @@ def erp_sales_order(order: Order, *, customer_name: str, delivery_date: date,
     return doc
 
 
+def _rows(doc: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    rows = doc.get(name) or []
+    if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+        raise MappingError(f"the Sales Order's {name} is not a list of rows",
+                           suggested_fix=f"pass the Sales Order as ERPNext returns it ({name}: [{{...}}, ...])")
+    return rows
+
+
 def sales_order_total(doc: Mapping[str, Any]) -> Money:
     """The grand total a Sales Order payload adds up to (exact): items + taxes - discount."""
     currency = str(doc.get("currency") or "")
     total = Money.zero(money_from_erp(0, currency).currency)
-    for row in doc.get("items") or []:
+    for row in _rows(doc, "items"):
         rate = money_from_erp(row.get("rate", 0), currency, field="rate")
         qty = row.get("qty", 1)
         if isinstance(qty, bool) or not isinstance(qty, int):
             raise MappingError(f"item {row.get('item_code')!r} has a non-integer qty {qty!r}",
                                suggested_fix="use whole quantities")
         total = total + Money(rate.minor * qty, total.currency)
-    for row in doc.get("taxes") or []:
+    for row in _rows(doc, "taxes"):
         total = total + money_from_erp(row.get("tax_amount", 0), currency, field="tax_amount")
     return total - money_from_erp(doc.get("discount_amount", 0), currency, field="discount_amount")
 

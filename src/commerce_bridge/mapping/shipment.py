@@ -119,7 +119,11 @@ def line_shipments(payload: Mapping[str, Any], currency: str) -> tuple[LineShipm
         amount finer than the currency's minor unit.
     """
     lines: list[LineShipment] = []
-    for position, item in enumerate(payload.get("SalesItems") or []):
+    items = payload.get("SalesItems") or []
+    if not isinstance(items, list):
+        raise MappingError("the Clarity order's SalesItems is not a list",
+                           suggested_fix="pass the full order from GET /Ordering/SalesOrder/ID/{id}")
+    for position, item in enumerate(items):
         if not isinstance(item, Mapping):
             continue
         ordered = _whole(item, "TotalQuantity", position, item.get("Quantity", 0))

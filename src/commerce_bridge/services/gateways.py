@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "ClarityGateway",
@@ -28,6 +28,7 @@ __all__ = [
 JsonDict = dict[str, Any]
 
 
+@runtime_checkable
 class StripeGateway(Protocol):
     """Stripe's API as order to cash needs it.
 
@@ -184,6 +185,7 @@ ClarityAction = Literal[
 ]
 
 
+@runtime_checkable
 class ClarityGateway(Protocol):
     """Clarity eCommerce (CEF) as order to cash needs it."""
 
@@ -273,6 +275,7 @@ class ClarityGateway(Protocol):
         ...
 
 
+@runtime_checkable
 class ErpGateway(Protocol):
     """ERPNext's REST resource API, idempotent by our external keys."""
 

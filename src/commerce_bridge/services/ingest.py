@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from commerce_bridge.domain.delivery import Delivery
 from commerce_bridge.domain.signature import SignatureScheme, verify
+from commerce_bridge.domain.strict_json import DEFAULT_MAX_DEPTH, loads_strict
 from commerce_bridge.errors import StoreUnavailable, ValidationError
 from commerce_bridge.services.ports import Inbox
 
@@ -28,16 +27,17 @@ class IngestResult:
 Rekey = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def parse_event(source: str, body: bytes, rekey: Rekey | None = None) -> tuple[str, str | None]:
+def parse_event(source: str, body: bytes, rekey: Rekey | None = None, *,
+                max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[str, str | None]:
     """(event id, event type) of a verified body; ValidationError if it is not a JSON event.
 
-    ``rekey`` lets a source derive the event id from the content, so that the same change arriving
-    by webhook and by polling de-duplicates (Clarity change notices carry a random id).
+    The body is read strictly (:mod:`commerce_bridge.domain.strict_json`: no duplicate keys, at most
+    ``max_depth`` levels), and the id and type must be printable text, so that nothing stored here can
+    stop the dispatcher or the engine later. ``rekey`` lets a source derive the event id from the
+    content, so that the same change arriving by webhook and by polling de-duplicates (Clarity change
+    notices carry a random id).
     """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"Body is not valid JSON: {exc}") from exc
+    doc = loads_strict(body, max_depth=max_depth)
     if not isinstance(doc, dict):
         raise ValidationError("Body must be a JSON object")
     if rekey is not None:
@@ -47,8 +47,14 @@ def parse_event(source: str, body: bytes, rekey: Rekey | None = None) -> tuple[s
         raise ValidationError("Event has no 'id' (a non-empty string)")
     if len(event_id) > MAX_EVENT_ID:
         raise ValidationError(f"Event id is longer than {MAX_EVENT_ID} characters")
+    if not event_id.isprintable():
+        raise ValidationError("Event id has control or unprintable characters")
     event_type = doc.get("type")
-    return event_id, event_type if isinstance(event_type, str) else None
+    if not isinstance(event_type, str):
+        return event_id, None
+    if len(event_type) > MAX_EVENT_ID or not event_type.isprintable():
+        raise ValidationError(f"Event type is longer than {MAX_EVENT_ID} characters or has unprintable characters")
+    return event_id, event_type
 
 
 class GroupCommitter:
@@ -59,10 +65,13 @@ class GroupCommitter:
     new requests gather for the next one, so batches grow with load and latency stays one commit.
     """
 
-    def __init__(self, inbox: Inbox, *, max_batch: int = 256, max_wait_s: float = 0.0) -> None:
+    def __init__(self, inbox: Inbox, *, max_batch: int = 256, max_wait_s: float = 0.0,
+                 commit_timeout_s: float | None = None) -> None:
         self._inbox = inbox
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._commit_timeout_s = commit_timeout_s
+        self._writes: set[asyncio.Task[list[bool]]] = set()
         self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[bool]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -102,9 +111,27 @@ class GroupCommitter:
                     break
             await self._commit(batch)
 
+    def _written(self, write: asyncio.Task[list[bool]]) -> None:
+        """Forget a finished write; collect its outcome (a write nobody waits for must not log as lost)."""
+        self._writes.discard(write)
+        if not write.cancelled():
+            write.exception()
+
     async def _commit(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+        write = asyncio.create_task(  # noqa: RUF006 - kept in self._writes until done
+            asyncio.to_thread(self._inbox.record_batch, [d for d, _ in batch]))
+        self._writes.add(write)  # a strong reference until it ends, also after its requests got 503
+        write.add_done_callback(self._written)
         try:
-            results = await asyncio.to_thread(self._inbox.record_batch, [d for d, _ in batch])
+            # Past the timeout the requests get 503 at once, so a locked or slow store never holds a sender
+            # until its own timeout. The write itself goes on: if it commits later, the redelivery is a duplicate.
+            results = await asyncio.wait_for(asyncio.shield(write), self._commit_timeout_s)
+        except TimeoutError:
+            exc = StoreUnavailable(f"could not store the delivery within {self._commit_timeout_s:g} s")
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
         except StoreUnavailable as exc:
             for _, fut in batch:
                 if not fut.done():
@@ -128,8 +155,10 @@ class IngestService:
     """Verify, parse and store one delivery (no business logic on this path)."""
 
     def __init__(self, schemes: Mapping[str, SignatureScheme], committer: GroupCommitter,
-                 now: Callable[[], float], rekeyers: Mapping[str, Rekey] | None = None) -> None:
+                 now: Callable[[], float], rekeyers: Mapping[str, Rekey] | None = None,
+                 max_json_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self._schemes = schemes
+        self._max_depth = max_json_depth
         self._committer = committer
         self._now = now
         self._rekeyers = dict(rekeyers or {})
@@ -143,7 +172,7 @@ class IngestService:
     async def receive(self, source: str, body: bytes, signature: str | None) -> IngestResult:
         """Raises SignatureInvalid, ValidationError or StoreUnavailable; nothing is stored on error."""
         verify(body, signature, self._schemes[source], self._now)
-        event_id, event_type = parse_event(source, body, self._rekeyers.get(source))
+        event_id, event_type = parse_event(source, body, self._rekeyers.get(source), max_depth=self._max_depth)
         delivery = Delivery(source=source, event_id=event_id, event_type=event_type, body=body,
                             received_at=datetime.now(UTC))
         try:

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from commerce_bridge.domain.delivery import Delivery, RunStatus, StoredDelivery
+from commerce_bridge.domain.delivery import Delivery, HandOver, RunStatus, StoredDelivery
 
 
 class Inbox(Protocol):
@@ -17,8 +17,21 @@ class Inbox(Protocol):
         """Store all in one durable commit; True per delivery that was new."""
         ...
 
-    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], Iterable[int] | None]) -> int:
-        """Hand undispatched deliveries to ``handler`` and mark them dispatched."""
+    def dispatch_batch(self, limit: int,
+                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None]) -> int:
+        """Hand undispatched deliveries to ``handler`` and mark them dispatched (idle: processed; failed: failed)."""
+        ...
+
+    def redispatch(self, inbox_id: int) -> bool:
+        """Put a delivery isolated at dispatch back in line; False if it was not failed."""
+        ...
+
+    def discard_dispatch(self, inbox_id: int) -> None:
+        """Discard the never-started runs of a delivery isolated at dispatch."""
+        ...
+
+    def oldest_waiting_s(self) -> float | None:
+        """Age of the oldest undispatched delivery (None: none waits)."""
         ...
 
     def backlog(self) -> int:
@@ -34,6 +47,10 @@ class Runs(Protocol):
     def set_status(self, run_id: str, status: RunStatus, *, engine_workflow_id: str | None = None,
                    failed_step: str | None = None, error_code: str | None = None,
                    workflow_version: str | None = None) -> None: ...
+
+    def park_unstarted(self, run_ids: Sequence[str], step_id: str, error_code: str) -> None:
+        """Park queued runs that could not be started (without locking their delivery)."""
+        ...
 
     def get(self, run_id: str) -> dict[str, Any] | None: ...
 
@@ -73,10 +90,22 @@ class WorkerLeases(Protocol):
 
 
 class RateLimiter(Protocol):
-    """A call-rate limit per destination shared by all workers."""
+    """This process's call slots per destination (``engine.limits``: in memory, or batches of shared slots)."""
 
-    def reserve(self, destination: str, interval_s: float) -> float:
-        """Reserve the next call slot; seconds to wait before making the call."""
+    def take(self, destination: str, interval_s: float, tolerance_s: float) -> tuple[float, float]:
+        """Reserve the next call slot: ``(start, end)`` on ``time.monotonic()``, call within it or not at all."""
+        ...
+
+
+class SharedSlots(Protocol):
+    """Call slots per destination shared by every worker (a row per destination in the bridge's database)."""
+
+    def reserve_batch(self, destination: str, interval_s: float, count: int, lead_s: float) -> tuple[float, float]:
+        """Reserve ``count`` consecutive slots ``interval_s`` apart, none sooner than ``lead_s`` from now.
+
+        Returns the first slot on this process's ``time.monotonic()`` clock as ``(earliest, latest)``:
+        the bounds of a time read from the database's clock, known to within a round trip.
+        """
         ...
 
 

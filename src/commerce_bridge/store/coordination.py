@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -104,43 +106,96 @@ class SqlWorkerLeases:
         return rows
 
 
-class SqlRateLimiter:
-    """A per-destination call limit shared by every worker (GCRA on one row per destination).
+CLOCK_DRIFT = 2e-4
+"""How fast the database's clock and this process's may drift apart (seconds per second) between two
+reservations: NTP keeps a clock's rate within a few tens of ppm; 200 ppm is generous."""
 
-    Each call reserves the next free slot atomically: ``tat = max(tat, now) + interval`` and waits
-    until its slot. Slots are spaced ``(1 + margin) / rate`` apart, so no 1-second window holds more
-    than ``rate`` calls even when a caller wakes a little late.
+
+class ClockOffset:
+    """Where the database's clock stands against this process's ``time.monotonic()``: ``monotonic = db + offset``.
+
+    Each reading of the database's clock between two readings of ours bounds the offset by that round
+    trip. The bounds kept are the intersection of the readings, widened by ``CLOCK_DRIFT`` for their age,
+    so the offset is known to within the fastest recent round trip, not only the last one. A reading that
+    does not fit them (a clock was stepped) starts again from that reading alone.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.lo = -math.inf
+        self.hi = math.inf
+        self._at = 0.0
+
+    def read(self, before: float, db_now: float, after: float) -> tuple[float, float]:
+        """Note a reading (ours before, the database's, ours after); returns the bounds of the offset."""
+        lo, hi = before - db_now, after - db_now
+        with self._lock:
+            widen = CLOCK_DRIFT * max(0.0, after - self._at)
+            if self.lo - widen <= hi and lo <= self.hi + widen:
+                lo, hi = max(lo, self.lo - widen), min(hi, self.hi + widen)
+            self.lo, self.hi, self._at = lo, hi, after
+        return lo, hi
+
+
+class SqlRateLimiter:
+    """Call slots per destination shared by every worker: GCRA on one row per destination.
+
+    A reservation of ``count`` slots moves the row's ``tat`` (the end of the slots reserved so far) to
+    ``max(tat, now + lead) + count × interval`` in one transaction; its slots are ``interval`` apart from
+    ``max(tat, now + lead)`` on. "Now" is the database's clock on PostgreSQL (workers on different hosts
+    agree on it) and this host's on SQLite. ``engine.limits.BatchedSlots`` hands the slots out in the process.
     """
 
     def __init__(self, engine: Engine, leases: SqlWorkerLeases) -> None:
         self._engine = engine
         self._leases = leases
         self._pg = engine.dialect.name == "postgresql"
+        # PostgreSQL: one statement in autocommit, one round trip (no BEGIN and COMMIT of their own)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
         self._known: set[str] = set()
+        self.clock = ClockOffset()
 
-    def reserve(self, destination: str, interval_s: float) -> float:
-        """Reserve the next slot for ``destination``; returns seconds to wait before calling."""
+    def reserve_batch(self, destination: str, interval_s: float, count: int, lead_s: float = 0.0) -> tuple[float, float]:
+        """Reserve ``count`` consecutive slots ``interval_s`` apart for ``destination``, none sooner than ``lead_s``.
+
+        Returns
+        -------
+        tuple of float
+            The first slot on this process's ``time.monotonic()`` clock, at the earliest and at the latest
+            it can be. On PostgreSQL the slot is on the database's clock, placed on ours by
+            :class:`ClockOffset` (to within the fastest recent round trip); on SQLite the clocks are read
+            under the file's write lock, so the two bounds are nearly equal. A caller that calls no earlier
+            than the latest bound is never early.
+        """
         if destination not in self._known:
             with translate_db_errors(), self._engine.begin() as conn:
                 conn.execute(insert_ignore(self._engine, rate_limits)
                              .values(destination=destination, tat=0.0)
                              .on_conflict_do_nothing(index_elements=["destination"]))
             self._known.add(destination)  # only once the row is committed
-        with translate_db_errors(), self._engine.begin() as conn:
-            if self._pg:
-                now_expr: Any = func.extract("epoch", func.clock_timestamp())
-                stmt = (
-                    update(rate_limits).where(rate_limits.c.destination == destination)
-                    .values(tat=func.greatest(rate_limits.c.tat, now_expr) + interval_s)
-                    .returning(rate_limits.c.tat, now_expr)
-                )
+        span = interval_s * count
+        if self._pg:
+            now_expr: Any = func.extract("epoch", func.clock_timestamp())
+            stmt = (
+                update(rate_limits).where(rate_limits.c.destination == destination)
+                .values(tat=func.greatest(rate_limits.c.tat, now_expr + lead_s) + span)
+                .returning(rate_limits.c.tat, now_expr)
+            )
+            with translate_db_errors(), self._autocommit.connect() as conn:
+                before = time.monotonic()
                 tat, now = conn.execute(stmt).one()
-            else:
-                now = time.time()
-                stmt = (
-                    update(rate_limits).where(rate_limits.c.destination == destination)
-                    .values(tat=func.max(rate_limits.c.tat, now) + interval_s)
-                    .returning(rate_limits.c.tat)
-                )
-                tat = conn.execute(stmt).scalar_one()
-        return max(0.0, float(tat) - interval_s - float(now))
+                after = time.monotonic()
+            lo, hi = self.clock.read(before, float(now), after)
+            first = float(tat) - span  # on the database's clock
+            return first + lo, first + hi
+        with translate_db_errors(), self._engine.begin() as conn:  # BEGIN IMMEDIATE: the file's write lock
+            before = time.monotonic()
+            now = time.time()
+            after = time.monotonic()
+            tat = conn.execute(
+                update(rate_limits).where(rate_limits.c.destination == destination)
+                .values(tat=func.max(rate_limits.c.tat, now + lead_s) + span)
+                .returning(rate_limits.c.tat)
+            ).scalar_one()
+        first = float(tat) - span - now  # seconds from our reading of the clock to the first slot
+        return before + first, after + first

@@ -92,27 +92,29 @@ def _writer_lock(path: str) -> FairLock:
         return _WRITER_LOCKS.setdefault(key, FairLock())
 
 
-_LOCK_TIMEOUT_S = 30.0
+WRITER_LOCK_TIMEOUT_S = 30.0
+"""How long a writer waits for the file's writer lock by default (``make_engine(writer_lock_timeout_s=)``).
+
+Like SQLite's own busy timeout: a transaction left open for this long is a bug; fail loudly."""
 
 
-def _acquire(lock: FairLock) -> bool:
-    # Like SQLite's own busy timeout: a transaction left open for this long is a bug; fail loudly.
-    return lock.acquire(timeout=_LOCK_TIMEOUT_S)
-
-
-_LOCKED = (f"database is locked (another thread of this process held the write lock for more than "
-           f"{_LOCK_TIMEOUT_S:.0f} s)")
+def _locked(timeout_s: float) -> str:
+    return (f"database is locked (another thread of this process held the write lock for more than "
+            f"{timeout_s:g} s)")
 
 
 class _HoldsWriterLock:
-    """Mixin for pysqlite connections: the file's writer lock, held until commit, rollback or close."""
+    """Mixin for pysqlite connections: the file's writer lock, held until commit, rollback or close.
+
+    ``lock_timeout_s`` is how long this connection waits for the lock (``make_engine`` sets it)."""
 
     lock: FairLock
+    lock_timeout_s: float = WRITER_LOCK_TIMEOUT_S
     holds: int = 0
 
     def take_lock(self) -> None:
-        if not _acquire(self.lock):
-            raise sqlite3.OperationalError(_LOCKED)
+        if not self.lock.acquire(timeout=self.lock_timeout_s):
+            raise sqlite3.OperationalError(_locked(self.lock_timeout_s))
         self.holds += 1
 
     def release_lock(self) -> None:
@@ -154,9 +156,14 @@ class _QueuedWriterConnection(_HoldsWriterLock, sqlite3.Connection):
         try:
             self.take_lock()
         except sqlite3.OperationalError as exc:  # raised from SQLAlchemy's begin hook: give callers our own error
-            raise StoreUnavailable(_LOCKED, suggested_fix="look for a transaction left open (a bug) in the log") from exc
+            raise StoreUnavailable(str(exc), suggested_fix="look for a transaction left open (a bug) in the log") from exc
         try:
             self.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:  # another process kept the file locked past the busy timeout
+            self.release_lock()
+            raise StoreUnavailable(f"database unavailable: {exc}",
+                                   suggested_fix="another process holds the SQLite file's write lock "
+                                                 "(a backup, VACUUM or sqlite3 shell?)") from exc
         except BaseException:
             self.release_lock()
             raise
@@ -207,8 +214,12 @@ class QueuedImplicitConnection(_HoldsWriterLock, sqlite3.Connection):
         return super().cursor(factory or _QueuedWriterCursor)
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    """An engine for ``url``; SQLite files get their directory created and the durability pragmas."""
+def make_engine(url: str, *, pool_size: int = 5, writer_lock_timeout_s: float = WRITER_LOCK_TIMEOUT_S) -> Engine:
+    """An engine for ``url``; SQLite files get their directory created and the durability pragmas.
+
+    ``writer_lock_timeout_s``: how long a write transaction of this engine waits for the SQLite file's
+    writer lock in this process before it fails with ``StoreUnavailable`` (ignored for PostgreSQL).
+    """
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
@@ -225,6 +236,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             @event.listens_for(engine, "connect")
             def _share_lock(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.lock = lock
+                dbapi_conn.lock_timeout_s = writer_lock_timeout_s
 
         # pysqlite's own transaction handling defers BEGIN; make it explicit so writes lock up front.
         def _begin(conn: Connection) -> None:
@@ -271,6 +283,8 @@ def translate_db_errors() -> Iterator[None]:
     """Turn driver connection failures into StoreUnavailable (the one place that does it)."""
     try:
         yield
+    except sqlite3.OperationalError as exc:  # raised by pysqlite outside SQLAlchemy's wrapping (a begin hook)
+        raise StoreUnavailable(f"database unavailable: {exc}") from exc
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from exc

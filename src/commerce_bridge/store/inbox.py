@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from commerce_bridge.domain.delivery import Delivery, DeliveryStatus, StoredDelivery
+from commerce_bridge.domain.delivery import (
+    DISPATCH_STEP,
+    Delivery,
+    DeliveryStatus,
+    HandOver,
+    RunStatus,
+    StoredDelivery,
+)
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.tables import inbox, runs
 
@@ -51,11 +58,14 @@ class SqlInbox:
             for i, d in enumerate(deliveries)
         ]
 
-    def dispatch_batch(self, limit: int, handler: Callable[[list[StoredDelivery]], Iterable[int] | None]) -> int:
+    def dispatch_batch(self, limit: int,
+                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None]) -> int:
         """Hand the oldest undispatched deliveries to ``handler``, then mark them dispatched.
 
-        ``handler`` may return the ids of deliveries that started no run (no workflow wanted them):
-        those are marked processed at once instead, so they do not look pending forever.
+        ``handler`` may return a :class:`HandOver` (or just the ids of the idle deliveries): the
+        deliveries that started no run (no workflow wanted them) are marked processed at once, so they
+        do not look pending forever; those it isolated as poison are marked failed. A handler that
+        raises leaves the whole batch received (it raises only when the store itself is unavailable).
 
         On PostgreSQL the rows stay locked (``FOR UPDATE SKIP LOCKED``) until they are marked, so
         several dispatchers share the work without overlap. On SQLite (one writer) the rows are read,
@@ -76,16 +86,50 @@ class SqlInbox:
                 with self._engine.begin() as conn:
                     rows = [_row(r) for r in conn.execute(stmt.with_for_update(skip_locked=True)).mappings()]
                     if rows:
-                        idle = set(handler(rows) or ())
-                        _mark_handed_over(conn, mark, [r.id for r in rows], idle)
+                        _mark_handed_over(conn, mark, [r.id for r in rows], _hand_over(handler(rows)))
                 return len(rows)
             with self._engine.connect() as conn:
                 rows = [_row(r) for r in conn.execute(stmt).mappings()]
             if rows:
-                idle = set(handler(rows) or ())
+                outcome = _hand_over(handler(rows))
                 with self._engine.begin() as conn:
-                    _mark_handed_over(conn, mark, [r.id for r in rows], idle)
+                    _mark_handed_over(conn, mark, [r.id for r in rows], outcome)
             return len(rows)
+
+    def redispatch(self, inbox_id: int) -> bool:
+        """Put a delivery isolated at dispatch back in line (after a fix): False if it was not failed.
+
+        Its runs parked at dispatch never started (the engine has no record of them): their rows are
+        removed, and the dispatcher routes and starts the delivery afresh, so a workflow whose filter
+        no longer wants it leaves no run behind (starting a run id that exists is harmless).
+        """
+        with translate_db_errors(), self._engine.begin() as conn:
+            n = conn.execute(
+                update(inbox).where(inbox.c.id == inbox_id, inbox.c.status == DeliveryStatus.FAILED.value)
+                .values(status=DeliveryStatus.RECEIVED.value, dispatched_at=None, processed_at=None)
+            ).rowcount
+            if n:
+                conn.execute(runs.delete().where(*_undispatched(inbox_id)))
+        return bool(n)
+
+    def discard_dispatch(self, inbox_id: int) -> None:
+        """An operator gave up on a delivery isolated at dispatch: its runs that never started are discarded."""
+        with translate_db_errors(), self._engine.begin() as conn:
+            conn.execute(update(runs).where(*_undispatched(inbox_id))
+                         .values(status=RunStatus.DISCARDED.value, updated_at=datetime.now(UTC)))
+
+    def oldest_waiting_s(self, now: datetime | None = None) -> float | None:
+        """How long the oldest received (undispatched) delivery has waited; None when none waits."""
+        with translate_db_errors(), self._engine.connect() as conn:
+            oldest = conn.execute(
+                select(func.min(inbox.c.received_at)).where(inbox.c.status == DeliveryStatus.RECEIVED.value)
+            ).scalar()
+        if oldest is None:
+            return None
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        waited: float = ((now or datetime.now(UTC)) - oldest).total_seconds()
+        return max(0.0, waited)
 
     def get(self, source: str, event_id: str) -> StoredDelivery | None:
         with translate_db_errors(), self._engine.connect() as conn:
@@ -144,11 +188,27 @@ def _row(r: Any) -> StoredDelivery:
     )
 
 
-def _mark_handed_over(conn: Any, mark: Any, ids: list[int], idle: set[int]) -> None:
+def _hand_over(answer: HandOver | Iterable[int] | None) -> HandOver:
+    if isinstance(answer, HandOver):
+        return answer
+    return HandOver(idle=frozenset(answer or ()))
+
+
+def _undispatched(inbox_id: int) -> tuple[Any, ...]:
+    """Conditions for the runs of a delivery parked by a dispatch failure (they never started)."""
+    return (runs.c.inbox_id == inbox_id, runs.c.status == RunStatus.PARKED.value,
+            runs.c.failed_step == DISPATCH_STEP)
+
+
+def _mark_handed_over(conn: Any, mark: Any, ids: list[int], outcome: HandOver) -> None:
     now = datetime.now(UTC)
-    started = [i for i in ids if i not in idle]
+    idle, failed = outcome.idle - outcome.failed, outcome.failed
+    started = [i for i in ids if i not in idle and i not in failed]
     if started:
         conn.execute(mark.where(inbox.c.id.in_(started)).values(dispatched_at=now))
     if idle:
         conn.execute(mark.where(inbox.c.id.in_(sorted(idle)))
                      .values(status=DeliveryStatus.PROCESSED.value, dispatched_at=now, processed_at=now))
+    if failed:
+        conn.execute(mark.where(inbox.c.id.in_(sorted(failed)))
+                     .values(status=DeliveryStatus.FAILED.value, dispatched_at=now))

@@ -73,6 +73,20 @@ class SqlRuns:
             conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
             _refresh_delivery_status(conn, inbox_id)
 
+    def park_unstarted(self, run_ids: Sequence[str], step_id: str, error_code: str) -> None:
+        """Park queued runs that could not be started (their delivery is isolated at dispatch).
+
+        Only the runs' own rows are written: the dispatcher holds their delivery's row, which
+        :meth:`set_status` would lock (and wait for ever on PostgreSQL).
+        """
+        if not run_ids:
+            return
+        with translate_db_errors(), self._engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id.in_(list(run_ids)),
+                                            runs.c.status == RunStatus.QUEUED.value)
+                         .values(status=RunStatus.PARKED.value, failed_step=step_id, error_code=error_code,
+                                 updated_at=_now()))
+
     def get(self, run_id: str) -> dict[str, Any] | None:
         with translate_db_errors(), self._engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()

@@ -85,6 +85,9 @@ class StepType:
     errors: tuple[tuple[str, str], ...]  # (error class name from commerce_bridge.errors, when)
     examples: tuple[Mapping[str, Any], ...]
     writes: bool = True  # False for pure reads (the dry run labels the call "read")
+    inline: bool = False
+    """Pure and local (no side effect, no remote call): the engine runs it without a checkpoint and
+    computes it again on replay, which costs less than recording it."""
 
     @property
     def destination(self) -> str:

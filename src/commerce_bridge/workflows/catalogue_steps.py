@@ -103,7 +103,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                       choices=("stripe", "clarity", "erp"))),
         output="`{\"found\": bool, \"external_id\": str | null, \"entity_id\": str | null}`.",
         example_output={"found": True, "external_id": "cus_Example", "entity_id": "6f1c0d3e-0000-4000-8000-000000000001"},
-        idempotency="Read only.", writes=False,
+        idempotency="Read only.", writes=False, inline=True,
         errors=(("StoreUnavailable", "our database is unreachable; retried."),
                 ("ValidationError", "an empty key.")),
         examples=(_ex("known_customer", "core.identity.lookup", entity="customer",
@@ -140,7 +140,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "order's status is `Pending`, it has a balance due and no `PaymentTransactionID`.",
         params=(Param("order", "object", "The Clarity sales order model (full projection).", required=True),),
         output="The **order** object.", example_output=_ORDER,
-        idempotency="Pure; no side effects.", writes=False,
+        idempotency="Pure; no side effects.", writes=False, inline=True,
         errors=(("ValidationError", "an invalid email, no lines, a missing currency: fix the order in Clarity, "
                                     "then replay."),
                 ("MappingError", "an amount finer than the currency's minor unit or an unknown currency.")),
@@ -171,7 +171,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                         "lines_shipped": {"minor": 2925, "currency": "USD"},
                         "unshipped": [{"sku": "SKU-MUG", "quantity": 1}],
                         "summary": "captures 29.25 of 39.00 USD; 1 x SKU-MUG not shipped"},
-        idempotency="Pure; no side effects.", writes=False,
+        idempotency="Pure; no side effects.", writes=False, inline=True,
         errors=(("MappingError", "totals that do not add up, an order currency other than the PaymentIntent's, "
                                  "more units back-ordered than ordered, or a negative line price on a partly "
                                  "shipped order: capture by hand or fix the order, then replay."),

@@ -5,6 +5,10 @@ Validation has two layers. The JSON Schema generated from the step catalogue che
 step types (with a suggestion), duplicate step ids, expressions that do not compile, references to
 unknown or later steps, undefined ``vars``, and ``goto`` targets that do not lie ahead. Every problem
 names the file, the line and column, and a fix.
+
+A problem never shows more of a file than the start of the offending value's first line: a file that
+resolves outside its folder (a symbolic link, ``..``), or is not a regular file, is refused unread
+(:func:`load_file`), so printing problems cannot show the content of any other file.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +79,13 @@ class LoadedWorkflow:
     digest: str
 
 
-def load_file(path: str | Path, catalogue: Catalogue | None = None) -> LoadedWorkflow:
+def load_file(path: str | Path, catalogue: Catalogue | None = None, *,
+              folder: str | Path | None = None) -> LoadedWorkflow:
     """Read and validate one workflow file.
+
+    The file must really be inside ``folder`` (default: the folder it is listed in): a symbolic link
+    or a ``..`` that resolves outside it is refused without being read, so that nothing printed about
+    a workflow file (a problem, ``workflows show``) can show another file's content.
 
     Raises
     ------
@@ -83,11 +94,39 @@ def load_file(path: str | Path, catalogue: Catalogue | None = None) -> LoadedWor
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read_inside(p, Path(folder) if folder is not None else p.parent)
+    except _Refused as exc:
+        raise WorkflowFileError([Problem(str(p), 1, 1, f"refused: {exc}",
+                                         "workflow files must be regular files inside the workflows folder; "
+                                         "copy the file there instead of linking to it")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise WorkflowFileError([Problem(str(p), 1, 1, f"cannot read the file: {exc}",
+        raise WorkflowFileError([Problem(str(p), 1, 1, f"cannot read the file: {_read_error(exc)}",
                                          "check the path and that the file is UTF-8 text")]) from exc
     return load_text(text, str(p), catalogue)
+
+
+class _Refused(Exception):  # internal: a file that is not read, and why
+    pass
+
+
+def _read_inside(p: Path, folder: Path) -> str:
+    """The text of ``p`` if its real path lies inside ``folder`` and it is a regular file."""
+    real = p.resolve()
+    if not real.is_relative_to(folder.resolve()):
+        why = "a link that leads" if p.is_symlink() else "a path that leads"
+        raise _Refused(f"{why} outside the workflows folder {folder}; it was not read")
+    # O_NOFOLLOW: a link swapped in after the check is not followed; O_NONBLOCK: a FIFO cannot hang us
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise _Refused("not a regular file; it was not read")
+        return f.read().decode("utf-8")
+
+
+def _read_error(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):  # its str() quotes the bytes around the error
+        return f"not UTF-8 text (byte {exc.start})"
+    return exc.strerror or type(exc).__name__
 
 
 def load_text(text: str, file: str = "<string>", catalogue: Catalogue | None = None) -> LoadedWorkflow:
@@ -129,7 +168,8 @@ def _parse(text: str, file: str) -> tuple[Any, _Marks, list[Problem]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        what = getattr(exc, "problem", None) or str(exc)
+        # the parser's short reason only: str(exc) quotes lines of the file around the error
+        what = _excerpt(getattr(exc, "problem", None) or str(exc))
         return None, marks, [Problem(file, line, col, f"not valid YAML: {what}",
                                      "fix the YAML syntax (indentation, quotes, colons)")]
     if node is None:
@@ -191,6 +231,7 @@ def _check(text: str, file: str, cat: Catalogue) -> tuple[list[Problem], Any]:
 def _schema_problem(err: jsonschema.ValidationError, path: Path_, marks: _Marks, file: str) -> Problem:
     where = _where(path)
     v = err.validator
+    _shorten_quoted_values(err)
     if v == "additionalProperties" and isinstance(err.instance, Mapping):
         allowed = sorted(err.schema.get("properties", {}))
         extra = sorted(set(map(str, err.instance)) - set(allowed))
@@ -217,6 +258,28 @@ def _schema_problem(err: jsonschema.ValidationError, path: Path_, marks: _Marks,
     if v == "type":
         return Problem(file, line, col, f"{where}: {err.message}", f"use a value of type {err.validator_value}")
     return Problem(file, line, col, f"{where}: {err.message}", f"see {DOCS} and `commerce-bridge workflows catalogue`")
+
+
+_EXCERPT_CHARS = 60
+
+
+def _excerpt(text: str) -> str:
+    """At most the start of the first line of ``text`` (a message never quotes more of a file)."""
+    first = text.split("\n", 1)[0].split("\\n", 1)[0]  # a line break, or one escaped inside a repr
+    if len(first) > _EXCERPT_CHARS:
+        return first[:_EXCERPT_CHARS - 3] + "..."
+    return first if first == text else first + "..."
+
+
+def _shorten_quoted_values(err: jsonschema.ValidationError) -> None:
+    """jsonschema's messages quote the offending value whole (a file of one long string: all of it)."""
+    stack = [err]
+    while stack:  # the error and every error under it (best_match may answer any of them)
+        e = stack.pop()
+        stack.extend(e.context or ())
+        quoted = repr(e.instance)
+        if quoted in e.message and _excerpt(quoted) != quoted:
+            e.message = e.message.replace(quoted, _excerpt(quoted))
 
 
 def _where(path: Path_) -> str:

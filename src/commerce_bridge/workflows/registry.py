@@ -220,13 +220,16 @@ class WorkflowRegistry(Router):
         return self.active(name) if version is None else self._entries.get((name, version))
 
     def route(self, source: str, event_type: str | None, event: Any = None, event_id: str | None = None, *,
-              workflow_vars: Mapping[str, Mapping[str, Any]] | None = None) -> list[WorkflowSpec]:
+              workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
+              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
         """Active workflows whose trigger matches; with ``event`` given, also their ``filter``.
 
         ``workflow_vars`` (name -> vars, see :meth:`run_vars`) are what the runs will be pinned with;
         the filter sees them over the file's ``vars``, as the run's steps do.
         A filter that cannot be evaluated for this event counts as no match and is logged at error
-        level (``workflow.filter_failed``); it never stops the dispatch of other workflows.
+        level (``workflow.filter_failed``); it never stops the dispatch of other workflows. With
+        ``filter_errors`` given, each such failure is appended to it (the dispatcher files the delivery
+        in the dead-letter queue for that workflow, so that the event is not silently dropped).
         """
         out = []
         for spec in self.all():
@@ -241,6 +244,8 @@ class WorkflowRegistry(Router):
             except ValidationError as exc:
                 log.error("workflow.filter_failed", workflow=spec.name, version=spec.version, source=source,
                           event_type=event_type, event_id=event_id, error=exc.message)
+                if filter_errors is not None:
+                    filter_errors.append((spec, exc.message))
         return out
 
     def run_vars(self, status_vars: Mapping[str, Any],

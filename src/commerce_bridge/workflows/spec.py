@@ -16,7 +16,7 @@ from typing import Any
 
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.services.ports import Action, StepContext
-from commerce_bridge.workflows.expressions import compile_expression, is_pointer, is_template
+from commerce_bridge.workflows.expressions import ExpressionError, compile_expression, is_pointer, is_template
 
 __all__ = [
     "RETRY_FIELDS",
@@ -134,7 +134,9 @@ class WorkflowSpec:
         Raises
         ------
         ExpressionError
-            When the filter cannot be evaluated (a function given the wrong type).
+            When the filter cannot be evaluated (a function given the wrong type, a limit of
+            :mod:`~commerce_bridge.workflows.expressions` exceeded); the message names the workflow
+            and ``trigger.filter``.
         """
         if not self.trigger.matches(source, event_type):
             return False
@@ -142,7 +144,7 @@ class WorkflowSpec:
             return True
         scope = {"event": event, "trigger": _trigger_scope(source, event_type, event_id),
                  "vars": {**self.vars, **(vars or {})}}
-        return compile_expression(self.trigger.filter).test(scope)
+        return bool(_evaluate(self.trigger.filter, scope, _where(self.name, None, "trigger.filter"), test=True))
 
     def all_steps(self) -> list[StepSpec]:
         """Top-level steps and the steps of their ``on_error`` branches, in file order."""
@@ -165,7 +167,22 @@ def make_scope(event: Any, *, source: str = "", event_type: str | None = None, e
             "errors": {}, "vars": dict(vars or {})}
 
 
-def resolve_params(with_: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[str, Any]:
+def _where(workflow: str | None, step: str | None, part: str) -> str:
+    """Where an expression is, for error messages: ``workflow x, step y, with.amount``."""
+    return ", ".join([*([f"workflow {workflow}"] if workflow else []), *([f"step {step}"] if step else []), part])
+
+
+def _evaluate(text: str, scope: Mapping[str, Any], at: str, *, test: bool = False) -> Any:
+    """Evaluate (or ``test``) the expression ``text``; an ``ExpressionError`` says where it is (``at``)."""
+    try:
+        expr = compile_expression(text)
+        return expr.test(scope) if test else expr.evaluate(scope)
+    except ExpressionError as exc:
+        raise exc.within(at) from exc
+
+
+def resolve_params(with_: Mapping[str, Any], scope: Mapping[str, Any], *, workflow: str | None = None,
+                   step: str | None = None) -> dict[str, Any]:
     """Resolve a step's ``with`` against ``scope`` (recursively through objects and lists).
 
     * ``"$/json/pointer"``: the value it points to; a pointer that does not resolve raises.
@@ -173,31 +190,34 @@ def resolve_params(with_: Mapping[str, Any], scope: Mapping[str, Any]) -> dict[s
     * ``"$$..."``: the literal string without its first ``$``.
     * anything else: itself.
 
+    ``workflow`` and ``step`` name where the parameters are in error messages.
+
     Raises
     ------
     ValidationError
-        When a pointer does not resolve or an expression fails (``ExpressionError`` is a subclass).
+        When a pointer does not resolve or an expression fails or exceeds a limit (``ExpressionError``
+        is a subclass); the message names the workflow, the step and the parameter (``with.amount``).
     """
 
-    def walk(value: Any) -> Any:
+    def walk(value: Any, path: str) -> Any:
         if isinstance(value, str):
             if value.startswith("$$"):
                 return value[1:]
             if is_pointer(value):
-                return _pointer(scope, value[1:])
+                return _pointer(scope, value[1:], _where(workflow, step, path))
             if is_template(value):
-                return compile_expression(value).evaluate(scope)
+                return _evaluate(value, scope, _where(workflow, step, path))
             return value
         if isinstance(value, Mapping):
-            return {k: walk(v) for k, v in value.items()}
+            return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [walk(v) for v in value]
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
         return value
 
-    return {k: walk(v) for k, v in with_.items()}
+    return {k: walk(v, f"with.{k}") for k, v in with_.items()}
 
 
-def _pointer(doc: Any, pointer: str) -> Any:
+def _pointer(doc: Any, pointer: str, at: str) -> Any:
     cur = doc
     for raw in pointer.lstrip("/").split("/"):
         part = raw.replace("~1", "/").replace("~0", "~")
@@ -206,7 +226,7 @@ def _pointer(doc: Any, pointer: str) -> Any:
         elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
             cur = cur[int(part)]
         else:
-            raise ValidationError(f"Reference ${pointer} does not resolve (missing {part!r})")
+            raise ValidationError(f"{at}: reference ${pointer} does not resolve (missing {part!r})")
     return cur
 
 
@@ -257,14 +277,21 @@ class Walker:
         return step
 
     def should_run(self, step: StepSpec) -> bool:
-        """Whether ``step`` runs: no ``when``, or ``when`` is truthy in the current scope."""
-        return step.when is None or compile_expression(step.when).test(self.scope)
+        """Whether ``step`` runs: no ``when``, or ``when`` is truthy in the current scope.
+
+        Raises
+        ------
+        ExpressionError
+            When ``when`` cannot be evaluated or exceeds a limit; the message names workflow and step.
+        """
+        return step.when is None or bool(_evaluate(step.when, self.scope, _where(self.spec.name, step.id, "when"),
+                                                   test=True))
 
     def skip(self, step: StepSpec) -> None:
         self.skipped_ids.append(step.id)
 
     def params(self, step: StepSpec) -> dict[str, Any]:
-        return resolve_params(step.with_, self.scope)
+        return resolve_params(step.with_, self.scope, workflow=self.spec.name, step=step.id)
 
     def succeeded(self, step: StepSpec, output: Any) -> None:
         self.scope["steps"][step.id] = output

@@ -112,6 +112,8 @@ def test_error_rules_fail_a_route_a_given_number_of_times(
     assert httpx.put(control, json={"rules": [rule]}).status_code == 200
     statuses = [clarity_api.get("/Ordering/SalesOrders").status_code for _ in range(3)]
     assert statuses == [500, 500, 200]
+    [used] = httpx.get(control).json()["rules"]
+    assert (used["fired"], used["times"]) == (2, 0)  # the control API says what the rule did
     assert clarity_api.get("/Ordering/SalesOrderStatuses").status_code == 200  # other routes untouched
     httpx.put(
         control,
@@ -133,11 +135,17 @@ def test_latency_is_added(clarity_server: PeerServer, clarity_api: httpx.Client)
 
 
 def test_outage_answers_503_then_recovers(clarity_server: PeerServer, clarity_api: httpx.Client) -> None:
-    reply = httpx.post(clarity_server.url + "/_sandbox/faults/outage", json={"seconds": 1.0}).json()
-    assert reply["effective_mode"] == "503"
+    control = clarity_server.url + "/_sandbox/faults"
+    reply = httpx.post(control + "/outage", json={"seconds": 1.0}).json()
+    assert reply["effective_mode"] == "503" and reply["outage_answered"] == 0
     assert clarity_api.get("/Ordering/SalesOrders").status_code == 503
+    assert httpx.get(clarity_server.url + "/_sandbox/health").status_code == 200  # not faulted, not counted
+    assert clarity_api.get("/Ordering/SalesOrderStatuses").status_code == 503
+    assert httpx.get(control).json()["outage_answered"] == 2
     time.sleep(1.1)
     assert clarity_api.get("/Ordering/SalesOrders").status_code == 200
+    assert httpx.get(control).json()["outage_answered"] == 2  # still the latest outage's count
+    assert httpx.delete(control).json()["outage_answered"] == 0
 
 
 def test_refused_outage_closes_the_port_when_a_gate_is_in_front() -> None:

@@ -52,6 +52,8 @@ it calls the payment provider). Other statuses are set with ``PUT /Ordering/Sale
 
 LOOKUP_TABLES = {"status": "SalesOrderStatuses", "state": "SalesOrderStates", "type": "SalesOrderTypes"}
 UNSET = object()
+UNLIMITED = "commerce_bridge.unlimited"
+"""httpx request extension: this request takes no rate-limit slot (the poll's)."""
 
 
 def _loads(content: bytes) -> Any:
@@ -100,8 +102,10 @@ class HttpClarityGateway:
         self._cursor_name = cursor_name
         self.overlap = timedelta(seconds=poll_overlap_s)
         self.page_size = page_size
-        # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request
-        hooks = {"request": [lambda _request: before_request()]} if before_request is not None else {}
+        # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request except a poll's
+        # (UNLIMITED): only one process polls, at its own interval, and CEF itself has no rate limit
+        hooks = {"request": [lambda request: None if request.extensions.get(UNLIMITED) else before_request()]} \
+            if before_request is not None else {}
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s, transport=transport,
                                   event_hooks=hooks)
         self._lock = threading.Lock()
@@ -147,12 +151,17 @@ class HttpClarityGateway:
             return self._session
 
     def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              body: Any = UNSET) -> httpx.Response:
-        """One API call: a 401 triggers one re-login and one repeat; then the error table applies."""
+              body: Any = UNSET, limited: bool = True) -> httpx.Response:
+        """One API call: a 401 triggers one re-login and one repeat; then the error table applies.
+
+        ``limited=False`` (the poll's requests) skips ``before_request``.
+        """
         session = self._current_session()
         for attempt in (1, 2):
             headers = {"X-ss-pid": session, "X-ss-id": session, "Accept": "application/json"}
             kwargs: dict[str, Any] = {"params": params, "headers": headers}
+            if not limited:
+                kwargs["extensions"] = {UNLIMITED: True}
             if body is not UNSET:
                 kwargs["json"] = body
             with transport_errors("Clarity"):
@@ -167,8 +176,8 @@ class HttpClarityGateway:
         return response
 
     def _json(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              body: Any = UNSET) -> Any:
-        response = self._send(method, path, params=params, body=body)
+              body: Any = UNSET, limited: bool = True) -> Any:
+        response = self._send(method, path, params=params, body=body, limited=limited)
         if response.status_code == 204 or not response.content:
             raise not_found(response)
         return _loads(response.content)
@@ -186,12 +195,12 @@ class HttpClarityGateway:
     # lookups
 
     def _search(self, entities: str, query: Mapping[str, Any], *, page: int = 1, size: int | None = None,
-                sorts: list[dict[str, str]] | None = None) -> JsonDict:
+                sorts: list[dict[str, str]] | None = None, limited: bool = True) -> JsonDict:
         params = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in query.items()}
         params["Paging"] = json.dumps({"Size": size or self.page_size, "StartIndex": page})
         if sorts:
             params["Sorts"] = json.dumps(sorts)
-        result = self._json("GET", f"/Ordering/{entities}", params=params)
+        result = self._json("GET", f"/Ordering/{entities}", params=params, limited=limited)
         if not isinstance(result, dict):
             raise UpstreamRejected(f"search {entities} answered {type(result).__name__}, not paged results")
         return result
@@ -265,8 +274,11 @@ class HttpClarityGateway:
         Seek paging: rows are sorted by ``UpdatedDate`` ascending and each next request starts at the
         last ``UpdatedDate`` read, so an order that changes while we page moves to the end instead of
         shifting another row past us. Rows at the boundary come back and are dropped as duplicates.
+        The poll's requests take no slot of ``before_request`` (the flows' rate limit): one process polls,
+        once per interval, and CEF has no API rate limit of its own.
         """
-        state = CursorState.load(self._cursors.get(self._cursor_name))
+        stored = self._cursors.get(self._cursor_name)
+        state = CursorState.load(stored)
         start = state.query_from(self.overlap)
         query_from = start
         page, pages, rows_read = 1, 0, 0
@@ -274,7 +286,7 @@ class HttpClarityGateway:
         sorts = [{"field": "UpdatedDate", "dir": "asc"}, {"field": "ID", "dir": "asc"}]
         while len(events) < limit:
             query = {"ModifiedSince": format_local(query_from, self.zone)} if query_from else {}
-            result = self._search("SalesOrders", query, page=page, sorts=sorts)
+            result = self._search("SalesOrders", query, page=page, sorts=sorts, limited=False)
             pages += 1
             batch = result.get("Results") or []
             rows_read += len(batch)
@@ -298,7 +310,8 @@ class HttpClarityGateway:
         if events:
             deliver(events)
         state.prune(self.overlap)
-        self._cursors.set(self._cursor_name, state.dump())
+        if (moved := state.dump()) != stored:  # an idle poll writes nothing
+            self._cursors.set(self._cursor_name, moved)
         return PollResult(events=events, pages=pages, rows=rows_read)
 
     # writes

@@ -28,13 +28,12 @@ def build_app(c: Container) -> Any:
         return JSONResponse({"ok": True, "status": "alive"})
 
     async def readyz(request: Request) -> JSONResponse:
-        checks = {}
-        for name, fn in (("database", c.check_database), ("migrations", c.check_migrations)):
-            ok, detail = await asyncio.to_thread(fn)
-            checks[name] = {"ok": ok, "detail": detail}
+        named = [("database", c.check_database), ("migrations", c.check_migrations)]
         if c.role in ("serve", "worker"):
-            ok, detail = await asyncio.to_thread(c.check_worker)
-            checks["worker"] = {"ok": ok, "detail": detail}
+            named += [("worker", c.check_worker), ("dispatcher", c.check_dispatcher)]
+        # At once, each bounded: a store that does not answer (locked, overloaded) is an answer too.
+        results = await asyncio.gather(*(_bounded_check(fn) for _, fn in named))
+        checks = {name: {"ok": ok, "detail": detail} for (name, _), (ok, detail) in zip(named, results, strict=True)}
         ready = all(v["ok"] for v in checks.values())
         return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
 
@@ -69,6 +68,8 @@ def build_app(c: Container) -> Any:
               Mount("/api/v1", app=build_admin_api(c))]
     starlette = Starlette(routes=routes, lifespan=lifespan,
                           exception_handlers={404: not_found, 500: server_error})
+    # A trailing slash is a 404, not a redirect: Starlette builds that redirect from the Host header.
+    starlette.router.redirect_slashes = False
     if c.ingest is None:
         return starlette
     s = c.settings
@@ -85,6 +86,18 @@ def build_app(c: Container) -> Any:
             await starlette(scope, receive, send)
 
     return root
+
+
+READY_CHECK_TIMEOUT_S = 3.0
+
+
+async def _bounded_check(fn: Any) -> tuple[bool, str]:
+    """Run a readiness check in a thread; one that takes longer than READY_CHECK_TIMEOUT_S fails."""
+    try:
+        result: tuple[bool, str] = await asyncio.wait_for(asyncio.to_thread(fn), READY_CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return False, f"no answer within {READY_CHECK_TIMEOUT_S:g} s (is the database locked or overloaded?)"
+    return result
 
 
 async def _housekeeping(c: Container) -> None:

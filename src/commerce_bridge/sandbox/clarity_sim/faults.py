@@ -29,6 +29,7 @@ class FaultRule:
     latency_ms: int = 0
     times: int | None = None
     retry_after: int | None = None
+    fired: int = 0  # requests this rule answered with ``status``
 
     def matches(self, method: str, path: str) -> bool:
         if self.methods and method.upper() not in {m.upper() for m in self.methods}:
@@ -37,7 +38,8 @@ class FaultRule:
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "methods": self.methods, "error_rate": self.error_rate, "status": self.status,
-                "latency_ms": self.latency_ms, "times": self.times, "retry_after": self.retry_after}
+                "latency_ms": self.latency_ms, "times": self.times, "retry_after": self.retry_after,
+                "fired": self.fired}
 
 
 class FaultInjector:
@@ -53,6 +55,7 @@ class FaultInjector:
         self.latency_ms = 0
         self.outage_until = 0.0
         self.outage_mode = "503"
+        self.outage_answered = 0  # requests the latest outage answered with 503
         self.gate: OutageGate | None = None
         self._random = random.Random(seed)
 
@@ -86,6 +89,7 @@ class FaultInjector:
         with self._lock:
             self.outage_until = time.monotonic() + seconds
             self.outage_mode = effective
+            self.outage_answered = 0
         if effective == "refused" and self.gate is not None:
             self.gate.refuse_for(seconds, after=0.1)
         return effective
@@ -95,6 +99,7 @@ class FaultInjector:
             self.rules = []
             self.latency_ms = 0
             self.outage_until = 0.0
+            self.outage_answered = 0
         if self.gate is not None:
             self.gate.refuse_for(0)
 
@@ -103,12 +108,13 @@ class FaultInjector:
             remaining = max(0.0, self.outage_until - time.monotonic())
             return {"rules": [r.as_dict() for r in self.rules], "latency_ms": self.latency_ms,
                     "outage_remaining_s": round(remaining, 3), "outage_mode": self.outage_mode if remaining else None,
-                    "refused_supported": self.gate is not None}
+                    "outage_answered": self.outage_answered, "refused_supported": self.gate is not None}
 
     def decide(self, method: str, path: str) -> tuple[float, FaultRule | None, bool]:
         """For one request: the delay in seconds, the rule that fails it (if any), and outage-ness."""
         with self._lock:
             if time.monotonic() < self.outage_until:
+                self.outage_answered += 1
                 return 0.0, None, True
             delay = self.latency_ms / 1000
             failing: FaultRule | None = None
@@ -119,6 +125,7 @@ class FaultInjector:
                 if failing is None and rule.times != 0 and self._random.random() < rule.error_rate \
                         and rule.error_rate > 0:
                     failing = rule
+                    rule.fired += 1
                     if rule.times is not None:
                         rule.times -= 1
             return delay, failing, False
