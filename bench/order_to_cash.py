@@ -535,8 +535,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
     PEERS.rows.clear()
     overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
                                  "clarity_poll_interval_s": a.clarity_poll}
-    if a.no_audit:
-        overrides["workflows_disabled"] = ["core.audit"]
+    overrides["audit_runs"] = a.audit
     pg: PgBackends | None = None
     naive_watcher: EventsWatcher | None = None
     with open("/proc/loadavg") as f:
@@ -659,7 +658,7 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
         "process_cpu_ms_per_completed_order": 1000 * cpu / max(1, paid),
         "bridge_mode": a.bridge if is_bridge else "naive",
         "workers": a.workers if is_bridge and a.bridge == "split" else None,
-        "audit_runs": not a.no_audit if is_bridge else None,
+        "audit_runs": a.audit if is_bridge else None,
         "bridge_cpu_s": bridge_cpu if is_bridge else None,
         "bridge_cpu_ms_per_completed_order": (1000 * bridge_cpu / max(1, paid)
                                               if is_bridge and bridge_cpu is not None else None),
@@ -759,7 +758,7 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         mode = r.get("bridge_mode", "inprocess")
         mode += f" x{r['workers']}" if r.get("workers") else ""
-        mode += "" if r.get("audit_runs", True) in (True, None) else ", no audit"
+        mode += ", audit" if r.get("audit_runs") else ""
         bridge_ms = r.get("bridge_cpu_ms_per_completed_order")
         lines.append(
             f"| {r['db']} | {mode} | {r['offered_per_s']:g} | {r['completed_per_s_in_window']:.1f} "
@@ -789,7 +788,7 @@ def arms_table(results: list[dict[str, Any]]) -> str:
         pg_ms = (_num(1000 * pg / max(1, r["paid_orders"])) if pg is not None
                  else ("not measured" if not r["arm_cpu_complete"] else "-"))
         arm = r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']}" + (
-            f" x{r['workers']}" if r.get("workers") else "") + ("" if r.get("audit_runs") else ", no audit") + ")"
+            f" x{r['workers']}" if r.get("workers") else "") + (", audit" if r.get("audit_runs") else "") + ")"
         lines.append(
             f"| {r['db']} | {r['offered_per_s']:g} | {arm} | {r['rep']} | {r['paid_orders']}/{r['orders']} "
             f"| {_ms(r['latency_p50_s'])} / {_ms(r['latency_p99_s'])} | {_num(r['idle_cpu_cores'], '.3f')} "
@@ -882,8 +881,9 @@ def main() -> int:
                    help="serve: the bridge in its own process; split: ingress + --workers worker processes "
                         "(PostgreSQL only); inprocess: in this process with the peers (the first measurements)")
     p.add_argument("--workers", type=int, default=2, help="worker processes with --bridge split")
-    p.add_argument("--no-audit", action="store_true",
-                   help="CB_WORKFLOWS_DISABLED=core.audit: no audit run per event (6 of 8 runs per order)")
+    p.add_argument("--audit", action="store_true",
+                   help="CB_AUDIT_RUNS=true: one core.audit run per event (the default before issue 10; 6 of 8 "
+                        "runs per order)")
     p.add_argument("--arms", default="bridge,naive",
                    help="bridge, naive or both (interleaved per rate: bridge, naive, bridge, naive, ...); naive is "
                         "bench/_naive_order.py, the same order flow with no durability")
