@@ -36,6 +36,31 @@ SECRET = "whsec_bench_" + "k" * 32
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def pid_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (None: it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wait_http_ready(proc: subprocess.Popen[bytes], url: str, deadline: float, what: str) -> None:
+    """Until ``url`` answers 200 (monotonic ``deadline``); RuntimeError naming ``what`` if ``proc`` exits first."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready at {url}")
+        time.sleep(0.1)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -146,16 +171,11 @@ class Server:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if httpx.get(f"http://{HOST}:{self.port}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        try:
+            wait_http_ready(self.proc, f"http://{HOST}:{self.port}/healthz", time.monotonic() + timeout,
+                            f"{self.kind} server")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {self.log_tail()}") from None
         self.stop()
         raise RuntimeError(f"{self.kind} server did not become ready in {timeout} s: {self.log_tail()}")
 

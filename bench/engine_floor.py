@@ -64,6 +64,7 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _servers import pid_cpu_s  # noqa: E402
 from commerce_bridge.bootstrap import Container, bootstrap  # noqa: E402
 from commerce_bridge.config import load_settings  # noqa: E402
 from commerce_bridge.domain.delivery import Delivery, RunStatus  # noqa: E402
@@ -73,7 +74,6 @@ from commerce_bridge.workflows.spec import StepContext, StepSpec, Trigger, Workf
 from order_to_cash import machine, machine_busy_s, machine_steal_s, pct  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TICK = os.sysconf("SC_CLK_TCK")
 
 # ---- what an order is made of (measured in the real flow, see the module docstring) -------------------
 # kind -> (source, event type, body bytes as stored in the inbox by the real flow)
@@ -401,15 +401,6 @@ def fresh_database(dbkind: str, admin_url: str, workdir: Path) -> Iterator[tuple
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _pid_cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 class PgBackends:
     """CPU seconds so far of every PostgreSQL backend connected to one database (a server on this machine).
 
@@ -426,7 +417,7 @@ class PgBackends:
         rows = self.conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,))
         out = {}
         for (pid,) in rows:
-            cpu = _pid_cpu_s(pid)
+            cpu = pid_cpu_s(pid)
             if cpu is not None:
                 out[pid] = cpu
         return out

@@ -43,9 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _servers import pid_cpu_s
+
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = os.environ.get("CB_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TICK = os.sysconf("SC_CLK_TCK")
 SCENARIOS: dict[str, dict[str, Any]] = {
     "queued": {"rate": 200.0, "threads": 8, "calls": 50, "period": 0.0, "procs": 1},
     "paced": {"rate": 90.0, "threads": 4, "calls": 20, "period": 0.25, "procs": 1},
@@ -55,18 +56,9 @@ MARGIN = 0.10
 
 
 # ---- the measured process -------------------------------------------------------------------------
-def _pid_cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def _backends(conn: Any, dbname: str) -> dict[int, float]:
     rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
-    return {pid: cpu for (pid,) in rows if (cpu := _pid_cpu_s(pid)) is not None}
+    return {pid: cpu for (pid,) in rows if (cpu := pid_cpu_s(pid)) is not None}
 
 
 def drive(url: str, scenario: str, start_at: float, scope: str | None) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from sqlalchemy import create_engine, func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import fresh_database, postgres_problem  # noqa: E402
+from _servers import fresh_database, postgres_problem, wait_http_ready  # noqa: E402
 from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers, sandbox_stack  # noqa: E402
 from commerce_bridge.logsetup import configure_logging  # noqa: E402
 from commerce_bridge.sandbox import traffic as traffic_mod  # noqa: E402
@@ -268,17 +268,8 @@ class BridgeProcesses:
                 self._spawn(["worker", "--worker-id", f"bench-w{i + 1}"], f"worker{i + 1}", free_port())
         deadline = time.monotonic() + 90
         for proc, port in self.procs:
-            while port is not None:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"bridge process exited with {proc.returncode}; see {self.workdir}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"bridge process not ready; see {self.workdir}")
-                time.sleep(0.2)
+            if port is not None:
+                wait_http_ready(proc, f"http://127.0.0.1:{port}/readyz", deadline, f"bridge process (see {self.workdir})")
 
     def cpu_s(self) -> float:
         return sum(_proc_cpu_s(p.pid) for p, _ in self.procs if p.poll() is None)
@@ -336,18 +327,8 @@ class NaiveProcess:
         log = (self.workdir / "naive.log").open("ab")
         self.proc = subprocess.Popen(cmd, env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"naive arm exited with {self.proc.returncode}; see {self.workdir}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"naive arm not ready; see {self.workdir}")
-            time.sleep(0.1)
+        wait_http_ready(self.proc, f"http://127.0.0.1:{self.port}/healthz", time.monotonic() + 60,
+                        f"naive arm (see {self.workdir})")
 
     def cpu_s(self) -> float:
         return _proc_cpu_s(self.proc.pid) if self.proc is not None and self.proc.poll() is None else 0.0

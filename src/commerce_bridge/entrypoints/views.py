@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
-from commerce_bridge.logsetup import Redactor
+from commerce_bridge.redaction import Redactor
 
 MAX_ID = 2**63 - 1
 """The largest row id: SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit."""
