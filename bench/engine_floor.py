@@ -1,24 +1,32 @@
 """Engine floor: the most orders/s the engine alone carries on this machine, every connector call free.
 
-The engine here is what every order pays for whatever its connectors cost: DBOS Transact (queue,
-workflow status, one checkpoint per step), our ``inbox`` and ``runs`` tables, the dispatcher and our
-step wrapper (``Engine.workflow_body``/``_attempt``: ``when`` and ``with`` expressions, breaker,
-metrics, a log line per step). It runs in this process (``bootstrap(..., "worker")``), on SQLite
+The engine here is what every order pays for whatever its connectors cost: DBOS Transact (workflow
+status and input, one checkpoint per step that is not ``inline`` in the catalogue), our ``inbox`` and
+``runs`` tables, the dispatcher (it starts the runs itself, at most ``worker_concurrency`` at once) and
+our step wrapper (``Engine.workflow_body``/``_attempt``: ``when`` and ``with`` expressions, breaker,
+metrics, a log line per run). It runs in this process (``bootstrap(..., "worker")``), on SQLite
 (the default: ``bridge.sqlite`` and ``engine.sqlite`` in a temporary folder) or PostgreSQL (a fresh
 database per phase, dropped afterwards), logging INFO as JSON to a file as ``serve`` does.
 
 Shapes (code-defined workflows with no-op actions; counts from ``bench/order_to_cash.py --keep``,
-see docs/performance.md "The engine floor"):
+see docs/performance.md "The engine floor and scale-out after issue 10"):
 
 * ``baseline``: one delivery starts one run of one no-op step (the reference of the ratio).
-* ``order``: one order = 6 deliveries and 2 runs of 8 and 7 executed steps (15 checkpoints), like
-  ``clarity.order_to_cash`` plus ``stripe.payment_succeeded`` with ``core.audit`` disabled. The
-  deliveries arrive as in the real flow: the order's ``salesorder.created`` first; the no-op
-  ``stripe.customer.ensure`` and ``stripe.payment_intent.create`` steps hand the webhooks Stripe
+* ``order``: one order = 6 deliveries and 2 runs of 6 and 7 executed steps, 3 and 6 of them
+  checkpointed (9 DBOS steps, 2 DBOS workflows), like ``clarity.order_to_cash`` version 3 (no link
+  steps) plus ``stripe.payment_succeeded`` with ``core.audit`` off (the default). Its pure steps use
+  the real step types ``core.validate.order`` and ``core.identity.lookup`` (catalogue ``inline``:
+  no checkpoint) bound to no-op actions. The deliveries arrive as in the real flow: the order's
+  ``salesorder.created`` first; the no-op ``stripe.customer.ensure`` and
+  ``stripe.payment_intent.create`` steps hand the webhooks Stripe
   would send (``customer.created``; ``payment_intent.created``/``.succeeded``, ``charge.succeeded``)
   to the feeder, and ``clarity.order.add_payment`` the ``salesorder.updated`` the Clarity poll would
   see. Step outputs and event bodies are padded to the sizes measured in the real flow.
-* ``order+audit``: the same with ``core.audit`` on (``CB_AUDIT_RUNS``; off by default since issue 10).
+* ``order+audit``: the same with ``core.audit`` on (``CB_AUDIT_RUNS``; off by default since issue 10):
+  8 runs, 15 checkpoints.
+
+After each phase the bench reads DBOS's ``workflow_status`` and ``operation_outputs`` and warns when
+they hold another count per order than the shape says (``shape_as_recorded`` in the JSON).
 
 Load: ``max`` keeps ``--outstanding`` orders in flight (a new one starts when one has finished all
 its runs): the throughput ceiling. A number is an open-loop rate in orders/s (order i starts at
@@ -88,8 +96,9 @@ KINDS: dict[str, tuple[str, str, int]] = {
 }
 
 # step -> length of its checkpoint in DBOS's operation_outputs (base64 of the pickled result), real flow
+# ("order" and "known" as they were when those steps were checkpointed; inline now, so only their size in memory)
 OUTPUT_B64 = {"get": 3900, "find": 3900, "order": 1065, "payment": 613, "known": 144, "customer": 144,
-              "link": 124, "add_payment": 148, "erp_customer": 76, "erp_order": 116, "erp_payment": 84,
+              "add_payment": 148, "erp_customer": 76, "erp_order": 116, "erp_payment": 84,
               "noop": 56}
 
 
@@ -113,7 +122,6 @@ OUTPUTS: dict[str, dict[str, Any]] = {
     "order": ORDER_OUT, "payment": PAYMENT_OUT,
     "known": _padded({"external_id": None}, OUTPUT_B64["known"]),
     "customer": _padded({"id": "cus_1", "created": True}, OUTPUT_B64["customer"]),
-    "link": _padded({"linked": True}, OUTPUT_B64["link"]),
     "add_payment": _padded({"status_key": "Full Payment Received"}, OUTPUT_B64["add_payment"]),
     "erp_customer": _padded({"name": "CUST-1"}, OUTPUT_B64["erp_customer"]),
     "erp_order": _padded({"name": "SAL-ORD-1", "grand_total": "33.00"}, OUTPUT_B64["erp_order"]),
@@ -122,37 +130,34 @@ OUTPUTS: dict[str, dict[str, Any]] = {
 }
 
 NEEDS_PAYMENT = "steps.order.needs_payment"
-ORDER_TO_CASH = WorkflowSpec(  # clarity.order_to_cash: 9 steps, 8 run (tell_authenticate is skipped)
-    name="bench.order_to_cash", version="1", vars={"pending_status": "Pending"},
+# The pure steps use the real step types (``core.validate.order``, ``core.identity.lookup``) bound to the
+# bench's no-op actions, so the catalogue's ``inline`` decides, as in the real flow, that they run
+# without a DBOS checkpoint.
+ORDER_TO_CASH = WorkflowSpec(  # clarity.order_to_cash v3: 7 steps, 6 run (tell_authenticate is skipped), 3 checkpointed
+    name="bench.order_to_cash", version="3", vars={"pending_status": "Pending"},
     trigger=Trigger(sources=("clarity",), event_types=("salesorder.created", "salesorder.updated"),
                     filter="event.data.ID && (event.data.StatusKey == `null` || event.data.StatusKey == "
                            "vars.pending_status)"),
     steps=(
         StepSpec(id="get", uses="clarity.bench_order.get", with_={"order_id": "${ event.data.ID }"}),
-        StepSpec(id="order", uses="core.bench_validate.order", with_={"order": "${ steps.get }"}),
-        StepSpec(id="known_customer", uses="core.bench_identity.lookup", when=NEEDS_PAYMENT,
+        StepSpec(id="order", uses="core.validate.order", with_={"order": "${ steps.get }"}),
+        StepSpec(id="known_customer", uses="core.identity.lookup", when=NEEDS_PAYMENT,
                  with_={"entity": "customer", "key": "${ steps.order.customer.email }", "system": "stripe"}),
         StepSpec(id="customer", uses="stripe.bench_customer.ensure", when=NEEDS_PAYMENT,
                  with_={"customer": "${ steps.order.customer }",
                         "existing_id": "${ steps.known_customer.external_id }"}),
-        StepSpec(id="link_customer", uses="core.bench_identity.link", when=NEEDS_PAYMENT,
-                 with_={"entity": "customer", "key": "${ steps.order.customer.email }", "system": "stripe",
-                        "external_id": "${ steps.customer.id }"}),
-        StepSpec(id="known_payment", uses="core.bench_identity.lookup", when=NEEDS_PAYMENT,
+        StepSpec(id="known_payment", uses="core.identity.lookup", when=NEEDS_PAYMENT,
                  with_={"entity": "payment", "key": "${ steps.order.key }", "system": "stripe"}),
         StepSpec(id="payment", uses="stripe.bench_payment_intent.create", when=NEEDS_PAYMENT,
                  with_={"order": "${ steps.order }", "customer_id": "${ steps.customer.id }",
                         "existing_id": "${ steps.known_payment.external_id }",
                         "idempotency_key": "${ join(':', ['clarity-order', steps.order.key, 'payment']) }"}),
-        StepSpec(id="link_payment", uses="core.bench_identity.link", when="steps.payment",
-                 with_={"entity": "payment", "key": "${ steps.order.key }", "system": "stripe",
-                        "external_id": "${ steps.payment.id }"}),
         StepSpec(id="tell_authenticate", uses="notify.bench_email.send",
                  when="steps.payment.status == 'requires_action' && !(steps.payment.reused)",
                  with_={"to": "${ steps.order.customer.email }", "template": "authentication_required"}),
     ),
 )
-PAYMENT_SUCCEEDED = WorkflowSpec(  # stripe.payment_succeeded: 8 steps, 7 run (mark_paid is skipped)
+PAYMENT_SUCCEEDED = WorkflowSpec(  # stripe.payment_succeeded: 8 steps, 7 run (mark_paid is skipped), 6 checkpointed
     name="bench.payment_succeeded", version="1", vars={"paid_status": "Full Payment Received"},
     trigger=Trigger(sources=("stripe",), event_types=("payment_intent.succeeded",),
                     filter="event.data.object.metadata.clarity_order_key"),
@@ -168,7 +173,7 @@ PAYMENT_SUCCEEDED = WorkflowSpec(  # stripe.payment_succeeded: 8 steps, 7 run (m
                  when="steps.add_payment && steps.add_payment.status_key != vars.paid_status "
                       "&& steps.payment.amount_received.minor >= steps.payment.amount.minor",
                  with_={"order_id": "${ steps.find.ID }", "status_key": "${ vars.paid_status }"}),
-        StepSpec(id="order", uses="core.bench_validate.order", with_={"order": "${ steps.find }"}),
+        StepSpec(id="order", uses="core.validate.order", with_={"order": "${ steps.find }"}),
         StepSpec(id="erp_customer", uses="erp.bench_customer.ensure", with_={"customer": "${ steps.order.customer }"}),
         StepSpec(id="erp_order", uses="erp.bench_sales_order.ensure",
                  with_={"order": "${ steps.order }", "customer": "${ steps.erp_customer.name }"}),
@@ -185,10 +190,9 @@ ONE_STEP = WorkflowSpec(
 # action -> (output, kinds of the deliveries it makes arrive)
 ACTIONS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "clarity.bench_order.get": (OUTPUTS["get"], ()),
-    "core.bench_validate.order": (OUTPUTS["order"], ()),
-    "core.bench_identity.lookup": (OUTPUTS["known"], ()),
+    "core.validate.order": (OUTPUTS["order"], ()),
+    "core.identity.lookup": (OUTPUTS["known"], ()),
     "stripe.bench_customer.ensure": (OUTPUTS["customer"], ("customer",)),
-    "core.bench_identity.link": (OUTPUTS["link"], ()),
     "stripe.bench_payment_intent.create": (OUTPUTS["payment"], ("pi_created", "pi_succeeded", "charge")),
     "notify.bench_email.send": (OUTPUTS["noop"], ()),
     "stripe.bench_payment_intent.retrieve": (OUTPUTS["payment"], ()),
@@ -210,15 +214,15 @@ class Shape:
     first: tuple[str, ...]  # the deliveries that start an order
     deliveries: int  # deliveries per order, all told
     runs: int  # runs per order
-    steps: int  # checkpointed steps per order
+    steps: int  # checkpointed steps per order (DBOS operation_outputs rows; inline steps leave none)
     paid: str  # the run whose end is "paid"
 
 
 SHAPES = {
     "baseline": Shape("baseline", (ONE_STEP,), False, ("ping",), 1, 1, 1, "bench.one_step"),
-    "order": Shape("order", (ORDER_TO_CASH, PAYMENT_SUCCEEDED), False, ("created",), 6, 2, 15,
+    "order": Shape("order", (ORDER_TO_CASH, PAYMENT_SUCCEEDED), False, ("created",), 6, 2, 9,
                    "bench.payment_succeeded"),
-    "order+audit": Shape("order+audit", (ORDER_TO_CASH, PAYMENT_SUCCEEDED), True, ("created",), 6, 8, 21,
+    "order+audit": Shape("order+audit", (ORDER_TO_CASH, PAYMENT_SUCCEEDED), True, ("created",), 6, 8, 15,
                          "bench.payment_succeeded"),
 }
 
@@ -510,6 +514,10 @@ def phase(dbkind: str, shape: Shape, load: str, a: argparse.Namespace) -> dict[s
         expected = sorted([w.name for w in shape.workflows] + (["core.audit"] if shape.audit else []))
         if active != expected:
             raise RuntimeError(f"unexpected active workflows {active} (wanted {expected})")
+        pure = {"core.validate.order", "core.identity.lookup"} & {s.uses for w in shape.workflows for s in w.steps}
+        if not pure <= c.engine.config.inline_steps:
+            raise RuntimeError(f"the catalogue no longer declares {sorted(pure - c.engine.config.inline_steps)} "
+                               "inline: the shape's checkpoint count is wrong")
         c.engine.runs = TimedRuns(c.engine.runs, tracker)
         c.engine.launch()
         es.callback(c.engine.shutdown)
@@ -585,6 +593,10 @@ def summarize(dbkind: str, shape: Shape, load: str, a: argparse.Namespace, track
         **counts,
         "dbos_steps_per_done_order": counts["dbos_steps"] / max(1, len(all_done)),
         "dbos_workflows_per_done_order": counts["dbos_workflows"] / max(1, len(all_done)),
+        # what the engine recorded is the shape's count (None: some orders never finished, so no exact count)
+        "shape_as_recorded": None if len(all_done) != feeder.started_orders else (
+            counts["dbos_steps"] == shape.steps * len(all_done)
+            and counts["dbos_workflows"] == shape.runs * len(all_done)),
     }
 
 
@@ -662,6 +674,10 @@ def main() -> int:
                     results.append(r)
                     with_ratios(results)
                     print(table([r]).splitlines()[-1], flush=True)
+                    if r["shape_as_recorded"] is False:
+                        print(f"  warning: DBOS recorded {r['dbos_steps_per_done_order']:.2f} steps and "
+                              f"{r['dbos_workflows_per_done_order']:.2f} workflows per order, the shape says "
+                              f"{shape.steps} and {shape.runs}", flush=True)
                     args = {k: v for k, v in vars(a).items() if k != "database_url"}
                     out.write_text(json.dumps({"started": started.isoformat(), "args": args, "machine": info,
                                                "results": results}, indent=1, default=str))

@@ -517,6 +517,8 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
     overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
                                  "clarity_poll_interval_s": a.clarity_poll}
     overrides["audit_runs"] = a.audit
+    if a.no_priority:
+        overrides["workflow_priorities"] = {}
     pg: PgBackends | None = None
     naive_watcher: EventsWatcher | None = None
     with open("/proc/loadavg") as f:
@@ -564,8 +566,8 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
         stripe_url = urls["Stripe emulator"]
         httpx.post(f"{stripe_url}/_sandbox/rate_limit", json={"per_s": a.emulator_limit}).raise_for_status()
         watcher.start()
-        time.sleep(1.0)
-        # the arm's idle cost: started, polling Clarity, no orders
+        time.sleep(1.0 + a.idle_settle)
+        # the arm's idle cost: started, polling Clarity, no orders (after the engine's fast start-up pace)
         i_t0 = time.monotonic()
         i_cpu0 = cpu_of_bridge() if cpu_of_bridge else 0.0
         i_pg0 = pg.cpu() if pg else {}
@@ -871,6 +873,10 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=1, help="runs of each arm per rate, interleaved")
     p.add_argument("--idle", type=float, default=5.0,
                    help="seconds of each arm's idle CPU (started, no orders), measured before the load")
+    p.add_argument("--no-priority", action="store_true",
+                   help="CB_WORKFLOW_PRIORITIES={}: deliveries dispatched in arrival order (the A/B of issue 10, point 11)")
+    p.add_argument("--idle-settle", type=float, default=12.0,
+                   help="seconds after start-up before the idle window (the engine polls fast for its first 10 s)")
     a = p.parse_args()
     arms = [x.strip() for x in a.arms.split(",") if x.strip()]
     if not arms or any(x not in ("bridge", "naive") for x in arms):

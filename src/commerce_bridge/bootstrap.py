@@ -41,7 +41,7 @@ from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
-from commerce_bridge.services.ports import RateLimiter
+from commerce_bridge.services.ports import DispatchPriority, RateLimiter
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
@@ -49,6 +49,7 @@ from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
+from commerce_bridge.store.wake import InboxListener, InboxNotifier
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT, forward_workflow
 from commerce_bridge.workflows.catalogue import default_catalogue
 from commerce_bridge.workflows.registry import WorkflowRegistry
@@ -81,6 +82,8 @@ class Container:
     engine: Engine | None = None
     pollers: list[ChangePoller] = field(default_factory=list)
     locks: SqlKeyLocks | None = None
+    notifier: InboxNotifier | None = None  # PostgreSQL: NOTIFY the dispatchers after commits (store.wake)
+    listener: InboxListener | None = None  # PostgreSQL: this process's dispatcher woken by NOTIFY
     disabled_workflows: dict[str, list[str]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
@@ -142,20 +145,29 @@ class Container:
         self.alerter.tick()
 
     def start_background(self) -> None:
-        """Launch the engine (serve, worker) and the pollers."""
+        """Launch the engine (serve, worker), the pollers and, on PostgreSQL, the inbox wake-ups."""
+        if self.notifier is not None:
+            self.notifier.start()
         if self.engine is not None:
             self.engine.launch()
+        if self.listener is not None:
+            self.listener.start()
         for poller in self.pollers:
             poller.start()
 
     def stop_background(self) -> None:
         for poller in self.pollers:
             poller.stop()
+        if self.listener is not None:
+            self.listener.stop()
         if self.engine is not None:
             self.engine.shutdown()
+        if self.notifier is not None:
+            self.notifier.stop()
 
     def close(self) -> None:
         self.admin.close()
+        self.inbox.close()
         self.db.dispose()
 
 
@@ -299,11 +311,13 @@ class ActiveRouter:
 
     def __init__(self, registry: WorkflowRegistry, *, disabled: set[str],
                  echo: Callable[[str, Any], bool] | None = None,
-                 workflow_vars: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
+                 priorities: Mapping[str, int] | None = None) -> None:
         self.registry = registry
         self.disabled = disabled
         self._echo = echo
         self.workflow_vars = {name: dict(v) for name, v in (workflow_vars or {}).items()}
+        self.priorities = dict(priorities or {})
 
     def route(self, source: str, event_type: str | None, event: Any = None,
               event_id: str | None = None, *,
@@ -327,6 +341,12 @@ class ActiveRouter:
 
     def all(self) -> list[WorkflowSpec]:
         return [w for w in self.registry.all() if w.name not in self.disabled]
+
+    def dispatch_priorities(self) -> list[DispatchPriority]:
+        """The triggers of the enabled workflows with a priority (``CB_WORKFLOW_PRIORITIES``), highest first."""
+        found = [DispatchPriority(w.trigger.sources, w.trigger.event_types, self.priorities[w.name])
+                 for w in self.all() if self.priorities.get(w.name)]
+        return sorted(found, key=lambda p: -p.priority)
 
 
 def _connector_actions(s: Settings) -> dict[str, Action]:
@@ -417,7 +437,11 @@ def bootstrap(
     registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows(settings, extra_workflows))
     identity, fingerprints = SqlIdentityMap(db), SqlWriteFingerprints(db)
     call_limiter = CallLimiter(limiter, settings.rate_limits, settings.rate_limit_margin, metrics)
-    locks = SqlKeyLocks(db)  # find-then-create steps: one at a time per key, across processes
+    # find-then-create steps: one at a time per key, across the processes that share the store (in memory where
+    # one process calls out, as for the call slots; advisory locks on PostgreSQL)
+    one_process = settings.rate_limit_scope == "process" or (
+        settings.rate_limit_scope == "auto" and db.dialect.name == "sqlite")
+    locks = SqlKeyLocks(db, scope="process" if one_process else "shared")
     gateways = _gateways(settings, SqlCursorStore(db), call_limiter, locks)
     actions: dict[str, Action] = {
         **builtin_actions(audit), **_connector_actions(settings),
@@ -442,8 +466,14 @@ def bootstrap(
         structlog.get_logger("commerce_bridge.bootstrap").warning(
             "workflows.status_vars_ignored", files=ignored,
             reason="status vars come from CB_STATUS_MAP (or CB_WORKFLOW_VARS), not from workflow files")
+    unknown = sorted(set(settings.workflow_priorities) - {w.name for w in registry.all()})
+    if unknown:
+        raise ConfigurationError(
+            f"CB_WORKFLOW_PRIORITIES names workflows that are not loaded: {', '.join(unknown)}",
+            suggested_fix="use the names `commerce-bridge workflows list` shows (or remove them)")
     router = ActiveRouter(registry, disabled=set(disabled) | turned_off,
-                          echo=_echo_check(fingerprints), workflow_vars=workflow_vars)
+                          echo=_echo_check(fingerprints), workflow_vars=workflow_vars,
+                          priorities=settings.workflow_priorities)
     engine_url = settings.effective_engine_database_url()
     if engine_url.startswith("sqlite"):
         from pathlib import Path
@@ -474,6 +504,7 @@ def bootstrap(
             )
         c.committer = GroupCommitter(inbox, max_batch=settings.group_commit_max_batch,
                                      max_wait_s=settings.group_commit_max_wait_ms / 1000.0,
+                                     linger_s=settings.group_commit_linger_ms / 1000.0,
                                      commit_timeout_s=settings.ingest_store_timeout_s)
         c.committer.on_commit = lambda size, new: metrics.group_commit_size.observe(size)
         rekeyers = {}
@@ -497,12 +528,13 @@ def bootstrap(
                 rate_limits=dict(settings.rate_limits), rate_limit_margin=settings.rate_limit_margin,
                 lease_s=settings.lease_s, heartbeat_interval_s=settings.heartbeat_interval_s,
                 takeover_grace_s=settings.takeover_grace_s, dispatch_interval_s=settings.dispatch_interval_s,
-                long_wait_s=settings.long_wait_s,
+                idle_polling_interval_s=settings.engine_idle_poll_s, long_wait_s=settings.long_wait_s,
                 # connectors that take a limiter slot per HTTP request themselves
                 self_limited=frozenset(name for name, gw in (("stripe", gateways.stripe), ("clarity", gateways.clarity),
                                                              ("erp", gateways.erp)) if gw is not None),
                 inline_steps=frozenset(t.type for t in default_catalogue().all() if t.inline),
-                woken_by_ingress=role == "serve",  # ingress in this process wakes the dispatcher on commit
+                # woken on commit by ingress in this process (serve) or, on PostgreSQL, by NOTIFY (store.wake)
+                woken_by_ingress=role == "serve" or db.dialect.name == "postgresql",
             ),
             router=router, actions=actions, inbox=inbox, runs=runs, dead_letters=dlq, leases=leases,
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
@@ -520,6 +552,8 @@ def bootstrap(
                 interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
                 if c.engine else None, alert=alerter.alert, leader=leader,
             ))
+        if db.dialect.name == "postgresql":
+            c.listener = InboxListener(settings.database_url, c.engine.wake_dispatcher)
         if c.committer is not None:
             engine = c.engine
 
@@ -527,8 +561,21 @@ def bootstrap(
                 metrics.group_commit_size.observe(size)
                 if new:
                     engine.wake_dispatcher()
+                    if c.notifier is not None:
+                        c.notifier.poke()
 
             c.committer.on_commit = after_commit
+    if c.committer is not None and db.dialect.name == "postgresql":
+        c.notifier = InboxNotifier(db)  # the other processes' dispatchers (workers beside this ingress)
+        if c.engine is None:
+            notifier = c.notifier
+
+            def after_commit_notify(size: int, new: int) -> None:
+                metrics.group_commit_size.observe(size)
+                if new:
+                    notifier.poke()
+
+            c.committer.on_commit = after_commit_notify
     return c
 
 

@@ -170,6 +170,12 @@ class _TomlSource(PydanticBaseSettingsSource):
         return {k.lower(): v for k, v in data.items()}
 
 
+DEFAULT_WORKFLOW_PRIORITIES: dict[str, int] = {
+    # later stages of an order, ahead of new orders' first runs (clarity.order_to_cash, priority 0)
+    "stripe.payment_succeeded": 10, "clarity.order_shipped": 10, "clarity.order_voided": 10,
+}
+
+
 class Settings(BaseSettings):
     """Every setting of commerce-bridge. The env var is ``CB_`` + the field name in upper case."""
 
@@ -224,6 +230,12 @@ class Settings(BaseSettings):
     group_commit_max_wait_ms: float = Field(
         0.0, ge=0, le=100, description="Extra time to wait for more deliveries before a commit (0: none)."
     )
+    group_commit_linger_ms: float = Field(
+        5.0, ge=0, le=50,
+        description="Longest a delivery waits for others to share its commit, and only while the recent arrival "
+                    "rate says another one comes in time (a lone delivery is committed at once; 0: never wait). "
+                    "Must stay below CB_INGEST_STORE_TIMEOUT_S.",
+    )
 
     # http
     host: str = Field("127.0.0.1", description="Address `serve` and `ingress` listen on.")
@@ -260,6 +272,11 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(16, ge=1, le=256, description="Runs executed at once by one worker.")
     dispatch_interval_s: float = Field(0.2, gt=0, le=60, description="How often the dispatcher polls the inbox.")
+    engine_idle_poll_s: float = Field(
+        5.0, gt=0, le=60,
+        description="After 10 s without work, how often the engine polls its queue (runs queued by another "
+                    "process, such as a CLI replay, start within this) and a serve process's dispatcher its inbox.",
+    )
     dispatch_stuck_after_s: float = Field(
         60.0, gt=0, le=86400,
         description="/readyz of serve and worker reports the dispatcher stuck (503) when a delivery has waited "
@@ -286,8 +303,9 @@ class Settings(BaseSettings):
         0.10, ge=0, le=1, description="Safety margin on call spacing so that delays never bunch calls above the limit."
     )
     rate_limit_scope: Literal["auto", "process", "shared"] = Field(
-        "auto", description="Where call slots are kept: process (in memory: one process calls out), shared "
-                            "(the database, for several workers), auto (process on SQLite, shared on PostgreSQL).",
+        "auto", description="Where call slots and key locks are kept: process (in memory: one process calls out), "
+                            "shared (the database, for several workers), auto (process on SQLite, shared on "
+                            "PostgreSQL).",
     )
     long_wait_s: float = Field(
         30.0, gt=0, description="Durable waits longer than this end the run and a timer resumes it (frees workers)."
@@ -336,6 +354,12 @@ class Settings(BaseSettings):
         description="Run the built-in `core.audit` workflow: one engine run per event that records it in "
         "`audit_log`. Off by default: each delivery's inbox row is its audit record (`events list`, "
         "`/api/v1/events`), at no engine cost.",
+    )
+    workflow_priorities: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_WORKFLOW_PRIORITIES),
+        description="Dispatch priority per workflow (JSON, higher first; others 0). When deliveries wait in "
+        "the inbox (overload), those that start a higher-priority workflow are dispatched first, so orders "
+        "already started (payment, shipment, void) finish before new ones begin. {}: first come, first served.",
     )
     workflow_vars: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -453,6 +477,9 @@ class Settings(BaseSettings):
             raise ValueError("alert_sinks includes 'webhook' but CB_ALERT_WEBHOOK_URL is not set")
         if "email" in self.alert_sinks and not self.alert_email_to:
             raise ValueError("alert_sinks includes 'email' but CB_ALERT_EMAIL_TO is not set")
+        if self.group_commit_linger_ms / 1000.0 >= self.ingest_store_timeout_s:
+            raise ValueError("CB_GROUP_COMMIT_LINGER_MS must be below CB_INGEST_STORE_TIMEOUT_S "
+                             "(a delivery would time out while it waits for company)")
         return self
 
     @classmethod

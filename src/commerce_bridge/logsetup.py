@@ -65,9 +65,13 @@ _ROUTED_LOGGERS: dict[str, str | None] = {
     "sqlalchemy": "WARNING",  # INFO would log every SQL statement (with its parameters)
     "httpx": "WARNING",  # INFO logs every request URL
     "httpcore": "WARNING",
-    "stripe": "INFO",  # DEBUG logs every request and response body
+    # DEBUG logs every request and response body; INFO a line per request (its URL: a search can hold an
+    # e-mail), kept for CB_LOG_LEVEL=DEBUG only (see _DEBUG_ONLY_INFO)
+    "stripe": "WARNING",
     "py.warnings": None,
 }
+# Loggers whose INFO lines (one per HTTP request) are written only when the root level is DEBUG.
+_DEBUG_ONLY_INFO = ("stripe",)
 # Libraries that add a console handler of their own when their logger has none (DBOS does, in
 # ``DBOS()``): a placeholder handler that writes nothing keeps them from it, so their records keep
 # propagating to our root handler.
@@ -257,6 +261,8 @@ def configure_logging(
         for old in list(lg.handlers):
             lg.removeHandler(old)
         lg.propagate = True
+        if name in _DEBUG_ONLY_INFO and number <= logging.DEBUG:
+            forced = "INFO"
         lg.setLevel(_level_number(forced) if forced else logging.NOTSET)
     for name in _PLACEHOLDER_LOGGERS:
         logging.getLogger(name).addHandler(_Placeholder())

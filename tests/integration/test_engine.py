@@ -115,7 +115,9 @@ def test_permanent_error_parks_at_once_and_replay_resumes_from_the_failed_step(e
     new_calls = flaky.calls[len(calls_before):]
     # it resumed at `first` (the failed step) with the same key; nothing before it ran again
     assert new_calls[0] == ("stripe:evt_q:test.flow:first", 1)
-    assert c.inbox.get("stripe", "evt_q").status == "processed"  # type: ignore[union-attr]
+    # processed once its audit run is done too (that one goes through the engine's queue, and may start
+    # after the business run, which the dispatcher started directly, has parked, been replayed and finished)
+    wait_for(lambda: c.inbox.get("stripe", "evt_q").status == "processed")  # type: ignore[union-attr]
     with pytest.raises(E.ValidationError, match="already replayed"):
         c.admin.replay(entry["id"])
 
@@ -456,33 +458,61 @@ def test_a_run_parks_in_the_dlq_through_a_database_outage(engine_factory: Any) -
         "stripe:evt_outage_park:test.flow", "first", "validation_error")
 
 
-def test_audit_runs_start_after_the_business_runs_waiting_with_them(engine_factory: Any) -> None:
-    # One run at a time; the first business run holds the slot while two more events arrive. The
-    # business runs waiting then start before any audit run, though the audit runs were queued first.
+def test_business_runs_start_while_audit_runs_hold_the_queue(engine_factory: Any) -> None:
+    # One run at a time (worker_concurrency=1). Audit runs (background bookkeeping) go to the engine's
+    # queue; business runs are started directly by the dispatcher. An audit run that hangs never holds
+    # a business run back: all three events' business runs finish while the first audit run is stuck.
     started: list[tuple[str, str]] = []
     gate = threading.Event()
 
     def business(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         started.append(("flow", ctx.event_id))
-        if ctx.event_id == "evt_p1":
-            assert gate.wait(30)
         return {"seen": 1}
 
     def audit(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         started.append(("audit", ctx.event_id))
+        assert gate.wait(30)
         return {"recorded": True}
 
     c, _ = engine_factory(actions={"testsys.thing.do": business, "core.audit.record": audit},
                           worker_concurrency=1)
-    deliver(c, "evt_p1")
-    wait_for(lambda: ("flow", "evt_p1") in started)
-    deliver(c, "evt_p2")
-    deliver(c, "evt_p3")
-    wait_for(lambda: run_status(c, "stripe:evt_p3:core.audit") == "queued")
-    gate.set()
+    try:
+        deliver(c, "evt_p1")
+        wait_for(lambda: ("audit", "evt_p1") in started)
+        deliver(c, "evt_p2")
+        deliver(c, "evt_p3")
+        wait_for(lambda: all(run_status(c, f"stripe:evt_p{i}:test.flow") == "succeeded" for i in (1, 2, 3)))
+        assert [s for s in started if s[0] == "audit"] == [("audit", "evt_p1")]  # still the one stuck
+    finally:
+        gate.set()
     wait_for(lambda: len(started) == 6)
-    assert started[:3] == [("flow", "evt_p1"), ("flow", "evt_p2"), ("flow", "evt_p3")]
-    assert sorted(started[3:]) == [("audit", "evt_p1"), ("audit", "evt_p2"), ("audit", "evt_p3")]
+    assert sorted(started) == sorted([(kind, f"evt_p{i}") for kind in ("flow", "audit") for i in (1, 2, 3)])
+
+
+def test_direct_start_takes_no_more_deliveries_than_free_run_slots(engine_factory: Any) -> None:
+    # worker_concurrency=2 and every run blocks: a burst of 5 events starts 2 runs; the other deliveries
+    # wait in the inbox (not on the engine's queue) and start as slots free up.
+    started: list[str] = []
+    gate = threading.Event()
+
+    def business(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        started.append(ctx.event_id)
+        assert gate.wait(30)
+        return {"seen": 1}
+
+    c, _ = engine_factory(actions={"testsys.thing.do": business}, worker_concurrency=2, audit_runs=False)
+    try:
+        for i in range(1, 6):
+            deliver(c, f"evt_s{i}")
+        wait_for(lambda: len(started) == 2)
+        time.sleep(0.6)  # several dispatcher passes
+        assert sorted(started) == ["evt_s1", "evt_s2"]  # the two oldest, started at once
+        assert c.inbox.backlog() == 3
+    finally:
+        gate.set()
+    wait_for(lambda: len(started) == 5)
+    assert sorted(started[2:]) == ["evt_s3", "evt_s4", "evt_s5"]
+    wait_for(lambda: all(run_status(c, f"stripe:evt_s{i}:test.flow") == "succeeded" for i in range(1, 6)))
 
 
 def inline_flow() -> WorkflowSpec:

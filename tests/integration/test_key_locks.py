@@ -1,8 +1,10 @@
 """Key locks (critical section by key) on SQLite and PostgreSQL, and the find-then-create steps that use them.
 
-The lock store: mutual exclusion between threads and between instances (as separate processes would
-have), expiry takeover of a crashed holder's lock, release by the wrong holder doing nothing, a
-timeout raising the transient ``Conflict``. Then the users against the real sandbox peers:
+The lock store, in each of its modes (``shared``: lease rows on SQLite, advisory locks on PostgreSQL;
+``process``: in memory): mutual exclusion between threads and between instances (as separate
+processes would have), a timeout raising the transient ``Conflict``; for the lease rows (which the
+poller's leader also uses) expiry takeover of a crashed holder's lock and release by the wrong holder
+doing nothing. Then the users against the real sandbox peers:
 ``HttpErpGateway.ensure_customer`` and the ``stripe.customer.ensure`` step called at once for one new
 customer create one record; ``core.identity.link`` accepts the same link twice and refuses a second id.
 """
@@ -12,11 +14,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select, text
 
 from commerce_bridge.connectors.erp.gateway import HttpErpGateway
 from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
@@ -25,8 +28,10 @@ from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
 from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe
 from commerce_bridge.services.ports import StepContext
+from commerce_bridge.store import db as store_db
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.locks import SqlKeyLocks, lock_name
+from commerce_bridge.store.tables import key_locks
 from commerce_bridge.workflows.steps import core as core_steps
 from commerce_bridge.workflows.steps import stripe as stripe_steps
 
@@ -59,10 +64,21 @@ def ctx(run: str, step: str = "customer") -> StepContext:
 
 # ---- the lock store ---------------------------------------------------------------------------------
 
+@pytest.fixture(params=["shared", "process"])
+def scope(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def key_lock_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(key_locks)).scalar_one())
+
+
 @pytest.mark.parametrize("shared", [True, False], ids=["one instance", "one instance per thread"])
-def test_only_one_holder_at_a_time_when_threads_want_the_same_key(engine: Engine, shared: bool) -> None:
-    # one instance per thread: the in-process queue cannot help, only the database row serialises them
-    instances = [SqlKeyLocks(engine)] * THREADS if shared else [SqlKeyLocks(engine) for _ in range(THREADS)]
+def test_only_one_holder_at_a_time_when_threads_want_the_same_key(engine: Engine, shared: bool, scope: str) -> None:
+    # one instance per thread, shared scope: the in-process queue cannot help, only the database serialises them
+    instances = ([SqlKeyLocks(engine, scope=scope)] * THREADS if shared
+                 else [SqlKeyLocks(engine, scope=scope) for _ in range(THREADS)])
     inside, most, entered = [0], [0], []
     guard = threading.Lock()
 
@@ -83,11 +99,11 @@ def test_only_one_holder_at_a_time_when_threads_want_the_same_key(engine: Engine
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one instance", "two instances"])
-def test_different_keys_do_not_wait_for_each_other(engine: Engine, shared: bool) -> None:
+def test_different_keys_do_not_wait_for_each_other(engine: Engine, shared: bool, scope: str) -> None:
     # The other keys are taken and given back while ann's lock is still held: were they to wait for it,
     # "others released" could only come after "ann released" (or their 30 s timeout would raise Conflict).
-    locks = SqlKeyLocks(engine)
-    other = locks if shared else SqlKeyLocks(engine)
+    locks = SqlKeyLocks(engine, scope=scope)
+    other = locks if shared else SqlKeyLocks(engine, scope=scope)
     order: list[str] = []
     others_done = threading.Event()
 
@@ -106,8 +122,8 @@ def test_different_keys_do_not_wait_for_each_other(engine: Engine, shared: bool)
     assert order == ["others held", "others released", "ann released"]
 
 
-def test_a_waiter_gets_the_lock_as_soon_as_the_holder_releases_it(engine: Engine) -> None:
-    holder, waiter = SqlKeyLocks(engine), SqlKeyLocks(engine, timeout_s=10)
+def test_a_waiter_gets_the_lock_as_soon_as_the_holder_releases_it(engine: Engine, scope: str) -> None:
+    holder, waiter = SqlKeyLocks(engine, scope=scope), SqlKeyLocks(engine, timeout_s=10, scope=scope)
     order: list[str] = []
     entered = threading.Event()
 
@@ -149,24 +165,94 @@ def test_release_by_the_wrong_holder_changes_nothing(engine: Engine) -> None:
     assert locks.release(name, "a")
 
 
-def test_a_lock_held_past_the_timeout_raises_conflict_without_the_key_in_the_message(engine: Engine) -> None:
-    locks = SqlKeyLocks(engine, timeout_s=0.3)
-    assert locks.try_acquire(lock_name("stripe.customer", "ann@example.com"), "someone else")
-    started = time.monotonic()
-    with pytest.raises(Conflict) as caught, locks.hold("stripe.customer", "ann@example.com"):
-        pytest.fail("entered a held lock")
-    assert 0.3 <= time.monotonic() - started < 5
+def test_a_lock_held_past_the_timeout_raises_conflict_without_the_key_in_the_message(engine: Engine,
+                                                                                     scope: str) -> None:
+    holder, locks = SqlKeyLocks(engine, scope=scope), SqlKeyLocks(engine, timeout_s=0.3, scope=scope)
+    held, done = threading.Event(), threading.Event()
+
+    def hold_it() -> None:
+        with holder.hold("stripe.customer", "ann@example.com"):
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold_it)
+    t.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        with pytest.raises(Conflict) as caught, locks.hold("stripe.customer", "ann@example.com"):
+            pytest.fail("entered a held lock")
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        done.set()
+        t.join(10)
     assert caught.value.transient and caught.value.suggested_fix
     assert "stripe.customer" in caught.value.message and "ann" not in caught.value.message
+    with locks.hold("stripe.customer", "ann@example.com"):  # free again once the holder is out
+        pass
 
 
-def test_the_lock_is_released_when_the_critical_section_fails(engine: Engine) -> None:
-    locks = SqlKeyLocks(engine, timeout_s=0.5)
+def test_a_row_held_by_a_crashed_holder_blocks_hold_until_the_timeout(tmp_path: Path) -> None:
+    # lease rows (shared scope on SQLite): a row whose holder crashed keeps its key for its lease
+    engine = store_db.make_engine(f"sqlite:///{tmp_path / 'rows.sqlite'}")
+    store_db.upgrade(engine)
+    locks = SqlKeyLocks(engine, timeout_s=0.3)
+    assert locks.mode == "rows"
+    assert locks.try_acquire(lock_name("stripe.customer", "ann@example.com"), "someone else")
+    with pytest.raises(Conflict), locks.hold("stripe.customer", "ann@example.com"):
+        pytest.fail("entered a held lock")
+
+
+def test_the_lock_is_released_when_the_critical_section_fails(engine: Engine, scope: str) -> None:
+    locks = SqlKeyLocks(engine, timeout_s=0.5, scope=scope)
     with pytest.raises(RuntimeError), locks.hold("test.scope", "k"):
         raise RuntimeError("the create failed")
     assert locks.holder_of(lock_name("test.scope", "k")) is None
-    with locks.hold("test.scope", "k"):
+    other = SqlKeyLocks(engine, timeout_s=0.5, scope=scope)
+    with other.hold("test.scope", "k"):
         pass
+
+
+def test_only_the_shared_scope_on_sqlite_writes_lock_rows(engine: Engine, scope: str) -> None:
+    locks = SqlKeyLocks(engine, scope=scope)
+    expected = "rows" if (scope == "shared" and engine.dialect.name == "sqlite") else (
+        "process" if scope == "process" else "advisory")
+    assert locks.mode == expected
+    seen: list[int] = []
+    with locks.hold("test.scope", "rows?"):
+        seen.append(key_lock_rows(engine))
+    assert seen == [1 if expected == "rows" else 0] and key_lock_rows(engine) == 0
+
+
+def test_an_advisory_lock_is_freed_when_its_holders_connection_dies(pg_database_url: str) -> None:
+    # PostgreSQL: no lease to wait out; the server ends the lock with the holder's session
+    engine = store_db.make_engine(pg_database_url)
+    store_db.upgrade(engine)
+    locks, waiter = SqlKeyLocks(engine), SqlKeyLocks(engine, timeout_s=10)
+    pid: list[int] = []
+    held = threading.Event()
+
+    def hold_then_vanish() -> None:
+        try:
+            with locks.hold("test.scope", "crash"):
+                with engine.connect() as conn:
+                    pid.extend(conn.execute(text(
+                        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                        "WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()")).scalars())
+                held.set()
+                time.sleep(30)
+        except Exception:
+            pass
+
+    t = threading.Thread(target=hold_then_vanish, daemon=True)
+    t.start()
+    assert held.wait(10) and len(pid) == 1
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid[0]})
+    started = time.monotonic()
+    with waiter.hold("test.scope", "crash"):
+        assert time.monotonic() - started < 5
+    engine.dispose()
 
 
 # ---- the find-then-create steps that use it --------------------------------------------------------------

@@ -54,8 +54,9 @@ def engine_factory_for(database_url: str, tmp_path: Path) -> Iterator[Callable[.
             database_url=database_url,
             engine_database_url=(f"sqlite:///{tmp_path / 'engine.sqlite'}" if database_url.startswith("sqlite")
                                  else None),
-            retry_base_delay_s=0.01, retry_max_delay_s=0.05, dispatch_interval_s=0.05, worker_id="test-worker",
-            **{"audit_runs": True, **overrides},  # the engine's own tests watch core.audit runs too
+            retry_base_delay_s=0.01, retry_max_delay_s=0.05, worker_id="test-worker",
+            # the engine's own tests watch core.audit runs too
+            **{"audit_runs": True, "dispatch_interval_s": 0.05, "engine_idle_poll_s": 1.0, **overrides},
         )
         c = bootstrap(settings, "worker", extra_workflows=[spec(), *(workflows or [])],
                       extra_actions={"testsys.thing.do": flaky, "testsys.other.do": flaky, **(actions or {})},

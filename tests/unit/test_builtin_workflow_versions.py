@@ -16,7 +16,7 @@ from commerce_bridge.workflows.registry import BUILTIN_DIR
 
 BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
     ("clarity.order_shipped", "1"): "b44f23316b9c30dad64e3df63530d0ff81d69c2e163b6eedb15ea5b22ab50b51",
-    ("clarity.order_to_cash", "2"): "1fe8cbb77b5df1e9045317849cf918a0b3814fd4a431934c4f2cdd3bcd751f12",
+    ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
     ("stripe.payment_succeeded", "1"): "be52f36afad2c0073796fabfbcad3d704a5b5a85fd7aa218c4fe1d0796215d76",
 }

@@ -81,6 +81,17 @@ def test_webhook_alert_sink_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
+def test_group_commit_linger_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().group_commit_linger_ms == 5.0
+    monkeypatch.setenv("CB_GROUP_COMMIT_LINGER_MS", "51")
+    with pytest.raises(ConfigurationError, match="CB_GROUP_COMMIT_LINGER_MS"):
+        load_settings()
+    monkeypatch.setenv("CB_GROUP_COMMIT_LINGER_MS", "20")
+    monkeypatch.setenv("CB_INGEST_STORE_TIMEOUT_S", "0.02")  # a delivery would time out while it lingers
+    with pytest.raises(ConfigurationError, match="CB_GROUP_COMMIT_LINGER_MS"):
+        load_settings()
+
+
 def test_masked_view_hides_every_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_STRIPE_WEBHOOK_SECRETS", "whsec_supersecret")
     monkeypatch.setenv("CB_STRIPE_API_KEY", "sk_test_supersecret")

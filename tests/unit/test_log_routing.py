@@ -189,6 +189,14 @@ def test_stripe_request_bodies_are_not_logged_even_at_debug(configure: Configure
     assert line["event"].startswith("Request to Stripe api")
 
 
+def test_stripe_request_lines_are_written_only_at_debug(configure: Configure) -> None:
+    buf = configure()  # INFO: a line per Stripe request costs CPU and can carry a searched e-mail
+    logging.getLogger("stripe").info("Request to Stripe api method=get url=/v1/customers/search")
+    logging.getLogger("stripe").warning("Stripe API error received")
+    [line] = lines(buf)
+    assert line["event"] == "Stripe API error received"
+
+
 def test_uvicorn_colour_copy_of_the_message_is_dropped(configure: Configure) -> None:
     buf = configure()
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 7,

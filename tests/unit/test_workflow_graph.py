@@ -8,13 +8,13 @@ from commerce_bridge.workflows.spec import OnError, OnErrorAction, StepSpec, Tri
 
 
 def test_order_to_cash_graph_shows_decisions_and_the_decline_branch() -> None:
-    spec = WorkflowRegistry.load().get("clarity.order_to_cash", "2")
+    spec = WorkflowRegistry.load().get("clarity.order_to_cash", "3")
     assert spec is not None
     text = mermaid(spec)
     assert text.startswith("flowchart TD\n")
     assert "trigger --> s_get" in text
     assert 'w_payment{"when steps.order.needs_payment"}' in text
-    assert "w_payment -- no --> w_link_payment" in text
+    assert "w_payment -- no --> w_tell_authenticate" in text
     assert "s_payment -. \"on error when errors.payment.code == 'upstream_rejected'\" .-> s_hold" in text
     assert 's_hold[/"hold<br/>clarity.order.set_status"/]' in text
     assert "w_tell_cancelled -- no --> handled" in text and "s_tell_authenticate --> done" in text

@@ -23,9 +23,9 @@ from dbos import DBOSClient, SetWorkflowID
 
 from commerce_bridge import errors as E
 from commerce_bridge.domain.delivery import DISPATCH_STEP, RunStatus
+from commerce_bridge.engine.interpreter import BEFORE_STEPS
 from commerce_bridge.engine.runtime import (
     APP_NAME,
-    BEFORE_STEPS,
     ENGINE_VERSION,
     QUEUE,
     WORKFLOW_NAME,

@@ -9,6 +9,9 @@ Rules
   the inbox marks it failed. Every other delivery of the batch goes on.
 * Only an unavailable store (ours or the engine's), or an engine that is stopping, holds a batch back:
   then every delivery waits alike and the batch is tried again (not the delivery's fault).
+* Deliveries wait in the inbox while the engine has no free run slot; when several wait, those that
+  start a workflow of higher priority (``CB_WORKFLOW_PRIORITIES``: later stages of an order) go first,
+  so under overload the orders already started finish before new ones begin.
 * Starting a run id that exists is harmless, so a delivery dispatched twice (after a crash, or a replay
   of its entry) starts nothing twice.
 """
@@ -16,7 +19,7 @@ Rules
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -32,7 +35,7 @@ from commerce_bridge.domain.delivery import (
 )
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
-from commerce_bridge.services.ports import DeadLetters, Inbox, Runs
+from commerce_bridge.services.ports import DeadLetters, DispatchPriority, Inbox, Runs
 from commerce_bridge.workflows.spec import WorkflowSpec
 
 log = structlog.get_logger("commerce_bridge.engine")
@@ -41,6 +44,8 @@ log = structlog.get_logger("commerce_bridge.engine")
 class Router(Protocol):
     def route(self, source: str, event_type: str | None, event: Any = None, event_id: str | None = None, *,
               filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]: ...
+
+    def dispatch_priorities(self) -> Sequence[DispatchPriority]: ...
 
 
 class Enqueue(Protocol):
@@ -54,7 +59,8 @@ class Dispatcher:
     def __init__(self, *, inbox: Inbox, runs: Runs, dead_letters: DeadLetters, router: Router, metrics: Metrics,
                  alert: Callable[[Alert], object], enqueue: Enqueue, batch: int,
                  may_start: Callable[[], bool] = lambda: True,
-                 before_start: Callable[[int], None] = lambda n: None) -> None:
+                 before_start: Callable[[int], None] = lambda n: None,
+                 capacity: Callable[[], int] | None = None) -> None:
         self.inbox = inbox
         self.runs = runs
         self.dead_letters = dead_letters
@@ -65,10 +71,18 @@ class Dispatcher:
         self._batch = batch
         self._may_start = may_start
         self._before_start = before_start
+        self._capacity = capacity
 
     def dispatch_once(self) -> int:
-        """Turn up to ``batch`` undispatched deliveries into queued runs; the number handed over."""
-        return self.inbox.dispatch_batch(self._batch, self._start_runs)
+        """Turn up to ``batch`` undispatched deliveries into runs; the number handed over.
+
+        With a ``capacity`` (the engine's free run slots), a pass takes no more deliveries than that: the
+        inbox is the backlog, and the engine wakes the dispatcher when a slot frees up.
+        """
+        limit = self._batch if self._capacity is None else min(self._batch, self._capacity())
+        if limit <= 0:
+            return 0
+        return self.inbox.dispatch_batch(limit, self._start_runs, self.router.dispatch_priorities())
 
     def _start_runs(self, deliveries: list[StoredDelivery]) -> HandOver:
         """Create and enqueue the runs of these deliveries, each delivery on its own.

@@ -1,10 +1,12 @@
 """The durable-execution adapter: workflow runs on DBOS Transact, behind a small interface.
 
-One DBOS workflow, ``cb.run``, interprets a :class:`~commerce_bridge.workflows.spec.WorkflowSpec`
-step by step. Each attempt of a step is one checkpointed DBOS step; between attempts the run sleeps
-durably (our retry policy with full jitter, not DBOS's). A step that fails for good parks the run in
-the dead-letter queue; replay forks the DBOS workflow from the failed step's first attempt, so
-earlier steps are not repeated and the idempotency key (``run_id:step_id``) stays the same.
+This module keeps the engine's life cycle on DBOS (registration, launch and restart, the queue
+``cb-runs`` and its pacing, the pinned application version), its lease and takeover loop (the fence
+itself is ``engine.fence``), and the hand-over from the dispatcher (``engine.dispatch``): a delivery's
+business runs are started directly (``DBOS.start_workflow``, at most ``worker_concurrency`` at once),
+background runs, timers' wake-ups, takeovers and replays go through the queue. One DBOS workflow,
+``cb.run``, walks a run; how is ``engine.interpreter`` (steps, retries, waits, parking). Replay and
+recovery from any process are ``engine.admin``.
 
 A run is pinned to its workflow's ``(name, version)`` and to the sha256 of the file text it was
 planned with. DBOS replays recorded step results by position, so a run resumed on different steps
@@ -15,15 +17,14 @@ Only this package imports ``dbos``.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
 import random
 import socket
 import sqlite3
 import threading
 import time
-import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -39,20 +40,24 @@ from commerce_bridge.domain.delivery import (
 from commerce_bridge.engine.breaker import BreakerRegistry
 from commerce_bridge.engine.dispatch import Dispatcher
 from commerce_bridge.engine.fence import Fence, Fenced
+from commerce_bridge.engine.interpreter import RunInterpreter
 from commerce_bridge.engine.limits import CallLimiter
-from commerce_bridge.engine.retry import RetryPolicies, decide
+from commerce_bridge.engine.retry import RetryPolicies
 from commerce_bridge.logsetup import adopt_foreign_loggers
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
-from commerce_bridge.services.ports import DeadLetters, Inbox, RateLimiter, Runs, Timers, WorkerLeases
+from commerce_bridge.services.ports import (
+    DeadLetters,
+    DispatchPriority,
+    Inbox,
+    RateLimiter,
+    Runs,
+    Timers,
+    WorkerLeases,
+)
 from commerce_bridge.workflows.spec import (
     Action,
-    FailureDecision,
-    StepContext,
-    StepSpec,
-    Walker,
     WorkflowSpec,
-    resolve_params,
 )
 
 _T = TypeVar("_T")
@@ -65,34 +70,9 @@ QUEUE = "cb-runs"
 BACKGROUND_PRIORITY = 100
 """DBOS queue priority of bookkeeping runs (lower numbers start first; business runs have the default 0)."""
 WORKFLOW_NAME = "cb.run"
-_ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
-WAIT_STEP = "core.wait.until"
-BEFORE_STEPS = "(start)"  # the step id of a DLQ entry for a run that parked before walking any step
 
 
 
-
-def _wait_params(with_: dict[str, Any], scope: dict[str, Any], workflow: str | None = None,
-                 step: str | None = None) -> dict[str, Any]:
-    """When a ``core.wait.until`` step ends (``delay_s`` from now, or ``at``), checkpointed once."""
-    from datetime import datetime
-
-    try:
-        params = resolve_params(with_, scope, workflow=workflow, step=step)
-    except E.ValidationError as exc:  # a pointer that does not resolve, an expression over its limits: park
-        return {"error": exc.message}
-    delay, at = params.get("delay_s"), params.get("at")
-    if (delay is None) == (at is None):
-        return {"error": "core.wait.until needs exactly one of delay_s or at"}
-    if delay is not None:
-        return {"wake_at": time.time() + max(0.0, float(delay)), "requested_s": float(delay)}
-    try:
-        moment = datetime.fromisoformat(str(at))
-    except ValueError:
-        return {"error": f"core.wait.until `at` is not an ISO-8601 time: {at!r}"}
-    if moment.tzinfo is None:
-        return {"error": f"core.wait.until `at` needs a UTC offset: {at!r}"}
-    return {"wake_at": moment.timestamp(), "requested_s": max(0.0, moment.timestamp() - time.time())}
 
 class WorkflowRouter(Protocol):
     """Which workflows an event starts, and any pinned version by name."""
@@ -115,6 +95,10 @@ class WorkflowRouter(Protocol):
         """The active version of every (enabled) workflow."""
         ...
 
+    def dispatch_priorities(self) -> Sequence[DispatchPriority]:
+        """Which deliveries the dispatcher takes first when several wait (``CB_WORKFLOW_PRIORITIES``)."""
+        ...
+
 
 _current: Engine | None = None  # DBOS is a per-process singleton; so is the engine it calls back into.
 
@@ -130,7 +114,7 @@ class EngineConfig:
     # Idle (no run for idle_after_s): the engine's queue is polled every idle_polling_interval_s instead, and
     # a dispatcher that ingress wakes in-process (serve) polls the inbox that often too. The first run after
     # an idle spell may wait up to that long to start; a busy engine polls at the fast intervals.
-    idle_polling_interval_s: float = 1.0
+    idle_polling_interval_s: float = 5.0
     idle_after_s: float = 10.0
     woken_by_ingress: bool = False
     rate_limits: Mapping[str, float] = field(default_factory=dict)
@@ -145,20 +129,12 @@ class EngineConfig:
     self_limited: frozenset[str] = frozenset()
     # step types that are pure and local (catalogue ``inline``): run without a checkpoint, recomputed on replay
     inline_steps: frozenset[str] = frozenset()
+    # The dispatcher starts a delivery's runs itself (DBOS.start_workflow), at most worker_concurrency at
+    # once, instead of putting them on the engine's queue for its poller to claim: no queue poll per run.
+    direct_start: bool = True
 
 
-def error_from_result(res: Mapping[str, Any]) -> BaseException:
-    """Rebuild the error a step attempt recorded (so the retry policy can judge it)."""
-    if res.get("bug"):
-        return RuntimeError(res.get("message", "bug"))
-    cls = _ERROR_CLASSES.get(res.get("code", ""), E.BridgeError)
-    kwargs: dict[str, Any] = {"details": dict(res.get("details") or {})}
-    if issubclass(cls, E.RateLimited):
-        kwargs["retry_after"] = res.get("retry_after")
-    return cls(res.get("message"), **kwargs)
-
-
-class Engine:
+class Engine(RunInterpreter):
     """Runs workflows durably: enqueue, execute, retry, park, replay, recover."""
 
     def __init__(
@@ -207,12 +183,16 @@ class Engine:
         self.dispatcher = Dispatcher(
             inbox=inbox, runs=runs, dead_letters=dead_letters, router=router, metrics=metrics, alert=alert,
             enqueue=self.enqueue, batch=config.dispatch_batch, may_start=self._may_start,
-            before_start=self._before_start,
+            before_start=self._before_start, capacity=self._capacity,
         )
         self._active = 0  # runs executing in this process now
         self._active_lock = threading.Lock()
         self._polling_fast = True
         self._last_busy = time.monotonic()
+        self._last_queue_use = time.monotonic()  # something went on the engine's queue from this process
+        self._started = 0  # runs this process's dispatcher started directly that have not finished
+        self._started_lock = threading.Lock()
+        self._starved = False  # the dispatcher's last pass found no free slot
         self._last_dispatch_pass: float | None = None  # monotonic; None: no dispatcher has run in this process
         self._last_heartbeat = time.monotonic()
 
@@ -238,13 +218,14 @@ class Engine:
         }
         DBOS(config=config)
         adopt_foreign_loggers()  # DBOS may have configured its logger: its lines go through ours
+        _pace_dbos_housekeeping(self.config.idle_polling_interval_s)
         DBOS.launch()
         self._queue = DBOS.register_queue(
             QUEUE, worker_concurrency=self.config.worker_concurrency,
             polling_interval_sec=self.config.polling_interval_s, on_conflict="always_update",
         )
         self._polling_fast = True
-        self._last_busy = time.monotonic()
+        self._last_busy = self._last_queue_use = time.monotonic()
         self._launched = True
         self._start_thread("heartbeat", self._heartbeat_loop)
         if dispatcher:
@@ -410,6 +391,8 @@ class Engine:
         api: Any = via_client if via_client is not None else DBOS
         pending = api.list_workflows(status="PENDING", executor_id=executor_id, load_input=False,
                                      load_output=False)
+        if pending and via_client is None:
+            self._note_queue_use()
         for wf in pending:
             api.resume_workflow(wf.workflow_id, queue_name=QUEUE)
         return len(pending)
@@ -417,6 +400,7 @@ class Engine:
     # ---- dispatch --------------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         stop = self._stop  # this launch's: a restart gives the next loops a new one
+        backlog_read = 0.0
         while not stop.is_set():
             try:
                 n = self.dispatch_once()
@@ -428,11 +412,10 @@ class Engine:
                 log.exception("engine.dispatch_failed")
                 n = 0
                 stop.wait(1.0)
-            try:
-                backlog = self.inbox.backlog()
-                self.metrics.inbox_backlog.set(backlog)
-            except E.BridgeError:
-                pass
+            if time.monotonic() - backlog_read >= 1.0:  # a gauge: once a second is enough
+                backlog_read = time.monotonic()
+                with contextlib.suppress(E.BridgeError):
+                    self.metrics.inbox_backlog.set(self.inbox.backlog())
             if n < self.config.dispatch_batch:
                 self._wake.wait(self._pace(n))
                 self._wake.clear()
@@ -446,8 +429,25 @@ class Engine:
         return self._launched and not self.fence.tripped
 
     def _before_start(self, n: int) -> None:
-        if not self._polling_fast:
+        if not self.config.direct_start and not self._polling_fast:
             self._pace(n)  # back to fast polling before the runs are queued
+
+    def _capacity(self) -> int:
+        """Runs the dispatcher may start now (direct start): free slots of ``worker_concurrency``."""
+        if not self.config.direct_start:
+            return self.config.dispatch_batch
+        with self._started_lock:
+            free = self.config.worker_concurrency - self._started
+            self._starved = free <= 0
+        return max(0, free)
+
+    def _run_done(self, _future: Any) -> None:
+        with self._started_lock:
+            self._started -= 1
+            wake = self._starved
+            self._starved = False
+        if wake:
+            self._wake.set()
 
     def dispatcher_health(self, stuck_after_s: float) -> tuple[bool, str]:
         """Stuck: a delivery has waited longer than ``stuck_after_s`` and no dispatch pass has completed for as long.
@@ -465,7 +465,14 @@ class Engine:
 
     def enqueue(self, row: dict[str, Any], delivery: StoredDelivery, *, background: bool = False,
                 event: Any = None) -> None:
-        """Queue the run of ``row``; a ``background`` one (bookkeeping) starts after the business runs waiting."""
+        """Start the run of ``row`` (direct start), or queue it: a ``background`` one (bookkeeping) is always
+        queued, behind the business runs waiting there.
+
+        A direct start records the run (PENDING under this executor) and hands it to DBOS's executor in
+        one step; starting an id that exists executes nothing (DBOS returns the existing run). A run
+        started here that a crash interrupts is recovered like a queued one (DBOS at launch, or a
+        survivor's takeover).
+        """
         run = {
             "run_id": row["run_id"], "source": row["source"], "event_id": row["event_id"],
             "event_type": delivery.event_type, "workflow": row["workflow"], "version": row["workflow_version"],
@@ -474,166 +481,59 @@ class Engine:
             "event": orjson.loads(delivery.body) if event is None else event,
             "vars": self.workflow_vars.get(row["workflow"], {}),  # pinned into the run with its version
         }
+        if self.config.direct_start and not background:
+            with self._started_lock:
+                self._started += 1
+            try:
+                with SetWorkflowID(row["run_id"]):
+                    handle = DBOS.start_workflow(_workflow_function(), run)
+            except BaseException:
+                self._run_done(None)
+                raise
+            future = getattr(handle, "future", None)  # none: the run existed, nothing executes here
+            if future is None:
+                self._run_done(None)
+            else:
+                future.add_done_callback(self._run_done)
+            return
+        self._note_queue_use()
         with SetWorkflowID(row["run_id"]), SetEnqueueOptions(priority=BACKGROUND_PRIORITY if background else None):
             self._queue.enqueue(_workflow_function(), run)
 
-    # ---- executing one run -----------------------------------------------------------------------
-    def workflow_body(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The durable program of one run (called by DBOS), in this engine generation (see engine.fence)."""
-        self.fence.enter_run()
-        with self._active_lock:
-            self._active += 1
-        try:
-            return self._walk(run)
-        finally:
-            with self._active_lock:
-                self._active -= 1
-                self._last_busy = time.monotonic()
-            self.fence.leave_run()
+    def _note_queue_use(self) -> None:
+        """This process put work on the engine's queue: poll it at the fast interval for a while."""
+        self._last_queue_use = time.monotonic()
+        if not self._polling_fast:
+            self._pace(0)
 
+    # ---- pacing ----------------------------------------------------------------------------------
     def _pace(self, dispatched: int) -> float:
         """Fast polling while there is work, slow after ``idle_after_s`` without any; the dispatcher's next wait.
 
         The engine's queue thread (DBOS) polls its table at ``polling_interval_s`` while busy and at
-        ``idle_polling_interval_s`` when idle: that poll was most of an idle process's CPU. The switch is
+        ``idle_polling_interval_s`` when idle: that poll was most of an idle process's CPU. With direct
+        start the dispatcher's runs never touch the queue, so "busy" means that this process queued
+        something (a background run, a timer's wake-up, a takeover) within ``idle_after_s``; runs
+        queued by another process (a replay from the CLI) start within the idle interval. The switch is
         one write of the queue's row, made only on a change.
         """
         cfg = self.config
         now = time.monotonic()
         if dispatched or self._active:
             self._last_busy = now
-        idle = now - self._last_busy > cfg.idle_after_s
-        if idle == self._polling_fast:
-            interval = cfg.idle_polling_interval_s if idle else cfg.polling_interval_s
+        queue_busy = self._last_queue_use if cfg.direct_start else self._last_busy
+        queue_idle = now - queue_busy > cfg.idle_after_s
+        if queue_idle == self._polling_fast:
+            interval = cfg.idle_polling_interval_s if queue_idle else cfg.polling_interval_s
             try:
                 self._queue.set_polling_interval_sec(interval)
-                self._polling_fast = not idle
+                self._polling_fast = not queue_idle
             except Exception as exc:  # the next pass tries again
                 log.warning("engine.queue_pace_failed", error=type(exc).__name__)
+        idle = now - self._last_busy > cfg.idle_after_s
         if idle and cfg.woken_by_ingress:
             return max(cfg.dispatch_interval_s, cfg.idle_polling_interval_s)
         return cfg.dispatch_interval_s
-
-    def _walk(self, run: dict[str, Any]) -> dict[str, Any]:
-        """The durable program of one run (deterministic given its step results).
-
-        The pinned workflow version is walked step by step (``when``, ``retry``, ``on_error`` as
-        :class:`~commerce_bridge.workflows.spec.Walker` defines them); each attempt is a checkpointed
-        DBOS step and the waits between attempts are durable sleeps. A run that carries a ``digest``
-        walks only the text with that sha256; when that text is not loaded (the file was edited in
-        place under the same version) it parks before walking, as it does when its version is gone.
-        """
-        spec = self.router.get(run["workflow"], run["version"], run.get("digest"))
-        wf_id = DBOS.workflow_id or run["run_id"]
-        self._mark(run["run_id"], RunStatus.RUNNING.value, wf_id)
-        if spec is None:
-            res = self._unpinned(run)
-            # Not a DBOS step: a resumed or forked run has its recorded steps at the first positions and
-            # DBOS refuses a step of another name there. Parking again after a crash is harmless: a run
-            # has one open DLQ entry, and a plain replay resumes after the recorded steps.
-            self._park(run, BEFORE_STEPS, "(workflow)", 0, res, wf_id)
-            return {"status": "parked", "step": BEFORE_STEPS, "code": res["code"]}
-        if run.get("vars"):
-            spec = dataclasses.replace(spec, vars={**spec.vars, **run["vars"]})
-        walker = Walker.start(spec, run["event"], source=run["source"], event_type=run.get("event_type"),
-                              event_id=run["event_id"])
-        while (step := walker.next_step()) is not None:
-            try:
-                runs_now = walker.should_run(step)
-            except E.ValidationError as exc:
-                res = {"ok": False, "code": exc.code, "transient": False, "message": f"when: {exc.message}",
-                       "suggested_fix": exc.suggested_fix or "fix the step's `when` expression, then replay"}
-                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 0, res, wf_id)
-                return {"status": "parked", "step": step.id, "code": exc.code}
-            if not runs_now:
-                walker.skip(step)
-                continue
-            if step.uses == WAIT_STEP:
-                waited = self._durable_wait(run, step, walker.scope, wf_id)
-                if waited.get("status") == "waiting":
-                    return waited
-                if waited.get("error"):
-                    res = {"ok": False, "code": "validation_error", "transient": False, "message": waited["error"],
-                           "input": dict(step.with_)}
-                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 1, res, wf_id)
-                    return {"status": "parked", "step": step.id, "code": "validation_error"}
-                walker.succeeded(step, waited)
-                continue
-            base = self.retry_policies.for_step(step.uses)
-            policy = base.merged(step.retry) if step.retry else base
-            # A pure, local step (declared ``inline`` in the catalogue) is not checkpointed: it is computed
-            # again on replay, and its retries sleep without a record, so it leaves no trace in DBOS.
-            inline = step.uses in self.config.inline_steps
-            attempt = 0
-            while True:
-                attempt += 1
-                if inline:
-                    res = self._attempt(run, step.id, step.uses, dict(step.with_), walker.scope, attempt)
-                else:
-                    res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
-                                        dict(step.with_), walker.scope, attempt)
-                if res["ok"]:
-                    walker.succeeded(step, res.get("output"))
-                    break
-                decision = decide(policy, attempt, error_from_result(res), self._rng)
-                if decision.retry:
-                    self.metrics.retries.labels(step.uses, res.get("code", "")).inc()
-                    if inline:
-                        time.sleep(decision.delay_s)
-                    else:
-                        DBOS.sleep(decision.delay_s)
-                    continue
-                if walker.failed(step, res) is FailureDecision.PARK:
-                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
-                    return {"status": "parked", "step": step.id, "code": res.get("code"), **walker.state()}
-                break
-        self._mark(run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
-        self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
-        return {"status": "succeeded", **walker.state()}
-
-    def _unpinned(self, run: Mapping[str, Any]) -> dict[str, Any]:
-        """Why a run's pinned workflow text cannot be walked: a failed-step result for :meth:`_park`."""
-        name, version, digest = run["workflow"], run["version"], run.get("digest")
-        if digest is None or self.router.get(name, version) is None:
-            return {"ok": False, "code": "validation_error", "transient": False,
-                    "message": f"workflow {name} version {version} is not installed",
-                    "suggested_fix": "restore the workflow file of that version, then replay; or "
-                                     "`commerce-bridge dlq replay --from-start <id>` to run it again on the "
-                                     "active version"}
-        now = self.router.digest(name, version)
-        return {"ok": False, "code": "validation_error", "transient": False,
-                "message": f"workflow {name} version {version} changed since this run started "
-                           f"(file {digest[:8]}, now {now[:8] if now else 'defined in code'})",
-                "suggested_fix": f"restore the file this run started with (sha256 {digest[:8]}...), then replay; "
-                                 "or `commerce-bridge dlq replay --from-start <id>` to run it again on the "
-                                 "current text. Bump `version` when you change a workflow's steps."}
-
-    def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any],
-                      wf_id: str) -> dict[str, Any]:
-        """``core.wait.until``: wait until a checkpointed wake-up time.
-
-        A short wait is a durable sleep. A long one (dunning: days) must not hold a worker thread:
-        the run records a timer and ends as ``waiting``; when the timer is due, the engine forks the
-        run right after this step (earlier steps are not repeated) and it carries on.
-        """
-        params = DBOS.run_step({"name": f"wait:{step.id}"}, _wait_params, dict(step.with_), scope,
-                               run["workflow"], step.id)
-        if "error" in params:
-            return {"error": params["error"]}
-        remaining = float(params["wake_at"]) - time.time()
-        if remaining > self.config.long_wait_s:
-            DBOS.run_step({"name": "cb.sleep_until"}, self._schedule_wake, run["run_id"], wf_id,
-                          f"wait:{step.id}", float(params["wake_at"]))
-            return {"status": "waiting", "step": step.id, "wake_at": params["wake_at"]}
-        if remaining > 0:
-            DBOS.sleep(remaining)
-        return {"waited_s": params.get("requested_s", 0.0)}
-
-    def _schedule_wake(self, run_id: str, wf_id: str, step_name: str, wake_at: float) -> None:
-        if self.timers is None:
-            raise E.ConfigurationError("a long durable wait needs the engine's timer store (Engine(timers=...))")
-        self._until_stored("timer", self.timers.add, run_id, wf_id, step_name, wake_at)
-        self._until_stored("run status", self.runs.set_status, run_id, RunStatus.WAITING, engine_workflow_id=wf_id)
 
     def wake_due_runs(self) -> int:
         """Fork every run whose timer is due, right after its wait step."""
@@ -646,101 +546,13 @@ class Engine:
             if not fids:
                 log.error("engine.timer_lost_step", run_id=timer["run_id"], step=timer["step_name"])
                 continue
+            self._note_queue_use()
             with SetWorkflowID(f"{timer['run_id']}#wake-{int(timer['wake_at'])}"):
                 handle = DBOS.fork_workflow(timer["engine_workflow_id"], max(fids) + 1, queue_name=QUEUE,
                                             application_version=ENGINE_VERSION)
             self.runs.set_status(timer["run_id"], RunStatus.QUEUED, engine_workflow_id=handle.get_workflow_id())
             woken += 1
         return woken
-
-    def _mark(self, run_id: str, status: str, wf_id: str) -> None:
-        self._until_stored("run status", self.runs.set_status, run_id, RunStatus(status), engine_workflow_id=wf_id)
-
-    def _until_stored(self, what: str, write: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """``write(*args, **kwargs)``, our own bookkeeping of a run, retried while our database is unavailable.
-
-        A run's body must not fail because the database refused a connection for a moment (a restart,
-        "too many clients"): DBOS would record the run as failed for good (not parked, never retried)
-        while our tables said it was running. DBOS waits out its own database the same way. The lease
-        bounds the wait: once it has run out, another worker may own the run, and this process stops.
-        """
-        delay = 0.05
-        while True:
-            try:
-                return write(*args, **kwargs)
-            except E.StoreUnavailable as exc:
-                log.warning("engine.store_unavailable", writing=what, error=exc.message, retry_in_s=delay)
-                self._guard(f"writing the {what}")  # past the lease a survivor may own this run
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
-                 scope: dict[str, Any], attempt: int) -> dict[str, Any]:
-        """One attempt of one step: fence, breaker, rate limit, the action; never raises."""
-        with structlog.contextvars.bound_contextvars(
-            source=run["source"], event_id=run["event_id"], run_id=run["run_id"], step_id=step_id,
-        ):
-            self._guard(f"step {step_id} ({uses})")
-            destination = uses.split(".", 1)[0]
-            ctx = StepContext(run_id=run["run_id"], step_id=step_id, attempt=attempt, source=run["source"],
-                              event_id=run["event_id"], event_type=run.get("event_type"), event=run["event"])
-            try:
-                action = self.actions.get(uses)
-                if action is None:
-                    raise E.ValidationError(f"unknown step type {uses!r}",
-                                            suggested_fix="install the connector or fix the workflow file")
-                params = resolve_params(with_, scope, workflow=run["workflow"], step=step_id)
-                breaker = self.breakers.get(destination) if destination != "core" else None
-                permit = breaker.before_call() if breaker else None
-                try:
-                    self._wait_for_slot(destination)
-                    output = action(ctx, params)
-                except BaseException as exc:  # every outcome goes back to the breaker, bugs included
-                    if breaker:
-                        breaker.on_failure(exc, permit)
-                    raise
-                if breaker:
-                    breaker.on_success(permit)
-                self.metrics.step_attempts.labels(uses, "ok").inc()
-                log.info("step.succeeded", step_type=uses, attempt=attempt)
-                return {"ok": True, "output": output}
-            except E.BridgeError as exc:
-                self.metrics.step_attempts.labels(uses, exc.code).inc()
-                log.warning("step.failed", step_type=uses, attempt=attempt, code=exc.code, error=exc.message)
-                return {
-                    "ok": False, "code": exc.code, "message": exc.message, "transient": exc.transient,
-                    "retry_after": getattr(exc, "retry_after", None), "details": _plain(exc.details),
-                    "upstream_request_id": exc.upstream_request_id, "suggested_fix": exc.suggested_fix,
-                    "input": _plain(with_),
-                }
-            except Exception as exc:  # a bug: no automatic retry, straight to the DLQ with the traceback
-                self.metrics.step_attempts.labels(uses, "bug").inc()
-                log.error("step.bug", step_type=uses, attempt=attempt, error=type(exc).__name__)
-                return {"ok": False, "bug": True, "code": "internal_error", "transient": False,
-                        "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                        "input": _plain(with_)}
-
-    def _wait_for_slot(self, destination: str) -> None:
-        if destination not in self.config.self_limited:
-            self.call_limiter.wait(destination)
-
-    def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, res: dict[str, Any],
-              wf_id: str) -> int:
-        entry_id = self._until_stored("dead-letter entry", self.dead_letters.add, {
-            "run_id": run["run_id"], "step_id": step_id, "step_type": uses, "attempts": attempts,
-            "error_code": res.get("code", "internal_error"), "error_message": res.get("message", ""),
-            "upstream_request_id": res.get("upstream_request_id"), "suggested_fix": res.get("suggested_fix")
-            or _default_fix(res), "step_input": res.get("input"), "traceback": res.get("traceback"),
-            "engine_workflow_id": wf_id,
-        })
-        self._until_stored("run status", self.runs.set_status, run["run_id"], RunStatus.PARKED,
-                           engine_workflow_id=wf_id, failed_step=step_id, error_code=res.get("code"))
-        self.metrics.runs_finished.labels(run["workflow"], "parked").inc()
-        self.alert(Alert(kind="dlq.new", severity=Severity.CRITICAL,
-                         title=f"Run {run['run_id']} parked at step {step_id}: {res.get('code')}",
-                         details={"dlq_id": entry_id, "run_id": run["run_id"], "step_id": step_id,
-                                  "code": res.get("code")}, key=uses))
-        return entry_id
 
 
 def _sqlite_engine_kwargs(url: str) -> dict[str, Any]:
@@ -773,20 +585,26 @@ def use_wal(url: str) -> None:
         conn.close()
 
 
-def _default_fix(res: Mapping[str, Any]) -> str:
-    if res.get("bug"):
-        return "A bug in commerce-bridge: report it with the traceback; replay once fixed."
-    if res.get("transient"):
-        return "The destination kept failing; check its status, then replay."
-    return "Correct the data or mapping named in the error, then replay."
-
-
-def _plain(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value, default=str))
-
-
 # ---- DBOS registration ---------------------------------------------------------------------------
 _registered = False
+
+
+def _pace_dbos_housekeeping(interval_s: float) -> None:
+    """Poll DBOS's own tables every ``interval_s`` instead of every second (idle CPU, issue 10).
+
+    DBOS 3.4 runs two loops of its own each second whatever the load: the background jobs (delayed
+    workflows and workflow time-outs, neither of which we use) and the internal queue (where DBOS puts
+    the runs it recovers at launch and runs resumed without a queue; ours go to ``cb-runs``). Each
+    poll is a transaction, about 5-10 ms of CPU on SQLite. Neither has a public setting: these are
+    private names of the pinned version, and ``tests/unit/test_engine_dbos_pins.py`` fails if an
+    upgrade renames them. Recovered runs start within ``interval_s`` of the launch.
+    """
+    import dbos._dbos as dbos_main
+    import dbos._workflow_commands as workflow_commands
+
+    workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = max(1.0, interval_s)  # read when its thread starts
+    internal = dbos_main._get_or_create_dbos_registry().get_internal_queue()
+    internal._polling_interval_sec = max(1.0, interval_s)  # read before every poll
 
 
 def _register_dbos_functions() -> None:

@@ -1,4 +1,10 @@
-"""The ``commerce-bridge`` command line (Typer): serve, ingress, worker, db, config, doctor, events, dlq, workers."""
+"""The ``commerce-bridge`` command line (Typer): serve, ingress, worker, db, config, doctor, events, dlq, workers.
+
+Exit codes: 0 done; 1 the command failed (an id that finds nothing, a database that cannot be used, a
+check that failed); 2 the process cannot start (invalid settings, the database not ready, bad options);
+3 the HTTP server cannot listen (the port is in use). Every message names what to fix: the setting
+(``CB_...``), the file and line, or the id, and the database it looked in.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,15 @@ from rich.table import Table
 
 from commerce_bridge.bootstrap import POLLER_LOCKS, Container, Role, bootstrap
 from commerce_bridge.config import Settings, load_settings, mask_urls_in
-from commerce_bridge.entrypoints.startup_errors import config_error_exit
+from commerce_bridge.entrypoints.startup_errors import (
+    bridge_error_text,
+    config_error_exit,
+    database_problem,
+    is_database_error,
+    port_problem,
+    print_error,
+)
+from commerce_bridge.entrypoints.stored_events import StoredEvent, find_event
 from commerce_bridge.entrypoints.views import MAX_ID, RedactedViews
 from commerce_bridge.errors import BridgeError, ConfigurationError
 from commerce_bridge.logsetup import configure_logging
@@ -23,7 +37,7 @@ app = typer.Typer(name="commerce-bridge", help="Stripe <-> Clarity eCommerce <->
                   no_args_is_help=True, pretty_exceptions_enable=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
-events_app = typer.Typer(help="Received deliveries.", no_args_is_help=True)
+events_app = typer.Typer(help="Received deliveries: list, show, export.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead-letter queue.", no_args_is_help=True)
 workers_app = typer.Typer(help="Workers and their leases.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -33,7 +47,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(workers_app, name="workers")
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -50,11 +63,33 @@ def _container(role: Role, settings: Settings, *, migrate: bool = False) -> Cont
         return bootstrap(settings, role, migrate=migrate)
     except ConfigurationError as exc:
         raise config_error_exit(exc) from exc
+    except Exception as exc:
+        if is_database_error(exc) and not _database_reachable(settings):  # cannot be used, not a migration bug
+            message, fix = database_problem(exc, database=_database_name(settings))
+            print_error(message, title="database not ready", fix=fix)
+            raise typer.Exit(2) from exc
+        raise
+
+
+def _database_name(s: Settings) -> str:
+    return f"{mask_urls_in(s.database_url)} (CB_DATABASE_URL)"
+
+
+def _database_reachable(s: Settings) -> bool:
+    try:
+        c = bootstrap(s, "cli")
+    except Exception:
+        return False
+    try:
+        return c.check_database()[0]
+    finally:
+        c.close()
 
 
 def _fail(exc: BridgeError) -> typer.Exit:
-    # a message can quote stored data (run ids carry event ids): cards, e-mails and secrets are redacted
-    err_console.print(f"[bold red]error[/] ({exc.code}): {RedactedViews(()).text(exc.message)}")
+    """Print what failed and how to fix it (a database outage names the database); the caller raises exit 1."""
+    message, fix = bridge_error_text(exc)  # stored data quoted in it is redacted
+    print_error(message, title=f"error ({exc.code})", fix=fix)
     return typer.Exit(1)
 
 
@@ -70,16 +105,40 @@ def _configure_logs(s: Settings) -> None:
     configure_logging(s.log_level, json=s.log_json, pii_keys=s.log_pii_keys)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Stop before anything starts if ``host:port`` cannot be listened on (exit 3, as uvicorn's failure)."""
+    problem = port_problem(host, port)
+    if problem:
+        print_error(problem[0], title="cannot listen", fix=problem[1])
+        raise typer.Exit(3)
+
+
+def _check_database_ready(c: Container) -> None:
+    """Exit 2 naming the database (CB_DATABASE_URL) and what to do when it is unreachable or not migrated."""
+    ok, detail = c.check_migrations()
+    if ok:
+        return
+    if not c.check_database()[0]:
+        try:
+            c.inbox.backlog()  # fails again, with the driver's reason in its causes
+        except Exception as exc:
+            message, fix = database_problem(exc, database=_database_name(c.settings))
+            print_error(message, title="database not ready", fix=fix)
+            raise typer.Exit(2) from exc
+    print_error(f"{detail} (database {_database_name(c.settings)})", title="database not ready")
+    raise typer.Exit(2)
+
+
 def _run_http(c: Container, host: str, port: int) -> None:
     from commerce_bridge.entrypoints.http.app import build_app
     from commerce_bridge.entrypoints.http.server import run_server, server_config
 
-    ok, detail = c.check_migrations()
-    if not ok:
-        err_console.print(f"[bold red]database not ready[/]: {detail}")
-        raise typer.Exit(2)
+    _check_database_ready(c)
     if not run_server(server_config(build_app(c), c.settings, host=host, port=port)):
-        raise typer.Exit(3)  # uvicorn's STARTUP_FAILURE (address in use, lifespan failed)
+        # uvicorn's STARTUP_FAILURE: the port taken since the check, or the app's start-up failed
+        print_error(f"the HTTP server did not start on {host}:{port} (its log above says why)",
+                    title="cannot listen", fix="if the port is in use, choose another with --port or CB_PORT")
+        raise typer.Exit(3)
 
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to listen on [default: CB_HOST or 127.0.0.1].")]
@@ -91,6 +150,7 @@ WorkerIdOpt = Annotated[str | None, typer.Option("--worker-id", help="Stable exe
 def serve(host: HostOpt = None, port: PortOpt = None, worker_id: WorkerIdOpt = None) -> None:
     """Run ingress, dispatcher, worker and admin API in one process."""
     s = _settings(host=host, port=port, worker_id=worker_id)
+    _check_port(s.host, s.port)
     _configure_logs(s)
     c = _container("serve", s, migrate=s.is_sqlite)
     _run_http(c, s.host, s.port)
@@ -100,6 +160,7 @@ def serve(host: HostOpt = None, port: PortOpt = None, worker_id: WorkerIdOpt = N
 def ingress(host: HostOpt = None, port: PortOpt = None) -> None:
     """Run only the webhook ingress and admin API (stateless; scale out behind a load balancer)."""
     s = _settings(host=host, port=port)
+    _check_port(s.host, s.port)
     _configure_logs(s)
     _run_http(_container("ingress", s), s.host, s.port)
 
@@ -112,15 +173,14 @@ def worker(
 ) -> None:
     """Run the dispatcher and a workflow worker (one durable-execution executor)."""
     s = _settings(worker_id=worker_id)
+    if port is not None:
+        _check_port(host or s.host, port)
     _configure_logs(s)
     c = _container("worker", s)
     if port is not None:
         _run_http(c, host or s.host, port)
         return
-    ok, detail = c.check_migrations()
-    if not ok:
-        err_console.print(f"[bold red]database not ready[/]: {detail}")
-        raise typer.Exit(2)
+    _check_database_ready(c)
     assert c.engine is not None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -171,21 +231,78 @@ def config_show(as_json: Annotated[bool, typer.Option("--json", help="JSON outpu
     console.print(table)
 
 
-@app.command()
-def doctor() -> None:
-    """Check the database, the migrations and every configured connection; explain what is wrong."""
-    s = _settings()
-    c = _container("cli", s)
+# doctor's verdicts: ``ok``, ``FAIL`` (serve would stop at start-up, or could not do its job) and
+# ``note`` (serve starts and works, and this is what it will do or what stays off); only FAIL exits 1.
+Check = tuple[str, str, str]
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "FAIL"
+
+
+def migration_check(c: Container) -> Check:
+    """What the schema is and what will happen to it: the same rule ``serve``, ``ingress`` and ``worker`` follow.
+
+    ``serve`` on SQLite migrates the schema at start-up (``bootstrap(..., migrate=True)``); on PostgreSQL
+    no process migrates by itself, and ``serve``, ``ingress`` and ``worker`` exit 2 ("database not ready")
+    until ``db upgrade`` has run; ``ingress`` and ``worker`` do not migrate SQLite either.
+    """
+    ok, detail = c.check_migrations()
+    if ok:
+        return "migrations", "ok", detail
+    try:
+        current, head = _migration(c)
+    except Exception:  # the schema cannot be read: the detail says why
+        return "migrations", "FAIL", detail
+    at = f"schema at {current}" if current else "no schema yet (new database)"
+    if c.settings.is_sqlite:
+        return ("migrations", "note",
+                f"{at}: `serve` will migrate it to {head} at start-up (`ingress` and `worker` do not: "
+                f"run `commerce-bridge db upgrade` before starting them)")
+    return ("migrations", "FAIL",
+            f"{at}, code expects {head}: on PostgreSQL nothing migrates by itself; `serve`, `ingress` and "
+            f"`worker` exit 2 (database not ready) until you run `commerce-bridge db upgrade`")
+
+
+def _doctor_checks(c: Container, s: Settings) -> list[Check]:
     from commerce_bridge.bootstrap import connection_checks
 
-    results = [("database", *c.check_database()), ("migrations", *c.check_migrations()),
-               *connection_checks(s)]
+    database_ok, database_detail = c.check_database()
+    if not database_ok:  # which database, why (the driver's words) and what to do
+        try:
+            c.inbox.backlog()
+        except Exception as exc:
+            database_detail = "; ".join(database_problem(exc, database=_database_name(s)))
+    checks: list[Check] = [("database", _verdict(database_ok), database_detail)]
+    checks.append(migration_check(c) if database_ok else ("migrations", "FAIL", "the database is unreachable"))
+    for name, ok, detail in connection_checks(s):
+        if name == "webhook sources" and not ok:
+            detail = ("no webhook secret set: `serve` and `ingress` stop at start-up (exit 2) until "
+                      "CB_STRIPE_WEBHOOK_SECRETS, CB_CLARITY_WEBHOOK_SECRETS or CB_ERP_WEBHOOK_SECRETS is set")
+        if name == "admin API" and not ok:  # serve runs without it: the admin API answers 401 to everyone
+            checks.append((name, "note", f"{detail} (every request gets 401) until CB_ADMIN_TOKENS is set"))
+            continue
+        checks.append((name, _verdict(ok), detail))
+    return checks
+
+
+@app.command()
+def doctor() -> None:
+    """Check the database, the migrations and every configured connection; say what `serve` will do.
+
+    Exit 1 only when something is FAIL (serve would stop at start-up, or a connection is refused);
+    a note (e.g. a SQLite schema that serve migrates at start-up) does not fail.
+    """
+    s = _settings()
+    c = _container("cli", s)
+    results = _doctor_checks(c, s)
     table = Table("check", "result", "detail")
-    for name, ok, detail in results:
+    style = {"ok": "[green]ok[/]", "FAIL": "[red]FAIL[/]", "note": "[yellow]note[/]"}
+    for name, verdict, detail in results:
         # a detail may quote a URL setting or an error that quotes one: credentials never reach the screen
-        table.add_row(name, "[green]ok[/]" if ok else "[red]FAIL[/]", mask_urls_in(detail))
+        table.add_row(name, style[verdict], mask_urls_in(detail))
     console.print(table)
-    raise typer.Exit(0 if all(ok for _, ok, _ in results) else 1)
+    raise typer.Exit(1 if any(verdict == "FAIL" for _, verdict, _ in results) else 0)
 
 
 # ---- events --------------------------------------------------------------------------------------
@@ -196,7 +313,7 @@ def events_list(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List deliveries (newest first) with their state and the runs they started."""
+    """List deliveries (newest first) with their state and the runs they started; `events show ID` shows one."""
     c = _container("cli", _settings())
     try:
         rows = _views(c).rows(c.inbox.list(source=source, status=status, limit=limit))
@@ -206,11 +323,83 @@ def events_list(
         sys.stdout.write(json.dumps(rows, default=str) + "\n")
         return
     table = Table("id", "source", "event id", "type", "status", "received", "runs")
+    for column in table.columns[2:4]:  # whole, so that an id can be copied into `events show`
+        column.overflow = "fold"
     for r in rows:
         runs = ", ".join(f"{x['workflow']}={x['status']}" for x in r["runs"]) or "-"
         table.add_row(str(r["id"]), r["source"], r["event_id"], r["event_type"] or "-", r["status"],
                       str(r["received_at"])[:19], runs)
     console.print(table)
+
+
+EventIdArg = Annotated[str, typer.Argument(
+    metavar="ID", help="The event: its inbox id (as `events list` shows it), source:event_id (stripe:evt_..., "
+                       "clarity:clarity-so-...), a run id, or the sender's event id alone.")]
+RawOpt = Annotated[bool, typer.Option(
+    "--raw", help="As stored, nothing redacted (for operators: it shows the customer's data and any secret in it).")]
+
+
+def stored_event(c: Container, ref: str) -> StoredEvent:
+    """The event ``ref`` names in the container's database; a clear error and exit 1 if there is none."""
+    try:
+        return find_event(c.inbox, ref, database=_database_name(c.settings))
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+
+
+@events_app.command("show")
+def events_show(event_ref: EventIdArg, raw: RawOpt = False,
+                as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the row and its body.")] = False,
+                ) -> None:
+    """Show one delivery: its state, the runs it started and its body (redacted as the logs are, unless --raw)."""
+    c = _container("cli", _settings())
+    ev = stored_event(c, event_ref)
+    views = None if raw else _views(c)
+    row = ev.summary(views)
+    try:
+        body: Any = ev.shown_event(views)
+    except BridgeError:  # not JSON: the text as received (redacted like a log line unless --raw)
+        body = ev.body_text() if views is None else views.text(ev.body_text())
+    if as_json:
+        sys.stdout.write(json.dumps({**row, "body": body}, default=str, indent=2) + "\n")
+        return
+    if raw:
+        body = ev.body_text()  # as stored, byte for byte (decoded as UTF-8)
+    d = ev.delivery
+    lines = [("inbox id", str(d.id)), ("event", f"{row['source']}:{row['event_id']}"),
+             ("type", row["event_type"] or "-"), ("status", row["status"]),
+             ("received", str(d.received_at)), ("dispatched", str(d.dispatched_at or "-")),
+             ("processed", str(d.processed_at or "-"))]
+    lines += [("run", f"{r['run_id']}  {r['status']}" + (f" ({r['error_code']})" if r.get("error_code") else ""))
+              for r in row["runs"]] or [("runs", "none")]
+    for label, value in lines:
+        typer.echo(f"{label:<11} {value}")
+    typer.echo(f"{'body':<11} " + ("as stored (--raw)" if raw else
+               "redacted: card numbers, e-mails, phones, secrets and the CB_LOG_PII_KEYS fields (--raw shows it as "
+               "stored)"))
+    typer.echo(body if isinstance(body, str) else json.dumps(body, indent=2, ensure_ascii=False, default=str))
+
+
+@events_app.command("export")
+def events_export(event_ref: EventIdArg, raw: Annotated[bool, typer.Option(
+        "--raw", help="The body exactly as received (bytes), nothing redacted (for operators).")] = False) -> None:
+    """Print the event's JSON (redacted unless --raw), the file `workflows dry-run --event FILE` reads.
+
+    `commerce-bridge events export ID > event.json`. A redacted export dry-runs the same steps
+    unless a `when` or a trigger filter reads a redacted field; `workflows dry-run NAME
+    --event-id ID` reads the stored event itself.
+    """
+    c = _container("cli", _settings())
+    ev = stored_event(c, event_ref)
+    try:
+        data = ev.shown_event(None if raw else _views(c))
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    if raw:
+        sys.stdout.buffer.write(ev.delivery.body)
+        sys.stdout.flush()
+        return
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 # ---- dlq -----------------------------------------------------------------------------------------
@@ -330,7 +519,16 @@ def _mount_optional() -> None:
 
 def main() -> None:
     _mount_optional()
-    app()
+    try:
+        app()
+    except BridgeError as exc:  # a command that did not catch it: the message, never a traceback
+        raise SystemExit(_fail(exc).exit_code) from exc
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise  # a bug: the traceback is what a report needs
+        message, fix = database_problem(exc)  # e.g. PostgreSQL without the schema: which database, what to run
+        print_error(message, title="error (database)", fix=fix)
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@ names of ``CB_STATUS_MAP`` and ``CB_WORKFLOW_VARS``; ``--no-config`` shows the f
 settings stop them with the start-up message (``--no-config`` still works then). ``validate`` and
 ``graph`` read only the settings' ``workflows_dir`` (when ``--dir`` is not given): invalid settings give
 a warning and the built-in workflows, since checking a file needs no valid configuration.
+
+``dry-run --event-id ID`` reads a stored event (the inbox row) from ``CB_DATABASE_URL``, as ``events show``
+does; what it prints of it is redacted unless ``--raw``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,28 +24,30 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 
 from commerce_bridge.bootstrap import (
     CONNECTORS,
+    bootstrap,
     code_workflows,
     disabled_by_settings,
     disabled_for_connectors,
     run_vars,
 )
-from commerce_bridge.config import Settings, load_settings
-from commerce_bridge.entrypoints.startup_errors import config_error_exit
-from commerce_bridge.errors import ConfigurationError
+from commerce_bridge.config import Settings, load_settings, mask_urls_in
+from commerce_bridge.entrypoints.startup_errors import bridge_error_text, config_error_exit, print_error
+from commerce_bridge.entrypoints.stored_events import StoredEvent, find_event
+from commerce_bridge.entrypoints.views import RedactedViews
+from commerce_bridge.errors import BridgeError, ConfigurationError
+from commerce_bridge.logsetup import configure_logging
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT
 from commerce_bridge.workflows.catalogue import catalogue_markdown, default_catalogue, workflow_schema
-from commerce_bridge.workflows.dryrun import dry_run
+from commerce_bridge.workflows.dryrun import DryRun, dry_run
 from commerce_bridge.workflows.graph import mermaid
 from commerce_bridge.workflows.loader import WorkflowFileError, load_file
 from commerce_bridge.workflows.registry import RegisteredWorkflow, WorkflowRegistry
 from commerce_bridge.workflows.spec import WorkflowSpec
 
 workflows_app = typer.Typer(help="Workflow files: list, validate, show, graph, dry-run.", no_args_is_help=True)
-err_console = Console(stderr=True)
 
 DirOpt = Annotated[Path | None, typer.Option(
     "--dir", envvar="CB_WORKFLOWS_DIR",
@@ -68,9 +75,13 @@ def _registry(folder: Path | None, *, quiet: bool = False,
               code: Iterable[WorkflowSpec] = BUILTIN_WORKFLOWS) -> WorkflowRegistry:
     reg = WorkflowRegistry(user_dir=folder, code=code)
     problems = reg.reload()
-    if problems and not quiet:
-        err_console.print(f"[yellow]warning[/]: {len(problems)} problem(s) in workflow files (skipped); "
-                          "run `commerce-bridge workflows validate`")
+    if problems and not quiet:  # each with its file and line: the file is skipped, so say which and why
+        typer.echo(f"warning: {len(problems)} problem(s) in workflow files (those files are skipped; "
+                   "`commerce-bridge workflows validate` checks them):", err=True)
+        for p in problems[:5]:
+            typer.echo(f"  {p}", err=True)
+        if len(problems) > 5:
+            typer.echo(f"  ... and {len(problems) - 5} more", err=True)
     return reg
 
 
@@ -154,8 +165,16 @@ def _entry(reg: WorkflowRegistry, name: str, version: str | None) -> RegisteredW
     entry = reg.entry(name, version)
     if entry is None:
         known = sorted({e.spec.name for e in reg.entries()})
-        what = f"{name} version {version}" if version else name
-        err_console.print(f"[bold red]error[/]: no workflow {what}; loaded: {', '.join(known)}")
+        if version and name in known:
+            versions = sorted(e.spec.version for e in reg.entries() if e.spec.name == name)
+            message = f"no workflow {name} version {version}; loaded versions of {name}: {', '.join(versions)}"
+        else:
+            close = difflib.get_close_matches(name, known, n=1)
+            message = (f"no workflow {name}" + (f" version {version}" if version else "")
+                       + (f" (did you mean {close[0]}?)" if close else "") + f"; loaded: {', '.join(known)}")
+        where = (f"the built-ins and the files in {reg.user_dir} (--dir or CB_WORKFLOWS_DIR)" if reg.user_dir
+                 else "the built-ins only: user files are read from --dir or CB_WORKFLOWS_DIR, and neither is set")
+        print_error(message, fix=f"use a name `commerce-bridge workflows list` shows; loaded from {where}")
         raise typer.Exit(1)
     return entry
 
@@ -252,9 +271,20 @@ def graph(name: str, version: VersionOpt = None, folder: DirOpt = None) -> None:
 @workflows_app.command("dry-run")
 def dry_run_(
     name: str,
-    event: Annotated[Path, typer.Option("--event", help="The trigger event as a JSON file.")],
-    source: Annotated[str | None, typer.Option(help="Delivery source (default: the trigger's only source).")] = None,
-    event_type: Annotated[str | None, typer.Option(help="Event type (default: the event's `type`).")] = None,
+    event: Annotated[Path | None, typer.Option(
+        "--event", help="The trigger event as a JSON file (`commerce-bridge events export ID > event.json` "
+                        "writes one from a stored event).")] = None,
+    event_id: Annotated[str | None, typer.Option(
+        "--event-id", help="A stored event instead of a file, read from CB_DATABASE_URL: its inbox id, "
+                           "source:event_id, a run id or the sender's event id (as `events show` takes them); "
+                           "its source, type and id are the delivery's.")] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="With --event-id: print the parameters as they are (default: redacted as `events show` "
+                      "redacts the stored event).")] = False,
+    source: Annotated[str | None, typer.Option(
+        help="Delivery source (default: the stored event's; for a file, the trigger's only source).")] = None,
+    event_type: Annotated[str | None, typer.Option(
+        help="Event type (default: the stored event's; for a file, the event's `type`).")] = None,
     outputs: Annotated[Path | None, typer.Option(
         help="JSON file {step_id: output} replacing the catalogue's placeholder outputs.")] = None,
     fail: Annotated[list[str] | None, typer.Option(
@@ -266,26 +296,53 @@ def dry_run_(
 ) -> None:
     """Show the steps a workflow would run for an event and the calls they would make, without making them.
 
-    The run gets the vars it would be pinned with (status names from CB_STATUS_MAP, CB_WORKFLOW_VARS);
-    a workflow turned off by CB_WORKFLOWS_DISABLED, or using a step type whose connector is not
-    configured, does not start.
+    The event is a JSON file (--event) or a stored event (--event-id). The run gets the vars it
+    would be pinned with (status names from CB_STATUS_MAP, CB_WORKFLOW_VARS); a workflow turned off
+    by CB_WORKFLOWS_DISABLED, or using a step type whose connector is not configured, does not start.
     """
+    if (event is None) == (event_id is None):
+        print_error("give the event: --event FILE (a JSON file) or --event-id ID (a stored event), one of them",
+                    fix="`commerce-bridge events list` shows the stored events' ids")
+        raise typer.Exit(2)
     view = _view(folder, no_config=no_config)
     spec = _entry(view.registry, name, version).spec
     failures: dict[str, Any] = {}
     for item in fail or []:
         step_id, sep, code = item.partition("=")
         if not sep or not step_id or not code:
-            err_console.print(f"[bold red]error[/]: --fail expects STEP=CODE, got {item!r}")
+            print_error(f"--fail expects STEP=CODE, got {item!r}")
             raise typer.Exit(2)
         failures[step_id] = code
-    result = dry_run(spec, _read_json(event), source=source, event_type=event_type,
+    views: RedactedViews | None = None
+    stored_id: str | None = None
+    if event_id is not None:
+        stored, settings = _stored_event(event_id, view.settings)
+        data: Any = _event_data(stored)
+        source = source or stored.delivery.source
+        event_type = event_type or stored.delivery.event_type
+        stored_id = stored.delivery.event_id
+        views = None if raw else RedactedViews(settings.log_pii_keys)
+        typer.echo(f"event {stored.ref} (inbox id {stored.delivery.id}, {stored.delivery.event_type or 'no type'}, "
+                   f"{stored.delivery.status})" + ("" if raw else "; parameters redacted (--raw: as they are)"),
+                   err=as_json)
+    else:
+        assert event is not None
+        data = _read_json(event)
+    result = dry_run(spec, data, source=source, event_type=event_type, event_id=stored_id,
                      outputs=_read_json(outputs) if outputs else None, failures=failures,
                      pinned_vars=view.run_vars.get(spec.name),
                      disabled=", and ".join(view.reasons(spec.name)) or None)
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        shown = result.as_dict()
+        typer.echo(json.dumps(shown if views is None else views.data(shown), indent=2, default=str))
         return
+    _print_dry_run(result, views)
+
+
+def _print_dry_run(result: DryRun, views: RedactedViews | None) -> None:
+    def show(value: Any) -> Any:
+        return value if views is None else views.data(value)
+
     typer.echo(f"{result.workflow} version {result.version}, run {result.run_id}")
     if not result.matched:
         typer.echo(f"not started: {result.reason}")
@@ -299,9 +356,9 @@ def dry_run_(
         if s.params is not None:
             kind = "write" if s.writes else "read"
             typer.echo(f"    call {s.destination} ({kind}), idempotency key {s.idempotency_key}")
-            typer.echo(f"    params {json.dumps(s.params, sort_keys=True, default=str)}")
+            typer.echo(f"    params {json.dumps(show(s.params), sort_keys=True, default=str)}")
         if s.error:
-            typer.echo(f"    error {s.error.get('code')}: {s.error.get('message')}")
+            typer.echo(f"    error {s.error.get('code')}: {show(s.error.get('message'))}")
     typer.echo(f"outcome: {result.outcome}" + (f" at step {result.parked_at}" if result.parked_at else ""))
 
 
@@ -328,6 +385,40 @@ def catalogue(as_json: Annotated[bool, typer.Option("--json", help="Print as JSO
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[bold red]error[/]: cannot read JSON from {path}: {exc}")
+    except OSError as exc:
+        print_error(f"cannot read {path}: {exc.strerror or exc}")
         raise typer.Exit(2) from exc
+    except ValueError as exc:  # the line and column of the mistake are in the message
+        print_error(f"{path} is not valid JSON: {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _stored_event(ref: str, settings: Settings | None) -> tuple[StoredEvent, Settings]:
+    """The stored event ``ref`` names, from the settings' database (loaded here under --no-config)."""
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ConfigurationError as exc:
+            raise config_error_exit(exc, hint="(--event-id reads the event from CB_DATABASE_URL)") from exc
+    # the command prints its result on stdout: logs (warnings only) go to stderr
+    configure_logging("WARNING", json=settings.log_json, pii_keys=settings.log_pii_keys, stream=sys.stderr)
+    try:
+        c = bootstrap(settings, "cli")
+    except ConfigurationError as exc:
+        raise config_error_exit(exc) from exc
+    try:
+        return find_event(c.inbox, ref, database=f"{mask_urls_in(settings.database_url)} (CB_DATABASE_URL)"), settings
+    except BridgeError as exc:
+        message, fix = bridge_error_text(exc)  # stored data quoted in it is redacted
+        print_error(message, title=f"error ({exc.code})", fix=fix)
+        raise typer.Exit(1) from exc
+    finally:
+        c.close()
+
+
+def _event_data(stored: StoredEvent) -> Any:
+    try:
+        return stored.event()
+    except BridgeError as exc:
+        print_error(exc.message, title=f"error ({exc.code})")
+        raise typer.Exit(1) from exc

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +30,7 @@ from rich.table import Table
 
 from commerce_bridge.bootstrap import Container, bootstrap
 from commerce_bridge.config import load_settings
+from commerce_bridge.entrypoints.money_text import decimal_money_text
 from commerce_bridge.logsetup import configure_logging
 
 CLARITY_USER, CLARITY_PASSWORD = "ClarityConnect", "sandbox-clarity"
@@ -129,11 +131,23 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
 
 def demo(
     orders: Annotated[int, typer.Option(min=1, max=5000, help="Storefront checkouts to place.")] = 16,
-    exit_when_done: Annotated[bool, typer.Option(help="Exit as soon as every order is settled.")] = False,
+    exit_when_done: Annotated[bool, typer.Option(
+        help="Skip the last second of live view: the demo ends by itself either way, once every order is "
+             "settled and the bridge is idle.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every order to settle.")] = 180.0,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds to wait, after the orders settled, until the bridge has no run queued or running "
+                    "(it judges only then).")] = 60.0,
+    wide: Annotated[bool, typer.Option(
+        help="Show every column of the final table (ERP documents, e-mails); the default fits 80 columns.")] = False,
     keep: Annotated[bool, typer.Option(help="Keep the demo's data folder (database, logs).")] = False,
 ) -> None:
-    """Order to cash against the sandbox peers: checkouts of every kind, live progress, a final table."""
+    """Order to cash against the sandbox peers: checkouts of every kind, live progress, a final table.
+
+    It ends by itself, once every order is settled (or --timeout passed) and the bridge is idle:
+    no run queued or running (or --idle-timeout passed).
+    Exit 0 only if every order reached its expected end state and the bridge went idle.
+    """
     from commerce_bridge.sandbox.traffic import plan
 
     console = Console()
@@ -149,27 +163,72 @@ def demo(
         console.print(table)
         if c.disabled_workflows:
             console.print(f"[yellow]workflows disabled (connector missing): {c.disabled_workflows}[/]")
-        ok, placed = _run(console, st.traffic, list(plan(orders)), timeout, exit_when_done)
-        console.print(_final_table(placed))
+        _, placed = _run(console, st.traffic, list(plan(orders)), timeout, exit_when_done)
+        idle, busy = _wait_until_idle(console, c, idle_timeout)
+        st.traffic.refresh(placed)  # what each system holds now that the bridge is idle
+        ok = all(o.done for o in placed)
+        console.print(_final_table(placed, wide=wide))
+        runs = c.runs.counts_by_status()
+        if idle:
+            console.print(f"bridge idle, so judged now: no run queued or running (runs: {_counts(runs)})")
+            if runs.get("waiting"):
+                console.print(f"  {runs['waiting']} run(s) wait on a timer (a declined order's payment reminder)")
+        else:
+            console.print(f"[bold red]bridge still busy after {idle_timeout:g} s[/]: {busy}")
         dlq = c.dead_letters.list(status="open", limit=20)
-        console.print(f"bridge inbox: {dict(c.inbox.counts_by_status())}; runs: {c.runs.counts_by_status()}; "
-                      f"open DLQ entries: {len(dlq)}")
+        console.print(f"bridge inbox: {_counts(c.inbox.counts_by_status())}; open DLQ entries: {len(dlq)}")
         for entry in dlq[:5]:
             console.print(f"  DLQ {entry['id']}: {entry['run_id']} at {entry['step_id']}: "
                           f"{entry['error_code']}: {entry['error_message'][:100]}")
     log_file.close()
     elapsed = time.monotonic() - started
+    ok = ok and idle
     console.print(("[bold green]every order reached its expected end state[/]" if ok
                    else "[bold red]some orders did not reach their expected end state[/]") + f" ({elapsed:.1f} s)")
+    if not wide:
+        console.print("[dim]--wide (DEMO_ARGS=--wide) shows the ERP documents and the e-mails of each order[/]")
     if not keep and ok:
         shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        console.print(f"database and log kept in {workdir}")
     raise typer.Exit(0 if ok else 1)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+
+
+IN_FLIGHT = ("queued", "running")
+
+
+def _wait_until_idle(console: Console, c: Container, idle_timeout: float) -> tuple[bool, str]:
+    """Wait (at most ``idle_timeout`` s) until no delivery waits to be dispatched and no run is queued or running.
+
+    Returns whether the bridge went idle, and what was still in flight if not.
+    """
+    progress = Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+    task = progress.add_task("bridge: waiting until no run is queued or running", total=None)
+    deadline = time.monotonic() + idle_timeout
+    busy = ""
+    with Live(progress, console=console, refresh_per_second=4, transient=True):
+        while True:
+            runs = c.runs.counts_by_status()
+            backlog = c.inbox.backlog()
+            in_flight = {s: runs.get(s, 0) for s in IN_FLIGHT if runs.get(s, 0)}
+            if not in_flight and not backlog:
+                return True, ""
+            busy = ", ".join([f"{n} run(s) {s}" for s, n in in_flight.items()]
+                             + ([f"{backlog} deliveries not yet dispatched"] if backlog else []))
+            progress.update(task, description=f"bridge: waiting until no run is queued or running ({busy})")
+            if time.monotonic() >= deadline:
+                return False, busy
+            time.sleep(0.5)
 
 
 def _run(console: Console, traffic: Any, todo: list[Any], timeout: float,
          exit_when_done: bool) -> tuple[bool, list[Any]]:
     by_scenario = Counter(s.name for _, s in todo)
-    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("{task.description:<22}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
     placed_task = progress.add_task("checkouts placed", total=len(todo))
     tasks = {name: progress.add_task(name, total=n) for name, n in by_scenario.items()}
@@ -189,16 +248,41 @@ def _run(console: Console, traffic: Any, todo: list[Any], timeout: float,
             time.sleep(1.0)
         if not exit_when_done:
             time.sleep(1.0)
+    console.print()
     return all(o.done for o in placed), placed
 
 
-def _final_table(placed: list[Any]) -> Table:
-    t = Table(title="What happened in each system")
-    for col in ("order", "scenario", "total", "Clarity status", "balance", "Stripe", "ERP sales order",
-                "ERP payment", "e-mails", "ok"):
-        t.add_column(col)
+def _money(o: Any, value: str) -> str:
+    return decimal_money_text(value, o.scenario.currency) if value else "-"
+
+
+def _final_table(placed: list[Any], *, wide: bool = False) -> Table:
+    """One row per order. The default columns fit 80 columns; ``wide`` adds the ERP documents and e-mails.
+
+    Cells wrap at spaces (an e-mail subject is never cut): the table grows taller, not wider.
+    """
+    t = Table(title="What happened in each system", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    t.add_column("order", no_wrap=True)
+    t.add_column("scenario", no_wrap=True)
+    t.add_column("total", justify="right", no_wrap=True)
+    t.add_column("Clarity status" if wide else "Clarity")
+    if wide:
+        t.add_column("balance", justify="right", no_wrap=True)
+    t.add_column("Stripe")
+    if wide:
+        t.add_column("ERP sales order", no_wrap=True)
+        t.add_column("ERP payment", no_wrap=True)
+        t.add_column("e-mails")
+    t.add_column("ok", no_wrap=True)
     for o in placed:
-        t.add_row(o.key or "-", o.scenario.name, f"{o.total} {o.scenario.currency}", o.clarity_status or o.error[:30],
-                  o.balance_due, o.intent_status or "-", o.erp_order or "-", o.erp_payment or "-",
-                  "; ".join(o.emails)[:40] or "-", "[green]yes[/]" if o.done else "[red]no[/]")
+        # Stripe's status in words ("requires payment method"), so that a narrow column wraps it between words
+        stripe = (o.intent_status or "-").replace("_", " ")
+        row = [o.key or "-", o.scenario.name, _money(o, o.total), o.clarity_status or o.error or "-"]
+        if wide:
+            row.append(_money(o, o.balance_due))
+        row.append(stripe)
+        if wide:
+            row += [o.erp_order or "-", o.erp_payment or "-", "\n".join(o.emails) or "-"]
+        row.append("[green]yes[/]" if o.done else "[red]no[/]")
+        t.add_row(*row)
     return t

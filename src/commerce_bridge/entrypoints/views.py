@@ -45,3 +45,7 @@ class RedactedViews:
 
     def text(self, text: str) -> str:
         return self._redactor.redact_text(text)
+
+    def data(self, value: Any) -> Any:
+        """A copy of any JSON-like value (a stored event, a dry run's parameters) redacted as a log field is."""
+        return self._redactor.redact(value)

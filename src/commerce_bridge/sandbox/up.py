@@ -66,6 +66,7 @@ class RunningPeers:
     lines: list[str] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
+    bridge_env: dict[str, str] = field(default_factory=dict)  # the bridge's CB_* settings for these peers
 
     def stop(self) -> None:
         for stop in reversed(self.stoppers):
@@ -81,9 +82,62 @@ def _ports(port: int | None) -> dict[str, int]:
     return {name: port + i for i, name in enumerate(DEFAULT_PORTS)}
 
 
+def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str | None, host: str,
+                smtp_port: int) -> dict[str, str]:
+    """The bridge's settings for these peers; with ``bridge_url``, the Stripe emulator's webhook endpoint
+    is registered to deliver to the bridge there, and its signing secret is one of them."""
+    from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
+    from commerce_bridge.sandbox.clarity_sim.core import ADMIN_BASE
+    from commerce_bridge.sandbox.erp_sim.app import DEFAULT_API_KEY, DEFAULT_API_SECRET
+
+    env: dict[str, str] = {}
+    if stripe_url:
+        env |= {"CB_STRIPE_API_KEY": STRIPE_TEST_KEY, "CB_STRIPE_API_BASE": stripe_url}
+        if bridge_url:
+            import httpx
+
+            endpoint = httpx.post(f"{stripe_url}/v1/webhook_endpoints",
+                                  headers={"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
+                                  data={"url": f"{bridge_url.rstrip('/')}/webhooks/stripe", "enabled_events[]": "*"})
+            endpoint.raise_for_status()
+            env["CB_STRIPE_WEBHOOK_SECRETS"] = str(endpoint.json()["secret"])
+    env |= {
+        "CB_CLARITY_BASE_URL": running.urls["clarity"] + ADMIN_BASE, "CB_CLARITY_USER": DEFAULT_USER,
+        "CB_CLARITY_PASSWORD": DEFAULT_PASSWORD, "CB_CLARITY_POLL_INTERVAL_S": "1",
+        "CB_ERP_BASE_URL": running.urls["erp"], "CB_ERP_API_KEY": DEFAULT_API_KEY,
+        "CB_ERP_API_SECRET": DEFAULT_API_SECRET, "CB_SMTP_HOST": host, "CB_SMTP_PORT": str(smtp_port),
+    }
+    return env
+
+
+def wiring_lines(running: RunningPeers, bridge_url: str | None) -> list[str]:
+    """How to run the bridge against the peers, as shell lines to paste into another terminal."""
+    if not running.bridge_env:
+        return []
+    lines = ["", "Run the bridge against these peers (in another shell):"]
+    lines += [f"  export {k}={_shell_quote(v)}" for k, v in running.bridge_env.items()]
+    if bridge_url:
+        port = bridge_url.rstrip("/").rsplit(":", 1)[-1]
+        lines += ["  export CB_ADMIN_TOKENS=$(openssl rand -hex 24)",
+                  f"  commerce-bridge serve --port {port}",
+                  f"Stripe's webhooks go to {bridge_url.rstrip('/')}/webhooks/stripe (signed with the secret above)."]
+    return lines
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
 def start_peers(*, state_dir: str | None = None, port: int | None = None, host: str = "127.0.0.1",
-                clarity_webhook_url: str | None = None, clarity_webhook_secret: str | None = None) -> RunningPeers:
-    """Start the Stripe emulator (if available), Clarity and ERPNext simulators and the mailbox."""
+                clarity_webhook_url: str | None = None, clarity_webhook_secret: str | None = None,
+                bridge_url: str | None = None) -> RunningPeers:
+    """Start the Stripe emulator (if available), Clarity and ERPNext simulators and the mailbox.
+
+    ``bridge_url``: where the bridge will listen; the Stripe emulator's webhook endpoint is registered
+    to deliver there, and ``bridge_env`` holds its signing secret with the other settings.
+    """
     from commerce_bridge.sandbox.clarity_sim.app import (
         DEFAULT_PASSWORD,
         DEFAULT_READONLY_PASSWORD,
@@ -150,6 +204,7 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
         running.urls["smtp"] = f"smtp://{host}:{mailbox.smtp_port}"
         running.lines.append(f"Mail              SMTP {host}:{mailbox.smtp_port}   messages {mailbox.url}/messages")
         running.lines.append(f"State             {state if state is not None else 'in memory (lost on exit)'}")
+        running.bridge_env = _bridge_env(running, stripe_url, bridge_url, host, mailbox.smtp_port)
     except Exception:
         running.stop()
         raise
@@ -167,12 +222,17 @@ def command(
     clarity_webhook_url: Annotated[str | None, typer.Option("--clarity-webhook-url",
                                                             help="Turn on Clarity's signed change notices.")] = None,
     clarity_webhook_secret: Annotated[str | None, typer.Option("--clarity-webhook-secret")] = None,
+    bridge_url: Annotated[str, typer.Option(
+        "--bridge-url", help="Where the bridge will listen: the Stripe emulator sends its webhooks to "
+                             "BRIDGE_URL/webhooks/stripe, and the settings printed for the bridge point back at "
+                             "the peers.")] = "http://127.0.0.1:8000",
 ) -> None:
-    """Start every sandbox peer together, print URLs and credentials, and run until Ctrl-C."""
+    """Start every sandbox peer together, print URLs, credentials and the bridge's settings; run until Ctrl-C."""
     running = start_peers(state_dir=state_dir, port=port, host=host, clarity_webhook_url=clarity_webhook_url,
-                          clarity_webhook_secret=clarity_webhook_secret or "whsec_clarity_sandbox")
+                          clarity_webhook_secret=clarity_webhook_secret or "whsec_clarity_sandbox",
+                          bridge_url=bridge_url)
     try:
-        for line in running.lines:
+        for line in [*running.lines, *wiring_lines(running, bridge_url)]:
             typer.echo(line)
         typer.echo(f"Sandbox up (pid {os.getpid()}). Press Ctrl-C to stop.")
         block_until_interrupt()

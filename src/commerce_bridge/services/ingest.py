@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,25 +58,49 @@ def parse_event(source: str, body: bytes, rekey: Rekey | None = None, *,
     return event_id, event_type
 
 
+IDLE_GAP_S = 1.0
+"""The arrival gap assumed before any delivery arrived, and the longest one counted (a quiet hour
+counts as one second, so the estimate is back to a busy rate after a few dozen deliveries)."""
+GAP_WEIGHT = 0.125
+"""Weight of the newest gap in the moving average of the time between deliveries."""
+
+
 class GroupCommitter:
-    """Batches concurrent deliveries so that one durable commit serves many requests.
+    """Batches deliveries so that one durable commit serves many requests.
 
     Requests queue up; one writer task takes everything waiting (up to ``max_batch``), commits it
-    in one transaction in a worker thread, and resolves each request. While a commit is in flight,
-    new requests gather for the next one, so batches grow with load and latency stays one commit.
+    in one transaction (``Inbox.record_batch_async``), and resolves each request. While a commit is
+    in flight, new requests gather for the next one, so batches grow with load by themselves.
+
+    At a steady low rate nothing overlaps: each commit would serve one delivery. ``linger_s`` lets
+    the writer hold a batch back for company, **only when the recent arrival rate says company is
+    coming**: it keeps a moving average of the time between deliveries, and waits while the next
+    delivery is expected before ``linger_s`` has passed since the oldest one in the batch arrived. It
+    stops as soon as the next one is not expected in time, when twice the usual gap passes without
+    one (a burst has ended), or at the bound. A lone delivery after a quiet spell is committed at
+    once; none waits more than ``linger_s`` for company. ``max_wait_s`` is a fixed wait before every
+    commit (off by default).
+
+    A commit that takes longer than ``commit_timeout_s`` answers its requests StoreUnavailable (503)
+    at once; the write goes on, and if it commits later, the redelivery is a duplicate, never a loss.
     """
 
     def __init__(self, inbox: Inbox, *, max_batch: int = 256, max_wait_s: float = 0.0,
-                 commit_timeout_s: float | None = None) -> None:
+                 linger_s: float = 0.0, commit_timeout_s: float | None = None) -> None:
         self._inbox = inbox
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._linger_s = linger_s
         self._commit_timeout_s = commit_timeout_s
-        self._writes: set[asyncio.Task[list[bool]]] = set()
-        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[bool]]] = asyncio.Queue()
+        self._writes: set[asyncio.Future[list[bool]]] = set()
+        self._pending: deque[tuple[Delivery, asyncio.Future[bool], float]] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._gap = IDLE_GAP_S  # moving average of the time between deliveries
+        self._last_arrival: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.items = 0
+        self.lingers = 0  # batches held back for company at least once
         # Called after each durable commit with (deliveries in the batch, how many were new).
         self.on_commit: Callable[[int, int], None] | None = None
 
@@ -92,34 +117,70 @@ class GroupCommitter:
 
     async def submit(self, delivery: Delivery) -> bool:
         """Store ``delivery`` durably; True if new, False if a duplicate. Raises StoreUnavailable."""
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((delivery, fut))
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._last_arrival is not None:
+            self._gap += (min(now - self._last_arrival, IDLE_GAP_S) - self._gap) * GAP_WEIGHT
+        self._last_arrival = now
+        fut: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((delivery, fut, now))
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
         if self._task is None:
             self.start()
         return await fut
 
     async def _run(self) -> None:
+        pending = self._pending
         while True:
-            first = await self._queue.get()
-            batch = [first]
+            if not pending:
+                await self._arrival()
+                continue
+            if self._linger_s:
+                await self._linger()
             if self._max_wait_s:
                 await asyncio.sleep(self._max_wait_s)
-            while len(batch) < self._max_batch:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
+            batch = [pending.popleft() for _ in range(min(len(pending), self._max_batch))]
             await self._commit(batch)
 
-    def _written(self, write: asyncio.Task[list[bool]]) -> None:
+    async def _arrival(self, timeout: float | None = None) -> None:
+        """Wait until the next delivery is submitted, or ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        timer = loop.call_later(timeout, _resolve, wake) if timeout is not None else None
+        try:
+            await wake
+        finally:
+            self._wake = None
+            if timer is not None:
+                timer.cancel()
+
+    async def _linger(self) -> None:
+        """Hold the batch back while the arrival rate says another delivery comes within the bound."""
+        loop = asyncio.get_running_loop()
+        deadline = self._pending[0][2] + self._linger_s
+        waited = False
+        while len(self._pending) < self._max_batch:
+            last, gap = self._last_arrival or 0.0, self._gap
+            if last + gap > deadline:  # the next one is not expected in time: commit now
+                break
+            wait = min(deadline, last + 2 * gap) - loop.time()  # twice the usual gap and none: a burst ended
+            if wait <= 0:
+                break
+            waited = True
+            await self._arrival(wait)
+        self.lingers += waited
+
+    def _written(self, write: asyncio.Future[list[bool]]) -> None:
         """Forget a finished write; collect its outcome (a write nobody waits for must not log as lost)."""
         self._writes.discard(write)
         if not write.cancelled():
             write.exception()
 
-    async def _commit(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
-        write = asyncio.create_task(  # noqa: RUF006 - kept in self._writes until done
-            asyncio.to_thread(self._inbox.record_batch, [d for d, _ in batch]))
+    async def _commit(self, batch: list[tuple[Delivery, asyncio.Future[bool], float]]) -> None:
+        write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._writes until done
+            self._inbox.record_batch_async([d for d, _, _ in batch]))
         self._writes.add(write)  # a strong reference until it ends, also after its requests got 503
         write.add_done_callback(self._written)
         try:
@@ -127,28 +188,29 @@ class GroupCommitter:
             # until its own timeout. The write itself goes on: if it commits later, the redelivery is a duplicate.
             results = await asyncio.wait_for(asyncio.shield(write), self._commit_timeout_s)
         except TimeoutError:
-            exc = StoreUnavailable(f"could not store the delivery within {self._commit_timeout_s:g} s")
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _fail(batch, StoreUnavailable(f"could not store the delivery within {self._commit_timeout_s:g} s"))
             return
-        except StoreUnavailable as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        except Exception as exc:  # a bug: fail the requests loudly, keep the writer alive
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+        except Exception as exc:  # StoreUnavailable, or a bug: fail the requests loudly, keep the writer alive
+            _fail(batch, exc)
             return
         self.batches += 1
         self.items += len(batch)
-        for (_, fut), is_new in zip(batch, results, strict=True):
+        for (_, fut, _), is_new in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(is_new)
         if self.on_commit is not None:
             self.on_commit(len(batch), sum(results))
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _fail(batch: list[tuple[Delivery, asyncio.Future[bool], float]], exc: BaseException) -> None:
+    for _, fut, _ in batch:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 class IngestService:

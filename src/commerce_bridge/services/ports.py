@@ -10,6 +10,16 @@ from typing import Any, Protocol
 from commerce_bridge.domain.delivery import Delivery, HandOver, RunStatus, StoredDelivery
 
 
+@dataclass(frozen=True, slots=True)
+class DispatchPriority:
+    """Deliveries matching ``sources`` and ``event_types`` (trigger patterns: ``*``, exact, ``prefix*``) are
+    dispatched before lower ones when several wait (``CB_WORKFLOW_PRIORITIES``)."""
+
+    sources: tuple[str, ...]
+    event_types: tuple[str, ...]
+    priority: int
+
+
 class Inbox(Protocol):
     """Durable storage of verified deliveries."""
 
@@ -17,9 +27,15 @@ class Inbox(Protocol):
         """Store all in one durable commit; True per delivery that was new."""
         ...
 
+    async def record_batch_async(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """:meth:`record_batch` from the event loop (without a thread where the driver allows it)."""
+        ...
+
     def dispatch_batch(self, limit: int,
-                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None]) -> int:
-        """Hand undispatched deliveries to ``handler`` and mark them dispatched (idle: processed; failed: failed)."""
+                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None],
+                       priorities: Sequence[DispatchPriority] = ()) -> int:
+        """Hand undispatched deliveries to ``handler`` (highest ``priorities`` first, then oldest) and mark
+        them dispatched (idle: processed; failed: failed)."""
         ...
 
     def redispatch(self, inbox_id: int) -> bool:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, and_, case, false, func, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from commerce_bridge.domain.delivery import (
@@ -17,6 +20,7 @@ from commerce_bridge.domain.delivery import (
     RunStatus,
     StoredDelivery,
 )
+from commerce_bridge.services.ports import DispatchPriority
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.tables import inbox, runs
 
@@ -25,6 +29,9 @@ def insert_ignore(engine: Engine, table: Any) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for the engine's dialect."""
     mod = postgresql if engine.dialect.name == "postgresql" else sqlite
     return mod.insert(table)
+
+
+Row = tuple[str, str, str | None, datetime, bytes]  # source, event_id, event_type, received_at, body
 
 
 class SqlInbox:
@@ -37,29 +44,43 @@ class SqlInbox:
             .on_conflict_do_nothing(index_elements=["source", "event_id"])
             .returning(inbox.c.source, inbox.c.event_id)
         )
+        self._direct = DirectInsert.for_engine(engine)
+
+    def close(self) -> None:
+        """Close the connection of the direct insert (the pooled ones close with the engine)."""
+        if self._direct is not None:
+            self._direct.close()
 
     def record_batch(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store deliveries in ONE durable commit; for each, True if new, False if a duplicate."""
-        first_seen: dict[tuple[str, str], int] = {}
-        params = []
-        for i, d in enumerate(deliveries):
-            key = (d.source, d.event_id)
-            if key in first_seen:
-                continue
-            first_seen[key] = i
-            params.append({
-                "source": d.source, "event_id": d.event_id, "event_type": d.event_type,
-                "status": DeliveryStatus.RECEIVED.value, "received_at": d.received_at, "body": d.body,
-            })
-        with translate_db_errors(), self._engine.begin() as conn:
-            inserted = {tuple(r) for r in conn.execute(self._insert, params)} if params else set()
-        return [
-            first_seen[(d.source, d.event_id)] == i and (d.source, d.event_id) in inserted
-            for i, d in enumerate(deliveries)
-        ]
+        first_seen, rows = _unique_rows(deliveries)
+        inserted: set[tuple[str, str]] = set()
+        if rows:
+            with translate_db_errors():
+                direct = self._direct.write(rows) if self._direct is not None else None
+                # None: no direct path here, or it is busy or lost its connection
+                inserted = direct if direct is not None else self._insert_pooled(rows)
+        return _answers(deliveries, first_seen, inserted)
+
+    async def record_batch_async(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """:meth:`record_batch` from the event loop: on PostgreSQL on the loop itself (no thread to wake
+        per commit), elsewhere, or when that path is busy or broken, in a worker thread."""
+        if self._direct is not None and self._direct.is_postgres:
+            first_seen, rows = _unique_rows(deliveries)
+            inserted = await self._direct.write_async(rows) if rows else set()
+            if inserted is not None:
+                return _answers(deliveries, first_seen, inserted)
+        return await asyncio.get_running_loop().run_in_executor(None, self.record_batch, deliveries)
+
+    def _insert_pooled(self, rows: list[Row]) -> set[tuple[str, str]]:
+        params = [{"source": s, "event_id": e, "event_type": t, "status": DeliveryStatus.RECEIVED.value,
+                   "received_at": r, "body": b} for s, e, t, r, b in rows]
+        with self._engine.begin() as conn:
+            return {(s, e) for s, e in conn.execute(self._insert, params)}
 
     def dispatch_batch(self, limit: int,
-                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None]) -> int:
+                       handler: Callable[[list[StoredDelivery]], HandOver | Iterable[int] | None],
+                       priorities: Sequence[DispatchPriority] = ()) -> int:
         """Hand the oldest undispatched deliveries to ``handler``, then mark them dispatched.
 
         ``handler`` may return a :class:`HandOver` (or just the ids of the idle deliveries): the
@@ -71,10 +92,13 @@ class SqlInbox:
         several dispatchers share the work without overlap. On SQLite (one writer) the rows are read,
         handled and marked without holding the write lock, so ingress is never blocked; handling the
         same row twice after a crash is harmless because starting a run id twice is.
+
+        ``priorities``: deliveries matching a higher one are taken first (under overload, later stages of
+        orders already started before new orders); the order is otherwise the arrival order.
         """
         stmt = (
             select(inbox).where(inbox.c.status == DeliveryStatus.RECEIVED.value)
-            .order_by(inbox.c.id).limit(limit)
+            .order_by(*_priority_order(priorities), inbox.c.id).limit(limit)
         )
         mark = (
             update(inbox)
@@ -180,6 +204,26 @@ class SqlInbox:
             ).scalar_one())
 
 
+def _unique_rows(deliveries: Sequence[Delivery]) -> tuple[dict[tuple[str, str], int], list[Row]]:
+    """(index of each key's first delivery, the rows to insert: one per key)."""
+    first_seen: dict[tuple[str, str], int] = {}
+    rows: list[Row] = []
+    for i, d in enumerate(deliveries):
+        key = (d.source, d.event_id)
+        if key in first_seen:
+            continue
+        first_seen[key] = i
+        rows.append((d.source, d.event_id, d.event_type, d.received_at, d.body))
+    return first_seen, rows
+
+
+def _answers(deliveries: Sequence[Delivery], first_seen: dict[tuple[str, str], int],
+             inserted: set[tuple[str, str]]) -> list[bool]:
+    """Per delivery: new only if its key was inserted now and it is the first delivery of that key."""
+    return [first_seen[(d.source, d.event_id)] == i and (d.source, d.event_id) in inserted
+            for i, d in enumerate(deliveries)]
+
+
 def _row(r: Any) -> StoredDelivery:
     return StoredDelivery(
         id=r["id"], source=r["source"], event_id=r["event_id"], event_type=r["event_type"],
@@ -212,3 +256,193 @@ def _mark_handed_over(conn: Any, mark: Any, ids: list[int], outcome: HandOver) -
     if failed:
         conn.execute(mark.where(inbox.c.id.in_(sorted(failed)))
                      .values(status=DeliveryStatus.FAILED.value, dispatched_at=now))
+
+
+# One text for every batch size (so psycopg prepares it once), parameters in binary (no quoting).
+_PG_INSERT = (
+    "INSERT INTO inbox (source, event_id, event_type, status, received_at, body) "
+    "SELECT s, e, t, %b, r, b FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::timestamptz[], "
+    "%b::bytea[]) AS u(s, e, t, r, b) "
+    "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
+)
+
+
+class DirectInsert:
+    """The inbox insert on a connection of its own, through the driver: the ingest hot path.
+
+    At a steady low rate a batch holds one or two deliveries, and what surrounds the INSERT costs
+    more than the INSERT: a pool checkout with its ping (a round trip on PostgreSQL), SQLAlchemy's
+    statement handling and transaction bookkeeping. This keeps one connection and one statement:
+
+    * **PostgreSQL**: autocommit and ONE statement per batch whatever its size (``unnest`` over
+      arrays, so the text never changes and psycopg prepares it once): one round trip, and the rows
+      are durable when it returns (the server's ``synchronous_commit``, as for every other commit).
+    * **SQLite** (a file): ``BEGIN IMMEDIATE`` through the file's writer queue
+      (:mod:`commerce_bridge.store.db`), one cached INSERT per delivery, ``COMMIT``, fsynced (WAL,
+      ``synchronous=FULL``) like every other commit.
+
+    One write at a time: a caller that finds the connection busy (a write that outlived its request's
+    timeout, a poller storing at the same moment) gets None and takes the pooled path instead, as
+    does one whose PostgreSQL connection broke (the pool's ping reconnects). If that break hid a
+    commit, the retry finds the rows present and answers "duplicate": stored once, never lost.
+    """
+
+    def __init__(self, engine: Engine, kind: str) -> None:
+        self._engine = engine
+        self._kind = kind
+        self._lock = threading.Lock()
+        self._fairy: Any = None
+        self._closed = False
+        self._aconn: Any = None  # psycopg.AsyncConnection of self._aloop, for write_async
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._abusy = False
+        if kind == "sqlite":
+            stmt = sqlite.insert(inbox).on_conflict_do_nothing(index_elements=["source", "event_id"])
+            self._sql = str(stmt.compile(dialect=engine.dialect, column_keys=[
+                "source", "event_id", "event_type", "status", "received_at", "body"]))
+            # the column types' own conversions, so the rows read back exactly as the pooled path's
+            self._date = inbox.c.received_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> DirectInsert | None:
+        """The direct path for ``engine``: PostgreSQL, or a SQLite file (not ``:memory:``); else None."""
+        if engine.dialect.name == "postgresql":
+            return cls(engine, "postgresql")
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            return cls(engine, "sqlite")
+        return None
+
+    def write(self, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
+        """Insert ``rows`` in one durable commit; the keys that were new, or None: use the pooled path."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._closed:
+                return None
+            if self._kind == "postgresql":
+                return self._write_pg(rows)
+            return self._write_sqlite(rows)
+        finally:
+            self._lock.release()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self._kind == "postgresql"
+
+    async def write_async(self, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
+        """:meth:`write` on the event loop (PostgreSQL): an async connection of its own, no thread."""
+        import psycopg  # the driver lives here and in the engine only
+
+        if self._abusy or self._closed:
+            return None
+        self._abusy = True
+        try:
+            loop = asyncio.get_running_loop()
+            if self._aconn is not None and self._aloop is not loop:  # made on a loop that has ended
+                self._drop_async()
+            if self._aconn is None:
+                cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+                self._aconn = await psycopg.AsyncConnection.connect(
+                    *cargs, **{"connect_timeout": 5, **cparams}, autocommit=True)
+                self._aloop = loop
+            sources, ids, types, dates, bodies = (list(col) for col in zip(*rows, strict=True))
+            cur = await self._aconn.execute(
+                _PG_INSERT, (DeliveryStatus.RECEIVED.value, sources, ids, types, dates, bodies))
+            return {(s, e) for s, e in await cur.fetchall()}
+        except Exception:  # broken or refused: the pooled path pings, reconnects or says why
+            self._drop_async()
+            return None
+        except BaseException:
+            self._drop_async()
+            raise
+        finally:
+            self._abusy = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()
+            self._drop_async()
+
+    def _drop_async(self) -> None:
+        aconn, self._aconn, self._aloop = self._aconn, None, None
+        if aconn is not None:
+            aconn.pgconn.finish()  # closes the socket now; needs no loop (it may have ended)
+
+    def _connection(self) -> Any:
+        if self._fairy is None:
+            fairy: Any = self._engine.raw_connection()
+            fairy.detach()  # never back into the pool: its settings here (autocommit) stay with it
+            if self._kind == "postgresql":
+                fairy.dbapi_connection.autocommit = True
+            self._fairy = fairy
+        return self._fairy.dbapi_connection
+
+    def _drop(self) -> None:
+        fairy, self._fairy = self._fairy, None
+        if fairy is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is gone either way
+                fairy.close()
+
+    def _write_pg(self, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
+        import psycopg  # the driver lives here and in the engine only
+
+        sources, ids, types, dates, bodies = (list(col) for col in zip(*rows, strict=True))
+        try:
+            conn = self._connection()
+            cur = conn.execute(_PG_INSERT, (DeliveryStatus.RECEIVED.value, sources, ids, types, dates, bodies))
+            return {(s, e) for s, e in cur.fetchall()}
+        except psycopg.OperationalError:
+            self._drop()
+            return None
+        except BaseException:
+            self._drop()
+            raise
+
+    def _write_sqlite(self, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
+        conn = self._connection()
+        if not hasattr(conn, "begin_immediate"):  # an engine not made by make_engine: no writer queue
+            self._closed = True
+            self._drop()
+            return None
+        conn.begin_immediate()  # the file's writer lock, then BEGIN IMMEDIATE (StoreUnavailable on timeout)
+        status, date, sql = DeliveryStatus.RECEIVED.value, self._date, self._sql
+        inserted: set[tuple[str, str]] = set()
+        try:
+            for source, event_id, event_type, received_at, body in rows:
+                if conn.execute(sql, (source, event_id, event_type, status,
+                                      date(received_at) if date else received_at, body)).rowcount:
+                    inserted.add((source, event_id))
+            conn.commit()  # fsynced; also releases the writer lock
+        except BaseException:
+            try:
+                conn.rollback()  # releases the writer lock
+            except Exception:
+                self._drop()
+            raise
+        return inserted
+
+
+def _pattern(column: Any, patterns: tuple[str, ...]) -> Any:
+    """SQL for a trigger's patterns (``*``, exact, ``prefix*``) on ``column``."""
+    conds = []
+    for p in patterns:
+        if p == "*":
+            return true()
+        if p.endswith("*"):
+            prefix = p[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(column.like(prefix + "%", escape="\\"))
+        else:
+            conds.append(column == p)
+    return or_(*conds) if conds else false()
+
+
+def _priority_order(priorities: Sequence[DispatchPriority]) -> list[Any]:
+    """ORDER BY terms putting the deliveries of higher ``priorities`` first (none: arrival order only)."""
+    ranked = sorted((p for p in priorities if p.priority), key=lambda p: -p.priority)
+    if not ranked:
+        return []
+    whens = [(and_(_pattern(inbox.c.source, p.sources), _pattern(inbox.c.event_type, p.event_types)), -p.priority)
+             for p in ranked]
+    return [case(*whens, else_=0)]

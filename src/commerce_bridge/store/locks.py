@@ -1,9 +1,20 @@
-"""Key locks: short-lived named locks in our database, one critical section per key across every process.
+"""Key locks: short-lived named locks, one critical section per key across every process that shares the store.
 
 A find-then-create step ("is there a Stripe customer with this e-mail? no: create one") is only
 idempotent if no second run does the same for the same key in between. Two orders of one new customer
 processed at once would otherwise both find nothing and both create. Such steps hold the lock named by
 their key around the find and the create, and nothing else: never across a retry's backoff.
+
+Where a lock lives (``SqlKeyLocks(scope=...)``), cheapest first:
+
+* ``process`` (one process calls out: ``serve`` on SQLite): an in-process lock, no database write.
+* ``shared`` on PostgreSQL: ``pg_advisory_xact_lock`` in a transaction held around the critical section; it is
+  released by the commit, or by the server when the holder's connection dies (no lease to wait for).
+* ``shared`` on SQLite (several processes on one file): a lease row in ``key_locks``, taken and deleted
+  by a write transaction each.
+
+The lease rows are also what long-lived holders (the Clarity poller's leader) use, through
+:meth:`SqlKeyLocks.try_acquire` on every backend.
 """
 
 from __future__ import annotations
@@ -20,7 +31,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from commerce_bridge.errors import Conflict
 from commerce_bridge.store.db import translate_db_errors
@@ -71,8 +83,21 @@ class _LocalQueue:
                 del self._entries[name]
 
 
+_PROCESS_LOCKS = _LocalQueue()  # scope "process": the one set of key locks of this process
+
+
+def _advisory_key(name: str) -> int:
+    """A signed 64-bit key for ``pg_advisory_xact_lock`` (a collision only makes two keys wait for each other)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 class SqlKeyLocks:
-    """Implements ``services.ports.KeyLocks`` on the ``key_locks`` table (SQLite or PostgreSQL).
+    """Implements ``services.ports.KeyLocks``: in-process, PostgreSQL advisory locks, or ``key_locks`` rows.
+
+    ``scope="process"`` (one process calls out, as ``serve`` on SQLite): :meth:`hold` takes an in-process
+    lock and writes nothing. Shared, on PostgreSQL, :meth:`hold` takes a transaction-scoped advisory lock
+    (waiting at most ``timeout_s``, through ``lock_timeout``). Otherwise (``shared`` on SQLite) it takes a
+    lease row as described next; :meth:`try_acquire` / :meth:`release` always use the rows.
 
     A held lock is a row ``(name, holder, expires_at)``. Taking it is one statement: insert the row,
     or take over the row if its lease ran out (its holder crashed), returning the row only when this
@@ -97,11 +122,14 @@ class SqlKeyLocks:
     """
 
     def __init__(self, engine: Engine, *, lease_s: float = 60.0, timeout_s: float = 30.0,
-                 poll_s: float = 0.02, max_poll_s: float = 0.25) -> None:
+                 poll_s: float = 0.02, max_poll_s: float = 0.25, scope: str = "shared") -> None:
         if lease_s <= 0 or timeout_s < 0:
             raise ValueError("lease_s must be positive and timeout_s not negative")
+        if scope not in ("process", "shared"):
+            raise ValueError(f"a key-lock scope is process or shared, not {scope!r}")
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self.mode = "process" if scope == "process" else ("advisory" if self._pg else "rows")
         self.lease_s, self.timeout_s = lease_s, timeout_s
         self._poll_s, self._max_poll_s = poll_s, max_poll_s
         self._owner = f"{socket.gethostname()[:60]}:{os.getpid()}"
@@ -170,19 +198,41 @@ class SqlKeyLocks:
         """
         name = lock_name(scope, key)
         deadline = time.monotonic() + self.timeout_s
-        local = self._local.acquire(name, self.timeout_s)
+        queue = _PROCESS_LOCKS if self.mode == "process" else self._local
+        local = queue.acquire(name, self.timeout_s)
         if local is None:
             raise self._busy(name)
         try:
-            holder = self.new_holder()
-            self.acquire(name, holder, timeout_s=max(0.0, deadline - time.monotonic()))
-            try:
+            if self.mode == "process":
                 yield
-            finally:
-                if not self.release(name, holder):
-                    log.warning("key_lock.lease_lost", lock=name, lease_s=self.lease_s)
+            elif self.mode == "advisory":
+                with self._advisory(name, max(0.0, deadline - time.monotonic())):
+                    yield
+            else:
+                holder = self.new_holder()
+                self.acquire(name, holder, timeout_s=max(0.0, deadline - time.monotonic()))
+                try:
+                    yield
+                finally:
+                    if not self.release(name, holder):
+                        log.warning("key_lock.lease_lost", lock=name, lease_s=self.lease_s)
         finally:
-            self._local.release(name, local)
+            queue.release(name, local)
+
+    @contextmanager
+    def _advisory(self, name: str, timeout_s: float) -> Iterator[None]:
+        """Hold ``pg_advisory_xact_lock`` of ``name`` for the block: one transaction, released at its end."""
+        with translate_db_errors(), self._engine.connect() as conn, conn.begin():
+            # SET takes no bind parameters; the value is an int we computed
+            conn.execute(text(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}"))
+            try:
+                conn.execute(select(func.pg_advisory_xact_lock(_advisory_key(name))))
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available: lock_timeout ran out
+                    raise self._busy(name) from None
+                raise
+            conn.execute(text("SET LOCAL lock_timeout = 0"))  # the block's own statements wait as usual
+            yield
 
     def _busy(self, name: str) -> Conflict:
         scope = name.rsplit(":", 1)[0]

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from commerce_bridge.domain.delivery import DeliveryStatus, RunStatus
 from commerce_bridge.errors import NotFound, ValidationError
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.inbox import insert_ignore
-from commerce_bridge.store.tables import audit_log, dead_letters, inbox, runs, timers
+from commerce_bridge.store.raw import RawSql
+from commerce_bridge.store.tables import audit_log, dead_letters, runs, timers
 
 _DONE = {RunStatus.SUCCEEDED.value, RunStatus.DISCARDED.value}
 
@@ -28,6 +29,7 @@ class SqlRuns:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._sql = RawSql(engine)
 
     def create(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert runs that do not exist yet (same run id twice is harmless)."""
@@ -45,8 +47,9 @@ class SqlRuns:
         """Move a run to ``status`` and update its delivery's status (processed / failed).
 
         ``workflow_version``: the version the run is now pinned to (a replay from the start re-pins it).
+        Twice per run (running, then its outcome): SQL text on the driver connection (``store.raw``).
         """
-        values: dict[str, Any] = {"status": status.value, "updated_at": _now()}
+        values: dict[str, Any] = {"status": status.value, "updated_at": self._sql.now()}
         if engine_workflow_id is not None:
             values["engine_workflow_id"] = engine_workflow_id
         if workflow_version is not None:
@@ -55,23 +58,30 @@ class SqlRuns:
             values.update(failed_step=failed_step, error_code=error_code)
         elif status in (RunStatus.SUCCEEDED, RunStatus.RUNNING, RunStatus.QUEUED):
             values.update(failed_step=None, error_code=None)
-        with translate_db_errors(), self._engine.begin() as conn:
+        update_run = _update_run_sql(tuple(values))
+        with self._sql.write() as cur:
             if status is RunStatus.RUNNING:
                 # Only a queued run starts running, and the delivery of a queued run is already
                 # "dispatched": nothing to refresh (this is the hot path, once per run).
-                conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+                cur.execute(update_run, {**values, "run_id": run_id})
                 return
             # Lock the delivery before the run, in the dispatcher's order (inbox row, then run row).
             # The other order deadlocked after a dispatcher died mid-batch: the survivor's dispatcher
             # held the delivery (FOR UPDATE) and waited, on another connection, for this run's row,
             # while this transaction held the run's row and waited for the delivery. PostgreSQL could
             # not see the cycle (one side was idle in transaction) and both waited forever.
-            inbox_id = conn.execute(select(runs.c.inbox_id).where(runs.c.run_id == run_id)).scalar()
+            inbox_id = cur.execute("SELECT inbox_id FROM runs WHERE run_id = :run_id", {"run_id": run_id}).one()
             if inbox_id is None:
                 return
-            _lock_delivery(conn, inbox_id)
-            conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
-            _refresh_delivery_status(conn, inbox_id)
+            if self._sql.pg:
+                cur.execute("SELECT id FROM inbox WHERE id = :id FOR UPDATE", {"id": inbox_id})
+            cur.execute(update_run, {**values, "run_id": run_id})
+            statuses = [st for (st,) in cur.execute("SELECT status FROM runs WHERE inbox_id = :id",
+                                                    {"id": inbox_id}).all()]
+            new, processed = _delivery_status(statuses)
+            if new is not None:
+                cur.execute("UPDATE inbox SET status = :status, processed_at = :at WHERE id = :id",
+                            {"status": new, "at": self._sql.now() if processed else None, "id": inbox_id})
 
     def park_unstarted(self, run_ids: Sequence[str], step_id: str, error_code: str) -> None:
         """Park queued runs that could not be started (their delivery is isolated at dispatch).
@@ -97,25 +107,26 @@ class SqlRuns:
             return {s: n for s, n in conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status))}
 
 
-def _lock_delivery(conn: Connection, inbox_id: int) -> None:
-    # Two runs of one event finishing at once on two workers must not both read the other as
-    # unfinished (write skew under READ COMMITTED): the delivery's row serialises them.
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(inbox.c.id).where(inbox.c.id == inbox_id).with_for_update())
-
-
-def _refresh_delivery_status(conn: Connection, inbox_id: int) -> None:
-    """Set the delivery's status from its runs' (the caller holds the delivery's lock)."""
-    statuses = [s for (s,) in conn.execute(select(runs.c.status).where(runs.c.inbox_id == inbox_id))]
+def _delivery_status(statuses: Sequence[str]) -> tuple[str | None, bool]:
+    """A delivery's status from its runs' (None: it has none), and whether it is now processed."""
     if not statuses:
-        return
+        return None, False
     if RunStatus.PARKED.value in statuses:
-        new, processed_at = DeliveryStatus.FAILED.value, None
-    elif all(s in _DONE for s in statuses):
-        new, processed_at = DeliveryStatus.PROCESSED.value, _now()
-    else:
-        new, processed_at = DeliveryStatus.DISPATCHED.value, None
-    conn.execute(update(inbox).where(inbox.c.id == inbox_id).values(status=new, processed_at=processed_at))
+        return DeliveryStatus.FAILED.value, False
+    if all(s in _DONE for s in statuses):
+        return DeliveryStatus.PROCESSED.value, True
+    return DeliveryStatus.DISPATCHED.value, False
+
+
+def _update_run_sql(columns: tuple[str, ...]) -> str:
+    sql = _UPDATE_RUN.get(columns)
+    if sql is None:
+        sets = ", ".join(f"{c} = :{c}" for c in columns)
+        sql = _UPDATE_RUN[columns] = f"UPDATE runs SET {sets} WHERE run_id = :run_id"
+    return sql
+
+
+_UPDATE_RUN: dict[tuple[str, ...], str] = {}
 
 
 class SqlDeadLetters:

@@ -77,11 +77,11 @@ class AdminGate:
         header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
         scheme, _, given = header.partition(b" ")
         if scheme.lower() != b"bearer" or not given:
-            return False, "A bearer token is required (Authorization: Bearer <token>)"
+            return False, "A bearer token is required (Authorization: Bearer <token>, a token from CB_ADMIN_TOKENS)"
         ok = False
         for t in self._tokens:  # constant time against every configured token
             ok |= hmac.compare_digest(t, given)
-        return ok, "" if ok else "The bearer token is not valid"
+        return ok, "" if ok else "The bearer token is not valid: it is none of this bridge's CB_ADMIN_TOKENS"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

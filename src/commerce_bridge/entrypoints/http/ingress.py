@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from commerce_bridge.entrypoints.http.errors import JSON_HEADERS, dumps, from_exception, new_request_id
+from commerce_bridge.entrypoints.http.errors import JSON_HEADERS, dumps, from_exception
 from commerce_bridge.errors import (
     BridgeError,
     Forbidden,
@@ -69,10 +70,13 @@ class WebhookIngress:
         self._allowlist = allowlist
         self._metrics = metrics
         self._max_body = max_body_bytes
+        # The metric children, looked up once (``labels()`` takes a lock and builds a key per call).
+        self._latency: dict[str, Any] = {}
+        self._counted: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        request_id = new_request_id()
+        request_id = _request_id()
         source = scope["path"][len(PREFIX):].strip("/")
         outcome = "error"
         try:
@@ -83,15 +87,19 @@ class WebhookIngress:
                 return
             if not self._ingest.knows(source):
                 raise UnknownSource(f"No webhook source named {source!r}")
-            headers = _headers(scope)
+            signature_header = self._ingest.scheme(source).header
+            length, forwarded_for, signature = _headers(scope, signature_header)
             client = scope.get("client")
-            self._allowlist.check(source, client[0] if client else None, headers.get("x-forwarded-for"))
-            body = await self._read_body(receive, headers)
-            result = await self._ingest.receive(source, body, headers.get(self._ingest.scheme(source).header))
+            self._allowlist.check(source, client[0] if client else None, forwarded_for)
+            body = await self._read_body(receive, length)
+            result = await self._ingest.receive(source, body, signature)
             outcome = "duplicate" if not result.is_new else "accepted"
             await _send(send, 200, {"ok": True, "duplicate": not result.is_new, "event_id": result.event_id},
                         request_id)
-            self._metrics.ingest_latency.labels(source).observe(time.perf_counter() - started)
+            latency = self._latency.get(source)
+            if latency is None:
+                latency = self._latency[source] = self._metrics.ingest_latency.labels(source)
+            latency.observe(time.perf_counter() - started)
         except (SignatureInvalid, ValidationError, PayloadTooLarge, UnknownSource, Forbidden) as exc:
             outcome = "rejected"
             status, body_, extra = from_exception(exc, request_id)
@@ -103,10 +111,13 @@ class WebhookIngress:
             status, body_, extra = from_exception(exc, request_id)
             await _send(send, status, body_, request_id, extra)
         finally:
-            self._metrics.deliveries.labels(source if self._ingest.knows(source) else "unknown", outcome).inc()
+            key = (source if self._ingest.knows(source) else "unknown", outcome)
+            counter = self._counted.get(key)
+            if counter is None:
+                counter = self._counted[key] = self._metrics.deliveries.labels(*key)
+            counter.inc()
 
-    async def _read_body(self, receive: Any, headers: dict[str, str]) -> bytes:
-        declared = headers.get("content-length")
+    async def _read_body(self, receive: Any, declared: str | None) -> bytes:
         if declared and declared.isascii() and declared.isdigit() and int(declared) > self._max_body:
             raise PayloadTooLarge(f"Body of {declared} bytes is over the {self._max_body}-byte limit")
         chunks: list[bytes] = []
@@ -125,8 +136,24 @@ class WebhookIngress:
         return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+def _headers(scope: dict[str, Any], signature_header: str) -> tuple[str | None, str | None, str | None]:
+    """(Content-Length, X-Forwarded-For, the signature header) of the request; the last of each wins."""
+    wanted = signature_header.encode("latin-1")
+    length = forwarded = signature = None
+    for name, value in scope["headers"]:  # names come lower-cased from the server (ASGI)
+        if name == b"content-length":
+            length = value.decode("latin-1")
+        elif name == wanted:
+            signature = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+    return length, forwarded, signature
+
+
+def _request_id() -> str:
+    """``req_`` and 20 hex digits, as :func:`~commerce_bridge.entrypoints.http.errors.new_request_id`
+    gives, without a system call per request: a log correlation id needs no secrecy."""
+    return f"req_{random.getrandbits(80):020x}"
 
 
 async def _send(send: Any, status: int, body: dict[str, Any], request_id: str,

@@ -1,0 +1,132 @@
+"""Hot statements on the driver connection: SQL text prepared once, no SQLAlchemy statement per call.
+
+Rules
+-----
+* Only the statements that run several times per order and showed in the profile go here (issue 10,
+  point 10: the identity map and the run status). Everything else stays SQLAlchemy Core, which costs
+  about 0.3-0.5 ms of Python per statement to build, key and compile-cache; here a statement costs
+  the driver's work only. On PostgreSQL psycopg prepares a statement it has run five times on a
+  connection (server-side prepared statements).
+* SQL is written once with ``:name`` parameters (sqlite3's style) and converted to ``%(name)s`` for
+  psycopg. Timestamps are written as SQLAlchemy writes ``UtcDateTime`` (SQLite: naive UTC text
+  ``YYYY-MM-DD HH:MM:SS.ffffff``; PostgreSQL: an aware datetime), so both layers read each other's rows.
+* A write is one transaction: on SQLite it takes the file's writer lock and ``BEGIN IMMEDIATE``
+  exactly as the engine's ``begin`` hook does (see ``store.db``); a failure rolls back. Driver errors
+  that mean "the database is unavailable" become ``StoreUnavailable``, as ``translate_db_errors`` does.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine
+
+from commerce_bridge.errors import StoreUnavailable
+from commerce_bridge.store.db import translate_db_errors
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+class Cursor:
+    """A driver cursor that takes our ``:name`` SQL (see the module docstring)."""
+
+    def __init__(self, raw: Any, pg: bool) -> None:
+        self._raw = raw
+        self._pg = pg
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Cursor:
+        self._raw.execute(_for_pg(sql) if self._pg else sql, params or {})
+        return self
+
+    def one(self) -> Any:
+        """The first column of the first row, or None."""
+        row = self._raw.fetchone()
+        return None if row is None else row[0]
+
+    def all(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._raw.fetchall()]
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._raw.rowcount)
+
+
+_PG_SQL: dict[str, str] = {}
+
+
+def _for_pg(sql: str) -> str:
+    out = _PG_SQL.get(sql)
+    if out is None:
+        out = _PG_SQL[sql] = _PARAM.sub(r"%(\1)s", sql)
+    return out
+
+
+class RawSql:
+    """Runs SQL text on ``engine``'s pooled driver connections (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.pg = engine.dialect.name == "postgresql"
+
+    def ts(self, moment: datetime) -> Any:
+        """``moment`` as a ``UtcDateTime`` column stores it on this database."""
+        moment = moment.astimezone(UTC)
+        return moment if self.pg else moment.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def now(self) -> Any:
+        return self.ts(datetime.now(UTC))
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        with self._connection(write=False) as cur:
+            yield cur
+
+    @contextmanager
+    def write(self) -> Iterator[Cursor]:
+        """One write transaction (committed at the end of the block, rolled back on an exception)."""
+        with self._connection(write=True) as cur:
+            yield cur
+
+    @contextmanager
+    def _connection(self, *, write: bool) -> Iterator[Cursor]:
+        with translate_db_errors(), _translate_driver_errors():
+            fairy = self._engine.raw_connection()
+            try:
+                dbapi: Any = fairy.driver_connection
+                if write and not self.pg:
+                    begin = getattr(dbapi, "begin_immediate", None)
+                    if begin is not None:
+                        begin()
+                    else:  # an in-memory database (tests): no writer queue
+                        dbapi.execute("BEGIN IMMEDIATE")
+                raw = dbapi.cursor()
+                try:
+                    yield Cursor(raw, self.pg)
+                    if write or self.pg:
+                        dbapi.commit()  # psycopg opens a transaction for reads too: end it
+                except BaseException:
+                    dbapi.rollback()
+                    raise
+                finally:
+                    raw.close()
+            finally:
+                fairy.close()
+
+
+@contextmanager
+def _translate_driver_errors() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"database unavailable: {exc}") from exc
+
+
+__all__ = ["Cursor", "RawSql"]
