@@ -275,7 +275,8 @@ class Settings(BaseSettings):
     engine_idle_poll_s: float = Field(
         5.0, gt=0, le=60,
         description="After 10 s without work, how often the engine polls its queue (runs queued by another "
-                    "process, such as a CLI replay, start within this) and a serve process's dispatcher its inbox.",
+                    "process, such as a CLI replay, start within this) and a dispatcher that new deliveries wake "
+                    "(serve; workers on PostgreSQL, through NOTIFY) its inbox.",
     )
     dispatch_stuck_after_s: float = Field(
         60.0, gt=0, le=86400,

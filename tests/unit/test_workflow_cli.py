@@ -43,6 +43,39 @@ def test_validate_fails_with_line_and_fix(tmp_path: Path) -> None:
     assert "did you mean 'core.audit.record'" in result.output and "1 problem(s) found" in result.output
 
 
+def test_validate_refuses_a_builtins_name_and_version_with_another_text(tmp_path: Path) -> None:
+    builtin = BUILTIN_DIR / "stripe.payment_succeeded.yaml"
+    same = tmp_path / "same" / "paid.yaml"
+    same.parent.mkdir()
+    same.write_text(builtin.read_text())  # the very text: nothing to refuse
+    edited = tmp_path / "edited" / "paid.yaml"
+    edited.parent.mkdir()
+    edited.write_text(builtin.read_text().replace("steps:\n", "steps:\n  # my change\n", 1))
+    bumped = tmp_path / "bumped" / "paid.yaml"
+    bumped.parent.mkdir()
+    bumped.write_text(edited.read_text().replace("version: 1\n", "version: 2\n", 1))
+    for args in (["validate", str(same)], ["validate", "--dir", str(same.parent)],
+                 ["validate", str(bumped)], ["validate", "--dir", str(bumped.parent)]):
+        assert runner.invoke(workflows_app, args).exit_code == 0, args
+    for args in (["validate", str(edited)], ["validate", "--dir", str(edited.parent)]):
+        refused = runner.invoke(workflows_app, args)
+        assert refused.exit_code == 1, args
+        assert f"error {edited}: stripe.payment_succeeded version 1 is also the built-in, with a different text" \
+            in refused.output and "needs a new `version`" in refused.output
+
+
+def test_validate_says_which_status_name_runs_get_when_the_file_says_another(tmp_path: Path) -> None:
+    text = (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
+    assert "  paid_status: Full Payment Received\n" in text
+    (tmp_path / "paid.yaml").write_text(text.replace("version: 1\n", "version: 2\n", 1)
+                                        .replace("  paid_status: Full Payment Received\n", "  paid_status: Paid\n"))
+    result = runner.invoke(workflows_app, ["validate", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    [note] = [line for line in result.output.splitlines() if line.startswith("note")]
+    assert 'vars.paid_status is "Full Payment Received" in runs, from the default status map' in note
+    assert '(the file says "Paid")' in note and "CB_STATUS_MAP" in note and "CB_WORKFLOW_VARS" in note
+
+
 def test_validate_without_files_checks_the_user_folder(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text("name: t\n")
     result = runner.invoke(workflows_app, ["validate", "--dir", str(tmp_path)])

@@ -208,30 +208,70 @@ def validate(
         help="Files to check (default: the built-ins and --dir, else the settings' workflows_dir).")] = None,
     folder: DirOpt = None,
 ) -> None:
-    """Validate workflow files against the schema and the semantic rules; exit 1 on any problem."""
+    """Validate workflow files against the schema and the semantic rules; exit 1 on any problem.
+
+    A file that has the name and version of a built-in (or of another file) but a different text is
+    refused: runs are pinned to (name, version), so a changed text needs a new version.
+    """
     if files:
         count = 0
+        builtins = _registry(None, quiet=True)
         for path in files:
             try:
                 loaded = load_file(path)
-                typer.echo(f"ok    {path}: {loaded.spec.name} version {loaded.spec.version}")
             except WorkflowFileError as exc:
                 count += len(exc.problems)
                 for p in exc.problems:
                     typer.echo(f"error {p}", err=True)
+                continue
+            first = builtins.clash_with(loaded.spec.name, loaded.spec.version, loaded.digest)
+            if first is not None:
+                count += 1
+                typer.echo(f"error {path}: {_clash_message(loaded.spec.name, loaded.spec.version, first)}", err=True)
+                continue
+            typer.echo(f"ok    {path}: {loaded.spec.name} version {loaded.spec.version}")
         if count:
             typer.echo(f"{count} problem(s) found", err=True)
             raise typer.Exit(1)
         return
     reg = _registry(_files_dir(folder), quiet=True)
+    clashes = {e.file: first for e, first in reg.text_clashes()}
+    view = _settings_view(folder)
     for e in reg.entries():
-        if e.file:
+        if e.file and e.file not in clashes:
             typer.echo(f"ok    {e.file}: {e.spec.name} version {e.spec.version}")
+            if view is not None and e.origin == "user":
+                for key, value, origin in view.var_origins(e.spec.name, dict(e.spec.vars)):
+                    if "(the file says" in origin:  # the file's value loses: say which wins, why, and where to change it
+                        typer.echo(f"note  {e.file}: vars.{key} is {json.dumps(value, default=str)} in runs, from "
+                                   f"{origin}; status names come from the status map: set it in CB_STATUS_MAP, "
+                                   f"or for this workflow alone in CB_WORKFLOW_VARS")
     for p in reg.problems:
         typer.echo(f"error {p}", err=True)
-    if reg.problems:
-        typer.echo(f"{len(reg.problems)} problem(s) found", err=True)
+    for file, first in clashes.items():
+        typer.echo(f"error {file}: {_clash_message(first.spec.name, first.spec.version, first)}", err=True)
+    if reg.problems or clashes:
+        typer.echo(f"{len(reg.problems) + len(clashes)} problem(s) found", err=True)
         raise typer.Exit(1)
+
+
+def _settings_view(folder: Path | None) -> _View | None:
+    """The settings' view for ``validate``'s notes, or None when the settings do not load (validate has said so)."""
+    try:
+        load_settings()
+    except Exception:
+        return None
+    try:
+        return _view(folder, no_config=False)
+    except Exception:
+        return None
+
+
+def _clash_message(name: str, version: str, first: Any) -> str:
+    where = "the built-in" if first.origin == "builtin" else (first.file or "a workflow defined in code")
+    return (f"{name} version {version} is also {where}, with a different text: runs are pinned to (name, "
+            f"version), so a changed workflow needs a new `version` (higher than the built-in's to replace it "
+            f"for new runs; `commerce-bridge workflows list` shows the versions loaded)")
 
 
 @workflows_app.command()

@@ -157,6 +157,27 @@ class WorkflowRegistry(Router):
         self._active = None
         return entry
 
+    def text_clashes(self) -> list[tuple[RegisteredWorkflow, RegisteredWorkflow]]:
+        """User files whose ``(name, version)`` was loaded first with another text: ``(file's entry, first)``.
+
+        Loading keeps both addressable (the later as ``<version>+<sha256 prefix>``, so runs pinned to
+        either finish), but a new text under an old version is a mistake ``workflows validate`` refuses:
+        its runs could not be told apart from the other text's by version.
+        """
+        out = []
+        for e in self.entries():
+            if e.origin != "user" or "+" not in e.spec.version:
+                continue
+            first = self._entries.get((e.spec.name, e.spec.version.split("+", 1)[0]))
+            if first is not None and first.digest != e.digest:
+                out.append((e, first))
+        return out
+
+    def clash_with(self, name: str, version: str, digest: str) -> RegisteredWorkflow | None:
+        """The loaded ``(name, version)`` if its text is not the one with ``digest`` (None: no such clash)."""
+        first = self._entries.get((name, version))
+        return first if first is not None and first.digest != digest else None
+
     # ---- queries (the Router interface) ---------------------------------------------------------
     def entries(self) -> list[RegisteredWorkflow]:
         """Every loaded version, by name then version."""
