@@ -80,8 +80,15 @@ class SqlRuns:
                                                     {"id": inbox_id}).all()]
             new, processed = _delivery_status(statuses)
             if new is not None:
-                cur.execute("UPDATE inbox SET status = :status, processed_at = :at WHERE id = :id",
-                            {"status": new, "at": self._sql.now() if processed else None, "id": inbox_id})
+                # A delivery still waiting to be (re)dispatched is not marked dispatched here: a dispatcher
+                # that died mid-batch (its hand-over rolled back) may have started this run and not the next
+                # one, and only a new dispatch starts every run of the delivery (existing ids harmlessly).
+                # Processed (every run done) and failed may be recorded at once, as the dispatcher's own
+                # hand-over only moves a delivery that is still received.
+                guard = " AND status <> :waiting" if new == DeliveryStatus.DISPATCHED.value else ""
+                cur.execute("UPDATE inbox SET status = :status, processed_at = :at WHERE id = :id" + guard,
+                            {"status": new, "at": self._sql.now() if processed else None, "id": inbox_id,
+                             **({"waiting": DeliveryStatus.RECEIVED.value} if guard else {})})
 
     def park_unstarted(self, run_ids: Sequence[str], step_id: str, error_code: str) -> None:
         """Park queued runs that could not be started (their delivery is isolated at dispatch).
