@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -285,6 +286,8 @@ def translate_db_errors() -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:  # raised by pysqlite outside SQLAlchemy's wrapping (a begin hook)
         raise StoreUnavailable(f"database unavailable: {exc}") from exc
+    except psycopg.OperationalError as exc:  # raised by psycopg used directly (store.raw, the inbox's direct insert)
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}") from exc

@@ -12,22 +12,19 @@ Rules
   ``YYYY-MM-DD HH:MM:SS.ffffff``; PostgreSQL: an aware datetime), so both layers read each other's rows.
 * A write is one transaction: on SQLite it takes the file's writer lock and ``BEGIN IMMEDIATE``
   exactly as the engine's ``begin`` hook does (see ``store.db``); a failure rolls back. Driver errors
-  that mean "the database is unavailable" become ``StoreUnavailable``, as ``translate_db_errors`` does.
+  that mean "the database is unavailable" become ``StoreUnavailable`` through ``translate_db_errors``.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine
 
-from commerce_bridge.errors import StoreUnavailable
 from commerce_bridge.store.db import translate_db_errors
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -95,7 +92,7 @@ class RawSql:
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Cursor]:
-        with translate_db_errors(), _translate_driver_errors():
+        with translate_db_errors():
             fairy = self._engine.raw_connection()
             try:
                 dbapi: Any = fairy.driver_connection
@@ -117,16 +114,6 @@ class RawSql:
                     raw.close()
             finally:
                 fairy.close()
-
-
-@contextmanager
-def _translate_driver_errors() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.OperationalError as exc:
-        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-    except sqlite3.OperationalError as exc:
-        raise StoreUnavailable(f"database unavailable: {exc}") from exc
 
 
 __all__ = ["Cursor", "RawSql"]
