@@ -53,7 +53,8 @@ def _field_in(field: str, allowed: set[Any]) -> Predicate:
     return predicate
 
 
-def _filters(sim: Sim, model: SearchModel) -> list[Predicate]:
+def sales_filters(sim: Sim, model: SearchModel, kinds: SalesKinds = KINDS) -> list[Predicate]:
+    """The SalesCollectionBaseSearchModel filters (orders, returns): status/state/type, parties, references."""
     preds: list[Predicate] = []
 
     def lookup_ids(kind: str, key: str | None, name: str | None) -> set[int]:
@@ -69,7 +70,7 @@ def _filters(sim: Sim, model: SearchModel) -> list[Predicate]:
     if (excluded := model.integers("ExcludedStatusIDs")) is not None:
         unwanted = set(excluded)
         preds.append(lambda r: r.get("StatusID") not in unwanted)
-    for prefix, kind in (("Status", KINDS.status), ("State", KINDS.state), ("Type", KINDS.type)):
+    for prefix, kind in (("Status", kinds.status), ("State", kinds.state), ("Type", kinds.type)):
         key, name = model.text(f"{prefix}Key"), model.text(f"{prefix}Name")
         if key is not None or name is not None:
             preds.append(_field_in(f"{prefix}ID", lookup_ids(kind, key, name)))
@@ -94,11 +95,20 @@ def _filters(sim: Sim, model: SearchModel) -> list[Predicate]:
     return preds
 
 
+def _expand(sim: Sim, record: Record, projection: str) -> Record:
+    out = expand_sales(sim, KINDS, record, projection)
+    if projection == "full":  # the returns that name this order in their SalesOrderIDs
+        out["AssociatedSalesReturns"] = [
+            {"MasterID": record["ID"], "SlaveID": r["ID"], "SlaveKey": r.get("CustomKey")}
+            for r in sim.store.all("SalesReturn") if record["ID"] in (r.get("SalesOrderIDs") or [])]
+    return out
+
+
 SALES_ORDER = EntitySpec(
     "Ordering", "SalesOrder", "SalesOrders",
     prepare=lambda sim, existing, body, record: prepare_sales(sim, KINDS, existing, body, record),
-    expand=lambda sim, record, projection: expand_sales(sim, KINDS, record, projection),
-    finalize=finalize_sales, filters=_filters, event="salesorder", nameable=False,
+    expand=_expand, finalize=finalize_sales, filters=sales_filters, event="salesorder", nameable=False,
+    strip_fields=("AssociatedSalesReturns",),
 )
 
 

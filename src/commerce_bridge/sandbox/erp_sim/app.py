@@ -17,6 +17,7 @@ from starlette.routing import Route
 from commerce_bridge.sandbox.clarity_sim.faults import FaultInjector, faults_endpoint, outage_endpoint
 from commerce_bridge.sandbox.clarity_sim.jsonutil import dumps, loads
 from commerce_bridge.sandbox.clarity_sim.store import DocStore
+from commerce_bridge.sandbox.erp_sim import accounts
 from commerce_bridge.sandbox.erp_sim.doctypes import DocType, child_row, new_name, resolve_doctype
 from commerce_bridge.sandbox.erp_sim.errors import FrappeError, error_response
 from commerce_bridge.sandbox.erp_sim.query import run_list
@@ -177,8 +178,13 @@ async def _body(request: Request) -> Doc:
 
 def build_app(*, state_file: str | None = None, api_key: str = DEFAULT_API_KEY,
               api_secret: str = DEFAULT_API_SECRET) -> Starlette:
-    """Build the ERPNext simulator (state in memory, or in the SQLite ``state_file``)."""
+    """Build the ERPNext simulator (state in memory, or in the SQLite ``state_file``).
+
+    The companies and their chart of accounts are seeded on first start (``accounts.py``).
+    """
     sim = ErpSim(DocStore(state_file), api_key, api_secret)
+    with sim.store.batch():
+        accounts.seed(sim.store, _now(), API_USER)
 
     async def resource(request: Request) -> Response:
         try:

@@ -1,4 +1,19 @@
-"""The ERPNext simulator's DocTypes: naming, links, child tables, totals, validation, submit and cancel."""
+"""The ERPNext simulator's DocTypes: naming, links, child tables, totals, validation, submit and cancel.
+
+Money rules: amounts are Decimals at frappe's precision 2, never floats. Returns and refunds:
+- a Sales Invoice with ``is_return: 1`` is a credit note: its item quantities are negative, so its totals are
+  negative; ``return_against`` (optional, as in ERPNext) must name a *submitted* Sales Invoice of the same
+  customer that is not itself a return ("Invalid Return Against: …"); each row's item must be on that
+  invoice, at no higher rate, and no more may be returned than was sold minus what submitted credit notes
+  already returned ("Row # 1: Cannot return more than 2 for Item SKU-A"); the credit note's grand total
+  cannot exceed what is left of the original's;
+- ``update_outstanding_for_self`` (default 1) keeps the credit note's own negative ``outstanding_amount``,
+  which a Payment Entry of type ``Pay`` settles with a *negative* ``allocated_amount``; with 0, submitting
+  the credit note reduces the original invoice's outstanding instead (and cancelling restores it);
+- a Payment Entry reference to an invoice with negative outstanding must allocate a negative amount no
+  larger in size than that outstanding; a positive outstanding takes a positive allocation up to it.
+Journal Entry accounts are checked against the chart (see ``accounts.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from commerce_bridge.sandbox.clarity_sim.store import DocStore
+from commerce_bridge.sandbox.erp_sim import accounts
 from commerce_bridge.sandbox.erp_sim.errors import FrappeError
 
 Doc = dict[str, Any]
@@ -58,6 +74,7 @@ class DocType:
     on_submit: Callable[[DocStore, Doc], None] | None = None
     on_cancel: Callable[[DocStore, Doc], None] | None = None
     status_for: Callable[[Doc], str] | None = None
+    namer: Callable[[DocStore, Doc], str] | None = None
 
 
 def _child_rows(doc: Doc, table: str) -> list[Doc]:
@@ -104,6 +121,76 @@ def _compute_selling(store: DocStore, doc: Doc) -> None:
         doc["outstanding_amount"] = grand if doc.get("docstatus") == 1 else doc.get("outstanding_amount", grand)
         if doc.get("docstatus", 0) == 0:
             doc["outstanding_amount"] = grand
+        if doc.get("is_return"):
+            _check_return(store, doc)
+
+
+def _returned_before(store: DocStore, doc: Doc) -> tuple[dict[str, Decimal], Decimal]:
+    """Quantities per item and the amount already credited by submitted returns against the same invoice."""
+    qty: dict[str, Decimal] = {}
+    amount = ZERO
+    for other in store.all("Sales Invoice"):
+        if (other.get("is_return") and other.get("return_against") == doc["return_against"]
+                and other.get("docstatus") == 1 and other.get("name") != doc.get("name")):
+            amount += -dec(other.get("grand_total", 0), "grand_total")
+            for row in other.get("items") or []:
+                qty[row["item_code"]] = qty.get(row["item_code"], Decimal(0)) - dec(row["qty"], "qty")
+    return qty, amount
+
+
+def _check_return(store: DocStore, doc: Doc) -> None:
+    doc["is_return"] = 1
+    self_outstanding = doc.get("update_outstanding_for_self", 1) in (1, "1", True)
+    doc["update_outstanding_for_self"] = 1 if self_outstanding else 0
+    if not self_outstanding:
+        doc["outstanding_amount"] = ZERO
+    for row in doc["items"]:
+        if row["qty"] >= 0:
+            raise FrappeError("ValidationError", f"Row # {row.get('idx')}: Qty must be negative in return document")
+    if not doc.get("return_against"):
+        return
+    original = store.get("Sales Invoice", str(doc["return_against"]))
+    if original is None:
+        raise FrappeError("LinkValidationError", f"Could not find Return Against: {doc['return_against']}")
+    if (original.get("docstatus") != 1 or original.get("customer") != doc.get("customer")
+            or original.get("is_return")):
+        raise FrappeError("ValidationError", f"Invalid Return Against: {doc['return_against']}")
+    sold: dict[str, tuple[Decimal, Decimal]] = {}
+    for row in original.get("items") or []:
+        q, r = sold.get(row["item_code"], (Decimal(0), ZERO))
+        sold[row["item_code"]] = (q + dec(row["qty"], "qty"), max(r, cur(row["rate"], "rate")))
+    returned, credited = _returned_before(store, doc)
+    wanted: dict[str, Decimal] = {}
+    for row in doc["items"]:
+        code, idx = row["item_code"], row.get("idx")
+        if code not in sold:
+            raise FrappeError("ValidationError", f"Row # {idx}: Returned Item {code} does not exist in Sales Invoice "
+                                                 f"{original['name']}")
+        if row["rate"] > sold[code][1]:
+            raise FrappeError("ValidationError", f"Row # {idx}: Rate cannot be greater than the rate used in Sales "
+                                                 f"Invoice {original['name']}")
+        wanted[code] = wanted.get(code, Decimal(0)) - row["qty"]
+        left = sold[code][0] - returned.get(code, Decimal(0))
+        if wanted[code] > left:
+            raise FrappeError("ValidationError", f"Row # {idx}: Cannot return more than {left} for Item {code}")
+    left_amount = dec(original.get("grand_total", 0), "grand_total") - credited
+    if -doc["grand_total"] > left_amount:
+        raise FrappeError("ValidationError", f"Total return amount {-doc['grand_total']} cannot be greater than "
+                                             f"the amount not yet returned on {original['name']} ({left_amount})")
+
+
+def _apply_return(store: DocStore, doc: Doc, sign: int) -> None:
+    """A credit note with ``update_outstanding_for_self: 0`` moves the original invoice's outstanding."""
+    if not doc.get("is_return") or not doc.get("return_against") or doc.get("update_outstanding_for_self"):
+        return
+    original = store.get("Sales Invoice", str(doc["return_against"]))
+    if original is None:
+        return
+    original = dict(original)
+    outstanding = dec(original.get("outstanding_amount", 0), "outstanding_amount")
+    original["outstanding_amount"] = cur(outstanding + sign * dec(doc["grand_total"], "grand_total"), "outstanding")
+    original["status"] = _invoice_status(original)
+    store.put("Sales Invoice", original["name"], original)
 
 
 def _order_status(doc: Doc) -> str:
@@ -142,7 +229,7 @@ def _compute_payment(store: DocStore, doc: Doc) -> None:
         if target is None:
             raise FrappeError("LinkValidationError", f"Could not find {target_type}: {target_name}")
         allocated += row["allocated_amount"]
-    if allocated > paid:
+    if abs(allocated) > paid:
         raise FrappeError("ValidationError", "Total Allocated Amount cannot be greater than Paid Amount")
     doc["total_allocated_amount"] = allocated
     doc["unallocated_amount"] = paid - allocated
@@ -160,7 +247,7 @@ def _apply_payment(store: DocStore, doc: Doc, sign: int) -> None:
         amount = dec(row["allocated_amount"], "allocated_amount") * sign
         if row["reference_doctype"] == "Sales Invoice":
             outstanding = dec(target.get("outstanding_amount", 0), "outstanding_amount")
-            if sign > 0 and amount > outstanding:
+            if sign > 0 and (amount > outstanding if outstanding >= 0 else not outstanding <= amount < 0):
                 raise FrappeError("ValidationError", f"Row #{row.get('idx')}: Allocated Amount {amount} cannot be "
                                                      f"greater than outstanding amount {outstanding}")
             target["outstanding_amount"] = cur(outstanding - amount, "outstanding_amount")
@@ -187,10 +274,16 @@ def _compute_journal(store: DocStore, doc: Doc) -> None:
                     "credit_in_account_currency": row_credit, "credit": row_credit})
         debit += row_debit
         credit += row_credit
+    accounts.check_journal_rows(store, doc, rows)
     doc.update({"total_debit": debit, "total_credit": credit, "difference": debit - credit})
     if debit != credit:
         raise FrappeError("ValidationError", f"Total Debit must be equal to Total Credit. "
                                              f"The difference is {debit - credit}")
+
+
+def _no_new_company(store: DocStore, doc: Doc) -> None:
+    raise FrappeError("ValidationError", "The sandbox seeds its companies (Sandbox Bridge, Sandbox Company); "
+                                         "creating one is not simulated")
 
 
 DOCTYPES: dict[str, DocType] = {
@@ -211,7 +304,8 @@ DOCTYPES: dict[str, DocType] = {
         DocType("Sales Invoice", series="ACC-SINV-.YYYY.-", submittable=True, mandatory=("customer",),
                 children={"items": "Sales Invoice Item", "taxes": "Sales Taxes and Charges"},
                 links={"customer": "Customer"}, defaults={"currency": "USD", "is_return": 0},
-                compute=_compute_selling, status_for=_invoice_status),
+                compute=_compute_selling, status_for=_invoice_status,
+                on_submit=lambda s, d: _apply_return(s, d, 1), on_cancel=lambda s, d: _apply_return(s, d, -1)),
         DocType("Payment Entry", series="ACC-PAY-.YYYY.-", submittable=True, mandatory=("payment_type",),
                 children={"references": "Payment Entry Reference"},
                 defaults={"party_type": "Customer", "paid_to_account_currency": "USD"},
@@ -221,6 +315,9 @@ DOCTYPES: dict[str, DocType] = {
         DocType("Journal Entry", series="ACC-JV-.YYYY.-", submittable=True, children={"accounts": "Journal Entry Account"},
                 defaults={"voucher_type": "Journal Entry"}, compute=_compute_journal,
                 status_for=lambda d: {0: "Draft", 1: "Submitted", 2: "Cancelled"}[d.get("docstatus", 0)]),
+        DocType("Account", mandatory=("account_name", "company"), links={"company": "Company"},
+                compute=accounts.inherit, namer=accounts.account_name),
+        DocType("Company", mandatory=("company_name", "abbr"), compute=_no_new_company),
     )
 }
 
@@ -233,7 +330,9 @@ def resolve_doctype(name: str) -> DocType:
 
 
 def new_name(store: DocStore, doctype: DocType, doc: Doc) -> str:
-    """The document name: the naming series (``SAL-ORD-2026-00001``) or the name field."""
+    """The document name: the naming series (``SAL-ORD-2026-00001``), the DocType's namer or the name field."""
+    if doctype.namer:
+        return doctype.namer(store, doc)
     if doctype.series:
         year = str(date.today().year)
         prefix = doctype.series.replace(".YYYY.", year).replace(".", "")

@@ -25,6 +25,8 @@ from .resources import (
     disputes,
     payment_intents,
     payment_methods,
+    radar,
+    refunds,
 )
 from .resources.core import expand_list
 from .state import API_VERSION, Config, Emulator
@@ -155,7 +157,9 @@ class StripeEmulatorApp:
                 *payment_intents.ROUTES,
                 *charges.ROUTES,
                 *balance.ROUTES,
+                *refunds.ROUTES,
                 *disputes.ROUTES,
+                *radar.ROUTES,
                 *billing.ROUTES,
                 *WEBHOOK_ROUTES,
             ]

@@ -33,6 +33,8 @@ class TestCard:
     dispute_inquiry: bool = False
     bypass_pending: bool = False
     incorrect_number: bool = False
+    refund_pending: bool = False  # refunds start ``pending`` and succeed on the next account job run
+    refund_fails: bool = False  # refunds start ``succeeded`` and fail on the next account job run
 
     @property
     def last4(self) -> str:
@@ -117,6 +119,9 @@ _CARDS: list[TestCard] = [
     TestCard("4000000000000259", dispute_reason="fraudulent"),
     TestCard("4000000000002685", dispute_reason="product_not_received"),
     TestCard("4000000000001976", dispute_reason="fraudulent", dispute_inquiry=True),
+    # refunds (https://docs.stripe.com/testing#refunds)
+    TestCard("4000000000007726", refund_pending=True),
+    TestCard("4000000000005126", refund_fails=True),
 ]
 
 CARDS: dict[str, TestCard] = {c.number: c for c in _CARDS}
@@ -158,6 +163,8 @@ PM_CARD_IDS: dict[str, str] = {
     "pm_card_createDispute": "4000000000000259",
     "pm_card_createDisputeProductNotReceived": "4000000000002685",
     "pm_card_createDisputeInquiry": "4000000000001976",
+    "pm_card_pendingRefund": "4000000000007726",
+    "pm_card_refundFail": "4000000000005126",
 }
 
 TOKENS: dict[str, str] = {"tok_" + k[len("pm_card_") :]: v for k, v in PM_CARD_IDS.items()}

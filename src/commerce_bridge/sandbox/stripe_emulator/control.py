@@ -1,5 +1,6 @@
-"""The ``/_sandbox/...`` control API: reset, faults, rate limit, webhook options and deliveries, 3-D Secure,
-clocks, payouts, disputes, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
+"""The ``/_sandbox/...`` control API: reset, faults, rate limit, webhook options, deliveries and resends,
+3-D Secure, clocks, payouts, Dashboard refunds and refund status moves, disputes opened and closed by the
+bank, early fraud warnings, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from urllib.parse import parse_qsl
 import orjson
 
 from .errors import invalid_request, not_found
-from .resources import balance, billing, disputes, payment_intents
-from .webhooks import create_endpoint
+from .resources import balance, billing, disputes, payment_intents, radar, refunds
+from .webhooks import create_endpoint, resend
 
 if TYPE_CHECKING:
     from .app import StripeEmulatorApp
+
+# path segments that are object ids (``/_sandbox/refunds/re_…/fail``)
+ID_PREFIXES = ("pi_", "dp_", "clock_", "ch_", "re_", "evt_")
 
 
 def _advance_account_clock(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
@@ -33,11 +37,18 @@ def _advance_account_clock(app: StripeEmulatorApp, body: dict[str, Any]) -> dict
 def run_account_jobs(app: StripeEmulatorApp, force_payout: bool = False) -> dict[str, Any]:
     emu = app.emu
     moved = balance.settle(emu)
+    moved_refunds = refunds.run_auto(emu)
     payouts = []
     if emu.config.auto_payouts or force_payout:
         payouts = [p["id"] for p in balance.run_automatic_payouts(emu)]
     balance.advance_payouts(emu)
-    return {"now": emu.now(), "clock_offset": emu.clock_offset, "settled": moved, "payouts_created": payouts}
+    return {
+        "now": emu.now(),
+        "clock_offset": emu.clock_offset,
+        "settled": moved,
+        "payouts_created": payouts,
+        "refunds_moved": moved_refunds,
+    }
 
 
 def _faults_add(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
@@ -98,8 +109,8 @@ async def dispatch(
     q = dict(parse_qsl(scope.get("query_string", b"").decode()))
     emu = app.emu
     segs = path.strip("/").split("/")[1:]
-    key = (method, "/".join(s if not s.startswith(("pi_", "dp_", "clock_")) else "{id}" for s in segs))
-    ids = [s for s in segs if s.startswith(("pi_", "dp_", "clock_"))]
+    key = (method, "/".join(s if not s.startswith(ID_PREFIXES) else "{id}" for s in segs))
+    ids = [s for s in segs if s.startswith(ID_PREFIXES)]
     match key:
         case ("GET", "health"):
             return 200, {"ok": True, "objects": emu.store.count(), "now": emu.now()}
@@ -162,7 +173,21 @@ async def dispatch(
         case ("POST", "payouts/run"):
             return 200, run_account_jobs(app, force_payout=True)
         case ("POST", "disputes/{id}/resolve"):
-            return 200, disputes.resolve(emu, ids[0], body.get("outcome", "won") == "won")
+            return 200, disputes.resolve(emu, ids[0], str(body.get("outcome", "won")))
+        case ("POST", "charges/{id}/dispute"):
+            return 200, disputes.open_from_control(emu, ids[0], body)
+        case ("POST", "charges/{id}/early_fraud_warning"):
+            return 200, radar.create_warning(emu, ids[0], body)
+        case ("POST", "refunds"):
+            return 200, refunds.dashboard_refund(emu, body)
+        case ("POST", "refunds/{id}/succeed" | "refunds/{id}/fail" | "refunds/{id}/cancel"):
+            target = {"succeed": "succeeded", "fail": "failed", "cancel": "canceled"}[segs[-1]]
+            return 200, refunds.move(emu, ids[0], target, body.get("failure_reason"))
+        case ("POST", "refunds/{id}/require_action" | "refunds/{id}/pending"):
+            target = "requires_action" if segs[-1] == "require_action" else "pending"
+            return 200, refunds.move(emu, ids[0], target)
+        case ("POST", "events/{id}/resend"):
+            return 200, {"queued": resend(app.dispatcher, ids[0], body.get("endpoint"))}
         case ("POST", "test_clocks/{id}/advance"):
             return 200, billing.advance_clock(emu, {"frozen_time": str(body.get("frozen_time"))}, ids[0])
         case ("GET", "config"):

@@ -236,6 +236,26 @@ class Dispatcher:
         return True
 
 
+def resend(dispatcher: Dispatcher, event_id: str, endpoint_id: str | None = None) -> int:
+    """Deliver an event again (Stripe's "Resend" / ``stripe events resend``), to one or every endpoint.
+
+    The copy is signed afresh and is not retried; whatever the first delivery's fate, the receiver sees
+    the same ``event.id`` twice, which it must dedupe. Returns the number of deliveries queued.
+    """
+    evt = dispatcher.emu.get("event", event_id)
+    queued = 0
+    for ep in dispatcher.endpoints():
+        if endpoint_id and ep["id"] != endpoint_id:
+            continue
+        if ep["status"] != "enabled" or (
+            "*" not in ep["enabled_events"] and evt["type"] not in ep["enabled_events"]
+        ):
+            continue
+        dispatcher._enqueue(Job(evt["id"], ep["id"], duplicate=True))
+        queued += 1
+    return queued
+
+
 # -- webhook endpoint resource -----------------------------------------------------------------------
 def create_endpoint(emu: Emulator, p: Params) -> Obj:
     url = as_str(p, "url", required=True)

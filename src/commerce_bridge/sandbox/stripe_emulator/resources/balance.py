@@ -1,4 +1,5 @@
-"""Balance, balance transactions (fees, ``available_on``), refunds and payouts (automatic and manual)."""
+"""Balance, balance transactions (fees, ``available_on``) and payouts (automatic and manual); refunds live in
+``refunds.py`` and book their transactions through :func:`new_txn`."""
 
 from __future__ import annotations
 
@@ -194,119 +195,6 @@ def list_txns(emu: Emulator, p: Params) -> Obj:
     return emu.list_page("balance_transaction", p, url, pred)
 
 
-# -- refunds -------------------------------------------------------------------------------------------
-def create_refund(emu: Emulator, p: Params) -> Obj:
-    charge_id = as_str(p, "charge")
-    pi_id = as_str(p, "payment_intent")
-    if pi_id:
-        pi = emu.get("payment_intent", pi_id, "payment_intent", "payment_intent")
-        if not pi["latest_charge"] or pi["status"] != "succeeded":
-            raise state_error(
-                f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
-                code="charge_not_refundable" if pi["status"] != "succeeded" else "resource_missing",
-                param="payment_intent",
-            )
-        charge_id = pi["latest_charge"]
-    if not charge_id:
-        raise invalid_request(
-            "One of the following params should be provided for this request: payment_intent or charge."
-        )
-    charge = emu.get("charge", charge_id, "charge")
-    if not charge["captured"] or charge["status"] != "succeeded":
-        raise state_error(
-            f"Charge {charge_id} has not been captured or did not succeed.", code="charge_not_refundable"
-        )
-    remaining = charge["amount_captured"] - charge["amount_refunded"]
-    if remaining <= 0:
-        raise state_error(f"Charge {charge_id} has already been refunded.", code="charge_already_refunded")
-    amount = as_int(p, "amount", remaining)
-    assert amount is not None
-    if amount < 1:
-        raise invalid_request("Invalid positive integer", param="amount")
-    if amount > remaining:
-        raise invalid_request(
-            f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
-            param="amount",
-            code="amount_too_large",
-        )
-    reason = as_str(p, "reason")
-    if reason is not None and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
-        raise invalid_request(f"Invalid reason: {reason}", param="reason")
-    rid = new_id("re")
-    txn = new_txn(
-        emu,
-        amount=-amount,
-        currency=charge["currency"],
-        type_="refund",
-        category="refund",
-        source=rid,
-        description="REFUND FOR CHARGE",
-    )
-    refund: Obj = {
-        "id": rid,
-        "object": "refund",
-        "amount": amount,
-        "balance_transaction": txn["id"],
-        "charge": charge_id,
-        "created": emu.now(),
-        "currency": charge["currency"],
-        "customer": charge["customer"],
-        "customer_account": None,
-        "destination_details": {
-            "card": {
-                "reference_status": "pending",
-                "reference_type": "acquirer_reference_number",
-                "type": "refund",
-            },
-            "type": "card",
-        },
-        "metadata": metadata_update({}, p.get("metadata")),
-        "payment_intent": charge["payment_intent"],
-        "payment_method": charge["payment_method"],
-        "reason": reason,
-        "receipt_number": None,
-        "source_transfer_reversal": None,
-        "status": "succeeded",
-        "transfer_reversal": None,
-    }
-    emu.add(
-        "refund", refund, (f"refund:charge:{charge_id}", f"refund:payment_intent:{charge['payment_intent']}")
-    )
-    refunded_total = charge["amount_refunded"] + amount
-    refunds_list = dict(charge["refunds"])
-    refunds_list["data"] = [refund, *refunds_list["data"]][:10]
-    prev = emu.changed(
-        charge,
-        {
-            "amount_refunded": refunded_total,
-            "refunded": refunded_total >= charge["amount_captured"],
-            "refunds": refunds_list,
-        },
-    )
-    emu.store.touch(charge_id)
-    emu.emit("refund.created", refund)
-    prev.pop("refunds", None)
-    emu.emit("charge.refunded", charge, prev)
-    return refund
-
-
-def list_refunds(emu: Emulator, p: Params) -> Obj:
-    ch = as_str(p, "charge")
-    pi = as_str(p, "payment_intent")
-    if ch:
-        return emu.list_page(f"refund:charge:{ch}", p, "/v1/refunds")
-    if pi:
-        return emu.list_page(f"refund:payment_intent:{pi}", p, "/v1/refunds")
-    return emu.list_page("refund", p, "/v1/refunds")
-
-
-def update_refund(emu: Emulator, p: Params, rid: str) -> Obj:
-    r = emu.get("refund", rid)
-    if "metadata" in p:
-        emu.update("refund.updated", r, {"metadata": metadata_update(r["metadata"], p["metadata"])})
-    return r
-
-
 # -- payouts -------------------------------------------------------------------------------------------
 def _payout_obj(emu: Emulator, amount: int, currency: str, automatic: bool, p: Params) -> Obj:
     now = emu.now()
@@ -458,10 +346,6 @@ ROUTES: list[Route] = [
     ("GET", "/v1/balance", get_balance),
     ("GET", "/v1/balance_transactions", list_txns),
     ("GET", "/v1/balance_transactions/{id}", lambda emu, p, i: emu.get("balance_transaction", i)),
-    ("POST", "/v1/refunds", create_refund),
-    ("GET", "/v1/refunds", list_refunds),
-    ("GET", "/v1/refunds/{id}", lambda emu, p, i: emu.get("refund", i)),
-    ("POST", "/v1/refunds/{id}", update_refund),
     ("POST", "/v1/payouts", create_payout),
     ("GET", "/v1/payouts", lambda emu, p: emu.list_page("payout", p, "/v1/payouts")),
     ("GET", "/v1/payouts/{id}", lambda emu, p, i: emu.get("payout", i)),

@@ -1,11 +1,30 @@
-"""Disputes opened by Stripe's dispute test cards; evidence, close (accept), and sandbox resolution."""
+"""Disputes: opened by Stripe's dispute test cards or the control API (as a cardholder's bank would),
+evidence staged or submitted, accepted (``close``), and closed won/lost/warning_closed by the control API.
+
+Rules (facts/stripe.md §7, Stripe's dispute docs):
+- a charge has at most one dispute; its ``amount`` is at most the captured amount; ``reason`` is one of
+  ``REASONS``; ``evidence_details.due_by`` defaults to 7 days after opening;
+- an *inquiry* (``warning_needs_response``) moves no money; a chargeback (``needs_response``) withdraws the
+  amount plus the dispute fee at once: one ``adjustment`` balance transaction, ``reporting_category``
+  ``dispute``, ``fee`` = the dispute fee (``fee_details[].type`` ``stripe_fee``), and
+  ``charge.dispute.funds_withdrawn``;
+- opening sends ``charge.dispute.created`` (then ``funds_withdrawn`` for a chargeback); the charge gets
+  ``disputed: true``; early fraud warnings on the charge stop being actionable;
+- ``POST /v1/disputes/{id}`` with ``evidence[...]`` merges evidence; ``submit=false`` stages it
+  (``has_evidence`` true, status unchanged); ``submit`` (default true) sends it: ``under_review``
+  (``warning_under_review`` for an inquiry) and ``submission_count`` + 1; metadata may change in any state;
+  unknown evidence fields are refused like any unknown parameter;
+- closing: won → ``dispute_reversal`` transaction giving the amount back (the fee is kept), then
+  ``charge.dispute.funds_reinstated``; lost → nothing comes back; an inquiry closes as ``warning_closed``;
+  every close sends ``charge.dispute.closed`` with ``previous_attributes.status``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import state_error
-from ..forms import Params, as_bool, metadata_update
+from ..errors import invalid_request, state_error
+from ..forms import Params, as_bool, as_str, metadata_update
 from ..ids import new_id
 from ..state import Emulator
 from ..store import Obj
@@ -20,17 +39,42 @@ EVIDENCE_KEYS = (
     "refund_refusal_explanation", "service_date", "service_documentation", "shipping_address", "shipping_carrier",
     "shipping_date", "shipping_documentation", "shipping_tracking_number", "uncategorized_file", "uncategorized_text",
 )  # fmt: skip
+REASONS = (
+    "bank_cannot_process", "check_returned", "credit_not_processed", "customer_initiated", "debit_not_authorized",
+    "duplicate", "fraudulent", "general", "incorrect_account_details", "insufficient_funds", "noncompliant",
+    "product_not_received", "product_unacceptable", "subscription_canceled", "unrecognized",
+)  # fmt: skip
+CLOSED = ("won", "lost", "warning_closed", "prevented")
+OPEN_FOR_EVIDENCE = ("needs_response", "warning_needs_response")
 
 
-def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = False) -> Obj:
-    """Open a dispute on ``charge``; a non-inquiry dispute withdraws the amount plus the dispute fee."""
+def open_dispute(
+    emu: Emulator,
+    charge: Obj,
+    reason: str,
+    *,
+    inquiry: bool = False,
+    amount: int | None = None,
+    due_by: int | None = None,
+) -> Obj:
+    """Open a dispute on ``charge``; a chargeback withdraws the amount plus the dispute fee at once."""
+    if reason not in REASONS:
+        raise invalid_request(f"Invalid reason: {reason}", param="reason")
+    if not charge["captured"] or charge["status"] != "succeeded":
+        raise invalid_request(f"Charge {charge['id']} has not been captured.", param="charge")
+    if emu.store.index(f"dispute:charge:{charge['id']}").ids:
+        raise state_error(f"Charge {charge['id']} already has a dispute.", code="charge_already_disputed")
+    captured = charge["amount_captured"] or charge["amount"]
+    amount = captured if amount is None else amount
+    if not 1 <= amount <= captured:
+        raise invalid_request(f"The dispute amount must be between 1 and {captured}.", param="amount")
     now = emu.now()
     did = new_id("dp")
     pmd = charge["payment_method_details"]["card"]
     dispute: Obj = {
         "id": did,
         "object": "dispute",
-        "amount": charge["amount_captured"] or charge["amount"],
+        "amount": amount,
         "balance_transactions": [],
         "charge": charge["id"],
         "created": now,
@@ -38,13 +82,13 @@ def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = Fal
         "enhanced_eligibility_types": [],
         "evidence": {**dict.fromkeys(EVIDENCE_KEYS), "enhanced_evidence": {}},
         "evidence_details": {
-            "due_by": now + 7 * 86400,
+            "due_by": due_by if due_by is not None else now + 7 * 86400,
             "enhanced_eligibility": {},
             "has_evidence": False,
             "past_due": False,
             "submission_count": 0,
         },
-        "is_charge_refundable": False,
+        "is_charge_refundable": inquiry and not charge["refunded"],
         "livemode": False,
         "metadata": {},
         "payment_intent": charge["payment_intent"],
@@ -60,7 +104,10 @@ def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = Fal
         "reason": reason,
         "status": "warning_needs_response" if inquiry else "needs_response",
     }
-    emu.add("dispute", dispute, (f"dispute:charge:{charge['id']}",))
+    indexes = [f"dispute:charge:{charge['id']}"]
+    if charge["payment_intent"]:
+        indexes.append(f"dispute:payment_intent:{charge['payment_intent']}")
+    emu.add("dispute", dispute, tuple(indexes))
     prev = emu.changed(charge, {"disputed": True})
     emu.store.touch(charge["id"])
     emu.emit("charge.updated", charge, prev)
@@ -80,16 +127,42 @@ def open_dispute(emu: Emulator, charge: Obj, reason: str, *, inquiry: bool = Fal
         )
         dispute["balance_transactions"] = [txn]
         emu.emit("charge.dispute.funds_withdrawn", dispute)
+    from .radar import not_actionable
+
+    not_actionable(emu, charge["id"])
     return dispute
 
 
-def resolve(emu: Emulator, did: str, won: bool) -> Obj:
-    """Close a dispute as won (funds reinstated, fee kept) or lost."""
+def open_from_control(emu: Emulator, charge_id: str, body: dict[str, Any]) -> Obj:
+    """``POST /_sandbox/charges/{id}/dispute``: the cardholder's bank opens a dispute."""
+    charge = emu.get("charge", charge_id, "charge")
+    amount = body.get("amount")
+    due_by = body.get("evidence_due_by")
+    return open_dispute(
+        emu,
+        charge,
+        str(body.get("reason", "fraudulent")),
+        inquiry=bool(body.get("inquiry", False)),
+        amount=int(amount) if amount is not None else None,
+        due_by=int(due_by) if due_by is not None else None,
+    )
+
+
+def resolve(emu: Emulator, did: str, outcome: str) -> Obj:
+    """Close a dispute: ``won`` (funds reinstated, fee kept), ``lost``, or ``warning_closed`` (inquiry)."""
     d = emu.get("dispute", did)
-    if d["status"] in ("won", "lost", "warning_closed"):
+    if d["status"] in CLOSED:
         raise state_error(f"Dispute {did} is already closed.", code="dispute_already_closed")
     inquiry = d["status"].startswith("warning")
-    if won and not inquiry:
+    if outcome not in ("won", "lost", "warning_closed"):
+        raise invalid_request("outcome must be one of won, lost, warning_closed", param="outcome")
+    if inquiry and outcome == "lost":
+        raise invalid_request(
+            "An inquiry closes as warning_closed (or won); it cannot be lost.", param="outcome"
+        )
+    if not inquiry and outcome == "warning_closed":
+        raise invalid_request("Only an inquiry closes as warning_closed.", param="outcome")
+    if outcome == "won" and not inquiry:
         txn = new_txn(
             emu,
             amount=d["amount"],
@@ -102,56 +175,64 @@ def resolve(emu: Emulator, did: str, won: bool) -> Obj:
         )
         d["balance_transactions"] = [*d["balance_transactions"], txn]
         emu.emit("charge.dispute.funds_reinstated", d)
-    status = "warning_closed" if inquiry else ("won" if won else "lost")
-    emu.update(None, d, {"status": status})
-    emu.emit("charge.dispute.closed", d, {"status": d["status"]})
+    status = "warning_closed" if inquiry else outcome
+    prev = emu.changed(d, {"status": status, "is_charge_refundable": False})
+    emu.store.touch(did)
+    emu.emit("charge.dispute.closed", d, prev)
     return d
 
 
 def update_dispute(emu: Emulator, p: Params, did: str) -> Obj:
     d = emu.get("dispute", did)
-    if d["status"] not in ("needs_response", "warning_needs_response"):
-        raise state_error(f"This dispute is already closed or under review ({d['status']}).")
     ev = p.get("evidence")
+    if ev is not None and not isinstance(ev, dict):
+        raise invalid_request("Invalid evidence: must be an object", param="evidence")
     up: dict[str, Any] = {}
+    if "metadata" in p:
+        up["metadata"] = metadata_update(d["metadata"], p["metadata"])
+    submit = as_bool(p, "submit", True) and (isinstance(ev, dict) or "submit" in p)
+    if (ev or submit) and d["status"] not in OPEN_FOR_EVIDENCE:
+        raise state_error(
+            f"This dispute is already closed or under review ({d['status']}).",
+            code="dispute_unexpected_state",
+        )
     if isinstance(ev, dict):
         evidence = dict(d["evidence"])
         for k, v in ev.items():
-            if k in evidence:
-                evidence[k] = v or None
+            if k not in EVIDENCE_KEYS:
+                raise invalid_request(f"Received unknown parameter: evidence[{k}]", param=f"evidence[{k}]")
+            evidence[k] = v or None
         up["evidence"] = evidence
         up["evidence_details"] = {**d["evidence_details"], "has_evidence": True}
-    if "metadata" in p:
-        up["metadata"] = metadata_update(d["metadata"], p["metadata"])
-    submit = as_bool(p, "submit", True) and isinstance(ev, dict)
     if submit:
-        up["status"] = "under_review"
-        up["evidence_details"] = {
-            **up["evidence_details"],
-            "submission_count": d["evidence_details"]["submission_count"] + 1,
-        }
+        up["status"] = "warning_under_review" if d["status"].startswith("warning") else "under_review"
+        details: dict[str, Any] = up.get("evidence_details") or d["evidence_details"]
+        up["evidence_details"] = {**details, "submission_count": details["submission_count"] + 1}
     emu.update("charge.dispute.updated", d, up)
     if submit:
         # Stripe's test convention: the text "winning_evidence" wins, "losing_evidence" loses
-        text = str((up.get("evidence") or {}).get("uncategorized_text") or "")
+        text = str(d["evidence"].get("uncategorized_text") or "")
+        inquiry = d["status"] == "warning_under_review"
         if "winning_evidence" in text:
-            d["status"] = "needs_response"
-            resolve(emu, did, True)
-        elif "losing_evidence" in text:
-            d["status"] = "needs_response"
-            resolve(emu, did, False)
+            resolve(emu, did, "warning_closed" if inquiry else "won")
+        elif "losing_evidence" in text and not inquiry:
+            resolve(emu, did, "lost")
     return d
 
 
 def close_dispute(emu: Emulator, p: Params, did: str) -> Obj:
-    """Accept the dispute (it is lost)."""
-    return resolve(emu, did, False)
+    """Accept the dispute: a chargeback is lost, an inquiry closes as ``warning_closed``."""
+    d = emu.get("dispute", did)
+    return resolve(emu, did, "warning_closed" if d["status"].startswith("warning") else "lost")
 
 
 def list_disputes(emu: Emulator, p: Params) -> Obj:
-    ch = p.get("charge")
-    if isinstance(ch, str) and ch:
+    ch = as_str(p, "charge")
+    pi = as_str(p, "payment_intent")
+    if ch:
         return emu.list_page(f"dispute:charge:{ch}", p, "/v1/disputes")
+    if pi:
+        return emu.list_page(f"dispute:payment_intent:{pi}", p, "/v1/disputes")
     return emu.list_page("dispute", p, "/v1/disputes")
 
 
