@@ -17,8 +17,9 @@ from __future__ import annotations
 import difflib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,7 @@ from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT
 from commerce_bridge.workflows.catalogue import catalogue_markdown, default_catalogue, workflow_schema
 from commerce_bridge.workflows.dryrun import DryRun, dry_run
 from commerce_bridge.workflows.graph import mermaid
+from commerce_bridge.workflows.graph_svg import html, svg
 from commerce_bridge.workflows.loader import WorkflowFileError, load_file
 from commerce_bridge.workflows.registry import RegisteredWorkflow, WorkflowRegistry
 from commerce_bridge.workflows.spec import WorkflowSpec
@@ -302,10 +304,43 @@ def show(name: str, version: VersionOpt = None, folder: DirOpt = None, no_config
         typer.echo(f"#   {key}: {json.dumps(value, default=str)}  <- {origin}")
 
 
+class GraphFormat(StrEnum):
+    """What ``workflows graph`` draws: Mermaid text, a standalone SVG, or an HTML page holding it."""
+
+    MERMAID = "mermaid"
+    SVG = "svg"
+    HTML = "html"
+
+
+_RENDERERS: dict[GraphFormat, Callable[[WorkflowSpec], str]] = {
+    GraphFormat.MERMAID: mermaid, GraphFormat.SVG: svg, GraphFormat.HTML: html}
+
+
 @workflows_app.command()
-def graph(name: str, version: VersionOpt = None, folder: DirOpt = None) -> None:
-    """Print a Mermaid flowchart of a workflow (the built-ins, and --dir or else the settings' workflows_dir)."""
-    typer.echo(mermaid(_entry(_registry(_files_dir(folder)), name, version).spec).rstrip())
+def graph(
+    name: str,
+    version: VersionOpt = None,
+    folder: DirOpt = None,
+    fmt: Annotated[GraphFormat, typer.Option(
+        "--format", help="mermaid: a flowchart for a Mermaid viewer; svg: a picture any browser opens; html: "
+                         "one page with the picture and a table of the steps (nothing loaded from elsewhere).",
+    )] = GraphFormat.MERMAID,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the diagram to this file (its path is printed on stderr), not stdout.")] = None,
+) -> None:
+    """Draw a workflow: its steps, their type and `when`, and the on_error paths (the built-ins, and --dir
+    or else the settings' workflows_dir)."""
+    text = _RENDERERS[fmt](_entry(_registry(_files_dir(folder)), name, version).spec)
+    if output is None:
+        typer.echo(text.rstrip())
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print_error(f"cannot write {output}: {exc.strerror or exc}", fix="name a file in a folder that exists "
+                    "and that you may write to")
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {output}", err=True)
 
 
 @workflows_app.command("dry-run")
