@@ -16,7 +16,8 @@ How a page is read:
 - a page runs in one shell session, in a folder of its own holding ``.venv``, ``Makefile`` and
   ``pyproject.toml`` (links to the checkout), so ``./data/`` stays there; exports carry from block to
   block; a command that runs until Ctrl-C runs in the background until it is ready, and gets SIGINT
-  when its block ends.
+  when its block ends (``page_long``: when the page ends, for a page whose later blocks are "another
+  terminal").
 
 One sandbox stack (peers and a bridge, in this process) serves the module. Each page is a test.
 """
@@ -75,6 +76,7 @@ class Expect:
     background: str | None = None  # runs until Ctrl-C: "http PATH" (answers 200) or "out TEXT" when ready
     shared: bool = False  # the same command (resolved) on several pages runs once and they share its result
     stopped: str | None = None  # what it prints after SIGINT
+    page_long: bool = False  # a background command that runs on while the page's later blocks run (another terminal)
     why: str = ""
 
 
@@ -132,10 +134,32 @@ EXPECT: dict[tuple[str, str], Expect] = {
                                        "/etc/commerce-bridge/workflows/order_to_cash.yaml"): Expect("version 4"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows list"): Expect("user"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash"): Expect("flowchart"),
+    ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash --format html "
+                                       "--output /tmp/order_to_cash.html"): Expect(
+        "wrote {home}/tmp/order_to_cash.html"),
     ("docs/howto/write-a-workflow.md", "cat > /tmp/order.json <<'EOF'"): Expect(None, why="dry-run reads it next"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows dry-run clarity.order_to_cash --event "
                                        "/tmp/order.json --fail payment=upstream_rejected"): Expect(
         "clarity.order_to_cash version 4, run clarity:evt_test_1"),
+    # the page's first block is terminal 1 (dev runs on while terminal 2's blocks run), on free ports
+    ("docs/howto/place-an-order-by-hand.md", "commerce-bridge dev"): Expect(
+        None, background="out Ready. Ctrl-C stops the bridge and the peers.", page_long=True,
+        stopped="Stopped the bridge and the sandbox peers.", why="ready once it printed the wiring and `Ready.`",
+        rewrite=(("commerce-bridge dev", "commerce-bridge dev --port {port} --stripe-port 0 --clarity-port 0 "
+                                         "--erp-port 0 --mail-port 0 --smtp-port 0"),)),
+    ("docs/howto/place-an-order-by-hand.md", "source data/dev/env.sh"): Expect(
+        None, why="the settings dev printed, for the commands below"),
+    ("docs/howto/place-an-order-by-hand.md", "commerce-bridge sandbox order --currency EUR --amount 42.00"): Expect(
+        "ERP SAL-ORD-"),
+    ("docs/howto/place-an-order-by-hand.md", "commerce-bridge sandbox order --payment-method "
+                                             "pm_card_chargeDeclined"): Expect("payment was declined; the bridge "
+                                                                               "put it on hold"),
+    ("docs/howto/place-an-order-by-hand.md", "commerce-bridge events list"): Expect("payment_intent.succeeded"),
+    ("docs/howto/place-an-order-by-hand.md", "commerce-bridge events show 1"): Expect(
+        ":clarity.order_to_cash  succeeded"),
+    ("docs/howto/place-an-order-by-hand.md", 'curl -s -H "Authorization: Bearer $CB_ADMIN_TOKENS" '
+                                             '"http://127.0.0.1:8000/api/v1/events?source=stripe"'): Expect(
+        '"workflow":"stripe.payment_succeeded","status":"succeeded"', rewrite=(("127.0.0.1:8000", "127.0.0.1:{port}"),)),
 }
 
 # the examples' stand-ins, for every page: (text on the page, replacement; {name} from the context)
@@ -340,8 +364,12 @@ class Session:
         found = re.search(r"--port (\d+)", text)
         return found.group(1) if found else self.env["CB_PORT"]
 
-    def stop_jobs(self) -> None:
-        """Ctrl-C to every background command of the block (all at once), then check how each ended."""
+    def stop_jobs(self, *, block_end: bool = False) -> None:
+        """Ctrl-C to every background command of the block (all at once), then check how each ended.
+
+        At a block's end (``block_end``) the commands marked ``page_long`` run on, until the page ends."""
+        kept = [job for job in self.jobs if block_end and job[3].page_long]
+        self.jobs = [job for job in self.jobs if job not in kept]
         for _, proc, _, _ in self.jobs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
@@ -358,7 +386,7 @@ class Session:
                 problems.append(f"{cmd.page}:{cmd.line}: `{cmd.key}` did not say {expect.stopped!r}:\n{text[-2000:]}")
             if "Traceback" in text:
                 problems.append(f"{cmd.page}:{cmd.line}: `{cmd.key}` printed a traceback:\n{text[-3000:]}")
-        self.jobs.clear()
+        self.jobs = kept
         assert not problems, "\n".join(problems)
 
     def check_exports(self, block: Block) -> None:
@@ -445,7 +473,7 @@ def _run_page(page: str, stack: Stack, home: Path) -> None:
                     shown = resolve(line, PLACEHOLDERS, session.ctx)
                     assert shown in text, f"{where}: the page shows {shown!r}, the command printed:\n{text[-3000:]}"
                 assert "Traceback" not in text, f"{where}:\n{text[-3000:]}"
-            session.stop_jobs()
+            session.stop_jobs(block_end=True)
 
 
 def test_every_shell_command_in_the_docs_runs_as_written(stack: Stack, tmp_path: Path) -> None:

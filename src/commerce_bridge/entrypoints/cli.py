@@ -509,12 +509,14 @@ def _mount_optional() -> None:
     from commerce_bridge.entrypoints.cli_workflows import workflows_app
     from commerce_bridge.entrypoints.demo import demo_webhooks
     from commerce_bridge.entrypoints.demo_order_to_cash import demo
+    from commerce_bridge.entrypoints.dev import dev
     from commerce_bridge.sandbox.cli import sandbox_app
 
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(sandbox_app, name="sandbox")
     app.command()(demo)
     app.command("demo-webhooks")(demo_webhooks)
+    app.command()(dev)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import typer
 from commerce_bridge.sandbox.clarity_sim.cli import command as clarity_command
 from commerce_bridge.sandbox.erp_sim.cli import command as erp_command
 from commerce_bridge.sandbox.mailbox.cli import command as mail_command
+from commerce_bridge.sandbox.order import command as order_command
 from commerce_bridge.sandbox.stripe_emulator.cli import command as stripe_command
 from commerce_bridge.sandbox.up import command as up_command
 
@@ -19,3 +20,5 @@ sandbox_app.command("erp", help="Run the ERPNext REST API simulator.")(erp_comma
 sandbox_app.command("mail", help="Run the SMTP catcher with its HTTP message list.")(mail_command)
 sandbox_app.command("up", help="Run every peer in one process; print URLs, credentials and the bridge's settings.")(
     up_command)
+sandbox_app.command("order", help="Place one storefront order at the Clarity simulator and follow it through the "
+                                  "peers.")(order_command)

@@ -92,15 +92,59 @@ def plan(n: int) -> Iterator[tuple[int, Scenario]]:
     return ((i, s) for i, s in zip(range(n), itertools.cycle(SCENARIOS), strict=False))
 
 
+def catalogue_skus() -> list[str]:
+    """Every SKU the scenarios order: the merchant's catalogue, which the ERP must know."""
+    return sorted({sku for s in SCENARIOS for sku, _, _ in s.lines})
+
+
+def seed_erp_items(erp: httpx.Client) -> None:
+    """Create the catalogue's items in the ERP (``erp``: a client with the ERP's base URL and token).
+
+    Idempotent: an item that exists already is refused by the ERP and left as it is.
+    """
+    for sku in catalogue_skus():
+        erp.post("/api/resource/Item", json={"item_code": sku, "item_name": sku.title(),
+                                             "item_group": "Products", "stock_uom": "Nos"})
+
+
+def checkout(clarity: httpx.Client, n: int, scenario: Scenario, *, email: str | None = None) -> Placed:
+    """Check out shopper ``n`` at the storefront (``POST /_sandbox/checkout`` of the Clarity simulator).
+
+    ``clarity``: a client with the simulator's base URL; ``email``: the shopper's address (default
+    ``shopper<n>@example.com``). A refused checkout is returned with ``error`` set, never raised.
+    """
+    placed = Placed(n=n, scenario=scenario, email=email or f"shopper{n:04d}@example.com")
+    body: dict[str, Any] = {
+        "Email": placed.email, "FirstName": "Shopper", "LastName": f"No{n}",
+        "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
+                           "PostalCode": "78701", "CountryCode": "US"},
+        "Lines": [{"Sku": sku, "Quantity": qty, "UnitPrice": price} for sku, qty, price in scenario.lines],
+        "Currency": scenario.currency, "PaymentMode": scenario.mode, "PaymentMethod": scenario.payment_method,
+    }
+    if scenario.capture == "manual":
+        body["Attributes"] = {"CaptureMethod": "manual"}
+    r = clarity.post("/_sandbox/checkout", json=body)
+    try:
+        doc = r.json()
+    except ValueError:  # not the simulator (a real shop, another program on the port)
+        doc = {"ErrorMessages": [r.text[:200]]}
+    if r.status_code != 200 or not isinstance(doc, dict) or not doc.get("Succeeded"):
+        errors = doc.get("ErrorMessages") if isinstance(doc, dict) else None
+        placed.error = f"checkout {r.status_code}: {errors or doc}"
+        return placed
+    placed.order_id, placed.key, placed.total = doc["OrderID"], doc["OrderKey"], str(doc.get("Total", ""))
+    return placed
+
+
 class Traffic:
     """Places orders at the Clarity storefront and acts as shopper and warehouse."""
 
     def __init__(self, *, clarity_url: str, clarity_user: str, clarity_password: str, stripe_url: str,
-                 stripe_key: str, erp_url: str, erp_token: str, mail_url: str) -> None:
+                 stripe_key: str, erp_url: str, erp_token: str, mail_url: str | None) -> None:
         self.clarity = httpx.Client(base_url=clarity_url, timeout=30)
         self.stripe = httpx.Client(base_url=stripe_url, timeout=30, headers={"Authorization": f"Bearer {stripe_key}"})
         self.erp = httpx.Client(base_url=erp_url, timeout=30, headers={"Authorization": f"token {erp_token}"})
-        self.mail = httpx.Client(base_url=mail_url, timeout=30)
+        self.mail = httpx.Client(base_url=mail_url, timeout=30) if mail_url else None  # None: e-mails not read
         login = self.clarity.post(f"{CLARITY_API}/auth/identity",
                                   json={"UserName": clarity_user, "Password": clarity_password})
         login.raise_for_status()
@@ -108,34 +152,16 @@ class Traffic:
 
     def seed_erp_items(self) -> None:
         """The merchant's catalogue in the ERP (an unknown SKU is a DLQ case, not the demo's happy path)."""
-        skus = {sku for s in SCENARIOS for sku, _, _ in s.lines}
-        for sku in sorted(skus):
-            self.erp.post("/api/resource/Item", json={"item_code": sku, "item_name": sku.title(),
-                                                      "item_group": "Products", "stock_uom": "Nos"})
+        seed_erp_items(self.erp)
 
     def close(self) -> None:
         for client in (self.clarity, self.stripe, self.erp, self.mail):
-            client.close()
+            if client is not None:
+                client.close()
 
     def place(self, n: int, scenario: Scenario, *, email: str | None = None) -> Placed:
         """Check out shopper ``n`` (``email``: their address, default ``shopper<n>@example.com``)."""
-        placed = Placed(n=n, scenario=scenario, email=email or f"shopper{n:04d}@example.com")
-        body: dict[str, Any] = {
-            "Email": placed.email, "FirstName": "Shopper", "LastName": f"No{n}",
-            "BillingAddress": {"Street1": f"{n} Main St", "City": "Austin", "RegionCode": "TX",
-                               "PostalCode": "78701", "CountryCode": "US"},
-            "Lines": [{"Sku": sku, "Quantity": qty, "UnitPrice": price} for sku, qty, price in scenario.lines],
-            "Currency": scenario.currency, "PaymentMode": scenario.mode, "PaymentMethod": scenario.payment_method,
-        }
-        if scenario.capture == "manual":
-            body["Attributes"] = {"CaptureMethod": "manual"}
-        r = self.clarity.post("/_sandbox/checkout", json=body)
-        doc = r.json()
-        if r.status_code != 200 or not doc.get("Succeeded"):
-            placed.error = f"checkout {r.status_code}: {doc.get('ErrorMessages') or doc}"
-            return placed
-        placed.order_id, placed.key, placed.total = doc["OrderID"], doc["OrderKey"], str(doc.get("Total", ""))
-        return placed
+        return checkout(self.clarity, n, scenario, email=email)
 
     def intents_by_order_key(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -156,7 +182,7 @@ class Traffic:
     def refresh(self, orders: list[Placed]) -> None:
         """Read every system's view of every order, and act as shopper and warehouse where due."""
         intents = self.intents_by_order_key()
-        messages = self.mail.get("/messages").json()
+        messages = self.mail.get("/messages").json() if self.mail is not None else []
         subjects: dict[str, list[str]] = {}
         for m in messages if isinstance(messages, list) else messages.get("messages", []):
             for to in m.get("rcpt_tos") or []:

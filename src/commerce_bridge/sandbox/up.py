@@ -1,9 +1,27 @@
-"""``commerce-bridge sandbox up``: every sandbox peer in one process, with URLs and credentials printed."""
+"""``commerce-bridge sandbox up``: every sandbox peer in one process, with URLs and credentials printed.
+
+Rules it keeps (``commerce-bridge dev`` starts its peers with the same :func:`start_peers`):
+
+* ports: each peer has a documented default (:data:`DEFAULT_PORTS`); ``0`` picks a free one; a port in use
+  is found before anything starts (:func:`busy_ports`), so the message can name the option to change;
+* wiring: with ``bridge_url``, the Stripe emulator delivers its webhooks to ``BRIDGE_URL/webhooks/stripe``
+  and ``bridge_env`` holds the bridge's ``CB_*`` settings for these peers, the endpoint's signing secret
+  among them. With a state folder, the endpoint (and its secret) is kept there and reused by the next run
+  for the same URL, so the emulator never holds two endpoints for one bridge;
+* catalogue: the ERPNext simulator knows the sandbox's SKUs (an unknown SKU is a dead-letter case, not
+  the happy path); seeding is idempotent;
+* :func:`wiring_lines` and :func:`next_steps_lines` are the one place that says how to run the bridge
+  against the peers and what to try next: ``sandbox up`` and ``dev`` print the same lines.
+"""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shlex
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +33,30 @@ import typer
 from commerce_bridge.sandbox.runner import PeerServer, free_port
 
 DEFAULT_PORTS = {"stripe": 12111, "clarity": 8090, "erp": 8091, "mail_http": 8092, "smtp": 8025}
+PEER_NAMES = {"stripe": "Stripe emulator", "clarity": "Clarity simulator", "erp": "ERPNext simulator",
+              "mail_http": "mail catcher (HTTP)", "smtp": "mail catcher (SMTP)"}
 STRIPE_TEST_KEY = "sk_test_sandbox"
+ENDPOINT_FILE = "stripe-webhook-endpoint.json"  # in the state folder: the endpoint registered for the bridge
+
+
+def busy_ports(host: str, ports: dict[str, int]) -> list[tuple[str, int]]:
+    """The (name, port) pairs of ``ports`` that cannot be listened on at ``host`` now (0 is never busy).
+
+    Each port is bound as uvicorn binds it (``SO_REUSEADDR``) and released at once.
+    """
+    busy = []
+    for name, port in ports.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                busy.append((name, port))
+    return busy
 
 
 def block_until_interrupt() -> None:
@@ -67,6 +108,7 @@ class RunningPeers:
     urls: dict[str, str] = field(default_factory=dict)
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     bridge_env: dict[str, str] = field(default_factory=dict)  # the bridge's CB_* settings for these peers
+    host: str = "127.0.0.1"
 
     def stop(self) -> None:
         for stop in reversed(self.stoppers):
@@ -82,8 +124,36 @@ def _ports(port: int | None) -> dict[str, int]:
     return {name: port + i for i, name in enumerate(DEFAULT_PORTS)}
 
 
+def register_webhook_endpoint(stripe_url: str, bridge_url: str, state: Path | None) -> str:
+    """Have the Stripe emulator deliver every event to ``bridge_url``; returns the endpoint's signing secret.
+
+    With a state folder, the endpoint is remembered there (``ENDPOINT_FILE``) and reused while it exists
+    with the same URL; one for another URL is deleted first.
+    """
+    import httpx
+
+    url = f"{bridge_url.rstrip('/')}/webhooks/stripe"
+    auth = {"Authorization": f"Bearer {STRIPE_TEST_KEY}"}
+    saved = state / ENDPOINT_FILE if state is not None else None
+    if saved is not None and saved.exists():
+        known = json.loads(saved.read_text())
+        existing = httpx.get(f"{stripe_url}/v1/webhook_endpoints/{known['id']}", headers=auth)
+        if existing.status_code == 200 and existing.json().get("url") == url:
+            return str(known["secret"])
+        if existing.status_code == 200:
+            httpx.delete(f"{stripe_url}/v1/webhook_endpoints/{known['id']}", headers=auth).raise_for_status()
+    endpoint = httpx.post(f"{stripe_url}/v1/webhook_endpoints", headers=auth,
+                          data={"url": url, "enabled_events[]": "*"})
+    endpoint.raise_for_status()
+    secret = str(endpoint.json()["secret"])
+    if saved is not None:
+        saved.write_text(json.dumps({"id": endpoint.json()["id"], "url": url, "secret": secret}))
+        saved.chmod(0o600)
+    return secret
+
+
 def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str | None, host: str,
-                smtp_port: int) -> dict[str, str]:
+                smtp_port: int, state: Path | None) -> dict[str, str]:
     """The bridge's settings for these peers; with ``bridge_url``, the Stripe emulator's webhook endpoint
     is registered to deliver to the bridge there, and its signing secret is one of them."""
     from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
@@ -94,13 +164,7 @@ def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str |
     if stripe_url:
         env |= {"CB_STRIPE_API_KEY": STRIPE_TEST_KEY, "CB_STRIPE_API_BASE": stripe_url}
         if bridge_url:
-            import httpx
-
-            endpoint = httpx.post(f"{stripe_url}/v1/webhook_endpoints",
-                                  headers={"Authorization": f"Bearer {STRIPE_TEST_KEY}"},
-                                  data={"url": f"{bridge_url.rstrip('/')}/webhooks/stripe", "enabled_events[]": "*"})
-            endpoint.raise_for_status()
-            env["CB_STRIPE_WEBHOOK_SECRETS"] = str(endpoint.json()["secret"])
+            env["CB_STRIPE_WEBHOOK_SECRETS"] = register_webhook_endpoint(stripe_url, bridge_url, state)
     env |= {
         "CB_CLARITY_BASE_URL": running.urls["clarity"] + ADMIN_BASE, "CB_CLARITY_USER": DEFAULT_USER,
         "CB_CLARITY_PASSWORD": DEFAULT_PASSWORD, "CB_CLARITY_POLL_INTERVAL_S": "1",
@@ -110,33 +174,55 @@ def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str |
     return env
 
 
-def wiring_lines(running: RunningPeers, bridge_url: str | None) -> list[str]:
-    """How to run the bridge against the peers, as shell lines to paste into another terminal."""
-    if not running.bridge_env:
+def serve_args(bridge_url: str) -> list[str]:
+    """The arguments of ``commerce-bridge serve`` that listen where ``bridge_url`` says."""
+    host_port = bridge_url.rstrip("/").split("://", 1)[-1]
+    host, _, port = host_port.rpartition(":")
+    args = ["serve", "--port", port]
+    if host not in ("127.0.0.1", ""):
+        args += ["--host", host]
+    return args
+
+
+def wiring_lines(running: RunningPeers, bridge_url: str | None, *, settings: dict[str, str] | None = None,
+                 header: str = "Run the bridge against these peers (in another shell):") -> list[str]:
+    """How to run the bridge against the peers, as shell lines to paste into another terminal.
+
+    ``settings``: the ``CB_*`` values to export (default: the peers' ``bridge_env``); without
+    ``CB_ADMIN_TOKENS`` among them, a line makes one up.
+    """
+    env = running.bridge_env if settings is None else settings
+    if not env:
         return []
-    lines = ["", "Run the bridge against these peers (in another shell):"]
-    lines += [f"  export {k}={_shell_quote(v)}" for k, v in running.bridge_env.items()]
+    lines = ["", header]
+    lines += [f"  export {k}={shlex.quote(v)}" for k, v in env.items()]
     if bridge_url:
-        port = bridge_url.rstrip("/").rsplit(":", 1)[-1]
-        lines += ["  export CB_ADMIN_TOKENS=$(openssl rand -hex 24)",
-                  f"  commerce-bridge serve --port {port}",
+        if "CB_ADMIN_TOKENS" not in env:
+            lines.append("  export CB_ADMIN_TOKENS=$(openssl rand -hex 24)")
+        lines += [f"  commerce-bridge {shlex.join(serve_args(bridge_url))}",
                   f"Stripe's webhooks go to {bridge_url.rstrip('/')}/webhooks/stripe (signed with the secret above)."]
     return lines
 
 
-def _shell_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
+def next_steps_lines(bridge_url: str, *, env_file: str | None = None) -> list[str]:
+    """What to try once the bridge runs: place an order by hand and follow it (docs/howto/place-an-order-by-hand.md)."""
+    first = [f"  source {shlex.quote(env_file)}"] if env_file else ["  (the export lines above, with the bridge's CB_ADMIN_TOKENS)"]
+    return ["", "Then, in another shell (with those settings):", *first,
+            "  commerce-bridge sandbox order    # a storefront checkout, followed to the ERP",
+            "  commerce-bridge events list      # deliveries and the runs they started",
+            f'  curl -s -H "Authorization: Bearer $CB_ADMIN_TOKENS" \\\n       {bridge_url.rstrip("/")}/api/v1/events',
+            "Walk-through: docs/howto/place-an-order-by-hand.md"]
 
 
 def start_peers(*, state_dir: str | None = None, port: int | None = None, host: str = "127.0.0.1",
                 clarity_webhook_url: str | None = None, clarity_webhook_secret: str | None = None,
-                bridge_url: str | None = None) -> RunningPeers:
+                bridge_url: str | None = None, ports: dict[str, int] | None = None) -> RunningPeers:
     """Start the Stripe emulator (if available), Clarity and ERPNext simulators and the mailbox.
 
-    ``bridge_url``: where the bridge will listen; the Stripe emulator's webhook endpoint is registered
-    to deliver there, and ``bridge_env`` holds its signing secret with the other settings.
+    ``port``: the base port (see ``sandbox up --port``); ``ports``: each peer's port by
+    :data:`DEFAULT_PORTS` name instead (missing names: their default). ``bridge_url``: where the bridge
+    will listen; the Stripe emulator's webhook endpoint is registered to deliver there, and
+    ``bridge_env`` holds its signing secret with the other settings.
     """
     from commerce_bridge.sandbox.clarity_sim.app import (
         DEFAULT_PASSWORD,
@@ -150,7 +236,7 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
     from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
     from commerce_bridge.sandbox.mailbox.server import Mailbox
 
-    ports = _ports(port)
+    ports = {**DEFAULT_PORTS, **ports} if ports is not None else _ports(port)
     state = Path(state_dir) if state_dir else None
     if state is not None:
         state.mkdir(parents=True, exist_ok=True)
@@ -158,7 +244,7 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
     def state_file(name: str) -> str | None:
         return str(state / f"{name}.sqlite") if state is not None else None
 
-    running = RunningPeers()
+    running = RunningPeers(host=host)
     try:
         stripe_url: str | None = None
         try:
@@ -169,8 +255,7 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
             running.stoppers.append(stripe_server.stop)
             stripe_url = stripe_server.url
             running.urls["stripe"] = stripe_url
-            running.lines.append(f"Stripe emulator   {stripe_url}   secret key {STRIPE_TEST_KEY} "
-                                 "(stripe SDK: api_base / base_addresses)")
+            running.lines.append(f"Stripe emulator   {stripe_url}   secret key {STRIPE_TEST_KEY}")
         except Exception as exc:  # the emulator is optional: report and carry on
             running.lines.append(f"Stripe emulator   unavailable ({type(exc).__name__}: {exc})")
 
@@ -180,12 +265,11 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
         clarity_url, stop_clarity = serve_gated(clarity_app, host, ports["clarity"])
         running.stoppers.append(stop_clarity)
         running.urls["clarity"] = clarity_url
-        running.lines += [
+        running.lines += [  # each line fits 80 columns with the default ports
             f"Clarity (CEF)     {clarity_url}{ADMIN_BASE}",
-            f"                  login POST {ADMIN_BASE}/auth/identity  user {DEFAULT_USER} "
-            f"password {DEFAULT_PASSWORD}  (read-only: {DEFAULT_READONLY_USER} / {DEFAULT_READONLY_PASSWORD})",
-            f"                  storefront checkout POST {clarity_url}/_sandbox/checkout; "
-            f"faults {clarity_url}/_sandbox/faults",
+            f"                  user {DEFAULT_USER} password {DEFAULT_PASSWORD} (login POST .../auth/identity)",
+            f"                  read-only user {DEFAULT_READONLY_USER} password {DEFAULT_READONLY_PASSWORD}",
+            "                  storefront: POST /_sandbox/checkout; faults: /_sandbox/faults",
         ]
         if clarity_webhook_url:
             running.lines.append(f"                  change notices -> {clarity_webhook_url}")
@@ -194,21 +278,39 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
         erp_url, stop_erp = serve_gated(erp_app, host, ports["erp"])
         running.stoppers.append(stop_erp)
         running.urls["erp"] = erp_url
-        running.lines.append(f"ERPNext           {erp_url}/api/resource/...   "
-                             f"Authorization: token {DEFAULT_API_KEY}:{DEFAULT_API_SECRET}")
+        _seed_catalogue(erp_url, f"{DEFAULT_API_KEY}:{DEFAULT_API_SECRET}")
+        running.lines += [f"ERPNext           {erp_url}/api/resource/...",
+                          f"                  Authorization: token {DEFAULT_API_KEY}:{DEFAULT_API_SECRET}"]
 
         mailbox = Mailbox(host=host, smtp_port=ports["smtp"], http_port=ports["mail_http"],
                           state_file=state_file("mail")).start()
         running.stoppers.append(mailbox.stop)
         running.urls["mail"] = mailbox.url
         running.urls["smtp"] = f"smtp://{host}:{mailbox.smtp_port}"
-        running.lines.append(f"Mail              SMTP {host}:{mailbox.smtp_port}   messages {mailbox.url}/messages")
+        running.lines.append(f"Mail              SMTP {host}:{mailbox.smtp_port}, messages {mailbox.url}/messages")
         running.lines.append(f"State             {state if state is not None else 'in memory (lost on exit)'}")
-        running.bridge_env = _bridge_env(running, stripe_url, bridge_url, host, mailbox.smtp_port)
+        running.bridge_env = _bridge_env(running, stripe_url, bridge_url, host, mailbox.smtp_port, state)
     except Exception:
         running.stop()
         raise
     return running
+
+
+def _seed_catalogue(erp_url: str, token: str) -> None:
+    import httpx
+
+    from commerce_bridge.sandbox.traffic import seed_erp_items
+
+    with httpx.Client(base_url=erp_url, timeout=30, headers={"Authorization": f"token {token}"}) as erp:
+        seed_erp_items(erp)
+
+
+def ports_in_use_text(busy: list[tuple[str, int]], host: str, option_of: dict[str, str]) -> tuple[str, str]:
+    """(message, fix) for ports in use: which peer, which port, and the option that moves it."""
+    what = ", ".join(f"{port} ({PEER_NAMES.get(name, name)})" for name, port in busy)
+    options = ", ".join(dict.fromkeys(option_of[name] for name, _ in busy))
+    return (f"port{'s' if len(busy) > 1 else ''} {what} on {host} already in use (another sandbox or "
+            f"program listens there)", f"stop that process, or choose other ports with {options} (0 picks a free one)")
 
 
 def command(
@@ -228,11 +330,16 @@ def command(
                              "the peers.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Start every sandbox peer together, print URLs, credentials and the bridge's settings; run until Ctrl-C."""
+    busy = busy_ports(host, _ports(port))
+    if busy:
+        message, fix = ports_in_use_text(busy, host, dict.fromkeys(DEFAULT_PORTS, "--port"))
+        typer.echo(f"cannot listen: {message}\n  fix: {fix}", err=True)
+        raise typer.Exit(3)
     running = start_peers(state_dir=state_dir, port=port, host=host, clarity_webhook_url=clarity_webhook_url,
                           clarity_webhook_secret=clarity_webhook_secret or "whsec_clarity_sandbox",
                           bridge_url=bridge_url)
     try:
-        for line in [*running.lines, *wiring_lines(running, bridge_url)]:
+        for line in [*running.lines, *wiring_lines(running, bridge_url), *next_steps_lines(bridge_url)]:
             typer.echo(line)
         typer.echo(f"Sandbox up (pid {os.getpid()}). Press Ctrl-C to stop.")
         block_until_interrupt()
