@@ -19,6 +19,7 @@ BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
     ("stripe.payment_succeeded", "1"): "be52f36afad2c0073796fabfbcad3d704a5b5a85fd7aa218c4fe1d0796215d76",
+    ("stripe.refund_recorded", "1"): "3e0daeb01c195299e4277448f6297cff5f11a0c6f5dabdc00820882d7391c505",
 }
 
 

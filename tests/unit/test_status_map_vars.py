@@ -13,7 +13,8 @@ from commerce_bridge.mapping.status import DEFAULT_CONFIG, STATUS_VARS, StatusMa
 from commerce_bridge.workflows.registry import BUILTIN_DIR, WorkflowRegistry
 
 SEED_VARS = {"pending_status": "Pending", "hold_status": "On Hold", "cancel_status": "Void",
-             "paid_status": "Full Payment Received", "void_status": "Void", "shipped_status": "Shipped"}
+             "paid_status": "Full Payment Received", "void_status": "Void", "shipped_status": "Shipped",
+             "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded"}
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reference" / "mappings.md"
 
 
@@ -46,7 +47,8 @@ def test_default_map_gives_the_seed_status_names() -> None:
 def test_status_vars_follow_a_renamed_map() -> None:
     assert renamed_map().workflow_vars() == {
         "pending_status": "Awaiting Payment", "hold_status": "Payment Declined", "cancel_status": "Cancelled",
-        "paid_status": "Paid by Card", "void_status": "Cancelled", "shipped_status": "Dispatched"}
+        "paid_status": "Paid by Card", "void_status": "Cancelled", "shipped_status": "Dispatched",
+        "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded"}
 
 
 def test_object_status_map_is_used_when_the_event_map_has_no_entry() -> None:

@@ -28,6 +28,9 @@ FLOW_STEP_TYPES = [
     "stripe.payment_intent.capture", "stripe.payment_intent.cancel", "stripe.payment_intent.retrieve",
     "stripe.refund.create", "erp.customer.ensure", "erp.sales_order.ensure", "erp.payment_entry.ensure",
     "notify.email.send", "core.wait.until",
+    # the refund path (stripe.refund_recorded)
+    "stripe.refund.list", "clarity.return.sync", "clarity.order.set_refund_status", "erp.sales_invoice.ensure",
+    "erp.credit_note.sync", "core.refund.report_failed",
 ]
 
 

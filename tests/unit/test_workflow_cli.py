@@ -31,7 +31,7 @@ def test_list_shows_builtins_and_code_workflows(tmp_path: Path) -> None:
 def test_validate_passes_for_the_builtins() -> None:
     result = runner.invoke(workflows_app, ["validate", *map(str, sorted(BUILTIN_DIR.glob("*.yaml")))])
     assert result.exit_code == 0, result.output
-    assert result.output.count("ok ") == 4
+    assert result.output.count("ok ") == 5
 
 
 def test_validate_fails_with_line_and_fix(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_schema_and_catalogue_print_generated_documents() -> None:
     md = runner.invoke(workflows_app, ["catalogue"]).output
     assert "## clarity.order.set_status" in md
     listing = json.loads(runner.invoke(workflows_app, ["catalogue", "--json"]).output)
-    assert len(listing) == 21
+    assert len(listing) == 27
 
 
 # ---- the settings a run would see (CB_WORKFLOWS_DISABLED, CB_STATUS_MAP, CB_WORKFLOW_VARS) -----------
@@ -232,7 +232,8 @@ def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_s
     enabled = {line.split()[0]: line.split()[4] for line in listed.output.splitlines()[1:]
                if not line.startswith("ENABLED")}
     assert enabled == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
-                       "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no"}
+                       "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no",
+                       "stripe.refund_recorded": "yes"}
     assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
             in listed.output)
     event = _event(tmp_path, PAID)
@@ -261,7 +262,8 @@ def test_an_unknown_disabled_name_gives_the_start_up_error(tmp_path: Path) -> No
         out = _flat(result.output)
         assert "commerce-bridge cannot start: invalid configuration" in out
         assert ("CB_WORKFLOWS_DISABLED: no workflow named core.audt (installed: clarity.order_shipped, "
-                "clarity.order_to_cash, clarity.order_voided, core.audit, stripe.payment_succeeded)") in out
+                "clarity.order_to_cash, clarity.order_voided, core.audit, stripe.payment_succeeded, "
+                "stripe.refund_recorded)") in out
     assert runner.invoke(workflows_app, ["list", "--no-config"], env=env).exit_code == 0
 
 
@@ -311,7 +313,7 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     assert listed.exit_code == 0, listed.output
     assert _enabled(listed.output) == {"clarity.order_shipped": "no", "clarity.order_to_cash": "no",
                                        "clarity.order_voided": "no", "core.audit": "no",
-                                       "stripe.payment_succeeded": "no"}
+                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
     assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
@@ -324,8 +326,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     listed = runner.invoke(workflows_app, ["list"])
     assert _enabled(listed.output) == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
                                        "clarity.order_voided": "yes", "core.audit": "no",
-                                       "stripe.payment_succeeded": "no"}
-    assert listed.output.splitlines()[-1] == f"  stripe.payment_succeeded: {PAID_ERP}"
+                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no"}
+    assert f"  stripe.payment_succeeded: {PAID_ERP}" in listed.output.splitlines()
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]
     file_only = runner.invoke(workflows_app, ["list", "--no-config"])
@@ -384,7 +386,7 @@ def test_validate_and_graph_check_the_files_when_the_settings_are_invalid_with_a
     (tmp_path / "commerce-bridge.toml").write_text(f'workflows_dir = "{folder}"\nalert_sinks = ["pager"]\n')
     checked = runner.invoke(workflows_app, ["validate"])
     assert checked.exit_code == 0, checked.output
-    assert checked.stdout.count("ok    ") == 4 and "payout" not in checked.stdout  # the built-ins
+    assert checked.stdout.count("ok    ") == 5 and "payout" not in checked.stdout  # the built-ins
     warning = checked.stderr.splitlines()
     assert len(warning) == 1 and warning[0].startswith("warning: invalid settings, workflows_dir not read")
     assert "CB_ALERT_SINKS: unknown sink(s) ['pager']" in warning[0]

@@ -146,7 +146,11 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType({
     },
     # Clarity status -> what the bridge does to the order's PaymentIntent when the order reaches it.
     "clarity_payment_actions": {"Shipped": "capture"},
+    # the order's refund state (its charge's refunds that hold money) -> the Clarity status to set
+    "clarity_refund_statuses": {"partially_refunded": "Partially Refunded", "refunded": "Refunded"},
 })
+
+REFUND_STATES = ("partially_refunded", "refunded")
 
 PAYMENT_ACTIONS = frozenset({"capture"})
 
@@ -158,6 +162,8 @@ STATUS_VARS: Mapping[str, str] = MappingProxyType({
     "paid_status": "stripe_events_to_clarity[payment_intent.succeeded], else stripe_to_clarity.payment_intent.succeeded",
     "void_status": "clarity_to_stripe.payment_intent: the first Clarity status mapped to canceled",
     "shipped_status": "clarity_payment_actions: the first Clarity status mapped to capture",
+    "partially_refunded_status": "clarity_refund_statuses.partially_refunded",
+    "refunded_status": "clarity_refund_statuses.refunded",
 })
 
 
@@ -193,6 +199,7 @@ class StatusMap:
     stripe_events_to_clarity: Mapping[str, str]
     clarity_to_stripe: Mapping[str, Mapping[str, str]]
     clarity_payment_actions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    clarity_refund_statuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     precedence: Mapping[str, Precedence] = field(default_factory=lambda: DEFAULT_PRECEDENCE)
 
     @classmethod
@@ -240,8 +247,14 @@ class StatusMap:
         if bad:
             raise ValidationError(f"clarity_payment_actions: {', '.join(bad)} is not a payment action",
                                   suggested_fix=f"use {', '.join(sorted(PAYMENT_ACTIONS))}")
+        refunds = _text_map(config["clarity_refund_statuses"], "clarity_refund_statuses")
+        bad = sorted(set(refunds) - set(REFUND_STATES))
+        if bad:
+            raise ValidationError(f"clarity_refund_statuses: {', '.join(bad)} is not a refund state",
+                                  suggested_fix=f"use {', '.join(REFUND_STATES)}")
         return cls(stripe_to_clarity=to_clarity, stripe_events_to_clarity=MappingProxyType(events),
-                   clarity_to_stripe=to_stripe, clarity_payment_actions=MappingProxyType(actions))
+                   clarity_to_stripe=to_stripe, clarity_payment_actions=MappingProxyType(actions),
+                   clarity_refund_statuses=MappingProxyType(refunds))
 
     @staticmethod
     def _by_kind(section: object, where: str, *, keys_are_stripe: bool) -> Mapping[str, Mapping[str, str]]:
@@ -263,6 +276,7 @@ class StatusMap:
             "stripe_events_to_clarity": dict(self.stripe_events_to_clarity),
             "clarity_to_stripe": {k: dict(v) for k, v in self.clarity_to_stripe.items()},
             "clarity_payment_actions": dict(self.clarity_payment_actions),
+            "clarity_refund_statuses": dict(self.clarity_refund_statuses),
         }
 
     def workflow_vars(self) -> dict[str, str]:
@@ -286,6 +300,8 @@ class StatusMap:
                                                    event_type="payment_intent.succeeded"),
             "void_status": first_clarity(intent_to_stripe, "canceled"),
             "shipped_status": first_clarity(self.clarity_payment_actions, "capture"),
+            "partially_refunded_status": self.clarity_refund_statuses.get("partially_refunded"),
+            "refunded_status": self.clarity_refund_statuses.get("refunded"),
         }
         for name, value in found.items():
             if value is None:

@@ -154,6 +154,14 @@ class StripeGateway(Protocol):
         """The charge object; NotFound if it does not exist."""
         ...
 
+    def retrieve_refund(self, refund_id: str) -> JsonDict:
+        """The Refund object, fresh; NotFound if it does not exist."""
+        ...
+
+    def list_refunds(self, charge_id: str) -> list[JsonDict]:
+        """Every Refund of the charge (all pages), newest first."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
@@ -274,6 +282,22 @@ class ClarityGateway(Protocol):
         """
         ...
 
+    def find_return_by_key(self, key: str) -> JsonDict | None:
+        """The sales return with this CustomKey (full model), or None."""
+        ...
+
+    def create_return(self, model: Mapping[str, Any]) -> JsonDict:
+        """``POST /Providers/Returning/Actions/CreateSalesReturn``; returns the created return (full model)."""
+        ...
+
+    def return_action(self, return_id: int, action: str) -> JsonDict:
+        """``PATCH /Providers/Returning/Actions/{action}/{ID}`` (Confirm, Void, Cancel, ...); ``{"changed"}``."""
+        ...
+
+    def manually_refund(self, return_id: int, *, amount: str, transaction_number: str) -> JsonDict:
+        """``POST /Providers/Returning/Actions/ManuallyRefund``: record the refund's payment; the return is Completed."""
+        ...
+
 
 @runtime_checkable
 class ErpGateway(Protocol):
@@ -333,4 +357,13 @@ class ErpGateway(Protocol):
 
     def submit(self, doctype: str, name: str) -> JsonDict:
         """Submit a draft (``docstatus`` 0 -> 1); a submitted document is returned as it is."""
+        ...
+
+    def ensure_doc(self, doctype: str, doc: Mapping[str, Any], key_field: str, *, submit: bool = True) -> JsonDict:
+        """The document of ``doctype`` whose ``key_field`` equals ``doc[key_field]`` (not cancelled), else created
+        (and submitted), under the key lock of that key; as ``ensure_sales_order`` for any DocType and key."""
+        ...
+
+    def cancel(self, doctype: str, name: str) -> JsonDict:
+        """Cancel a submitted document (``docstatus`` 1 -> 2); a cancelled one is returned as it is."""
         ...

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -225,9 +226,13 @@ class HttpClarityGateway:
 
     def lookup_id(self, table: str, key: str) -> int:
         """The ID of the row with this key (or name) in the ``status``, ``state`` or ``type`` table."""
-        if not self._lookups:
+        fresh = not self._lookups
+        if fresh:
             self.load_lookups()
         row = self._lookups.get(table, {}).get(key.lower())
+        if row is None and not fresh:  # added in Clarity since the tables were read (as the fix below says)
+            self.load_lookups()
+            row = self._lookups.get(table, {}).get(key.lower())
         if row is None:
             raise NotFound(f"Clarity has no sales-order {table} {key!r}", suggested_fix=(
                 f"Create the {table} {key!r} in Clarity or fix the configured status map, then replay."))
@@ -368,3 +373,34 @@ class HttpClarityGateway:
                          {"ID": int(order_id), "PaymentTransactionID": transaction_number})
         return {"order_id": int(order_id), "transaction_number": transaction_number, "added": True}
 
+
+    # returns
+
+    def find_return_by_key(self, key: str) -> JsonDict | None:
+        try:
+            result = self._json("GET", f"/Returning/SalesReturn/Key/{quote(key, safe='')}")
+        except NotFound:
+            return None
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"return {key}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
+    def create_return(self, model: Mapping[str, Any]) -> JsonDict:
+        result = self._action("POST", "/Providers/Returning/Actions/CreateSalesReturn", dict(model))
+        created = result.get("Result")
+        if not isinstance(created, dict):
+            raise UpstreamRejected("CreateSalesReturn answered no return model")
+        return created
+
+    def return_action(self, return_id: int, action: str) -> JsonDict:
+        result = self._action("PATCH", f"/Providers/Returning/Actions/{action}/{int(return_id)}")
+        messages = [str(m) for m in result.get("Messages") or []]
+        return {"return_id": int(return_id), "action": action,
+                "changed": not any(m.upper().startswith("INFO!") for m in messages)}
+
+    def manually_refund(self, return_id: int, *, amount: str, transaction_number: str) -> JsonDict:
+        payment = {"Amount": amount, "TransactionNumber": transaction_number, "StatusKey": "Payment Received"}
+        self._action("POST", "/Providers/Returning/Actions/ManuallyRefund", {
+            "ID": int(return_id), "SalesReturnPayments": [{"Slave": payment}], "RefundAmount": amount,
+            "RefundTransactionID": transaction_number})
+        return {"return_id": int(return_id), "refunded": True}

@@ -162,3 +162,13 @@ class HttpErpGateway:
 
     def ensure_payment_entry(self, doc: Mapping[str, Any], *, submit: bool = True) -> JsonDict:
         return self._ensure("Payment Entry", doc, "reference_no", submit=submit)
+
+    def ensure_doc(self, doctype: str, doc: Mapping[str, Any], key_field: str, *, submit: bool = True) -> JsonDict:
+        return self._ensure(doctype, doc, key_field, submit=submit)
+
+    def cancel(self, doctype: str, name: str) -> JsonDict:
+        doc = self.get_doc(doctype, name)
+        if int(doc.get("docstatus") or 0) != 1:
+            return doc
+        return dict(self._data(self._call("PUT", _path(doctype, name), body={"docstatus": 2}),
+                               f"cancel {doctype} {name}"))

@@ -188,3 +188,19 @@ class StripeSdkGateway:
         with self._call():
             charge = self._v1.charges.retrieve(charge_id)
         return _plain(charge)
+
+    def retrieve_refund(self, refund_id: str) -> JsonDict:
+        with self._call():
+            refund = self._v1.refunds.retrieve(refund_id)
+        return _plain(refund)
+
+    def list_refunds(self, charge_id: str) -> list[JsonDict]:
+        found: list[JsonDict] = []
+        params: dict[str, Any] = {"charge": charge_id, "limit": 100}
+        while True:
+            with self._call():
+                page = self._v1.refunds.list(params=params)  # type: ignore[arg-type]
+            found.extend(_plain(r) for r in page.data)
+            if not page.has_more or not page.data:
+                return found
+            params["starting_after"] = page.data[-1].id

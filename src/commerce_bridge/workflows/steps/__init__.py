@@ -14,7 +14,7 @@ from typing import Any
 
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, Mailer, WriteFingerprints
-from commerce_bridge.workflows.steps import clarity, core, erp, notify, stripe
+from commerce_bridge.workflows.steps import clarity, core, erp, notify, refunds, stripe
 
 
 @dataclass
@@ -52,13 +52,20 @@ def build_actions(
     find or create, and link; the ERP gateway also holds them itself around each ``ensure_*``.
     """
     flow = flow or FlowSettings()
-    actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits}
+    actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits,
+                                  **refunds.core_actions(identity, locks)}
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:
         actions.update(stripe.actions(stripe_gateway, locks, identity))
     if erp_gateway is not None:
         actions.update(erp.actions(erp_gateway, flow, identity, locks))
+    if stripe_gateway is not None:  # the refund path re-reads each Refund from Stripe before it writes
+        actions.update(refunds.stripe_actions(stripe_gateway))
+        if clarity_gateway is not None:
+            actions.update(refunds.clarity_actions(clarity_gateway, stripe_gateway, locks))
+        if erp_gateway is not None:
+            actions.update(refunds.erp_actions(erp_gateway, stripe_gateway, flow, locks))
     if mailer is not None:
         actions.update(notify.actions(mailer, flow))
     return actions

@@ -8,7 +8,7 @@ from typing import Any
 from commerce_bridge.domain.orders import CaptureMode
 from commerce_bridge.errors import BridgeError, PermanentError, UpstreamRejected, ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
-from commerce_bridge.mapping.metadata import BRIDGE, ORDER_KEY
+from commerce_bridge.mapping.metadata import BRIDGE, BRIDGE_MARK, ORDER_KEY
 from commerce_bridge.mapping.money import from_stripe_amount, to_stripe_amount
 from commerce_bridge.mapping.stripe import (
     capture_params,
@@ -232,7 +232,8 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
         return intent_shape(pi)
 
     def refund(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        body: dict[str, Any] = {"payment_intent": str(params["payment_intent_id"])}
+        # marked as the bridge's: stripe.refund_recorded never books it again as a refund made in Stripe
+        body: dict[str, Any] = {"payment_intent": str(params["payment_intent_id"]), "metadata": {BRIDGE: BRIDGE_MARK}}
         if params.get("amount"):
             body["amount"] = to_stripe_amount(money_from_shape(params["amount"]))[0]
         if params.get("reason"):

@@ -1,0 +1,248 @@
+"""Actions of the refund path (``stripe.refund_recorded``): a refund made in Stripe reaches Clarity and ERPNext.
+
+Rules (the pure ones are in ``mapping/refund.py``):
+
+- **Fresh, never the event's copy.** ``stripe.refund.list`` reads the charge's Refunds from Stripe; every
+  write step reads the Refund it writes for *again*, under that refund's key lock, and acts on that
+  status. So a run holding an older list (events reordered, duplicated, or runs of one charge at the same
+  moment) can never undo what a newer one did: whichever runs last writes the latest state.
+- **One record per Refund, keyed by its id**, found before it is made (find-then-create under a key lock,
+  every process): the Clarity SalesReturn's ``CustomKey`` and ``RefundTransactionID``, the ERP credit
+  note's ``remarks`` (``Stripe refund re_...``), the ERP Pay entry's ``reference_no``. A repeat finds them.
+- ``pending``/``requires_action``: a Pending return, a credit note. ``succeeded``: the return is refunded
+  (ManuallyRefund: its payment, Completed) and the Pay entry made. ``failed``/``canceled``: the return
+  is voided, the Pay entry then the credit note cancelled; ``core.refund.report_failed`` then fails the
+  run once per refund (a dead-letter entry and its alert, with Stripe's reason and a fix).
+- The order's status is set from the charge's refunds read under the order's lock (partially refunded,
+  refunded, or back to paid when every refund failed).
+- Refunds the bridge made itself (``metadata.bridge``) are left out of ``to_book`` (echo suppression).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from commerce_bridge.domain.money import Money
+from commerce_bridge.errors import UpstreamRejected, ValidationError
+from commerce_bridge.mapping.clarity import money_to_clarity
+from commerce_bridge.mapping.erp import DEFAULT_TAX_ACCOUNT, money_to_erp
+from commerce_bridge.mapping.metadata import ORDER_KEY
+from commerce_bridge.mapping.money import from_stripe_amount
+from commerce_bridge.mapping.refund import (
+    ACTIVE,
+    REVERSED,
+    RefundView,
+    credit_note_rows,
+    failure_fix,
+    refund_from_stripe,
+    refund_state,
+)
+from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
+from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
+from commerce_bridge.workflows.steps.shapes import money_shape
+
+if TYPE_CHECKING:
+    from commerce_bridge.workflows.steps import FlowSettings
+
+REPORTED = "stripe.failure_reported"
+"""Identity-map system of the mark "this refund's failure was reported" (entity ``refund``)."""
+CLOSED_RETURN = ("Void", "Canceled", "Rejected")
+
+
+def refund_shape(r: RefundView) -> dict[str, Any]:
+    return {"id": r.id, "status": r.status, "amount": money_shape(r.amount), "reason": r.reason,
+            "failure_reason": r.failure_reason, "echo": r.echo}
+
+
+def _ids(value: Any) -> list[str]:
+    """The refund ids of a ``refunds`` parameter (the ``to_book`` list of ``stripe.refund.list``)."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise ValidationError("refunds must be a list of refunds (steps.<list step>.to_book)")
+    ids = [str(r.get("id")) if isinstance(r, Mapping) else str(r) for r in value]
+    if not all(i.startswith("re_") for i in ids):
+        raise ValidationError(f"refunds must be Stripe refunds (re_...), got {ids!r}")
+    return ids
+
+
+def charge_refunds(gateway: StripeGateway, charge_id: str) -> tuple[dict[str, Any], list[RefundView]]:
+    """The charge and its refunds, oldest first, fresh from Stripe."""
+    charge = gateway.retrieve_charge(charge_id)
+    return charge, [refund_from_stripe(r) for r in reversed(gateway.list_refunds(charge_id))]
+
+
+def stripe_actions(gateway: StripeGateway) -> dict[str, Action]:
+    def list_refunds(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        charge_id = params.get("charge_id")
+        if not charge_id and params.get("refund_id"):
+            charge_id = gateway.retrieve_refund(str(params["refund_id"])).get("charge")
+        if not charge_id:
+            raise ValidationError("give charge_id or refund_id", suggested_fix="the event names no charge")
+        charge, refunds = charge_refunds(gateway, str(charge_id))
+        currency = str(charge.get("currency") or "").upper()
+        captured = from_stripe_amount(int(charge.get("amount_captured") or 0), currency)
+        refunded, state = refund_state(captured, refunds)
+        pi_id = charge.get("payment_intent")
+        order_key = ""
+        if pi_id:
+            order_key = str((gateway.retrieve_payment_intent(str(pi_id)).get("metadata") or {}).get(ORDER_KEY) or "")
+        return {"charge_id": str(charge_id), "payment_intent_id": pi_id, "order_key": order_key or None,
+                "charge_amount": money_shape(captured), "refunded": money_shape(refunded), "state": state,
+                "refunds": [refund_shape(r) for r in refunds],
+                "to_book": [refund_shape(r) for r in refunds if not r.echo]}
+
+    return {"stripe.refund.list": list_refunds}
+
+
+def clarity_actions(clarity: ClarityGateway, stripe: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
+    def sync_returns(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        order_id = int(str(params["order_id"]))
+        out = []
+        for refund_id in _ids(params["refunds"]):
+            with locks.hold("clarity.sales_return", refund_id):
+                r = refund_from_stripe(stripe.retrieve_refund(refund_id))
+                out.append(_sync_return(order_id, r))
+        return {"returns": out}
+
+    def _sync_return(order_id: int, r: RefundView) -> dict[str, Any]:
+        found = clarity.find_return_by_key(r.id)
+        amount = money_to_clarity(r.amount)
+        action = "none"
+        if r.status in ACTIVE:
+            if found is None:
+                found = clarity.create_return({
+                    "CustomKey": r.id, "SalesOrderIDs": [order_id], "RefundAmount": amount, "RefundTransactionID": r.id,
+                    "CurrencyKey": r.amount.currency, "StatusKey": "Pending",
+                    "Description": f"Stripe refund {r.id}" + (f": {r.reason}" if r.reason else "")})
+                action = "created"
+            if r.status == "succeeded" and found.get("StatusKey") != "Completed":
+                clarity.manually_refund(int(found["ID"]), amount=amount, transaction_number=r.id)
+                action = "refunded"
+        elif r.status in REVERSED and found is not None and found.get("StatusKey") not in CLOSED_RETURN:
+            clarity.return_action(int(found["ID"]), "Void")
+            action = "voided"
+        return {"refund_id": r.id, "refund_status": r.status, "return_id": found.get("ID") if found else None,
+                "action": action}
+
+    def set_refund_status(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        order_id = int(str(params["order_id"]))
+        with locks.hold("clarity.order.refund_status", str(order_id)):  # read and write as one, per order
+            charge, refunds = charge_refunds(stripe, str(params["charge_id"]))
+            currency = str(charge.get("currency") or "").upper()
+            _, state = refund_state(from_stripe_amount(int(charge.get("amount_captured") or 0), currency), refunds)
+            order = clarity.get_order(order_id)
+            current = order.get("StatusKey")
+            targets = {"partially_refunded": params["partially_refunded_status"],
+                       "refunded": params["refunded_status"]}
+            target = targets.get(state)
+            if target is None:  # nothing refunded any more: an order still in a refund status is paid again
+                target = params["paid_status"] if current in targets.values() else None
+            if target is None or target == current:
+                return {"order_id": str(order_id), "state": state, "status_key": current, "changed": False}
+            result = clarity.set_status(order_id, str(target))
+        return {"order_id": str(order_id), "state": state, "status_key": target,
+                "changed": bool(result.get("changed", True))}
+
+    return {"clarity.return.sync": sync_returns, "clarity.order.set_refund_status": set_refund_status}
+
+
+def _invoice_doc(order: Mapping[str, Any]) -> dict[str, Any]:
+    """A Sales Invoice billing a submitted Sales Order as it is (items, taxes, discount; ``po_no`` its key)."""
+    items = [{"item_code": row["item_code"], "qty": row.get("qty", 1), "rate": row.get("rate"),
+              "sales_order": order["name"]} for row in order.get("items") or []]
+    doc: dict[str, Any] = {"customer": order["customer"], "currency": order.get("currency"), "po_no": order["po_no"],
+                           "items": items, "posting_date": datetime.now(UTC).date().isoformat()}
+    taxes = [{k: row[k] for k in ("charge_type", "account_head", "description", "tax_amount") if k in row}
+             for row in order.get("taxes") or []]
+    if taxes:
+        doc["taxes"] = taxes
+    if order.get("discount_amount") not in (None, 0, "0", "0.00"):
+        doc["apply_discount_on"] = order.get("apply_discount_on") or "Grand Total"
+        doc["discount_amount"] = order["discount_amount"]
+    return doc
+
+
+def erp_actions(erp: ErpGateway, stripe: StripeGateway, flow: FlowSettings, locks: KeyLocks) -> dict[str, Action]:
+    def ensure_invoice(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        order = erp.get_doc("Sales Order", str(params["sales_order"]))
+        if not order.get("po_no"):
+            raise ValidationError(f"Sales Order {order.get('name')} has no po_no (the order key) to bill it by")
+        doc = erp.ensure_doc("Sales Invoice", _invoice_doc(order), "po_no")
+        return {"name": doc["name"], "grand_total": doc.get("grand_total")}
+
+    def sync_credit_notes(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        invoice_name, customer = str(params["invoice"]), str(params["customer"])
+        out = []
+        for refund_id in _ids(params["refunds"]):
+            # one credit note at a time per invoice: each one's rows depend on what the earlier ones returned
+            with locks.hold("erp.credit_note", invoice_name):
+                r = refund_from_stripe(stripe.retrieve_refund(refund_id))
+                out.append(_sync_books(invoice_name, customer, r))
+        return {"refunds": out}
+
+    def _sync_books(invoice_name: str, customer: str, r: RefundView) -> dict[str, Any]:
+        remarks = f"Stripe refund {r.id}"
+        note = erp.find_by("Sales Invoice", "remarks", remarks)
+        payment = erp.find_by("Payment Entry", "reference_no", r.id)
+        today = datetime.now(UTC).date().isoformat()
+        if r.status in ACTIVE:
+            if note is None:
+                invoice = erp.get_doc("Sales Invoice", invoice_name)
+                earlier = [erp.get_doc("Sales Invoice", row["name"]) for row in erp.list_docs(
+                    "Sales Invoice", filters=[["return_against", "=", invoice_name], ["is_return", "=", 1],
+                                              ["docstatus", "=", 1]], limit=0)]
+                items, taxes = credit_note_rows(invoice, earlier, r.amount, tax_account=DEFAULT_TAX_ACCOUNT)
+                note = erp.ensure_doc("Sales Invoice", {
+                    "customer": customer, "currency": r.amount.currency, "is_return": 1,
+                    "return_against": invoice_name, "update_outstanding_for_self": 1, "remarks": remarks,
+                    "posting_date": today, "items": [{k: v for k, v in row.items() if k != "amount"} for row in items],
+                    **({"taxes": taxes} if taxes else {})}, "remarks")
+            if r.status == "succeeded" and payment is None:
+                paid = money_to_erp(r.amount, field="paid_amount")
+                payment = erp.ensure_doc("Payment Entry", {
+                    "payment_type": "Pay", "party_type": "Customer", "party": customer, "posting_date": today,
+                    "paid_amount": paid, "received_amount": paid, "paid_from": flow.erp_paid_to_account,
+                    "paid_from_account_currency": r.amount.currency, "reference_no": r.id, "reference_date": today,
+                    "references": [{"reference_doctype": "Sales Invoice", "reference_name": note["name"],
+                                    "allocated_amount": money_to_erp(-r.amount, field="allocated_amount")}]},
+                    "reference_no")
+        elif r.status in REVERSED:  # the money came back: undo the books, the payment first
+            if payment is not None:
+                erp.cancel("Payment Entry", str(payment["name"]))
+            if note is not None:
+                erp.cancel("Sales Invoice", str(note["name"]))
+            note = payment = None
+        return {"refund_id": r.id, "refund_status": r.status, "amount": money_shape(r.amount),
+                "credit_note": note["name"] if note else None, "payment_entry": payment["name"] if payment else None}
+
+    return {"erp.sales_invoice.ensure": ensure_invoice, "erp.credit_note.sync": sync_credit_notes}
+
+
+def core_actions(identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
+    def report_failed(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        refunds = params["refunds"]
+        if not isinstance(refunds, Sequence) or isinstance(refunds, str):
+            raise ValidationError("refunds must be the to_book list of stripe.refund.list")
+        new: list[Mapping[str, Any]] = []
+        for r in refunds:
+            if not isinstance(r, Mapping) or r.get("status") not in REVERSED or r.get("echo"):
+                continue
+            with locks.hold("stripe.refund.failure", str(r["id"])):
+                entity = identity.entity_for_key("refund", str(r["id"]))
+                if identity.external("refund", entity, REPORTED) is None:
+                    identity.link("refund", entity, REPORTED, str(r["id"]))  # reported once, whatever comes after
+                    new.append(r)
+        if not new:
+            return {"reported": []}
+        first = new[0]
+        amount = Money(first["amount"]["minor"], first["amount"]["currency"])
+        raise UpstreamRejected(
+            ", ".join(f"Stripe refund {r['id']} {r['status']}" + (f" ({r['failure_reason']})" if r.get(
+                "failure_reason") else "") for r in new) + "; its return and credit note were reversed",
+            suggested_fix=failure_fix(str(first.get("status")), str(first.get("failure_reason") or "")),
+            details={"code": "refund_" + str(first.get("status")), "refund": first["id"],
+                     "failure_reason": first.get("failure_reason") or None, "amount_minor": amount.minor,
+                     "currency": amount.currency, "refunds": [r["id"] for r in new]})
+
+    return {"core.refund.report_failed": report_failed}
