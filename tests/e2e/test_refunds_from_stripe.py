@@ -40,10 +40,10 @@ def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
         url = f"sqlite:///{workdir / 'bridge.sqlite'}"
     try:
         with sandbox_stack(database_url=url, workdir=Path(workdir)) as stack:
-            for name in ("Partially Refunded", "Refunded"):  # the store's own statuses for refunds
-                r = stack.traffic.clarity.post(f"{CLARITY_API}/Ordering/SalesOrderStatus/Create",
-                                               headers=stack.traffic.session, json={"CustomKey": name, "Name": name})
-                assert r.status_code == 200, r.text
+            for name in ("Partially Refunded", "Refunded"):  # the store's own statuses, made by the stack
+                r = stack.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrderStatus/Key/{name}",
+                                              headers=stack.traffic.session)
+                assert r.status_code == 200 and r.json()["Name"] == name, r.text
             ALERTS[id(stack)] = FakeAlertSink()
             stack.container.alerter.sinks.append(ALERTS[id(stack)])
             yield stack

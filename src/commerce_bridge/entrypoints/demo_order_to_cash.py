@@ -107,6 +107,7 @@ def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
         for srv in (stripe_srv, clarity_srv, erp_srv):
             stack.callback(srv.request_stop)
         traffic.seed_erp_items()
+        traffic.seed_store_statuses()
         urls = {"Stripe emulator": stripe_srv.url, "Clarity simulator": clarity_srv.url,
                 "ERPNext simulator": erp_srv.url, "mail catcher": mailbox.url,
                 "bridge": f"http://127.0.0.1:{bridge_port}", "data and logs": str(workdir)}

@@ -107,6 +107,23 @@ def seed_erp_items(erp: httpx.Client) -> None:
                                              "item_group": "Products", "stock_uom": "Nos"})
 
 
+STORE_STATUSES = ("Partially Refunded", "Refunded")
+"""Order statuses a store configures for refunds (CEF ships without them): the status map's defaults."""
+
+
+def seed_store_statuses(clarity: httpx.Client, session: dict[str, str]) -> None:
+    """Create the refund statuses in the Clarity simulator, as a store operator would (through the admin API).
+
+    Idempotent: a status that exists already is left as it is. ``session``: the admin session's headers.
+    """
+    for name in STORE_STATUSES:
+        found = clarity.get(f"{CLARITY_API}/Ordering/SalesOrderStatus/Key/{name}", headers=session)
+        if found.status_code == 200 and found.json():
+            continue
+        clarity.post(f"{CLARITY_API}/Ordering/SalesOrderStatus/Create", headers=session,
+                     json={"CustomKey": name, "Name": name}).raise_for_status()
+
+
 def checkout(clarity: httpx.Client, n: int, scenario: Scenario, *, email: str | None = None) -> Placed:
     """Check out shopper ``n`` at the storefront (``POST /_sandbox/checkout`` of the Clarity simulator).
 
@@ -153,6 +170,10 @@ class Traffic:
     def seed_erp_items(self) -> None:
         """The merchant's catalogue in the ERP (an unknown SKU is a DLQ case, not the demo's happy path)."""
         seed_erp_items(self.erp)
+
+    def seed_store_statuses(self) -> None:
+        """The store's refund statuses in Clarity (a refund from the Dashboard needs them)."""
+        seed_store_statuses(self.clarity, self.session)
 
     def close(self) -> None:
         for client in (self.clarity, self.stripe, self.erp, self.mail):

@@ -279,6 +279,7 @@ def start_peers(*, state_dir: str | None = None, port: int | None = None, host: 
         running.stoppers.append(stop_erp)
         running.urls["erp"] = erp_url
         _seed_catalogue(erp_url, f"{DEFAULT_API_KEY}:{DEFAULT_API_SECRET}")
+        _seed_store_statuses(clarity_url)
         running.lines += [f"ERPNext           {erp_url}/api/resource/...",
                           f"                  Authorization: token {DEFAULT_API_KEY}:{DEFAULT_API_SECRET}"]
 
@@ -303,6 +304,19 @@ def _seed_catalogue(erp_url: str, token: str) -> None:
 
     with httpx.Client(base_url=erp_url, timeout=30, headers={"Authorization": f"token {token}"}) as erp:
         seed_erp_items(erp)
+
+
+def _seed_store_statuses(clarity_url: str) -> None:
+    """The store's refund statuses in the Clarity simulator (the bridge sets them when Stripe refunds)."""
+    import httpx
+
+    from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
+    from commerce_bridge.sandbox.traffic import CLARITY_API, seed_store_statuses
+
+    with httpx.Client(base_url=clarity_url, timeout=30) as clarity:
+        login = clarity.post(f"{CLARITY_API}/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD})
+        login.raise_for_status()
+        seed_store_statuses(clarity, {"X-ss-pid": login.cookies.get("ss-pid") or login.json().get("SessionId", "")})
 
 
 def ports_in_use_text(busy: list[tuple[str, int]], host: str, option_of: dict[str, str]) -> tuple[str, str]:
