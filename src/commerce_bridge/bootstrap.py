@@ -238,9 +238,11 @@ def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[s
     what ``serve`` and ``worker`` would run. The step types of a system come from the step catalogue;
     its connector is configured as :data:`CONNECTORS` says (``bootstrap`` builds the same ones).
     """
+    def configured(system: str) -> bool:
+        return system in ALWAYS_BOUND or (system in CONNECTORS and CONNECTORS[system].configured(settings))
+
     return {t.type for t in default_catalogue().all()
-            if t.destination in ALWAYS_BOUND
-            or (t.destination in CONNECTORS and CONNECTORS[t.destination].configured(settings))} | set(extra)
+            if configured(t.destination) and all(configured(s) for s in t.also_needs)} | set(extra)
 
 
 def disabled_for_connectors(settings: Settings, registry: WorkflowRegistry,

@@ -134,6 +134,8 @@ EXPECT: dict[tuple[str, str], Expect] = {
                                        "/etc/commerce-bridge/workflows/order_to_cash.yaml"): Expect("version 4"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows list"): Expect("user"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash"): Expect("flowchart"),
+    ("docs/howto/refunds-from-stripe.md", "commerce-bridge workflows graph stripe.refund_recorded"):
+        Expect("flowchart"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash --format html "
                                        "--output /tmp/order_to_cash.html"): Expect(
         "wrote {home}/tmp/order_to_cash.html"),

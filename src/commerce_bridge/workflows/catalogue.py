@@ -88,6 +88,9 @@ class StepType:
     inline: bool = False
     """Pure and local (no side effect, no remote call): the engine runs it without a checkpoint and
     computes it again on replay, which costs less than recording it."""
+    also_needs: tuple[str, ...] = ()
+    """Systems besides its destination whose connector it uses (the refund steps re-read each Refund
+    from Stripe): it is bound only when all of them are configured."""
 
     @property
     def destination(self) -> str:
@@ -267,7 +270,8 @@ def catalogue_markdown(catalogue: Catalogue | None = None) -> str:
         out += ["", "## Shared shapes", "", cat.shapes.strip()]
     for t in cat.all():
         out += ["", f"## {t.type}", "", f"{t.summary}", "", t.description.strip(), "",
-                f"Destination: `{t.destination}` ({'writes' if t.writes else 'reads only'}).", "",
+                f"Destination: `{t.destination}` ({'writes' if t.writes else 'reads only'})"
+                + "".join(f"; also uses `{n}` (bound only when it is configured)" for n in t.also_needs) + ".", "",
                 "### Parameters", ""]
         if t.params:
             out += ["| name | type | required | default | description |", "|---|---|---|---|---|"]

@@ -470,6 +470,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "not closed.",
         errors=(("UpstreamRejected", "`ActionSucceeded: false` (e.g. an unknown order)."), _LOCK_BUSY, _UNAVAILABLE,
                 _RATE, _AUTH),
+        also_needs=("stripe",),
         examples=(_ex("returns", "clarity.return.sync", order_id="${ steps.find.ID }", refunds="${ steps.refunds.to_book }"),),
     ),
     StepType(
@@ -490,6 +491,7 @@ STEP_TYPES: tuple[StepType, ...] = (
         idempotency="Sets a status; the same status again changes nothing.",
         errors=(("NotFound", "the status is not in Clarity's SalesOrderStatus table: add it or fix the status map."),
                 _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        also_needs=("stripe",),
         examples=(_ex("mark_refunded", "clarity.order.set_refund_status", order_id="${ steps.find.ID }",
                       charge_id="${ steps.refunds.charge_id }",
                       partially_refunded_status="Partially Refunded", refunded_status="Refunded",
@@ -504,6 +506,7 @@ STEP_TYPES: tuple[StepType, ...] = (
         example_output={"name": "ACC-SINV-2026-00042", "grand_total": "35.70"},
         idempotency="Lookup by `po_no` (not cancelled) before create, then submit, serialised per `po_no` (key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        also_needs=("stripe",),
         examples=(_ex("erp_invoice", "erp.sales_invoice.ensure", sales_order="${ steps.erp_order.name }"),),
     ),
     StepType(
@@ -529,6 +532,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "refund.",
         errors=(("MappingError", "the refund is more than the invoice has left to return."),
                 ("UpstreamRejected", "ERPNext refused a document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        also_needs=("stripe",),
         examples=(_ex("erp_refunds", "erp.credit_note.sync", invoice="${ steps.erp_invoice.name }",
                       customer="${ steps.erp_customer.name }", refunds="${ steps.refunds.to_book }"),),
     ),
