@@ -515,8 +515,8 @@ def phase(dbkind: str, shape: Shape, load: str, a: argparse.Namespace) -> dict[s
         if active != expected:
             raise RuntimeError(f"unexpected active workflows {active} (wanted {expected})")
         pure = {"core.validate.order", "core.identity.lookup"} & {s.uses for w in shape.workflows for s in w.steps}
-        if not pure <= c.engine.config.inline_steps:
-            raise RuntimeError(f"the catalogue no longer declares {sorted(pure - c.engine.config.inline_steps)} "
+        if not pure <= c.engine.config.unrecorded_steps:
+            raise RuntimeError(f"the catalogue no longer declares {sorted(pure - c.engine.config.unrecorded_steps)} "
                                "inline: the shape's checkpoint count is wrong")
         c.engine.runs = TimedRuns(c.engine.runs, tracker)
         c.engine.launch()

@@ -82,6 +82,7 @@ class Container:
     engine: Engine | None = None
     pollers: list[ChangePoller] = field(default_factory=list)
     locks: SqlKeyLocks | None = None
+    shared_slots: SqlRateLimiter | None = None  # the database's call slots (its connection closes with us)
     notifier: InboxNotifier | None = None  # PostgreSQL: NOTIFY the dispatchers after commits (store.wake)
     listener: InboxListener | None = None  # PostgreSQL: this process's dispatcher woken by NOTIFY
     disabled_workflows: dict[str, list[str]] = field(default_factory=dict)
@@ -130,7 +131,7 @@ class Container:
     def housekeeping(self) -> None:
         """Run about once a second: send held alert summaries, alert on a growing inbox backlog."""
         try:
-            backlog = self.inbox.backlog()
+            backlog = self.engine.backlog() if self.engine is not None else self.inbox.backlog()
         except Exception:
             backlog = None
         if backlog is not None:
@@ -168,6 +169,8 @@ class Container:
     def close(self) -> None:
         self.admin.close()
         self.inbox.close()
+        if self.shared_slots is not None:
+            self.shared_slots.close()
         self.db.dispose()
 
 
@@ -421,7 +424,8 @@ def bootstrap(
     inbox, runs, dlq, audit = SqlInbox(db), SqlRuns(db), SqlDeadLetters(db), SqlAuditLog(db)
     leases = SqlWorkerLeases(db)
     # call slots: in memory where this process alone calls out (SQLite), else batches of the database's shared slots
-    limiter = process_limiter(settings.rate_limit_scope, db.dialect.name, SqlRateLimiter(db, leases))
+    shared_slots = SqlRateLimiter(db, leases)
+    limiter = process_limiter(settings.rate_limit_scope, db.dialect.name, shared_slots)
     alerter = Alerter(_alert_sinks(settings), clock, window_s=settings.alert_window_s,
                       redact=Redactor(settings.log_pii_keys).redact)
 
@@ -484,7 +488,7 @@ def bootstrap(
     admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router, inbox=inbox)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
-                  router=router, admin=admin, disabled_workflows=disabled, locks=locks)
+                  router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots)
 
     if role in ("serve", "ingress"):
         schemes: dict[str, SignatureScheme] = {}
@@ -534,7 +538,7 @@ def bootstrap(
                 # connectors that take a limiter slot per HTTP request themselves
                 self_limited=frozenset(name for name, gw in (("stripe", gateways.stripe), ("clarity", gateways.clarity),
                                                              ("erp", gateways.erp)) if gw is not None),
-                inline_steps=frozenset(t.type for t in default_catalogue().all() if t.inline),
+                unrecorded_steps=frozenset(t.type for t in default_catalogue().all() if not t.checkpointed),
                 # woken on commit by ingress in this process (serve) or, on PostgreSQL, by NOTIFY (store.wake)
                 woken_by_ingress=role == "serve" or db.dialect.name == "postgresql",
             ),

@@ -268,6 +268,16 @@ def test_bad_data_goes_to_the_dlq_with_a_fix_and_replays_once_fixed(make_stack: 
     c.admin.replay(entries["erp_order"]["id"], "created the item in ERPNext")
     settle(st, [unknown_sku])
     assert len(intents_for(st, unknown_sku.key)) == 1
+    # the ERP steps are replay-safe (catalogue): not checkpointed, so the replay ran erp_customer again,
+    # and it found the Customer the first execution made; one Sales Order, one Payment Entry
+    run = c.runs.get(entries["erp_order"]["run_id"])
+    assert run is not None and run["status"] == "succeeded"
+    recorded = {s["function_name"] for s in c.admin.client.list_workflow_steps(
+        run["engine_workflow_id"] or run["run_id"], load_output=False)}
+    assert "step:add_payment" in recorded and not recorded & {"step:erp_customer", "step:erp_order", "step:erp_payment"}
+    assert erp_count(st, "Customer", "email_id", unknown_sku.email) == 1
+    assert erp_count(st, "Sales Order", "po_no", unknown_sku.key) == 1
+    assert erp_count(st, "Payment Entry", "reference_no", intents_for(st, unknown_sku.key)[0]["latest_charge"]) == 1
     c.admin.discard(entries["payment"]["id"], "customer asked for a corrected invoice")
     assert c.dead_letters.count_open() == 0
 

@@ -66,3 +66,23 @@ def test_a_priority_for_a_workflow_that_is_not_loaded_stops_start_up(tmp_path: P
                              workflow_priorities={"stripe.payment_suceeded": 10})
     with pytest.raises(ConfigurationError, match=r"CB_WORKFLOW_PRIORITIES.*stripe\.payment_suceeded"):
         bootstrap(settings, "cli", migrate=True)
+
+
+def test_a_pass_that_takes_fewer_deliveries_than_it_could_says_the_inbox_is_drained(engine: Engine) -> None:
+    """The backlog gauge reads 0 without a count while the dispatcher keeps up (idle cost, issue 10)."""
+    from commerce_bridge.engine.dispatch import Dispatcher
+    from commerce_bridge.metrics import Metrics
+    from commerce_bridge.store.runs import SqlDeadLetters, SqlRuns
+
+    inbox = SqlInbox(engine)
+    router = ActiveRouter(WorkflowRegistry.load(), disabled=set(), priorities=())
+    started: list[str] = []
+    dispatcher = Dispatcher(inbox=inbox, runs=SqlRuns(engine), dead_letters=SqlDeadLetters(engine), router=router,
+                            metrics=Metrics(), alert=lambda alert: None,
+                            enqueue=lambda row, d, **kw: started.append(row["run_id"]), batch=2)
+    store(inbox, ("stripe", "a", "nobody.wants"), ("stripe", "b", "nobody.wants"), ("stripe", "c", "nobody.wants"))
+    assert dispatcher.dispatch_once() == 2 and not dispatcher.drained  # a full pass: more may wait
+    assert inbox.backlog() == 1
+    assert dispatcher.dispatch_once() == 1 and dispatcher.drained
+    assert inbox.backlog() == 0 and started == []
+    assert dispatcher.dispatch_once() == 0 and dispatcher.drained

@@ -72,6 +72,9 @@ class Dispatcher:
         self._may_start = may_start
         self._before_start = before_start
         self._capacity = capacity
+        self.drained = False
+        """The last pass found fewer waiting deliveries than it could take: none were left undispatched
+        then (so the backlog gauge needs no count while the dispatcher keeps up)."""
 
     def dispatch_once(self) -> int:
         """Turn up to ``batch`` undispatched deliveries into runs; the number handed over.
@@ -80,9 +83,12 @@ class Dispatcher:
         inbox is the backlog, and the engine wakes the dispatcher when a slot frees up.
         """
         limit = self._batch if self._capacity is None else min(self._batch, self._capacity())
+        self.drained = False
         if limit <= 0:
             return 0
-        return self.inbox.dispatch_batch(limit, self._start_runs, self.router.dispatch_priorities())
+        n = self.inbox.dispatch_batch(limit, self._start_runs, self.router.dispatch_priorities())
+        self.drained = n < limit
+        return n
 
     def _start_runs(self, deliveries: list[StoredDelivery]) -> HandOver:
         """Create and enqueue the runs of these deliveries, each delivery on its own.

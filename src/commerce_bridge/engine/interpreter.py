@@ -2,9 +2,11 @@
 
 Rules
 -----
-* Each attempt of a step with side effects is one checkpointed DBOS step (``step:<id>``); a step
-  declared ``inline`` in the catalogue (pure and local) is not checkpointed and is computed again on
-  replay. The waits between attempts are durable sleeps (our retry policy with full jitter).
+* Each attempt of a step with side effects is one checkpointed DBOS step (``step:<id>``). Two kinds of
+  step are not checkpointed and run again on replay, each declared in the catalogue: ``inline`` (pure
+  and local: computed again) and ``replay_safe`` (idempotent by a key from its input, find-else-create
+  under a key lock: a second execution finds what the first made). The waits between attempts of a
+  checkpointed step are durable sleeps (our retry policy with full jitter); the others sleep plainly.
 * An attempt never raises: its outcome is a result dict (``ok``, ``output`` or ``code``, ``message``,
   ``transient``, ...) that the retry policy judges and DBOS records; a step that fails for good parks
   the run (a dead-letter entry, the run's status, an alert) in one checkpointed step.
@@ -178,9 +180,9 @@ class RunInterpreter:
                 continue
             base = self.retry_policies.for_step(step.uses)
             policy = base.merged(step.retry) if step.retry else base
-            # A pure, local step (declared ``inline`` in the catalogue) is not checkpointed: it is computed
+            # A step declared ``inline`` or ``replay_safe`` in the catalogue is not checkpointed: it runs
             # again on replay, and its retries sleep without a record, so it leaves no trace in DBOS.
-            inline = step.uses in self.config.inline_steps
+            inline = step.uses in self.config.unrecorded_steps
             attempt = 0
             while True:
                 attempt += 1

@@ -17,7 +17,6 @@ Only this package imports ``dbos``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import socket
@@ -127,8 +126,9 @@ class EngineConfig:
     long_wait_s: float = 30.0  # longer waits free the worker thread: the run ends and a timer forks it back
     # destinations whose connectors take a limiter slot per HTTP request themselves (a step may make several)
     self_limited: frozenset[str] = frozenset()
-    # step types that are pure and local (catalogue ``inline``): run without a checkpoint, recomputed on replay
-    inline_steps: frozenset[str] = frozenset()
+    # step types run without a checkpoint (catalogue ``inline``: pure and local, recomputed on replay;
+    # ``replay_safe``: idempotent by key, run again on replay)
+    unrecorded_steps: frozenset[str] = frozenset()
     # The dispatcher starts a delivery's runs itself (DBOS.start_workflow), at most worker_concurrency at
     # once, instead of putting them on the engine's queue for its poller to claim: no queue poll per run.
     direct_start: bool = True
@@ -400,7 +400,6 @@ class Engine(RunInterpreter):
     # ---- dispatch --------------------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         stop = self._stop  # this launch's: a restart gives the next loops a new one
-        backlog_read = 0.0
         while not stop.is_set():
             try:
                 n = self.dispatch_once()
@@ -412,13 +411,13 @@ class Engine(RunInterpreter):
                 log.exception("engine.dispatch_failed")
                 n = 0
                 stop.wait(1.0)
-            if time.monotonic() - backlog_read >= 1.0:  # a gauge: once a second is enough
-                backlog_read = time.monotonic()
-                with contextlib.suppress(E.BridgeError):
-                    self.metrics.inbox_backlog.set(self.inbox.backlog())
             if n < self.config.dispatch_batch:
                 self._wake.wait(self._pace(n))
                 self._wake.clear()
+
+    def backlog(self) -> int:
+        """Deliveries received but not dispatched: 0 without a query while the last pass drained the inbox."""
+        return 0 if self.dispatcher.drained else self.inbox.backlog()
 
     def dispatch_once(self) -> int:
         """Turn undispatched deliveries into queued runs (run id ``source:event_id:workflow``); see engine.dispatch."""

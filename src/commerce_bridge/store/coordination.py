@@ -12,7 +12,13 @@ from sqlalchemy import Engine, and_, func, select, update
 
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.inbox import insert_ignore
+from commerce_bridge.store.raw import OwnConnection, RawSql
 from commerce_bridge.store.tables import rate_limits, workers
+
+_HEARTBEAT = ("UPDATE workers SET heartbeat_at = :now, lease_expires_at = {expires} "
+              "WHERE executor_id = :executor_id AND epoch = :epoch AND status = 'alive'")
+_HEARTBEAT_SQLITE = _HEARTBEAT.format(expires=":expires")
+_HEARTBEAT_PG = _HEARTBEAT.format(expires="CAST(extract(epoch FROM clock_timestamp()) AS double precision) + :lease_s")
 
 
 class SqlWorkerLeases:
@@ -25,6 +31,7 @@ class SqlWorkerLeases:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._pg = engine.dialect.name == "postgresql"
+        self._sql = RawSql(engine)
 
     def db_now(self) -> float:
         if not self._pg:
@@ -57,12 +64,16 @@ class SqlWorkerLeases:
             return epoch
 
     def heartbeat(self, executor_id: str, epoch: int, lease_s: float) -> bool:
-        """Renew the lease; False if it was lost (taken over or re-registered elsewhere)."""
-        expires = self.db_now() + lease_s
-        with translate_db_errors(), self._engine.begin() as conn:
-            n = conn.execute(update(workers).where(
-                workers.c.executor_id == executor_id, workers.c.epoch == epoch, workers.c.status == "alive",
-            ).values(heartbeat_at=datetime.now(UTC), lease_expires_at=expires)).rowcount
+        """Renew the lease; False if it was lost (taken over or re-registered elsewhere).
+
+        Every few seconds in every worker, idle or not: one statement (SQL text, ``store.raw``), the
+        expiry computed by the database on PostgreSQL (its clock) and locally on SQLite.
+        """
+        with self._sql.write() as cur:
+            n = cur.execute(_HEARTBEAT_PG if self._pg else _HEARTBEAT_SQLITE, {
+                "now": self._sql.now(), "expires": time.time() + lease_s, "lease_s": float(lease_s),
+                "executor_id": executor_id, "epoch": epoch,
+            }).rowcount
         return n == 1
 
     def stop(self, executor_id: str, epoch: int) -> None:
@@ -137,6 +148,11 @@ class ClockOffset:
         return lo, hi
 
 
+_NOW_PG = "CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
+_RESERVE_PG = (f"UPDATE rate_limits SET tat = GREATEST(tat, {_NOW_PG} + :lead_s) + :span "
+               f"WHERE destination = :destination RETURNING tat, {_NOW_PG}")
+
+
 class SqlRateLimiter:
     """Call slots per destination shared by every worker: GCRA on one row per destination.
 
@@ -150,10 +166,16 @@ class SqlRateLimiter:
         self._engine = engine
         self._leases = leases
         self._pg = engine.dialect.name == "postgresql"
-        # PostgreSQL: one statement in autocommit, one round trip (no BEGIN and COMMIT of their own)
-        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT") if self._pg else engine
+        # PostgreSQL: one statement in autocommit on a connection of its own, one round trip (no pool
+        # checkout with its ping, no BEGIN and COMMIT): once per reservation, up to once per call
+        self._own = OwnConnection(engine) if self._pg else None
         self._known: set[str] = set()
         self.clock = ClockOffset()
+
+    def close(self) -> None:
+        """Close the connection of its own (PostgreSQL); the pooled ones close with the engine."""
+        if self._own is not None:
+            self._own.close()
 
     def reserve_batch(self, destination: str, interval_s: float, count: int, lead_s: float = 0.0) -> tuple[float, float]:
         """Reserve ``count`` consecutive slots ``interval_s`` apart for ``destination``, none sooner than ``lead_s``.
@@ -174,17 +196,14 @@ class SqlRateLimiter:
                              .on_conflict_do_nothing(index_elements=["destination"]))
             self._known.add(destination)  # only once the row is committed
         span = interval_s * count
-        if self._pg:
-            now_expr: Any = func.extract("epoch", func.clock_timestamp())
-            stmt = (
-                update(rate_limits).where(rate_limits.c.destination == destination)
-                .values(tat=func.greatest(rate_limits.c.tat, now_expr + lead_s) + span)
-                .returning(rate_limits.c.tat, now_expr)
-            )
-            with translate_db_errors(), self._autocommit.connect() as conn:
+        if self._own is not None:  # PostgreSQL: one statement, autocommit, on a connection of its own
+            with self._own.cursor() as cur:
                 before = time.monotonic()
-                tat, now = conn.execute(stmt).one()
+                row = cur.execute(_RESERVE_PG, {"destination": destination, "lead_s": float(lead_s),
+                                                "span": float(span)}).row()
                 after = time.monotonic()
+            assert row is not None  # the row was made above
+            tat, now = row
             lo, hi = self.clock.read(before, float(now), after)
             first = float(tat) - span  # on the database's clock
             return first + lo, first + hi

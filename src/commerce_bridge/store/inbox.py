@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, false, func, or_, select, true, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from commerce_bridge.domain.delivery import (
@@ -22,6 +23,7 @@ from commerce_bridge.domain.delivery import (
 )
 from commerce_bridge.services.ports import DispatchPriority
 from commerce_bridge.store.db import translate_db_errors
+from commerce_bridge.store.raw import Cursor, RawSql
 from commerce_bridge.store.tables import inbox, runs
 
 
@@ -45,6 +47,7 @@ class SqlInbox:
             .returning(inbox.c.source, inbox.c.event_id)
         )
         self._direct = DirectInsert.for_engine(engine)
+        self._sql = RawSql(engine)
 
     def close(self) -> None:
         """Close the connection of the direct insert (the pooled ones close with the engine)."""
@@ -96,29 +99,51 @@ class SqlInbox:
         ``priorities``: deliveries matching a higher one are taken first (under overload, later stages of
         orders already started before new orders); the order is otherwise the arrival order.
         """
-        stmt = (
-            select(inbox).where(inbox.c.status == DeliveryStatus.RECEIVED.value)
-            .order_by(*_priority_order(priorities), inbox.c.id).limit(limit)
-        )
-        mark = (
-            update(inbox)
-            .where(inbox.c.status == DeliveryStatus.RECEIVED.value)
-            .values(status=DeliveryStatus.DISPATCHED.value)
-        )
-        with translate_db_errors():
-            if self._engine.dialect.name == "postgresql":
-                with self._engine.begin() as conn:
-                    rows = [_row(r) for r in conn.execute(stmt.with_for_update(skip_locked=True)).mappings()]
-                    if rows:
-                        _mark_handed_over(conn, mark, [r.id for r in rows], _hand_over(handler(rows)))
-                return len(rows)
-            with self._engine.connect() as conn:
-                rows = [_row(r) for r in conn.execute(stmt).mappings()]
-            if rows:
-                outcome = _hand_over(handler(rows))
-                with self._engine.begin() as conn:
-                    _mark_handed_over(conn, mark, [r.id for r in rows], outcome)
+        sql, params = _claim_sql(tuple(priorities), pg=self._sql.pg)
+        params = {**params, "limit": limit}
+        if self._sql.pg:
+            with self._sql.write() as cur:  # the rows stay locked until marked, in this transaction
+                rows = [self._delivery(r) for r in cur.execute(sql, params).all()]
+                if rows:
+                    self._mark_handed_over(cur, [r.id for r in rows], _hand_over(handler(rows)))
             return len(rows)
+        with self._sql.read() as cur:
+            rows = [self._delivery(r) for r in cur.execute(sql, params).all()]
+        if rows:
+            outcome = _hand_over(handler(rows))
+            with self._sql.write() as cur:
+                self._mark_handed_over(cur, [r.id for r in rows], outcome)
+        return len(rows)
+
+    def _delivery(self, r: tuple[Any, ...]) -> StoredDelivery:
+        ts = self._sql.from_ts
+        received_at = ts(r[5])
+        assert received_at is not None  # NOT NULL
+        return StoredDelivery(id=r[0], source=r[1], event_id=r[2], event_type=r[3], status=r[4],
+                              received_at=received_at, dispatched_at=ts(r[6]), processed_at=ts(r[7]),
+                              body=bytes(r[8]))
+
+    def _mark_handed_over(self, cur: Cursor, ids: list[int], outcome: HandOver) -> None:
+        """Mark a dispatched batch: started, idle (processed at once) or isolated (failed).
+
+        Only rows still ``received`` move (a row another pass marked meanwhile keeps its state).
+        """
+        now = self._sql.now()
+        idle, failed = outcome.idle - outcome.failed, outcome.failed
+        started = [i for i in ids if i not in idle and i not in failed]
+        for group, status, processed in ((started, DeliveryStatus.DISPATCHED, None),
+                                         (sorted(idle), DeliveryStatus.PROCESSED, now),
+                                         (sorted(failed), DeliveryStatus.FAILED, None)):
+            if not group:
+                continue
+            marks = ", ".join(f":i{n}" for n in range(len(group)))
+            cur.execute(
+                "UPDATE inbox SET status = :status, dispatched_at = :now"
+                + (", processed_at = :now" if processed is not None else "")
+                + f" WHERE status = :received AND id IN ({marks})",
+                {"status": status.value, "now": now, "received": DeliveryStatus.RECEIVED.value,
+                 **{f"i{n}": i for n, i in enumerate(group)}},
+            )
 
     def redispatch(self, inbox_id: int) -> bool:
         """Put a delivery isolated at dispatch back in line (after a fix): False if it was not failed.
@@ -242,20 +267,6 @@ def _undispatched(inbox_id: int) -> tuple[Any, ...]:
     """Conditions for the runs of a delivery parked by a dispatch failure (they never started)."""
     return (runs.c.inbox_id == inbox_id, runs.c.status == RunStatus.PARKED.value,
             runs.c.failed_step == DISPATCH_STEP)
-
-
-def _mark_handed_over(conn: Any, mark: Any, ids: list[int], outcome: HandOver) -> None:
-    now = datetime.now(UTC)
-    idle, failed = outcome.idle - outcome.failed, outcome.failed
-    started = [i for i in ids if i not in idle and i not in failed]
-    if started:
-        conn.execute(mark.where(inbox.c.id.in_(started)).values(dispatched_at=now))
-    if idle:
-        conn.execute(mark.where(inbox.c.id.in_(sorted(idle)))
-                     .values(status=DeliveryStatus.PROCESSED.value, dispatched_at=now, processed_at=now))
-    if failed:
-        conn.execute(mark.where(inbox.c.id.in_(sorted(failed)))
-                     .values(status=DeliveryStatus.FAILED.value, dispatched_at=now))
 
 
 # One text for every batch size (so psycopg prepares it once), parameters in binary (no quoting).
@@ -424,25 +435,36 @@ class DirectInsert:
         return inserted
 
 
-def _pattern(column: Any, patterns: tuple[str, ...]) -> Any:
-    """SQL for a trigger's patterns (``*``, exact, ``prefix*``) on ``column``."""
+_CLAIM_COLUMNS = "id, source, event_id, event_type, status, received_at, dispatched_at, processed_at, body"
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_sql(priorities: tuple[DispatchPriority, ...], *, pg: bool) -> tuple[str, dict[str, Any]]:
+    """The dispatcher's claim: the oldest ``received`` deliveries, those of higher ``priorities`` first.
+
+    SQL text with its constant parameters, built once per priority set (a pass runs it several times
+    a second under load). On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED``.
+    """
+    params: dict[str, Any] = {"received": DeliveryStatus.RECEIVED.value}
+    ranked = sorted((p for p in priorities if p.priority), key=lambda p: -p.priority)
+    whens = [f"WHEN ({_pattern_sql('source', p.sources, params)}) AND ({_pattern_sql('event_type', p.event_types, params)})"
+             f" THEN {-int(p.priority)}" for p in ranked]
+    order = (f"CASE {' '.join(whens)} ELSE 0 END, " if whens else "") + "id"
+    sql = f"SELECT {_CLAIM_COLUMNS} FROM inbox WHERE status = :received ORDER BY {order} LIMIT :limit"
+    return sql + (" FOR UPDATE SKIP LOCKED" if pg else ""), params
+
+
+def _pattern_sql(column: str, patterns: tuple[str, ...], params: dict[str, Any]) -> str:
+    """SQL for a trigger's patterns (``*``, exact, ``prefix*``) on ``column``; values go into ``params``."""
     conds = []
     for p in patterns:
         if p == "*":
-            return true()
+            return "1 = 1"
+        name = f"p{len(params)}"
         if p.endswith("*"):
-            prefix = p[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(column.like(prefix + "%", escape="\\"))
+            params[name] = p[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append(f"{column} LIKE :{name} ESCAPE '\\'")
         else:
-            conds.append(column == p)
-    return or_(*conds) if conds else false()
-
-
-def _priority_order(priorities: Sequence[DispatchPriority]) -> list[Any]:
-    """ORDER BY terms putting the deliveries of higher ``priorities`` first (none: arrival order only)."""
-    ranked = sorted((p for p in priorities if p.priority), key=lambda p: -p.priority)
-    if not ranked:
-        return []
-    whens = [(and_(_pattern(inbox.c.source, p.sources), _pattern(inbox.c.event_type, p.event_types)), -p.priority)
-             for p in ranked]
-    return [case(*whens, else_=0)]
+            params[name] = p
+            conds.append(f"{column} = :{name}")
+    return " OR ".join(conds) if conds else "1 = 0"

@@ -31,12 +31,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, delete, func, select
 
 from commerce_bridge.errors import Conflict
 from commerce_bridge.store.db import translate_db_errors
 from commerce_bridge.store.inbox import insert_ignore
+from commerce_bridge.store.raw import RawSql
 from commerce_bridge.store.tables import key_locks
 
 __all__ = ["SqlKeyLocks", "lock_name"]
@@ -91,6 +91,10 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+_ADVISORY_LOCK = ("SELECT pg_advisory_xact_lock(:key) FROM (SELECT set_config('lock_timeout', :timeout, true)) "
+                  "AS timeout")
+
+
 class SqlKeyLocks:
     """Implements ``services.ports.KeyLocks``: in-process, PostgreSQL advisory locks, or ``key_locks`` rows.
 
@@ -128,6 +132,7 @@ class SqlKeyLocks:
         if scope not in ("process", "shared"):
             raise ValueError(f"a key-lock scope is process or shared, not {scope!r}")
         self._engine = engine
+        self._sql = RawSql(engine)
         self._pg = engine.dialect.name == "postgresql"
         self.mode = "process" if scope == "process" else ("advisory" if self._pg else "rows")
         self.lease_s, self.timeout_s = lease_s, timeout_s
@@ -221,17 +226,19 @@ class SqlKeyLocks:
 
     @contextmanager
     def _advisory(self, name: str, timeout_s: float) -> Iterator[None]:
-        """Hold ``pg_advisory_xact_lock`` of ``name`` for the block: one transaction, released at its end."""
-        with translate_db_errors(), self._engine.connect() as conn, conn.begin():
-            # SET takes no bind parameters; the value is an int we computed
-            conn.execute(text(f"SET LOCAL lock_timeout = {max(1, int(timeout_s * 1000))}"))
+        """Hold ``pg_advisory_xact_lock`` of ``name`` for the block: one transaction, released at its end.
+
+        One statement takes it: the subquery sets this transaction's ``lock_timeout`` before the lock is
+        asked for (SQL text on the driver, ``store.raw``: this runs once per ensure step).
+        """
+        import psycopg  # the driver lives in the store only
+
+        with self._sql.write() as cur:
             try:
-                conn.execute(select(func.pg_advisory_xact_lock(_advisory_key(name))))
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available: lock_timeout ran out
-                    raise self._busy(name) from None
-                raise
-            conn.execute(text("SET LOCAL lock_timeout = 0"))  # the block's own statements wait as usual
+                cur.execute(_ADVISORY_LOCK, {"key": _advisory_key(name),
+                                             "timeout": f"{max(1, int(timeout_s * 1000))}ms"})
+            except psycopg.errors.LockNotAvailable:  # lock_timeout ran out
+                raise self._busy(name) from None
             yield
 
     def _busy(self, name: str) -> Conflict:

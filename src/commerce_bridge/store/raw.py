@@ -17,7 +17,9 @@ Rules
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -41,10 +43,19 @@ class Cursor:
         self._raw.execute(_for_pg(sql) if self._pg else sql, params or {})
         return self
 
+    def executemany(self, sql: str, params: list[Mapping[str, Any]]) -> Cursor:
+        self._raw.executemany(_for_pg(sql) if self._pg else sql, params)
+        return self
+
     def one(self) -> Any:
         """The first column of the first row, or None."""
         row = self._raw.fetchone()
         return None if row is None else row[0]
+
+    def row(self) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        row = self._raw.fetchone()
+        return None if row is None else tuple(row)
 
     def all(self) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._raw.fetchall()]
@@ -78,6 +89,13 @@ class RawSql:
 
     def now(self) -> Any:
         return self.ts(datetime.now(UTC))
+
+    def from_ts(self, value: Any) -> datetime | None:
+        """A ``UtcDateTime`` column's value as read by the driver, as an aware UTC datetime."""
+        if value is None:
+            return None
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -116,4 +134,42 @@ class RawSql:
                 fairy.close()
 
 
-__all__ = ["Cursor", "RawSql"]
+class OwnConnection:
+    """One driver connection of our own, outside the pool, in autocommit on PostgreSQL.
+
+    For a hot statement that is a transaction by itself (the shared rate limiter's reservation): no
+    pool checkout and its ping, no ``BEGIN``/``COMMIT`` round trips. One statement at a time (a lock);
+    a connection that fails is dropped and the next call opens another, so a database restart costs
+    one failed call, which surfaces as ``StoreUnavailable`` (``translate_db_errors``). PostgreSQL only.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("OwnConnection is for PostgreSQL (SQLite writes go through the file's writer queue)")
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._fairy: Any = None
+
+    @contextmanager
+    def cursor(self) -> Iterator[Cursor]:
+        """A cursor of the connection, held alone for the block; each statement commits by itself."""
+        with self._lock, translate_db_errors():
+            try:
+                if self._fairy is None:
+                    fairy: Any = self._engine.raw_connection()
+                    fairy.detach()  # never back into the pool: autocommit stays with it
+                    fairy.dbapi_connection.autocommit = True
+                    self._fairy = fairy
+                yield Cursor(self._fairy.dbapi_connection.cursor(), True)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        fairy, self._fairy = self._fairy, None
+        if fairy is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is gone anyway
+                fairy.close()
+
+
+__all__ = ["Cursor", "OwnConnection", "RawSql"]

@@ -24,6 +24,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_CREATE_RUN = (
+    "INSERT INTO runs (run_id, inbox_id, source, event_id, workflow, workflow_version, status, created_at, updated_at) "
+    "VALUES (:run_id, :inbox_id, :source, :event_id, :workflow, :workflow_version, :status, :now, :now) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+
+
+_FIND_DELIVERY = "SELECT inbox_id FROM runs WHERE run_id = :run_id"
+_LOCK_DELIVERY_PG = ("SELECT i.id FROM inbox i JOIN runs r ON r.inbox_id = i.id WHERE r.run_id = :run_id "
+                     "FOR UPDATE OF i")
+
+
 class SqlRuns:
     """Workflow runs as the admin API and the events list see them (the engine keeps its own state)."""
 
@@ -35,11 +47,12 @@ class SqlRuns:
         """Insert runs that do not exist yet (same run id twice is harmless)."""
         if not rows:
             return
-        now = _now()
-        params = [{**r, "status": RunStatus.QUEUED.value, "created_at": now, "updated_at": now} for r in rows]
-        stmt = insert_ignore(self._engine, runs).on_conflict_do_nothing(index_elements=["run_id"])
-        with translate_db_errors(), self._engine.begin() as conn:
-            conn.execute(stmt, params)
+        now = self._sql.now()
+        with self._sql.write() as cur:  # once per dispatch pass: SQL text (``store.raw``)
+            cur.executemany(_CREATE_RUN, [{
+                "run_id": r["run_id"], "inbox_id": r["inbox_id"], "source": r["source"], "event_id": r["event_id"],
+                "workflow": r["workflow"], "workflow_version": r["workflow_version"],
+                "status": RunStatus.QUEUED.value, "now": now} for r in rows])
 
     def set_status(self, run_id: str, status: RunStatus, *, engine_workflow_id: str | None = None,
                    failed_step: str | None = None, error_code: str | None = None,
@@ -70,11 +83,10 @@ class SqlRuns:
             # held the delivery (FOR UPDATE) and waited, on another connection, for this run's row,
             # while this transaction held the run's row and waited for the delivery. PostgreSQL could
             # not see the cycle (one side was idle in transaction) and both waited forever.
-            inbox_id = cur.execute("SELECT inbox_id FROM runs WHERE run_id = :run_id", {"run_id": run_id}).one()
+            # (On PostgreSQL one statement finds and locks the delivery; SQLite's writer lock is held already.)
+            inbox_id = cur.execute(_LOCK_DELIVERY_PG if self._sql.pg else _FIND_DELIVERY, {"run_id": run_id}).one()
             if inbox_id is None:
                 return
-            if self._sql.pg:
-                cur.execute("SELECT id FROM inbox WHERE id = :id FOR UPDATE", {"id": inbox_id})
             cur.execute(update_run, {**values, "run_id": run_id})
             statuses = [st for (st,) in cur.execute("SELECT status FROM runs WHERE inbox_id = :id",
                                                     {"id": inbox_id}).all()]

@@ -91,6 +91,17 @@ class StepType:
     also_needs: tuple[str, ...] = ()
     """Systems besides its destination whose connector it uses (the refund steps re-read each Refund
     from Stripe): it is bound only when all of them are configured."""
+    replay_safe: bool = False
+    """Its side effect is idempotent by a key taken from its input (find, else create, under a key
+    lock), and nothing reads its output but later steps of the same run: the engine runs it without a
+    checkpoint, and a replay runs it again, which finds what the first run made (the same document,
+    at the cost of the lookup). Only for steps whose second execution cannot act differently from the
+    first (a status write can: a person may have changed the status in between)."""
+
+    @property
+    def checkpointed(self) -> bool:
+        """Whether each attempt is recorded by the engine (a DBOS step)."""
+        return not (self.inline or self.replay_safe)
 
     @property
     def destination(self) -> str:
@@ -283,12 +294,22 @@ def catalogue_markdown(catalogue: Catalogue | None = None) -> str:
             out.append("None.")
         out += ["", "### Output", "", t.output, "", "Example (the dry run uses it as the placeholder output):",
                 "", "```json", json.dumps(t.example_output, sort_keys=True), "```", "",
-                "### Idempotency", "", t.idempotency, "", "### Errors", ""]
+                "### Idempotency", "", t.idempotency, "", _recording(t), "", "### Errors", ""]
         out += [f"- `{name}`: {when}" for name, when in t.errors]
         out += ["", "### Examples", ""]
         for ex in t.examples:
             out += ["```yaml", yaml.safe_dump([dict(ex)], sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _recording(t: StepType) -> str:
+    """How the engine records the step (the reference page's line under Idempotency)."""
+    if t.inline:
+        return "Not checkpointed: pure and local, computed again on replay."
+    if t.replay_safe:
+        return ("Not checkpointed: idempotent by its key, run again on replay (which finds what the first "
+                "run made).")
+    return "Checkpointed: each attempt's result is recorded; a replay returns it without calling again."
 
 
 def _anchor(title: str) -> str:

@@ -420,6 +420,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "serialised per mailbox (key lock of the de-duplication key; the link is written under it).",
         errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
                 _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        replay_safe=True,
         examples=(_ex("erp_customer", "erp.customer.ensure", customer="${ steps.order.customer }"),),
     ),
     StepType(
@@ -433,6 +434,7 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "a second run, even at the same moment, finds the first one's document.",
         errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
                 _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        replay_safe=True,
         examples=(_ex("erp_order", "erp.sales_order.ensure", order="${ steps.order }",
                       customer="${ steps.erp_customer.name }"),),
     ),
@@ -447,6 +449,7 @@ STEP_TYPES: tuple[StepType, ...] = (
         idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
                     "(key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
+        replay_safe=True,
         examples=(_ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
                       customer="${ steps.erp_customer.name }", amount="${ steps.payment.amount_received }",
                       reference_no="${ steps.payment.latest_charge }"),),
@@ -507,6 +510,7 @@ STEP_TYPES: tuple[StepType, ...] = (
         idempotency="Lookup by `po_no` (not cancelled) before create, then submit, serialised per `po_no` (key lock).",
         errors=(("UpstreamRejected", "ERPNext refused the document."), _LOCK_BUSY, _UNAVAILABLE, _RATE, _AUTH),
         also_needs=("stripe",),
+        replay_safe=True,
         examples=(_ex("erp_invoice", "erp.sales_invoice.ensure", sales_order="${ steps.erp_order.name }"),),
     ),
     StepType(
