@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/cog -I . -r docs/reference/cli.md docs/reference/configuration.md docs/reference/errors.md
+	$(BIN)/commerce-bridge workflows catalogue > docs/reference/steps.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
 import structlog
 from sqlalchemy import Engine as SqlEngine
 
@@ -21,6 +22,7 @@ from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
 from commerce_bridge.connectors.erp.gateway import HttpErpGateway
 from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAlertSink, WebhookAlertSink
 from commerce_bridge.connectors.notify.mailer import SmtpMailer
+from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
 from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.domain.signature import SignatureScheme
 from commerce_bridge.engine.admin import EngineAdmin
@@ -51,10 +53,9 @@ from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.store.wake import InboxListener, InboxNotifier
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT, forward_workflow
-from commerce_bridge.workflows.catalogue import default_catalogue
 from commerce_bridge.workflows.registry import WorkflowRegistry
-from commerce_bridge.workflows.spec import Action, StepContext, WorkflowSpec
-from commerce_bridge.workflows.steps import FlowSettings, build_actions
+from commerce_bridge.workflows.spec import Action, WorkflowSpec
+from commerce_bridge.workflows.steps import FlowSettings, build_actions, step_catalogue
 
 Role = Literal["serve", "ingress", "worker", "cli"]
 
@@ -198,15 +199,6 @@ def _alert_sinks(s: Settings) -> list[AlertSink]:
     return sinks
 
 
-def builtin_actions(audit: SqlAuditLog) -> dict[str, Action]:
-    """The step types every installation has."""
-
-    def record(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        return {"new": audit.record(ctx.run_id, ctx.source, ctx.event_id, ctx.event_type)}
-
-    return {"core.audit.record": record}
-
-
 @dataclass
 class Gateways:
     stripe: StripeSdkGateway | None = None
@@ -244,7 +236,7 @@ def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[s
     def configured(system: str) -> bool:
         return system in ALWAYS_BOUND or (system in CONNECTORS and CONNECTORS[system].configured(settings))
 
-    return {t.type for t in default_catalogue().all()
+    return {t.type for t in step_catalogue().all()
             if configured(t.destination) and all(configured(s) for s in t.also_needs)} | set(extra)
 
 
@@ -354,21 +346,15 @@ class ActiveRouter:
         return sorted(found, key=lambda p: -p.priority)
 
 
-def _connector_actions(s: Settings) -> dict[str, Action]:
-    """Step types backed by the configured connectors."""
-    import httpx
-
-    from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
-
-    actions: dict[str, Action] = {}
-    if s.outbound_webhook_url:
-        sender = OutboundWebhookSender(
-            s.outbound_webhook_url,
-            secret=s.outbound_webhook_secret.get_secret_value() if s.outbound_webhook_secret else None,
-            client=httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)),
-        )
-        actions["outbound.webhook.post"] = sender.post
-    return actions
+def _outbound_sender(s: Settings) -> OutboundWebhookSender | None:
+    """The sender behind ``outbound.webhook.post``, when CB_OUTBOUND_WEBHOOK_URL is set."""
+    if not s.outbound_webhook_url:
+        return None
+    return OutboundWebhookSender(
+        s.outbound_webhook_url,
+        secret=s.outbound_webhook_secret.get_secret_value() if s.outbound_webhook_secret else None,
+        client=httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)),
+    )
 
 
 def code_workflows(settings: Settings, extra: Iterable[WorkflowSpec] = ()) -> list[WorkflowSpec]:
@@ -450,9 +436,9 @@ def bootstrap(
     locks = SqlKeyLocks(db, scope="process" if one_process else "shared")
     gateways = _gateways(settings, SqlCursorStore(db), call_limiter, locks)
     actions: dict[str, Action] = {
-        **builtin_actions(audit), **_connector_actions(settings),
         **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
+                        audit=audit, outbound_sender=_outbound_sender(settings),
                         flow=FlowSettings(erp_paid_to_account=settings.erp_paid_to_account,
                                           retry_url=settings.payment_retry_url,
                                           mail_from=settings.shop_email_from)),
@@ -538,7 +524,7 @@ def bootstrap(
                 # connectors that take a limiter slot per HTTP request themselves
                 self_limited=frozenset(name for name, gw in (("stripe", gateways.stripe), ("clarity", gateways.clarity),
                                                              ("erp", gateways.erp)) if gw is not None),
-                unrecorded_steps=frozenset(t.type for t in default_catalogue().all() if not t.checkpointed),
+                unrecorded_steps=frozenset(t.type for t in step_catalogue().all() if not t.checkpointed),
                 # woken on commit by ingress in this process (serve) or, on PostgreSQL, by NOTIFY (store.wake)
                 woken_by_ingress=role == "serve" or db.dialect.name == "postgresql",
             ),
@@ -553,6 +539,7 @@ def bootstrap(
             # waiting for its own old lease to run out.
             leader = Leadership(locks, POLLER_LOCKS["clarity"], c.engine.config.executor_id[:100],
                                 lease_s=poll_lease_s(settings.clarity_poll_interval_s))
+
             c.pollers.append(ChangePoller(
                 "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,
                 interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()

@@ -12,14 +12,14 @@ from commerce_bridge import errors as E
 from commerce_bridge.workflows.catalogue import (
     MARKDOWN_BANNER,
     catalogue_markdown,
-    default_catalogue,
     workflow_schema,
 )
 from commerce_bridge.workflows.expressions import compile_expression, is_template
 from commerce_bridge.workflows.loader import check_text
+from commerce_bridge.workflows.steps import step_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
-CAT = default_catalogue()
+CAT = step_catalogue()
 TYPES = CAT.all()
 FLOW_STEP_TYPES = [
     "core.audit.record", "outbound.webhook.post", "core.identity.link", "core.identity.lookup",
@@ -43,7 +43,7 @@ def test_catalogue_declares_every_step_type_of_the_order_to_cash_flow() -> None:
 
 
 def test_generated_schema_is_valid_draft_2020_12() -> None:
-    jsonschema.Draft202012Validator.check_schema(workflow_schema())
+    jsonschema.Draft202012Validator.check_schema(workflow_schema(CAT))
 
 
 @pytest.mark.parametrize("step_type", TYPES, ids=[t.type for t in TYPES])
@@ -52,7 +52,7 @@ def test_step_type_is_documented_and_has_a_valid_example(step_type: Any) -> None
     assert step_type.errors, "every step type says which errors it raises"
     assert step_type.examples, "every step type has at least one example"
     assert all(p.description for p in step_type.params)
-    validator = jsonschema.Draft202012Validator(workflow_schema())
+    validator = jsonschema.Draft202012Validator(workflow_schema(CAT))
     for example in step_type.examples:
         assert example["uses"] == step_type.type
         problems = [e.message for e in validator.iter_errors(_wrap(dict(example)))]
@@ -69,7 +69,7 @@ def test_errors_named_by_a_step_type_exist_in_the_error_tree(step_type: Any) -> 
 
 
 def test_schema_rejects_a_missing_required_parameter_and_an_unknown_one() -> None:
-    validator = jsonschema.Draft202012Validator(workflow_schema())
+    validator = jsonschema.Draft202012Validator(workflow_schema(CAT))
     bad = _wrap({"id": "s", "uses": "clarity.order.set_status", "with": {"order_id": "1", "colour": "red"}})
     messages = " ".join(e.message for e in validator.iter_errors(bad))
     assert "Additional properties" in messages
@@ -78,7 +78,7 @@ def test_schema_rejects_a_missing_required_parameter_and_an_unknown_one() -> Non
 
 
 def test_schema_accepts_expressions_for_typed_parameters_and_rejects_wrong_literals() -> None:
-    validator = jsonschema.Draft202012Validator(workflow_schema())
+    validator = jsonschema.Draft202012Validator(workflow_schema(CAT))
     ok = _wrap({"id": "s", "uses": "stripe.refund.create",
                 "with": {"payment_intent_id": "$/steps/p/id", "amount": {"minor": "${ x }", "currency": "EUR"}}})
     assert list(validator.iter_errors(ok)) == []
@@ -99,7 +99,7 @@ def test_examples_pass_the_workflow_linter_apart_from_references_to_absent_steps
 
 def test_steps_reference_page_is_generated_from_the_catalogue() -> None:
     page = (ROOT / "docs" / "reference" / "steps.md").read_text(encoding="utf-8")
-    generated = catalogue_markdown()
+    generated = catalogue_markdown(CAT)
     assert MARKDOWN_BANNER in page
     body = generated.split("\n", 1)[1]
     assert body in page, "docs/reference/steps.md is stale: regenerate it from catalogue_markdown()"
@@ -109,7 +109,7 @@ def test_steps_reference_page_is_generated_from_the_catalogue() -> None:
 
 def test_workflow_format_reference_documents_every_key_and_command() -> None:
     page = (ROOT / "docs" / "reference" / "workflows.md").read_text(encoding="utf-8")
-    schema = workflow_schema()
+    schema = workflow_schema(CAT)
     keys = [*schema["properties"], *schema["properties"]["trigger"]["properties"],
             *schema["$defs"]["step"]["properties"], *schema["$defs"]["retry"]["properties"], "goto", "continue"]
     assert [k for k in keys if f"`{k}`" not in page and f"{k}:" not in page] == []
@@ -117,3 +117,33 @@ def test_workflow_format_reference_documents_every_key_and_command() -> None:
 
     commands = [c.name or (c.callback.__name__ if c.callback else "") for c in workflows_app.registered_commands]
     assert [c for c in commands if f"`workflows {c}" not in page] == []
+
+
+def test_the_catalogue_is_the_step_types_declared_beside_their_actions() -> None:
+    """Every module of workflows/steps that declares STEP_TYPES is collected, and nothing else is."""
+    import importlib
+    import pkgutil
+
+    from commerce_bridge.workflows import steps
+
+    declaring = set()
+    for info in pkgutil.iter_modules(steps.__path__):
+        module = importlib.import_module(f"{steps.__name__}.{info.name}")
+        if hasattr(module, "STEP_TYPES"):
+            declaring.add(module.__name__)
+    assert declaring == {m.__name__ for m in steps.STEP_MODULES}, "add the module to STEP_MODULES"
+    declared = [t.type for m in steps.STEP_MODULES for t in m.STEP_TYPES]
+    assert sorted(declared) == CAT.names() and len(declared) == len(set(declared))
+
+
+def test_every_declared_step_type_has_an_action_once_every_connector_is_there() -> None:
+    """build_actions binds an action to each declared step type given every gateway (none is left unbound)."""
+    from commerce_bridge.workflows import steps
+
+    params = steps.build_actions.__code__.co_varnames[:steps.build_actions.__code__.co_kwonlyargcount]
+    class Unused:  # stands in for a gateway: binding only closes over it (or a bound method), nothing is called
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: None
+
+    actions = steps.build_actions(**{p: Unused() for p in params if p != "flow"})
+    assert sorted(actions) == CAT.names()

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from commerce_bridge.entrypoints.cli_workflows import workflows_app
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, forward_workflow
-from commerce_bridge.workflows.catalogue import default_catalogue
 from commerce_bridge.workflows.graph_layout import CHAR_W, LABEL_CHARS, NODE_CHARS
 from commerce_bridge.workflows.graph_svg import html, svg
 from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.spec import OnError, OnErrorAction, StepSpec, Trigger, WorkflowSpec
+from commerce_bridge.workflows.steps import step_catalogue
 
 NS = "{http://www.w3.org/2000/svg}"
 LABEL_CW = 6.8  # px a character of an arrow label (11 px monospace), as the layout estimates it
@@ -274,7 +274,7 @@ def test_html_is_one_page_with_the_picture_and_a_row_per_step(spec: WorkflowSpec
     assert len(rows) == len(spec.all_steps())
     for row, step in zip(rows, spec.all_steps(), strict=True):
         assert f"<code>{step.id}</code>" in row and f"<code>{step.uses}</code>" in row
-        summary = default_catalogue().get(step.uses)
+        summary = step_catalogue().get(step.uses)
         assert summary is None or summary.summary.replace("'", "&#x27;") in row
 
 

@@ -41,13 +41,14 @@ from commerce_bridge.entrypoints.views import RedactedViews
 from commerce_bridge.errors import BridgeError, ConfigurationError
 from commerce_bridge.logsetup import configure_logging
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT
-from commerce_bridge.workflows.catalogue import catalogue_markdown, default_catalogue, workflow_schema
+from commerce_bridge.workflows.catalogue import catalogue_markdown, workflow_schema
 from commerce_bridge.workflows.dryrun import DryRun, dry_run
 from commerce_bridge.workflows.graph import mermaid
 from commerce_bridge.workflows.graph_svg import html, svg
 from commerce_bridge.workflows.loader import WorkflowFileError, load_file
 from commerce_bridge.workflows.registry import RegisteredWorkflow, WorkflowRegistry
 from commerce_bridge.workflows.spec import WorkflowSpec
+from commerce_bridge.workflows.steps import step_catalogue
 
 workflows_app = typer.Typer(help="Workflow files: list, validate, show, graph, dry-run.", no_args_is_help=True)
 
@@ -440,21 +441,21 @@ def _print_dry_run(result: DryRun, views: RedactedViews | None) -> None:
 @workflows_app.command()
 def schema() -> None:
     """Print the JSON Schema of workflow files (generated from the step catalogue)."""
-    typer.echo(json.dumps(workflow_schema(), indent=2))
+    typer.echo(json.dumps(workflow_schema(step_catalogue()), indent=2))
 
 
 @workflows_app.command()
 def catalogue(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """Print the step catalogue (Markdown, as in docs/reference/steps.md)."""
     if not as_json:
-        typer.echo(catalogue_markdown().rstrip())
+        typer.echo(catalogue_markdown(step_catalogue()).rstrip())
         return
     typer.echo(json.dumps([{"type": t.type, "summary": t.summary, "destination": t.destination,
                             "params": [{"name": p.name, "type": p.type, "required": p.required,
                                         "default": p.default, "choices": list(p.choices),
                                         "description": p.description} for p in t.params],
                             "output": t.output, "idempotency": t.idempotency,
-                            "errors": [list(e) for e in t.errors]} for t in default_catalogue().all()], indent=2))
+                            "errors": [list(e) for e in t.errors]} for t in step_catalogue().all()], indent=2))
 
 
 def _read_json(path: Path) -> Any:

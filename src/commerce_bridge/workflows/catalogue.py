@@ -2,10 +2,10 @@
 
 Each step type (``system.resource.verb``) is a :class:`StepType`: summary, description, typed
 parameters, output, an example output (the placeholder the dry run uses), idempotency, the errors it
-raises and worked examples. The declarations themselves are in
-:mod:`commerce_bridge.workflows.catalogue_steps`; this module holds the machinery:
-:func:`default_catalogue`, :func:`workflow_schema` and :func:`catalogue_markdown`. Implementations
-(actions) live elsewhere and are bound to these names in bootstrap.
+raises and worked examples. Each module of ``commerce_bridge.workflows.steps`` declares its step types
+next to their actions, and ``steps.step_catalogue()`` collects them; this module holds the machinery
+only: :class:`Catalogue`, :func:`workflow_schema` and :func:`catalogue_markdown`, each given the
+catalogue it describes.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ __all__ = [
     "Param",
     "StepType",
     "catalogue_markdown",
-    "default_catalogue",
     "workflow_schema",
 ]
 
@@ -35,7 +34,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 STEP_TYPE_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 MARKDOWN_BANNER = (
     "<!-- THIS FILE IS GENERATED from the step declarations in "
-    "src/commerce_bridge/workflows/catalogue_steps.py by "
+    "src/commerce_bridge/workflows/steps/*.py (STEP_TYPES) by "
     "commerce_bridge.workflows.catalogue.catalogue_markdown(). Do not edit it by hand. -->"
 )
 
@@ -153,23 +152,12 @@ class Catalogue:
         return [self._types[n] for n in self.names()]
 
 
-_default: Catalogue | None = None
-
-
-def default_catalogue() -> Catalogue:
-    """The catalogue of every step type the bridge declares (built once)."""
-    global _default
-    if _default is None:
-        from commerce_bridge.workflows.catalogue_steps import SHAPES, STEP_TYPES
-
-        _default = Catalogue.of(STEP_TYPES, SHAPES)
-    return _default
 
 
 # ---- JSON Schema ----------------------------------------------------------------------------------
-def workflow_schema(catalogue: Catalogue | None = None) -> dict[str, Any]:
+def workflow_schema(catalogue: Catalogue) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a workflow file, generated from the catalogue."""
-    cat = catalogue or default_catalogue()
+    cat = catalogue
     per_type = []
     for t in cat.all():
         then: dict[str, Any] = {"properties": {"with": t.with_schema()}}
@@ -266,9 +254,9 @@ def _step_schema(cat: Catalogue, *, branch: bool) -> dict[str, Any]:
 
 
 # ---- reference page -----------------------------------------------------------------------------
-def catalogue_markdown(catalogue: Catalogue | None = None) -> str:
+def catalogue_markdown(catalogue: Catalogue) -> str:
     """``docs/reference/steps.md``: every step type, generated from its declaration."""
-    cat = catalogue or default_catalogue()
+    cat = catalogue
     out = [MARKDOWN_BANNER, "", "# Step catalogue", "",
            "Every step type a workflow file may `use`, generated from the declarations in code. The format "
            "of workflow files is in [workflows.md](workflows.md). Parameters accept a literal value or an "

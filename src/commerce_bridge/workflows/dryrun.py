@@ -19,8 +19,9 @@ from typing import Any
 
 from commerce_bridge.domain.delivery import run_id_for
 from commerce_bridge.errors import ValidationError, all_error_classes
-from commerce_bridge.workflows.catalogue import Catalogue, default_catalogue
+from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.spec import FailureDecision, Walker, WorkflowSpec
+from commerce_bridge.workflows.steps import step_catalogue
 
 __all__ = ["DryRun", "PlannedStep", "dry_run"]
 
@@ -100,7 +101,7 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
     DryRun
         Every step considered, in order, with its status, resolved parameters and idempotency key.
     """
-    cat = catalogue or default_catalogue()
+    cat = catalogue or step_catalogue()
     if pinned_vars:
         spec = dataclasses.replace(spec, vars={**spec.vars, **pinned_vars})  # as the engine does for a run
     outputs = dict(outputs or {})

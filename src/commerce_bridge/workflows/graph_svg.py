@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from html import escape
 
-from commerce_bridge.workflows.catalogue import Catalogue, default_catalogue
+from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.graph import EdgeKind, NodeKind, flow
 from commerce_bridge.workflows.graph_layout import (
     FONT_SIZE,
@@ -32,6 +32,7 @@ from commerce_bridge.workflows.graph_layout import (
     layout,
 )
 from commerce_bridge.workflows.spec import OnErrorAction, StepSpec, WorkflowSpec
+from commerce_bridge.workflows.steps import step_catalogue
 
 __all__ = ["html", "svg"]
 
@@ -190,7 +191,7 @@ def html(spec: WorkflowSpec, catalogue: Catalogue | None = None) -> str:
         Where each step type's one-line summary comes from (default: the bridge's catalogue); a type
         it does not know gets an empty cell.
     """
-    cat = catalogue or default_catalogue()
+    cat = catalogue or step_catalogue()
     t = spec.trigger
 
     def code(text: str) -> str:

@@ -28,7 +28,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from commerce_bridge.errors import ValidationError
-from commerce_bridge.workflows.catalogue import Catalogue, default_catalogue, workflow_schema
+from commerce_bridge.workflows.catalogue import Catalogue, workflow_schema
 from commerce_bridge.workflows.expressions import (
     SCOPE_ROOTS,
     ExpressionError,
@@ -37,6 +37,7 @@ from commerce_bridge.workflows.expressions import (
     is_template,
 )
 from commerce_bridge.workflows.spec import OnError, OnErrorAction, StepSpec, Trigger, WorkflowSpec
+from commerce_bridge.workflows.steps import step_catalogue
 
 __all__ = ["LoadedWorkflow", "Problem", "WorkflowFileError", "check_text", "load_file", "load_text"]
 
@@ -131,7 +132,7 @@ def _read_error(exc: OSError | UnicodeDecodeError) -> str:
 
 def load_text(text: str, file: str = "<string>", catalogue: Catalogue | None = None) -> LoadedWorkflow:
     """Validate workflow YAML ``text`` and build its spec (see :func:`load_file`)."""
-    problems, data = _check(text, file, catalogue or default_catalogue())
+    problems, data = _check(text, file, catalogue or step_catalogue())
     if problems:
         raise WorkflowFileError(problems)
     return LoadedWorkflow(_build(data), file, text, hashlib.sha256(text.encode()).hexdigest())
@@ -139,7 +140,7 @@ def load_text(text: str, file: str = "<string>", catalogue: Catalogue | None = N
 
 def check_text(text: str, file: str = "<string>", catalogue: Catalogue | None = None) -> list[Problem]:
     """Every problem of workflow YAML ``text`` (empty when valid)."""
-    return _check(text, file, catalogue or default_catalogue())[0]
+    return _check(text, file, catalogue or step_catalogue())[0]
 
 
 # ---- parsing with positions -----------------------------------------------------------------------
@@ -201,11 +202,11 @@ def _mark_nodes(node: yaml.Node, path: Path_, marks: _Marks, problems: list[Prob
 # ---- checks ---------------------------------------------------------------------------------------
 @functools.cache
 def _default_validator() -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(workflow_schema(default_catalogue()))
+    return jsonschema.Draft202012Validator(workflow_schema(step_catalogue()))
 
 
 def _validator(cat: Catalogue) -> jsonschema.protocols.Validator:
-    if cat is default_catalogue():
+    if cat is step_catalogue():
         return _default_validator()
     return jsonschema.Draft202012Validator(workflow_schema(cat))
 

@@ -1,20 +1,48 @@
-"""The actions behind the step catalogue: each step type as a function ``(ctx, params) -> output``.
+"""The step types: each declared (``STEP_TYPES``) next to its action, a function ``(ctx, params) -> output``.
 
-Actions translate between the step shapes (``shapes.py``) and the gateways (``services.gateways``),
-using the pure mappings of ``commerce_bridge.mapping``. They are bound to concrete gateways in
-bootstrap; a step type whose connector is not configured simply has no action (the registry says
-which workflows are affected).
+Rules:
+
+- Every module of :data:`STEP_MODULES` declares its step types in ``STEP_TYPES`` and builds their actions
+  in a function of the gateways it needs. :func:`step_catalogue` is the catalogue of all of them (what
+  the loader validates workflows against, what the reference page documents); there is no other list.
+- Actions translate between the step shapes (``shapes.py``) and the gateways (``services.gateways``),
+  using the pure mappings of ``commerce_bridge.mapping``. :func:`build_actions` binds them to the
+  configured gateways; a step type whose connector is not configured simply has no action (the
+  registry says which workflows are affected).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
-from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, Mailer, WriteFingerprints
-from commerce_bridge.workflows.steps import clarity, core, erp, notify, refunds, stripe
+from commerce_bridge.services.ports import Action, AuditLog, IdentityMap, KeyLocks, Mailer, WriteFingerprints
+from commerce_bridge.workflows.catalogue import Catalogue
+from commerce_bridge.workflows.steps import (
+    clarity,
+    core,
+    erp,
+    notify,
+    outbound,
+    refunds,
+    stripe,
+)
+from commerce_bridge.workflows.steps.shapes import SHAPES
+
+if TYPE_CHECKING:
+    from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
+
+STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds)
+"""The modules that declare step types (``STEP_TYPES``) beside their actions."""
+
+
+@cache
+def step_catalogue() -> Catalogue:
+    """Every step type the bridge declares, from :data:`STEP_MODULES` (built once)."""
+    return Catalogue.of((t for m in STEP_MODULES for t in m.STEP_TYPES), SHAPES)
 
 
 @dataclass
@@ -29,11 +57,6 @@ class FlowSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _engine_handles_waits(ctx: Any, params: Mapping[str, Any]) -> Any:
-    """``core.wait.until`` is a durable sleep the engine performs itself; it never calls an action."""
-    raise RuntimeError("core.wait.until must be run by the engine as a durable sleep")
-
-
 def build_actions(
     *,
     identity: IdentityMap,
@@ -43,8 +66,10 @@ def build_actions(
     clarity_gateway: ClarityGateway | None = None,
     erp_gateway: ErpGateway | None = None,
     mailer: Mailer | None = None,
+    audit: AuditLog | None = None,
+    outbound_sender: OutboundWebhookSender | None = None,
     flow: FlowSettings | None = None,
-) -> Mapping[str, Action]:
+) -> dict[str, Action]:
     """Every action whose dependencies are configured.
 
     ``locks`` serialise the find-then-create steps per key: ``stripe.customer.ensure`` and
@@ -52,8 +77,11 @@ def build_actions(
     find or create, and link; the ERP gateway also holds them itself around each ``ensure_*``.
     """
     flow = flow or FlowSettings()
-    actions: dict[str, Action] = {**core.actions(identity), "core.wait.until": _engine_handles_waits,
-                                  **refunds.core_actions(identity, locks)}
+    actions: dict[str, Action] = {**core.actions(identity), **refunds.core_actions(identity, locks)}
+    if audit is not None:
+        actions.update(core.audit_actions(audit))
+    if outbound_sender is not None:
+        actions.update(outbound.actions(outbound_sender))
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:
@@ -71,4 +99,4 @@ def build_actions(
     return actions
 
 
-__all__ = ["FlowSettings", "build_actions"]
+__all__ = ["STEP_MODULES", "FlowSettings", "build_actions", "step_catalogue"]

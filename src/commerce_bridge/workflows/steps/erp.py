@@ -11,6 +11,8 @@ from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_order
 from commerce_bridge.services.gateways import ErpGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
+from commerce_bridge.workflows.catalogue import Param, StepType
+from commerce_bridge.workflows.steps.declare import AUTH, LOCK_BUSY, RATE, UNAVAILABLE, ex
 from commerce_bridge.workflows.steps.shapes import customer_from_shape, money_from_shape, order_from_shape
 
 if TYPE_CHECKING:
@@ -53,3 +55,57 @@ def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, lock
 
     return {"erp.customer.ensure": ensure_customer, "erp.sales_order.ensure": ensure_sales_order,
             "erp.payment_entry.ensure": ensure_payment_entry}
+
+
+STEP_TYPES: tuple[StepType, ...] = (
+    StepType(
+        type="erp.customer.ensure", summary="Find or create the ERPNext Customer for an order's customer.",
+        description="Under a key lock of the customer's e-mail de-duplication key (any spelling of one "
+                    "mailbox), shared by every worker process: the ERPNext Customer the identity map links to "
+                    "that key (entity `customer`, system `erp`); else looks the customer up in ERPNext by the "
+                    "exact `email_id` and creates it if absent (under a second key lock of that exact "
+                    "`email_id`: ERPNext does not make it unique), and links its `name` in the identity map "
+                    "before the lock is released. Payments of the same customer, at once or one after the "
+                    "other, under any spellings, make one Customer.",
+        params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),),
+        output="`{\"name\": str}` (ERPNext's document name).",
+        example_output={"name": "CUST-00042"},
+        idempotency="ERPNext has no idempotency keys: identity map, then lookup by email, before create, "
+                    "serialised per mailbox (key lock of the de-duplication key; the link is written under it).",
+        errors=(("UpstreamRejected", "ERPNext refused the document (417/400, e.g. a missing mandatory field)."),
+                LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        replay_safe=True,
+        examples=(ex("erp_customer", "erp.customer.ensure", customer="${ steps.order.customer }"),),
+    ),
+    StepType(
+        type="erp.sales_order.ensure", summary="Find or create the ERPNext Sales Order for an order.",
+        description="One Sales Order per order key (`po_no` = the Clarity key); items by SKU.",
+        params=(Param("order", "object", "The **order**.", required=True),
+                Param("customer", "string", "The ERPNext Customer name.", required=True)),
+        output="`{\"name\": str, \"grand_total\": str}` (ERPNext answers decimals as strings).",
+        example_output={"name": "SAL-ORD-2026-00042", "grand_total": "129.90"},
+        idempotency="Lookup by the order key before create, then submit, serialised per order key (key lock): "
+                    "a second run, even at the same moment, finds the first one's document.",
+        errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
+                LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        replay_safe=True,
+        examples=(ex("erp_order", "erp.sales_order.ensure", order="${ steps.order }",
+                      customer="${ steps.erp_customer.name }"),),
+    ),
+    StepType(
+        type="erp.payment_entry.ensure", summary="Find or create the ERPNext Payment Entry for a payment.",
+        description="A received Payment Entry against the Sales Order, `reference_no` = the Stripe charge id.",
+        params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),
+                Param("customer", "string", "The ERPNext Customer name.", required=True),
+                Param("amount", "money", "The amount received.", required=True),
+                Param("reference_no", "string", "The Stripe charge id.", required=True)),
+        output="`{\"name\": str}`.", example_output={"name": "ACC-PAY-2026-00042"},
+        idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
+                    "(key lock).",
+        errors=(("UpstreamRejected", "ERPNext refused the document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        replay_safe=True,
+        examples=(ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
+                      customer="${ steps.erp_customer.name }", amount="${ steps.payment.amount_received }",
+                      reference_no="${ steps.payment.latest_charge }"),),
+    ),
+)

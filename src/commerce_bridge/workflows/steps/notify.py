@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.mapping.customer import normalize_email
 from commerce_bridge.services.ports import Action, Mailer, StepContext
+from commerce_bridge.workflows.catalogue import Param, StepType
+from commerce_bridge.workflows.steps.declare import UNAVAILABLE, ex
 
 if TYPE_CHECKING:
     from commerce_bridge.workflows.steps import FlowSettings
@@ -62,3 +64,24 @@ def actions(mailer: Mailer, flow: FlowSettings) -> dict[str, Action]:
         return {"message_id": message_id, "sent": True}
 
     return {"notify.email.send": send}
+
+
+STEP_TYPES: tuple[StepType, ...] = (
+    StepType(
+        type="notify.email.send", summary="Send a templated email (to a customer or to operators).",
+        description="Renders `template` with `data` and sends it through the configured SMTP server.",
+        params=(Param("to", "string", "The recipient's address.", required=True),
+                Param("template", "string", "The message template.", required=True,
+                      choices=("payment_declined", "authentication_required", "payment_reminder",
+                               "order_cancelled", "operator_alert")),
+                Param("data", "object", "Template variables, e.g. `order_key`, `retry_url`.", default={})),
+        output="`{\"message_id\": str, \"sent\": bool}`.",
+        example_output={"message_id": "<run_id.step_id@commerce-bridge>", "sent": True},
+        idempotency="The Message-ID is derived from the idempotency key and recorded before sending; SMTP has "
+                    "no idempotency, so a crash between the server's acceptance and the checkpoint may send "
+                    "the message twice (same Message-ID, which mail clients collapse).",
+        errors=(("ValidationError", "an invalid recipient address or an unknown template."), UNAVAILABLE),
+        examples=(ex("tell_declined", "notify.email.send", to="${ steps.order.customer.email }",
+                      template="payment_declined", data={"order_key": "${ steps.order.key }"}),),
+    ),
+)

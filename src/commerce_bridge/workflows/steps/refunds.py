@@ -41,6 +41,8 @@ from commerce_bridge.mapping.refund import (
 )
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
+from commerce_bridge.workflows.catalogue import Param, StepType
+from commerce_bridge.workflows.steps.declare import AUTH, LOCK_BUSY, MONEY, ORDER_ID, RATE, UNAVAILABLE, ex
 from commerce_bridge.workflows.steps.shapes import money_shape
 
 if TYPE_CHECKING:
@@ -246,3 +248,139 @@ def core_actions(identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
                      "currency": amount.currency, "refunds": [r["id"] for r in new]})
 
     return {"core.refund.report_failed": report_failed}
+
+
+STEP_TYPES: tuple[StepType, ...] = (
+    StepType(
+        type="stripe.refund.list", summary="Read a charge's refunds (fresh, from Stripe) and the order they belong to.",
+        description="For `refund.*` and `charge.refund*` events: the charge (`charge_id`, or the charge of "
+                    "`refund_id`) and every Refund of it are read from Stripe, never taken from the event. Each "
+                    "refund's amount is its own `amount` (never a difference of the charge's cumulative "
+                    "`amount_refunded`). The order is the PaymentIntent's `metadata.clarity_order_key`. Refunds "
+                    "whose metadata says the bridge made them (`bridge: commerce-bridge`, set by "
+                    "`stripe.refund.create`) are left out of `to_book` (echo suppression). `state` counts the "
+                    "refunds that hold money (pending, requires_action, succeeded), echoes included.",
+        params=(Param("charge_id", "string", "The charge (`ch_...`)."),
+                Param("refund_id", "string", "A refund (`re_...`); its charge is used when `charge_id` is empty.")),
+        output="`{\"charge_id\", \"payment_intent_id\", \"order_key\"` (null without the metadata), "
+               "`\"charge_amount\", \"refunded\"` (money), `\"state\"` (`none`, `partially_refunded`, "
+               "`refunded`), `\"refunds\": [{\"id\", \"status\", \"amount\": money, \"reason\", "
+               "\"failure_reason\", \"echo\"}]` (oldest first), `\"to_book\"` (the same, without echoes)`}`.",
+        example_output={"charge_id": "ch_3Example", "payment_intent_id": "pi_3Example", "order_key": "WEB-100001",
+                        "charge_amount": MONEY, "refunded": {"minor": 1000, "currency": "USD"},
+                        "state": "partially_refunded",
+                        "refunds": [{"id": "re_Example", "status": "succeeded",
+                                     "amount": {"minor": 1000, "currency": "USD"}, "reason": "requested_by_customer",
+                                     "failure_reason": "", "echo": False}],
+                        "to_book": [{"id": "re_Example", "status": "succeeded",
+                                     "amount": {"minor": 1000, "currency": "USD"}, "reason": "requested_by_customer",
+                                     "failure_reason": "", "echo": False}]},
+        idempotency="Read only.", writes=False,
+        errors=(("ValidationError", "neither `charge_id` nor `refund_id`."),
+                ("MappingError", "active refunds adding up to more than the charge (Stripe never allows it)."),
+                ("NotFound", "no such charge or refund."), UNAVAILABLE, RATE, AUTH),
+        examples=(ex("refunds", "stripe.refund.list", charge_id="${ event.data.object.charge }"),),
+    ),
+    StepType(
+        type="clarity.return.sync", summary="Bring an order's Clarity sales returns in line with its Stripe refunds.",
+        description="One SalesReturn per Stripe Refund, `CustomKey` and `RefundTransactionID` = the refund id, "
+                    "`RefundAmount` = the refund's amount, `Description` = `Stripe refund re_...: <reason>`. Each "
+                    "refund is read again from Stripe under its key lock and acted on in that status: `pending` "
+                    "or `requires_action` creates the return (Pending); `succeeded` also records its payment "
+                    "with ManuallyRefund (`TransactionNumber` = the refund id; the return becomes Completed); "
+                    "`failed` or `canceled` voids a return made earlier.",
+        params=(ORDER_ID, Param("refunds", "array", "The refunds (`steps.<list>.to_book`; only the ids are used).",
+                                 required=True)),
+        output="`{\"returns\": [{\"refund_id\", \"refund_status\", \"return_id\", \"action\"}]}`; `action` is "
+               "`created`, `refunded`, `voided` or `none`.",
+        example_output={"returns": [{"refund_id": "re_Example", "refund_status": "succeeded", "return_id": 7,
+                                     "action": "refunded"}]},
+        idempotency="Find-then-create by the refund id (`CustomKey`) under a key lock of the refund id shared by "
+                    "every worker; ManuallyRefund only when the return is not Completed yet, Void only when it is "
+                    "not closed.",
+        errors=(("UpstreamRejected", "`ActionSucceeded: false` (e.g. an unknown order)."), LOCK_BUSY, UNAVAILABLE,
+                RATE, AUTH),
+        also_needs=("stripe",),
+        examples=(ex("returns", "clarity.return.sync", order_id="${ steps.find.ID }", refunds="${ steps.refunds.to_book }"),),
+    ),
+    StepType(
+        type="clarity.order.set_refund_status", summary="Set an order's status from its charge's refunds.",
+        description="Under a key lock of the order, reads the charge's refunds from Stripe and sets the order to "
+                    "`refunded_status` when they hold the whole charge, `partially_refunded_status` when they hold "
+                    "part of it; when none holds money any more (every refund failed) an order still in one of "
+                    "those two statuses goes back to `paid_status`. Reading under the lock means the last run to "
+                    "write writes the latest state, whatever order the events came in.",
+        params=(ORDER_ID, Param("charge_id", "string", "The charge (`ch_...`).", required=True),
+                Param("partially_refunded_status", "string", "The status of a partly refunded order.", required=True),
+                Param("refunded_status", "string", "The status of a fully refunded order.", required=True),
+                Param("paid_status", "string", "The status an order returns to when no refund holds money.",
+                      required=True)),
+        output="`{\"order_id\": str, \"state\": str, \"status_key\": str, \"changed\": bool}`.",
+        example_output={"order_id": "42", "state": "partially_refunded", "status_key": "Partially Refunded",
+                        "changed": True},
+        idempotency="Sets a status; the same status again changes nothing.",
+        errors=(("NotFound", "the status is not in Clarity's SalesOrderStatus table: add it or fix the status map."),
+                LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        also_needs=("stripe",),
+        examples=(ex("mark_refunded", "clarity.order.set_refund_status", order_id="${ steps.find.ID }",
+                      charge_id="${ steps.refunds.charge_id }",
+                      partially_refunded_status="Partially Refunded", refunded_status="Refunded",
+                      paid_status="Full Payment Received"),),
+    ),
+    StepType(
+        type="erp.sales_invoice.ensure", summary="Find or create the ERPNext Sales Invoice billing a Sales Order.",
+        description="Bills the submitted Sales Order as it is (items with `sales_order`, tax and shipping rows, "
+                    "discount), `po_no` = the order key, and submits it. Credit notes return against it.",
+        params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),),
+        output="`{\"name\": str, \"grand_total\": str}`.",
+        example_output={"name": "ACC-SINV-2026-00042", "grand_total": "35.70"},
+        idempotency="Lookup by `po_no` (not cancelled) before create, then submit, serialised per `po_no` (key lock).",
+        errors=(("UpstreamRejected", "ERPNext refused the document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        also_needs=("stripe",),
+        replay_safe=True,
+        examples=(ex("erp_invoice", "erp.sales_invoice.ensure", sales_order="${ steps.erp_order.name }"),),
+    ),
+    StepType(
+        type="erp.credit_note.sync", summary="Book an order's Stripe refunds in ERPNext: credit notes and Pay entries.",
+        description="Per Stripe Refund, read again from Stripe under a key lock of the invoice: `pending`, "
+                    "`requires_action` or `succeeded` makes a credit note (a Sales Invoice with `is_return: 1`, "
+                    "`return_against` the invoice, `remarks` = `Stripe refund re_...`) for exactly the refund's "
+                    "amount, split over the invoice's items (fractions of their quantities at their rates) and "
+                    "its tax and shipping rows in proportion to what is left of each; `succeeded` also makes a "
+                    "Payment Entry of type Pay (`reference_no` = the refund id, `paid_from` the clearing account) "
+                    "settling it. `failed` or `canceled` cancels the Pay entry, then the credit note.",
+        params=(Param("invoice", "string", "The Sales Invoice the credit notes return against.", required=True),
+                Param("customer", "string", "The ERPNext Customer name.", required=True),
+                Param("refunds", "array", "The refunds (`steps.<list>.to_book`; only the ids are used).",
+                      required=True)),
+        output="`{\"refunds\": [{\"refund_id\", \"refund_status\", \"amount\": money, \"credit_note\", "
+               "\"payment_entry\"}]}` (names, null when none or cancelled).",
+        example_output={"refunds": [{"refund_id": "re_Example", "refund_status": "succeeded",
+                                     "amount": {"minor": 1000, "currency": "USD"},
+                                     "credit_note": "ACC-SINV-2026-00043", "payment_entry": "ACC-PAY-2026-00044"}]},
+        idempotency="Find-then-create by `remarks` (credit note) and `reference_no` (Pay entry), serialised per "
+                    "invoice (key lock): a repeat finds them; a cancelled one is never made again for a failed "
+                    "refund.",
+        errors=(("MappingError", "the refund is more than the invoice has left to return."),
+                ("UpstreamRejected", "ERPNext refused a document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        also_needs=("stripe",),
+        examples=(ex("erp_refunds", "erp.credit_note.sync", invoice="${ steps.erp_invoice.name }",
+                      customer="${ steps.erp_customer.name }", refunds="${ steps.refunds.to_book }"),),
+    ),
+    StepType(
+        type="core.refund.report_failed", summary="Fail the run once for each refund that failed or was canceled.",
+        description="Run after the books were reversed: a refund in `refunds` that is `failed` or `canceled` and "
+                    "was not reported before is marked in the identity map (entity `refund`, system "
+                    "`stripe.failure_reported`) and the step fails with `UpstreamRejected`, so the run gets a "
+                    "dead-letter entry (and its alert) naming the refund, Stripe's `failure_reason` and a "
+                    "suggested fix for that reason. Later runs of the same charge do not report it again; "
+                    "replaying the entry completes the run.",
+        params=(Param("refunds", "array", "The refunds (`steps.<list>.to_book`).", required=True),),
+        output="`{\"reported\": []}` when there was nothing new to report.", example_output={"reported": []},
+        idempotency="The mark is written under a key lock of the refund id before the step fails.",
+        errors=(("UpstreamRejected", "a refund failed or was canceled: `details` has `refund`, `failure_reason`, "
+                                     "`amount_minor` and `currency`."),
+                ("StoreUnavailable", "our database is unreachable; retried.")),
+        examples=(ex("failures", "core.refund.report_failed", refunds="${ steps.refunds.to_book }"),),
+    ),
+)

@@ -1,7 +1,7 @@
 """The JSON shapes steps exchange (money, address, customer, order), to and from domain objects.
 
 Step outputs are checkpointed as JSON, so domain objects cross step boundaries in these shapes
-(described for users in the generated step reference, ``SHAPES`` in ``catalogue_steps.py``).
+(described for users in the generated step reference: :data:`SHAPES`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,22 @@ from typing import Any
 from commerce_bridge.domain.money import Money
 from commerce_bridge.domain.orders import Address, Customer, Order, OrderLine
 from commerce_bridge.errors import ValidationError
+
+SHAPES = """\
+Shapes that several step types share:
+
+- **money**: `{"minor": 1999, "currency": "USD"}`: an integer number of minor units of an upper-case
+  ISO 4217 currency. Never a float. Connectors convert to and from each vendor's units.
+- **address**: `{"line1", "line2", "city", "region", "postal_code", "country", "name"}`; `country` is
+  ISO 3166-1 alpha-2.
+- **customer**: `{"email", "name", "phone", "billing_address": address, "external_ids": {system: id}}`;
+  `email` is normalised (trimmed, lower case).
+- **order** (the output of `core.validate.order`): `{"external_id"` (the Clarity ID, a string), `"key"`
+  (the Clarity CustomKey), `"status"`, `"currency"`, `"total"`, `"tax"`, `"shipping"`, `"discount"`
+  (money; total = lines + tax + shipping - discount), `"lines": [{"sku", "quantity", "unit_price": money,
+  "description"}]`, `"customer": customer`, `"shipping_address": address`, `"payment_method_ref"` (a
+  Stripe PaymentMethod id, never card data), `"needs_payment"` (bool)`}`.
+"""
 
 
 def money_shape(m: Money | None) -> dict[str, Any] | None:

@@ -18,6 +18,8 @@ from commerce_bridge.mapping.stripe import (
 )
 from commerce_bridge.services.gateways import StripeGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
+from commerce_bridge.workflows.catalogue import Param, StepType
+from commerce_bridge.workflows.steps.declare import AUTH, LOCK_BUSY, MONEY, PI, PI_ID, RATE, UNAVAILABLE, ex
 from commerce_bridge.workflows.steps.shapes import (
     customer_from_shape,
     money_from_shape,
@@ -249,3 +251,143 @@ def actions(gateway: StripeGateway, locks: KeyLocks, identity: IdentityMap) -> d
         "stripe.payment_intent.capture": capture, "stripe.payment_intent.cancel": cancel,
         "stripe.refund.create": refund,
     }
+
+
+STEP_TYPES: tuple[StepType, ...] = (
+    StepType(
+        type="stripe.customer.ensure", summary="Find or create the Stripe customer for an order's customer.",
+        description="Uses `existing_id` when given. Else, under a key lock of the customer's e-mail "
+                    "de-duplication key (any spelling of one mailbox: case, Gmail dots and `+tags`), shared by "
+                    "every worker process: the Stripe customer the identity map links to that key (entity "
+                    "`customer`, system `stripe`); else the one Stripe finds by the exact email; else a new one "
+                    "(email, name, phone, address, `metadata.clarity_user_id`); the step links it in the identity "
+                    "map before the lock is released. Runs for the same new customer (two first orders at once, "
+                    "under any spellings) take turns, and the later ones get the customer the first one linked; "
+                    "a later `core.identity.link` of the same id is a no-op.",
+        params=(Param("customer", "object", "The order's customer (`order.customer`).", required=True),
+                Param("existing_id", "string", "A Stripe customer id already linked (may be null).")),
+        output="`{\"id\": \"cus_...\", \"created\": bool, \"email\": str}`.",
+        example_output={"id": "cus_Example", "created": False, "email": "ann@example.com"},
+        idempotency="The create carries `Idempotency-Key: run_id:step_id`; serialised per mailbox (key lock "
+                    "of the de-duplication key, identity link written under it), so concurrent runs make one "
+                    "customer.",
+        errors=(("UpstreamRejected", "Stripe 400 (an invalid email or address)."), LOCK_BUSY, UNAVAILABLE,
+                RATE, AUTH),
+        examples=(ex("customer", "stripe.customer.ensure", customer="${ steps.order.customer }",
+                      existing_id="${ steps.known_customer.external_id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.create",
+        summary="Create and confirm a PaymentIntent for an order with its payment method.",
+        description="Amount = `order.total` converted to Stripe's units (zero- and three-decimal currencies "
+                    "per facts/stripe.md; an unrepresentable amount is a MappingError). Metadata: "
+                    "`clarity_order_id`, `clarity_order_key`. Confirmed with `order.payment_method_ref`. "
+                    "A PaymentIntent that needs 3-D Secure is not an error: `status` is `requires_action` "
+                    "and `next_action_url` is the link for the customer.\n\n"
+                    "**`existing_id`** (the PaymentIntent the identity map links to the order, from "
+                    "`core.identity.lookup`): Stripe keeps idempotency keys for 24 hours only, so a second run "
+                    "for the same order a day later (a 3-D Secure order still Pending, then edited) would "
+                    "create and confirm a second PaymentIntent. With `existing_id` the step creates nothing: "
+                    "it retrieves that PaymentIntent and, if it has taken or may still take money "
+                    "(`succeeded`, `processing`, `requires_capture`, `requires_action`, "
+                    "`requires_confirmation`, or any status Stripe may add), returns it with `reused: true`. "
+                    "If it can take no money (`canceled`, or `requires_payment_method` after a failed 3-D "
+                    "Secure or a later decline) the step fails with `UpstreamRejected` like a decline, so "
+                    "the workflow's decline branch holds the order and tells the customer; it does not "
+                    "create a new PaymentIntent, because that one could not replace the old in the identity "
+                    "map (one link per order) and every later run would again find the dead one and make "
+                    "yet another. If the order's total or currency no longer match the PaymentIntent's (the "
+                    "order was edited after it was charged), the step fails with `ValidationError` (DLQ) "
+                    "rather than reuse it for the wrong amount.",
+        params=(Param("order", "object", "The **order** (output of `core.validate.order`).", required=True),
+                Param("customer_id", "string", "The Stripe customer id.", required=True),
+                Param("capture_method", "string", "`manual` authorises only; capture happens on shipment.",
+                      default="automatic", choices=("automatic", "manual")),
+                Param("idempotency_key", "string", "Overrides `run_id:step_id`, e.g. one key per order, so that "
+                                                   "two runs for the same order within Stripe's 24 hours can "
+                                                   "never charge twice."),
+                Param("existing_id", "string", "The PaymentIntent already linked to the order (may be null): "
+                                               "reused instead of creating one.")),
+        output="The PaymentIntent: `{id, status, amount, amount_received, amount_capturable` (money), "
+               "`capture_method, latest_charge, customer, next_action_url, metadata, reused}`; `reused` is "
+               "true when it is the one already linked to the order (or `existing_id`).",
+        example_output={**PI, "reused": False},
+        idempotency="`Idempotency-Key: run_id:step_id` (or `idempotency_key`): a retry or replay within 24 h "
+                    "returns the same PaymentIntent. Beyond that, the identity map: under a key lock of the "
+                    "order key (shared by every worker), the PaymentIntent linked to the order (entity "
+                    "`payment`, system `stripe`) is reused, else `existing_id`'s; a new one is linked before "
+                    "the lock is released, so runs at the same moment, runs parked after this step and runs "
+                    "a day later never create a second one. A create whose every answer was lost (timeouts, "
+                    "resets) links nothing, so the step marks the order (system `stripe.create_sent`) before "
+                    "it creates; an attempt that finds the mark and no link first searches Stripe for "
+                    "PaymentIntents with the order's `clarity_order_key` and `bridge` metadata and reuses "
+                    "the newest like a linked one (same rules), linking it, and creates only when there is "
+                    "none, with the key of the create that was lost (the mark holds it): Stripe's search is eventually "
+                    "consistent (normally within a minute), so within 24 h the key gets Stripe's answer of "
+                    "the first create, whichever run sends it, and later the search finds it. The first attempt "
+                    "for an order makes no search request (search has its own limit, 20 reads/s). A decline "
+                    "or a request Stripe refused clears the mark; a decline is remembered (system "
+                    "`stripe.declined`), and the order's next try (e.g. put back to Pending with another "
+                    "card) is sent with the key plus `:after:<declined PaymentIntent>`, so Stripe makes a new "
+                    "PaymentIntent instead of answering with the stored decline.",
+        errors=(("UpstreamRejected", "card declined (402): `details` has `code`, `decline_code` and "
+                                     "`payment_intent`; the usual `on_error` case. Also when the reused "
+                                     "PaymentIntent (linked, `existing_id`, or found after a lost answer) is "
+                                     "`canceled` or `requires_payment_method`: `decline_code` is its last "
+                                     "error's or its status."),
+                ("ValidationError", "an amount Stripe cannot represent, below the minimum or above the maximum; "
+                                    "or the reused PaymentIntent is for another amount or currency."),
+                ("NotFound", "no PaymentIntent `existing_id`."),
+                UNAVAILABLE, RATE, AUTH),
+        examples=(ex("payment", "stripe.payment_intent.create", order="${ steps.order }",
+                      customer_id="${ steps.customer.id }", capture_method="automatic",
+                      existing_id="${ steps.known_payment.external_id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.retrieve", summary="Read a PaymentIntent (fresh, from Stripe).",
+        description="Re-reads the object instead of trusting an event that may be stale or out of order.",
+        params=(PI_ID,), output="The PaymentIntent, as for `stripe.payment_intent.create`.", example_output=PI,
+        idempotency="Read only.", writes=False,
+        errors=(("NotFound", "no such PaymentIntent."), UNAVAILABLE, RATE, AUTH),
+        examples=(ex("payment", "stripe.payment_intent.retrieve", payment_intent_id="${ event.data.object.id }"),),
+    ),
+    StepType(
+        type="stripe.payment_intent.capture", summary="Capture an authorised (manual capture) PaymentIntent.",
+        description="Captures `amount` (partial capture; Stripe releases the rest and a second capture is "
+                    "refused) or the whole capturable amount. `core.shipment.capture_amount` computes the "
+                    "amount for a partial shipment.",
+        params=(PI_ID, Param("amount", "money", "The amount to capture; omitted means all of it.")),
+        output="The PaymentIntent after capture.",
+        example_output={**PI, "capture_method": "manual"},
+        idempotency="`Idempotency-Key: run_id:step_id`; capturing an already captured intent is reported by "
+                    "Stripe as an error the action treats as success when the amounts agree.",
+        errors=(("UpstreamRejected", "not capturable (canceled, expired authorisation, amount too large)."),
+                UNAVAILABLE, RATE, AUTH),
+        examples=(ex("capture", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }"),
+                  ex("capture_shipped", "stripe.payment_intent.capture", payment_intent_id="${ steps.payment.id }",
+                      amount="${ steps.to_capture.amount }")),
+    ),
+    StepType(
+        type="stripe.payment_intent.cancel", summary="Cancel a PaymentIntent that has not succeeded.",
+        description="Cancels an intent in `requires_payment_method`, `requires_confirmation`, `requires_action` "
+                    "or `requires_capture` (releasing an authorisation).",
+        params=(PI_ID, Param("reason", "string", "Stripe's cancellation reason.", default="requested_by_customer",
+                              choices=("duplicate", "fraudulent", "requested_by_customer", "abandoned"))),
+        output="The PaymentIntent after cancellation.", example_output={**PI, "status": "canceled"},
+        idempotency="`Idempotency-Key: run_id:step_id`; an already canceled intent counts as success.",
+        errors=(("UpstreamRejected", "the intent already succeeded (refund it instead)."), UNAVAILABLE, RATE, AUTH),
+        examples=(ex("cancel", "stripe.payment_intent.cancel", payment_intent_id="${ steps.payment.id }"),),
+    ),
+    StepType(
+        type="stripe.refund.create", summary="Refund a succeeded PaymentIntent, fully or partly.",
+        description="Creates a Refund for the PaymentIntent's charge.",
+        params=(PI_ID, Param("amount", "money", "The amount to refund; omitted means everything not yet refunded."),
+                Param("reason", "string", "Stripe's refund reason.",
+                      choices=("duplicate", "fraudulent", "requested_by_customer"))),
+        output="`{\"id\": \"re_...\", \"status\": str, \"amount\": money}`.",
+        example_output={"id": "re_Example", "status": "succeeded", "amount": MONEY},
+        idempotency="`Idempotency-Key: run_id:step_id`.",
+        errors=(("UpstreamRejected", "nothing left to refund, or the charge is disputed."), UNAVAILABLE, RATE, AUTH),
+        examples=(ex("refund", "stripe.refund.create", payment_intent_id="${ steps.payment.id }"),),
+    ),
+)
