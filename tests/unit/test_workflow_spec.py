@@ -13,6 +13,7 @@ from commerce_bridge.workflows.spec import (
     FailureDecision,
     OnError,
     OnErrorAction,
+    StepFailure,
     StepSpec,
     Trigger,
     Walker,
@@ -37,7 +38,7 @@ def drive(spec: WorkflowSpec, fail: dict[str, dict[str, Any]] | None = None) -> 
             continue
         ran.append(step.id)
         if fail and step.id in fail:
-            if w.failed(step, fail[step.id]) is FailureDecision.PARK:
+            if w.failed(step, StepFailure(**fail[step.id])) is FailureDecision.PARK:
                 return ran, w, "parked"
             continue
         w.succeeded(step, {"n": len(ran)})

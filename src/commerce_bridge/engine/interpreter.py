@@ -7,8 +7,8 @@ Rules
   and local: computed again) and ``replay_safe`` (idempotent by a key from its input, find-else-create
   under a key lock: a second execution finds what the first made). The waits between attempts of a
   checkpointed step are durable sleeps (our retry policy with full jitter); the others sleep plainly.
-* An attempt never raises: its outcome is a result dict (``ok``, ``output`` or ``code``, ``message``,
-  ``transient``, ...) that the retry policy judges and DBOS records; a step that fails for good parks
+* An attempt never raises: it ends as a :class:`~commerce_bridge.engine.outcome.StepOutcome` that the
+  retry policy judges and DBOS records (as its plain-dict record); a step that fails for good parks
   the run (a dead-letter entry, the run's status, an alert) in one checkpointed step.
 * No side effect begins after the worker's lease is gone (``_guard``, see engine.fence); our own
   bookkeeping writes wait out an unavailable store instead of failing the run.
@@ -25,11 +25,9 @@ import dataclasses
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 import structlog
 from dbos import DBOS
 
@@ -38,6 +36,7 @@ from commerce_bridge.domain.delivery import RunStatus
 from commerce_bridge.engine.breaker import BreakerRegistry
 from commerce_bridge.engine.fence import Fence
 from commerce_bridge.engine.limits import CallLimiter
+from commerce_bridge.engine.outcome import StepOutcome
 from commerce_bridge.engine.retry import RetryPolicies, decide
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
@@ -57,7 +56,6 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 log = structlog.get_logger("commerce_bridge.engine")
 
-_ERROR_CLASSES = {cls.code: cls for cls in E.all_error_classes()}
 WAIT_STEP = "core.wait.until"
 BEFORE_STEPS = "(start)"  # the step id of a DLQ entry for a run that parked before walking any step
 
@@ -83,17 +81,6 @@ def _wait_params(with_: dict[str, Any], scope: dict[str, Any], workflow: str | N
     if moment.tzinfo is None:
         return {"error": f"core.wait.until `at` needs a UTC offset: {at!r}"}
     return {"wake_at": moment.timestamp(), "requested_s": max(0.0, moment.timestamp() - time.time())}
-
-
-def error_from_result(res: Mapping[str, Any]) -> BaseException:
-    """Rebuild the error a step attempt recorded (so the retry policy can judge it)."""
-    if res.get("bug"):
-        return RuntimeError(res.get("message", "bug"))
-    cls = _ERROR_CLASSES.get(res.get("code", ""), E.BridgeError)
-    kwargs: dict[str, Any] = {"details": dict(res.get("details") or {})}
-    if issubclass(cls, E.RateLimited):
-        kwargs["retry_after"] = res.get("retry_after")
-    return cls(res.get("message"), **kwargs)
 
 
 class RunInterpreter:
@@ -146,12 +133,12 @@ class RunInterpreter:
         wf_id = DBOS.workflow_id or run["run_id"]
         self._mark(run["run_id"], RunStatus.RUNNING.value, wf_id)
         if spec is None:
-            res = self._unpinned(run)
+            out = self._unpinned(run)
             # Not a DBOS step: a resumed or forked run has its recorded steps at the first positions and
             # DBOS refuses a step of another name there. Parking again after a crash is harmless: a run
             # has one open DLQ entry, and a plain replay resumes after the recorded steps.
-            self._park(run, BEFORE_STEPS, "(workflow)", 0, res, wf_id)
-            return {"status": "parked", "step": BEFORE_STEPS, "code": res["code"]}
+            self._park(run, BEFORE_STEPS, "(workflow)", 0, out, wf_id)
+            return {"status": "parked", "step": BEFORE_STEPS, "code": out.code}
         if run.get("vars"):
             spec = dataclasses.replace(spec, vars={**spec.vars, **run["vars"]})
         walker = Walker.start(spec, run["event"], source=run["source"], event_type=run.get("event_type"),
@@ -160,9 +147,10 @@ class RunInterpreter:
             try:
                 runs_now = walker.should_run(step)
             except E.ValidationError as exc:
-                res = {"ok": False, "code": exc.code, "transient": False, "message": f"when: {exc.message}",
-                       "suggested_fix": exc.suggested_fix or "fix the step's `when` expression, then replay"}
-                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 0, res, wf_id)
+                out = StepOutcome.invalid(f"when: {exc.message}", code=exc.code,
+                                          suggested_fix=exc.suggested_fix or "fix the step's `when` expression, "
+                                                                             "then replay")
+                DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 0, out, wf_id)
                 return {"status": "parked", "step": step.id, "code": exc.code}
             if not runs_now:
                 walker.skip(step)
@@ -172,9 +160,8 @@ class RunInterpreter:
                 if waited.get("status") == "waiting":
                     return waited
                 if waited.get("error"):
-                    res = {"ok": False, "code": "validation_error", "transient": False, "message": waited["error"],
-                           "input": dict(step.with_)}
-                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 1, res, wf_id)
+                    out = StepOutcome.invalid(waited["error"], step_input=dict(step.with_))
+                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, 1, out, wf_id)
                     return {"status": "parked", "step": step.id, "code": "validation_error"}
                 walker.succeeded(step, waited)
                 continue
@@ -187,24 +174,25 @@ class RunInterpreter:
             while True:
                 attempt += 1
                 if inline:
-                    res = self._attempt(run, step.id, step.uses, dict(step.with_), walker.scope, attempt)
+                    out = self._attempt(run, step.id, step.uses, dict(step.with_), walker.scope, attempt)
                 else:
-                    res = DBOS.run_step({"name": f"step:{step.id}"}, self._attempt, run, step.id, step.uses,
-                                        dict(step.with_), walker.scope, attempt)
-                if res["ok"]:
-                    walker.succeeded(step, res.get("output"))
+                    out = StepOutcome.from_record(DBOS.run_step(
+                        {"name": f"step:{step.id}"}, self._recorded_attempt, run, step.id, step.uses,
+                        dict(step.with_), walker.scope, attempt))
+                if out.ok:
+                    walker.succeeded(step, out.output)
                     break
-                decision = decide(policy, attempt, error_from_result(res), self._rng)
+                decision = decide(policy, attempt, out.error(), self._rng)
                 if decision.retry:
-                    self.metrics.retries.labels(step.uses, res.get("code", "")).inc()
+                    self.metrics.retries.labels(step.uses, out.code).inc()
                     if inline:
                         time.sleep(decision.delay_s)
                     else:
                         DBOS.sleep(decision.delay_s)
                     continue
-                if walker.failed(step, res) is FailureDecision.PARK:
-                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, res, wf_id)
-                    return {"status": "parked", "step": step.id, "code": res.get("code"), **walker.state()}
+                if walker.failed(step, out.failure) is FailureDecision.PARK:
+                    DBOS.run_step({"name": "cb.park"}, self._park, run, step.id, step.uses, attempt, out, wf_id)
+                    return {"status": "parked", "step": step.id, "code": out.code, **walker.state()}
                 break
         self._mark(run["run_id"], RunStatus.SUCCEEDED.value, wf_id)
         self.metrics.runs_finished.labels(run["workflow"], walker.outcome).inc()
@@ -212,22 +200,21 @@ class RunInterpreter:
                  workflow=run["workflow"], outcome=walker.outcome)  # its steps' lines are DEBUG
         return {"status": "succeeded", **walker.state()}
 
-    def _unpinned(self, run: Mapping[str, Any]) -> dict[str, Any]:
-        """Why a run's pinned workflow text cannot be walked: a failed-step result for :meth:`_park`."""
+    def _unpinned(self, run: Mapping[str, Any]) -> StepOutcome:
+        """Why a run's pinned workflow text cannot be walked: a failed outcome for :meth:`_park`."""
         name, version, digest = run["workflow"], run["version"], run.get("digest")
         if digest is None or self.router.get(name, version) is None:
-            return {"ok": False, "code": "validation_error", "transient": False,
-                    "message": f"workflow {name} version {version} is not installed",
-                    "suggested_fix": "restore the workflow file of that version, then replay; or "
-                                     "`commerce-bridge dlq replay --from-start <id>` to run it again on the "
-                                     "active version"}
+            return StepOutcome.invalid(
+                f"workflow {name} version {version} is not installed",
+                suggested_fix="restore the workflow file of that version, then replay; or "
+                              "`commerce-bridge dlq replay --from-start <id>` to run it again on the active version")
         now = self.router.digest(name, version)
-        return {"ok": False, "code": "validation_error", "transient": False,
-                "message": f"workflow {name} version {version} changed since this run started "
-                           f"(file {digest[:8]}, now {now[:8] if now else 'defined in code'})",
-                "suggested_fix": f"restore the file this run started with (sha256 {digest[:8]}...), then replay; "
-                                 "or `commerce-bridge dlq replay --from-start <id>` to run it again on the "
-                                 "current text. Bump `version` when you change a workflow's steps."}
+        return StepOutcome.invalid(
+            f"workflow {name} version {version} changed since this run started "
+            f"(file {digest[:8]}, now {now[:8] if now else 'defined in code'})",
+            suggested_fix=f"restore the file this run started with (sha256 {digest[:8]}...), then replay; "
+                          "or `commerce-bridge dlq replay --from-start <id>` to run it again on the "
+                          "current text. Bump `version` when you change a workflow's steps.")
 
     def _durable_wait(self, run: dict[str, Any], step: StepSpec, scope: dict[str, Any],
                       wf_id: str) -> dict[str, Any]:
@@ -277,8 +264,13 @@ class RunInterpreter:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    def _recorded_attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
+                          scope: dict[str, Any], attempt: int) -> dict[str, Any]:
+        """:meth:`_attempt` as DBOS records it (a checkpointed step): the outcome's plain-dict record."""
+        return self._attempt(run, step_id, uses, with_, scope, attempt).to_record()
+
     def _attempt(self, run: dict[str, Any], step_id: str, uses: str, with_: dict[str, Any],
-                 scope: dict[str, Any], attempt: int) -> dict[str, Any]:
+                 scope: dict[str, Any], attempt: int) -> StepOutcome:
         """One attempt of one step: fence, breaker, rate limit, the action; never raises."""
         with structlog.contextvars.bound_contextvars(
             source=run["source"], event_id=run["event_id"], run_id=run["run_id"], step_id=step_id,
@@ -306,53 +298,36 @@ class RunInterpreter:
                     breaker.on_success(permit)
                 self.metrics.step_attempts.labels(uses, "ok").inc()
                 log.debug("step.succeeded", step_type=uses, attempt=attempt)
-                return {"ok": True, "output": output}
+                return StepOutcome.succeeded(output)
             except E.BridgeError as exc:
                 self.metrics.step_attempts.labels(uses, exc.code).inc()
                 log.warning("step.failed", step_type=uses, attempt=attempt, code=exc.code, error=exc.message)
-                return {
-                    "ok": False, "code": exc.code, "message": exc.message, "transient": exc.transient,
-                    "retry_after": getattr(exc, "retry_after", None), "details": _plain(exc.details),
-                    "upstream_request_id": exc.upstream_request_id, "suggested_fix": exc.suggested_fix,
-                    "input": _plain(with_),
-                }
+                return StepOutcome.of_error(exc, with_)
             except Exception as exc:  # a bug: no automatic retry, straight to the DLQ with the traceback
                 self.metrics.step_attempts.labels(uses, "bug").inc()
                 log.error("step.bug", step_type=uses, attempt=attempt, error=type(exc).__name__)
-                return {"ok": False, "bug": True, "code": "internal_error", "transient": False,
-                        "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
-                        "input": _plain(with_)}
+                return StepOutcome.of_bug(exc, with_)
 
     def _wait_for_slot(self, destination: str) -> None:
         if destination not in self.config.self_limited:
             self.call_limiter.wait(destination)
 
-    def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, res: dict[str, Any],
+    def _park(self, run: dict[str, Any], step_id: str, uses: str, attempts: int, out: StepOutcome,
               wf_id: str) -> int:
+        code = out.code or "internal_error"
         entry_id = self._until_stored("dead-letter entry", self.dead_letters.add, {
             "run_id": run["run_id"], "step_id": step_id, "step_type": uses, "attempts": attempts,
-            "error_code": res.get("code", "internal_error"), "error_message": res.get("message", ""),
-            "upstream_request_id": res.get("upstream_request_id"), "suggested_fix": res.get("suggested_fix")
-            or _default_fix(res), "step_input": res.get("input"), "traceback": res.get("traceback"),
+            "error_code": code, "error_message": out.message, "upstream_request_id": out.upstream_request_id,
+            "suggested_fix": out.fix(), "step_input": out.input, "traceback": out.traceback,
             "engine_workflow_id": wf_id,
         })
         self._until_stored("run status", self.runs.set_status, run["run_id"], RunStatus.PARKED,
-                           engine_workflow_id=wf_id, failed_step=step_id, error_code=res.get("code"))
+                           engine_workflow_id=wf_id, failed_step=step_id, error_code=code)
         self.metrics.runs_finished.labels(run["workflow"], "parked").inc()
         self.alert(Alert(kind="dlq.new", severity=Severity.CRITICAL,
-                         title=f"Run {run['run_id']} parked at step {step_id}: {res.get('code')}",
+                         title=f"Run {run['run_id']} parked at step {step_id}: {code}",
                          details={"dlq_id": entry_id, "run_id": run["run_id"], "step_id": step_id,
-                                  "code": res.get("code")}, key=uses))
+                                  "code": code}, key=uses))
         return entry_id
 
 
-def _default_fix(res: Mapping[str, Any]) -> str:
-    if res.get("bug"):
-        return "A bug in commerce-bridge: report it with the traceback; replay once fixed."
-    if res.get("transient"):
-        return "The destination kept failing; check its status, then replay."
-    return "Correct the data or mapping named in the error, then replay."
-
-
-def _plain(value: Any) -> Any:
-    return orjson.loads(orjson.dumps(value, default=str))

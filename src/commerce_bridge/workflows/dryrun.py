@@ -20,7 +20,7 @@ from typing import Any
 from commerce_bridge.domain.delivery import run_id_for
 from commerce_bridge.errors import ValidationError, all_error_classes
 from commerce_bridge.workflows.catalogue import Catalogue
-from commerce_bridge.workflows.spec import FailureDecision, Walker, WorkflowSpec
+from commerce_bridge.workflows.spec import FailureDecision, StepFailure, Walker, WorkflowSpec
 from commerce_bridge.workflows.steps import step_catalogue
 
 __all__ = ["DryRun", "PlannedStep", "dry_run"]
@@ -154,7 +154,10 @@ def dry_run(spec: WorkflowSpec, event: Any, *, source: str | None = None, event_
             walker.succeeded(step, planned.output)
             continue
         planned.status, planned.error = "failed", dict(failure)
-        if walker.failed(step, failure) is FailureDecision.PARK:
+        if walker.failed(step, StepFailure(code=str(failure["code"]), message=str(failure.get("message", "")),
+                                           details=failure.get("details") or {},
+                                           transient=bool(failure.get("transient")),
+                                           bug=bool(failure.get("bug")))) is FailureDecision.PARK:
             result.outcome, result.parked_at = "parked", step.id
             break
     else:

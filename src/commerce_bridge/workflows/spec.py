@@ -25,6 +25,7 @@ __all__ = [
     "OnError",
     "OnErrorAction",
     "StepContext",
+    "StepFailure",
     "StepSpec",
     "Trigger",
     "Walker",
@@ -237,6 +238,20 @@ class FailureDecision(StrEnum):
     HANDLED = "handled"  # the on_error branch applies; keep calling next_step()
 
 
+@dataclass(frozen=True, slots=True)
+class StepFailure:
+    """A step's failure as the walker sees it: what ``on_error`` may handle and ``errors.<step>`` shows.
+
+    Only a *permanent* failure (not ``transient``, not a ``bug``) may be handled by ``on_error``.
+    """
+
+    code: str
+    message: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    transient: bool = False
+    bug: bool = False
+
+
 @dataclass
 class Walker:
     """The state of one run as it moves through a workflow; pure and deterministic.
@@ -297,20 +312,18 @@ class Walker:
         self.scope["steps"][step.id] = output
         self.succeeded_ids.append(step.id)
 
-    def failed(self, step: StepSpec, error: Mapping[str, Any]) -> FailureDecision:
+    def failed(self, step: StepSpec, error: StepFailure) -> FailureDecision:
         """Record a failure that will not be retried any more and decide what follows.
 
-        ``error`` is the engine's attempt result: ``code``, ``message``, ``details``, ``transient``,
-        ``bug``. The ``on_error`` branch applies only to a *permanent* failure (``transient`` false
-        and not a bug) of a step that declares one, and only if its ``when`` is true. Otherwise:
-        PARK. A ``when`` that cannot be evaluated also parks.
+        The ``on_error`` branch applies only to a *permanent* failure (``transient`` false and not a
+        bug) of a step that declares one, and only if its ``when`` is true. Otherwise: PARK. A ``when``
+        that cannot be evaluated also parks.
         """
-        code = str(error.get("code") or "internal_error")
+        code = error.code or "internal_error"
         self.failed_codes[step.id] = code
-        self.scope["errors"][step.id] = {"code": code, "message": error.get("message", ""),
-                                         "details": dict(error.get("details") or {})}
+        self.scope["errors"][step.id] = {"code": code, "message": error.message, "details": dict(error.details)}
         branch = step.on_error
-        if branch is None or error.get("bug") or error.get("transient"):
+        if branch is None or error.bug or error.transient:
             return FailureDecision.PARK
         if branch.when is not None:
             try:
