@@ -43,7 +43,7 @@ from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
-from commerce_bridge.services.ports import DispatchPriority, RateLimiter
+from commerce_bridge.services.ports import RateLimiter
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
@@ -54,6 +54,7 @@ from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, Sql
 from commerce_bridge.store.wake import InboxListener, InboxNotifier
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT, forward_workflow
 from commerce_bridge.workflows.registry import WorkflowRegistry
+from commerce_bridge.workflows.router import Router
 from commerce_bridge.workflows.spec import Action, WorkflowSpec
 from commerce_bridge.workflows.steps import FlowSettings, build_actions, step_catalogue
 
@@ -76,7 +77,7 @@ class Container:
     metrics: Metrics
     alerter: Alerter
     breakers: BreakerRegistry
-    router: ActiveRouter
+    router: Router
     admin: EngineAdmin
     ingest: IngestService | None = None
     committer: GroupCommitter | None = None
@@ -299,62 +300,15 @@ def _echo_check(fingerprints: SqlWriteFingerprints) -> Callable[[str, Any], bool
     return is_echo
 
 
-class ActiveRouter:
-    """Routes to the active workflows whose connectors are configured; finds any pinned version.
-
-    ``workflow_vars`` are the vars runs are pinned with (:meth:`WorkflowRegistry.run_vars`); trigger
-    filters see them too, so a filter and the run's steps always read the same values.
-    """
-
-    def __init__(self, registry: WorkflowRegistry, *, disabled: set[str],
-                 echo: Callable[[str, Any], bool] | None = None,
-                 workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
-                 priorities: Mapping[str, int] | None = None) -> None:
-        self.registry = registry
-        self.disabled = disabled
-        self._echo = echo
-        self.workflow_vars = {name: dict(v) for name, v in (workflow_vars or {}).items()}
-        self.priorities = dict(priorities or {})
-
-    def route(self, source: str, event_type: str | None, event: Any = None,
-              event_id: str | None = None, *,
-              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
-        failures: list[tuple[WorkflowSpec, str]] = []
-        specs = [w for w in self.registry.route(source, event_type, event, event_id,
-                                                workflow_vars=self.workflow_vars, filter_errors=failures)
-                 if w.name not in self.disabled]
-        if filter_errors is not None:
-            filter_errors.extend(f for f in failures if f[0].name not in self.disabled)
-        if specs and self._echo is not None and self._echo(source, event):
-            # our own write came back: only the workflows that see every event (audit, forward) run
-            return [w for w in specs if w.trigger.sources == ("*",)]
-        return specs
-
-    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
-        return self.registry.get(name, version, digest)
-
-    def digest(self, name: str, version: str) -> str | None:
-        return self.registry.digest(name, version)
-
-    def all(self) -> list[WorkflowSpec]:
-        return [w for w in self.registry.all() if w.name not in self.disabled]
-
-    def dispatch_priorities(self) -> list[DispatchPriority]:
-        """The triggers of the enabled workflows with a priority (``CB_WORKFLOW_PRIORITIES``), highest first."""
-        found = [DispatchPriority(w.trigger.sources, w.trigger.event_types, self.priorities[w.name])
-                 for w in self.all() if self.priorities.get(w.name)]
-        return sorted(found, key=lambda p: -p.priority)
-
-
-def _outbound_sender(s: Settings) -> OutboundWebhookSender | None:
-    """The sender behind ``outbound.webhook.post``, when CB_OUTBOUND_WEBHOOK_URL is set."""
+def _outbound_post(s: Settings) -> Action | None:
+    """The action behind ``outbound.webhook.post``, when CB_OUTBOUND_WEBHOOK_URL is set."""
     if not s.outbound_webhook_url:
         return None
     return OutboundWebhookSender(
         s.outbound_webhook_url,
         secret=s.outbound_webhook_secret.get_secret_value() if s.outbound_webhook_secret else None,
         client=httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)),
-    )
+    ).post
 
 
 def code_workflows(settings: Settings, extra: Iterable[WorkflowSpec] = ()) -> list[WorkflowSpec]:
@@ -438,7 +392,7 @@ def bootstrap(
     actions: dict[str, Action] = {
         **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
-                        audit=audit, outbound_sender=_outbound_sender(settings),
+                        audit=audit, outbound_post=_outbound_post(settings),
                         flow=FlowSettings(erp_paid_to_account=settings.erp_paid_to_account,
                                           retry_url=settings.payment_retry_url,
                                           mail_from=settings.shop_email_from)),
@@ -463,7 +417,7 @@ def bootstrap(
         raise ConfigurationError(
             f"CB_WORKFLOW_PRIORITIES names workflows that are not loaded: {', '.join(unknown)}",
             suggested_fix="use the names `commerce-bridge workflows list` shows (or remove them)")
-    router = ActiveRouter(registry, disabled=set(disabled) | turned_off,
+    router = Router(registry, disabled=set(disabled) | turned_off,
                           echo=_echo_check(fingerprints), workflow_vars=workflow_vars,
                           priorities=settings.workflow_priorities)
     engine_url = settings.effective_engine_database_url()

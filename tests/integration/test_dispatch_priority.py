@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from commerce_bridge.bootstrap import ActiveRouter, bootstrap
+from commerce_bridge.bootstrap import bootstrap
 from commerce_bridge.config import DEFAULT_WORKFLOW_PRIORITIES, load_settings
 from commerce_bridge.domain.delivery import Delivery, HandOver, StoredDelivery
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.services.ports import DispatchPriority
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.workflows.registry import WorkflowRegistry
+from commerce_bridge.workflows.router import Router
 
 
 def store(inbox: SqlInbox, *items: tuple[str, str, str]) -> None:
@@ -52,7 +53,7 @@ def test_higher_priority_deliveries_are_taken_first_then_the_oldest(engine: Engi
 
 
 def test_the_shipped_defaults_put_payments_ahead_of_new_orders(engine: Engine) -> None:
-    router = ActiveRouter(WorkflowRegistry.load(), disabled=set(), priorities=DEFAULT_WORKFLOW_PRIORITIES)
+    router = Router(WorkflowRegistry.load(), disabled=set(), priorities=DEFAULT_WORKFLOW_PRIORITIES)
     assert load_settings().workflow_priorities == DEFAULT_WORKFLOW_PRIORITIES
     inbox = SqlInbox(engine)
     store(inbox, ("clarity", "o1", "salesorder.created"), ("stripe", "p1", "payment_intent.succeeded"),
@@ -75,7 +76,7 @@ def test_a_pass_that_takes_fewer_deliveries_than_it_could_says_the_inbox_is_drai
     from commerce_bridge.store.runs import SqlDeadLetters, SqlRuns
 
     inbox = SqlInbox(engine)
-    router = ActiveRouter(WorkflowRegistry.load(), disabled=set(), priorities=())
+    router = Router(WorkflowRegistry.load(), disabled=set(), priorities=())
     started: list[str] = []
     dispatcher = Dispatcher(inbox=inbox, runs=SqlRuns(engine), dead_letters=SqlDeadLetters(engine), router=router,
                             metrics=Metrics(), alert=lambda alert: None,

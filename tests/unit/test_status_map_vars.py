@@ -11,6 +11,7 @@ from commerce_bridge.config import load_settings
 from commerce_bridge.errors import ConfigurationError, ValidationError
 from commerce_bridge.mapping.status import DEFAULT_CONFIG, STATUS_VARS, StatusMap
 from commerce_bridge.workflows.registry import BUILTIN_DIR, WorkflowRegistry
+from commerce_bridge.workflows.router import Router
 
 SEED_VARS = {"pending_status": "Pending", "hold_status": "On Hold", "cancel_status": "Void",
              "paid_status": "Full Payment Received", "void_status": "Void", "shipped_status": "Shipped",
@@ -35,7 +36,8 @@ def clarity_notice(status: str) -> dict[str, Any]:
 
 def routed(registry: WorkflowRegistry, status: str, workflow_vars: dict[str, dict[str, Any]] | None = None
            ) -> set[str]:
-    specs = registry.route("clarity", "salesorder.updated", clarity_notice(status), "n1", workflow_vars=workflow_vars)
+    specs = Router(registry, workflow_vars=workflow_vars).route("clarity", "salesorder.updated",
+                                                             clarity_notice(status), "n1")
     return {s.name for s in specs}
 
 

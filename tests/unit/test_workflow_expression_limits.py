@@ -18,6 +18,7 @@ from commerce_bridge.workflows.expressions import (
     compile_expression,
 )
 from commerce_bridge.workflows.registry import WorkflowRegistry
+from commerce_bridge.workflows.router import Router
 from commerce_bridge.workflows.spec import StepSpec, Trigger, Walker, WorkflowSpec, make_scope, resolve_params
 
 # 20 doublings: a million elements (4 million took 3.2 s before the limits)
@@ -155,7 +156,7 @@ def test_routing_treats_a_filter_over_the_limit_as_no_match_and_routes_the_other
         flow(StepSpec("a", "core.audit.record"), filter=f"length(event | {DOUBLING}) > `0`"),
         flow(StepSpec("a", "core.audit.record"), name="test.fine"),
     ])
-    assert [s.name for s in reg.route("stripe", "e.x", [1], "evt_1")] == ["test.fine"]
+    assert [s.name for s in Router(reg).route("stripe", "e.x", [1], "evt_1")] == ["test.fine"]
 
 
 def test_other_expression_failures_also_say_where_they_are() -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from commerce_bridge.errors import ConfigurationError
-from commerce_bridge.workflows.builtin import CORE_AUDIT, Router
+from commerce_bridge.workflows.builtin import CORE_AUDIT
 from commerce_bridge.workflows.loader import WorkflowFileError
 from commerce_bridge.workflows.registry import BUILTIN_DIR, WorkflowRegistry, version_key
+from commerce_bridge.workflows.router import Router
 
 PAID = (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
 EVENT = {"id": "evt_1", "type": "payment_intent.succeeded",
@@ -23,21 +24,20 @@ def user_file(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_builtins_load_and_the_registry_is_a_router() -> None:
+def test_builtins_load_and_the_router_starts_their_active_versions() -> None:
     reg = WorkflowRegistry.load(code=[CORE_AUDIT])
-    assert isinstance(reg, Router)
     names = {s.name for s in reg.all()}
     assert names >= {"core.audit", "clarity.order_to_cash", "stripe.payment_succeeded", "clarity.order_voided",
                      "clarity.order_shipped"}
-    assert [s.name for s in reg.route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit",
+    assert [s.name for s in Router(reg).route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit",
                                                                                           "stripe.payment_succeeded"]
 
 
 def test_filter_is_applied_only_when_the_event_is_given() -> None:
     reg = WorkflowRegistry.load()
     not_ours = {"id": "evt_2", "data": {"object": {"id": "pi_2", "metadata": {}}}}
-    assert reg.route("stripe", "payment_intent.succeeded", not_ours) == []
-    assert [s.name for s in reg.route("stripe", "payment_intent.succeeded")] == ["stripe.payment_succeeded"]
+    assert Router(reg).route("stripe", "payment_intent.succeeded", not_ours) == []
+    assert [s.name for s in Router(reg).route("stripe", "payment_intent.succeeded")] == ["stripe.payment_succeeded"]
 
 
 def test_higher_user_version_overrides_and_the_old_one_stays_addressable(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_higher_user_version_overrides_and_the_old_one_stays_addressable(tmp_pat
     active = reg.active("stripe.payment_succeeded")
     assert active is not None and (active.spec.version, active.origin) == ("2", "user")
     assert reg.get("stripe.payment_succeeded", "1") is not None  # runs pinned to 1 finish on 1
-    assert [s.version for s in reg.route("stripe", "payment_intent.succeeded", EVENT)] == ["2"]
+    assert [s.version for s in Router(reg).route("stripe", "payment_intent.succeeded", EVENT)] == ["2"]
     rows = [r for r in reg.describe() if r["name"] == "stripe.payment_succeeded"]
     assert [(r["version"], r["origin"], r["active"]) for r in rows] == [("1", "builtin", False), ("2", "user", True)]
 
@@ -80,11 +80,11 @@ def test_run_pinned_to_a_version_survives_a_reload_that_replaces_the_file(tmp_pa
     folder = tmp_path / "wf"
     path = user_file(folder, "paid.yaml", PAID.replace("version: 1", "version: 3"))
     reg = WorkflowRegistry.load(user_dir=folder, builtin_dir=None)
-    pinned = reg.route("stripe", "payment_intent.succeeded", EVENT)[0]
+    pinned = Router(reg).route("stripe", "payment_intent.succeeded", EVENT)[0]
     path.write_text(PAID.replace("version: 1", "version: 4"))
     assert reg.reload() == []
     assert reg.get(pinned.name, pinned.version) is pinned
-    assert reg.route("stripe", "payment_intent.succeeded", EVENT)[0].version == "4"
+    assert Router(reg).route("stripe", "payment_intent.succeeded", EVENT)[0].version == "4"
     path.write_text(PAID.replace("version: 1", "version: 4").replace("Full Payment Received", "Confirmed"))
     reg.reload()  # edited in place without a new version: both texts stay addressable
     assert [r["version"][:2] for r in reg.describe()] == ["3", "4", "4+"]
@@ -109,8 +109,8 @@ def test_filter_that_fails_for_an_event_does_not_match_and_does_not_stop_others(
     reg = WorkflowRegistry.load(user_dir=user_file(tmp_path / "wf", "paid.yaml", text).parent,
                                 builtin_dir=None, code=[CORE_AUDIT])
     odd = {"data": {"object": {"metadata": {"clarity_order_key": 12}}}}
-    assert [s.name for s in reg.route("stripe", "payment_intent.succeeded", odd)] == ["core.audit"]
-    assert [s.name for s in reg.route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit",
+    assert [s.name for s in Router(reg).route("stripe", "payment_intent.succeeded", odd)] == ["core.audit"]
+    assert [s.name for s in Router(reg).route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit",
                                                                                           "stripe.payment_succeeded"]
 
 
@@ -134,3 +134,33 @@ def test_add_text_registers_a_workflow_and_rejects_an_invalid_one() -> None:
     assert reg.get("stripe.payment_succeeded", "7") is entry.spec and reg.is_active(entry)
     with pytest.raises(WorkflowFileError):
         reg.add_text("name: x\n", "api")
+
+
+def test_the_router_leaves_out_disabled_workflows_and_only_audit_runs_for_an_echo() -> None:
+    reg = WorkflowRegistry.load(code=[CORE_AUDIT])
+    disabled = Router(reg, disabled={"stripe.payment_succeeded"})
+    assert [s.name for s in disabled.route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit"]
+    assert "stripe.payment_succeeded" not in {s.name for s in disabled.all()}
+    assert disabled.get("stripe.payment_succeeded", "1") is not None  # a pinned run still finds its version
+    seen: list[tuple[str, object]] = []
+
+    def echo(source: str, event: object) -> bool:
+        seen.append((source, event))
+        return True
+
+    assert [s.name for s in Router(reg, echo=echo).route("stripe", "payment_intent.succeeded", EVENT)] == [
+        "core.audit"]
+    assert seen == [("stripe", EVENT)]
+
+
+def test_a_filter_that_cannot_be_evaluated_is_no_match_and_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "wf"
+    folder.mkdir()
+    (folder / "odd.yaml").write_text(
+        "name: t.odd\nversion: 1\ntrigger:\n  sources: [stripe]\n  event_types: [e.x]\n"
+        "  filter: \"abs(event.data.object.n) > `1`\"\n"
+        "steps:\n  - id: a\n    uses: core.audit.record\n", encoding="utf-8")
+    reg = WorkflowRegistry.load(user_dir=folder, builtin_dir=None)
+    errors: list[tuple[object, str]] = []
+    assert Router(reg).route("stripe", "e.x", {"data": {"object": {"n": "x"}}}, "evt_1", filter_errors=errors) == []
+    assert [spec.name for spec, _ in errors] == ["t.odd"]  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ Only this package imports ``dbos``. Import the names below from here.
 """
 
 from commerce_bridge.engine.admin import EngineAdmin
-from commerce_bridge.engine.dispatch import Dispatcher
+from commerce_bridge.engine.dispatch import Dispatcher, WorkflowRouter
 from commerce_bridge.engine.fence import Fence, Fenced
 from commerce_bridge.engine.outcome import StepOutcome
-from commerce_bridge.engine.runtime import ENGINE_VERSION, QUEUE, Engine, EngineConfig, WorkflowRouter
+from commerce_bridge.engine.runtime import ENGINE_VERSION, QUEUE, Engine, EngineConfig
 
 __all__ = ["ENGINE_VERSION", "QUEUE", "Dispatcher", "Engine", "EngineAdmin", "EngineConfig", "Fence", "Fenced",
            "StepOutcome", "WorkflowRouter"]

@@ -23,13 +23,13 @@ from dbos import DBOSClient, SetWorkflowID
 
 from commerce_bridge import errors as E
 from commerce_bridge.domain.delivery import DISPATCH_STEP, RunStatus
+from commerce_bridge.engine.dispatch import WorkflowRouter
 from commerce_bridge.engine.interpreter import BEFORE_STEPS
 from commerce_bridge.engine.runtime import (
     APP_NAME,
     ENGINE_VERSION,
     QUEUE,
     WORKFLOW_NAME,
-    WorkflowRouter,
 )
 from commerce_bridge.services.ports import DeadLetters, Inbox, Runs, WorkerLeases
 

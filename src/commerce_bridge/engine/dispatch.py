@@ -41,11 +41,31 @@ from commerce_bridge.workflows.spec import WorkflowSpec
 log = structlog.get_logger("commerce_bridge.engine")
 
 
-class Router(Protocol):
-    def route(self, source: str, event_type: str | None, event: Any = None, event_id: str | None = None, *,
-              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]: ...
 
-    def dispatch_priorities(self) -> Sequence[DispatchPriority]: ...
+class WorkflowRouter(Protocol):
+    """Which workflows an event starts, and any pinned version by name (its implementation: ``workflows.router.Router``)."""
+
+    def route(self, source: str, event_type: str | None, event: Any = None,
+              event_id: str | None = None, *,
+              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
+        """Workflows to start; a ``filter`` that fails for this event is no match, appended to ``filter_errors``."""
+        ...
+
+    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
+        """A loaded version; with ``digest``, only the version loaded from exactly that text."""
+        ...
+
+    def digest(self, name: str, version: str) -> str | None:
+        """The sha256 of the text ``(name, version)`` was loaded from (None: defined in code)."""
+        ...
+
+    def all(self) -> list[WorkflowSpec]:
+        """The active version of every (enabled) workflow."""
+        ...
+
+    def dispatch_priorities(self) -> Sequence[DispatchPriority]:
+        """Which deliveries the dispatcher takes first when several wait (``CB_WORKFLOW_PRIORITIES``)."""
+        ...
 
 
 class Enqueue(Protocol):
@@ -56,7 +76,7 @@ class Enqueue(Protocol):
 class Dispatcher:
     """Hands undispatched deliveries to the engine (``enqueue``), isolating the ones that cannot be."""
 
-    def __init__(self, *, inbox: Inbox, runs: Runs, dead_letters: DeadLetters, router: Router, metrics: Metrics,
+    def __init__(self, *, inbox: Inbox, runs: Runs, dead_letters: DeadLetters, router: WorkflowRouter, metrics: Metrics,
                  alert: Callable[[Alert], object], enqueue: Enqueue, batch: int,
                  may_start: Callable[[], bool] = lambda: True,
                  before_start: Callable[[int], None] = lambda n: None,

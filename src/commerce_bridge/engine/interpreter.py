@@ -51,7 +51,8 @@ from commerce_bridge.workflows.spec import (
 )
 
 if TYPE_CHECKING:
-    from commerce_bridge.engine.runtime import EngineConfig, WorkflowRouter
+    from commerce_bridge.engine.dispatch import WorkflowRouter
+    from commerce_bridge.engine.runtime import EngineConfig
 
 _T = TypeVar("_T")
 log = structlog.get_logger("commerce_bridge.engine")

@@ -23,9 +23,9 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -37,7 +37,7 @@ from commerce_bridge.domain.delivery import (
     StoredDelivery,
 )
 from commerce_bridge.engine.breaker import BreakerRegistry
-from commerce_bridge.engine.dispatch import Dispatcher
+from commerce_bridge.engine.dispatch import Dispatcher, WorkflowRouter
 from commerce_bridge.engine.fence import Fence, Fenced
 from commerce_bridge.engine.interpreter import RunInterpreter
 from commerce_bridge.engine.limits import CallLimiter
@@ -47,7 +47,6 @@ from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.ports import (
     DeadLetters,
-    DispatchPriority,
     Inbox,
     RateLimiter,
     Runs,
@@ -56,7 +55,6 @@ from commerce_bridge.services.ports import (
 )
 from commerce_bridge.workflows.spec import (
     Action,
-    WorkflowSpec,
 )
 
 _T = TypeVar("_T")
@@ -72,31 +70,6 @@ WORKFLOW_NAME = "cb.run"
 
 
 
-
-class WorkflowRouter(Protocol):
-    """Which workflows an event starts, and any pinned version by name."""
-
-    def route(self, source: str, event_type: str | None, event: Any = None,
-              event_id: str | None = None, *,
-              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
-        """Workflows to start; a ``filter`` that fails for this event is no match, appended to ``filter_errors``."""
-        ...
-
-    def get(self, name: str, version: str, digest: str | None = None) -> WorkflowSpec | None:
-        """A loaded version; with ``digest``, only the version loaded from exactly that text."""
-        ...
-
-    def digest(self, name: str, version: str) -> str | None:
-        """The sha256 of the text ``(name, version)`` was loaded from (None: defined in code)."""
-        ...
-
-    def all(self) -> list[WorkflowSpec]:
-        """The active version of every (enabled) workflow."""
-        ...
-
-    def dispatch_priorities(self) -> Sequence[DispatchPriority]:
-        """Which deliveries the dispatcher takes first when several wait (``CB_WORKFLOW_PRIORITIES``)."""
-        ...
 
 
 _current: Engine | None = None  # DBOS is a per-process singleton; so is the engine it calls back into.

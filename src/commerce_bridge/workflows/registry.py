@@ -34,7 +34,6 @@ from typing import Any
 import structlog
 
 from commerce_bridge.errors import ConfigurationError, ValidationError
-from commerce_bridge.workflows.builtin import Router
 from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.loader import Problem, WorkflowFileError, load_file, load_text
 from commerce_bridge.workflows.spec import WorkflowSpec
@@ -72,12 +71,12 @@ class RegisteredWorkflow:
         return (version_key(self.spec.version), _ORIGIN_RANK[self.origin], self.seq)
 
 
-class WorkflowRegistry(Router):
-    """A :class:`Router` over workflow files: ``route`` picks active versions, ``get`` any loaded one."""
+class WorkflowRegistry:
+    """Every loaded version of every workflow: which is active (new runs), and any by name and version
+    (pinned runs). Routing deliveries to them is :class:`~commerce_bridge.workflows.router.Router`'s."""
 
     def __init__(self, *, user_dir: str | Path | None = None, builtin_dir: str | Path | None = BUILTIN_DIR,
                  code: Iterable[WorkflowSpec] = (), catalogue: Catalogue | None = None) -> None:
-        super().__init__([])
         self.user_dir = Path(user_dir) if user_dir else None
         self.builtin_dir = Path(builtin_dir) if builtin_dir else None
         self._catalogue = catalogue
@@ -178,7 +177,7 @@ class WorkflowRegistry(Router):
         first = self._entries.get((name, version))
         return first if first is not None and first.digest != digest else None
 
-    # ---- queries (the Router interface) ---------------------------------------------------------
+    # ---- queries ---------------------------------------------------------
     def entries(self) -> list[RegisteredWorkflow]:
         """Every loaded version, by name then version."""
         return sorted(self._entries.values(), key=lambda e: (e.spec.name, e.rank))
@@ -239,35 +238,6 @@ class WorkflowRegistry(Router):
     def entry(self, name: str, version: str | None = None) -> RegisteredWorkflow | None:
         """One loaded version, or the active one when ``version`` is None."""
         return self.active(name) if version is None else self._entries.get((name, version))
-
-    def route(self, source: str, event_type: str | None, event: Any = None, event_id: str | None = None, *,
-              workflow_vars: Mapping[str, Mapping[str, Any]] | None = None,
-              filter_errors: list[tuple[WorkflowSpec, str]] | None = None) -> list[WorkflowSpec]:
-        """Active workflows whose trigger matches; with ``event`` given, also their ``filter``.
-
-        ``workflow_vars`` (name -> vars, see :meth:`run_vars`) are what the runs will be pinned with;
-        the filter sees them over the file's ``vars``, as the run's steps do.
-        A filter that cannot be evaluated for this event counts as no match and is logged at error
-        level (``workflow.filter_failed``); it never stops the dispatch of other workflows. With
-        ``filter_errors`` given, each such failure is appended to it (the dispatcher files the delivery
-        in the dead-letter queue for that workflow, so that the event is not silently dropped).
-        """
-        out = []
-        for spec in self.all():
-            if not spec.trigger.matches(source, event_type):
-                continue
-            if event is None or not spec.trigger.filter:
-                out.append(spec)
-                continue
-            try:
-                if spec.accepts(source, event_type, event, event_id, (workflow_vars or {}).get(spec.name)):
-                    out.append(spec)
-            except ValidationError as exc:
-                log.error("workflow.filter_failed", workflow=spec.name, version=spec.version, source=source,
-                          event_type=event_type, event_id=event_id, error=exc.message)
-                if filter_errors is not None:
-                    filter_errors.append((spec, exc.message))
-        return out
 
     def run_vars(self, status_vars: Mapping[str, Any],
                  overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import Action, AuditLog, IdentityMap, KeyLocks, Mailer, WriteFingerprints
@@ -31,9 +31,6 @@ from commerce_bridge.workflows.steps import (
     stripe,
 )
 from commerce_bridge.workflows.steps.shapes import SHAPES
-
-if TYPE_CHECKING:
-    from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
 
 STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
@@ -67,7 +64,7 @@ def build_actions(
     erp_gateway: ErpGateway | None = None,
     mailer: Mailer | None = None,
     audit: AuditLog | None = None,
-    outbound_sender: OutboundWebhookSender | None = None,
+    outbound_post: Action | None = None,
     flow: FlowSettings | None = None,
 ) -> dict[str, Action]:
     """Every action whose dependencies are configured.
@@ -80,8 +77,8 @@ def build_actions(
     actions: dict[str, Action] = {**core.actions(identity), **refunds.core_actions(identity, locks)}
     if audit is not None:
         actions.update(core.audit_actions(audit))
-    if outbound_sender is not None:
-        actions.update(outbound.actions(outbound_sender))
+    if outbound_post is not None:
+        actions.update(outbound.actions(outbound_post))
     if clarity_gateway is not None:
         actions.update(clarity.actions(clarity_gateway, fingerprints))
     if stripe_gateway is not None:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from commerce_bridge.services.ports import Action
 from commerce_bridge.workflows.catalogue import StepType
 from commerce_bridge.workflows.steps.declare import RATE, UNAVAILABLE, ex
 
-if TYPE_CHECKING:
-    from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
 
-
-def actions(sender: OutboundWebhookSender) -> dict[str, Action]:
-    return {"outbound.webhook.post": sender.post}
+def actions(post: Action) -> dict[str, Action]:
+    """``outbound.webhook.post``: ``post`` is the configured sender's (``connectors.outbound``)."""
+    return {"outbound.webhook.post": post}
 
 
 STEP_TYPES: tuple[StepType, ...] = (
