@@ -312,12 +312,16 @@ class Naive:
             event = stripe.Webhook.construct_event(body, request.headers.get("stripe-signature", ""), self.secret)
         except (ValueError, stripe.SignatureVerificationError) as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        self.on_event(event)
+        return JSONResponse({"ok": True})
+
+    def on_event(self, event: stripe.Event) -> None:
+        """A verified delivery, before the endpoint answers: hand its work to the pool."""
         if event.type == "payment_intent.succeeded":
             obj = event.data.object
             metadata = getattr(obj, "metadata", None)
             if metadata and "clarity_order_key" in metadata and metadata["clarity_order_key"]:
                 self.pool.submit(self.run_safely, "payment_succeeded", self.payment_succeeded, str(obj["id"]))
-        return JSONResponse({"ok": True})
 
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
@@ -337,7 +341,8 @@ class Naive:
                                  Route("/healthz", healthz)], lifespan=lifespan)
 
 
-def main() -> None:
+def main(arm: type[Naive] = Naive) -> None:
+    """Run ``arm`` (this order flow, or a subclass that adds flows) as a server on ``--port``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
@@ -354,7 +359,7 @@ def main() -> None:
     p.add_argument("--poll-interval", type=float, default=0.5, help="seconds between Clarity polls")
     p.add_argument("--concurrency", type=int, default=16, help="threads running orders (the bridge's default)")
     a = p.parse_args()
-    naive = Naive(a)
+    naive = arm(a)
     uvicorn.run(naive.app(), host=a.host, port=a.port, log_level="warning", access_log=False)
     os._exit(0)  # worker threads may be inside a request; nothing here is durable anyway
 

@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -306,17 +307,18 @@ class BridgeProcesses:
 
 # ---- the naive arm: the same flow with no durability, in its own process ---------------------------------
 class NaiveProcess:
-    """``bench/_naive_order.py`` on the bridge's port, wired to the same peers with the same settings."""
+    """``bench/_naive_order.py`` (or ``script``, which takes its options) on the bridge's port, wired to the same
+    peers with the same settings."""
 
-    def __init__(self, settings: dict[str, Any], port: int, workdir: Path) -> None:
-        self.settings, self.port, self.workdir = settings, port, workdir
+    def __init__(self, settings: dict[str, Any], port: int, workdir: Path, script: str = "_naive_order.py") -> None:
+        self.settings, self.port, self.workdir, self.script = settings, port, workdir, script
         self.events = workdir / "naive-events.jsonl"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         s = self.settings
         self.events.touch()
-        cmd = [sys.executable, str(ROOT / "bench" / "_naive_order.py"), "--port", str(self.port),
+        cmd = [sys.executable, str(ROOT / "bench" / self.script), "--port", str(self.port),
                "--events", str(self.events), "--webhook-secret", _env_value(s["stripe_webhook_secrets"]),
                "--stripe-key", s["stripe_api_key"], "--stripe-base", s["stripe_api_base"],
                "--clarity-base", s["clarity_base_url"], "--clarity-user", s["clarity_user"],
@@ -789,6 +791,16 @@ def _median(xs: list[float]) -> float | None:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
+def arm_ratios(per_arm: dict[str, list[float]], name: str) -> dict[str, Any]:
+    """Each arm's CPU per unit of work (every rep, and the median) and the ratio bridge/naive of the medians and
+    of each rep's pair, under the keys ``ratio_cells`` reads (``name``: ``gross`` or ``net``, minus idle)."""
+    med = {arm: _median(v) for arm, v in per_arm.items()}
+    return {f"bridge_ms_{name}": per_arm["bridge"], f"naive_ms_{name}": per_arm["naive"],
+            f"bridge_ms_{name}_median": med["bridge"], f"naive_ms_{name}_median": med["naive"],
+            f"ratio_{name}": med["bridge"] / med["naive"] if med["bridge"] is not None and med["naive"] else None,
+            f"ratio_{name}_per_rep": [b / n for b, n in zip(per_arm["bridge"], per_arm["naive"], strict=False) if n]}
+
+
 def arms_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per database and rate: each arm's CPU per paid order (every rep, and the median) and the ratio
     bridge/naive of the medians, with and without the idle cost; also the ratio of each rep's pair."""
@@ -802,13 +814,7 @@ def arms_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, name in (("arm_cpu_ms_per_paid_order", "gross"), ("arm_cpu_ms_per_paid_order_minus_idle", "net")):
             per_arm = {arm: [r[key] for r in rs if r["arm"] == arm and r[key] is not None and r["paid_orders"]]
                        for arm in ("bridge", "naive")}
-            med = {arm: _median(v) for arm, v in per_arm.items()}
-            row[f"bridge_ms_{name}"], row[f"naive_ms_{name}"] = per_arm["bridge"], per_arm["naive"]
-            row[f"bridge_ms_{name}_median"], row[f"naive_ms_{name}_median"] = med["bridge"], med["naive"]
-            row[f"ratio_{name}"] = (med["bridge"] / med["naive"] if med["bridge"] is not None and med["naive"]
-                                    else None)
-            row[f"ratio_{name}_per_rep"] = [b / n for b, n in zip(per_arm["bridge"], per_arm["naive"], strict=False)
-                                            if n]
+            row.update(arm_ratios(per_arm, name))
         calls = {arm: [r["http_calls_per_paid_order_total"] for r in rs if r["arm"] == arm and r["paid_orders"]]
                  for arm in ("bridge", "naive")}
         row["http_calls_per_paid_order"] = {arm: _median(v) for arm, v in calls.items()}
@@ -820,21 +826,33 @@ def arms_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def ratio_table(summary: list[dict[str, Any]]) -> str:
     head = ("| db | offered orders/s | bridge CPU ms/paid order | naive | ratio | bridge minus idle | naive minus idle "
             "| ratio minus idle | HTTP calls/paid order bridge / naive |")
+    return ratio_rows(head, summary, lambda s: f"{s['db']} | {s['offered_per_s']:g}", "http_calls_per_paid_order",
+                      lambda s: "" if s["bridge_cpu_complete"] else " (PostgreSQL backends not measured)")
+
+
+def ratio_rows(head: str, rows: list[dict[str, Any]], lead: Callable[[dict[str, Any]], str], calls_key: str,
+               note: Callable[[dict[str, Any]], str] = lambda s: "") -> str:
+    """A ratio table: ``head``, then per row ``lead(row)``'s cells, ``ratio_cells`` and the HTTP calls per unit
+    of work of each arm (``row[calls_key]``)."""
     lines = [head, "|" + "---|" * 9]
-
-    def each(xs: list[float], fmt: str = ".0f") -> str:
-        return ", ".join(format(x, fmt) for x in xs) or "-"
-
-    for s in summary:
-        calls = s["http_calls_per_paid_order"]
-        note = "" if s["bridge_cpu_complete"] else " (PostgreSQL backends not measured)"
-        lines.append(
-            f"| {s['db']} | {s['offered_per_s']:g} | {each(s['bridge_ms_gross'])}{note} | {each(s['naive_ms_gross'])} "
-            f"| **{_num(s['ratio_gross'], '.2f')}** ({each(s['ratio_gross_per_rep'], '.2f')}) "
-            f"| {each(s['bridge_ms_net'])} | {each(s['naive_ms_net'])} "
-            f"| **{_num(s['ratio_net'], '.2f')}** ({each(s['ratio_net_per_rep'], '.2f')}) "
-            f"| {_num(calls['bridge'], '.1f')} / {_num(calls['naive'], '.1f')} |")
+    for s in rows:
+        calls = s[calls_key]
+        lines.append(f"| {lead(s)} {ratio_cells(s, note(s))}"
+                     f"| {_num(calls['bridge'], '.1f')} / {_num(calls['naive'], '.1f')} |")
     return "\n".join(lines)
+
+
+def _each(xs: list[float], fmt: str = ".0f") -> str:
+    return ", ".join(format(x, fmt) for x in xs) or "-"
+
+
+def ratio_cells(s: dict[str, Any], note: str = "") -> str:
+    """The six cells of a ratio table's row from ``arm_ratios``' keys: each arm's figures, then the ratio of the
+    medians (each rep's pair in brackets), gross and minus idle; ``note`` follows the bridge's figures."""
+    return (f"| {_each(s['bridge_ms_gross'])}{note} | {_each(s['naive_ms_gross'])} "
+            f"| **{_num(s['ratio_gross'], '.2f')}** ({_each(s['ratio_gross_per_rep'], '.2f')}) "
+            f"| {_each(s['bridge_ms_net'])} | {_each(s['naive_ms_net'])} "
+            f"| **{_num(s['ratio_net'], '.2f')}** ({_each(s['ratio_net_per_rep'], '.2f')}) ")
 
 
 def machine() -> dict[str, Any]:
@@ -846,6 +864,20 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(OSError), open("/proc/loadavg") as f:
         info["loadavg_at_start"] = f.read().split()[:3]
     return info
+
+
+def chosen_databases(p: argparse.ArgumentParser, a: argparse.Namespace) -> list[str]:
+    """``--db`` as a list, without PostgreSQL when it is not usable (and says so); refuses ``--bridge split``
+    on SQLite. Installs the peers' request logs, so do it before any peer starts."""
+    dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
+    if a.bridge == "split" and "sqlite" in dbs:
+        p.error("--bridge split needs PostgreSQL (--db postgres): SQLite is one process's database")
+    if "postgres" in dbs and (problem := postgres_problem()):
+        print(f"skipping PostgreSQL: {problem}")
+        dbs.remove("postgres")
+    LOG.install()
+    PEERS.install()
+    return dbs
 
 
 def main() -> int:
@@ -884,14 +916,7 @@ def main() -> int:
     if a.quick:
         a.rates, a.duration = "1,5", 10.0
     rates = [float(x) for x in a.rates.split(",") if x]
-    dbs = ["sqlite", "postgres"] if a.db == "both" else [a.db]
-    if a.bridge == "split" and "sqlite" in dbs:
-        p.error("--bridge split needs PostgreSQL (--db postgres): SQLite is one process's database")
-    if "postgres" in dbs and (problem := postgres_problem()):
-        print(f"skipping PostgreSQL: {problem}")
-        dbs.remove("postgres")
-    LOG.install()
-    PEERS.install()
+    dbs = chosen_databases(p, a)
     started = datetime.now(UTC)
     info = machine()
     results: list[dict[str, Any]] = []

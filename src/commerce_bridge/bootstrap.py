@@ -38,6 +38,7 @@ from commerce_bridge.engine.retry import RetryPolicies
 from commerce_bridge.engine.runtime import Engine, EngineConfig
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.logsetup import Redactor
+from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
@@ -342,9 +343,13 @@ def disabled_by_settings(settings: Settings, registry: WorkflowRegistry) -> set[
 def run_vars(settings: Settings, registry: WorkflowRegistry) -> dict[str, dict[str, Any]]:
     """The vars each workflow's runs are pinned with (name -> vars, over the file's own ``vars``).
 
-    The status names come from the status map (``CB_STATUS_MAP``); ``CB_WORKFLOW_VARS`` wins over them.
+    The status names come from the status map (``CB_STATUS_MAP``), ``submit_evidence`` from
+    ``CB_DISPUTE_EVIDENCE_SUBMIT``, ``refund_unshipped`` from ``CB_EARLY_FRAUD_REFUND``; ``CB_WORKFLOW_VARS`` wins
+    over them.
     """
-    return registry.run_vars(settings.statuses().workflow_vars(), settings.workflow_vars)
+    pinned = {**settings.statuses().workflow_vars(), "submit_evidence": settings.dispute_evidence_submit,
+              "refund_unshipped": settings.early_fraud_refund}
+    return registry.run_vars(pinned, settings.workflow_vars)
 
 
 def bootstrap(
@@ -392,10 +397,15 @@ def bootstrap(
     actions: dict[str, Action] = {
         **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
-                        audit=audit, outbound_post=_outbound_post(settings),
+                        audit=audit, outbound_post=_outbound_post(settings), alert=alerter.alert,
                         flow=FlowSettings(erp_paid_to_account=settings.erp_paid_to_account,
                                           retry_url=settings.payment_retry_url,
-                                          mail_from=settings.shop_email_from)),
+                                          mail_from=settings.shop_email_from,
+                                          dispute_accounts=DisputeAccounts(
+                                              disputes=settings.erp_disputes_account,
+                                              fees=settings.erp_dispute_fees_account,
+                                              clearing=settings.erp_paid_to_account,
+                                              chargebacks=settings.erp_chargebacks_account))),
         **(extra_actions or {}),
     }
     # what is really bound decides; the CLI predicts it with disabled_for_connectors (a test keeps them equal)
@@ -494,8 +504,13 @@ def bootstrap(
             leader = Leadership(locks, POLLER_LOCKS["clarity"], c.engine.config.executor_id[:100],
                                 lease_s=poll_lease_s(settings.clarity_poll_interval_s))
 
+            def poll_clarity(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
+                # orders, then sales returns (their own cursor): one lease, one cycle, each stored as it is read
+                clarity.poll_changed_orders(deliver)
+                clarity.poll_changed_returns(deliver)
+
             c.pollers.append(ChangePoller(
-                "clarity", lambda deliver: clarity.poll_changed_orders(deliver), inbox,
+                "clarity", poll_clarity, inbox,
                 interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
                 if c.engine else None, alert=alerter.alert, leader=leader,
             ))

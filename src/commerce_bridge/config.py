@@ -374,6 +374,21 @@ class Settings(BaseSettings):
         "docs/reference/mappings.md.",
     )
 
+    dispute_evidence_submit: bool = Field(
+        False,
+        description="Submit the evidence the `stripe.dispute_evidence` workflow gathers for a new dispute to the "
+        "bank at once (true), instead of staging it on the dispute (false: `submit=false`, for a person to "
+        "review and submit in the Stripe Dashboard). Stripe accepts one submission per dispute; the bridge "
+        "never submits twice. Pinned into each run when it starts (as its `submit_evidence` var).",
+    )
+
+    early_fraud_refund: bool = Field(
+        False,
+        description="Refund a charge in full when Stripe Radar reports an early fraud warning on it and its Clarity "
+        "order has not shipped (`stripe.early_fraud_warning`), to avoid the dispute; false: operations are "
+        "alerted only. Pinned into each run when it starts (as its `refund_unshipped` var).",
+    )
+
     # connectors (`doctor` checks the ones that are set; a workflow whose connector is missing is disabled)
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (sk_...).")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL (the sandbox emulator, or unset).")
@@ -390,6 +405,19 @@ class Settings(BaseSettings):
     erp_api_key: str | None = Field(None, description="ERPNext API key.")
     erp_api_secret: SecretStr | None = Field(None, description="ERPNext API secret.")
     erp_paid_to_account: str = Field("Stripe Clearing - SB", description="ERPNext account Stripe payments go to.")
+    erp_disputes_account: str = Field(
+        "Disputed Funds - SB",
+        description="ERPNext account that holds a chargeback's disputed amount from its withdrawal until the dispute "
+        "closes (`stripe.dispute_recorded`; an asset, not a group).",
+    )
+    erp_dispute_fees_account: str = Field(
+        "Stripe Fees - SB", description="ERPNext expense account of Stripe's dispute fees (`stripe.dispute_recorded`)."
+    )
+    erp_chargebacks_account: str = Field(
+        "Chargebacks - SB",
+        description="ERPNext expense account a lost dispute's amount moves to from the disputes account "
+        "(`stripe.dispute_recorded`).",
+    )
     shop_email_from: str = Field("shop@example.com", description="Sender of e-mails to customers.")
     payment_retry_url: str = Field(
         "http://localhost:8000/pay/{order_key}", description="Link in decline and reminder e-mails ({order_key})."

@@ -1,6 +1,8 @@
 """`make demo`'s command in a real terminal (tmux) 80 and 200 columns wide: it reads well, ends by itself, exits 0.
 
-Both terminals run at once (one demo each, about 10 s apiece on the 2-core CI machine). Where tmux is
+Money goes back on four of its orders (a return refunded in Clarity, a partial refund in the Stripe Dashboard, a
+dispute won and one lost); the second table shows each system's records of it, checked by the demo itself.
+Both terminals run at once (one demo each, about 15 s apiece on the 2-core CI machine). Where tmux is
 not installed the same command runs on a pipe with ``COLUMNS`` set, which Rich honours the same way;
 the width checks then hold for the pipe's output.
 """
@@ -102,6 +104,29 @@ def _table(screen: str) -> list[str]:
     return lines[start:end]
 
 
+def _cells(table: list[str], title: str) -> dict[str, dict[str, str]]:
+    """The table titled ``title``: {order key: {column: cell text}}, each cell's wrapped lines joined.
+
+    Columns are cut where the header's names start (the table's columns are left-aligned).
+    """
+    start = next(i for i, line in enumerate(table) if title in line)
+    header = table[start + 1]
+    words = list(re.finditer(r"\S+", header))  # each column's name is one word
+    names, starts = [w.group() for w in words], [w.start() for w in words]
+    rows: dict[str, dict[str, list[str]]] = {}
+    key = ""
+    for line in table[start + 3:]:  # title, header, rule
+        if not line.strip():
+            break
+        cells = [line[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+        key = cells[0] or key
+        row = rows.setdefault(key, {name: [] for name in names})
+        for name, cell in zip(names, cells, strict=True):
+            if cell:
+                row[name].append(cell)
+    return {k: {name: " ".join(parts) for name, parts in row.items()} for k, row in rows.items()}
+
+
 def test_demo_reads_well_at_80_and_200_columns_and_judges_an_idle_bridge(tmp_path: Path) -> None:
     with demo_in_terminals(tmp_path, {80: [], 200: ["--wide"]}) as results:
         pass
@@ -128,6 +153,28 @@ def test_demo_reads_well_at_80_and_200_columns_and_judges_an_idle_bridge(tmp_pat
     for kind in ("paid (JPY)", "paid (KWD)", "declined", "3-D Secure", "manual capture", "storefront-charged"):
         assert kind in text, kind
 
+    # money going back: each system's records, exact to the minor unit, each row judged by the demo
+    assert "wrong:" not in narrow
+    back_header = next(line for line in table if line.lstrip().startswith("order") and "ERPNext" in line)
+    assert back_header.split() == ["order", "what", "Stripe", "Clarity", "ERPNext", "ok"]
+    for kind in ("return (Clarity)", "refund (Dashboard)", "dispute won", "dispute lost"):
+        assert kind in text, kind
+    back = {row["what"]: row for row in _cells(table, "Money going back, in each system").values()}
+    assert sorted(back) == ["dispute lost", "dispute won", "refund in the Dashboard", "return refunded in Clarity"]
+    assert all(row["ok"] == "yes" for row in back.values()), back
+    ret, refund = back["return refunded in Clarity"], back["refund in the Dashboard"]
+    assert ret["Stripe"] == "refund $12.50 succeeded", ret  # one refund per return, to the cent
+    assert ret["Clarity"] == "Partially Refunded return $12.50 Completed", ret
+    assert ret["ERPNext"] == "credit note -$12.50 Pay entry $12.50", ret
+    assert refund["Stripe"] == "refund KWD 4.250 succeeded", refund  # one return per Dashboard refund
+    assert refund["Clarity"] == "Partially Refunded return KWD 4.250 Completed", refund
+    assert refund["ERPNext"] == "credit note -KWD 4.250 Pay entry KWD 4.250", refund
+    won, lost = back["dispute won"], back["dispute lost"]
+    assert won["Stripe"] == "dispute €39.98 won" and won["Clarity"] == "Full Payment Received (was Disputed)", won
+    assert won["ERPNext"] == "withdrawal (with fee) €54.98 reinstatement €39.98", won  # dispute fee €15.00 kept
+    assert lost["Stripe"] == "dispute $30.00 lost" and lost["Clarity"] == "Chargeback (was Disputed)", lost
+    assert lost["ERPNext"] == "withdrawal (with fee) $45.00 chargeback $30.00", lost
+
     # 200 columns, --wide: every column, one line per paid order, e-mail subjects whole
     wtable = _table(wide)
     assert not any("…" in line for line in wtable), "\n".join(wtable)
@@ -138,4 +185,10 @@ def test_demo_reads_well_at_80_and_200_columns_and_judges_an_idle_bridge(tmp_pat
     paid = [line for line in wtable if "paid (KWD)" in line]
     assert len(paid) == 1 and "KWD 12.750" in paid[0] and "KWD 0.000" in paid[0] and "SAL-ORD" in paid[0], paid
     wtext = " ".join(" ".join(line.split()) for line in wtable)
+    wback = {row["what"]: row for row in _cells(wtable, "Money going back, in each system").values()}
+    wret, wlost = wback["return refunded in Clarity"], wback["dispute lost"]  # --wide: each record's id too
+    assert re.fullmatch(r"refund \$12\.50 succeeded \(re_\w+\)", wret["Stripe"]), wret
+    assert re.search(r"return \$12\.50 Completed \(RMA-WEB-\d+\)", wret["Clarity"]), wret
+    assert re.fullmatch(r"withdrawal \(with fee\) \$45\.00 \(ACC-JV-[\d-]+\) chargeback \$30\.00 \(ACC-JV-[\d-]+\)",
+                        wlost["ERPNext"]), wlost
     assert "declined" in wtext and re.search(r"Your payment for order WEB-\d+ was\s.*declined", wtext), wtext

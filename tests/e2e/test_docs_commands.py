@@ -136,6 +136,10 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash"): Expect("flowchart"),
     ("docs/howto/refunds-from-stripe.md", "commerce-bridge workflows graph stripe.refund_recorded"):
         Expect("flowchart"),
+    ("docs/howto/disputes.md", "commerce-bridge workflows graph stripe.dispute_recorded"): Expect("flowchart"),
+    ("docs/howto/disputes.md", "commerce-bridge workflows graph stripe.dispute_evidence"): Expect("flowchart"),
+    ("docs/howto/refunds-from-stripe.md", "commerce-bridge workflows graph clarity.return_refunded"):
+        Expect("flowchart"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash --format html "
                                        "--output /tmp/order_to_cash.html"): Expect(
         "wrote {home}/tmp/order_to_cash.html"),

@@ -177,8 +177,10 @@ def test_a_pending_refund_that_fails_is_booked_then_reversed_with_a_dead_letter_
         None), st)
     assert "expired_or_canceled_card" in entry["error_message"] and entry["error_code"] == "upstream_rejected"
     assert "another way" in entry["suggested_fix"]  # the fix for that failure reason
-    assert any(m.kind == "dlq.new" and any(a.details.get("dlq_id") == entry["id"] for a in m.alerts)
-               for m in ALERTS[id(st)].messages), "an alert for the entry"
+    # the engine alerts after it stored the entry and the run's status: wait for it, do not race it
+    wait_for("an alert for the entry", lambda: any(
+        m.kind == "dlq.new" and any(a.details.get("dlq_id") == entry["id"] for a in m.alerts)
+        for m in ALERTS[id(st)].messages), st)
     wait_for("the books reversed", lambda: booked(st, refund["id"]) == ([], []), st)
     ret = sales_return(st, refund["id"])
     assert ret is not None and ret["StatusKey"] == "Void"

@@ -17,9 +17,13 @@ from commerce_bridge.workflows.registry import BUILTIN_DIR
 BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
     ("clarity.order_shipped", "1"): "b44f23316b9c30dad64e3df63530d0ff81d69c2e163b6eedb15ea5b22ab50b51",
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
+    ("clarity.return_refunded", "1"): "e02deaf6845621471547576babd49011d58ebdc286f2fe41cc64bef061daed61",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
+    ("stripe.dispute_evidence", "1"): "77e895f6d7070061c3323dd329eb137d0941466875e97c41bedd1254e7dec79a",
+    ("stripe.dispute_recorded", "1"): "06350fc286202eea8ec5acea5e6f02267b15505ac3b1dbfcdcea88815c9cbf32",
+    ("stripe.early_fraud_warning", "1"): "85284fbf433fceb6ada0038f4f24f2731b6409ee8678351bbdc41108eff2c5fb",
     ("stripe.payment_succeeded", "1"): "be52f36afad2c0073796fabfbcad3d704a5b5a85fd7aa218c4fe1d0796215d76",
-    ("stripe.refund_recorded", "1"): "3e0daeb01c195299e4277448f6297cff5f11a0c6f5dabdc00820882d7391c505",
+    ("stripe.refund_recorded", "2"): "493374200a2450b364c347292997240d03b1c78231598b84a9cc6da029fd5dd3",
 }
 
 

@@ -100,3 +100,12 @@ def test_masked_view_hides_every_secret(monkeypatch: pytest.MonkeyPatch) -> None
     assert "supersecret" not in text
     assert "hunter2" not in text
     assert "user:********@db" in text
+
+
+def test_dispute_evidence_submit_is_off_by_default_and_a_bad_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().dispute_evidence_submit is False
+    monkeypatch.setenv("CB_DISPUTE_EVIDENCE_SUBMIT", "true")
+    assert load_settings().dispute_evidence_submit is True
+    monkeypatch.setenv("CB_DISPUTE_EVIDENCE_SUBMIT", "sometimes")
+    with pytest.raises(ConfigurationError, match="CB_DISPUTE_EVIDENCE_SUBMIT"):
+        load_settings()

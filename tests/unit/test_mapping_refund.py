@@ -15,6 +15,8 @@ from commerce_bridge.errors import MappingError
 from commerce_bridge.mapping.money import money_to_decimal
 from commerce_bridge.mapping.refund import (
     RefundView,
+    action_alert,
+    bookable,
     credit_note_rows,
     failure_fix,
     refund_from_stripe,
@@ -65,6 +67,63 @@ def test_failure_fixes_name_what_to_do() -> None:
     assert "balance" in failure_fix("failed", "insufficient_funds")
     assert "refund again" in failure_fix("canceled", "")
     assert "Stripe support" in failure_fix("failed", "unknown")
+
+
+BRIDGE_RETURN = {"bridge": "commerce-bridge", "clarity_return_id": "7", "clarity_return_key": "RMA-7"}
+
+
+def test_a_bridge_refund_of_a_clarity_return_names_the_return_and_only_an_echo_does() -> None:
+    mine = refund_from_stripe(stripe_refund(100, metadata=BRIDGE_RETURN))
+    assert (mine.echo, mine.return_id, mine.return_key) == (True, "7", "RMA-7")
+    theirs = refund_from_stripe(stripe_refund(100, metadata={"clarity_return_id": "7"}))
+    assert (theirs.echo, theirs.return_id) == (False, "")
+    assert refund_from_stripe(stripe_refund(100, metadata=None)).return_id == ""
+    assert not refund_from_stripe(stripe_refund(100, metadata=["bridge"])).echo  # not an object: no marks
+
+
+@pytest.mark.parametrize(("status", "metadata", "booked"), [
+    ("succeeded", {}, True), ("failed", {}, True), ("pending", {}, True),  # made in Stripe: always booked
+    ("pending", BRIDGE_RETURN, False), ("requires_action", BRIDGE_RETURN, False),  # the echo rule
+    ("failed", BRIDGE_RETURN, True), ("canceled", BRIDGE_RETURN, True),  # its reversal
+    ("succeeded", BRIDGE_RETURN, True),  # its Pay entry (it may have started pending)
+    ("failed", {"bridge": "commerce-bridge"}, False),  # a bridge refund of no return (a voided order): not here
+    ("succeeded", {"bridge": "commerce-bridge"}, False),
+])
+def test_the_bridge_s_own_refunds_are_booked_only_to_reverse_or_complete_a_return_refund(
+        status: str, metadata: dict[str, str], booked: bool) -> None:
+    r = refund_from_stripe(stripe_refund(100, status=status, metadata=metadata))
+    assert (bookable([r]) == [r]) is booked
+    assert r.reverses_bridge_return is (booked and bool(metadata) and status != "succeeded")
+    assert r.completes_bridge_return is (booked and bool(metadata) and status == "succeeded")
+
+
+def test_failure_fixes_of_a_bridge_refund_name_the_return_and_how_to_refund_it_again() -> None:
+    again = "move return RMA-7 back to Refund Approved in Clarity and the bridge refunds it again"
+    assert again in failure_fix("canceled", "", return_key="RMA-7", retry_status="Refund Approved")
+    funds = failure_fix("failed", "insufficient_funds", return_key="RMA-7", retry_status="Refund Approved")
+    assert funds.startswith("add funds to the Stripe balance, then " + again)
+    assert failure_fix("failed", "merchant_request", return_key="RMA-7").startswith("refund return RMA-7 again")
+    assert "handle the dispute" in failure_fix("failed", "charge_for_pending_refund_disputed", return_key="RMA-7")
+    card = failure_fix("failed", "expired_or_canceled_card", return_key="RMA-7", retry_status="Refund Approved")
+    assert "pay the customer back another way" in card and "do not move the return back" in card
+    assert "(unknown reason)" in failure_fix("failed", "", return_key="RMA-7")
+
+
+def test_the_requires_action_alert_says_what_to_do_without_personal_data() -> None:
+    made_in_stripe = RefundView("re_1", "requires_action", Money(1250, "USD"))
+    title, details = action_alert(made_in_stripe, order_key="WEB-7", charge_id="ch_1")
+    assert title == "Stripe refund re_1 (12.50 USD, order WEB-7) requires action"
+    assert details == {"refund": "re_1", "status": "requires_action", "amount_minor": 1250, "currency": "USD",
+                       "order_key": "WEB-7", "charge": "ch_1", "made_by": "a refund made in Stripe",
+                       "what_to_do": details["what_to_do"]}
+    assert "answer Stripe's e-mail" in details["what_to_do"] and "cancel the refund" in details["what_to_do"]
+    bridge = RefundView("re_2", "requires_action", Money(5, "KWD"), echo=True, return_id="7", return_key="RMA-7")
+    title, details = action_alert(bridge)
+    assert title == "Stripe refund re_2 (0.005 KWD, no known order) requires action"
+    assert details["made_by"] == "the bridge's refund of Clarity return RMA-7"
+    assert (details["clarity_return_key"], details["clarity_return_id"], details["order_key"]) == ("RMA-7", "7", None)
+    _, details = action_alert(RefundView("re_3", "requires_action", Money(5, "USD"), echo=True))
+    assert details["made_by"] == "a refund the bridge made" and "clarity_return_key" not in details
 
 
 def _erp(amount: Decimal) -> str:

@@ -15,7 +15,9 @@ from commerce_bridge.workflows.router import Router
 
 SEED_VARS = {"pending_status": "Pending", "hold_status": "On Hold", "cancel_status": "Void",
              "paid_status": "Full Payment Received", "void_status": "Void", "shipped_status": "Shipped",
-             "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded"}
+             "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded",
+             "return_refund_status": "Refund Approved", "return_refunded_status": "Completed", "return_refund_failed_status": "Refund Failed",
+             "disputed_status": "Disputed", "chargeback_status": "Chargeback"}
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reference" / "mappings.md"
 
 
@@ -50,7 +52,9 @@ def test_status_vars_follow_a_renamed_map() -> None:
     assert renamed_map().workflow_vars() == {
         "pending_status": "Awaiting Payment", "hold_status": "Payment Declined", "cancel_status": "Cancelled",
         "paid_status": "Paid by Card", "void_status": "Cancelled", "shipped_status": "Dispatched",
-        "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded"}
+        "partially_refunded_status": "Partially Refunded", "refunded_status": "Refunded",
+        "return_refund_status": "Refund Approved", "return_refunded_status": "Completed", "return_refund_failed_status": "Refund Failed",
+        "disputed_status": "Disputed", "chargeback_status": "Chargeback"}
 
 
 def test_object_status_map_is_used_when_the_event_map_has_no_entry() -> None:
@@ -192,3 +196,11 @@ def test_status_vars_and_payment_actions_are_documented() -> None:
     assert documented == {name: (where, SEED_VARS[name]) for name, where in STATUS_VARS.items()}
     actions = {r[0]: r[1] for r in _table_after(text, "<!-- status: clarity_payment_actions")}
     assert actions == dict(DEFAULT_CONFIG["clarity_payment_actions"])
+
+
+def test_a_return_whose_refund_failed_leaves_the_refund_status_and_old_maps_get_the_default() -> None:
+    with pytest.raises(ValidationError, match="refund and refund_failed must be different"):
+        StatusMap.from_config({"clarity_return_statuses": {"refund": "Refund Approved",
+                                                           "refund_failed": "Refund Approved"}})
+    older = StatusMap.from_config({"clarity_return_statuses": {"refund": "Approved", "refunded": "Completed"}})
+    assert older.workflow_vars()["return_refund_failed_status"] == "Refund Failed"

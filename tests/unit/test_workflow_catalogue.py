@@ -30,7 +30,15 @@ FLOW_STEP_TYPES = [
     "notify.email.send", "core.wait.until",
     # the refund path (stripe.refund_recorded)
     "stripe.refund.list", "clarity.return.sync", "clarity.order.set_refund_status", "erp.sales_invoice.ensure",
-    "erp.credit_note.sync", "core.refund.report_failed",
+    "erp.credit_note.sync", "core.refund.report_failed", "notify.refund.action_required",
+    # a return refunded in Clarity (clarity.return_refunded)
+    "clarity.return.get", "stripe.return.refund", "clarity.return.record_refund", "erp.return_credit_note.ensure",
+    # dispute evidence (stripe.dispute_evidence)
+    "stripe.dispute_evidence.read", "core.sent_mail.list", "stripe.dispute_evidence.stage",
+    # disputes and early fraud warnings (stripe.dispute_recorded, stripe.early_fraud_warning)
+    "stripe.dispute.read", "clarity.order.set_dispute_status", "clarity.order.add_dispute_note",
+    "erp.dispute_journal.sync", "notify.operations.alert", "stripe.early_fraud_warning.read",
+    "stripe.early_fraud_warning.refund",
 ]
 
 

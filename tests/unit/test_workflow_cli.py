@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from commerce_bridge.entrypoints.cli_workflows import workflows_app
 from commerce_bridge.workflows.registry import BUILTIN_DIR
+from commerce_bridge.workflows.steps import step_catalogue
 
 runner = CliRunner()
 # every connector configured (nothing is contacted: the CLI reads the settings only), so no workflow is off
@@ -31,7 +32,7 @@ def test_list_shows_builtins_and_code_workflows(tmp_path: Path) -> None:
 def test_validate_passes_for_the_builtins() -> None:
     result = runner.invoke(workflows_app, ["validate", *map(str, sorted(BUILTIN_DIR.glob("*.yaml")))])
     assert result.exit_code == 0, result.output
-    assert result.output.count("ok ") == 5
+    assert result.output.count("ok ") == len(list(BUILTIN_DIR.glob("*.yaml")))
 
 
 def test_validate_fails_with_line_and_fix(tmp_path: Path) -> None:
@@ -117,7 +118,7 @@ def test_schema_and_catalogue_print_generated_documents() -> None:
     md = runner.invoke(workflows_app, ["catalogue"]).output
     assert "## clarity.order.set_status" in md
     listing = json.loads(runner.invoke(workflows_app, ["catalogue", "--json"]).output)
-    assert len(listing) == 27
+    assert len(listing) == len(step_catalogue().all())
 
 
 # ---- the settings a run would see (CB_WORKFLOWS_DISABLED, CB_STATUS_MAP, CB_WORKFLOW_VARS) -----------
@@ -233,7 +234,9 @@ def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_s
                if not line.startswith("ENABLED")}
     assert enabled == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
                        "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no",
-                       "stripe.refund_recorded": "yes"}
+                       "stripe.refund_recorded": "yes", "clarity.return_refunded": "yes",
+                       "stripe.dispute_evidence": "yes", "stripe.dispute_recorded": "yes",
+                       "stripe.early_fraud_warning": "yes"}
     assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
             in listed.output)
     event = _event(tmp_path, PAID)
@@ -261,9 +264,9 @@ def test_an_unknown_disabled_name_gives_the_start_up_error(tmp_path: Path) -> No
         assert result.exit_code == 2, (args, result.output)
         out = _flat(result.output)
         assert "commerce-bridge cannot start: invalid configuration" in out
-        assert ("CB_WORKFLOWS_DISABLED: no workflow named core.audt (installed: clarity.order_shipped, "
-                "clarity.order_to_cash, clarity.order_voided, core.audit, stripe.payment_succeeded, "
-                "stripe.refund_recorded)") in out
+        installed = sorted([yaml.safe_load(f.read_text())["name"] for f in BUILTIN_DIR.glob("*.yaml")]
+                           + ["core.audit"])
+        assert f"CB_WORKFLOWS_DISABLED: no workflow named core.audt (installed: {', '.join(installed)})" in out
     assert runner.invoke(workflows_app, ["list", "--no-config"], env=env).exit_code == 0
 
 
@@ -313,7 +316,9 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     assert listed.exit_code == 0, listed.output
     assert _enabled(listed.output) == {"clarity.order_shipped": "no", "clarity.order_to_cash": "no",
                                        "clarity.order_voided": "no", "core.audit": "no",
-                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no"}
+                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
+                                       "clarity.return_refunded": "no", "stripe.dispute_evidence": "no",
+                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
     assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
@@ -326,7 +331,10 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     listed = runner.invoke(workflows_app, ["list"])
     assert _enabled(listed.output) == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
                                        "clarity.order_voided": "yes", "core.audit": "no",
-                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no"}
+                                       "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
+                                       "clarity.return_refunded": "no", "stripe.dispute_evidence": "yes",
+                                       # the journals need the ERP; a fraud warning's refund does not
+                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "yes"}
     assert f"  stripe.payment_succeeded: {PAID_ERP}" in listed.output.splitlines()
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]
@@ -386,7 +394,8 @@ def test_validate_and_graph_check_the_files_when_the_settings_are_invalid_with_a
     (tmp_path / "commerce-bridge.toml").write_text(f'workflows_dir = "{folder}"\nalert_sinks = ["pager"]\n')
     checked = runner.invoke(workflows_app, ["validate"])
     assert checked.exit_code == 0, checked.output
-    assert checked.stdout.count("ok    ") == 5 and "payout" not in checked.stdout  # the built-ins
+    assert checked.stdout.count("ok    ") == len(list(BUILTIN_DIR.glob("*.yaml")))  # the built-ins
+    assert "payout" not in checked.stdout
     warning = checked.stderr.splitlines()
     assert len(warning) == 1 and warning[0].startswith("warning: invalid settings, workflows_dir not read")
     assert "CB_ALERT_SINKS: unknown sink(s) ['pager']" in warning[0]

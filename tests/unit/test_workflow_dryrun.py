@@ -40,7 +40,7 @@ def test_workflow_makes_the_expected_calls(case_file: Path, registry: WorkflowRe
     spec = registry.all()
     wf = next(s for s in spec if s.name == case["workflow"])
     result = dry_run(wf, case["event"], source=case.get("source"), outputs=case.get("outputs"),
-                     failures=case.get("failures"))
+                     failures=case.get("failures"), pinned_vars=case.get("vars"))
     expect = case["expect"]
     assert result.outcome == expect["outcome"], result.reason or result.state
     assert [c["step"] for c in result.calls()] == expect["calls"]

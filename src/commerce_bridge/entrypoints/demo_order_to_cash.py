@@ -3,8 +3,10 @@
 Starts the Stripe emulator, the Clarity and ERPNext simulators and a mail catcher, then the bridge
 (SQLite in a temporary folder) wired to them, places storefront checkouts of every kind (paid in USD,
 JPY, KWD and EUR, declined, 3-D Secure, manual capture, charged by the storefront itself), plays the
-shopper and the warehouse where they must act, shows progress live, and ends with a table of what
-each system holds. Exit code 0 only if every order reached its expected end state.
+shopper and the warehouse where they must act, gives money back on four paid orders (a return refunded
+in Clarity, a partial refund in the Stripe Dashboard, a dispute won and one lost), shows progress live,
+and ends with a table of what each system holds. Exit code 0 only if every order reached its expected
+end state, checked in every system once the bridge has no run queued or running.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from rich.table import Table
 
 from commerce_bridge.bootstrap import Container, bootstrap
 from commerce_bridge.config import load_settings
-from commerce_bridge.entrypoints.money_text import decimal_money_text
+from commerce_bridge.entrypoints.demo_money_back import money_back_table
+from commerce_bridge.entrypoints.money_text import decimal_money_text, money_text
 from commerce_bridge.logsetup import configure_logging
 
 CLARITY_USER, CLARITY_PASSWORD = "ClarityConnect", "sandbox-clarity"
@@ -132,6 +135,9 @@ def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
 
 def demo(
     orders: Annotated[int, typer.Option(min=1, max=5000, help="Storefront checkouts to place.")] = 16,
+    money_back: Annotated[bool, typer.Option(
+        help="Also place four orders whose money goes back once paid: a return refunded in Clarity, a partial "
+             "refund in the Stripe Dashboard, a dispute won and one lost.")] = True,
     exit_when_done: Annotated[bool, typer.Option(
         help="Skip the last second of live view: the demo ends by itself either way, once every order is "
              "settled and the bridge is idle.")] = False,
@@ -143,12 +149,14 @@ def demo(
         help="Show every column of the final table (ERP documents, e-mails); the default fits 80 columns.")] = False,
     keep: Annotated[bool, typer.Option(help="Keep the demo's data folder (database, logs).")] = False,
 ) -> None:
-    """Order to cash against the sandbox peers: checkouts of every kind, live progress, a final table.
+    """Order to cash against the sandbox peers: checkouts of every kind, money going back, live progress, tables.
 
     It ends by itself, once every order is settled (or --timeout passed) and the bridge is idle:
     no run queued or running (or --idle-timeout passed).
-    Exit 0 only if every order reached its expected end state and the bridge went idle.
+    Exit 0 only if every order reached its expected end state in every system (a "wrong:" line names
+    each difference) and the bridge went idle.
     """
+    from commerce_bridge.sandbox.money_back import StoreStatuses
     from commerce_bridge.sandbox.traffic import plan
 
     console = Console()
@@ -164,11 +172,17 @@ def demo(
         console.print(table)
         if c.disabled_workflows:
             console.print(f"[yellow]workflows disabled (connector missing): {c.disabled_workflows}[/]")
-        _, placed = _run(console, st.traffic, list(plan(orders)), timeout, exit_when_done)
-        idle, busy = _wait_until_idle(console, c, idle_timeout)
+        st.traffic.statuses = StoreStatuses(**_store_statuses(c))
+        _, placed = _run(console, st.traffic, list(plan(orders, money_back=money_back)), timeout, exit_when_done)
+        idle, busy = _wait_until_idle(console, c, idle_timeout, st.traffic)
         st.traffic.refresh(placed)  # what each system holds now that the bridge is idle
         ok = all(o.done for o in placed)
         console.print(_final_table(placed, wide=wide))
+        if any(o.back is not None for o in placed):
+            console.print(money_back_table(placed, wide=wide))
+        for o in placed:
+            for problem in o.problems(money=_money_or_none):
+                console.print(f"[bold red]wrong[/]: {o.key or f'order {o.n}'}, {o.scenario.name}: {problem}")
         runs = c.runs.counts_by_status()
         if idle:
             console.print(f"bridge idle, so judged now: no run queued or running (runs: {_counts(runs)})")
@@ -187,12 +201,21 @@ def demo(
     console.print(("[bold green]every order reached its expected end state[/]" if ok
                    else "[bold red]some orders did not reach their expected end state[/]") + f" ({elapsed:.1f} s)")
     if not wide:
-        console.print("[dim]--wide (DEMO_ARGS=--wide) shows the ERP documents and the e-mails of each order[/]")
+        console.print("[dim]--wide (DEMO_ARGS=--wide) adds the ERP documents, e-mails and record ids[/]")
     if not keep and ok:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         console.print(f"database and log kept in {workdir}")
     raise typer.Exit(0 if ok else 1)
+
+
+def _store_statuses(c: Container) -> dict[str, str]:
+    """The store's status names the bridge uses (its status map), for the traffic's actions and checks."""
+    vars_ = c.settings.statuses().workflow_vars()
+    names = {"paid": "paid_status", "partially_refunded": "partially_refunded_status",
+             "refunded": "refunded_status", "disputed": "disputed_status", "chargeback": "chargeback_status",
+             "return_refund": "return_refund_status", "return_refunded": "return_refunded_status"}
+    return {field: str(vars_[var]) for field, var in names.items() if vars_.get(var)}
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -202,11 +225,16 @@ def _counts(counts: dict[str, int]) -> str:
 IN_FLIGHT = ("queued", "running")
 
 
-def _wait_until_idle(console: Console, c: Container, idle_timeout: float) -> tuple[bool, str]:
+def _wait_until_idle(console: Console, c: Container, idle_timeout: float, traffic: Any) -> tuple[bool, str]:
     """Wait (at most ``idle_timeout`` s) until no delivery waits to be dispatched and no run is queued or running.
 
-    Returns whether the bridge went idle, and what was still in flight if not.
+    Idle means it stayed so for one Clarity poll interval (and a margin) after the Stripe emulator delivered
+    every event it had queued: the echoes of the bridge's own writes (its refunds, the returns it recorded)
+    come back that way, and must be judged too. Returns whether the bridge went idle, and what was still in
+    flight if not.
     """
+    quiet_for = c.settings.clarity_poll_interval_s + 0.5
+    quiet_since: float | None = None
     progress = Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
     task = progress.add_task("bridge: waiting until no run is queued or running", total=None)
     deadline = time.monotonic() + idle_timeout
@@ -217,7 +245,14 @@ def _wait_until_idle(console: Console, c: Container, idle_timeout: float) -> tup
             backlog = c.inbox.backlog()
             in_flight = {s: runs.get(s, 0) for s in IN_FLIGHT if runs.get(s, 0)}
             if not in_flight and not backlog:
-                return True, ""
+                if quiet_since is None:
+                    traffic.drain_webhooks(timeout=min(10.0, max(1.0, deadline - time.monotonic())))
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since >= quiet_for:
+                    return True, ""
+                time.sleep(0.25)
+                continue
+            quiet_since = None
             busy = ", ".join([f"{n} run(s) {s}" for s, n in in_flight.items()]
                              + ([f"{backlog} deliveries not yet dispatched"] if backlog else []))
             progress.update(task, description=f"bridge: waiting until no run is queued or running ({busy})")
@@ -251,6 +286,10 @@ def _run(console: Console, traffic: Any, todo: list[Any], timeout: float,
             time.sleep(1.0)
     console.print()
     return all(o.done for o in placed), placed
+
+
+def _money_or_none(minor: int | None, currency: str) -> str:
+    return money_text(minor, currency) if minor is not None else "no amount"
 
 
 def _money(o: Any, value: str) -> str:

@@ -9,7 +9,18 @@ Rules (issue 12; facts/stripe.md "Refund"):
   return in Clarity, a credit note in the ERP), ``succeeded`` completes the books (the return completed
   with its payment, the ERP's Pay entry), ``failed`` and ``canceled`` reverse whatever was booked.
 - **Echoes**: a refund whose metadata carries ``bridge: commerce-bridge`` was made by the bridge itself
-  (``stripe.refund.create``); it is never booked again as a return made in Stripe.
+  (``stripe.refund.create``, ``stripe.return.refund``); it is never booked again as a return made in Stripe.
+  Two exceptions (``bookable``), both for a refund the bridge made for a Clarity return
+  (``metadata.clarity_return_id``): one that later ``failed`` or was ``canceled`` is handed to the refund
+  path *for its reversal only* (those two statuses are final in Stripe, so every step that re-reads it can
+  only undo: the return set to the failed status, the Pay entry and credit note cancelled); one that
+  ``succeeded`` is handed to it *for its ERP Pay entry only* (a bridge refund that started ``pending`` had
+  only its credit note when the return path ran). Neither ever makes a Clarity return (the store's return
+  is the refund's), and the ERP records are keyed by the refund id, found before they are made, so nothing
+  is booked twice.
+- ``requires_action`` (the customer must give Stripe the details to receive the money) is told to
+  operations once per refund (``action_alert``: ids, amount, order key and what to do; never the e-mail
+  address Stripe wrote to).
 - The order's refund state counts every refund that holds money (pending, requires_action, succeeded),
   echoes included: nothing is refunded (``none``), less than the charge (``partially_refunded``), or all
   of it (``refunded``). Active refunds adding up to more than the charge are a ``MappingError``: Stripe
@@ -37,13 +48,22 @@ from commerce_bridge.domain.currency import minor_digits
 from commerce_bridge.domain.money import Money
 from commerce_bridge.errors import MappingError
 from commerce_bridge.mapping.metadata import BRIDGE, BRIDGE_MARK
-from commerce_bridge.mapping.money import allocate, from_stripe_amount, money_from_decimal, money_to_decimal
+from commerce_bridge.mapping.money import (
+    allocate,
+    format_money,
+    from_stripe_amount,
+    money_from_decimal,
+    money_to_decimal,
+)
+from commerce_bridge.mapping.returns import RETURN_ID, RETURN_KEY
 
 __all__ = [
     "ACTIVE",
     "QTY_DIGITS",
     "REVERSED",
     "RefundView",
+    "action_alert",
+    "bookable",
     "credit_note_rows",
     "failure_fix",
     "refund_from_stripe",
@@ -70,6 +90,20 @@ class RefundView:
     reason: str = ""
     failure_reason: str = ""
     echo: bool = False
+    return_id: str = ""
+    """The Clarity return the bridge made this refund for (``metadata.clarity_return_id``), else empty."""
+    return_key: str = ""
+    """That return's key (``metadata.clarity_return_key``)."""
+
+    @property
+    def completes_bridge_return(self) -> bool:
+        """A refund the bridge made for a Clarity return that succeeded: its ERP Pay entry may still be missing."""
+        return self.echo and bool(self.return_id) and self.status == "succeeded"
+
+    @property
+    def reverses_bridge_return(self) -> bool:
+        """A refund the bridge made for a Clarity return that failed or was canceled: its books are undone."""
+        return self.echo and bool(self.return_id) and self.status in REVERSED
 
 
 def refund_from_stripe(obj: Mapping[str, Any]) -> RefundView:
@@ -86,10 +120,20 @@ def refund_from_stripe(obj: Mapping[str, Any]) -> RefundView:
         raise MappingError(f"refund {refund_id or '?'} has no id, currency or integer amount",
                            suggested_fix="the refund must be read from Stripe's API (GET /v1/refunds/{id})")
     metadata = obj.get("metadata") or {}
-    echo = isinstance(metadata, Mapping) and metadata.get(BRIDGE) == BRIDGE_MARK
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    echo = metadata.get(BRIDGE) == BRIDGE_MARK
     return RefundView(id=refund_id, status=str(obj.get("status") or ""), amount=from_stripe_amount(amount, currency),
                       reason=str(obj.get("reason") or ""), failure_reason=str(obj.get("failure_reason") or ""),
-                      echo=echo)
+                      echo=echo, return_id=str(metadata.get(RETURN_ID) or "") if echo else "",
+                      return_key=str(metadata.get(RETURN_KEY) or "") if echo else "")
+
+
+def bookable(refunds: Sequence[RefundView]) -> list[RefundView]:
+    """The refunds the refund path books: those not made by the bridge, and the bridge's own refunds of Clarity
+    returns that failed or were canceled (for their reversal) or succeeded (for their Pay entry; see the module
+    rules)."""
+    return [r for r in refunds if not r.echo or r.reverses_bridge_return or r.completes_bridge_return]
 
 
 def refund_state(charge_amount: Money, refunds: Sequence[RefundView]) -> tuple[Money, str]:
@@ -252,10 +296,54 @@ _FIXES = {
 }
 
 
-def failure_fix(status: str, failure_reason: str) -> str:
-    """The suggested fix for a refund that ``failed`` (Stripe's ``failure_reason``) or was ``canceled``."""
+def failure_fix(status: str, failure_reason: str, *, return_key: str = "", retry_status: str = "") -> str:
+    """The suggested fix for a refund that ``failed`` (Stripe's ``failure_reason``) or was ``canceled``.
+
+    With ``return_key`` (a refund the bridge made for that Clarity return) the fix is said in Clarity's
+    terms: the return was set to the refund-failed status; moving it back to ``retry_status`` makes the
+    bridge refund it again (a new refund), or it is paid back another way.
+    """
+    if return_key:
+        again = (f"move return {return_key} back to {retry_status} in Clarity and the bridge refunds it again"
+                 if retry_status else f"refund return {return_key} again")
+        if status == "canceled":
+            return (f"the refund was canceled before the money left: {again} if the customer is still owed, then "
+                    "discard this entry")
+        if failure_reason in ("insufficient_funds", "merchant_request"):
+            first = "add funds to the Stripe balance, then " if failure_reason == "insufficient_funds" else ""
+            return f"{first}{again} if the customer is still owed, then discard this entry"
+        if failure_reason == "charge_for_pending_refund_disputed":
+            return _FIXES[failure_reason]
+        return (f"the card cannot take the refund ({failure_reason or 'unknown reason'}): pay the customer back "
+                f"another way (bank transfer, store credit), record it on return {return_key} in Clarity and in "
+                "ERPNext, then discard this entry; do not move the return back to the refund status")
     if status == "canceled":
         return ("the refund was canceled before the money left: refund again in Stripe if the customer is still "
                 "owed, then discard this entry")
     return _FIXES.get(failure_reason, "ask Stripe support why the refund failed, pay the customer back another way, "
                                       "record it in Clarity and ERPNext, then discard this entry")
+
+
+def action_alert(refund: RefundView, *, order_key: str = "", charge_id: str = "") -> tuple[str, dict[str, Any]]:
+    """The title and details of the alert for a refund in ``requires_action`` (no personal data).
+
+    Stripe asks the customer (by e-mail) for the details it needs to send the money, usually because the
+    card can no longer take it; until they answer, the refund holds the money and nothing is paid out.
+    """
+    amount = f"{format_money(refund.amount)} {refund.amount.currency}"
+    where = f"order {order_key}" if order_key else "no known order"
+    made = "a refund made in Stripe"
+    if refund.echo:
+        made = f"the bridge's refund of Clarity return {refund.return_key or refund.return_id}" if (
+            refund.return_key or refund.return_id) else "a refund the bridge made"
+    todo = ("Stripe e-mailed the customer for the details it needs to pay this refund out: ask the customer to "
+            "answer Stripe's e-mail; if they cannot, cancel the refund in the Stripe Dashboard and pay them back "
+            "another way (the bridge then reverses what it booked)")
+    title = f"Stripe refund {refund.id} ({amount}, {where}) requires action"
+    details: dict[str, Any] = {"refund": refund.id, "status": refund.status, "amount_minor": refund.amount.minor,
+                               "currency": refund.amount.currency, "order_key": order_key or None,
+                               "charge": charge_id or None, "made_by": made, "what_to_do": todo}
+    if refund.return_key or refund.return_id:
+        details["clarity_return_key"] = refund.return_key or None
+        details["clarity_return_id"] = refund.return_id or None
+    return title, details

@@ -148,9 +148,21 @@ DEFAULT_CONFIG: Mapping[str, Any] = MappingProxyType({
     "clarity_payment_actions": {"Shipped": "capture"},
     # the order's refund state (its charge's refunds that hold money) -> the Clarity status to set
     "clarity_refund_statuses": {"partially_refunded": "Partially Refunded", "refunded": "Refunded"},
+    # Clarity SalesReturn statuses: "refund" = the status in which the bridge pays a return back in Stripe (a
+    # store's own status, not a CEF seed); "refunded" = the status the return gets once paid back (CEF's
+    # ManuallyRefund sets Completed itself); "refund_failed" = the status a return gets when the bridge's refund
+    # of it failed or was canceled in Stripe (a store's own status: the operator pays back another way or moves
+    # the return back to "refund" to refund again)
+    "clarity_return_statuses": {"refund": "Refund Approved", "refunded": "Completed",
+                                "refund_failed": "Refund Failed"},
+    # the order's dispute state -> the Clarity status to set: "disputed" while a dispute is open (inquiry,
+    # chargeback, under review, appeal), "chargeback" once it is lost; won or closed: back to the earlier status
+    "clarity_dispute_statuses": {"disputed": "Disputed", "chargeback": "Chargeback"},
 })
 
 REFUND_STATES = ("partially_refunded", "refunded")
+RETURN_STATES = ("refund", "refunded", "refund_failed")
+DISPUTE_STATES = ("disputed", "chargeback")
 
 PAYMENT_ACTIONS = frozenset({"capture"})
 
@@ -164,6 +176,11 @@ STATUS_VARS: Mapping[str, str] = MappingProxyType({
     "shipped_status": "clarity_payment_actions: the first Clarity status mapped to capture",
     "partially_refunded_status": "clarity_refund_statuses.partially_refunded",
     "refunded_status": "clarity_refund_statuses.refunded",
+    "return_refund_status": "clarity_return_statuses.refund",
+    "return_refunded_status": "clarity_return_statuses.refunded",
+    "return_refund_failed_status": "clarity_return_statuses.refund_failed",
+    "disputed_status": "clarity_dispute_statuses.disputed",
+    "chargeback_status": "clarity_dispute_statuses.chargeback",
 })
 
 
@@ -200,6 +217,8 @@ class StatusMap:
     clarity_to_stripe: Mapping[str, Mapping[str, str]]
     clarity_payment_actions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     clarity_refund_statuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    clarity_return_statuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    clarity_dispute_statuses: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     precedence: Mapping[str, Precedence] = field(default_factory=lambda: DEFAULT_PRECEDENCE)
 
     @classmethod
@@ -252,9 +271,31 @@ class StatusMap:
         if bad:
             raise ValidationError(f"clarity_refund_statuses: {', '.join(bad)} is not a refund state",
                                   suggested_fix=f"use {', '.join(REFUND_STATES)}")
+        returns = _text_map(config["clarity_return_statuses"], "clarity_return_statuses")
+        bad = sorted(set(returns) - set(RETURN_STATES))
+        if bad:
+            raise ValidationError(f"clarity_return_statuses: {', '.join(bad)} is not a return state",
+                                  suggested_fix=f"use {', '.join(RETURN_STATES)}")
+        if returns.get("refund") and returns.get("refund") == returns.get("refunded"):
+            raise ValidationError("clarity_return_statuses: refund and refunded must be different statuses",
+                                  suggested_fix="a return paid back must leave the status that asks for it")
+        if returns.get("refund") and returns.get("refund") == returns.get("refund_failed"):
+            raise ValidationError("clarity_return_statuses: refund and refund_failed must be different statuses",
+                                  suggested_fix="a return whose refund failed must leave the status that asks for "
+                                                "it, or it would be refunded again at once")
+        disputes = _text_map(config["clarity_dispute_statuses"], "clarity_dispute_statuses")
+        bad = sorted(set(disputes) - set(DISPUTE_STATES))
+        if bad:
+            raise ValidationError(f"clarity_dispute_statuses: {', '.join(bad)} is not a dispute state",
+                                  suggested_fix=f"use {', '.join(DISPUTE_STATES)}")
+        if disputes.get("disputed") and disputes.get("disputed") == disputes.get("chargeback"):
+            raise ValidationError("clarity_dispute_statuses: disputed and chargeback must be different statuses",
+                                  suggested_fix="a lost dispute must be told apart from an open one")
         return cls(stripe_to_clarity=to_clarity, stripe_events_to_clarity=MappingProxyType(events),
                    clarity_to_stripe=to_stripe, clarity_payment_actions=MappingProxyType(actions),
-                   clarity_refund_statuses=MappingProxyType(refunds))
+                   clarity_refund_statuses=MappingProxyType(refunds),
+                   clarity_return_statuses=MappingProxyType(returns),
+                   clarity_dispute_statuses=MappingProxyType(disputes))
 
     @staticmethod
     def _by_kind(section: object, where: str, *, keys_are_stripe: bool) -> Mapping[str, Mapping[str, str]]:
@@ -277,6 +318,8 @@ class StatusMap:
             "clarity_to_stripe": {k: dict(v) for k, v in self.clarity_to_stripe.items()},
             "clarity_payment_actions": dict(self.clarity_payment_actions),
             "clarity_refund_statuses": dict(self.clarity_refund_statuses),
+            "clarity_return_statuses": dict(self.clarity_return_statuses),
+            "clarity_dispute_statuses": dict(self.clarity_dispute_statuses),
         }
 
     def workflow_vars(self) -> dict[str, str]:
@@ -302,6 +345,12 @@ class StatusMap:
             "shipped_status": first_clarity(self.clarity_payment_actions, "capture"),
             "partially_refunded_status": self.clarity_refund_statuses.get("partially_refunded"),
             "refunded_status": self.clarity_refund_statuses.get("refunded"),
+            "return_refund_status": self.clarity_return_statuses.get("refund"),
+            "return_refunded_status": self.clarity_return_statuses.get("refunded"),
+            # a map written before refund_failed existed keeps working: the default name
+            "return_refund_failed_status": self.clarity_return_statuses.get("refund_failed", "Refund Failed"),
+            "disputed_status": self.clarity_dispute_statuses.get("disputed"),
+            "chargeback_status": self.clarity_dispute_statuses.get("chargeback"),
         }
         for name, value in found.items():
             if value is None:

@@ -1,5 +1,5 @@
-"""The demo's traffic: storefront checkouts of every kind, the shopper's and the warehouse's actions, and
-a check of what each sandbox peer ended up with.
+"""The demo's traffic: storefront checkouts of every kind, the shopper's and the warehouse's actions, money
+going back once orders are paid (``money_back.py``), and a check of what each sandbox peer ended up with.
 
 It only talks HTTP to the sandbox peers (never to the bridge), like the outside world would.
 """
@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from commerce_bridge.sandbox import money_back
+from commerce_bridge.sandbox.money_back import LOST, REFUND, RETURN, WON, MoneyBack, StoreStatuses
 
 CLARITY_API = "/DesktopModules/ClarityEcommerce/API-Admin"
 
@@ -29,6 +32,10 @@ class Scenario:
     expect_paid: bool = True
     expect_hold: bool = False
     expect_email: str = ""  # subject fragment of the e-mail the customer must get
+    then: str = ""  # once paid: money goes back (money_back.RETURN, REFUND, WON or LOST)
+    returned: tuple[tuple[str, int], ...] = ()  # RETURN: the lines returned (sku, quantity)
+    refund_minor: int = 0  # REFUND: the Dashboard refund, in minor units
+    dispute_reason: str = "fraudulent"  # WON, LOST: the bank's reason
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -43,6 +50,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("manual capture", "USD", (("SKU-MUG", 4, "9.75"),), capture="manual"),
     Scenario("storefront-charged", "USD", (("SKU-TEE", 1, "22.00"),), mode="stripe"),
 )
+MONEY_BACK: tuple[Scenario, ...] = (
+    Scenario("return (Clarity)", "USD", (("SKU-TEE", 2, "12.50"), ("SKU-MUG", 1, "8.00")), then=RETURN,
+             returned=(("SKU-TEE", 1),)),
+    Scenario("refund (Dashboard)", "KWD", (("SKU-MUG", 3, "4.250"),), then=REFUND, refund_minor=4250),
+    Scenario("dispute won", "EUR", (("SKU-CAP", 2, "19.99"),), then=WON, dispute_reason="product_not_received"),
+    Scenario("dispute lost", "USD", (("SKU-TEE", 1, "30.00"),), then=LOST),
+)
+"""Paid orders whose money then goes back: a partial return refunded in Clarity, a partial refund made in the
+Stripe Dashboard, a dispute won and one lost."""
 
 
 @dataclass
@@ -64,20 +80,45 @@ class Placed:
     erp_payment: str = ""
     emails: list[str] = field(default_factory=list)
     acted: bool = False  # 3-D Secure completed / order shipped
+    back: MoneyBack | None = None  # a scenario whose money goes back once paid: what was done, what systems hold
 
     @property
     def done(self) -> bool:
+        return not self.problems()
+
+    def problems(self, money: money_back.Money = money_back.amount_text) -> list[str]:
+        """What keeps the order from its expected end state, one line each (none: it is there).
+
+        ``money`` writes the amounts: (minor units, currency) -> text.
+        """
+        return self.order_problems() or money_back.problems(self, money)
+
+    def order_problems(self) -> list[str]:
+        """What keeps the order itself (paid, on hold, e-mailed) from its expected end state; see :meth:`problems`."""
         s = self.scenario
         if self.error:
-            return False
+            return [self.error]
+        out = []
         if s.expect_email and not any(s.expect_email in subject.lower() for subject in self.emails):
-            return False
+            out.append(f"no e-mail about {s.expect_email!r}")
         if s.expect_hold:
-            return self.clarity_status == "On Hold"
-        if s.expect_paid:
-            return (self.clarity_status == "Full Payment Received" and _zero(self.balance_due)
-                    and bool(self.erp_order) and bool(self.erp_payment) and self.intent_status == "succeeded")
-        return True
+            if self.clarity_status != "On Hold":
+                out.append(f"Clarity: order status {self.clarity_status or 'none'}, expected On Hold")
+        elif s.expect_paid:
+            wanted = [("the PaymentIntent succeeded", self.intent_status == "succeeded"),
+                      ("the ERP sales order", bool(self.erp_order)), ("the ERP payment entry", bool(self.erp_payment))]
+            if not self.given_back:  # once money went back, its own checks judge the Clarity order
+                wanted[:0] = [("the Clarity order paid", self.clarity_status == "Full Payment Received"),
+                              ("nothing due in Clarity", _zero(self.balance_due))]
+            missing = [what for what, ok in wanted if not ok]
+            if missing:
+                out.append("not paid everywhere yet: no " + ", no ".join(missing))
+        return out
+
+    @property
+    def given_back(self) -> bool:
+        """Money of this order went back (a return, a refund or a dispute was made)."""
+        return self.back is not None and self.back.stage != ""
 
 
 def _zero(value: str) -> bool:
@@ -87,14 +128,16 @@ def _zero(value: str) -> bool:
         return False
 
 
-def plan(n: int) -> Iterator[tuple[int, Scenario]]:
-    """``n`` orders cycling through every scenario."""
-    return ((i, s) for i, s in zip(range(n), itertools.cycle(SCENARIOS), strict=False))
+def plan(n: int, *, money_back: bool = False) -> Iterator[tuple[int, Scenario]]:
+    """``n`` orders cycling through every scenario; with ``money_back``, one more order of each of :data:`MONEY_BACK`."""
+    yield from zip(range(n), itertools.cycle(SCENARIOS), strict=False)
+    if money_back:
+        yield from enumerate(MONEY_BACK, start=n)
 
 
 def catalogue_skus() -> list[str]:
     """Every SKU the scenarios order: the merchant's catalogue, which the ERP must know."""
-    return sorted({sku for s in SCENARIOS for sku, _, _ in s.lines})
+    return sorted({sku for s in (*SCENARIOS, *MONEY_BACK) for sku, _, _ in s.lines})
 
 
 def seed_erp_items(erp: httpx.Client) -> None:
@@ -107,12 +150,15 @@ def seed_erp_items(erp: httpx.Client) -> None:
                                              "item_group": "Products", "stock_uom": "Nos"})
 
 
-STORE_STATUSES = ("Partially Refunded", "Refunded")
-"""Order statuses a store configures for refunds (CEF ships without them): the status map's defaults."""
+STORE_STATUSES = ("Partially Refunded", "Refunded", "Disputed", "Chargeback")
+"""Order statuses a store configures for refunds and disputes (CEF ships without them): the status map's defaults."""
+STORE_RETURN_STATUSES = ("Refund Approved", "Refund Failed")
+"""Sales-return statuses a store configures (``clarity_return_statuses.refund``: the bridge pays the return back)."""
 
 
 def seed_store_statuses(clarity: httpx.Client, session: dict[str, str]) -> None:
-    """Create the refund statuses in the Clarity simulator, as a store operator would (through the admin API).
+    """Create the refund statuses (orders) and the return refund status in the Clarity simulator, as a store
+    operator would (through the admin API).
 
     Idempotent: a status that exists already is left as it is. ``session``: the admin session's headers.
     """
@@ -121,6 +167,12 @@ def seed_store_statuses(clarity: httpx.Client, session: dict[str, str]) -> None:
         if found.status_code == 200 and found.json():
             continue
         clarity.post(f"{CLARITY_API}/Ordering/SalesOrderStatus/Create", headers=session,
+                     json={"CustomKey": name, "Name": name}).raise_for_status()
+    for name in STORE_RETURN_STATUSES:
+        found = clarity.get(f"{CLARITY_API}/Returning/SalesReturnStatus/Key/{name}", headers=session)
+        if found.status_code == 200 and found.json():
+            continue
+        clarity.post(f"{CLARITY_API}/Returning/SalesReturnStatus/Create", headers=session,
                      json={"CustomKey": name, "Name": name}).raise_for_status()
 
 
@@ -162,6 +214,7 @@ class Traffic:
         self.stripe = httpx.Client(base_url=stripe_url, timeout=30, headers={"Authorization": f"Bearer {stripe_key}"})
         self.erp = httpx.Client(base_url=erp_url, timeout=30, headers={"Authorization": f"token {erp_token}"})
         self.mail = httpx.Client(base_url=mail_url, timeout=30) if mail_url else None  # None: e-mails not read
+        self.statuses = StoreStatuses()  # the store's status names (the demo sets the bridge's status map's)
         login = self.clarity.post(f"{CLARITY_API}/auth/identity",
                                   json={"UserName": clarity_user, "Password": clarity_password})
         login.raise_for_status()
@@ -175,6 +228,11 @@ class Traffic:
         """The store's refund statuses in Clarity (a refund from the Dashboard needs them)."""
         seed_store_statuses(self.clarity, self.session)
 
+    def drain_webhooks(self, timeout: float = 10.0) -> bool:
+        """Wait until the Stripe emulator has delivered every event it queued (False after ``timeout`` s)."""
+        r = self.stripe.post("/_sandbox/webhooks/drain", json={"timeout": timeout}, timeout=timeout + 5)
+        return r.status_code == 200 and bool(r.json().get("drained"))
+
     def close(self) -> None:
         for client in (self.clarity, self.stripe, self.erp, self.mail):
             if client is not None:
@@ -182,7 +240,10 @@ class Traffic:
 
     def place(self, n: int, scenario: Scenario, *, email: str | None = None) -> Placed:
         """Check out shopper ``n`` (``email``: their address, default ``shopper<n>@example.com``)."""
-        return checkout(self.clarity, n, scenario, email=email)
+        placed = checkout(self.clarity, n, scenario, email=email)
+        if scenario.then:
+            placed.back = MoneyBack(scenario.then, self.statuses)
+        return placed
 
     def intents_by_order_key(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -212,6 +273,7 @@ class Traffic:
             if o.error or o.order_id is None:
                 continue
             order = self.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{o.order_id}", headers=self.session)
+            data: dict[str, Any] = {}
             if order.status_code == 200:
                 data = order.json()
                 o.clarity_status = str(data.get("StatusKey", ""))
@@ -225,6 +287,10 @@ class Traffic:
             if o.erp_order and not o.erp_payment and pi and pi.get("latest_charge"):
                 o.erp_payment = self._erp_name("Payment Entry", "reference_no", str(pi["latest_charge"]))
             self._act(o)
+            if o.back is not None and pi:
+                money_back.read(self, o, data)
+                if o.given_back or not o.order_problems():  # paid everywhere first
+                    money_back.act(self, o, str(pi.get("latest_charge") or ""))
 
     def _act(self, o: Placed) -> None:
         if o.acted or not o.intent_id:

@@ -162,6 +162,19 @@ class StripeGateway(Protocol):
         """Every Refund of the charge (all pages), newest first."""
         ...
 
+    def retrieve_dispute(self, dispute_id: str) -> JsonDict:
+        """The Dispute object, fresh; NotFound if it does not exist."""
+        ...
+
+    def update_dispute(self, dispute_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        """Update a dispute (``evidence``, ``submit``, ``metadata``); UpstreamRejected once it is closed or under
+        review."""
+        ...
+
+    def retrieve_early_fraud_warning(self, warning_id: str) -> JsonDict:
+        """The Radar early fraud warning (``issfr_...``), fresh; NotFound if it does not exist."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
@@ -280,6 +293,26 @@ class ClarityGateway(Protocol):
         dict
             ``{"order_id", "transaction_number", "added"}``; ``added`` is False for a repeat.
         """
+        ...
+
+    def poll_changed_returns(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Sales returns created or changed since their own cursor, each change once (as ``poll_changed_orders``)."""
+        ...
+
+    def get_return(self, return_id: int) -> JsonDict:
+        """The full sales return (items, payments, ``SalesOrderIDs``); NotFound when Clarity answers 204."""
+        ...
+
+    def set_return_status(self, return_id: int, status_key: str) -> JsonDict:
+        """Put the return in the status with this key (its action route when one exists, else Update)."""
+        ...
+
+    def find_note_by_key(self, key: str) -> JsonDict | None:
+        """The note with this CustomKey, or None."""
+        ...
+
+    def add_order_note(self, order_id: int, *, key: str, text: str) -> JsonDict:
+        """Attach a note (CustomKey ``key``) to a sales order; returns ``{"note_id", "key"}``."""
         ...
 
     def find_return_by_key(self, key: str) -> JsonDict | None:

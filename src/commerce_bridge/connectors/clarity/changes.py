@@ -4,7 +4,8 @@ A change of a sales order is identified by ``(ID, UpdatedDate)``: CEF bumps ``Up
 and status action. Its event id is a hash of the two, with ``UpdatedDate`` normalised to UTC, so the
 same change polled twice, or polled and also received through the (optional, non-stock) signed change
 notice, gets the same inbox id and is processed once. A row without ``UpdatedDate`` falls back to a hash
-of its content.
+of its content. Sales returns are changes of their own kind (``salesreturn.*``, ids ``clarity-sr-...``,
+their own poll cursor), keyed the same way, so a return and an order with the same ID never share an id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "event_from_notice",
     "format_local",
     "parse_local",
+    "return_change_event",
 ]
 
 JsonDict = dict[str, Any]
@@ -76,8 +78,11 @@ def change_fingerprint(row: Mapping[str, Any], zone: tzinfo) -> str:
     return f"{row.get('ID')}|sha256:{hashlib.sha256(content.encode()).hexdigest()}"
 
 
-def _event_id(fingerprint: str) -> str:
-    return "clarity-so-" + hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
+ORDER_PREFIX, RETURN_PREFIX = "clarity-so-", "clarity-sr-"
+
+
+def _event_id(fingerprint: str, prefix: str = ORDER_PREFIX) -> str:
+    return prefix + hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
 
 
 def change_event(row: Mapping[str, Any], zone: tzinfo) -> JsonDict:
@@ -99,6 +104,20 @@ def change_event(row: Mapping[str, Any], zone: tzinfo) -> JsonDict:
     }
 
 
+def return_change_event(row: Mapping[str, Any], zone: tzinfo) -> JsonDict:
+    """An inbox-shaped event for one polled sales-return row (as ``change_event`` for orders).
+
+    Returns
+    -------
+    dict
+        ``{"id": "clarity-sr-<hash of ID+UpdatedDate>", "type": "salesreturn.created" | "salesreturn.updated",
+        "data": row}``.
+    """
+    event = change_event(row, zone)
+    return {"id": _event_id(change_fingerprint(row, zone), RETURN_PREFIX),
+            "type": event["type"].replace("salesorder.", "salesreturn.", 1), "data": event["data"]}
+
+
 def event_from_notice(notice: Mapping[str, Any], zone: tzinfo) -> JsonDict:
     """Re-key a (verified) change notice ``{"id": "evt_...", "type", "data": {ID, CustomKey, UpdatedDate}}``.
 
@@ -118,7 +137,9 @@ def event_from_notice(notice: Mapping[str, Any], zone: tzinfo) -> JsonDict:
     if notice.get("id"):
         row["notice_id"] = notice["id"]
     fingerprint = change_fingerprint({k: v for k, v in row.items() if k != "notice_id"}, zone)
-    return {"id": _event_id(fingerprint), "type": str(notice.get("type") or "salesorder.updated"), "data": row}
+    event_type = str(notice.get("type") or "salesorder.updated")
+    prefix = RETURN_PREFIX if event_type.startswith("salesreturn.") else ORDER_PREFIX
+    return {"id": _event_id(fingerprint, prefix), "type": event_type, "data": row}
 
 
 @dataclass

@@ -22,6 +22,7 @@ from commerce_bridge.connectors.clarity.changes import (
     change_fingerprint,
     format_local,
     parse_local,
+    return_change_event,
 )
 from commerce_bridge.connectors.clarity.errors import (
     action_error,
@@ -50,6 +51,10 @@ ACTIONS_BY_STATUS: dict[str, ClarityAction] = {
 }
 """Seeded status key -> the PATCH action route that sets it (CapturePayment is left out on purpose:
 it calls the payment provider). Other statuses are set with ``PUT /Ordering/SalesOrder/Update``."""
+
+RETURN_ACTIONS_BY_STATUS = {"Confirmed": "Confirm", "Rejected": "Reject", "Shipped": "Shipped", "Completed": "Complete",
+                            "Void": "Void", "Canceled": "Cancel"}
+"""Sales-return status key -> its ``/Providers/Returning/Actions`` route (facts §1.3)."""
 
 LOOKUP_TABLES = {"status": "SalesOrderStatuses", "state": "SalesOrderStates", "type": "SalesOrderTypes"}
 UNSET = object()
@@ -89,7 +94,7 @@ class HttpClarityGateway:
         self, base_url: str, user: str, password: str, *, cursor_store: CursorStore,
         timezone: str = "UTC", poll_overlap_s: float = 5.0, page_size: int = 100, timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None, cursor_name: str = "clarity.salesorders",
-        before_request: Callable[[], None] | None = None,
+        before_request: Callable[[], None] | None = None, return_cursor_name: str = "clarity.salesreturns",
     ) -> None:
         if not base_url or not user:
             raise ConfigurationError("CB_CLARITY_BASE_URL and CB_CLARITY_USER are required")
@@ -101,6 +106,7 @@ class HttpClarityGateway:
         self._password = password
         self._cursors = cursor_store
         self._cursor_name = cursor_name
+        self._return_cursor_name = return_cursor_name
         self.overlap = timedelta(seconds=poll_overlap_s)
         self.page_size = page_size
         # before_request: e.g. the shared per-destination rate limit, taken once per HTTP request except a poll's
@@ -196,12 +202,12 @@ class HttpClarityGateway:
     # lookups
 
     def _search(self, entities: str, query: Mapping[str, Any], *, page: int = 1, size: int | None = None,
-                sorts: list[dict[str, str]] | None = None, limited: bool = True) -> JsonDict:
+                sorts: list[dict[str, str]] | None = None, limited: bool = True, area: str = "Ordering") -> JsonDict:
         params = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in query.items()}
         params["Paging"] = json.dumps({"Size": size or self.page_size, "StartIndex": page})
         if sorts:
             params["Sorts"] = json.dumps(sorts)
-        result = self._json("GET", f"/Ordering/{entities}", params=params, limited=limited)
+        result = self._json("GET", f"/{area}/{entities}", params=params, limited=limited)
         if not isinstance(result, dict):
             raise UpstreamRejected(f"search {entities} answered {type(result).__name__}, not paged results")
         return result
@@ -282,7 +288,15 @@ class HttpClarityGateway:
         The poll's requests take no slot of ``before_request`` (the flows' rate limit): one process polls,
         once per interval, and CEF has no API rate limit of its own.
         """
-        stored = self._cursors.get(self._cursor_name)
+        return self._poll("Ordering", "SalesOrders", self._cursor_name, change_event, deliver, limit)
+
+    def poll_changed_returns(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Sales returns changed since their own cursor (``GET /Returning/SalesReturns``), as for orders."""
+        return self._poll("Returning", "SalesReturns", self._return_cursor_name, return_change_event, deliver, limit)
+
+    def _poll(self, area: str, entities: str, cursor_name: str, make_event: Callable[[JsonDict, Any], JsonDict],
+              deliver: Callable[[list[JsonDict]], Any], limit: int) -> PollResult:
+        stored = self._cursors.get(cursor_name)
         state = CursorState.load(stored)
         start = state.query_from(self.overlap)
         query_from = start
@@ -291,7 +305,7 @@ class HttpClarityGateway:
         sorts = [{"field": "UpdatedDate", "dir": "asc"}, {"field": "ID", "dir": "asc"}]
         while len(events) < limit:
             query = {"ModifiedSince": format_local(query_from, self.zone)} if query_from else {}
-            result = self._search("SalesOrders", query, page=page, sorts=sorts, limited=False)
+            result = self._search(entities, query, page=page, sorts=sorts, limited=False, area=area)
             pages += 1
             batch = result.get("Results") or []
             rows_read += len(batch)
@@ -303,7 +317,7 @@ class HttpClarityGateway:
                 if newest is None or changed_at > newest:
                     newest = changed_at
                 if state.note(change_fingerprint(row, self.zone), changed_at):
-                    events.append(change_event(row, self.zone))
+                    events.append(make_event(row, self.zone))
                     if len(events) >= limit:
                         break
             if len(batch) < self.page_size:
@@ -316,7 +330,7 @@ class HttpClarityGateway:
             deliver(events)
         state.prune(self.overlap)
         if (moved := state.dump()) != stored:  # an idle poll writes nothing
-            self._cursors.set(self._cursor_name, moved)
+            self._cursors.set(cursor_name, moved)
         return PollResult(events=events, pages=pages, rows=rows_read)
 
     # writes
@@ -376,6 +390,12 @@ class HttpClarityGateway:
 
     # returns
 
+    def get_return(self, return_id: int) -> JsonDict:
+        result = self._json("GET", f"/Returning/SalesReturn/ID/{int(return_id)}")
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"return {return_id}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
     def find_return_by_key(self, key: str) -> JsonDict | None:
         try:
             result = self._json("GET", f"/Returning/SalesReturn/Key/{quote(key, safe='')}")
@@ -398,9 +418,33 @@ class HttpClarityGateway:
         return {"return_id": int(return_id), "action": action,
                 "changed": not any(m.upper().startswith("INFO!") for m in messages)}
 
+    def set_return_status(self, return_id: int, status_key: str) -> JsonDict:
+        """The return's action route for a seeded status (``Complete``...), else ``PUT .../SalesReturn/Update``."""
+        action = RETURN_ACTIONS_BY_STATUS.get(status_key)
+        if action is not None:
+            return self.return_action(return_id, action)
+        self._action("PUT", "/Returning/SalesReturn/Update", {"ID": int(return_id), "StatusKey": status_key})
+        return {"return_id": int(return_id), "action": "Update", "changed": True}
+
     def manually_refund(self, return_id: int, *, amount: str, transaction_number: str) -> JsonDict:
         payment = {"Amount": amount, "TransactionNumber": transaction_number, "StatusKey": "Payment Received"}
         self._action("POST", "/Providers/Returning/Actions/ManuallyRefund", {
             "ID": int(return_id), "SalesReturnPayments": [{"Slave": payment}], "RefundAmount": amount,
             "RefundTransactionID": transaction_number})
         return {"return_id": int(return_id), "refunded": True}
+
+    # notes (CEF's Note entity, /Structure/Note: see docs/sandbox/clarity.md for what is inferred)
+
+    def find_note_by_key(self, key: str) -> JsonDict | None:
+        try:
+            result = self._json("GET", f"/Structure/Note/Key/{quote(key, safe='')}")
+        except NotFound:
+            return None
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"note {key}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
+    def add_order_note(self, order_id: int, *, key: str, text: str) -> JsonDict:
+        result = self._action("POST", "/Structure/Note/Create", {
+            "CustomKey": key, "Note1": text, "SalesOrderID": int(order_id), "TypeKey": "Order Note"})
+        return {"note_id": result.get("Result"), "key": key}

@@ -204,3 +204,23 @@ class StripeSdkGateway:
             if not page.has_more or not page.data:
                 return found
             params["starting_after"] = page.data[-1].id
+
+    # disputes
+
+    def retrieve_dispute(self, dispute_id: str) -> JsonDict:
+        with self._call():
+            dispute = self._v1.disputes.retrieve(dispute_id)
+        return _plain(dispute)
+
+    def update_dispute(self, dispute_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
+        with self._call():
+            dispute = self._v1.disputes.update(dispute_id, params=dict(params),  # type: ignore[arg-type]
+                                               options=self._options(idempotency_key))
+        return _plain(dispute)
+
+    # radar
+
+    def retrieve_early_fraud_warning(self, warning_id: str) -> JsonDict:
+        with self._call():
+            warning = self._v1.radar.early_fraud_warnings.retrieve(warning_id)
+        return _plain(warning)

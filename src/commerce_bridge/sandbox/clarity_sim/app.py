@@ -27,6 +27,7 @@ from commerce_bridge.sandbox.clarity_sim.core import (
     http_error_response,
     json_response,
 )
+from commerce_bridge.sandbox.clarity_sim.notes import register_notes
 from commerce_bridge.sandbox.clarity_sim.orders import register_orders
 from commerce_bridge.sandbox.clarity_sim.returns import register_returns
 from commerce_bridge.sandbox.clarity_sim.routing import Router
@@ -44,6 +45,7 @@ def build_router() -> Router:
     router = Router()
     register_orders(router)
     register_returns(router)
+    register_notes(router)
     register_catalog(router)
     return router
 

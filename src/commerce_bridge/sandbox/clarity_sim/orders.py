@@ -19,6 +19,7 @@ from commerce_bridge.sandbox.clarity_sim.core import (
     money,
 )
 from commerce_bridge.sandbox.clarity_sim.crud import EntitySpec, create_record, register, render, touch
+from commerce_bridge.sandbox.clarity_sim.notes import order_notes
 from commerce_bridge.sandbox.clarity_sim.routing import Router
 from commerce_bridge.sandbox.clarity_sim.sales import (
     PAYMENT,
@@ -97,7 +98,8 @@ def sales_filters(sim: Sim, model: SearchModel, kinds: SalesKinds = KINDS) -> li
 
 def _expand(sim: Sim, record: Record, projection: str) -> Record:
     out = expand_sales(sim, KINDS, record, projection)
-    if projection == "full":  # the returns that name this order in their SalesOrderIDs
+    if projection == "full":  # the returns that name this order in their SalesOrderIDs, and its notes
+        out["Notes"] = order_notes(sim, record["ID"])
         out["AssociatedSalesReturns"] = [
             {"MasterID": record["ID"], "SlaveID": r["ID"], "SlaveKey": r.get("CustomKey")}
             for r in sim.store.all("SalesReturn") if record["ID"] in (r.get("SalesOrderIDs") or [])]

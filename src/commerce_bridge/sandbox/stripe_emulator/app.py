@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +33,9 @@ from .state import API_VERSION, Config, Emulator
 from .store import Store
 from .webhooks import ROUTES as WEBHOOK_ROUTES
 from .webhooks import Dispatcher
+
+REQUEST_LOG_SIZE = 10_000
+"""API requests kept for ``GET /_sandbox/requests`` (the oldest are dropped)."""
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -171,6 +174,8 @@ class StripeEmulatorApp:
         self._window_count = 0
         self.gc_tuning = False
         self._requests = 0
+        # the Dashboard's request logs: the API requests answered, newest last (``GET /_sandbox/requests``)
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         if startup_endpoint:
             self.register_startup_endpoint()
 
@@ -195,6 +200,7 @@ class StripeEmulatorApp:
     def reset(self) -> None:
         self.emu.reset()
         self.idempotency.clear()
+        self.request_log.clear()
         self.faults.clear()
         self.dispatcher.attempts.clear()
         self.dispatcher.endpoints_changed()
@@ -238,6 +244,13 @@ class StripeEmulatorApp:
         """The answer to one request, and whether a ``drop_response`` fault withholds it."""
         dropped: list[bool] = []
         status, headers, payload = await self._answer(scope, body, dropped)
+        if not str(scope["path"]).startswith("/_sandbox/"):
+            named = dict(headers)
+            self.request_log.append({
+                "method": scope["method"], "path": scope["path"], "status": status, "created": self.emu.now(),
+                "request_id": named[b"request-id"].decode(),
+                "idempotency_key": named.get(b"idempotency-key", b"").decode() or None,
+                "replayed": named.get(b"idempotent-replayed") == b"true"})
         return status, headers, payload, bool(dropped)
 
     async def _answer(

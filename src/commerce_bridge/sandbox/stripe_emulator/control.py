@@ -1,6 +1,6 @@
 """The ``/_sandbox/...`` control API: reset, faults, rate limit, webhook options, deliveries and resends,
-3-D Secure, clocks, payouts, Dashboard refunds and refund status moves, disputes opened and closed by the
-bank, early fraud warnings, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
+request logs, 3-D Secure, clocks, payouts, Dashboard refunds and refund status moves, disputes opened and
+closed by the bank, early fraud warnings, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
 
 from __future__ import annotations
 
@@ -147,6 +147,9 @@ async def dispatch(
             return 200, {"drained": await app.dispatcher.drain(float(body.get("timeout", 10)))}
         case ("GET", "deliveries"):
             return 200, _deliveries(app, q)
+        case ("GET", "requests"):  # the Dashboard's request logs: ?method=POST&path=/v1/disputes/dp_...
+            wanted = {k: q[k] for k in ("method", "path") if k in q}
+            return 200, {"data": [r for r in app.request_log if all(r[k] == v for k, v in wanted.items())]}
         case ("POST", "payment_intents/{id}/3ds"):
             outcome = body.get("outcome", "succeed" if body.get("success", True) else "fail")
             if outcome not in ("succeed", "fail"):

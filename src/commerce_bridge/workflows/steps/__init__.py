@@ -13,26 +13,34 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 from typing import Any
 
+from commerce_bridge.mapping.dispute import DisputeAccounts
+from commerce_bridge.services.alerts import Alert
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import Action, AuditLog, IdentityMap, KeyLocks, Mailer, WriteFingerprints
 from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.steps import (
     clarity,
     core,
+    dispute_evidence,
+    disputes,
     erp,
     notify,
     outbound,
+    refund_action,
     refunds,
+    returns,
     stripe,
 )
 from commerce_bridge.workflows.steps.shapes import SHAPES
 
-STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds)
+STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds, dispute_evidence,
+                                        returns, disputes, refund_action)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
 
 
@@ -51,6 +59,7 @@ class FlowSettings:
     erp_delivery_days: int = 7
     retry_url: str = "http://localhost:8000/pay/{order_key}"
     mail_from: str = "shop@example.com"
+    dispute_accounts: DisputeAccounts = field(default_factory=DisputeAccounts)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,6 +74,7 @@ def build_actions(
     mailer: Mailer | None = None,
     audit: AuditLog | None = None,
     outbound_post: Action | None = None,
+    alert: Callable[[Alert], Any] | None = None,
     flow: FlowSettings | None = None,
 ) -> dict[str, Action]:
     """Every action whose dependencies are configured.
@@ -88,11 +98,27 @@ def build_actions(
     if stripe_gateway is not None:  # the refund path re-reads each Refund from Stripe before it writes
         actions.update(refunds.stripe_actions(stripe_gateway))
         if clarity_gateway is not None:
-            actions.update(refunds.clarity_actions(clarity_gateway, stripe_gateway, locks))
+            actions.update(refunds.clarity_actions(clarity_gateway, stripe_gateway, locks, identity))
         if erp_gateway is not None:
             actions.update(refunds.erp_actions(erp_gateway, stripe_gateway, flow, locks))
+        if clarity_gateway is not None:  # a return refunded in Clarity is paid back in Stripe
+            actions.update(returns.actions(stripe_gateway, clarity_gateway, identity, locks))
+    if erp_gateway is not None:
+        actions.update(returns.erp_actions(erp_gateway, locks))
+    actions.update(dispute_evidence.core_actions(identity))
+    if stripe_gateway is not None:  # dispute evidence re-reads the dispute from Stripe before it writes
+        actions.update(dispute_evidence.stripe_actions(stripe_gateway, locks))
     if mailer is not None:
-        actions.update(notify.actions(mailer, flow))
+        actions.update(notify.actions(mailer, flow, identity))
+    if alert is not None:  # the alerter of the process: operations hear of disputes and fraud warnings
+        actions.update(disputes.notify_actions(alert, identity, locks))
+        actions.update(refund_action.actions(alert, identity, locks, clarity_gateway))  # requires_action
+    if stripe_gateway is not None:  # the dispute path re-reads the dispute (or warning) from Stripe before it writes
+        actions.update(disputes.stripe_actions(stripe_gateway, clarity_gateway, locks))
+        if clarity_gateway is not None:
+            actions.update(disputes.clarity_actions(clarity_gateway, stripe_gateway, identity, locks, fingerprints))
+        if erp_gateway is not None:
+            actions.update(disputes.erp_actions(erp_gateway, stripe_gateway, flow.dispute_accounts, locks))
     return actions
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from string import Formatter
 from typing import TYPE_CHECKING, Any
 
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.mapping.customer import normalize_email
-from commerce_bridge.services.ports import Action, Mailer, StepContext
+from commerce_bridge.mapping.evidence import SENT_MAIL_KIND, sent_mail_entity, sent_mail_link
+from commerce_bridge.services.ports import Action, IdentityMap, Mailer, StepContext
 from commerce_bridge.workflows.catalogue import Param, StepType
 from commerce_bridge.workflows.steps.declare import UNAVAILABLE, ex
 
@@ -52,7 +54,10 @@ def render(template: str, data: Mapping[str, Any]) -> tuple[str, str]:
     return fmt.vformat(subject, (), values), fmt.vformat(body, (), values)
 
 
-def actions(mailer: Mailer, flow: FlowSettings) -> dict[str, Action]:
+def actions(mailer: Mailer, flow: FlowSettings, identity: IdentityMap | None = None) -> dict[str, Action]:
+    """``notify.email.send``; with ``identity``, each e-mail about an order (``data.order_key``, not operator
+    alerts) is recorded under that key (time and subject) for dispute evidence (``core.sent_mail.list``)."""
+
     def send(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         to = normalize_email(params["to"], field="to")
         data = dict(params.get("data") or {})
@@ -61,6 +66,12 @@ def actions(mailer: Mailer, flow: FlowSettings) -> dict[str, Action]:
         subject, body = render(str(params["template"]), data)
         message_id = f"<{ctx.idempotency_key.replace(':', '.')}@commerce-bridge>"
         mailer.send(to=to, subject=subject, body=body, message_id=message_id)
+        order_key = str(data.get("order_key") or "")
+        if identity is not None and order_key and params["template"] != "operator_alert":
+            entity = sent_mail_entity(order_key)
+            system, record = sent_mail_link(message_id, subject, datetime.now(UTC))
+            if identity.external(SENT_MAIL_KIND, entity, system) is None:  # a retry keeps the first record
+                identity.link(SENT_MAIL_KIND, entity, system, record)
         return {"message_id": message_id, "sent": True}
 
     return {"notify.email.send": send}

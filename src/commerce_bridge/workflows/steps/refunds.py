@@ -15,7 +15,23 @@ Rules (the pure ones are in ``mapping/refund.py``):
   run once per refund (a dead-letter entry and its alert, with Stripe's reason and a fix).
 - The order's status is set from the charge's refunds read under the order's lock (partially refunded,
   refunded, or back to paid when every refund failed).
-- Refunds the bridge made itself (``metadata.bridge``) are left out of ``to_book`` (echo suppression).
+- Refunds the bridge made itself (``metadata.bridge``) are left out of ``to_book`` (echo suppression),
+  except one the bridge made for a Clarity return (``metadata.clarity_return_id``, by ``stripe.return.refund``)
+  that ``failed`` or was ``canceled``: it is booked *for its reversal only* (``mapping.refund.bookable``).
+  Those statuses are final in Stripe and every write step re-reads the refund, so for it the steps can only
+  undo: ``clarity.return.sync`` puts *the bridge's* return (not a return keyed by the refund) in the
+  refund-failed status with a note on the order, then marks the refund (identity map, entity ``refund``,
+  system ``clarity.return_reversed``), all under the return path's lock of the return, so a late
+  ``clarity.return.record_refund`` records nothing and later runs of the charge leave the return to the
+  operator (once per refund); ``erp.credit_note.sync`` cancels the Pay entry and the credit note the return path booked (the
+  same keys); ``core.refund.report_failed`` opens its one dead-letter entry. A *succeeded* bridge refund
+  of a Clarity return is in ``to_book`` too, for its ERP Pay entry only (one that started ``pending`` had only
+  its credit note when the return path ran): ``clarity.return.sync`` makes no return for it and
+  ``erp.credit_note.sync`` finds the return path's credit note and Pay entry by the refund id, making the
+  Pay entry only when it is missing, so nothing is booked twice. (Why here and not a second workflow: the refund
+  events are the same, and the order lookup, the ERP chain and the once-per-refund report are this
+  workflow's; a second one would repeat them and race this one on the same keys.)
+- ``requires_action``, on both paths: ``notify.refund.action_required`` (``refund_action.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from commerce_bridge.mapping.refund import (
     ACTIVE,
     REVERSED,
     RefundView,
+    bookable,
     credit_note_rows,
     failure_fix,
     refund_from_stripe,
@@ -50,12 +67,16 @@ if TYPE_CHECKING:
 
 REPORTED = "stripe.failure_reported"
 """Identity-map system of the mark "this refund's failure was reported" (entity ``refund``)."""
+RETURN_REVERSED = "clarity.return_reversed"
+"""Identity-map system of the mark "the Clarity return of this bridge refund was reversed" (entity ``refund``)."""
+DEFAULT_FAILED_STATUS = "Refund Failed"
 CLOSED_RETURN = ("Void", "Canceled", "Rejected")
 
 
 def refund_shape(r: RefundView) -> dict[str, Any]:
     return {"id": r.id, "status": r.status, "amount": money_shape(r.amount), "reason": r.reason,
-            "failure_reason": r.failure_reason, "echo": r.echo}
+            "failure_reason": r.failure_reason, "echo": r.echo, "return_id": r.return_id or None,
+            "return_key": r.return_key or None}
 
 
 def _ids(value: Any) -> list[str]:
@@ -92,20 +113,51 @@ def stripe_actions(gateway: StripeGateway) -> dict[str, Action]:
         return {"charge_id": str(charge_id), "payment_intent_id": pi_id, "order_key": order_key or None,
                 "charge_amount": money_shape(captured), "refunded": money_shape(refunded), "state": state,
                 "refunds": [refund_shape(r) for r in refunds],
-                "to_book": [refund_shape(r) for r in refunds if not r.echo]}
+                "to_book": [refund_shape(r) for r in bookable(refunds)]}
 
     return {"stripe.refund.list": list_refunds}
 
 
-def clarity_actions(clarity: ClarityGateway, stripe: StripeGateway, locks: KeyLocks) -> dict[str, Action]:
+def reversed_return(identity: IdentityMap, refund_id: str) -> str | None:
+    """The Clarity return ID whose bridge refund ``refund_id`` was reversed, None when it was not."""
+    return identity.external("refund", identity.entity_for_key("refund", refund_id), RETURN_REVERSED)
+
+
+def clarity_actions(clarity: ClarityGateway, stripe: StripeGateway, locks: KeyLocks,
+                    identity: IdentityMap) -> dict[str, Action]:
     def sync_returns(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order_id = int(str(params["order_id"]))
+        failed_status = str(params.get("return_failed_status") or DEFAULT_FAILED_STATUS)
         out = []
         for refund_id in _ids(params["refunds"]):
+            r = refund_from_stripe(stripe.retrieve_refund(refund_id))
+            if r.echo:  # the bridge's own refund: only its reversal (failed and canceled are final in Stripe)
+                out.append(_reverse_bridge_return(order_id, r, failed_status))
+                continue
             with locks.hold("clarity.sales_return", refund_id):
                 r = refund_from_stripe(stripe.retrieve_refund(refund_id))
                 out.append(_sync_return(order_id, r))
         return {"returns": out}
+
+    def _reverse_bridge_return(order_id: int, r: RefundView, failed_status: str) -> dict[str, Any]:
+        out = {"refund_id": r.id, "refund_status": r.status, "return_id": None, "action": "none"}
+        if not r.reverses_bridge_return:
+            return out
+        return_id = int(r.return_id)
+        # the return path's lock and key: a record_refund of this return runs wholly before or after this
+        with locks.hold("clarity.sales_return", str(return_id)):
+            entity = identity.entity_for_key("refund", r.id)
+            if identity.external("refund", entity, RETURN_REVERSED) is not None:
+                return out  # reversed before: later runs of the charge leave the return to the operator
+            action = "none"
+            if clarity.get_return(return_id).get("StatusKey") != failed_status:
+                clarity.set_return_status(return_id, failed_status)
+                action = "reversed"
+            _note_failure(order_id, r, return_id, failed_status)
+            # marked once the return is set and the order noted (a retry after a crash does both again, each
+            # found done); record_refund, under the same lock, records nothing for a marked refund
+            identity.link("refund", entity, RETURN_REVERSED, str(return_id))
+        return {**out, "return_id": return_id, "action": action}
 
     def _sync_return(order_id: int, r: RefundView) -> dict[str, Any]:
         found = clarity.find_return_by_key(r.id)
@@ -126,6 +178,17 @@ def clarity_actions(clarity: ClarityGateway, stripe: StripeGateway, locks: KeyLo
             action = "voided"
         return {"refund_id": r.id, "refund_status": r.status, "return_id": found.get("ID") if found else None,
                 "action": action}
+
+    def _note_failure(order_id: int, r: RefundView, return_id: int, failed_status: str) -> None:
+        note_key = f"stripe-refund:{r.id}:{r.status}"
+        with locks.hold("clarity.note", note_key):
+            if clarity.find_note_by_key(note_key) is None:
+                why = f" ({r.failure_reason})" if r.failure_reason else ""
+                clarity.add_order_note(order_id, key=note_key, text=(
+                    f"Stripe refund {r.id} of {money_to_clarity(r.amount)} {r.amount.currency} for return "
+                    f"{r.return_key or return_id} {r.status}{why}: the customer was not paid back. The return is "
+                    f"{failed_status}; its payment record (TransactionNumber {r.id}) stays as history; the ERPNext "
+                    "credit note and Pay entry were cancelled. See the bridge's dead-letter entry for what to do."))
 
     def set_refund_status(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order_id = int(str(params["order_id"]))
@@ -227,8 +290,9 @@ def core_actions(identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
         if not isinstance(refunds, Sequence) or isinstance(refunds, str):
             raise ValidationError("refunds must be the to_book list of stripe.refund.list")
         new: list[Mapping[str, Any]] = []
-        for r in refunds:
-            if not isinstance(r, Mapping) or r.get("status") not in REVERSED or r.get("echo"):
+        for r in refunds:  # an echo is reported only when it is a bridge refund of a Clarity return (see bookable)
+            if not isinstance(r, Mapping) or r.get("status") not in REVERSED or (
+                    r.get("echo") and not r.get("return_id")):
                 continue
             with locks.hold("stripe.refund.failure", str(r["id"])):
                 entity = identity.entity_for_key("refund", str(r["id"]))
@@ -239,13 +303,19 @@ def core_actions(identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
             return {"reported": []}
         first = new[0]
         amount = Money(first["amount"]["minor"], first["amount"]["currency"])
+        return_key = str(first.get("return_key") or first.get("return_id") or "") if first.get("echo") else ""
+        failed_status = str(params.get("return_failed_status") or DEFAULT_FAILED_STATUS)
+        undone = (f"Clarity return {return_key} was set to {failed_status}, its credit note and Pay entry "
+                  "cancelled" if return_key else "its return and credit note were reversed")
         raise UpstreamRejected(
             ", ".join(f"Stripe refund {r['id']} {r['status']}" + (f" ({r['failure_reason']})" if r.get(
-                "failure_reason") else "") for r in new) + "; its return and credit note were reversed",
-            suggested_fix=failure_fix(str(first.get("status")), str(first.get("failure_reason") or "")),
+                "failure_reason") else "") for r in new) + f"; {undone}",
+            suggested_fix=failure_fix(str(first.get("status")), str(first.get("failure_reason") or ""),
+                                      return_key=return_key, retry_status=str(params.get("return_refund_status") or "")),
             details={"code": "refund_" + str(first.get("status")), "refund": first["id"],
                      "failure_reason": first.get("failure_reason") or None, "amount_minor": amount.minor,
-                     "currency": amount.currency, "refunds": [r["id"] for r in new]})
+                     "currency": amount.currency, "refunds": [r["id"] for r in new],
+                     **({"clarity_return_key": return_key} if return_key else {})})
 
     return {"core.refund.report_failed": report_failed}
 
@@ -258,23 +328,28 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "refund's amount is its own `amount` (never a difference of the charge's cumulative "
                     "`amount_refunded`). The order is the PaymentIntent's `metadata.clarity_order_key`. Refunds "
                     "whose metadata says the bridge made them (`bridge: commerce-bridge`, set by "
-                    "`stripe.refund.create`) are left out of `to_book` (echo suppression). `state` counts the "
+                    "`stripe.refund.create`) are left out of `to_book` (echo suppression), except a refund the "
+                    "bridge made for a Clarity return (`metadata.clarity_return_id`) that `failed` or was "
+                    "`canceled` (for its reversal) or succeeded (for its ERP Pay entry, found first by the refund "
+                    "id): it is in `to_book`, and never makes a Clarity return. `state` counts the "
                     "refunds that hold money (pending, requires_action, succeeded), echoes included.",
         params=(Param("charge_id", "string", "The charge (`ch_...`)."),
                 Param("refund_id", "string", "A refund (`re_...`); its charge is used when `charge_id` is empty.")),
         output="`{\"charge_id\", \"payment_intent_id\", \"order_key\"` (null without the metadata), "
                "`\"charge_amount\", \"refunded\"` (money), `\"state\"` (`none`, `partially_refunded`, "
                "`refunded`), `\"refunds\": [{\"id\", \"status\", \"amount\": money, \"reason\", "
-               "\"failure_reason\", \"echo\"}]` (oldest first), `\"to_book\"` (the same, without echoes)`}`.",
+               "\"failure_reason\", \"echo\", \"return_id\", \"return_key\"}]` (oldest first; the return of a "
+               "bridge refund, else null), `\"to_book\"` (the same, without echoes but the failed or canceled "
+               "refunds of Clarity returns)`}`.",
         example_output={"charge_id": "ch_3Example", "payment_intent_id": "pi_3Example", "order_key": "WEB-100001",
                         "charge_amount": MONEY, "refunded": {"minor": 1000, "currency": "USD"},
                         "state": "partially_refunded",
                         "refunds": [{"id": "re_Example", "status": "succeeded",
                                      "amount": {"minor": 1000, "currency": "USD"}, "reason": "requested_by_customer",
-                                     "failure_reason": "", "echo": False}],
+                                     "failure_reason": "", "echo": False, "return_id": None, "return_key": None}],
                         "to_book": [{"id": "re_Example", "status": "succeeded",
                                      "amount": {"minor": 1000, "currency": "USD"}, "reason": "requested_by_customer",
-                                     "failure_reason": "", "echo": False}]},
+                                     "failure_reason": "", "echo": False, "return_id": None, "return_key": None}]},
         idempotency="Read only.", writes=False,
         errors=(("ValidationError", "neither `charge_id` nor `refund_id`."),
                 ("MappingError", "active refunds adding up to more than the charge (Stripe never allows it)."),
@@ -288,16 +363,26 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "refund is read again from Stripe under its key lock and acted on in that status: `pending` "
                     "or `requires_action` creates the return (Pending); `succeeded` also records its payment "
                     "with ManuallyRefund (`TransactionNumber` = the refund id; the return becomes Completed); "
-                    "`failed` or `canceled` voids a return made earlier.",
+                    "`failed` or `canceled` voids a return made earlier. A refund the bridge made for a Clarity "
+                    "return (`metadata.clarity_return_id`) that failed or was canceled is not a return of its own: "
+                    "under the return's key lock the refund is marked reversed (so the return path records "
+                    "nothing for it any more) and that return is put in `return_failed_status`; the order gets a "
+                    "note (key `stripe-refund:<id>:<status>`) saying so. The return's payment record written by "
+                    "ManuallyRefund stays as it is (CEF has no documented action to remove it).",
         params=(ORDER_ID, Param("refunds", "array", "The refunds (`steps.<list>.to_book`; only the ids are used).",
-                                 required=True)),
+                                 required=True),
+                Param("return_failed_status", "string", "The status a Clarity return gets when the bridge's refund "
+                                                        "of it failed (`vars.return_refund_failed_status`).",
+                      default=DEFAULT_FAILED_STATUS)),
         output="`{\"returns\": [{\"refund_id\", \"refund_status\", \"return_id\", \"action\"}]}`; `action` is "
-               "`created`, `refunded`, `voided` or `none`.",
+               "`created`, `refunded`, `voided`, `reversed` (a bridge refund's return set to the failed status) "
+               "or `none`.",
         example_output={"returns": [{"refund_id": "re_Example", "refund_status": "succeeded", "return_id": 7,
                                      "action": "refunded"}]},
         idempotency="Find-then-create by the refund id (`CustomKey`) under a key lock of the refund id shared by "
                     "every worker; ManuallyRefund only when the return is not Completed yet, Void only when it is "
-                    "not closed.",
+                    "not closed; a bridge return's status is set only when it is not in it yet, its note found "
+                    "by key before it is added.",
         errors=(("UpstreamRejected", "`ActionSucceeded: false` (e.g. an unknown order)."), LOCK_BUSY, UNAVAILABLE,
                 RATE, AUTH),
         also_needs=("stripe",),
@@ -374,13 +459,20 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "`stripe.failure_reported`) and the step fails with `UpstreamRejected`, so the run gets a "
                     "dead-letter entry (and its alert) naming the refund, Stripe's `failure_reason` and a "
                     "suggested fix for that reason. Later runs of the same charge do not report it again; "
-                    "replaying the entry completes the run.",
-        params=(Param("refunds", "array", "The refunds (`steps.<list>.to_book`).", required=True),),
+                    "replaying the entry completes the run. For a refund the bridge made for a Clarity return "
+                    "the message and fix name the return (moved back to `return_refund_status`, the bridge "
+                    "refunds it again).",
+        params=(Param("refunds", "array", "The refunds (`steps.<list>.to_book`).", required=True),
+                Param("return_refund_status", "string", "The return status that asks the bridge for a refund "
+                                                        "(`vars.return_refund_status`), named in the fix."),
+                Param("return_failed_status", "string", "The status the failed refund's return was given.",
+                      default=DEFAULT_FAILED_STATUS)),
         output="`{\"reported\": []}` when there was nothing new to report.", example_output={"reported": []},
         idempotency="The mark is written under a key lock of the refund id before the step fails.",
         errors=(("UpstreamRejected", "a refund failed or was canceled: `details` has `refund`, `failure_reason`, "
-                                     "`amount_minor` and `currency`."),
+                                     "`amount_minor` and `currency` (and `clarity_return_key` for a bridge refund)."),
                 ("StoreUnavailable", "our database is unreachable; retried.")),
         examples=(ex("failures", "core.refund.report_failed", refunds="${ steps.refunds.to_book }"),),
     ),
+
 )

@@ -13,7 +13,11 @@ Rules (facts/stripe.md §7, Stripe's dispute docs):
 - ``POST /v1/disputes/{id}`` with ``evidence[...]`` merges evidence; ``submit=false`` stages it
   (``has_evidence`` true, status unchanged); ``submit`` (default true) sends it: ``under_review``
   (``warning_under_review`` for an inquiry) and ``submission_count`` + 1; metadata may change in any state;
-  unknown evidence fields are refused like any unknown parameter;
+  unknown evidence fields are refused like any unknown parameter; evidence or a submit once the dispute is
+  closed or under review is refused (400, ``dispute_unexpected_state``: the code is the emulator's guess);
+  the explanation fields hold at most 20,000 characters and all text fields together 150,000 (Stripe's
+  documented limits; the error wording is a guess); the file fields (``receipt``, ``customer_communication``,
+  ...) take a File upload id, and as the emulator has no ``/v1/files`` any value is an unknown file;
 - closing: won → ``dispute_reversal`` transaction giving the amount back (the fee is kept), then
   ``charge.dispute.funds_reinstated``; lost → nothing comes back; an inquiry closes as ``warning_closed``;
   every close sends ``charge.dispute.closed`` with ``previous_attributes.status``.
@@ -44,6 +48,18 @@ REASONS = (
     "duplicate", "fraudulent", "general", "incorrect_account_details", "insufficient_funds", "noncompliant",
     "product_not_received", "product_unacceptable", "subscription_canceled", "unrecognized",
 )  # fmt: skip
+FILE_KEYS = (
+    "cancellation_policy", "customer_communication", "customer_signature", "duplicate_charge_documentation",
+    "receipt", "refund_policy", "service_documentation", "shipping_documentation", "uncategorized_file",
+)  # fmt: skip
+"""Evidence fields that take the id of a File upload (``file_...``); the emulator has no ``/v1/files``."""
+LONG_TEXT_KEYS = (
+    "access_activity_log", "cancellation_policy_disclosure", "cancellation_rebuttal", "duplicate_charge_explanation",
+    "product_description", "refund_policy_disclosure", "refund_refusal_explanation", "uncategorized_text",
+)  # fmt: skip
+"""Text fields with Stripe's documented maximum of 20,000 characters."""
+LONG_TEXT_MAX = 20_000
+COMBINED_TEXT_MAX = 150_000
 CLOSED = ("won", "lost", "warning_closed", "prevented")
 OPEN_FOR_EVIDENCE = ("needs_response", "warning_needs_response")
 
@@ -201,7 +217,16 @@ def update_dispute(emu: Emulator, p: Params, did: str) -> Obj:
         for k, v in ev.items():
             if k not in EVIDENCE_KEYS:
                 raise invalid_request(f"Received unknown parameter: evidence[{k}]", param=f"evidence[{k}]")
+            if k in FILE_KEYS and v:  # no file can exist here: Stripe answers an unknown id like this
+                raise invalid_request(f"No such file upload: '{v}'", param=f"evidence[{k}]", code="resource_missing")
+            if k in LONG_TEXT_KEYS and len(str(v or "")) > LONG_TEXT_MAX:
+                raise invalid_request(f"Invalid evidence[{k}]: must be at most {LONG_TEXT_MAX} characters",
+                                      param=f"evidence[{k}]")
             evidence[k] = v or None
+        combined = sum(len(v) for k, v in evidence.items() if isinstance(v, str) and k not in FILE_KEYS)
+        if combined > COMBINED_TEXT_MAX:
+            raise invalid_request(f"The combined character count of all evidence fields is limited to "
+                                  f"{COMBINED_TEXT_MAX:,} ({combined:,} given).", param="evidence")
         up["evidence"] = evidence
         up["evidence_details"] = {**d["evidence_details"], "has_evidence": True}
     if submit:

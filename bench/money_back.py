@@ -1,0 +1,539 @@
+"""Money-back benchmark: CPU per business event of the refund and dispute flows, against the bare HTTP work.
+
+DESIGN.md section 4: "a new flow states its ratio". For each arm and repetition, a fresh stack of sandbox peers
+(``sandbox_peers``, in this process, as ``bench/order_to_cash.py`` starts them) and:
+
+* **setup** (not measured): ``--events`` x 2 storefront checkouts (scenario "paid (USD)", 33.00 USD each) at
+  ``--setup-rate`` through the arm's own order flow, waited for until every order is paid in Clarity and has
+  its ERP Payment Entry, the emulator's webhook queue drained and the arm idle; then ``--idle`` seconds of the
+  arm's idle CPU (started, polling Clarity, nothing to do).
+* **refunds**: ``--events`` Dashboard refunds (the emulator's ``POST /_sandbox/refunds``, 10.01 of the 33.00,
+  so partial), one per paid order, at ``--rate`` per second. One business event = one refund booked: a
+  Clarity sales return (Completed, the refund's amount), the order Partially Refunded, an ERP credit note
+  and its Pay entry (submitted, the refund's amount).
+* **disputes**: on ``--events`` other paid orders, a dispute opened (``POST /_sandbox/charges/{id}/dispute``,
+  a chargeback) at ``--rate`` per second and closed ``--close-after`` seconds later, won and lost in turn.
+  One business event = one dispute created and closed: the withdrawal Journal Entry; won: the reinstatement
+  Journal Entry and the order back to Full Payment Received; lost: the chargeback Journal Entry and the order
+  in Chargeback; the closing note on the order. (The "opened" note is counted, not required: a dispute
+  closed before its first event is handled is first seen closed, and then only the closing note is due.)
+
+A phase ends when every event's records exist in the peers (checked every 0.5 s with GETs that carry
+``_bench=1``, left out of the call counts), the emulator's webhook queue is drained and the arm is idle (the
+bridge: no inbox row waiting, no run queued or running; the naive arm: every money-back delivery it took has
+been handled). After both phases every record is checked again (and with ``--flows`` naming one flow, the
+other flow's orders must still be simply paid); the bridge must have no open dead-letter entry, the naive arm
+no error.
+
+Arms (``--arms``, interleaved per repetition as in order_to_cash: bridge, naive, bridge, naive, ...):
+
+* **bridge**: ``commerce-bridge serve`` in its own process (``--bridge split``: ingress + ``--workers``
+  workers, PostgreSQL only); its CPU is its processes' (``/proc``), plus on PostgreSQL the backends serving
+  its database. It runs with ``CB_WORKFLOWS_DISABLED=stripe.dispute_evidence`` (``--disable``): staging
+  evidence on each new dispute is work the naive arm does not do.
+* **naive**: ``bench/_naive_money_back.py``, one process with no durability that does the order flow of
+  ``_naive_order.py`` and, for each refund or dispute event, the same HTTP calls as the two workflows
+  through the official clients, its state in memory.
+
+Per arm and flow: CPU ms per business event, with and without the idle cost, and the HTTP calls per business
+event each peer answered (Stripe from the emulator's request log, Clarity and ERPNext from the simulators';
+Clarity's change polls counted apart); then the ratio bridge/naive per flow. Everything, with the runs per
+workflow and each route's calls, goes to ``bench/results/money-back-<UTC time>.json`` (not in git).
+
+    .venv/bin/python bench/money_back.py --reps 2 --markdown
+    .venv/bin/python bench/money_back.py --db postgres --reps 1 --events 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import fresh_database
+from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers
+from commerce_bridge.sandbox.traffic import CLARITY_API
+from commerce_bridge.store.tables import dead_letters, inbox, runs
+from order_to_cash import (
+    LOG,
+    PAID,
+    PEERS,
+    ROOT,
+    BridgeProcesses,
+    NaiveProcess,
+    PgBackends,
+    _median,
+    _num,
+    _peer_calls,
+    arm_ratios,
+    chosen_databases,
+    machine,
+    machine_busy_s,
+    machine_steal_s,
+    offer,
+    pct,
+    ratio_rows,
+)
+
+MARK = "_bench"  # query parameter of this script's own checks: their requests are not the arm's calls
+REFUND_MINOR = 1001  # of the order's 3300: a partial refund
+FLOWS = ("refund", "dispute")
+CHECK_EVERY_S = 0.5
+
+
+@dataclass
+class Event:
+    """One business event: a Dashboard refund, or a dispute opened then closed, on one paid order."""
+
+    flow: str
+    i: int
+    order_id: int
+    order_key: str
+    charge: str
+    at: float = math.nan  # monotonic: the last control call (the refund; the dispute's close)
+    done: float = math.nan  # monotonic: its records were all seen
+    refund: str = ""
+    dispute: str = ""
+    outcome: str = ""
+    withdrawal: str = ""
+    reinstatement: str = ""
+    error: str = ""
+
+
+# ---- the peers, read by this script -----------------------------------------------------------------
+class Peers:
+    """Reads of Clarity and ERPNext that the call counts leave out (``_bench=1``)."""
+
+    def __init__(self, tr: Any) -> None:
+        self.tr = tr
+
+    def order(self, order_id: int) -> dict[str, Any]:
+        r = self.tr.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{order_id}", params={MARK: 1},
+                                headers=self.tr.session)
+        return dict(r.json()) if r.status_code == 200 and r.content else {}
+
+    def sales_return(self, key: str) -> dict[str, Any]:
+        r = self.tr.clarity.get(f"{CLARITY_API}/Returning/SalesReturn/Key/{key}", params={MARK: 1},
+                                headers=self.tr.session)
+        return dict(r.json()) if r.status_code == 200 and r.content else {}
+
+    def erp(self, doctype: str, field: str, value: str) -> list[dict[str, Any]]:
+        """The submitted documents whose ``field`` is ``value``."""
+        r = self.tr.erp.get(f"/api/resource/{doctype}", params={
+            "filters": json.dumps([[field, "=", value], ["docstatus", "=", 1]]), "fields": '["*"]',
+            "limit_page_length": 0, MARK: 1})
+        return list(r.json().get("data") or []) if r.status_code == 200 else []
+
+    def refund_booked(self, ev: Event) -> bool:
+        amount = Decimal(REFUND_MINOR) / 100
+        pays = self.erp("Payment Entry", "reference_no", ev.refund)
+        if len(pays) != 1 or Decimal(str(pays[0]["paid_amount"])) != amount:
+            return False
+        notes = self.erp("Sales Invoice", "remarks", f"Stripe refund {ev.refund}")
+        if len(notes) != 1 or Decimal(str(notes[0]["grand_total"])) != -amount:
+            return False
+        ret = self.sales_return(ev.refund)
+        if ret.get("StatusKey") != "Completed" or Decimal(str(ret.get("RefundAmount"))) != amount:
+            return False
+        return self.order(ev.order_id).get("StatusKey") == "Partially Refunded"
+
+    def dispute_closed(self, ev: Event) -> bool:
+        if not ev.outcome:
+            return False  # not closed yet
+        final = ev.reinstatement if ev.outcome == "won" else f"{ev.dispute}:chargeback"
+        if len(self.erp("Journal Entry", "cheque_no", final)) != 1:
+            return False
+        if len(self.erp("Journal Entry", "cheque_no", ev.withdrawal)) != 1:
+            return False
+        order = self.order(ev.order_id)
+        notes = {n.get("CustomKey") for n in order.get("Notes") or []}
+        status = PAID if ev.outcome == "won" else "Chargeback"
+        return order.get("StatusKey") == status and f"{ev.dispute}:{ev.outcome}" in notes
+
+    def done(self, ev: Event) -> bool:
+        return self.refund_booked(ev) if ev.flow == "refund" else self.dispute_closed(ev)
+
+
+# ---- setup ---------------------------------------------------------------------------------------------
+def paid_orders(tr: Any, clarity_url: str, n: int, rate: float, timeout: float) -> list[tuple[int, str, str]]:
+    """Place ``n`` checkouts and wait until each is paid in Clarity and has its ERP Payment Entry:
+    [(order id, key, charge id)]."""
+    placed = asyncio.run(offer(clarity_url, rate, n / rate))
+    bad = [o.error for o in placed if o.error]
+    if bad:
+        raise RuntimeError(f"{len(bad)} checkouts failed: {bad[:3]}")
+    peers, paid = Peers(tr), {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for o in placed:
+            if o.order_id not in paid:
+                doc = peers.order(int(o.order_id or 0))
+                if doc.get("StatusKey") == PAID and str(doc.get("PaymentTransactionID") or "").startswith("ch_"):
+                    paid[o.order_id] = (int(o.order_id or 0), o.key, str(doc["PaymentTransactionID"]))
+        if len(paid) == n and all(peers.erp("Payment Entry", "reference_no", ch) for _, _, ch in paid.values()):
+            return sorted(paid.values())
+        time.sleep(1.0)
+    raise RuntimeError(f"setup: {len(paid)} of {n} orders paid after {timeout:g} s")
+
+
+# ---- the arm, started and watched ------------------------------------------------------------------------
+class Arm:
+    """The arm's processes: their CPU, and whether they are idle."""
+
+    def __init__(self, kind: str, bridge: BridgeProcesses | None, naive: NaiveProcess | None,
+                 pg: PgBackends | None) -> None:
+        self.kind, self.bridge, self.naive, self.pg = kind, bridge, naive, pg
+
+    def cpu(self) -> tuple[float, dict[int, float]]:
+        own = self.bridge.cpu_s() if self.bridge else self.naive.cpu_s() if self.naive else 0.0
+        return own, (self.pg.cpu() if self.pg else {})
+
+    def idle(self) -> bool:
+        if self.bridge is not None:
+            with self.bridge.db.connect() as conn:
+                waiting = conn.execute(select(func.count()).where(inbox.c.status == "received")).scalar_one()
+                busy = conn.execute(select(func.count()).where(runs.c.status.in_(("queued", "running")))).scalar_one()
+            return waiting == 0 and busy == 0
+        assert self.naive is not None
+        started: set[str] = set()
+        ended: set[str] = set()
+        for line in self.naive.events.read_bytes().splitlines():
+            doc = orjson.loads(line)
+            started.update([doc["start"]] if "start" in doc else [])
+            ended.update([doc["end"]] if "end" in doc else [])
+        return started <= ended
+
+    def naive_errors(self) -> list[str]:
+        if self.naive is None:
+            return []
+        return [str(d["error"]) for d in map(orjson.loads, self.naive.events.read_bytes().splitlines())
+                if "error" in d]
+
+
+def settle(stripe: httpx.Client, arm: Arm, timeout: float) -> bool:
+    """Wait until the emulator has delivered every webhook and the arm has handled them (twice in a row)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        drained = stripe.post("/_sandbox/webhooks/drain", json={"timeout": 5}).json().get("drained")
+        quiet = quiet + 1 if drained and arm.idle() else 0
+        if quiet >= 2:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# ---- a phase -------------------------------------------------------------------------------------------
+def watch(events: list[Event], peers: Peers, halt: threading.Event) -> None:
+    """Every 0.5 s, check the records of each event offered and not yet seen done; note when they all exist."""
+    while not halt.is_set():
+        t0 = time.monotonic()
+        for ev in events:
+            offered = ev.outcome if ev.flow == "dispute" else ev.refund
+            if math.isnan(ev.done) and not ev.error and offered and peers.done(ev):
+                ev.done = time.monotonic()
+        halt.wait(max(0.0, CHECK_EVERY_S - (time.monotonic() - t0)))
+
+
+def offer_events(stripe: httpx.Client, events: list[Event], rate: float, close_after: float) -> None:
+    """Open loop: event i's first control call at t0 + i/rate (a dispute's close ``close_after`` s later)."""
+    t0 = time.monotonic() + 0.05
+    plan: list[tuple[float, int, Callable[[], None]]] = []
+    for ev in events:
+        at = t0 + ev.i / rate
+        if ev.flow == "refund":
+            plan.append((at, 0, lambda ev=ev: refund(stripe, ev)))  # type: ignore[misc]
+        else:
+            plan.append((at, 0, lambda ev=ev: open_dispute(stripe, ev)))  # type: ignore[misc]
+            plan.append((at + close_after, 1, lambda ev=ev: close_dispute(stripe, ev)))  # type: ignore[misc]
+    for at, _, call in sorted(plan, key=lambda p: (p[0], p[1])):
+        time.sleep(max(0.0, at - time.monotonic()))
+        call()
+
+
+def refund(stripe: httpx.Client, ev: Event) -> None:
+    r = stripe.post("/_sandbox/refunds", json={"charge": ev.charge, "amount": REFUND_MINOR,
+                                               "reason": "requested_by_customer"})
+    ev.at = time.monotonic()
+    if r.status_code != 200 or r.json().get("status") != "succeeded":
+        ev.error = f"refund {r.status_code}: {r.text[:200]}"
+        return
+    ev.refund = r.json()["id"]
+
+
+def open_dispute(stripe: httpx.Client, ev: Event) -> None:
+    r = stripe.post(f"/_sandbox/charges/{ev.charge}/dispute", json={"reason": "fraudulent"})
+    if r.status_code != 200:
+        ev.error = f"dispute {r.status_code}: {r.text[:200]}"
+        return
+    ev.dispute, ev.withdrawal = r.json()["id"], r.json()["balance_transactions"][0]["id"]
+
+
+def close_dispute(stripe: httpx.Client, ev: Event) -> None:
+    if not ev.dispute:
+        return
+    outcome = "won" if ev.i % 2 == 0 else "lost"
+    r = stripe.post(f"/_sandbox/disputes/{ev.dispute}/resolve", json={"outcome": outcome})
+    ev.at = time.monotonic()
+    if r.status_code != 200:
+        ev.error = f"resolve {r.status_code}: {r.text[:200]}"
+        return
+    if outcome == "won":
+        ev.reinstatement = r.json()["balance_transactions"][1]["id"]
+    ev.outcome = outcome
+
+
+def phase(flow: str, events: list[Event], a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm: Arm,
+          idle: dict[str, Any]) -> dict[str, Any]:
+    """Offer the events, wait for their records and for the arm to be idle; the arm's CPU and calls meanwhile."""
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    log_start, peer_start = len(LOG.rows), len(PEERS.rows)
+    cpu0, pg0 = arm.cpu()
+    busy0, steal0 = machine_busy_s(), machine_steal_s()
+    t0 = time.monotonic()
+    halt = threading.Event()
+    watcher = threading.Thread(target=watch, args=(events, peers, halt), name="money-back-checks", daemon=True)
+    watcher.start()
+    offer_events(stripe, events, a.rate, a.close_after)
+    t_offered = time.monotonic()
+    deadline = t_offered + a.drain
+    while time.monotonic() < deadline and any(math.isnan(ev.done) for ev in events if not ev.error):
+        time.sleep(0.1)
+    halt.set()
+    watcher.join(30)
+    settled = settle(stripe, arm, max(5.0, deadline - time.monotonic()))
+    t1 = time.monotonic()
+    cpu1, pg1 = arm.cpu()
+    busy, steal = machine_busy_s() - busy0, machine_steal_s() - steal0
+    calls = _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t0, t1)
+    done = sum(1 for ev in events if not math.isnan(ev.done))
+    n = max(1, done)
+    cpu = cpu1 - cpu0 + (PgBackends.delta(pg0, pg1) if arm.pg else 0.0)
+    idle_rate = idle["cpu_s"] / idle["s"]
+    latency = [ev.done - ev.at for ev in events if not math.isnan(ev.done)]
+    return {
+        "flow": flow, "events": len(events), "done": done, "errors": [ev.error for ev in events if ev.error],
+        "elapsed_s": t1 - t0, "offer_s": t_offered - t0, "settled": settled, "loadavg_at_start": loadavg,
+        "cpu_s": cpu, "pg_backends_cpu_s": PgBackends.delta(pg0, pg1) if arm.pg else None,
+        "cpu_ms_per_event": 1000 * cpu / n,
+        "cpu_ms_per_event_minus_idle": 1000 * (cpu - idle_rate * (t1 - t0)) / n,
+        "http_calls": calls, "http_calls_per_event": {k: v / n for k, v in calls["by_peer"].items()},
+        "http_calls_per_event_total": sum(calls["by_peer"].values()) / n,
+        "polls_per_s": calls["polls"] / (t1 - t0),
+        "latency_p50_s": pct(latency, 50), "latency_p99_s": pct(latency, 99),
+        "machine_busy_cores": busy / (t1 - t0), "machine_steal_cores": steal / (t1 - t0),
+    }
+
+
+def _calls(stripe_rows: list[Any], peer_rows: list[Any], t0: float, t1: float) -> dict[str, Any]:
+    """order_to_cash's count of the peers' answers, without this script's checks (``_bench=1``) and with every
+    Clarity change poll (a GET of a list of orders or returns by ``ModifiedSince``, or the first one without
+    it; not a search by ``CustomKey``) counted apart as ``polls``."""
+    def is_poll(row: Any) -> bool:
+        _, peer, method, path, query, _ = row
+        return (peer == "clarity" and method == "GET" and path.endswith(("/SalesOrders", "/SalesReturns"))
+                and "CustomKey" not in query)
+
+    mine = [r for r in peer_rows if t0 <= r[0] <= t1 and MARK not in r[4]]
+    calls = _peer_calls(stripe_rows, [r for r in mine if not is_poll(r)], t0, t1)
+    del calls["clarity_polls"]
+    return {**calls, "polls": sum(1 for r in mine if is_poll(r))}
+
+
+# ---- one arm, one repetition -------------------------------------------------------------------------
+def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str, Any]:
+    LOG.rows.clear()
+    PEERS.rows.clear()
+    overrides: dict[str, Any] = {"rate_limits": {"stripe": 100, "clarity": 1000, "erp": 1000},
+                                 "clarity_poll_interval_s": a.clarity_poll,
+                                 "workflows_disabled": a.disable}
+    started = datetime.now(UTC)
+    with contextlib.ExitStack() as es:
+        fresh = es.enter_context(fresh_database("postgres")) if dbkind == "postgres" and kind == "bridge" else None
+        workdir = Path(a.keep) / f"{dbkind}-{kind}-{rep}" if a.keep else Path(
+            es.enter_context(tempfile.TemporaryDirectory(prefix="cb-money-back-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        st = es.enter_context(sandbox_peers(database_url=fresh.url if fresh else None, workdir=workdir, **overrides))
+        bridge = naive = pg = None
+        if kind == "bridge":
+            bridge = BridgeProcesses(st.settings, st.bridge_port, workdir, a.bridge, a.workers)
+            es.callback(bridge.stop)
+            bridge.start()
+            if fresh is not None and fresh.pg_name:
+                pg = PgBackends(fresh.pg_name)
+                es.callback(pg.close)
+        else:
+            naive = NaiveProcess(st.settings, st.bridge_port, workdir, script="_naive_money_back.py")
+            es.callback(naive.stop)
+            naive.start()
+        arm = Arm(kind, bridge, naive, pg)
+        stripe = es.enter_context(httpx.Client(base_url=st.urls["Stripe emulator"], timeout=30))
+        peers = Peers(st.traffic)
+        t_setup = time.monotonic()
+        orders = paid_orders(st.traffic, st.urls["Clarity simulator"], 2 * a.events, a.setup_rate, a.setup_timeout)
+        if not settle(stripe, arm, 60):
+            raise RuntimeError("setup: the arm did not become idle")
+        setup_s = time.monotonic() - t_setup
+        time.sleep(a.idle_settle)
+        i0, pg0 = arm.cpu()
+        t_idle = time.monotonic()
+        log_start, peer_start = len(LOG.rows), len(PEERS.rows)
+        time.sleep(a.idle)
+        i1, pg1 = arm.cpu()
+        idle: dict[str, Any] = {"s": time.monotonic() - t_idle,
+                                "cpu_s": i1 - i0 + (PgBackends.delta(pg0, pg1) if pg else 0.0)}
+        idle["cores"] = idle["cpu_s"] / idle["s"]
+        idle["calls"] = _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t_idle, time.monotonic())
+        by_flow = {flow: [Event(flow, i, *orders[j * a.events + i]) for i in range(a.events)]
+                   for j, flow in enumerate(FLOWS)}
+        phases = [phase(flow, by_flow[flow], a, stripe, peers, arm, idle) for flow in FLOWS if flow in a.flows]
+        # every record once more, after the measurement; the orders nobody touched are still simply paid
+        for p in phases:
+            p["checked_after"] = sum(1 for ev in by_flow[p["flow"]] if not ev.error and peers.done(ev))
+            if p["flow"] == "dispute":  # counted, not required (see the module docstring)
+                p["opened_noted"] = sum(1 for ev in by_flow["dispute"] if f"{ev.dispute}:opened" in {
+                    n.get("CustomKey") for n in peers.order(ev.order_id).get("Notes") or []})
+        untouched = [o for flow in FLOWS if flow not in a.flows for o in by_flow[flow]]
+        changed = sum(1 for ev in untouched if peers.order(ev.order_id).get("StatusKey") != PAID)
+        open_dlq = run_counts = None
+        if bridge is not None:
+            run_counts = bridge.run_counts()
+            with bridge.db.connect() as conn:  # runs per workflow (events x the workflows each one starts)
+                run_counts["by_workflow"] = dict(conn.execute(  # type: ignore[assignment]
+                    select(runs.c.workflow, func.count()).group_by(runs.c.workflow)).all())
+            with bridge.db.connect() as conn:
+                open_dlq = int(conn.execute(select(func.count()).where(dead_letters.c.status == "open")).scalar_one())
+        naive_errors = arm.naive_errors()
+    for p in phases:
+        ok = p["done"] == p["checked_after"] == p["events"] and not p["errors"] and p["settled"]
+        p["complete"] = bool(ok and not open_dlq and not naive_errors and not changed)
+    return {"db": dbkind, "arm": kind, "rep": rep, "bridge_mode": a.bridge if kind == "bridge" else "naive",
+            "started": started.isoformat(), "setup_s": setup_s, "orders": len(orders), "idle": idle,
+            "phases": phases, "open_dlq": open_dlq, "runs": run_counts, "naive_errors": naive_errors[:5],
+            "untouched_orders_changed": changed,
+            "event_samples": {f: [asdict(ev) for ev in evs[:2]] for f, evs in by_flow.items()}}
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+def arms_table(results: list[dict[str, Any]]) -> str:
+    head = ("| db | arm | rep | flow | done / offered | p50 / p99 s | idle CPU (cores) | CPU ms/event "
+            "| minus idle | HTTP calls/event: Stripe + Clarity + ERP (+ polls/s) | machine busy (cores) | all checked |")
+    lines = [head, "|" + "---|" * 12]
+    for r in results:
+        arm = r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']})"
+        for p in r["phases"]:
+            per = p["http_calls_per_event"]
+            lines.append(
+                f"| {r['db']} | {arm} | {r['rep']} | {p['flow']} | {p['done']}/{p['events']} "
+                f"| {_num(p['latency_p50_s'], '.2f')} / {_num(p['latency_p99_s'], '.2f')} "
+                f"| {r['idle']['cores']:.3f} | {p['cpu_ms_per_event']:.0f} | {p['cpu_ms_per_event_minus_idle']:.0f} "
+                f"| {per['stripe']:.1f} + {per['clarity']:.1f} + {per['erp']:.1f} = "
+                f"{p['http_calls_per_event_total']:.1f} (+ {p['polls_per_s']:.1f}/s) "
+                f"| {p['machine_busy_cores']:.2f} | {'yes' if p['complete'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per database and flow: each arm's CPU per event (every rep, the median) and the ratio of the medians,
+    with and without the idle cost; the ratio of each rep's pair; calls per event."""
+    out = []
+    for db in dict.fromkeys(r["db"] for r in results):
+        for flow in FLOWS:
+            rows = [(r["arm"], p) for r in results if r["db"] == db for p in r["phases"] if p["flow"] == flow]
+            if not rows:
+                continue
+            s: dict[str, Any] = {"db": db, "flow": flow,
+                                 "complete": all(p["complete"] for _, p in rows)}
+            for key, name in (("cpu_ms_per_event", "gross"), ("cpu_ms_per_event_minus_idle", "net")):
+                s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
+                                     for arm in ("bridge", "naive")}, name))
+            s["calls_per_event"] = {arm: _median([p["http_calls_per_event_total"] for k, p in rows if k == arm])
+                                    for arm in ("bridge", "naive")}
+            out.append(s)
+    return out
+
+
+def ratio_table(rows: list[dict[str, Any]]) -> str:
+    head = ("| db | flow | bridge CPU ms/event | naive | ratio | bridge minus idle | naive minus idle "
+            "| ratio minus idle | HTTP calls/event bridge / naive |")
+    return ratio_rows(head, rows, lambda s: f"{s['db']} | {s['flow']}" + (
+        "" if s["complete"] else " (incomplete: see JSON)"), "calls_per_event")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rate", type=float, default=2.0, help="business events offered per second, in each phase")
+    p.add_argument("--events", type=int, default=30, help="business events per flow (refunds; disputes)")
+    p.add_argument("--flows", default="refund,dispute", help="refund, dispute or both")
+    p.add_argument("--close-after", type=float, default=3.0, help="seconds from a dispute's opening to its close")
+    p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
+    p.add_argument("--bridge", choices=["serve", "split"], default="serve",
+                   help="serve: one process; split: ingress + --workers worker processes (PostgreSQL only)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes with --bridge split")
+    p.add_argument("--arms", default="bridge,naive", help="bridge, naive or both (interleaved per repetition)")
+    p.add_argument("--reps", type=int, default=2, help="runs of each arm, interleaved")
+    p.add_argument("--setup-rate", type=float, default=4.0, help="checkouts per second of the setup")
+    p.add_argument("--setup-timeout", type=float, default=180.0, help="seconds for every setup order to be paid")
+    p.add_argument("--idle", type=float, default=10.0, help="seconds of each arm's idle CPU, after the setup")
+    p.add_argument("--idle-settle", type=float, default=3.0, help="seconds between the setup and the idle window")
+    p.add_argument("--drain", type=float, default=90.0, help="max seconds after a phase's offer for its records")
+    p.add_argument("--clarity-poll", type=float, default=0.5, help="clarity_poll_interval_s (order_to_cash's 0.5)")
+    p.add_argument("--disable", default="stripe.dispute_evidence",
+                   help="CB_WORKFLOWS_DISABLED of the bridge arm: stripe.dispute_evidence stages evidence on every "
+                        "new dispute (3 more Stripe calls and one more Clarity read per dispute), work the naive arm "
+                        "does not do; empty to run every built-in workflow")
+    p.add_argument("--keep", metavar="DIR", help="keep each run's folder (bridge.log, naive.log, SQLite file)")
+    p.add_argument("--markdown", action="store_true",
+                   help="no per-run table line while running: only the Markdown tables at the end")
+    a = p.parse_args()
+    a.flows = [f.strip() for f in a.flows.split(",") if f.strip()]
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    if not arms or any(x not in ("bridge", "naive") for x in arms) or any(f not in FLOWS for f in a.flows):
+        p.error("--arms takes bridge and/or naive; --flows refund and/or dispute")
+    dbs = chosen_databases(p, a)
+    started = datetime.now(UTC)
+    info = machine()
+    out = ROOT / "bench" / "results" / f"money-back-{started:%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(exist_ok=True)
+    results: list[dict[str, Any]] = []
+    for db in dbs:
+        for rep in range(1, a.reps + 1):
+            for kind in arms:
+                print(f"{db}: {kind} arm, run {rep}: {2 * a.events} paid orders, then {a.events} events per flow "
+                      f"at {a.rate:g}/s ...", flush=True)
+                results.append(run_arm(a, db, kind, rep))
+                if not a.markdown:
+                    print("\n".join(arms_table(results[-1:]).splitlines()[2:]), flush=True)
+                out.write_text(json.dumps({"started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
+                                           "args": vars(a), "machine": info, "results": results,
+                                           "summary": summary(results)}, indent=1, default=str))
+    print()
+    print(arms_table(results))
+    if len(arms) == 2:
+        print()
+        print(ratio_table(summary(results)))
+    print(f"\n{started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC; written: {out.relative_to(ROOT)}")
+    return 0 if all(p["complete"] for r in results for p in r["phases"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
