@@ -53,7 +53,11 @@ from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.store.wake import InboxListener, InboxNotifier
-from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT, forward_workflow
+from commerce_bridge.workflows.enabled import (
+    code_workflows,
+    disabled_by_settings,
+    run_vars,
+)
 from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.router import Router
 from commerce_bridge.workflows.spec import Action, WorkflowSpec
@@ -209,60 +213,6 @@ class Gateways:
     mailer: SmtpMailer | None = None
 
 
-@dataclass(frozen=True)
-class Connector:
-    """The connector behind the step types of one system (the first segment of a step type)."""
-
-    system: str
-    settings: tuple[str, ...]  # what configures it: the first setting turns it on, the others go with it
-    configured: Callable[[Settings], bool]
-
-
-CONNECTORS: dict[str, Connector] = {c.system: c for c in (
-    Connector("stripe", ("CB_STRIPE_API_KEY",), lambda s: bool(s.stripe_api_key)),
-    Connector("clarity", ("CB_CLARITY_BASE_URL", "CB_CLARITY_USER", "CB_CLARITY_PASSWORD"),
-              lambda s: bool(s.clarity_base_url)),
-    Connector("erp", ("CB_ERP_BASE_URL", "CB_ERP_API_KEY", "CB_ERP_API_SECRET"), lambda s: bool(s.erp_base_url)),
-    Connector("outbound", ("CB_OUTBOUND_WEBHOOK_URL",), lambda s: bool(s.outbound_webhook_url)),
-)}
-ALWAYS_BOUND = frozenset({"core", "notify"})  # no connector, or the SMTP mailer (CB_SMTP_HOST has a default)
-
-
-def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[str]:
-    """The step types ``bootstrap`` binds an action to with these settings, and ``extra``.
-
-    Reads the settings only: no connection is made and no database is opened, so the CLI can answer
-    what ``serve`` and ``worker`` would run. The step types of a system come from the step catalogue;
-    its connector is configured as :data:`CONNECTORS` says (``bootstrap`` builds the same ones).
-    """
-    def configured(system: str) -> bool:
-        return system in ALWAYS_BOUND or (system in CONNECTORS and CONNECTORS[system].configured(settings))
-
-    return {t.type for t in step_catalogue().all()
-            if configured(t.destination) and all(configured(s) for s in t.also_needs)} | set(extra)
-
-
-def disabled_for_connectors(settings: Settings, registry: WorkflowRegistry,
-                            extra: Iterable[str] = ()) -> dict[str, list[str]]:
-    """The workflows ``serve`` and ``worker`` turn off because a step type they use has no configured connector.
-
-    Parameters
-    ----------
-    settings
-        The settings; only read (see :func:`available_step_types`).
-    registry
-        The loaded workflows; the active version of each is checked.
-    extra
-        Step types bound besides the connectors' (``bootstrap``'s ``extra_actions``).
-
-    Returns
-    -------
-    dict
-        Workflow name -> the sorted step types it uses that have no action.
-    """
-    return registry.missing_actions(available_step_types(settings, extra))
-
-
 def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, locks: SqlKeyLocks) -> Gateways:
     """The connectors that are configured (each needs its URL and credentials)."""
     g = Gateways(mailer=SmtpMailer(s.smtp_host, s.smtp_port, s.shop_email_from, username=s.smtp_username,
@@ -310,46 +260,6 @@ def _outbound_post(s: Settings) -> Action | None:
         secret=s.outbound_webhook_secret.get_secret_value() if s.outbound_webhook_secret else None,
         client=httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0)),
     ).post
-
-
-def code_workflows(settings: Settings, extra: Iterable[WorkflowSpec] = ()) -> list[WorkflowSpec]:
-    """The workflows defined in code: the built-ins, ``extra``, and core.forward when CB_OUTBOUND_WEBHOOK_URL is set."""
-    specs = [*BUILTIN_WORKFLOWS, *extra]
-    if settings.outbound_webhook_url:
-        specs.append(forward_workflow(settings.outbound_event_types))
-    return specs
-
-
-def disabled_by_settings(settings: Settings, registry: WorkflowRegistry) -> set[str]:
-    """The workflows ``CB_WORKFLOWS_DISABLED`` turns off (they never start), and ``core.audit`` unless
-    ``CB_AUDIT_RUNS`` is on (the inbox row of a delivery is its audit record).
-
-    Raises
-    ------
-    ConfigurationError
-        When it names a workflow ``registry`` does not hold; the message lists the installed ones.
-    """
-    known = {w.name for w in registry.all()}
-    unknown = sorted(set(settings.workflows_disabled) - known)
-    if unknown:
-        raise ConfigurationError(
-            "Invalid configuration: workflows_disabled names unknown workflows",
-            errors=[f"CB_WORKFLOWS_DISABLED: no workflow named {', '.join(unknown)} "
-                    f"(installed: {', '.join(sorted(known))})"],
-        )
-    return set(settings.workflows_disabled) | (set() if settings.audit_runs else {CORE_AUDIT.name})
-
-
-def run_vars(settings: Settings, registry: WorkflowRegistry) -> dict[str, dict[str, Any]]:
-    """The vars each workflow's runs are pinned with (name -> vars, over the file's own ``vars``).
-
-    The status names come from the status map (``CB_STATUS_MAP``), ``submit_evidence`` from
-    ``CB_DISPUTE_EVIDENCE_SUBMIT``, ``refund_unshipped`` from ``CB_EARLY_FRAUD_REFUND``; ``CB_WORKFLOW_VARS`` wins
-    over them.
-    """
-    pinned = {**settings.statuses().workflow_vars(), "submit_evidence": settings.dispute_evidence_submit,
-              "refund_unshipped": settings.early_fraud_refund}
-    return registry.run_vars(pinned, settings.workflow_vars)
 
 
 def bootstrap(

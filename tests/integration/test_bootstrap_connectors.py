@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from commerce_bridge.bootstrap import available_step_types, bootstrap
+from commerce_bridge.bootstrap import bootstrap
 from commerce_bridge.config import load_settings
 from commerce_bridge.entrypoints.cli_workflows import workflows_app
+from commerce_bridge.workflows.enabled import available_step_types
 
 STRIPE = {"stripe_api_key": "sk_test_boot"}
 CLARITY = {"clarity_base_url": "http://127.0.0.1:9/API-Admin", "clarity_user": "bridge", "clarity_password": "pw"}

@@ -26,14 +26,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from commerce_bridge.bootstrap import (
-    CONNECTORS,
-    bootstrap,
-    code_workflows,
-    disabled_by_settings,
-    disabled_for_connectors,
-    run_vars,
-)
+from commerce_bridge.bootstrap import bootstrap
 from commerce_bridge.config import Settings, load_settings, mask_urls_in
 from commerce_bridge.entrypoints.startup_errors import bridge_error_text, config_error_exit, print_error
 from commerce_bridge.entrypoints.stored_events import StoredEvent, find_event
@@ -43,6 +36,13 @@ from commerce_bridge.logsetup import configure_logging
 from commerce_bridge.workflows.builtin import BUILTIN_WORKFLOWS, CORE_AUDIT
 from commerce_bridge.workflows.catalogue import catalogue_markdown, workflow_schema
 from commerce_bridge.workflows.dryrun import DryRun, dry_run
+from commerce_bridge.workflows.enabled import (
+    CONNECTORS,
+    code_workflows,
+    disabled_by_settings,
+    disabled_for_connectors,
+    run_vars,
+)
 from commerce_bridge.workflows.graph import mermaid
 from commerce_bridge.workflows.graph_svg import html, svg
 from commerce_bridge.workflows.loader import WorkflowFileError, load_file
