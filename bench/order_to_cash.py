@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _servers import fresh_database, postgres_problem, wait_http_ready  # noqa: E402
+from commerce_bridge.config import Settings  # noqa: E402
 from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers, sandbox_stack  # noqa: E402
 from commerce_bridge.logsetup import configure_logging  # noqa: E402
 from commerce_bridge.sandbox import traffic as traffic_mod  # noqa: E402
@@ -511,6 +512,8 @@ def _rate_limited_in(text: str) -> float:
     return total
 
 
+_RETURNS_POLL = "clarity_returns_poll_interval_s"
+
 def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", rep: int = 1) -> dict[str, Any]:
     """One arm at one rate on a fresh stack of peers: idle cost first, then the offered load and the drain."""
     log = LOG
@@ -518,6 +521,8 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
     PEERS.rows.clear()
     overrides: dict[str, Any] = {"rate_limits": {"stripe": a.bridge_stripe_limit, "clarity": 1000, "erp": 1000},
                                  "clarity_poll_interval_s": a.clarity_poll}
+    if _RETURNS_POLL in Settings.model_fields:  # code before 7 Dec 2026 (A/B runs) polls no returns
+        overrides[_RETURNS_POLL] = a.clarity_returns_poll
     overrides["audit_runs"] = a.audit
     if a.no_priority:
         overrides["workflow_priorities"] = {}
@@ -891,6 +896,9 @@ def main() -> int:
     p.add_argument("--emulator-limit", type=int, default=100, help="the emulator's requests/s before 429")
     p.add_argument("--bridge-stripe-limit", type=float, default=100.0, help="the bridge's rate_limits['stripe']")
     p.add_argument("--clarity-poll", type=float, default=0.5, help="clarity_poll_interval_s (the demo's 0.5)")
+    p.add_argument("--clarity-returns-poll", type=float,
+                   default=getattr(Settings.model_fields.get(_RETURNS_POLL), "default", 10.0),
+                   help="clarity_returns_poll_interval_s (default: the shipped default; the demo polls returns every 0.5 s)")
     p.add_argument("--keep", metavar="DIR", help="keep each phase's folder (bridge.log, SQLite file) under DIR")
     p.add_argument("--bridge", choices=["serve", "split", "inprocess"], default="serve",
                    help="serve: the bridge in its own process; split: ingress + --workers worker processes "

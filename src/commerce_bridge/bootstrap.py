@@ -43,7 +43,7 @@ from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
-from commerce_bridge.services.polling import ChangePoller, Leadership, poll_lease_s
+from commerce_bridge.services.polling import ChangePoller, Every, Leadership, poll_lease_s
 from commerce_bridge.services.ports import RateLimiter
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
@@ -414,10 +414,15 @@ def bootstrap(
             leader = Leadership(locks, POLLER_LOCKS["clarity"], c.engine.config.executor_id[:100],
                                 lease_s=poll_lease_s(settings.clarity_poll_interval_s))
 
+            returns_due = Every(settings.clarity_returns_poll_interval_s)
+
             def poll_clarity(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
-                # orders, then sales returns (their own cursor): one lease, one cycle, each stored as it is read
+                # orders every cycle, sales returns (their own cursor) every CB_CLARITY_RETURNS_POLL_INTERVAL_S:
+                # one lease, one cycle, each stored as it is read
                 clarity.poll_changed_orders(deliver)
-                clarity.poll_changed_returns(deliver)
+                if returns_due.due():
+                    clarity.poll_changed_returns(deliver)
+                    returns_due.done()
 
             c.pollers.append(ChangePoller(
                 "clarity", poll_clarity, inbox,

@@ -400,6 +400,12 @@ class Settings(BaseSettings):
     clarity_poll_interval_s: float = Field(
         2.0, ge=0, description="Seconds between polls of Clarity for changed orders (0: no polling)."
     )
+    clarity_returns_poll_interval_s: float = Field(
+        10.0, ge=0, description="Seconds between polls of Clarity for changed sales returns (a return moved to the "
+        "refund status waits at most about this long before the bridge refunds it; 0: returns are not polled, "
+        "only change notices start `clarity.return_refunded`). Returns are polled in the orders' poll cycle, so "
+        "never more often than CB_CLARITY_POLL_INTERVAL_S.",
+    )
     clarity_poll_overlap_s: float = Field(5.0, ge=0, description="Re-read this many seconds before the cursor.")
     erp_base_url: str | None = Field(None, description="ERPNext base URL.")
     erp_api_key: str | None = Field(None, description="ERPNext API key.")

@@ -168,6 +168,7 @@ def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str |
     env |= {
         "CB_CLARITY_BASE_URL": running.urls["clarity"] + ADMIN_BASE, "CB_CLARITY_USER": DEFAULT_USER,
         "CB_CLARITY_PASSWORD": DEFAULT_PASSWORD, "CB_CLARITY_POLL_INTERVAL_S": "1",
+        "CB_CLARITY_RETURNS_POLL_INTERVAL_S": "1",
         "CB_ERP_BASE_URL": running.urls["erp"], "CB_ERP_API_KEY": DEFAULT_API_KEY,
         "CB_ERP_API_SECRET": DEFAULT_API_SECRET, "CB_SMTP_HOST": host, "CB_SMTP_PORT": str(smtp_port),
     }

@@ -38,6 +38,24 @@ def poll_lease_s(interval_s: float) -> float:
     return max(10.0, 10 * interval_s)
 
 
+class Every:
+    """A part of a poll cycle that runs less often than the cycle: :meth:`due` is true at most every
+    ``interval_s`` (0: never), counted from the last :meth:`done`, so a failed poll is tried again next cycle."""
+
+    def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s < 0:
+            raise ValueError("interval_s must not be negative")
+        self.interval_s = interval_s
+        self._clock = clock
+        self._next = 0.0
+
+    def due(self) -> bool:
+        return self.interval_s > 0 and self._clock() >= self._next
+
+    def done(self) -> None:
+        self._next = self._clock() + self.interval_s
+
+
 class Leadership:
     """Which process polls a source: the holder of the lock ``name``, a lease of ``lease_s`` seconds.
 
