@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck bench bench-money-back install clean docs audit
+.PHONY: demo test test-fast lint typecheck bench bench-money-back bench-reconcile install clean docs audit
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -47,6 +47,10 @@ bench: $(STAMP)
 # the refund and dispute flows' CPU per business event against the naive arm's (docs/performance.md)
 bench-money-back: $(STAMP)
 	$(BIN)/python bench/money_back.py $(BENCH_ARGS)
+
+# payout reconciliation on 1,000,000 balance transactions: polars, DuckDB and a plain loop (docs/performance.md)
+bench-reconcile: $(STAMP)
+	$(BIN)/python bench/reconcile.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache .hypothesis
