@@ -14,18 +14,17 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from commerce_bridge.domain.signature import sign
-from commerce_bridge.entrypoints.demo_order_to_cash import Stack, sandbox_stack
+from commerce_bridge.entrypoints.demo_order_to_cash import Stack
 from commerce_bridge.sandbox.traffic import CLARITY_API, SCENARIOS, Placed
-from tests.support.databases import PG_SKIP_REASON, pg_admin_url, postgres_database
+from tests.support.stacks import stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -44,32 +43,10 @@ SUBMIT = [pytest.param(("sqlite", True), id="sqlite-submit"),
 def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One stack at a time (one engine per process): the tests say which, by database and submit setting."""
     database, submit = request.param
-    workdir = tmp_path_factory.mktemp(f"evidence-{database}")
-    db: Any = None
-    if database == "postgres":
-        if not pg_admin_url():
-            pytest.skip(PG_SKIP_REASON)
-        db = postgres_database()
-        url = db.__enter__()
-    else:
-        url = f"sqlite:///{workdir / 'bridge.sqlite'}"
-    try:
-        with sandbox_stack(database_url=url, workdir=Path(workdir), dispute_evidence_submit=submit) as stack:
-            yield stack
-    finally:
-        if db is not None:
-            db.__exit__(None, None, None)
+    with stack_on(database, tmp_path_factory.mktemp(f"evidence-{database}"),
+                  dispute_evidence_submit=submit) as stack:
+        yield stack
 
-
-def wait_for(what: str, check: Callable[[], Any], st: Stack, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.4)
-    raise AssertionError(f"timed out waiting for {what}; DLQ: " + str(
-        [(e["run_id"], e["error_code"], e["error_message"][:160]) for e in st.container.dead_letters.list()]))
 
 
 def shipped_order(st: Stack, scenario: str = "paid (USD)") -> tuple[Placed, dict[str, Any]]:

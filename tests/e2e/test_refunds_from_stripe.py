@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from commerce_bridge.entrypoints.demo_order_to_cash import Stack, sandbox_stack
+from commerce_bridge.entrypoints.demo_order_to_cash import Stack
 from commerce_bridge.sandbox.traffic import CLARITY_API, SCENARIOS, Placed
 from commerce_bridge.testing import FakeAlertSink
-from tests.support.databases import PG_SKIP_REASON, pg_admin_url, postgres_database
+from tests.support.stacks import stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -29,38 +28,15 @@ ALERTS: dict[int, FakeAlertSink] = {}  # per stack: what the bridge's alerter se
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp(f"refunds-{request.param}")
-    db: Any = None
-    if request.param == "postgres":
-        if not pg_admin_url():
-            pytest.skip(PG_SKIP_REASON)
-        db = postgres_database()
-        url = db.__enter__()
-    else:
-        url = f"sqlite:///{workdir / 'bridge.sqlite'}"
-    try:
-        with sandbox_stack(database_url=url, workdir=Path(workdir)) as stack:
-            for name in ("Partially Refunded", "Refunded"):  # the store's own statuses, made by the stack
-                r = stack.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrderStatus/Key/{name}",
-                                              headers=stack.traffic.session)
-                assert r.status_code == 200 and r.json()["Name"] == name, r.text
-            ALERTS[id(stack)] = FakeAlertSink()
-            stack.container.alerter.sinks.append(ALERTS[id(stack)])
-            yield stack
-    finally:
-        if db is not None:
-            db.__exit__(None, None, None)
+    with stack_on(request.param, tmp_path_factory.mktemp(f"refunds-{request.param}")) as stack:
+        for name in ("Partially Refunded", "Refunded"):  # the store's own statuses, made by the stack
+            r = stack.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrderStatus/Key/{name}",
+                                          headers=stack.traffic.session)
+            assert r.status_code == 200 and r.json()["Name"] == name, r.text
+        ALERTS[id(stack)] = FakeAlertSink()
+        stack.container.alerter.sinks.append(ALERTS[id(stack)])
+        yield stack
 
-
-def wait_for(what: str, check: Callable[[], Any], st: Stack, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.4)
-    raise AssertionError(f"timed out waiting for {what}; DLQ: " + str(
-        [(e["run_id"], e["error_code"], e["error_message"][:120]) for e in st.container.dead_letters.list()]))
 
 
 def paid_order(st: Stack, scenario: str = "paid (USD)") -> tuple[Placed, dict[str, Any]]:
