@@ -49,7 +49,7 @@ from commerce_bridge.mapping.dispute import (
     planned_journals,
     status_target,
 )
-from commerce_bridge.mapping.erp import DEFAULT_TAX_ACCOUNT, money_to_erp
+from commerce_bridge.mapping.erp import DEFAULT_TAX_ACCOUNT, erp_sales_invoice, money_to_erp
 from commerce_bridge.mapping.money import from_stripe_amount
 from commerce_bridge.mapping.refund import (
     ACTIVE,
@@ -58,7 +58,6 @@ from commerce_bridge.mapping.refund import (
     refund_from_stripe,
     refund_state,
 )
-from commerce_bridge.workflows.steps.refunds import _invoice_doc
 
 REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refunded", "charge.refund.updated"}
 DISPUTE_EVENTS = {"charge.dispute.created", "charge.dispute.updated", "charge.dispute.funds_withdrawn",
@@ -182,7 +181,8 @@ class NaiveMoneyBack(Naive):
             if so is None or customer is None:
                 raise LookupError(f"order {order_key} has no ERP sales order or customer in memory")
             so = self.erp_call("GET", f"/api/resource/Sales%20Order/{quote(so['name'], safe='')}")  # erp_invoice
-            invoice = self.erp_ensure("Sales Invoice", _invoice_doc(so), "po_no", submit=True)
+            invoice = self.erp_ensure("Sales Invoice", erp_sales_invoice(so, posting_date=datetime.now(UTC).date()),
+                                      "po_no", submit=True)
             for r in to_book:  # erp_refunds
                 self.book(str(invoice["name"]), customer, self.refund(r.id))
 

@@ -16,10 +16,11 @@ that its CPU per paid order can be compared with the bridge's (``bench/order_to_
   the webhook endpoint ``POST /webhooks/stripe`` (Starlette under uvicorn) verifies every delivery with
   ``stripe.Webhook.construct_event`` and answers 200; a ``payment_intent.succeeded`` carrying
   ``metadata.clarity_order_key`` starts the second half of the flow.
-* **ERPNext** (httpx): find-then-create of the Customer, the Sales Order and the Payment Entry, and the
-  submit of the last two, as ``HttpErpGateway._ensure`` does.
+* **ERPNext** (httpx): find-then-create of the Customer, the Sales Order, the Sales Invoice billing it and
+  the Payment Entry allocated to that invoice, and the submit of the last three, as ``HttpErpGateway._ensure``
+  does (the default ``CB_ERP_INVOICE_ON=paid``).
 
-The calls of one paid USD order (22, plus its share of the polls)::
+The calls of one paid USD order (27, plus its share of the polls)::
 
     clarity.order_to_cash    GET  Clarity /Ordering/SalesOrder/ID/{id}                       (step get)
                              GET  Stripe  /v1/customers?email=…                              (customer: find)
@@ -31,6 +32,7 @@ The calls of one paid USD order (22, plus its share of the polls)::
                              GET  …/ID/{id}                                                   (add_payment)
                              GET  ERP Customer list + POST Customer                           (erp_customer)
                              GET  ERP Sales Order list + POST + GET + PUT docstatus=1         (erp_order)
+                             GET  ERP Sales Order, Sales Invoice list + POST + GET + PUT      (erp_invoice)
                              GET  ERP Payment Entry list + POST + GET + PUT docstatus=1       (erp_payment)
 
 Request bodies come from the bridge's own pure mapping functions (``commerce_bridge.mapping``: no I/O),
@@ -76,7 +78,7 @@ from commerce_bridge.connectors.clarity.changes import (
 from commerce_bridge.domain.orders import CaptureMode, PaymentSummary
 from commerce_bridge.mapping.clarity import money_to_clarity, order_from_clarity
 from commerce_bridge.mapping.customer import normalized_customer
-from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_order
+from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_invoice, erp_sales_order
 from commerce_bridge.mapping.money import from_stripe_amount
 from commerce_bridge.mapping.stripe import customer_params, payment_intent_params, stripe_idempotency_key
 
@@ -253,12 +255,15 @@ class Naive:
         so = self.erp_ensure("Sales Order", erp_sales_order(  # erp_order
             order, customer_name=name, delivery_date=today + timedelta(days=DELIVERY_DAYS), transaction_date=today),
             "po_no", submit=True)
-        if pi.get("status") == "succeeded":  # erp_payment
+        if pi.get("status") == "succeeded":
+            so = self.erp_call("GET", f"/api/resource/Sales%20Order/{quote(str(so['name']), safe='')}")  # erp_invoice
+            invoice = self.erp_ensure("Sales Invoice", erp_sales_invoice(so, posting_date=today), "po_no", submit=True)
             payment = PaymentSummary(intent_id="", charge_id=charge_id, status="succeeded", amount=received,
                                      amount_received=received, captured=True)
-            self.erp_ensure("Payment Entry", erp_payment_entry(
+            self.erp_ensure("Payment Entry", erp_payment_entry(  # erp_payment
                 payment, customer_name=name, paid_to_account=PAID_TO_ACCOUNT, posting_date=today,
-                sales_order_name=str(so["name"]), amount=received), "reference_no", submit=True)
+                sales_order_name=str(so["name"]), sales_invoice_name=str(invoice["name"]), amount=received),
+                "reference_no", submit=True)
         self.note(paid=key)
 
     def run_safely(self, what: str, fn: Any, *args: Any) -> None:

@@ -17,6 +17,18 @@ DESIGN.md section 4: "a new flow states its ratio". For each arm and repetition,
   Journal Entry and the order back to Full Payment Received; lost: the chargeback Journal Entry and the order
   in Chargeback; the closing note on the order. (The "opened" note is counted, not required: a dispute
   closed before its first event is handled is first seen closed, and then only the closing note is due.)
+* **payout** (``--flows payout``, alone): the ``--events`` paid orders of the setup are placed in ``--payouts``
+  batches (the first in the setup above, each later one between two measured windows, not measured); after
+  each batch the emulator's clock moves ``POST /_sandbox/clock/advance {"days": 3}``: that settles the batch's
+  charges and creates the automatic payout of the available balance (``payout.created``), and pays the payout
+  created by the advance before (``payout.paid`` + ``payout.reconciliation_completed``); one advance more pays
+  the last one. Each advance is a measured window that ends when the payout it paid has its Journal Entry
+  (``cheque_no`` = payout id, submitted) and the webhook queue is drained and the arm idle; the phase's figures
+  are the sum of its windows. One business event = one payout reconciled and its Journal Entry posted
+  (``stripe.payout_reconciled``, run for both events); the CPU per balance transaction in the payouts (the
+  charges and each payout's own line) is given too. Checked after: each payout has exactly one submitted
+  Journal Entry, it balances and its bank line is the payout amount; the summary says whether both arms' entries
+  have the same rows (account, debit, credit) for each batch.
 
 A phase ends when every event's records exist in the peers (checked every 0.5 s with GETs that carry
 ``_bench=1``, left out of the call counts), the emulator's webhook queue is drained and the arm is idle (the
@@ -33,7 +45,10 @@ Arms (``--arms``, interleaved per repetition as in order_to_cash: bridge, naive,
   evidence on each new dispute is work the naive arm does not do.
 * **naive**: ``bench/_naive_money_back.py``, one process with no durability that does the order flow of
   ``_naive_order.py`` and, for each refund or dispute event, the same HTTP calls as the two workflows
-  through the official clients, its state in memory.
+  through the official clients, its state in memory; with ``--flows payout``, ``bench/_naive_payouts.py``: that
+  and, for each ``payout.paid`` and ``payout.reconciliation_completed``, the same calls as
+  ``stripe.payout_reconciled`` (the second event finds the entry and posts nothing, as in the bridge), the
+  journal computed in plain Python instead of the bridge's polars core.
 
 Per arm and flow: CPU ms per business event, with and without the idle cost, and the HTTP calls per business
 event each peer answered (Stripe from the emulator's request log, Clarity and ERPNext from the simulators';
@@ -42,6 +57,7 @@ workflow and each route's calls, goes to ``bench/results/money-back-<UTC time>.j
 
     .venv/bin/python bench/money_back.py --reps 2 --markdown
     .venv/bin/python bench/money_back.py --db postgres --reps 1 --events 20
+    .venv/bin/python bench/money_back.py --flows payout --events 90 --payouts 3 --reps 2
 """
 
 from __future__ import annotations
@@ -56,7 +72,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -95,7 +111,9 @@ from order_to_cash import (
 
 MARK = "_bench"  # query parameter of this script's own checks: their requests are not the arm's calls
 REFUND_MINOR = 1001  # of the order's 3300: a partial refund
-FLOWS = ("refund", "dispute")
+MONEY_FLOWS = ("refund", "dispute")
+FLOWS = (*MONEY_FLOWS, "payout")
+ADVANCE_DAYS = 3  # past the emulator's payout_delay_days (2) and the payout's arrival (the next midnight)
 CHECK_EVERY_S = 0.5
 
 
@@ -170,6 +188,27 @@ class Peers:
 
     def done(self, ev: Event) -> bool:
         return self.refund_booked(ev) if ev.flow == "refund" else self.dispute_closed(ev)
+
+    def journals(self, key: str) -> list[dict[str, Any]]:
+        """The submitted Journal Entries whose ``cheque_no`` is ``key``, in full (with their accounts)."""
+        return [dict(self.tr.erp.get(f"/api/resource/Journal Entry/{row['name']}", params={MARK: 1}).json()["data"])
+                for row in self.erp("Journal Entry", "cheque_no", key)]
+
+
+@dataclass
+class Payout:
+    """One business event of the payout flow: the automatic payout of one batch of paid orders."""
+
+    batch: int
+    orders: int
+    payout: str = ""
+    at: float = math.nan  # monotonic: the clock advance that paid it
+    done: float = math.nan  # monotonic: its Journal Entry was seen
+    amount_minor: int = 0
+    transactions: int = 0
+    journal_entry: str = ""
+    rows: dict[str, str] = field(default_factory=dict)  # account -> debit - credit, as decimal text
+    error: str = ""
 
 
 # ---- setup ---------------------------------------------------------------------------------------------
@@ -359,6 +398,132 @@ def _calls(stripe_rows: list[Any], peer_rows: list[Any], t0: float, t1: float) -
     return {**calls, "polls": sum(1 for r in mine if is_poll(r))}
 
 
+# ---- the payout flow -------------------------------------------------------------------------------------
+def batch_sizes(events: int, payouts: int) -> list[int]:
+    """``events`` orders split into ``payouts`` batches as evenly as can be (the first ones larger)."""
+    return [events // payouts + (1 if k < events % payouts else 0) for k in range(payouts)]
+
+
+def _merge_calls(into: dict[str, Any], calls: dict[str, Any]) -> None:
+    for key in ("by_peer", "routes"):
+        for k, v in calls[key].items():
+            into.setdefault(key, {})[k] = into.get(key, {}).get(k, 0) + v
+    into["polls"] = into.get("polls", 0) + calls["polls"]
+
+
+def payout_phase(a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm: Arm, idle: dict[str, Any],
+                 place: Callable[[int], object]) -> dict[str, Any]:
+    """Advance the clock after each batch (``place(n)`` pays the later batches' orders, between the windows) and
+    once more; measure each advance until the payout it paid has its Journal Entry and the arm is idle."""
+    sizes = batch_sizes(a.events, a.payouts)
+    payouts = [Payout(k + 1, n) for k, n in enumerate(sizes)]
+    with open("/proc/loadavg") as f:
+        loadavg = f.read().split()[:3]
+    cpu = pg_cpu = busy = steal = elapsed = 0.0
+    calls: dict[str, Any] = {}
+    windows: list[dict[str, Any]] = []
+    settled_all, errors = True, []
+    for k in range(len(payouts) + 1):
+        if 0 < k < len(payouts):
+            t_batch = time.monotonic()
+            place(sizes[k])
+            if not settle(stripe, arm, 60):
+                raise RuntimeError(f"setup of batch {k + 1}: the arm did not become idle")
+            windows.append({"batch_setup": k + 1, "s": time.monotonic() - t_batch})
+        paid = payouts[k - 1] if k else None
+        log_start, peer_start = len(LOG.rows), len(PEERS.rows)
+        cpu0, pg0 = arm.cpu()
+        busy0, steal0 = machine_busy_s(), machine_steal_s()
+        t0 = time.monotonic()
+        r = stripe.post("/_sandbox/clock/advance", json={"days": ADVANCE_DAYS})
+        t_adv = time.monotonic()
+        created = list(r.json().get("payouts_created") or []) if r.status_code == 200 else []
+        if r.status_code != 200:
+            errors.append(f"advance {r.status_code}: {r.text[:200]}")
+        elif k < len(payouts):
+            if len(created) == 1:
+                payouts[k].payout = created[0]
+            else:
+                payouts[k].error = f"the advance after batch {k + 1} created {created}"
+        if paid is not None and paid.payout:
+            paid.at = t_adv
+            deadline = t_adv + a.drain
+            while time.monotonic() < deadline and not peers.erp("Journal Entry", "cheque_no", paid.payout):
+                time.sleep(CHECK_EVERY_S)
+            if peers.erp("Journal Entry", "cheque_no", paid.payout):
+                paid.done = time.monotonic()
+        settled = settle(stripe, arm, max(5.0, a.drain - (time.monotonic() - t_adv)))
+        settled_all = settled_all and settled
+        t1 = time.monotonic()
+        cpu1, pg1 = arm.cpu()
+        w_pg = PgBackends.delta(pg0, pg1) if arm.pg else 0.0
+        w_calls = _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t0, t1)
+        _merge_calls(calls, w_calls)
+        windows.append({"advance": k + 1, "paid": paid.payout if paid else None,
+                        "created": created, "s": t1 - t0, "cpu_s": cpu1 - cpu0 + w_pg,
+                        "pg_backends_cpu_s": w_pg if arm.pg else None, "settled": settled,
+                        "calls": w_calls["by_peer"]})
+        cpu += cpu1 - cpu0 + w_pg
+        pg_cpu += w_pg
+        busy += machine_busy_s() - busy0
+        steal += machine_steal_s() - steal0
+        elapsed += t1 - t0
+    # every payout once more, outside the windows: Stripe's figures (the API's, with the key), and its one journal
+    api = peers.tr.stripe
+    for po in payouts:
+        if not po.payout:
+            continue
+        doc = api.get(f"/v1/payouts/{po.payout}").json()
+        po.amount_minor = int(doc.get("amount") or 0)
+        params: dict[str, Any] = {"payout": po.payout, "limit": 100}
+        while True:
+            page = api.get("/v1/balance_transactions", params=params).json()
+            po.transactions += len(page.get("data") or [])
+            if not page.get("has_more") or not page.get("data"):
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+        if doc.get("status") != "paid":
+            po.error = f"payout {po.payout} is {doc.get('status')}"
+    checked = 0
+    for po in payouts:
+        entries = peers.journals(po.payout) if po.payout else []
+        if len(entries) != 1:
+            po.error = po.error or f"{len(entries)} journal entries for {po.payout}"
+            continue
+        sums: dict[str, Decimal] = {}
+        for row in entries[0].get("accounts") or []:
+            sums[row["account"]] = sums.get(row["account"], Decimal(0)) + Decimal(
+                str(row["debit_in_account_currency"])) - Decimal(str(row["credit_in_account_currency"]))
+        po.journal_entry = str(entries[0]["name"])
+        po.rows = {account: f"{v:.2f}" for account, v in sorted(sums.items())}
+        bank = [v for account, v in sums.items() if "Bank" in account]
+        if sum(sums.values()) != 0 or bank != [Decimal(po.amount_minor) / 100]:
+            po.error = po.error or f"journal {po.journal_entry} of {po.payout}: {po.rows}"
+            continue
+        checked += 1
+    errors += [po.error for po in payouts if po.error]
+    done = sum(1 for po in payouts if not math.isnan(po.done))
+    n = max(1, done)
+    txns = sum(po.transactions for po in payouts if not math.isnan(po.done))
+    idle_rate = idle["cpu_s"] / idle["s"]
+    latency = [po.done - po.at for po in payouts if not math.isnan(po.done)]
+    net = cpu - idle_rate * elapsed
+    return {
+        "flow": "payout", "events": len(payouts), "done": done, "errors": errors, "elapsed_s": elapsed,
+        "settled": settled_all, "loadavg_at_start": loadavg, "cpu_s": cpu,
+        "pg_backends_cpu_s": pg_cpu if arm.pg else None,
+        "cpu_ms_per_event": 1000 * cpu / n, "cpu_ms_per_event_minus_idle": 1000 * net / n,
+        "transactions": txns, "transactions_per_payout": txns / n,
+        "cpu_ms_per_txn": 1000 * cpu / max(1, txns), "cpu_ms_per_txn_minus_idle": 1000 * net / max(1, txns),
+        "http_calls": calls, "http_calls_per_event": {k: v / n for k, v in calls["by_peer"].items()},
+        "http_calls_per_event_total": sum(calls["by_peer"].values()) / n,
+        "polls_per_s": calls["polls"] / max(elapsed, 1e-9),
+        "latency_p50_s": pct(latency, 50), "latency_p99_s": pct(latency, 99),
+        "machine_busy_cores": busy / max(elapsed, 1e-9), "machine_steal_cores": steal / max(elapsed, 1e-9),
+        "checked_after": checked, "windows": windows, "payouts": [asdict(po) for po in payouts],
+    }
+
+
 # ---- one arm, one repetition -------------------------------------------------------------------------
 def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str, Any]:
     LOG.rows.clear()
@@ -382,14 +547,19 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
                 pg = PgBackends(fresh.pg_name)
                 es.callback(pg.close)
         else:
-            naive = NaiveProcess(st.settings, st.bridge_port, workdir, script="_naive_money_back.py")
+            naive = NaiveProcess(st.settings, st.bridge_port, workdir,
+                                 script="_naive_payouts.py" if "payout" in a.flows else "_naive_money_back.py")
             es.callback(naive.stop)
             naive.start()
         arm = Arm(kind, bridge, naive, pg)
         stripe = es.enter_context(httpx.Client(base_url=st.urls["Stripe emulator"], timeout=30))
         peers = Peers(st.traffic)
         t_setup = time.monotonic()
-        orders = paid_orders(st.traffic, st.urls["Clarity simulator"], 2 * a.events, a.setup_rate, a.setup_timeout)
+        def place(n: int) -> list[tuple[int, str, str]]:
+            return paid_orders(st.traffic, st.urls["Clarity simulator"], n, a.setup_rate, a.setup_timeout)
+
+        payout = "payout" in a.flows  # alone (main checks it): its first batch is the setup's orders
+        orders = place(batch_sizes(a.events, a.payouts)[0] if payout else 2 * a.events)
         if not settle(stripe, arm, 60):
             raise RuntimeError("setup: the arm did not become idle")
         setup_s = time.monotonic() - t_setup
@@ -403,16 +573,19 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
                                 "cpu_s": i1 - i0 + (PgBackends.delta(pg0, pg1) if pg else 0.0)}
         idle["cores"] = idle["cpu_s"] / idle["s"]
         idle["calls"] = _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t_idle, time.monotonic())
-        by_flow = {flow: [Event(flow, i, *orders[j * a.events + i]) for i in range(a.events)]
-                   for j, flow in enumerate(FLOWS)}
-        phases = [phase(flow, by_flow[flow], a, stripe, peers, arm, idle) for flow in FLOWS if flow in a.flows]
+        by_flow = {} if payout else {flow: [Event(flow, i, *orders[j * a.events + i]) for i in range(a.events)]
+                                     for j, flow in enumerate(MONEY_FLOWS)}
+        phases = ([payout_phase(a, stripe, peers, arm, idle, place)] if payout else
+                  [phase(flow, by_flow[flow], a, stripe, peers, arm, idle) for flow in MONEY_FLOWS if flow in a.flows])
         # every record once more, after the measurement; the orders nobody touched are still simply paid
         for p in phases:
+            if p["flow"] == "payout":  # checked by payout_phase
+                continue
             p["checked_after"] = sum(1 for ev in by_flow[p["flow"]] if not ev.error and peers.done(ev))
             if p["flow"] == "dispute":  # counted, not required (see the module docstring)
                 p["opened_noted"] = sum(1 for ev in by_flow["dispute"] if f"{ev.dispute}:opened" in {
                     n.get("CustomKey") for n in peers.order(ev.order_id).get("Notes") or []})
-        untouched = [o for flow in FLOWS if flow not in a.flows for o in by_flow[flow]]
+        untouched = [o for flow in by_flow if flow not in a.flows for o in by_flow[flow]]
         changed = sum(1 for ev in untouched if peers.order(ev.order_id).get("StatusKey") != PAID)
         open_dlq = run_counts = None
         if bridge is not None:
@@ -442,8 +615,9 @@ def arms_table(results: list[dict[str, Any]]) -> str:
         arm = r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']})"
         for p in r["phases"]:
             per = p["http_calls_per_event"]
+            flow = p["flow"] + (f" ({p['transactions']} txns)" if p["flow"] == "payout" else "")
             lines.append(
-                f"| {r['db']} | {arm} | {r['rep']} | {p['flow']} | {p['done']}/{p['events']} "
+                f"| {r['db']} | {arm} | {r['rep']} | {flow} | {p['done']}/{p['events']} "
                 f"| {_num(p['latency_p50_s'], '.2f')} / {_num(p['latency_p99_s'], '.2f')} "
                 f"| {r['idle']['cores']:.3f} | {p['cpu_ms_per_event']:.0f} | {p['cpu_ms_per_event_minus_idle']:.0f} "
                 f"| {per['stripe']:.1f} + {per['clarity']:.1f} + {per['erp']:.1f} = "
@@ -468,6 +642,15 @@ def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                      for arm in ("bridge", "naive")}, name))
             s["calls_per_event"] = {arm: _median([p["http_calls_per_event_total"] for k, p in rows if k == arm])
                                     for arm in ("bridge", "naive")}
+            if flow == "payout":
+                for key, name in (("cpu_ms_per_txn", "txn_gross"), ("cpu_ms_per_txn_minus_idle", "txn_net")):
+                    s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
+                                         for arm in ("bridge", "naive")}, name))
+                s["transactions_per_payout"] = _median([p["transactions_per_payout"] for _, p in rows])
+                # the same orders in the same batches: every run's entries must have the same rows, batch by batch
+                entries = [[po["rows"] for po in p["payouts"]] for _, p in rows]
+                s["journals_agree"] = bool(entries) and all(e == entries[0] for e in entries)
+                s["journal_rows"] = entries[0] if entries else []
             out.append(s)
     return out
 
@@ -479,11 +662,31 @@ def ratio_table(rows: list[dict[str, Any]]) -> str:
         "" if s["complete"] else " (incomplete: see JSON)"), "calls_per_event")
 
 
+def payout_table(rows: list[dict[str, Any]]) -> str:
+    """The payout flow per balance transaction, and whether both arms posted the same entries."""
+    head = ("| db | transactions/payout | bridge CPU ms/txn | naive | ratio | bridge minus idle | naive minus idle "
+            "| ratio minus idle | same journal rows in every run |")
+    lines = [head, "|" + "---|" * 9]
+    for s in rows:
+        if s["flow"] != "payout":
+            continue
+        lines.append(
+            f"| {s['db']} | {_num(s['transactions_per_payout'], '.1f')} "
+            f"| {', '.join(f'{x:.1f}' for x in s['bridge_ms_txn_gross'])} "
+            f"| {', '.join(f'{x:.1f}' for x in s['naive_ms_txn_gross'])} | **{_num(s['ratio_txn_gross'], '.2f')}** "
+            f"| {', '.join(f'{x:.1f}' for x in s['bridge_ms_txn_net'])} "
+            f"| {', '.join(f'{x:.1f}' for x in s['naive_ms_txn_net'])} | **{_num(s['ratio_txn_net'], '.2f')}** "
+            f"| {'yes' if s['journals_agree'] else 'NO'} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--rate", type=float, default=2.0, help="business events offered per second, in each phase")
     p.add_argument("--events", type=int, default=30, help="business events per flow (refunds; disputes)")
-    p.add_argument("--flows", default="refund,dispute", help="refund, dispute or both")
+    p.add_argument("--flows", default="refund,dispute", help="refund, dispute or both; or payout alone")
+    p.add_argument("--payouts", type=int, default=3,
+                   help="payouts of the payout flow: its --events paid orders in this many batches, one payout each")
     p.add_argument("--close-after", type=float, default=3.0, help="seconds from a dispute's opening to its close")
     p.add_argument("--db", choices=["sqlite", "postgres", "both"], default="sqlite")
     p.add_argument("--bridge", choices=["serve", "split"], default="serve",
@@ -508,7 +711,9 @@ def main() -> int:
     a.flows = [f.strip() for f in a.flows.split(",") if f.strip()]
     arms = [x.strip() for x in a.arms.split(",") if x.strip()]
     if not arms or any(x not in ("bridge", "naive") for x in arms) or any(f not in FLOWS for f in a.flows):
-        p.error("--arms takes bridge and/or naive; --flows refund and/or dispute")
+        p.error("--arms takes bridge and/or naive; --flows refund and/or dispute, or payout")
+    if "payout" in a.flows and (len(a.flows) > 1 or not 1 <= a.payouts <= a.events):
+        p.error("--flows payout runs alone, with 1 <= --payouts <= --events")
     dbs = chosen_databases(p, a)
     started = datetime.now(UTC)
     info = machine()
@@ -518,8 +723,11 @@ def main() -> int:
     for db in dbs:
         for rep in range(1, a.reps + 1):
             for kind in arms:
-                print(f"{db}: {kind} arm, run {rep}: {2 * a.events} paid orders, then {a.events} events per flow "
-                      f"at {a.rate:g}/s ...", flush=True)
+                if "payout" in a.flows:
+                    print(f"{db}: {kind} arm, run {rep}: {a.events} paid orders in {a.payouts} payouts ...", flush=True)
+                else:
+                    print(f"{db}: {kind} arm, run {rep}: {2 * a.events} paid orders, then {a.events} events per "
+                          f"flow at {a.rate:g}/s ...", flush=True)
                 results.append(run_arm(a, db, kind, rep))
                 if not a.markdown:
                     print("\n".join(arms_table(results[-1:]).splitlines()[2:]), flush=True)
@@ -531,6 +739,9 @@ def main() -> int:
     if len(arms) == 2:
         print()
         print(ratio_table(summary(results)))
+        if "payout" in a.flows:
+            print()
+            print(payout_table(summary(results)))
     print(f"\n{started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC; written: {out.relative_to(ROOT)}")
     return 0 if all(p["complete"] for r in results for p in r["phases"]) else 1
 

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
@@ -42,15 +43,20 @@ from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
+from commerce_bridge.services.drift import KINDS as DRIFT_KINDS
+from commerce_bridge.services.drift import Difference, DriftFinder, DriftReport
+from commerce_bridge.services.drift_watch import DRIFT_LOCK, DriftSchedule, DriftWatch
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
 from commerce_bridge.services.polling import ChangePoller, Every, Leadership, poll_lease_s
 from commerce_bridge.services.ports import RateLimiter
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
+from commerce_bridge.store.drift import SqlReportedDrift
 from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
+from commerce_bridge.store.reconciliations import SqlReconciliations
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
 from commerce_bridge.store.wake import InboxListener, InboxNotifier
 from commerce_bridge.workflows.enabled import (
@@ -62,6 +68,7 @@ from commerce_bridge.workflows.registry import WorkflowRegistry
 from commerce_bridge.workflows.router import Router
 from commerce_bridge.workflows.spec import Action, WorkflowSpec
 from commerce_bridge.workflows.steps import FlowSettings, build_actions, step_catalogue
+from commerce_bridge.workflows.steps.payouts import PayoutReconciler, accounts_from
 
 Role = Literal["serve", "ingress", "worker", "cli"]
 
@@ -93,6 +100,10 @@ class Container:
     notifier: InboxNotifier | None = None  # PostgreSQL: NOTIFY the dispatchers after commits (store.wake)
     listener: InboxListener | None = None  # PostgreSQL: this process's dispatcher woken by NOTIFY
     disabled_workflows: dict[str, list[str]] = field(default_factory=dict)
+    reconciliations: SqlReconciliations | None = None  # payout reconciliations (issue 13)
+    reconciler: PayoutReconciler | None = None  # with Stripe and the ERP configured: `reconcile` commands
+    drift: DriftFinder | None = None  # with Stripe, Clarity and the ERP configured: `reconcile drift`
+    drift_schedule: DriftSchedule | None = None  # serve, worker: the scheduled check (CB_DRIFT_INTERVAL_S)
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
 
@@ -162,8 +173,12 @@ class Container:
             self.listener.start()
         for poller in self.pollers:
             poller.start()
+        if self.drift_schedule is not None:
+            self.drift_schedule.start()
 
     def stop_background(self) -> None:
+        if self.drift_schedule is not None:
+            self.drift_schedule.stop()
         for poller in self.pollers:
             poller.stop()
         if self.listener is not None:
@@ -236,6 +251,34 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, l
     return g
 
 
+def payout_accounts(s: Settings) -> dict[str, str]:
+    """The payout journal's accounts (``CB_ERP_PAYOUT_ACCOUNTS`` over the other account settings and defaults)."""
+    return accounts_from(s.erp_payout_accounts, clearing=s.erp_paid_to_account, disputes=s.erp_disputes_account,
+                         dispute_fees=s.erp_dispute_fees_account)
+
+
+def drift_finder(s: Settings, gateways: Gateways) -> DriftFinder | None:
+    """The drift finder, when Stripe, Clarity and the ERP are all configured (statuses from the status map)."""
+    if gateways.stripe is None or gateways.clarity is None or gateways.erp is None:
+        return None
+    names = s.statuses().workflow_vars()
+    paid = [names.get(n) for n in ("paid_status", "partially_refunded_status", "refunded_status", "disputed_status",
+                                   "chargeback_status")]
+    return DriftFinder(gateways.stripe, gateways.clarity, gateways.erp,
+                       paid_statuses=[p for p in [*paid, "Partial Payment Received"] if p],
+                       refunded_return_statuses=[n for n in [names.get("return_refunded_status")] if n])
+
+
+def _drift_metrics(metrics: Metrics) -> Callable[[DriftReport, list[Difference]], None]:
+    def on_report(report: DriftReport, new: list[Difference]) -> None:
+        for kind in DRIFT_KINDS:
+            metrics.drift_open.labels(kind).set(sum(1 for d in report.differences if d.kind == kind))
+        for d in new:
+            metrics.drift_new.labels(d.kind).inc()
+
+    return on_report
+
+
 def _echo_check(fingerprints: SqlWriteFingerprints) -> Callable[[str, Any], bool]:
     """True for a polled Clarity change that is our own write coming back (its status is what we set)."""
 
@@ -297,6 +340,7 @@ def bootstrap(
     )
     registry = WorkflowRegistry.load(user_dir=settings.workflows_dir, code=code_workflows(settings, extra_workflows))
     identity, fingerprints = SqlIdentityMap(db), SqlWriteFingerprints(db)
+    reconciliations = SqlReconciliations(db)
     call_limiter = CallLimiter(limiter, settings.rate_limits, settings.rate_limit_margin, metrics)
     # find-then-create steps: one at a time per key, across the processes that share the store (in memory where
     # one process calls out, as for the call slots; advisory locks on PostgreSQL)
@@ -315,7 +359,9 @@ def bootstrap(
                                               disputes=settings.erp_disputes_account,
                                               fees=settings.erp_dispute_fees_account,
                                               clearing=settings.erp_paid_to_account,
-                                              chargebacks=settings.erp_chargebacks_account))),
+                                              chargebacks=settings.erp_chargebacks_account),
+                                          payout_accounts=payout_accounts(settings)),
+                        reconciliations=reconciliations),
         **(extra_actions or {}),
     }
     # what is really bound decides; the CLI predicts it with disabled_for_connectors (a test keeps them equal)
@@ -346,9 +392,12 @@ def bootstrap(
 
         Path(engine_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     admin = EngineAdmin(engine_url, runs=runs, dead_letters=dlq, leases=leases, router=router, inbox=inbox)
+    reconciler = (PayoutReconciler(gateways.stripe, gateways.erp, reconciliations, payout_accounts(settings))
+                  if gateways.stripe is not None and gateways.erp is not None else None)
     c = Container(settings=settings, role=role, db=db, inbox=inbox, runs=runs, dead_letters=dlq, audit=audit,
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
-                  router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots)
+                  router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots,
+                  reconciliations=reconciliations, reconciler=reconciler, drift=drift_finder(settings, gateways))
 
     if role in ("serve", "ingress"):
         schemes: dict[str, SignatureScheme] = {}
@@ -429,6 +478,15 @@ def bootstrap(
                 interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
                 if c.engine else None, alert=alerter.alert, leader=leader,
             ))
+        if c.drift is not None and settings.drift_interval_s > 0:
+            # one process checks at a time (the lease holder, renewed every check), as the Clarity poller
+            watch = DriftWatch(c.drift, SqlReportedDrift(db), window=timedelta(days=settings.drift_window_days),
+                               settle=timedelta(seconds=settings.drift_settle_s), alert=alerter.alert,
+                               on_report=_drift_metrics(metrics))
+            c.drift_schedule = DriftSchedule(
+                watch, interval_s=settings.drift_interval_s, alert=alerter.alert,
+                leader=Leadership(locks, DRIFT_LOCK, c.engine.config.executor_id[:100],
+                                  lease_s=max(30.0, 3 * settings.drift_interval_s)))
         if db.dialect.name == "postgresql":
             c.listener = InboxListener(settings.database_url, c.engine.wake_dispatcher)
         if c.committer is not None:

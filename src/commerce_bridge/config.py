@@ -407,10 +407,31 @@ class Settings(BaseSettings):
         "never more often than CB_CLARITY_POLL_INTERVAL_S.",
     )
     clarity_poll_overlap_s: float = Field(5.0, ge=0, description="Re-read this many seconds before the cursor.")
+    drift_interval_s: float = Field(
+        3600.0, ge=0, description="Seconds between scheduled drift checks in `serve` and `worker` (one process at a "
+        "time): Stripe, Clarity and ERPNext compared over the last CB_DRIFT_WINDOW_DAYS, one alert (`drift.found`) "
+        "when new differences appear (0: no scheduled check; `reconcile drift` still works). Needs Stripe, Clarity "
+        "and the ERP configured.",
+    )
+    drift_window_days: int = Field(
+        7, ge=1, le=90, description="Days back the scheduled drift check looks (records created or changed since).",
+    )
+    drift_settle_s: float = Field(
+        300.0, ge=0, description="Records younger than this are left out of drift checks (scheduled and "
+        "`reconcile drift`): the bridge may still be booking them.",
+    )
     erp_base_url: str | None = Field(None, description="ERPNext base URL.")
     erp_api_key: str | None = Field(None, description="ERPNext API key.")
     erp_api_secret: SecretStr | None = Field(None, description="ERPNext API secret.")
     erp_paid_to_account: str = Field("Stripe Clearing - SB", description="ERPNext account Stripe payments go to.")
+    erp_invoice_on: Literal["paid", "shipped"] = Field(
+        "paid",
+        description="When the order flow bills the ERPNext Sales Order: `paid` makes the Sales Invoice from it when "
+        "the payment succeeds (`stripe.payment_succeeded`) and allocates the Payment Entry to the invoice, so "
+        "revenue and the receivable are booked and the invoice is Paid; the credit notes of refunds and returns "
+        "return against it. `shipped` (bill at shipping, the payment an advance on the Sales Order until then) is "
+        "not implemented yet and stops start-up. Pinned into each run when it starts (as its `invoice_on` var).",
+    )
     erp_disputes_account: str = Field(
         "Disputed Funds - SB",
         description="ERPNext account that holds a chargeback's disputed amount from its withdrawal until the dispute "
@@ -423,6 +444,14 @@ class Settings(BaseSettings):
         "Chargebacks - SB",
         description="ERPNext expense account a lost dispute's amount moves to from the disputes account "
         "(`stripe.dispute_recorded`).",
+    )
+    erp_payout_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="ERPNext accounts of the payout journal (`stripe.payout_reconciled`), role -> account (JSON), "
+        "over the defaults: clearing = CB_ERP_PAID_TO_ACCOUNT, disputes = CB_ERP_DISPUTES_ACCOUNT, dispute_fees = "
+        "CB_ERP_DISPUTE_FEES_ACCOUNT, bank `Stripe Payouts Bank - SB`, receivable `Debtors - SB`, fees "
+        "`Stripe Fees - SB`, refunds `Sales Returns and Refunds - SB`, fx `Exchange Gain/Loss - SB`, adjustments "
+        "`Stripe Adjustments - SB`, suspense `Stripe Reconciliation Suspense - SB`.",
     )
     shop_email_from: str = Field("shop@example.com", description="Sender of e-mails to customers.")
     payment_retry_url: str = Field(
@@ -448,6 +477,19 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{item!r} is not an IP network ({exc})") from exc
         return value
+
+    @field_validator("erp_payout_accounts")
+    @classmethod
+    def _payout_roles(cls, v: dict[str, str]) -> dict[str, str]:
+        roles = ("clearing", "bank", "receivable", "fees", "dispute_fees", "refunds", "disputes", "fx", "adjustments",
+                 "suspense")
+        unknown = sorted(set(v) - set(roles))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; the roles are {', '.join(roles)}")
+        empty = sorted(k for k, a in v.items() if not str(a).strip())
+        if empty:
+            raise ValueError(f"roles {empty} name no account")
+        return v
 
     @field_validator("alert_sinks")
     @classmethod
@@ -512,6 +554,9 @@ class Settings(BaseSettings):
             raise ValueError("alert_sinks includes 'webhook' but CB_ALERT_WEBHOOK_URL is not set")
         if "email" in self.alert_sinks and not self.alert_email_to:
             raise ValueError("alert_sinks includes 'email' but CB_ALERT_EMAIL_TO is not set")
+        if self.erp_invoice_on == "shipped":
+            raise ValueError("CB_ERP_INVOICE_ON=shipped is not implemented yet (use paid: the Sales Invoice is made "
+                             "when the order is paid)")
         if self.group_commit_linger_ms / 1000.0 >= self.ingest_store_timeout_s:
             raise ValueError("CB_GROUP_COMMIT_LINGER_MS must be below CB_INGEST_STORE_TIMEOUT_S "
                              "(a delivery would time out while it waits for company)")

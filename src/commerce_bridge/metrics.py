@@ -57,6 +57,14 @@ class Metrics:
         self.worker_heartbeat_age = Gauge(
             "cb_worker_heartbeat_age_seconds", "Seconds since this worker last renewed its lease.", registry=r
         )
+        self.drift_new = Counter(
+            "cb_drift_differences_new_total",
+            "Differences between Stripe, Clarity and ERPNext first found by the scheduled drift check, by kind.",
+            ["kind"], registry=r,
+        )
+        self.drift_open = Gauge(
+            "cb_drift_differences", "Differences the last scheduled drift check found, by kind.", ["kind"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -155,6 +155,7 @@ def test_demo_reads_well_at_80_and_200_columns_and_judges_an_idle_bridge(tmp_pat
 
     # money going back: each system's records, exact to the minor unit, each row judged by the demo
     assert "wrong:" not in narrow
+    assert "Payouts, reconciled to the cent" in narrow and "✓ balanced" in narrow  # the demo ends with payouts
     back_header = next(line for line in table if line.lstrip().startswith("order") and "ERPNext" in line)
     assert back_header.split() == ["order", "what", "Stripe", "Clarity", "ERPNext", "ok"]
     for kind in ("return (Clarity)", "refund (Dashboard)", "dispute won", "dispute lost"):

@@ -138,6 +138,8 @@ EXPECT: dict[tuple[str, str], Expect] = {
         Expect("flowchart"),
     ("docs/howto/disputes.md", "commerce-bridge workflows graph stripe.dispute_recorded"): Expect("flowchart"),
     ("docs/howto/disputes.md", "commerce-bridge workflows graph stripe.dispute_evidence"): Expect("flowchart"),
+    ("docs/howto/payouts.md", "commerce-bridge workflows graph stripe.payout_reconciled"): Expect("flowchart"),
+    ("docs/howto/payouts.md", "commerce-bridge reconcile payout --help"): Expect("--dry-run"),
     ("docs/howto/refunds-from-stripe.md", "commerce-bridge workflows graph clarity.return_refunded"):
         Expect("flowchart"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash --format html "

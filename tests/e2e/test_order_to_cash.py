@@ -71,6 +71,24 @@ def erp_count(st: Stack, doctype: str, field: str, value: str) -> int:
     return len(r.json()["data"])
 
 
+def assert_invoiced_and_paid(st: Stack, key: str, charge_id: str) -> None:
+    """The order's one submitted Sales Invoice bills its Sales Order, and its Payment Entry pays it (outstanding 0)."""
+    def docs(doctype: str, field: str, value: str) -> list[dict[str, Any]]:
+        rows = st.traffic.erp.get(f"/api/resource/{doctype}", params={"filters": f'[["{field}", "=", "{value}"]]'})
+        return [st.traffic.erp.get(f"/api/resource/{doctype}/{r['name']}").json()["data"] for r in rows.json()["data"]]
+
+    [so] = docs("Sales Order", "po_no", key)
+    [invoice] = docs("Sales Invoice", "po_no", key)
+    assert (invoice["docstatus"], invoice["status"], invoice["outstanding_amount"]) == (1, "Paid", 0), invoice
+    assert invoice["grand_total"] == so["grand_total"] and invoice["customer"] == so["customer"]
+    assert {row["sales_order"] for row in invoice["items"]} == {so["name"]}
+    [payment] = docs("Payment Entry", "reference_no", charge_id)
+    assert payment["docstatus"] == 1 and payment["party"] == so["customer"]
+    assert [(r["reference_doctype"], r["reference_name"], r["allocated_amount"]) for r in payment["references"]] == [
+        ("Sales Invoice", invoice["name"], invoice["grand_total"])]
+    assert payment["unallocated_amount"] == 0
+
+
 def step_attempts(st: Stack) -> Counter[tuple[str, str]]:
     """The bridge's ``cb_step_attempts_total`` from its ``/metrics``: (step type, outcome or error code) -> n."""
     text = httpx.get(f"{st.urls['bridge']}/metrics", timeout=10).text
@@ -98,6 +116,8 @@ def test_every_checkout_kind_reaches_its_end_state(make_stack: Callable[..., Sta
         if o.scenario.expect_paid:
             assert len(intents_for(st, o.key)) == 1, f"{o.key} was charged once"
             assert erp_count(st, "Sales Order", "po_no", o.key) == 1
+            # revenue is booked: the invoice billing the order, paid by the Payment Entry (CB_ERP_INVOICE_ON=paid)
+            assert_invoiced_and_paid(st, o.key, intents_for(st, o.key)[0]["latest_charge"])
     assert st.container.dead_letters.count_open() == 0
     # money arrived in the right units: JPY is zero-decimal, KWD three-decimal
     jpy = next(o for o in orders if o.scenario.currency == "JPY")
@@ -121,6 +141,7 @@ def test_duplicate_and_shuffled_stripe_events_cause_no_second_charge_or_payment(
         assert len(intents_for(st, o.key)) == 1
         assert erp_count(st, "Sales Order", "po_no", o.key) == 1
         assert erp_count(st, "Payment Entry", "reference_no", intents_for(st, o.key)[0]["latest_charge"]) == 1
+        assert_invoiced_and_paid(st, o.key, intents_for(st, o.key)[0]["latest_charge"])  # one invoice, once paid
         order = st.traffic.clarity.get(f"{CLARITY_API}/Ordering/SalesOrder/ID/{o.order_id}",
                                        headers=st.traffic.session).json()
         assert order["StatusKey"] == "Full Payment Received"

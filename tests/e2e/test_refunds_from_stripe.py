@@ -97,6 +97,9 @@ def test_a_partial_refund_then_the_rest_books_two_returns_two_credit_notes_and_t
         assert Decimal(str(notes[0]["grand_total"])) == -Decimal(text) and notes[0]["is_return"] == 1
         assert pays[0]["payment_type"] == "Pay" and Decimal(str(pays[0]["paid_amount"])) == Decimal(text)
         assert Decimal(str(notes[0]["outstanding_amount"])) == 0  # the Pay entry settled the credit note
+        # against the invoice the order flow made and its payment paid (CB_ERP_INVOICE_ON=paid): still Paid
+        [invoice] = [d for d in erp_docs(st, "Sales Invoice", "po_no", order.key) if d["docstatus"] == 1]
+        assert notes[0]["return_against"] == invoice["name"] and invoice["status"] == "Paid"
     assert len(returns_of(st, order)) == 2
     invoice = erp_docs(st, "Sales Invoice", "po_no", order.key)
     assert len(invoice) == 1 and Decimal(str(invoice[0]["grand_total"])) == Decimal("33.00")

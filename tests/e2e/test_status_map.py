@@ -109,4 +109,4 @@ def test_clarity_shows_the_maps_statuses_and_captures_at_the_maps_status(make_st
     assert runs["stripe.payment_succeeded"] == 2
     assert st.container.dead_letters.count_open() == 0
     assert st.container.engine is not None
-    assert st.container.engine.workflow_vars["stripe.payment_succeeded"] == {"paid_status": PAID}
+    assert st.container.engine.workflow_vars["stripe.payment_succeeded"] == {"paid_status": PAID, "invoice_on": "paid"}

@@ -36,6 +36,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OPERATIONS = {  # the whole API: a new route must be added here, so it cannot escape the fuzzer
     "GET /events", "GET /runs/{run_id}", "GET /dlq", "GET /dlq/{entry_id}", "POST /dlq/{entry_id}/replay",
     "POST /dlq/{entry_id}/discard", "GET /workers", "POST /workers/{executor_id}/recover",
+    "GET /reconciliation/payouts", "GET /reconciliation/payouts/{payout_id}",
+    "POST /reconciliation/payouts/{payout_id}/reconcile", "GET /reconciliation/exceptions",
 }
 
 # schemathesis draws regexes through a strategy Hypothesis flags for its own use of `random`

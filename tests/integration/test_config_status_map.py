@@ -49,7 +49,7 @@ def test_bootstrap_pins_the_maps_status_names_and_filters_use_them(tmp_path: Pat
     try:
         assert c.engine is not None
         pinned = c.engine.workflow_vars
-        assert pinned["stripe.payment_succeeded"] == {"paid_status": "Paid by Card"}
+        assert pinned["stripe.payment_succeeded"] == {"paid_status": "Paid by Card", "invoice_on": "paid"}
         assert pinned["clarity.order_to_cash"]["hold_status"] == "Manual Review"  # CB_WORKFLOW_VARS win
         assert pinned["clarity.order_shipped"] == {"shipped_status": "Dispatched"}
         assert c.router.workflow_vars == pinned

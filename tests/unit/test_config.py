@@ -8,6 +8,8 @@ import pytest
 
 from commerce_bridge.config import load_settings
 from commerce_bridge.errors import ConfigurationError
+from commerce_bridge.workflows.enabled import run_vars
+from commerce_bridge.workflows.registry import WorkflowRegistry
 
 
 def test_defaults_use_sqlite_under_data() -> None:
@@ -108,4 +110,21 @@ def test_dispute_evidence_submit_is_off_by_default_and_a_bad_value_is_named(monk
     assert load_settings().dispute_evidence_submit is True
     monkeypatch.setenv("CB_DISPUTE_EVIDENCE_SUBMIT", "sometimes")
     with pytest.raises(ConfigurationError, match="CB_DISPUTE_EVIDENCE_SUBMIT"):
+        load_settings()
+
+
+def test_erp_invoice_on_is_paid_by_default_and_pinned_into_the_payment_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.erp_invoice_on == "paid"
+    pinned = run_vars(settings, WorkflowRegistry.load())
+    assert pinned["stripe.payment_succeeded"]["invoice_on"] == "paid"
+    assert not any("invoice_on" in v for name, v in pinned.items() if name != "stripe.payment_succeeded")
+    monkeypatch.setenv("CB_ERP_INVOICE_ON", "invoiced")
+    with pytest.raises(ConfigurationError, match="CB_ERP_INVOICE_ON"):
+        load_settings()
+
+
+def test_erp_invoice_on_shipped_stops_start_up_as_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_ERP_INVOICE_ON", "shipped")
+    with pytest.raises(ConfigurationError, match="CB_ERP_INVOICE_ON=shipped is not implemented yet"):
         load_settings()

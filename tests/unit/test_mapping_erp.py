@@ -1,4 +1,4 @@
-"""Domain -> ERPNext Customer, Sales Order and Payment Entry payloads; ERPNext amounts <-> Money."""
+"""Domain -> ERPNext Customer, Sales Order, Sales Invoice and Payment Entry payloads; ERPNext amounts <-> Money."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from commerce_bridge.errors import MappingError, ValidationError
 from commerce_bridge.mapping.erp import (
     erp_customer,
     erp_payment_entry,
+    erp_sales_invoice,
     erp_sales_order,
     money_from_erp,
     money_to_erp,
@@ -104,6 +105,35 @@ def test_payment_entry_payload() -> None:
     with pytest.raises(MappingError):
         erp_payment_entry(PaymentSummary("pi_1", "", "requires_capture", usd, Money(0, "USD"), False),
                           customer_name="A", paid_to_account="S", posting_date=DAY)
+
+
+def test_payment_entry_is_allocated_to_the_invoice_when_one_is_named() -> None:
+    usd = Money(3319, "USD")
+    doc = erp_payment_entry(PaymentSummary("pi_1", "ch_1", "succeeded", usd, usd, True), customer_name="A",
+                            paid_to_account="S", posting_date=DAY, sales_order_name="SAL-ORD-2026-00001",
+                            sales_invoice_name="ACC-SINV-2026-00001")
+    assert doc["references"] == [{"reference_doctype": "Sales Invoice", "reference_name": "ACC-SINV-2026-00001",
+                                  "allocated_amount": "33.19"}]
+    assert doc["reference_no"] == "ch_1"
+
+
+def test_sales_invoice_bills_the_sales_order_as_it_is() -> None:
+    so = {"name": "SAL-ORD-2026-00001", "customer": "Ann Lee", "currency": "USD", "po_no": "WEB-1",
+          "items": [{"item_code": "SKU-1", "qty": 2, "rate": "12.50", "amount": "25.00"}, {"item_code": "SKU-2"}],
+          "taxes": [{"charge_type": "Actual", "account_head": "Sales Tax", "description": "Tax", "tax_amount": "1.20",
+                     "idx": 1}],
+          "discount_amount": "2.00", "apply_discount_on": "Net Total"}
+    assert erp_sales_invoice(so, posting_date=DAY) == {
+        "customer": "Ann Lee", "currency": "USD", "po_no": "WEB-1", "posting_date": "2026-11-27",
+        "items": [{"item_code": "SKU-1", "qty": 2, "rate": "12.50", "sales_order": "SAL-ORD-2026-00001"},
+                  {"item_code": "SKU-2", "qty": 1, "rate": None, "sales_order": "SAL-ORD-2026-00001"}],
+        "taxes": [{"charge_type": "Actual", "account_head": "Sales Tax", "description": "Tax", "tax_amount": "1.20"}],
+        "apply_discount_on": "Net Total", "discount_amount": "2.00"}
+    plain = erp_sales_invoice({**so, "taxes": [], "discount_amount": "0.00"}, posting_date=DAY)
+    assert "taxes" not in plain and "discount_amount" not in plain
+    assert erp_sales_invoice({**so, "apply_discount_on": None}, posting_date=DAY)["apply_discount_on"] == "Grand Total"
+    with pytest.raises(MappingError):
+        erp_sales_invoice({**so, "items": "SKU-1"}, posting_date=DAY)
 
 
 def test_erp_amounts_round_trip() -> None:

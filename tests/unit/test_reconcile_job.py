@@ -64,7 +64,7 @@ def test_a_charge_is_an_exception_on_suspense_when_no_order_is_known(kind: str) 
     assert journal_of(result.journal, "po_1")[("suspense", ch)] == -4200
     row = result.exceptions.row(0, named=True)
     assert row["suggested_fix"] == EXCEPTION_KINDS["charge_without_order"].suggested_fix
-    assert "4200 USD" in row["reason"]
+    assert "42.00 USD" in row["reason"]
     proof = result.proof.row(0, named=True)
     assert proof["sum_ok"] and proof["clearing_zero"] and proof["balanced"] and not proof["closed"]
     assert proof["matched_net"] == 0 and proof["exception_net"] == 4050

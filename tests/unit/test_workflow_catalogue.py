@@ -39,6 +39,8 @@ FLOW_STEP_TYPES = [
     "stripe.dispute.read", "clarity.order.set_dispute_status", "clarity.order.add_dispute_note",
     "erp.dispute_journal.sync", "notify.operations.alert", "stripe.early_fraud_warning.read",
     "stripe.early_fraud_warning.refund",
+    # payouts reconciled (stripe.payout_reconciled)
+    "stripe.payout.reconcile", "erp.payout_journal.post", "erp.payout_journal.reverse",
 ]
 
 

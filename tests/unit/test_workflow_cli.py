@@ -20,12 +20,12 @@ CONNECTED = {"CB_STRIPE_API_KEY": "sk_test_cli", "CB_CLARITY_BASE_URL": "http://
 
 def test_list_shows_builtins_and_code_workflows(tmp_path: Path) -> None:
     (tmp_path / "paid.yaml").write_text((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
-                                        .replace("version: 1", "version: 2"))
+                                        .replace("version: 2", "version: 3"))
     result = runner.invoke(workflows_app, ["list", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]
-    assert any(line[:4] == ["stripe.payment_succeeded", "1", "-", "builtin"] for line in lines)
-    assert any(line[:4] == ["stripe.payment_succeeded", "2", "yes", "user"] for line in lines)
+    assert any(line[:4] == ["stripe.payment_succeeded", "2", "-", "builtin"] for line in lines)
+    assert any(line[:4] == ["stripe.payment_succeeded", "3", "yes", "user"] for line in lines)
     assert any(line[:4] == ["core.audit", "1", "yes", "code"] for line in lines)
 
 
@@ -54,21 +54,21 @@ def test_validate_refuses_a_builtins_name_and_version_with_another_text(tmp_path
     edited.write_text(builtin.read_text().replace("steps:\n", "steps:\n  # my change\n", 1))
     bumped = tmp_path / "bumped" / "paid.yaml"
     bumped.parent.mkdir()
-    bumped.write_text(edited.read_text().replace("version: 1\n", "version: 2\n", 1))
+    bumped.write_text(edited.read_text().replace("version: 2\n", "version: 3\n", 1))
     for args in (["validate", str(same)], ["validate", "--dir", str(same.parent)],
                  ["validate", str(bumped)], ["validate", "--dir", str(bumped.parent)]):
         assert runner.invoke(workflows_app, args).exit_code == 0, args
     for args in (["validate", str(edited)], ["validate", "--dir", str(edited.parent)]):
         refused = runner.invoke(workflows_app, args)
         assert refused.exit_code == 1, args
-        assert f"error {edited}: stripe.payment_succeeded version 1 is also the built-in, with a different text" \
+        assert f"error {edited}: stripe.payment_succeeded version 2 is also the built-in, with a different text" \
             in refused.output and "needs a new `version`" in refused.output
 
 
 def test_validate_says_which_status_name_runs_get_when_the_file_says_another(tmp_path: Path) -> None:
     text = (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
     assert "  paid_status: Full Payment Received\n" in text
-    (tmp_path / "paid.yaml").write_text(text.replace("version: 1\n", "version: 2\n", 1)
+    (tmp_path / "paid.yaml").write_text(text.replace("version: 2\n", "version: 3\n", 1)
                                         .replace("  paid_status: Full Payment Received\n", "  paid_status: Paid\n"))
     result = runner.invoke(workflows_app, ["validate", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -173,7 +173,7 @@ def test_dry_run_sets_the_status_the_merchant_mapped_and_no_config_shows_the_fil
     assert ran.exit_code == 0, ran.output
     step = _mark_paid(ran.output)
     assert step["status"] == "run" and step["params"] == {"order_id": 42, "status_key": "Paid by Card"}
-    assert json.loads(ran.output)["vars"] == {"paid_status": "Paid by Card"}
+    assert json.loads(ran.output)["vars"] == {"paid_status": "Paid by Card", "invoice_on": "paid"}
     text = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", event],
                          env={"CB_STATUS_MAP": RENAMED_PAID, **CONNECTED})
     assert '"status_key": "Paid by Card"' in text.output
@@ -190,17 +190,17 @@ def test_the_status_map_and_workflows_dir_of_the_toml_file_are_read(tmp_path: Pa
     folder = tmp_path / "flows"
     folder.mkdir()
     (folder / "paid.yaml").write_text((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
-                                      .replace("version: 1", "version: 2"))
+                                      .replace("version: 2", "version: 3"))
     # the autouse fixture runs each test in tmp_path: this is ./commerce-bridge.toml
     (tmp_path / "commerce-bridge.toml").write_text(
         f'workflows_dir = "{folder}"\n{CONNECTED_TOML}'
         '[status_map.stripe_events_to_clarity]\n"payment_intent.succeeded" = "Settled"\n')
     listed = runner.invoke(workflows_app, ["list"])
-    assert any(line.split()[:5] == ["stripe.payment_succeeded", "2", "yes", "user", "yes"]
+    assert any(line.split()[:5] == ["stripe.payment_succeeded", "3", "yes", "user", "yes"]
                for line in listed.output.splitlines()), listed.output
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
                                         "--json"])
-    assert json.loads(ran.output)["version"] == "2"
+    assert json.loads(ran.output)["version"] == "3"
     assert _mark_paid(ran.output)["params"]["status_key"] == "Settled"
 
 
@@ -213,7 +213,8 @@ def test_show_prints_the_file_then_the_vars_a_run_is_pinned_with_and_their_origi
             in paid.output)
     assert (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text().rstrip() in paid.output
     # everything after the file is a comment: the output is still a workflow file
-    assert yaml.safe_load(paid.output)["vars"] == {"paid_status": "Full Payment Received"}
+    assert yaml.safe_load(paid.output)["vars"] == {"paid_status": "Full Payment Received", "invoice_on": "paid"}
+    assert '#   invoice_on: "paid"  <- CB_ERP_INVOICE_ON' in paid.output
     cash = runner.invoke(workflows_app, ["show", "clarity.order_to_cash"], env=env).output
     assert '#   capture_method: "manual"  <- CB_WORKFLOW_VARS (the file says "automatic")' in cash
     assert "#   reminder_after_s: 86400  <- the file" in cash
@@ -236,7 +237,7 @@ def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_s
                        "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no",
                        "stripe.refund_recorded": "yes", "clarity.return_refunded": "yes",
                        "stripe.dispute_evidence": "yes", "stripe.dispute_recorded": "yes",
-                       "stripe.early_fraud_warning": "yes"}
+                       "stripe.early_fraud_warning": "yes", "stripe.payout_reconciled": "yes"}
     assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
             in listed.output)
     event = _event(tmp_path, PAID)
@@ -297,7 +298,7 @@ def test_invalid_unrelated_settings_stop_with_the_usual_message_and_no_config_st
 CLARITY = "(set CB_CLARITY_BASE_URL, CB_CLARITY_USER, CB_CLARITY_PASSWORD)"
 STRIPE = "(set CB_STRIPE_API_KEY)"
 ERP = "(set CB_ERP_BASE_URL, CB_ERP_API_KEY, CB_ERP_API_SECRET)"
-PAID_ERP = f"erp.customer.ensure, erp.payment_entry.ensure, erp.sales_order.ensure {ERP}"
+PAID_ERP = f"erp.customer.ensure, erp.payment_entry.ensure, erp.sales_invoice.ensure, erp.sales_order.ensure {ERP}"
 
 
 def _enabled(output: str) -> dict[str, str]:
@@ -318,7 +319,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "clarity.order_voided": "no", "core.audit": "no",
                                        "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
                                        "clarity.return_refunded": "no", "stripe.dispute_evidence": "no",
-                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "no"}
+                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "no",
+                                       "stripe.payout_reconciled": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
     assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
@@ -334,7 +336,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
                                        "clarity.return_refunded": "no", "stripe.dispute_evidence": "yes",
                                        # the journals need the ERP; a fraud warning's refund does not
-                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "yes"}
+                                       "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "yes",
+                                       "stripe.payout_reconciled": "no"}
     assert f"  stripe.payment_succeeded: {PAID_ERP}" in listed.output.splitlines()
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]
@@ -395,7 +398,7 @@ def test_validate_and_graph_check_the_files_when_the_settings_are_invalid_with_a
     checked = runner.invoke(workflows_app, ["validate"])
     assert checked.exit_code == 0, checked.output
     assert checked.stdout.count("ok    ") == len(list(BUILTIN_DIR.glob("*.yaml")))  # the built-ins
-    assert "payout" not in checked.stdout
+    assert "acme.payout" not in checked.stdout
     warning = checked.stderr.splitlines()
     assert len(warning) == 1 and warning[0].startswith("warning: invalid settings, workflows_dir not read")
     assert "CB_ALERT_SINKS: unknown sink(s) ['pager']" in warning[0]

@@ -42,14 +42,14 @@ def test_a_link_to_a_valid_workflow_outside_is_not_loaded_listed_or_shown(tmp_pa
     folder.mkdir()
     outside = tmp_path / "elsewhere" / "paid.yaml"
     outside.parent.mkdir()
-    outside.write_text(VALID.replace("version: 1", "version: 9").replace("description:", f"description: {MARKER}"))
+    outside.write_text(VALID.replace("version: 2", "version: 19").replace("description:", f"description: {MARKER}"))
     (folder / "paid.yaml").symlink_to(outside)
     listed = runner.invoke(workflows_app, ["list", "--dir", str(folder), "--no-config"])
     shown = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded", "--dir", str(folder), "--no-config"])
     validated = runner.invoke(workflows_app, ["validate", str(folder / "paid.yaml")])  # named explicitly, too
     for result in (listed, shown, validated):
         assert MARKER not in result.output
-    assert " 9 " not in listed.output and "version 1 (builtin, active)" in shown.output
+    assert " 19 " not in listed.output and "version 2 (builtin, active)" in shown.output
     assert validated.exit_code == 1 and "refused" in validated.output
 
 

@@ -506,6 +506,7 @@ def _mount_optional() -> None:
     if _mounted:
         return
     _mounted = True
+    from commerce_bridge.entrypoints.cli_reconcile import reconcile_app
     from commerce_bridge.entrypoints.cli_workflows import workflows_app
     from commerce_bridge.entrypoints.demo import demo_webhooks
     from commerce_bridge.entrypoints.demo_order_to_cash import demo
@@ -513,6 +514,7 @@ def _mount_optional() -> None:
     from commerce_bridge.sandbox.cli import sandbox_app
 
     app.add_typer(workflows_app, name="workflows")
+    app.add_typer(reconcile_app, name="reconcile")
     app.add_typer(sandbox_app, name="sandbox")
     app.command()(demo)
     app.command("demo-webhooks")(demo_webhooks)

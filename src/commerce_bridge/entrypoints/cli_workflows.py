@@ -62,6 +62,8 @@ NoConfigOpt = Annotated[bool, typer.Option(
 DISABLED_REASON = "disabled by CB_WORKFLOWS_DISABLED"
 AUDIT_REASON = "off unless CB_AUDIT_RUNS=true (the inbox row of each delivery is its audit record)"
 NO_CONNECTOR_REASON = "no connector configured for"
+SETTING_VARS = {"submit_evidence": "CB_DISPUTE_EVIDENCE_SUBMIT", "refund_unshipped": "CB_EARLY_FRAUD_REFUND",
+                "invoice_on": "CB_ERP_INVOICE_ON"}  # the run vars a setting pins (enabled.run_vars), not the status map
 
 
 def _missing_connectors(step_types: Iterable[str]) -> str:
@@ -125,7 +127,7 @@ class _View:
             if key not in pinned:
                 origin = "the file"
             else:
-                origin = "CB_WORKFLOW_VARS" if key in overrides else status_map
+                origin = "CB_WORKFLOW_VARS" if key in overrides else SETTING_VARS.get(key, status_map)
                 if key in file_vars and file_vars[key] != value:
                     origin += f" (the file says {json.dumps(file_vars[key], default=str)})"
             out.append((key, value, origin))

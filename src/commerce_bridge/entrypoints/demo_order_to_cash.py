@@ -149,6 +149,9 @@ def demo(
     wide: Annotated[bool, typer.Option(
         help="Show every column of the final table (ERP documents, e-mails); the default fits 80 columns.")] = False,
     keep: Annotated[bool, typer.Option(help="Keep the demo's data folder (database, logs).")] = False,
+    payouts: Annotated[bool, typer.Option(
+        help="End with Stripe's payouts: the emulator's clock moves past the payout delay and the bridge "
+             "reconciles each payout to the cent (its journal and proof in the last table).")] = True,
 ) -> None:
     """Order to cash against the sandbox peers: checkouts of every kind, money going back, live progress, tables.
 
@@ -157,6 +160,7 @@ def demo(
     Exit 0 only if every order reached its expected end state in every system (a "wrong:" line names
     each difference) and the bridge went idle.
     """
+    from commerce_bridge.entrypoints.demo_payouts import payouts_table, run_payouts
     from commerce_bridge.sandbox.money_back import StoreStatuses
     from commerce_bridge.sandbox.traffic import plan
 
@@ -184,6 +188,18 @@ def demo(
         for o in placed:
             for problem in o.problems(money=_money_or_none):
                 console.print(f"[bold red]wrong[/]: {o.key or f'order {o.n}'}, {o.scenario.name}: {problem}")
+        if payouts and idle:
+            paid_out, records, problem = run_payouts(console, st, idle_timeout)
+            if records:
+                console.print()
+                console.print(payouts_table(records, wide=wide))
+            for r in records:
+                for e in r.get("exception_rows") or ():
+                    console.print(f"[bold red]wrong[/]: payout {r['payout_id']}: {e['kind']} {e['ref']}: "
+                                  f"{e['reason']} (fix: {e['suggested_fix']})")
+            if problem:
+                console.print(("[bold red]wrong[/]: " if not paid_out else "") + f"payouts: {problem}")
+            ok = ok and paid_out
         runs = c.runs.counts_by_status()
         if idle:
             console.print(f"bridge idle, so judged now: no run queued or running (runs: {_counts(runs)})")

@@ -1,4 +1,4 @@
-"""Domain -> ERPNext payloads: Customer, Sales Order and Payment Entry; ERPNext decimal amounts <-> Money.
+"""Domain -> ERPNext payloads: Customer, Sales Order, Sales Invoice and Payment Entry; ERPNext amounts <-> Money.
 
 ERPNext (frappe) takes currency amounts as decimals in major units. The payloads carry them as
 decimal *strings* with the currency's digits (``"30.60"``, ``"1500"`` for JPY, ``"5.120"`` for KWD),
@@ -141,13 +141,36 @@ def sales_order_total(doc: Mapping[str, Any]) -> Money:
     return total - money_from_erp(doc.get("discount_amount", 0), currency, field="discount_amount")
 
 
-def erp_payment_entry(payment: PaymentSummary, *, customer_name: str, paid_to_account: str, posting_date: date,
-                      sales_order_name: str | None = None, amount: Money | None = None,
-                      mode_of_payment: str | None = None, precision: int | None = None,
-                      submit: bool = False) -> dict[str, Any]:
-    """An ERPNext Payment Entry (Receive) for a Stripe payment, allocated to the Sales Order if named.
+def erp_sales_invoice(sales_order: Mapping[str, Any], *, posting_date: date) -> dict[str, Any]:
+    """An ERPNext Sales Invoice billing a submitted Sales Order as it is, as ERPNext's "make Sales Invoice" does.
 
-    ``reference_no`` is the Stripe charge id (the PaymentIntent id when there is no charge).
+    ``sales_order`` is the Sales Order as ERPNext returns it: its items (each row naming the order in
+    ``sales_order``), tax and shipping rows and discount are copied; ``po_no`` (the Clarity order key) is the
+    invoice's key too, so every flow that bills the order finds the same invoice.
+    """
+    items = [{"item_code": row["item_code"], "qty": row.get("qty", 1), "rate": row.get("rate"),
+              "sales_order": sales_order["name"]} for row in _rows(sales_order, "items")]
+    doc: dict[str, Any] = {"customer": sales_order["customer"], "currency": sales_order.get("currency"),
+                           "po_no": sales_order["po_no"], "items": items, "posting_date": posting_date.isoformat()}
+    taxes = [{k: row[k] for k in ("charge_type", "account_head", "description", "tax_amount") if k in row}
+             for row in _rows(sales_order, "taxes")]
+    if taxes:
+        doc["taxes"] = taxes
+    if sales_order.get("discount_amount") not in (None, 0, "0", "0.00"):
+        doc["apply_discount_on"] = sales_order.get("apply_discount_on") or "Grand Total"
+        doc["discount_amount"] = sales_order["discount_amount"]
+    return doc
+
+
+def erp_payment_entry(payment: PaymentSummary, *, customer_name: str, paid_to_account: str, posting_date: date,
+                      sales_order_name: str | None = None, sales_invoice_name: str | None = None,
+                      amount: Money | None = None, mode_of_payment: str | None = None, precision: int | None = None,
+                      submit: bool = False) -> dict[str, Any]:
+    """An ERPNext Payment Entry (Receive) for a Stripe payment, allocated to the Sales Invoice if named, else to
+    the Sales Order if named (an advance), else unallocated.
+
+    ``reference_no`` is the Stripe charge id (the PaymentIntent id when there is no charge). The whole amount
+    is allocated (ERPNext refuses more than the invoice's outstanding amount).
 
     Raises
     ------
@@ -173,9 +196,9 @@ def erp_payment_entry(payment: PaymentSummary, *, customer_name: str, paid_to_ac
     }
     if mode_of_payment:
         doc["mode_of_payment"] = mode_of_payment
-    if sales_order_name:
-        doc["references"] = [{"reference_doctype": "Sales Order", "reference_name": sales_order_name,
-                              "allocated_amount": text}]
+    if sales_invoice_name or sales_order_name:
+        doc["references"] = [{"reference_doctype": "Sales Invoice" if sales_invoice_name else "Sales Order",
+                              "reference_name": sales_invoice_name or sales_order_name, "allocated_amount": text}]
     if submit:
         doc["docstatus"] = 1
     return doc

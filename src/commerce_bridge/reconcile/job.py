@@ -7,31 +7,45 @@ tables give them):
   ``reporting_category``, ``amount``, ``fee``, ``net``, ``currency`` (the settlement currency),
   ``exchange_rate`` (decimal *text* or null), ``source_id``, ``source_type``, ``source_amount`` and
   ``source_currency`` (the expanded source's own amount and currency: a charge made in EUR and settled
-  in USD has ``source_currency='eur'``), ``order_key`` (the charge's ``metadata.clarity_order_key``);
+  in USD has ``source_currency='eur'``), ``order_key`` (the charge's ``metadata.clarity_order_key``; for
+  a refund or a partial capture reversal, that of its charge); ``columns.TransactionColumns`` builds this
+  frame page by page from Stripe's SDK objects;
 * ``payouts``: ``payout_id``, ``amount`` (Stripe units, positive), ``currency``;
 * ``orders`` (the bridge's side, ISO minor units): ``order_key``, ``amount_minor``, ``currency``,
   ``fee_minor`` (the fee the bridge recorded for the order's charge, settlement minor units, or null);
 * ``returns``: ``refund_id``, ``order_key``, ``amount_minor``, ``currency``;
-* ``disputes``: ``dispute_id``, ``order_key``.
+* ``disputes``: ``dispute_id``, ``order_key``;
+* ``booked`` (optional): ``ref``, ``gross_minor``, ``fee_minor``: what other documents of the bridge (the
+  order flow's Payment Entry, the refund flow's Pay entry, the dispute flow's journals) already posted for
+  a transaction, settlement ISO minor units, ``gross_minor`` signed like ``amount``.
 
-Rules (``rules.py`` holds them as data):
+Rules (``rules.py`` holds them as data; docs/reference/reconciliation.md states them for people):
 
+0. the input is refused (``MappingError``, ``checks.py``) on an unknown currency, a rate that is not plain
+   decimal text, or a Stripe amount with no exact ISO minor-unit value: nothing is guessed or rounded;
 1. each transaction gets a category from its type and reporting category, then the first exception kind
-   that applies in ``EXCEPTION_KINDS`` order, or none (matched): a charge needs a known order (the
-   first charge of an order by id wins; a later one is a ``duplicate_charge``), the same currency, the
-   same amount and, when the bridge recorded one, the same fee; a refund needs a known return with
-   the same currency and amount; a dispute line needs a known dispute; the payout's own line must be
-   minus the payout amount; an unknown type is an exception; every line needs ``net = amount - fee``;
+   that applies, or none (matched): its payout must have been passed in (``unknown_payout``) and be in
+   its currency (``payout_currency_mismatch``); a charge needs a known order in the same currency, and
+   the charges of one order (by id, each counted with its partial capture reversals) pay it while their
+   running sum stays within the order amount, the last bringing it exactly to it (the charges after are
+   ``duplicate_charge``; charges that overshoot or stay below it are ``amount_mismatch``) and, when the
+   bridge recorded one, their fees are that fee; a partial capture reversal follows its charge (same
+   ``source_id``); a refund needs a known return of its own order (when ``order_key`` is known) with the
+   same currency and amount; a dispute line needs a known dispute; the payout's own line must be minus
+   the payout amount; an unknown type is an exception; every line needs ``net = amount - fee``;
 2. journal lines per payout, signed minor units of the settlement currency (+ debit, - credit), each
-   referencing its transaction: ``clearing +net``; the counter account (receivable, refunds, disputes,
-   fees, adjustments; **suspense** for an exception, visible and tied to it, never a silent plug)
-   ``-(net + fee - fx)`` (that is ``-(amount - fx)``; when ``net`` is not ``amount - fee``, the line is an
-   exception and the difference stays on suspense with it); ``fx -fx`` (see the FX rule in ``rules.py``); ``fees`` (``dispute_fees`` for
-   disputes) ``+fee``; and for the payout ``bank +P`` and ``clearing -P``. Every transaction's lines sum
-   to zero, so every journal balances by construction, and the proof checks it anyway;
+   referencing its transaction, less what ``booked`` says was posted elsewhere (G gross, F fee):
+   ``clearing net - (G - F)``; the counter account (receivable, refunds, disputes, fees, adjustments;
+   **suspense** for an exception, visible and tied to it, never a silent plug) ``-(net + fee - fx - G)``
+   (that is ``-(amount - fx - G)``; when ``net`` is not ``amount - fee``, the line is an exception and the
+   difference stays on suspense with it); ``fx -fx`` (see the FX rule in ``rules.py``); ``fees``
+   (``dispute_fees`` for disputes) ``fee - F``; and for the payout ``bank +P`` and ``clearing -P``. Zero
+   lines are dropped. Every transaction's lines sum to zero, so every journal balances by construction,
+   and the proof checks it anyway;
 3. proof per payout: the transactions' net sums to the payout amount (else ``payout_mismatch``), the
-   clearing account's balance over the payout's lines is zero, the journal balances; the payout is
-   ``closed`` when all three hold and it has no exception;
+   clearing account over all documents is zero (``booked_clearing + clearing_balance == 0``), the journal
+   balances; the payout is ``closed`` when all three hold and it has no exception. A payout named by
+   transactions but not passed in gets a proof row too (``payout_amount`` null, never closed);
 4. an order the bridge knows that no charge in the set names is ``order_without_charge`` (the caller
    chooses which orders to pass: those paid in the period being reconciled).
 
@@ -54,8 +68,9 @@ from typing import Any
 
 import polars as pl
 
-from commerce_bridge.domain.currency import minor_digits
-from commerce_bridge.errors import MappingError
+from commerce_bridge.domain.currency import SUPPORTED_CURRENCIES, minor_digits
+from commerce_bridge.reconcile.checks import check_inputs
+from commerce_bridge.reconcile.matching import match_charges
 from commerce_bridge.reconcile.reference import Summary
 from commerce_bridge.reconcile.rules import (
     CATEGORIES,
@@ -64,6 +79,7 @@ from commerce_bridge.reconcile.rules import (
     DISPUTE_CATEGORIES,
     EXCEPTION_KINDS,
     FEE_TYPES,
+    PARTIAL_CAPTURE,
     PAYOUT_TYPE,
     RATE_DECIMALS,
     REFUND_TYPES,
@@ -84,6 +100,7 @@ ORDER_SCHEMA: dict[str, Any] = {"order_key": pl.String, "amount_minor": pl.Int64
 RETURN_SCHEMA: dict[str, Any] = {"refund_id": pl.String, "order_key": pl.String, "amount_minor": pl.Int64,
                                  "currency": pl.String}
 DISPUTE_SCHEMA: dict[str, Any] = {"dispute_id": pl.String, "order_key": pl.String}
+BOOKED_SCHEMA: dict[str, Any] = {"ref": pl.String, "gross_minor": pl.Int64, "fee_minor": pl.Int64}
 
 _ENGINE: Any = "auto"
 """polars' choice of engine; the streaming engine was measured no leaner here (docs/performance.md)."""
@@ -94,35 +111,47 @@ ROLES = ("clearing", "bank", "receivable", "fees", "dispute_fees", "refunds", "d
 
 @dataclass(frozen=True)
 class Inputs:
-    """The five input frames (schemas above)."""
+    """The five input frames (schemas above), and optionally what other documents already booked.
+
+    ``booked`` (``BOOKED_SCHEMA``): ``ref`` (transaction id), ``gross_minor`` (what other documents already
+    posted on the counter account for it, signed like ``amount``, settlement ISO minor units) and
+    ``fee_minor`` (the fee they already posted); several rows per ref are summed; refs that are not a
+    transaction of the set (or are a payout's own line) are ignored.
+    """
 
     transactions: pl.DataFrame
     payouts: pl.DataFrame
     orders: pl.DataFrame
     returns: pl.DataFrame
     disputes: pl.DataFrame
+    booked: pl.DataFrame | None = None
 
 
 def frames_from_records(transactions: Iterable[Mapping[str, Any]], payouts: Iterable[Mapping[str, Any]],
                         orders: Iterable[Mapping[str, Any]], returns: Iterable[Mapping[str, Any]],
-                        disputes: Iterable[Mapping[str, Any]]) -> Inputs:
-    """Build ``Inputs`` from dict records (missing keys are null)."""
+                        disputes: Iterable[Mapping[str, Any]],
+                        booked: Iterable[Mapping[str, Any]] | None = None) -> Inputs:
+    """Build ``Inputs`` from dict records (missing keys are null); ``booked`` None means nothing booked."""
     def frame(rows: Iterable[Mapping[str, Any]], schema: dict[str, Any]) -> pl.DataFrame:
         listed = rows if isinstance(rows, list) else list(rows)
         return pl.DataFrame({k: [r.get(k) for r in listed] for k in schema}, schema=schema)
     return Inputs(frame(transactions, TRANSACTION_SCHEMA), frame(payouts, PAYOUT_SCHEMA),
-                  frame(orders, ORDER_SCHEMA), frame(returns, RETURN_SCHEMA), frame(disputes, DISPUTE_SCHEMA))
+                  frame(orders, ORDER_SCHEMA), frame(returns, RETURN_SCHEMA), frame(disputes, DISPUTE_SCHEMA),
+                  None if booked is None else frame(booked, BOOKED_SCHEMA))
 
 
 @dataclass(frozen=True)
 class Result:
     """What the job produced.
 
-    ``lines``: one row per transaction (category, ``kind`` null when matched, ISO amounts, ``fx_minor``).
+    ``lines``: one row per transaction (category, ``kind`` null when matched, ISO amounts, ``fx_minor``,
+    ``charged_minor`` (a charge: its order's charges together, reversals included), ``booked_gross_minor``
+    and ``booked_fee_minor`` (from ``booked``, 0 when none)).
     ``exceptions``: kind, ref, payout_id, reason, suggested_fix, amount_minor, currency, expected_minor,
     expected_currency. ``journal``: payout_id, role, account, ref, amount_minor (+ debit), currency.
-    ``proof``: per payout: payout_amount, net_sum, matched_net, exception_net, clearing_balance,
-    journal_balance, exceptions, sum_ok, clearing_zero, balanced, closed.
+    ``proof``: per payout (passed in, or named by a transaction but not passed in: ``payout_amount`` null):
+    payout_amount, net_sum, matched_net, exception_net, booked_clearing, clearing_balance, journal_balance,
+    exceptions, sum_ok, clearing_zero (``booked_clearing + clearing_balance == 0``), balanced, closed.
     """
 
     lines: pl.DataFrame
@@ -141,6 +170,7 @@ class Result:
         out.proof = {row[0]: tuple(row[1:]) for row in self.proof.select(
             "payout_id", "payout_amount", "net_sum", "matched_net", "clearing_balance", "journal_balance",
             "closed").iter_rows()}
+        out.booked_clearing = {p: v for p, v in self.proof.select("payout_id", "booked_clearing").iter_rows() if v}
         return out
 
 
@@ -150,23 +180,6 @@ def _factor_frame() -> pl.DataFrame:
     return pl.DataFrame({"code": codes, "mul": [table[c][0] for c in codes], "div": [table[c][1] for c in codes],
                          "digits": [minor_digits(c) for c in codes]},
                         schema={"code": pl.String, "mul": pl.Int64, "div": pl.Int64, "digits": pl.Int32})
-
-
-def _check_inputs(inputs: Inputs, factors: pl.DataFrame) -> None:
-    t = inputs.transactions
-    used = pl.concat([frame.select(c=pl.col(name).drop_nulls().unique()) for frame, name in (
-        (t, "currency"), (t, "source_currency"), (inputs.payouts, "currency"), (inputs.orders, "currency"),
-        (inputs.returns, "currency"))]).unique()
-    unknown = used.filter(~pl.col("c").str.to_lowercase().is_in(factors["code"].implode()))
-    if unknown.height:
-        raise MappingError(f"unknown currencies in the reconciliation input: {sorted(unknown['c'].to_list())}",
-                           suggested_fix="use ISO 4217 codes as Stripe sends them")
-    bad_rate = t.select(pl.col("exchange_rate").drop_nulls()).filter(
-        ~pl.col("exchange_rate").str.contains(rf"^\d+(\.\d{{1,{RATE_DECIMALS}}})?$"))
-    if bad_rate.height:
-        raise MappingError(f"exchange_rate {bad_rate.item(0, 0)!r} is not a decimal with at most "
-                           f"{RATE_DECIMALS} decimals",
-                           suggested_fix="read exchange_rate from Stripe's JSON as text (parse_float=str)")
 
 
 _POW10 = {d: 10 ** max(d, 0) for d in range(-4, 5)}
@@ -195,16 +208,27 @@ def _codes(column: str | pl.Expr, ids: dict[str, int]) -> pl.Expr:
     return expr.replace_strict(ids, default=None, return_dtype=pl.Int32)
 
 
-def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None) -> Result:
+def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None, *,
+              booked: pl.DataFrame | Iterable[Mapping[str, Any]] | None = None) -> Result:
     """Match every transaction, compute the per-payout journals and their proof (see the module docstring).
+
+    Parameters
+    ----------
+    inputs
+        The input frames; ``inputs.booked`` (optional) says what other documents already posted.
+    accounts
+        The ERP accounts of the journal (defaults: ``LedgerAccounts()``).
+    booked
+        More booked rows (``BOOKED_SCHEMA``), as a frame or as dicts; added to ``inputs.booked``.
 
     Raises
     ------
     MappingError
-        An unknown currency code or an exchange rate that is not a plain decimal.
+        An unknown currency code, an exchange rate that is not a plain decimal, or a Stripe amount with no
+        exact ISO minor-unit value (the message names the transaction or payout, field, amount, currency).
     """
     factors = _factor_frame()
-    _check_inputs(inputs, factors)
+    check_inputs(inputs, factors)
     names = (accounts or LedgerAccounts()).by_role()
     codes = [c.upper() for c in factors["code"]]
     ids = {c: i for i, c in enumerate(codes)} | {c.lower(): i for i, c in enumerate(codes)}
@@ -219,60 +243,60 @@ def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None) -> Result:
 
     orders = inputs.orders.select("order_key", o_amount="amount_minor", o_cur=_codes("currency", ids),
                                   o_fee="fee_minor", o_found=pl.lit(True))
-    returns = inputs.returns.select(source_id="refund_id", r_amount="amount_minor", r_cur=_codes("currency", ids),
-                                    r_found=pl.lit(True))
+    returns = inputs.returns.select(source_id="refund_id", r_order="order_key", r_amount="amount_minor",
+                                    r_cur=_codes("currency", ids), r_found=pl.lit(True))
     disputes = inputs.disputes.select(source_id="dispute_id", d_found=pl.lit(True)).unique("source_id")
     payouts = inputs.payouts.select("payout_id", p_cur=_codes("currency", ids), amount="amount").with_columns(
-        p_minor=units("amount", "p_cur")).drop("amount")
+        p_minor=units("amount", "p_cur"), p_found=pl.lit(True)).drop("amount")
+    booked_rows = _booked_frame(inputs.booked, booked).group_by("ref").agg(
+        b_gross=pl.col("gross_minor").fill_null(0).sum(), b_fee=pl.col("fee_minor").fill_null(0).sum())
     tx = inputs.transactions
     t = pl.concat([
         tx.select("id", "payout_id", "type", "reporting_category", "amount", "fee", "net", "exchange_rate",
-                  "order_key", cur=_codes("currency", ids),
+                  "order_key", "source_id", cur=_codes("currency", ids),
                   src_cur=_codes(pl.coalesce("source_currency", "currency"), ids),
                   src_amount=pl.coalesce("source_amount", "amount").abs()),
         _lookup(tx.select("order_key"), orders, "order_key"),
         _lookup(tx.select("source_id"), returns, "source_id"),
         _lookup(tx.select("source_id"), disputes, "source_id"),
-        _lookup(tx.select("payout_id"), payouts.select("payout_id", "p_minor"), "payout_id"),
+        _lookup(tx.select("payout_id"), payouts, "payout_id"),
+        _lookup(tx.select(ref=pl.col("id")), booked_rows, "ref"),
     ], how="horizontal").lazy()
     typ, rc = pl.col("type"), pl.col("reporting_category")
     category = (pl.when(rc.is_in(list(DISPUTE_CATEGORIES))).then(pl.lit("dispute"))
+                .when((rc == PARTIAL_CAPTURE) | (typ == PARTIAL_CAPTURE)).then(pl.lit("partial_capture"))
                 .when(typ.is_in(list(CHARGE_TYPES))).then(pl.lit("charge"))
                 .when(typ.is_in(list(REFUND_TYPES))).then(pl.lit("refund"))
                 .when(typ.is_in(list(FEE_TYPES))).then(pl.lit("fee"))
                 .when(typ == PAYOUT_TYPE).then(pl.lit("payout"))
                 .when(typ.is_in(list(STRIPE_TYPES))).then(pl.lit("other"))
                 .otherwise(pl.lit("unknown"))).cast(pl.Enum(CATEGORIES))
-    t = t.with_columns(
+    base = t.with_columns(
         category=category,
         amount_minor=units("amount", "cur"), fee_minor=units("fee", "cur"), net_minor=units("net", "cur"),
         src_minor=units("src_amount", "src_cur"),
         o_found=pl.col("o_found").fill_null(False), r_found=pl.col("r_found").fill_null(False),
-        d_found=pl.col("d_found").fill_null(False),
-    )
-    charges = pl.concat([tx.select("id", "order_key", "type", "reporting_category"),
-                         _lookup(tx.select("order_key"), orders.select("order_key", "o_found"), "order_key")],
-                        how="horizontal")
-    duplicates = (charges.lazy().filter(pl.col("type").is_in(list(CHARGE_TYPES)) & pl.col("o_found")
-                                        & ~pl.col("reporting_category").is_in(list(DISPUTE_CATEGORIES)))
-                  .filter(pl.col("id") != pl.col("id").min().over("order_key")).select("id").collect())
+        d_found=pl.col("d_found").fill_null(False), p_found=pl.col("p_found").fill_null(False),
+        b_gross=pl.col("b_gross").fill_null(0), b_fee=pl.col("b_fee").fill_null(0),
+    ).with_row_index("_row").collect(engine=_ENGINE)
+    base = match_charges(base, engine=_ENGINE)
     cat = pl.col("category")
-    charge, refund = cat == "charge", cat == "refund"
-    kind = (pl.when(charge & ~pl.col("o_found")).then(pl.lit("charge_without_order"))
-            .when(charge & pl.col("id").is_in(duplicates["id"].implode())).then(pl.lit("duplicate_charge"))
-            .when(charge & (pl.col("src_cur") != pl.col("o_cur"))).then(pl.lit("currency_mismatch"))
-            .when(charge & (pl.col("src_minor") != pl.col("o_amount"))).then(pl.lit("amount_mismatch"))
-            .when(charge & pl.col("o_fee").is_not_null() & (pl.col("o_fee") != pl.col("fee_minor")))
-            .then(pl.lit("fee_mismatch"))
+    charge, refund, reversal = cat == "charge", cat == "refund", cat == "partial_capture"
+    mk, ck = pl.col("match_kind"), pl.col("c_kind")
+    kind = (pl.when(~pl.col("p_found")).then(pl.lit("unknown_payout"))
+            .when(pl.col("cur") != pl.col("p_cur")).then(pl.lit("payout_currency_mismatch"))
+            .when(charge & mk.is_not_null()).then(mk)
+            .when(reversal & ~pl.col("c_found")).then(pl.lit("reversal_without_charge"))
+            .when(reversal & ck.is_not_null()).then(ck)
             .when(refund & ~pl.col("r_found")).then(pl.lit("refund_without_return"))
+            .when(refund & (pl.col("order_key") != pl.col("r_order"))).then(pl.lit("refund_order_mismatch"))
             .when(refund & (pl.col("src_cur") != pl.col("r_cur"))).then(pl.lit("currency_mismatch"))
             .when(refund & (pl.col("src_minor") != pl.col("r_amount"))).then(pl.lit("amount_mismatch"))
             .when((cat == "dispute") & ~pl.col("d_found")).then(pl.lit("dispute_without_record"))
-            .when((cat == "payout") & (pl.col("p_minor").is_null() | (-pl.col("p_minor") != pl.col("amount_minor"))))
-            .then(pl.lit("payout_mismatch"))
+            .when((cat == "payout") & (-pl.col("p_minor") != pl.col("amount_minor"))).then(pl.lit("payout_mismatch"))
             .when(cat == "unknown").then(pl.lit("unknown_type"))
             .when(pl.col("net") != pl.col("amount") - pl.col("fee")).then(pl.lit("fee_mismatch")))
-    t = t.with_columns(kind=kind.cast(KIND_ENUM))
+    t = base.lazy().with_columns(kind=kind.cast(KIND_ENUM))
     is_fx = (pl.col("kind").is_null() & (charge | refund) & pl.col("exchange_rate").is_not_null()
              & (pl.col("src_cur") != pl.col("cur")))
     parts = pl.col("exchange_rate").str.split_exact(".", 1)
@@ -282,21 +306,44 @@ def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None) -> Result:
                                   pl.col("src_cur").replace_strict(digits, return_dtype=pl.Int32),
                                   pl.col("cur").replace_strict(digits, return_dtype=pl.Int32))
     signed_expected = pl.when(pl.col("amount_minor") >= 0).then(expected).otherwise(-expected)
-    base = t.with_row_index("_row").collect(engine=_ENGINE)
+    base = t.collect(engine=_ENGINE)
     fx = (base.lazy().filter(is_fx).select("_row", fx_minor=pl.col("amount_minor") - signed_expected)
           .collect(engine=_ENGINE))
     t = (base.lazy().join(fx.lazy(), on="_row", how="left", maintain_order="left")
          .with_columns(pl.col("fx_minor").fill_null(0)))
     as_code = {i: c for i, c in enumerate(codes)}
+    payout_side = pl.col("kind").is_in(["unknown_payout", "payout_currency_mismatch"])
     lines = t.select("id", "payout_id", "type", "category", "kind", "amount_minor", "fee_minor", "net_minor",
                      "fx_minor", currency=pl.col("cur").replace_strict(as_code, return_dtype=currency_enum),
-                     expected_minor=pl.when(charge).then("o_amount").when(refund).then("r_amount"),
-                     expected_currency=pl.when(charge).then("o_cur").when(refund).then("r_cur")
+                     expected_minor=pl.when(payout_side).then(None).when(charge).then("o_amount")
+                     .when(refund).then("r_amount"),
+                     expected_currency=pl.when(pl.col("kind") == "payout_currency_mismatch").then("p_cur")
+                     .when(payout_side).then(None).when(charge).then("o_cur").when(refund).then("r_cur")
                      .replace_strict(as_code, default=None, return_dtype=currency_enum),
                      src_minor="src_minor",
                      src_currency=pl.col("src_cur").replace_strict(as_code, return_dtype=currency_enum),
-                     order_key="order_key").collect(engine=_ENGINE)
+                     order_key="order_key", charged_minor="charged_minor", booked_gross_minor="b_gross",
+                     booked_fee_minor="b_fee").collect(engine=_ENGINE)
+    journal, proof = _journal_and_proof(lines, payouts, names, as_code, currency_enum)
+    exceptions = _exceptions(lines, proof, inputs.orders)
+    return Result(lines=lines, exceptions=exceptions, journal=journal, proof=proof)
 
+
+def _booked_frame(*parts: pl.DataFrame | Iterable[Mapping[str, Any]] | None) -> pl.DataFrame:
+    """The booked rows of all ``parts`` as one frame with ``BOOKED_SCHEMA`` (empty when there are none)."""
+    frames = [pl.DataFrame(schema=BOOKED_SCHEMA)]
+    for part in parts:
+        if isinstance(part, pl.DataFrame):
+            frames.append(part.select(*(pl.col(k).cast(v) for k, v in BOOKED_SCHEMA.items())))
+        elif part is not None:
+            rows = list(part)
+            frames.append(pl.DataFrame({k: [r.get(k) for r in rows] for k in BOOKED_SCHEMA}, schema=BOOKED_SCHEMA))
+    return pl.concat(frames)
+
+
+def _journal_and_proof(lines: pl.DataFrame, payouts: pl.DataFrame, names: dict[str, str],
+                       as_code: dict[int, str], currency_enum: pl.Enum) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The journal lines (what is left to post after ``booked``) and the proof per payout."""
     body = lines.lazy().filter(pl.col("category") != "payout")
     role_enum = pl.Enum(ROLES)
     counter = (pl.when(pl.col("kind").is_not_null()).then(pl.lit("suspense"))
@@ -306,16 +353,18 @@ def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None) -> Result:
                 .otherwise(pl.lit("fees"))).cast(role_enum)
     pay = payouts.lazy().select("payout_id", "p_minor",
                                 currency=pl.col("p_cur").replace_strict(as_code, return_dtype=currency_enum))
+    gross, bfee = pl.col("booked_gross_minor"), pl.col("booked_fee_minor")
     cols = ("payout_id", "role", "ref", "amount_minor", "currency")
     journal_lf = pl.concat([
-        body.select("payout_id", role=pl.lit("clearing", role_enum), ref="id", amount_minor="net_minor",
-                    currency="currency"),
+        body.select("payout_id", role=pl.lit("clearing", role_enum), ref="id",
+                    amount_minor=pl.col("net_minor") - (gross - bfee), currency="currency"),
         body.select("payout_id", role=counter, ref="id",
-                    amount_minor=-(pl.col("net_minor") + pl.col("fee_minor") - pl.col("fx_minor")),
+                    amount_minor=-(pl.col("net_minor") + pl.col("fee_minor") - pl.col("fx_minor") - gross),
                     currency="currency"),
         body.select("payout_id", role=pl.lit("fx", role_enum), ref="id", amount_minor=-pl.col("fx_minor"),
                     currency="currency"),
-        body.select("payout_id", role=fee_role, ref="id", amount_minor="fee_minor", currency="currency"),
+        body.select("payout_id", role=fee_role, ref="id", amount_minor=pl.col("fee_minor") - bfee,
+                    currency="currency"),
         pay.select("payout_id", role=pl.lit("bank", role_enum), ref="payout_id", amount_minor="p_minor",
                    currency="currency"),
         pay.select("payout_id", role=pl.lit("clearing", role_enum), ref="payout_id",
@@ -328,29 +377,35 @@ def reconcile(inputs: Inputs, accounts: LedgerAccounts | None = None) -> Result:
         net_sum=pl.col("net_minor").sum(),
         matched_net=pl.col("net_minor").filter(pl.col("kind").is_null()).sum(),
         exception_net=pl.col("net_minor").filter(pl.col("kind").is_not_null()).sum(),
+        booked_clearing=(gross - bfee).sum(),
     )
     row_exc = lines.lazy().filter(pl.col("kind").is_not_null()).group_by("payout_id").agg(row_exceptions=pl.len())
     balances = journal_lf.group_by("payout_id").agg(
         clearing_balance=pl.col("amount_minor").filter(pl.col("role") == "clearing").sum(),
         journal_balance=pl.col("amount_minor").sum())
+    unknown = (lines.lazy().filter(pl.col("payout_id").is_not_null()).select("payout_id").unique()
+               .join(pay, on="payout_id", how="anti").select("payout_id", p_minor=pl.lit(None, pl.Int64)))
+    counts = ("net_sum", "matched_net", "exception_net", "booked_clearing", "clearing_balance", "journal_balance",
+              "row_exceptions")
     journal, proof_raw = pl.collect_all(engine=_ENGINE, lazy_frames=[
         journal_lf.select("payout_id", "role", "account", "ref", "amount_minor", "currency"),
-        pay.select("payout_id", "p_minor").join(per_payout, on="payout_id", how="left")
-        .join(balances, on="payout_id", how="left")
-        .join(row_exc, on="payout_id", how="left").fill_null(0),
+        pl.concat([pay.select("payout_id", "p_minor"), unknown])
+        .join(per_payout, on="payout_id", how="left").join(balances, on="payout_id", how="left")
+        .join(row_exc, on="payout_id", how="left").with_columns(pl.col(*counts).fill_null(0)),
     ])
     proof = proof_raw.rename({"p_minor": "payout_amount"}).with_columns(
-        sum_ok=pl.col("net_sum") == pl.col("payout_amount"),
-        clearing_zero=pl.col("clearing_balance") == 0,
+        sum_ok=(pl.col("net_sum") == pl.col("payout_amount")).fill_null(False),
+        clearing_zero=pl.col("booked_clearing") + pl.col("clearing_balance") == 0,
         balanced=pl.col("journal_balance") == 0,
     ).with_columns(
-        exceptions=pl.col("row_exceptions") + (~pl.col("sum_ok")).cast(pl.UInt32),
+        exceptions=pl.col("row_exceptions")
+        + (~pl.col("sum_ok") & pl.col("payout_amount").is_not_null()).cast(pl.UInt32),
     ).with_columns(
         closed=pl.col("sum_ok") & pl.col("clearing_zero") & pl.col("balanced") & (pl.col("exceptions") == 0),
-    ).select("payout_id", "payout_amount", "net_sum", "matched_net", "exception_net", "clearing_balance",
-             "journal_balance", "exceptions", "sum_ok", "clearing_zero", "balanced", "closed").sort("payout_id")
-    exceptions = _exceptions(lines, proof, inputs.orders)
-    return Result(lines=lines, exceptions=exceptions, journal=journal, proof=proof)
+    ).select("payout_id", "payout_amount", "net_sum", "matched_net", "exception_net", "booked_clearing",
+             "clearing_balance", "journal_balance", "exceptions", "sum_ok", "clearing_zero", "balanced",
+             "closed").sort("payout_id")
+    return journal, proof
 
 
 EXCEPTION_COLUMNS = ("kind", "ref", "payout_id", "reason", "suggested_fix", "amount_minor", "currency",
@@ -363,17 +418,25 @@ def _exceptions(lines: pl.DataFrame, proof: pl.DataFrame, orders: pl.DataFrame) 
     rows = lines.filter(pl.col("kind").is_not_null()).with_columns(
         pl.col("kind", "currency", "expected_currency", "src_currency").cast(pl.String)).select(
         "kind", ref="id", payout_id="payout_id",
-        reason=pl.format("{}: {} {} {} (source {} {}; expected {} {})", pl.col("kind").replace_strict(meaning),
-                         "type", "amount_minor", "currency", "src_minor", "src_currency",
-                         pl.col("expected_minor").cast(pl.String).fill_null("-"),
-                         pl.col("expected_currency").fill_null("-")),
+        reason=pl.concat_str(
+            pl.format("{}: {} {} {}", pl.col("kind").replace_strict(meaning), "type",
+                      _decimal_text("amount_minor", "currency"), "currency"),
+            pl.when(pl.col("src_currency") != pl.col("currency"))
+            .then(pl.format(" (charged {} {})", _decimal_text("src_minor", "src_currency"), "src_currency"))
+            .otherwise(pl.lit("")),
+            pl.when(pl.col("expected_minor").is_not_null())
+            .then(pl.format("; expected {} {}", _decimal_text("expected_minor", "expected_currency"),
+                            "expected_currency"))
+            .otherwise(pl.lit("")),
+            _reason_detail()),
         suggested_fix=pl.col("kind").replace_strict(fixes),
         amount_minor="amount_minor", currency="currency",
         expected_minor=pl.when(pl.col("kind") == "payout_mismatch").then(None).otherwise("expected_minor"),
         expected_currency="expected_currency")
-    payout_rows = proof.filter(~pl.col("sum_ok")).select(
+    payout_rows = proof.filter(~pl.col("sum_ok") & pl.col("payout_amount").is_not_null()).select(
         kind=pl.lit("payout_mismatch"), ref="payout_id", payout_id="payout_id",
-        reason=pl.format("the payout's transactions net {} but the payout is {}", "net_sum", "payout_amount"),
+        reason=pl.format("the payout's transactions net {} but the payout is {} (minor units)", "net_sum",
+                         "payout_amount"),
         suggested_fix=pl.lit(fixes["payout_mismatch"]), amount_minor="net_sum",
         currency=pl.lit(None, pl.String), expected_minor="payout_amount",
         expected_currency=pl.lit(None, pl.String))
@@ -381,7 +444,35 @@ def _exceptions(lines: pl.DataFrame, proof: pl.DataFrame, orders: pl.DataFrame) 
     unpaid = orders.join(charged.unique(), on="order_key", how="anti").select(
         kind=pl.lit("order_without_charge"), ref="order_key", payout_id=pl.lit(None, pl.String),
         reason=pl.format("{}: order {} of {} {}", pl.lit(meaning["order_without_charge"]), "order_key",
-                         "amount_minor", "currency"),
+                         _decimal_text("amount_minor", "currency"), "currency"),
         suggested_fix=pl.lit(fixes["order_without_charge"]), amount_minor=pl.lit(None, pl.Int64),
         currency=pl.lit(None, pl.String), expected_minor="amount_minor", expected_currency="currency")
     return pl.concat([rows, payout_rows, unpaid], how="vertical_relaxed").select(*EXCEPTION_COLUMNS)
+
+
+def _decimal_text(minor: str, currency: str) -> pl.Expr:
+    """ISO minor units as decimal text with the currency's own decimals (1000 USD -> 10.00, 1500 JPY -> 1500)."""
+    digits = pl.col(currency).cast(pl.String).str.to_uppercase().replace_strict(
+        _DIGITS, default=2, return_dtype=pl.Int64)
+    scale = pl.lit(10, pl.Int64).pow(digits)
+    value = pl.col(minor).cast(pl.Int64)
+    whole = (value.abs() // scale).cast(pl.String)
+    frac = (value.abs() % scale + scale).cast(pl.String).str.slice(1)  # 10**d + f: "1" then f in d digits
+    sign = pl.when(value < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    text = pl.when(digits == 0).then(whole).otherwise(pl.concat_str(whole, pl.lit("."), frac))
+    return pl.when(value.is_null()).then(pl.lit("-")).otherwise(pl.concat_str(sign, text))
+
+
+_DIGITS = {code: minor_digits(code) for code in SUPPORTED_CURRENCIES}
+
+
+def _reason_detail() -> pl.Expr:
+    """The numbers a kind needs beyond amount and expected amount (split charges, the payout's side)."""
+    kind = pl.col("kind")
+    return (pl.when(kind == "unknown_payout")
+            .then(pl.format("; payout {} was not passed in", pl.col("payout_id").fill_null("(none)")))
+            .when(kind == "payout_currency_mismatch").then(pl.lit("; the payout's currency is expected"))
+            .when(pl.col("charged_minor").is_not_null() & kind.is_not_null())
+            .then(pl.format("; the order's charges total {} {}", _decimal_text("charged_minor", "src_currency"),
+                            "src_currency"))
+            .otherwise(pl.lit("")))

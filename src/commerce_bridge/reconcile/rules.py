@@ -10,6 +10,9 @@ Categories (from a balance transaction's ``type`` and ``reporting_category``, fa
 * ``dispute``: any type whose ``reporting_category`` is ``dispute`` or ``dispute_reversal`` (Stripe books
   a dispute's withdrawal and reinstatement as ``adjustment``); matched to the bridge's dispute record
   by the dispute id (``source``); the dispute fee is the transaction's ``fee``;
+* ``partial_capture``: reporting category (or type) ``partial_capture_reversal``, the uncaptured rest of
+  a partially captured charge (Stripe books the full authorisation as the charge, then this negative
+  line; its ``source`` is the charge): it belongs to its charge (same ``source_id``), see job.py;
 * ``fee``: ``stripe_fee``, ``stripe_fx_fee``, ``tax_fee``: Stripe fees billed on their own;
 * ``payout``: the payout's own transaction (``type=payout``), checked against the payout;
 * ``other``: every other type Stripe's SDK lists (52 in stripe-python 16.1): a line of its own on the
@@ -49,15 +52,19 @@ CHARGE_TYPES = frozenset({"charge", "payment"})
 REFUND_TYPES = frozenset({"refund", "payment_refund"})
 FEE_TYPES = frozenset({"stripe_fee", "stripe_fx_fee", "tax_fee"})
 DISPUTE_CATEGORIES = frozenset({"dispute", "dispute_reversal"})
+PARTIAL_CAPTURE = "partial_capture_reversal"
+"""The reporting category (the emulator's ``type`` is ``adjustment``; a ``type`` of that name is accepted too)."""
 PAYOUT_TYPE = "payout"
 
-CATEGORIES = ("charge", "refund", "dispute", "fee", "payout", "other", "unknown")
+CATEGORIES = ("charge", "partial_capture", "refund", "dispute", "fee", "payout", "other", "unknown")
 
 
 def category_of(txn_type: str, reporting_category: str | None) -> str:
     """The category of a balance transaction (see the module docstring)."""
     if reporting_category in DISPUTE_CATEGORIES:
         return "dispute"
+    if PARTIAL_CAPTURE in (reporting_category, txn_type):
+        return "partial_capture"
     if txn_type in CHARGE_TYPES:
         return "charge"
     if txn_type in REFUND_TYPES:
@@ -81,21 +88,36 @@ class ExceptionKind:
 
 
 EXCEPTION_KINDS: MappingProxyType[str, ExceptionKind] = MappingProxyType({k.code: k for k in (
+    ExceptionKind("unknown_payout", "a balance transaction naming a payout that was not passed in (or no payout)",
+                  "fetch the payout from Stripe (GET /v1/payouts/{id}) and reconcile it with its transactions; "
+                  "a transaction without a payout is not paid out yet: reconcile it with its payout later"),
+    ExceptionKind("payout_currency_mismatch", "a balance transaction in another currency than its payout",
+                  "list the payout's balance transactions again (GET /v1/balance_transactions?payout=...); "
+                  "if Stripe really mixes currencies in one payout, ask Stripe support and post this line by hand"),
     ExceptionKind("charge_without_order", "a charge whose clarity_order_key is missing or names no order "
                   "the bridge knows",
                   "link the charge to its Clarity order (set metadata clarity_order_key on the PaymentIntent, "
                   "or import the order), then reconcile the payout again"),
-    ExceptionKind("duplicate_charge", "a second charge for an order that another charge already paid",
+    ExceptionKind("duplicate_charge", "a charge for an order that the order's earlier charges already paid "
+                  "in full",
                   "refund the duplicate charge in Stripe, or record the second payment on the order"),
     ExceptionKind("currency_mismatch", "the charge or refund is in another currency than the order or return",
                   "correct the order's currency in Clarity, or refund and charge again in the right currency"),
-    ExceptionKind("amount_mismatch", "the charge or refund amount differs from the order total or return amount",
+    ExceptionKind("amount_mismatch", "the charge or refund amount differs from the order total or return amount "
+                  "(for an order paid by several charges: they do not add up exactly to its total)",
                   "correct the order total or the return amount, or refund the difference in Stripe"),
     ExceptionKind("fee_mismatch", "the fee differs from the fee the bridge recorded, or net is not amount - fee",
                   "re-read the balance transaction from Stripe and update the recorded fee; ask Stripe "
                   "support if net is not amount - fee"),
+    ExceptionKind("reversal_without_charge", "a partial capture reversal whose charge is not in the set",
+                  "reconcile the reversal together with the payout that carries its charge (pass both "
+                  "payouts' transactions), or find the charge with GET /v1/balance_transactions?source=ch_..."),
     ExceptionKind("refund_without_return", "a refund the bridge knows no return for",
                   "create the return (credit note) in Clarity for this refund, or link the refund to it"),
+    ExceptionKind("refund_order_mismatch", "a refund whose order (from its charge's metadata) is not the "
+                  "order of the return it is linked to",
+                  "link the refund to a return of its own order in Clarity (or correct clarity_order_key on "
+                  "the PaymentIntent), then reconcile the payout again"),
     ExceptionKind("dispute_without_record", "a dispute withdrawal or reinstatement the bridge has no record of",
                   "replay the charge.dispute.* events for this dispute so the bridge records it"),
     ExceptionKind("unknown_type", "a payout line of a type the bridge does not know",
@@ -107,7 +129,9 @@ EXCEPTION_KINDS: MappingProxyType[str, ExceptionKind] = MappingProxyType({k.code
                   "check the order's payment in Clarity; if no Stripe charge exists, unmark it as paid or "
                   "collect the payment"),
 )})
-"""Every exception kind, in priority order for one transaction (the first that applies is reported)."""
+"""Every exception kind. For one transaction, the checks run in this order and the first that applies is
+reported (``unknown_payout`` and ``payout_currency_mismatch`` apply to every category; the others to their
+category, see docs/reference/reconciliation.md)."""
 
 ROW_KINDS = tuple(k for k in EXCEPTION_KINDS if k != "order_without_charge")
 """Kinds reported against a balance transaction (``order_without_charge`` is reported against an order)."""
@@ -134,7 +158,7 @@ class LedgerAccounts:
 
 
 COUNTER_ROLE: MappingProxyType[str, str] = MappingProxyType({
-    "charge": "receivable", "refund": "refunds", "dispute": "disputes", "fee": "fees", "other": "adjustments",
+    "charge": "receivable", "partial_capture": "receivable", "refund": "refunds", "dispute": "disputes", "fee": "fees", "other": "adjustments",
 })
 """The account role opposite clearing for a matched transaction of each category (exceptions: ``suspense``)."""
 
@@ -146,6 +170,31 @@ def unit_factors() -> dict[str, tuple[int, int]]:
         iso, stripe = minor_digits(code), stripe_exponent(code)
         table[code.lower()] = (10 ** (iso - stripe), 1) if iso >= stripe else (1, 10 ** (stripe - iso))
     return table
+
+
+def inexact_amount(ref: str, field: str, value: int, currency: str, step: int) -> MappingError:
+    """The error for a Stripe amount with no exact ISO minor-unit value (never rounded)."""
+    code = currency.upper()
+    return MappingError(
+        f"{ref}: {field} {value} {code} has no exact ISO 4217 minor-unit value (Stripe sends {code} in "
+        f"units of 1/{step} of an ISO minor unit, so it must be a multiple of {step}); the bridge refuses "
+        "to round money",
+        suggested_fix=f"re-read {ref} from Stripe; if Stripe really sent {value} {code}, ask Stripe support "
+                      "and reconcile this payout by hand")
+
+
+def to_minor(value: int, factor: tuple[int, int], *, ref: str, field: str, currency: str) -> int:
+    """A Stripe amount in ISO minor units, exactly (``factor`` from ``unit_factors``).
+
+    Raises
+    ------
+    MappingError
+        The amount is not a whole number of ISO minor units (an ISK amount not a multiple of 100).
+    """
+    mul, div = factor
+    if value % div:
+        raise inexact_amount(ref, field, value, currency, div)
+    return value * mul // div
 
 
 def rate_units(rate_text: str) -> int:

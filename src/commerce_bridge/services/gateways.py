@@ -13,8 +13,9 @@ retries the step with the same idempotency key) or ``PermanentError`` (the run g
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -175,6 +176,38 @@ class StripeGateway(Protocol):
         """The Radar early fraud warning (``issfr_...``), fresh; NotFound if it does not exist."""
         ...
 
+    def retrieve_payout(self, payout_id: str) -> JsonDict:
+        """The Payout object, fresh; NotFound if it does not exist."""
+        ...
+
+    def payout_transactions(self, payout_id: str, *, page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """The payout's balance transactions (``GET /v1/balance_transactions?payout=``), page by page, every
+        page, each with its ``source`` expanded; ``exchange_rate`` as decimal text (never a float)."""
+        ...
+
+    def list_payouts(self, *, created_gte: int, status: str | None = "paid",
+                     page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Payouts created at or after ``created_gte`` (epoch seconds), page by page, newest first."""
+        ...
+
+    def list_charges(self, *, created_gte: int, created_lte: int | None = None,
+                     page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Charges created in ``[created_gte, created_lte]`` (epoch seconds), every status, page by page (every
+        page), newest first (``GET /v1/charges?created[gte]=``)."""
+        ...
+
+    def list_all_refunds(self, *, created_gte: int, created_lte: int | None = None,
+                         page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Refunds created in ``[created_gte, created_lte]``, every status, page by page, newest first, each with
+        its ``charge`` expanded (``GET /v1/refunds?created[gte]=&expand[]=data.charge``)."""
+        ...
+
+    def list_disputes(self, *, created_gte: int, created_lte: int | None = None,
+                      page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Disputes created in ``[created_gte, created_lte]``, page by page, newest first, with their balance
+        transactions embedded (``GET /v1/disputes?created[gte]=``)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
@@ -329,6 +362,29 @@ class ClarityGateway(Protocol):
 
     def manually_refund(self, return_id: int, *, amount: str, transaction_number: str) -> JsonDict:
         """``POST /Providers/Returning/Actions/ManuallyRefund``: record the refund's payment; the return is Completed."""
+        ...
+
+    def orders_changed(self, since: datetime, *, until: datetime | None = None,
+                       page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Sales orders created or changed at or after ``since`` (``ModifiedSince``) and, with ``until``, last
+        changed at or before it, by ID, page by page (every page), in the search's Lite projection (header
+        fields: ``CustomKey``, ``StatusKey``, ``Totals``, ``PaymentTransactionID``, ``CurrencyKey``...; no items
+        or payments)."""
+        ...
+
+    def returns_changed(self, since: datetime, *, until: datetime | None = None,
+                        page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Sales returns created or changed at or after ``since``, by ID, page by page (Lite projection:
+        ``StatusKey``, ``RefundAmount``, ``RefundTransactionID``, ``SalesOrderIDs``...)."""
+        ...
+
+    def find_orders(self, *, keys: Sequence[str] = (), ids: Sequence[int] = ()) -> list[JsonDict]:
+        """The sales orders with these CustomKeys (``CustomKeys``) or IDs (``IDs``), Lite projection; missing
+        ones are simply absent."""
+        ...
+
+    def find_returns(self, *, keys: Sequence[str] = (), ids: Sequence[int] = ()) -> list[JsonDict]:
+        """The sales returns with these CustomKeys or IDs, Lite projection; missing ones are simply absent."""
         ...
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
 
 from commerce_bridge.domain.delivery import Delivery, HandOver, RunStatus, StoredDelivery
 
@@ -210,3 +211,23 @@ class Timers(Protocol):
     def add(self, run_id: str, engine_workflow_id: str, step_name: str, wake_at: float) -> None: ...
 
     def claim_due(self, now: float, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class Reconciliations(Protocol):
+    """Where payout reconciliations are kept (``store/reconciliations.py``)."""
+
+    def save(self, payout: Mapping[str, Any], exceptions: Sequence[Mapping[str, Any]]) -> None:
+        """Record a payout's reconciliation and its exceptions, replacing an earlier one of the same payout."""
+        ...
+
+    def set_journal_entry(self, payout_id: str, name: str | None, *, status: str | None = None) -> None: ...
+
+    def get(self, payout_id: str) -> dict[str, Any] | None: ...
+
+    def done(self, payout_ids: Iterable[str]) -> set[str]: ...
+
+    def payouts(self, *, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    def exceptions(self, *, payout_id: str | None = None, kind: str | None = None,
+                   limit: int = 10000) -> list[dict[str, Any]]: ...

@@ -201,3 +201,51 @@ key_locks = Table(
     Column("holder", String(100), nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+# Payout reconciliation (issue 13): one row per Stripe payout the bridge reconciled, its proof and journal.
+payout_reconciliations = Table(
+    "payout_reconciliations",
+    metadata,
+    Column("payout_id", String(100), primary_key=True),
+    Column("status", String(20), nullable=False),  # closed | exceptions | failed | not_reconcilable
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("arrival_date", BigInteger, nullable=True),
+    Column("transactions", Integer, nullable=False),
+    Column("matched", Integer, nullable=False),
+    Column("exceptions", Integer, nullable=False),
+    Column("proof", Text, nullable=False),  # JSON
+    Column("journal", Text, nullable=False),  # JSON: the posting lines (account, amount_minor, refs)
+    Column("journal_entry", String(140), nullable=True),
+    Column("reconciled_at", UtcDateTime, nullable=False),
+    Index(None, "reconciled_at"),
+)
+
+# What did not match: each a reason and a suggested fix, replaced whenever its payout is reconciled again.
+reconciliation_exceptions = Table(
+    "reconciliation_exceptions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("payout_id", String(100), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("ref", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("suggested_fix", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("expected_minor", BigInteger, nullable=True),
+    Column("expected_currency", String(3), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("payout_id", "kind", "ref"),
+)
+
+# Drift (issue 13): the differences the scheduled check already alerted, and when each was last seen.
+drift_reported = Table(
+    "drift_reported",
+    metadata,
+    Column("key", String(300), primary_key=True),  # Difference.key: kind:ref[:against]
+    Column("kind", String(40), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Index(None, "last_seen_at"),
+)

@@ -10,8 +10,9 @@ Rules
 * ``CB_WORKFLOWS_DISABLED`` turns workflows off by name (an unknown name stops start-up), and ``core.audit``
   is off unless ``CB_AUDIT_RUNS`` is on (a delivery's inbox row is its audit record).
 * ``core.forward`` exists only when ``CB_OUTBOUND_WEBHOOK_URL`` is set.
-* Runs are pinned with the status map's names, ``submit_evidence`` (``CB_DISPUTE_EVIDENCE_SUBMIT``) and
-  ``refund_unshipped`` (``CB_EARLY_FRAUD_REFUND``) for the workflows that declare them; ``CB_WORKFLOW_VARS`` wins.
+* Runs are pinned with the status map's names, ``submit_evidence`` (``CB_DISPUTE_EVIDENCE_SUBMIT``),
+  ``refund_unshipped`` (``CB_EARLY_FRAUD_REFUND``) and ``invoice_on`` (``CB_ERP_INVOICE_ON``) for the workflows
+  that declare them; ``CB_WORKFLOW_VARS`` wins.
 """
 
 from __future__ import annotations
@@ -114,9 +115,9 @@ def run_vars(settings: Settings, registry: WorkflowRegistry) -> dict[str, dict[s
     """The vars each workflow's runs are pinned with (name -> vars, over the file's own ``vars``).
 
     The status names come from the status map (``CB_STATUS_MAP``), ``submit_evidence`` from
-    ``CB_DISPUTE_EVIDENCE_SUBMIT``, ``refund_unshipped`` from ``CB_EARLY_FRAUD_REFUND``; ``CB_WORKFLOW_VARS`` wins
-    over them.
+    ``CB_DISPUTE_EVIDENCE_SUBMIT``, ``refund_unshipped`` from ``CB_EARLY_FRAUD_REFUND``, ``invoice_on`` from
+    ``CB_ERP_INVOICE_ON``; ``CB_WORKFLOW_VARS`` wins over them.
     """
     pinned = {**settings.statuses().workflow_vars(), "submit_evidence": settings.dispute_evidence_submit,
-              "refund_unshipped": settings.early_fraud_refund}
+              "refund_unshipped": settings.early_fraud_refund, "invoice_on": settings.erp_invoice_on}
     return registry.run_vars(pinned, settings.workflow_vars)

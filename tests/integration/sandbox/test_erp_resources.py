@@ -235,6 +235,27 @@ def test_payment_entry_against_invoice_updates_outstanding(erp_api: httpx.Client
     assert reopened["outstanding_amount"] == Decimal("20.20") and reopened["status"] == "Unpaid"
 
 
+def test_payment_entry_reference_to_a_draft_or_another_customers_invoice_is_refused(erp_api: httpx.Client) -> None:
+    _seed(erp_api)
+    _data(erp_api.post("/api/resource/Customer", json={"customer_name": "Bo Ray", "email_id": "bo@example.com"}))
+    draft = _data(erp_api.post("/api/resource/Sales Invoice",
+                               json={"customer": "Ann Lee", "items": [{"item_code": "SKU-A", "qty": 1}]}))
+    theirs = _data(erp_api.post("/api/resource/Sales Invoice",
+                                json={"customer": "Bo Ray", "docstatus": 1, "items": [{"item_code": "SKU-A"}]}))
+
+    def pay(invoice: dict[str, Any]) -> httpx.Response:
+        return erp_api.post("/api/resource/Payment Entry", json={
+            "payment_type": "Receive", "party_type": "Customer", "party": "Ann Lee", "paid_amount": "10.10",
+            "docstatus": 1, "references": [{"reference_doctype": "Sales Invoice", "reference_name": invoice["name"],
+                                            "allocated_amount": "10.10"}]})
+
+    refused = pay(draft)
+    assert refused.status_code == 417 and f"Sales Invoice {draft['name']} must be submitted" in refused.text
+    refused = pay(theirs)
+    assert refused.status_code == 417 and "is not associated with Customer Ann Lee" in refused.text
+    assert _data(erp_api.get(f"/api/resource/Sales Invoice/{theirs['name']}"))["outstanding_amount"] == Decimal("10.10")
+
+
 def test_state_file_survives_restart_including_series(tmp_path: Path) -> None:
     state = str(tmp_path / "erp.sqlite")
     headers = {"Authorization": "token k:s"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 import stripe
@@ -87,6 +88,18 @@ def _plain(obj: Any) -> JsonDict:
     if isinstance(obj, stripe.StripeObject):
         return obj.to_dict()
     return dict(obj)
+
+
+def _decimal_rates(txn: Any) -> JsonDict:
+    """A balance transaction as a plain dict with ``exchange_rate`` as decimal text.
+
+    The SDK parses JSON numbers into floats; ``repr`` gives back the shortest text that reads as the same
+    float, which is the text Stripe sent for any rate of up to 15 significant digits (Stripe's have 6)."""
+    plain = _plain(txn)
+    rate = plain.get("exchange_rate")
+    if isinstance(rate, float):
+        plain["exchange_rate"] = format(Decimal(repr(rate)), "f")  # 6.37e-05 -> 0.0000637
+    return plain
 
 
 class StripeSdkGateway:
@@ -217,6 +230,55 @@ class StripeSdkGateway:
             dispute = self._v1.disputes.update(dispute_id, params=dict(params),  # type: ignore[arg-type]
                                                options=self._options(idempotency_key))
         return _plain(dispute)
+
+    # payouts
+
+    def retrieve_payout(self, payout_id: str) -> JsonDict:
+        with self._call():
+            payout = self._v1.payouts.retrieve(payout_id)
+        return _plain(payout)
+
+    def payout_transactions(self, payout_id: str, *, page_size: int = 100) -> Iterator[list[JsonDict]]:
+        params: dict[str, Any] = {"payout": payout_id, "limit": page_size, "expand": ["data.source"]}
+        yield from self._pages(self._v1.balance_transactions.list, params, _decimal_rates)
+
+    def list_payouts(self, *, created_gte: int, status: str | None = "paid",
+                     page_size: int = 100) -> Iterator[list[JsonDict]]:
+        params: dict[str, Any] = {"created": {"gte": created_gte}, "limit": page_size}
+        if status:
+            params["status"] = status
+        yield from self._pages(self._v1.payouts.list, params, _plain)
+
+    # listings (the drift check)
+
+    @staticmethod
+    def _created(created_gte: int, created_lte: int | None, page_size: int) -> dict[str, Any]:
+        created = {"gte": created_gte} if created_lte is None else {"gte": created_gte, "lte": created_lte}
+        return {"created": created, "limit": page_size}
+
+    def list_charges(self, *, created_gte: int, created_lte: int | None = None,
+                     page_size: int = 100) -> Iterator[list[JsonDict]]:
+        yield from self._pages(self._v1.charges.list, self._created(created_gte, created_lte, page_size), _plain)
+
+    def list_all_refunds(self, *, created_gte: int, created_lte: int | None = None,
+                         page_size: int = 100) -> Iterator[list[JsonDict]]:
+        params = {**self._created(created_gte, created_lte, page_size), "expand": ["data.charge"]}
+        yield from self._pages(self._v1.refunds.list, params, _plain)
+
+    def list_disputes(self, *, created_gte: int, created_lte: int | None = None,
+                      page_size: int = 100) -> Iterator[list[JsonDict]]:
+        yield from self._pages(self._v1.disputes.list, self._created(created_gte, created_lte, page_size), _plain)
+
+    def _pages(self, list_page: Callable[..., Any], params: dict[str, Any],
+               plain: Callable[[Any], JsonDict]) -> Iterator[list[JsonDict]]:
+        while True:
+            with self._call():
+                page = list_page(params=params)
+            if page.data:
+                yield [plain(o) for o in page.data]
+            if not page.has_more or not page.data:
+                return
+            params = {**params, "starting_after": page.data[-1].id}
 
     # radar
 

@@ -34,6 +34,9 @@ from commerce_bridge.entrypoints.http.admin_models import (
     DiscardRequest,
     ErrorBody,
     EventsPage,
+    ReconciledPayoutAnswer,
+    ReconciledPayoutList,
+    ReconciliationExceptionList,
     RecoverAnswer,
     RecoverRequest,
     ReplayRequest,
@@ -202,9 +205,53 @@ def build_admin_api(c: Container) -> FastAPI:
         n = c.admin.recover(executor_id, by="admin-api", force=(body or RecoverRequest()).force)
         return {"ok": True, "executor_id": views.text(executor_id), "resumed_runs": n}
 
+    @api.get("/reconciliation/payouts", response_model=ReconciledPayoutList, responses=COMMON_ERRORS)
+    def list_reconciled_payouts(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Reconciled payouts, newest first: status, counts, proof and journal."""
+        return {"ok": True, "payouts": _reconciliations(c).payouts(limit=limit)}
+
+    @api.get("/reconciliation/payouts/{payout_id}", response_model=ReconciledPayoutAnswer, responses=LOOKUP_ERRORS)
+    def get_reconciled_payout(payout_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)]) -> dict[str, Any]:
+        """One reconciled payout with its exceptions."""
+        found = _reconciliations(c).get(payout_id)
+        if found is None:
+            raise NotFound(f"payout {payout_id} has not been reconciled",
+                           suggested_fix="POST /api/v1/reconciliation/payouts/{payout_id}/reconcile, or wait for "
+                                         "its payout.paid event")
+        return {"ok": True, "payout": found}
+
+    @api.post("/reconciliation/payouts/{payout_id}/reconcile", response_model=ReconciledPayoutAnswer,
+              responses=LOOKUP_ERRORS)
+    def reconcile_payout(payout_id: Annotated[str, Path(max_length=100, pattern=NO_NUL)],
+                         dry_run: bool = False) -> dict[str, Any]:
+        """Reconcile the payout now (as the workflow does: record, post the journal); ``dry_run`` does neither."""
+        if c.reconciler is None:
+            raise NotFound("payout reconciliation is not configured",
+                           suggested_fix="set CB_STRIPE_API_KEY and CB_ERP_BASE_URL")
+        result = c.reconciler.reconcile(payout_id, record=not dry_run)
+        if not dry_run and result["status"] != "not_reconcilable":
+            posted = c.reconciler.post(payout_id)
+            result["journal_entry"] = posted.get("journal_entry")
+        return {"ok": True, "payout": result}
+
+    @api.get("/reconciliation/exceptions", response_model=ReconciliationExceptionList, responses=COMMON_ERRORS)
+    def list_reconciliation_exceptions(
+        payout_id: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+        kind: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> dict[str, Any]:
+        """Exceptions of the recorded reconciliations (of one payout, of one kind), oldest first."""
+        return {"ok": True, "exceptions": _reconciliations(c).exceptions(payout_id=payout_id, kind=kind, limit=limit)}
+
     if c.settings.admin_docs:
         _add_docs(api)
     return api
+
+
+def _reconciliations(c: Container) -> Any:
+    if c.reconciliations is None:  # pragma: no cover - bootstrap always builds it
+        raise NotFound("payout reconciliation is not available in this process")
+    return c.reconciliations
 
 
 def _add_docs(api: FastAPI) -> None:

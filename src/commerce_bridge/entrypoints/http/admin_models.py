@@ -149,3 +149,57 @@ class RecoverAnswer(BaseModel):
     ok: Literal[True] = True
     executor_id: str
     resumed_runs: int
+
+
+class ReconciliationException(BaseModel):
+    """A payout line (or payout) that did not match, with what to do about it."""
+
+    payout_id: str
+    kind: str
+    ref: str = Field(description="The balance transaction id (the payout id for a payout's sum).")
+    reason: str
+    suggested_fix: str
+    amount_minor: int | None = None
+    currency: str | None = None
+    expected_minor: int | None = None
+    expected_currency: str | None = None
+    created_at: datetime
+
+
+class JournalLine(BaseModel):
+    account: str
+    amount_minor: int = Field(description="Signed minor units of the payout's currency: + debit, - credit.")
+    currency: str
+    refs: list[str] = Field(description="The balance transactions the line sums.")
+
+
+class ReconciledPayout(BaseModel):
+    payout_id: str
+    status: str = Field(description="closed, exceptions, failed or not_reconcilable.")
+    currency: str
+    amount_minor: int
+    arrival_date: int | None = None
+    transactions: int
+    matched: int
+    exceptions: int
+    proof: dict[str, Any] = Field(description="payout_amount, net_sum, clearing_balance, journal_balance and the "
+                                              "checks sum_ok, clearing_zero, balanced, closed.")
+    journal: list[JournalLine]
+    journal_entry: str | None = None
+    reconciled_at: datetime | None = None
+    exception_rows: list[ReconciliationException] | None = None
+
+
+class ReconciledPayoutList(BaseModel):
+    ok: Literal[True] = True
+    payouts: list[ReconciledPayout]
+
+
+class ReconciledPayoutAnswer(BaseModel):
+    ok: Literal[True] = True
+    payout: ReconciledPayout
+
+
+class ReconciliationExceptionList(BaseModel):
+    ok: Literal[True] = True
+    exceptions: list[ReconciliationException]

@@ -27,6 +27,7 @@ from commerce_bridge.sandbox.clarity_sim.core import (
     http_error_response,
     json_response,
 )
+from commerce_bridge.sandbox.clarity_sim.inventory import register_inventory, seed_inventory
 from commerce_bridge.sandbox.clarity_sim.notes import register_notes
 from commerce_bridge.sandbox.clarity_sim.orders import register_orders
 from commerce_bridge.sandbox.clarity_sim.returns import register_returns
@@ -47,6 +48,7 @@ def build_router() -> Router:
     register_returns(router)
     register_notes(router)
     register_catalog(router)
+    register_inventory(router)
     return router
 
 
@@ -122,6 +124,7 @@ def build_app(
     with sim.store.batch():
         lookups.seed(sim)
         seed_identities(sim)
+        seed_inventory(sim)
     if webhook_url:  # after seeding: seed rows are not changes anyone should hear about
         sim.emitter = WebhookEmitter(webhook_url, webhook_secret or "", base_backoff_s=webhook_backoff_s)
     router = build_router()

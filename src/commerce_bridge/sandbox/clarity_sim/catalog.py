@@ -7,10 +7,24 @@ from typing import Any
 from starlette.responses import Response
 
 from commerce_bridge.sandbox.clarity_sim import lookups
-from commerce_bridge.sandbox.clarity_sim.core import NoContent, Record, Req, Sim, json_response, money
+from commerce_bridge.sandbox.clarity_sim.core import (
+    ARGUMENT,
+    CefError,
+    NoContent,
+    Record,
+    Req,
+    Sim,
+    json_response,
+    money,
+)
 from commerce_bridge.sandbox.clarity_sim.crud import EntitySpec, register, render
+from commerce_bridge.sandbox.clarity_sim.parties import (
+    account_contacts,
+    register_parties,
+    save_account_contacts,
+)
 from commerce_bridge.sandbox.clarity_sim.routing import Router
-from commerce_bridge.sandbox.clarity_sim.sales import CONTACT, PAYMENT, save_contact
+from commerce_bridge.sandbox.clarity_sim.sales import ADDRESS, CONTACT, PAYMENT, save_contact
 from commerce_bridge.sandbox.clarity_sim.search import Predicate, SearchModel
 
 PRICE_FIELDS = ("PriceBase", "PriceMsrp", "PriceReduction", "PriceSale")
@@ -41,11 +55,30 @@ def _prepare_account(sim: Sim, existing: Record | None, body: dict[str, Any], re
                    defaults=("NORMAL", "CUSTOMER"))
     if "Credit" in body and body["Credit"] is not None:
         record["Credit"] = money(body["Credit"], "Credit")
+    nested = record.pop("AccountContacts", None)
+    if nested is not None:
+        if not isinstance(nested, list):
+            raise CefError("AccountContacts must be a list", ARGUMENT)
+        sim.extra.setdefault("pending_account_contacts", []).append(nested)
+
+
+def _finalize_account(sim: Sim, record: Record) -> None:
+    """Store the ``AccountContacts`` an account model carried, once the account has its ID."""
+    pending = sim.extra.get("pending_account_contacts")
+    if pending:
+        save_account_contacts(sim, int(record["ID"]), pending.pop())
+
+
+def _expand_account(sim: Sim, record: Record, projection: str) -> Record:
+    out = _expand_lookups(sim, record, "AccountStatus", "AccountType")
+    if projection == "full":
+        out["AccountContacts"] = account_contacts(sim, int(record["ID"]))
+    return out
 
 
 ACCOUNT = EntitySpec(
-    "Accounts", "Account", "Accounts", prepare=_prepare_account,
-    expand=lambda sim, r, p: _expand_lookups(sim, r, "AccountStatus", "AccountType"), event="account")
+    "Accounts", "Account", "Accounts", prepare=_prepare_account, expand=_expand_account,
+    finalize=_finalize_account, event="account")
 
 
 def _prepare_user(sim: Sim, existing: Record | None, body: dict[str, Any], record: Record) -> None:
@@ -96,12 +129,39 @@ USER = EntitySpec("Contacts", "User", "Users", prepare=_prepare_user, expand=_ex
 
 
 def _prepare_product(sim: Sim, existing: Record | None, body: dict[str, Any], record: Record) -> None:
+    _lookup_fields(sim, existing, body, record, owner="Product", status="ProductStatus", type_="ProductType",
+                   defaults=("Normal", "General"))
     for name in PRICE_FIELDS:
         if body.get(name) is not None:
             record[name] = money(body[name], name)
 
 
-PRODUCT = EntitySpec("Products", "Product", "Products", prepare=_prepare_product, event="product")
+def _field_in(field: str, allowed: set[Any]) -> Predicate:
+    def predicate(record: Record) -> bool:
+        return record.get(field) in allowed
+    return predicate
+
+
+def _product_filters(sim: Sim, model: SearchModel) -> list[Predicate]:
+    """ProductSearchModel: ``TypeKey``/``TypeName``, ``StatusKey``/``StatusName`` and ``ProductIDs``."""
+    preds: list[Predicate] = []
+    for prefix, kind in (("Type", "ProductType"), ("Status", "ProductStatus")):
+        key, name = model.text(f"{prefix}Key"), model.text(f"{prefix}Name")
+        if key is None and name is None:
+            continue
+        ids = {r["ID"] for r in sim.store.all(kind)
+               if (key is not None and str(r.get("CustomKey", "")).lower() == key.lower())
+               or (name is not None and str(r.get("Name", "")).lower() == name.lower())}
+        preds.append(_field_in(f"{prefix}ID", ids))
+    if (product_ids := model.integers("ProductIDs")) is not None:
+        wanted_ids = set(product_ids)
+        preds.append(lambda r: r.get("ID") in wanted_ids)
+    return preds
+
+
+PRODUCT = EntitySpec(
+    "Products", "Product", "Products", prepare=_prepare_product, filters=_product_filters,
+    expand=lambda sim, r, p: _expand_lookups(sim, r, "ProductStatus", "ProductType"), event="product")
 
 
 def _prepare_lookup(kind: str) -> Any:
@@ -161,7 +221,8 @@ def register_catalog(router: Router) -> None:
     router.add("GET", "/Contacts/User/CustomKey/{Key*}", _user_by_custom_key, USER.permission("View"))
     router.add("GET", "/Contacts/CurrentUser", _current_user, None)
     router.add("GET", "/Accounts/CurrentAccount", _current_account, None)
-    for spec in (ACCOUNT, USER, CONTACT, PRODUCT, PAYMENT, *lookup_specs()):
+    register_parties(router)
+    for spec in (ACCOUNT, USER, CONTACT, ADDRESS, PRODUCT, PAYMENT, *lookup_specs()):
         register(router, spec)
 
 

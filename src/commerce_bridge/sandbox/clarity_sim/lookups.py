@@ -43,6 +43,11 @@ SEEDS: dict[str, tuple[str, list[tuple[str, str, int]]]] = {
     "AccountType": ("Accounts", _named(["VENDOR", "CUSTOMER", "AFFILIATE", "ORGANIZATION"])),
     "UserStatus": ("Contacts", _named(["Registered", "Email Sent", "Email Verified"])),
     "UserType": ("Contacts", _named(["Customer", "Partner / Affiliate", "Administrator", "No Access"])),
+    # Seeded with keys that differ from their names (DefaultData.cs AddProductStatuses/AddProductTypes).
+    "ProductStatus": ("Products", [("NORMAL", "Normal", 0)]),
+    "ProductType": ("Products", [
+        ("GENERAL", "General", 0), ("KIT", "Kit", 1), ("VARIANT-MASTER", "Variant Master", 2), ("VARIANT", "Variant", 2),
+        ("VARIANT-KIT", "Variant Kit", 2), ("MEMBERSHIP", "Membership", 3), ("SUBSCRIPTION", "Subscription", 3)]),
 }
 
 

@@ -17,6 +17,7 @@ from commerce_bridge.sandbox.clarity_sim.core import (
     to_decimal,
 )
 from commerce_bridge.sandbox.clarity_sim.crud import EntitySpec, create_record, find_by_key, update_record
+from commerce_bridge.sandbox.clarity_sim.search import Predicate, SearchModel
 
 TOTAL_FIELDS = ("SubTotal", "Shipping", "Handling", "Fees", "Discounts", "Tax")
 _EXPANDED = ("Key", "Name", "DisplayName", "TranslationKey", "SortOrder")
@@ -29,24 +30,77 @@ def _strip_expanded(record: Record, prefix: str) -> None:
     record.pop(prefix, None)
 
 
-# -- contacts -------------------------------------------------------------------------------------
+# -- addresses and contacts -----------------------------------------------------------------------
+
+ADDRESS_FIELDS = ("Company", "Street1", "Street2", "Street3", "City", "PostalCode", "Latitude", "Longitude",
+                  "RegionCustom", "CountryCustom", "RegionID", "RegionKey", "RegionName", "RegionCode",
+                  "CountryID", "CountryKey", "CountryName", "CountryCode")
+
+
+def _sync_address_copies(sim: Sim, address: Record) -> None:
+    """A contact keeps a copy of its address (its full model embeds it); keep the copies current."""
+    copy_ = {k: v for k, v in address.items() if not k.startswith("_")}
+    for contact in sim.store.all("Contact"):
+        if contact.get("AddressID") == address["ID"] and contact.get("Address") != copy_:
+            sim.store.put("Contact", contact["ID"], {**contact, "Address": copy_})
+
+
+ADDRESS = EntitySpec("Geography", "Address", "Addresses", event="address", nameable=False,
+                     finalize=_sync_address_copies)
+
+
+def save_address(sim: Sim, model: dict[str, Any]) -> Record:
+    """Create an Address row from a nested model, or update the one its ``ID`` or ``CustomKey`` names."""
+    existing = None
+    if model.get("ID"):
+        existing = sim.store.get("Address", str(as_int(model["ID"], "ID")))
+    elif model.get("CustomKey"):
+        existing = find_by_key(sim, ADDRESS, str(model["CustomKey"]))
+    if existing is not None:
+        changed = any(existing.get(k) != v for k, v in model.items() if k not in ("ID", "CreatedDate", "UpdatedDate"))
+        return update_record(sim, ADDRESS, existing, model) if changed else existing
+    return create_record(sim, ADDRESS, {k: v for k, v in model.items() if k != "ID"})
+
 
 def _prepare_contact(sim: Sim, existing: Record | None, body: dict[str, Any], record: Record) -> None:
     address = body.get("Address")
     if isinstance(address, dict):
         merged = dict((existing or {}).get("Address") or {})
         merged.update(address)
-        if not merged.get("ID"):
-            merged["ID"] = sim.store.next_value("Address")
-        record["Address"] = merged
-        record["AddressID"] = merged["ID"]
+        row = save_address(sim, merged)
+        record["Address"] = {k: v for k, v in row.items() if not k.startswith("_")}
+        record["AddressID"] = row["ID"]
+    elif body.get("AddressID"):
+        found = sim.store.get("Address", str(as_int(body["AddressID"], "AddressID")))
+        if found is None:
+            raise CefError(f"No Address with ID {body['AddressID']} exists", ARGUMENT)
+        record["Address"] = {k: v for k, v in found.items() if not k.startswith("_")}
+        record["AddressID"] = found["ID"]
     first, last = record.get("FirstName") or "", record.get("LastName") or ""
     if first or last:
         record["FullName"] = f"{first} {last}".strip()
 
 
-CONTACT = EntitySpec("Contacts", "Contact", "Contacts", prepare=_prepare_contact, event="contact", nameable=False,
-                     strip_fields=("AddressID", "FullName"))
+def _contact_filters(sim: Sim, model: SearchModel) -> list[Predicate]:
+    """ContactSearchModel: ``Email1``, ``FirstName``, ``LastName``, ``Phone1``, ... (``<Field>Strict`` = exact)."""
+    preds: list[Predicate] = []
+    for field in ("Email1", "FirstName", "LastName", "FullName", "Phone1", "Phone2", "Phone3", "Fax1", "Website1"):
+        wanted = model.text(field)
+        if wanted is None:
+            continue
+        strict = bool(model.flag(f"{field}Strict"))
+
+        def matches(r: Record, f: str = field, w: str = wanted.lower(), exact: bool = strict) -> bool:
+            got = str(r.get(f) or "").lower()
+            return got == w if exact else w in got
+        preds.append(matches)
+    if (address_id := model.integer("AddressID")) is not None:
+        preds.append(lambda r: r.get("AddressID") == address_id)
+    return preds
+
+
+CONTACT = EntitySpec("Contacts", "Contact", "Contacts", prepare=_prepare_contact, filters=_contact_filters,
+                     event="contact", nameable=False, strip_fields=("AddressID", "FullName"))
 
 
 def save_contact(sim: Sim, model: dict[str, Any]) -> Record:

@@ -5,9 +5,12 @@ Rules (ERPNext's Company, Account and Journal Entry behaviour):
 - every company has its own chart; an account is named ``"{account_name} - {company abbr}"``;
 - the seeded chart per company is ERPNext's "Standard" template (Application of Funds (Assets), Source of
   Funds (Liabilities), Equity, Income, Expenses and their children, e.g. ``Debtors`` (Receivable),
-  ``Sales``, ``Cost of Goods Sold``) plus the accounts a merchant taking card payments through Stripe adds:
-  ``Stripe Clearing`` (Bank), ``VAT`` (Tax), ``Stripe Fees``, ``Chargebacks`` (expenses) and ``Disputed Funds``
-  (an asset holding withdrawn dispute amounts);
+  ``Sales``, ``Cost of Goods Sold``, ``Exchange Gain/Loss``) plus the accounts a merchant taking card payments
+  through Stripe adds: ``Stripe Clearing`` and ``Stripe Payouts Bank`` (Bank: the Stripe balance, and the
+  bank account payouts arrive in), ``VAT`` (Tax), ``Stripe Fees``, ``Chargebacks`` and ``Stripe Adjustments``
+  (indirect expenses), ``Sales Returns and Refunds`` (direct income, the contra-revenue of refunds),
+  ``Disputed Funds`` (an asset holding withdrawn dispute amounts) and ``Stripe Reconciliation Suspense`` (a
+  temporary asset account for payout lines the bridge cannot match yet);
 - seeded companies: ``Sandbox Bridge`` (abbr ``SB``, the bridge's default account names) and
   ``Sandbox Company`` (abbr ``SC``); both in USD;
 - a new Account needs ``account_name``, ``company`` and a ``parent_account`` that exists, is a group and
@@ -16,7 +19,11 @@ Rules (ERPNext's Company, Account and Journal Entry behaviour):
 - a Journal Entry row must name an existing account (``LinkValidationError`` "Could not find Row #1:
   Account: …"); the account must not be a group or disabled and must belong to the entry's company (which
   defaults to the first row's account's company); a row carries a debit or a credit, not both and not
-  neither; a Receivable or Payable account needs ``party_type`` and ``party``.
+  neither; a Receivable or Payable account needs ``party_type`` and ``party``;
+- a Journal Entry's reference (``cheque_no``, "Reference No", and ``cheque_date``, "Reference Date") is
+  required for a ``Bank Entry`` ("Reference No & Reference Date is required for Bank Entry"), and a
+  reference date without a reference number is refused ("Reference No is mandatory if you entered
+  Reference Date"), as ERPNext's ``validate_cheque_info`` does.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ _CHART: tuple[tuple[str, str | None, int, str], ...] = (
     ("Debtors", "Accounts Receivable", 0, "Receivable"),
     ("Bank Accounts", "Current Assets", 1, "Bank"),
     ("Stripe Clearing", "Bank Accounts", 0, "Bank"),
+    ("Stripe Payouts Bank", "Bank Accounts", 0, "Bank"),
     ("Cash In Hand", "Current Assets", 1, "Cash"),
     ("Cash", "Cash In Hand", 0, "Cash"),
     ("Disputed Funds", "Current Assets", 0, ""),
@@ -52,6 +60,7 @@ _CHART: tuple[tuple[str, str | None, int, str], ...] = (
     ("Fixed Assets", "Application of Funds (Assets)", 1, ""),
     ("Temporary Accounts", "Application of Funds (Assets)", 1, ""),
     ("Temporary Opening", "Temporary Accounts", 0, "Temporary"),
+    ("Stripe Reconciliation Suspense", "Temporary Accounts", 0, ""),
     ("Current Liabilities", "Source of Funds (Liabilities)", 1, ""),
     ("Accounts Payable", "Current Liabilities", 1, ""),
     ("Creditors", "Accounts Payable", 0, "Payable"),
@@ -63,6 +72,7 @@ _CHART: tuple[tuple[str, str | None, int, str], ...] = (
     ("Direct Income", "Income", 1, ""),
     ("Sales", "Direct Income", 0, ""),
     ("Service", "Direct Income", 0, ""),
+    ("Sales Returns and Refunds", "Direct Income", 0, ""),
     ("Indirect Income", "Income", 1, ""),
     ("Direct Expenses", "Expenses", 1, ""),
     ("Stock Expenses", "Direct Expenses", 1, ""),
@@ -75,18 +85,20 @@ _CHART: tuple[tuple[str, str | None, int, str], ...] = (
     ("Exchange Gain/Loss", "Indirect Expenses", 0, ""),
     ("Stripe Fees", "Indirect Expenses", 0, "Chargeable"),
     ("Chargebacks", "Indirect Expenses", 0, ""),
+    ("Stripe Adjustments", "Indirect Expenses", 0, ""),
 )
 
 
 def seed(store: DocStore, now: str, owner: str) -> None:
-    """Insert the companies and their charts once (a restored state file already has them)."""
-    if store.all("Company"):
-        return
+    """Insert the companies and their charts; a restored state file gets only the accounts it lacks."""
     base = {"owner": owner, "modified_by": owner, "creation": now, "modified": now, "docstatus": 0, "idx": 0}
     for company, abbr in COMPANIES:
-        store.put("Company", company, {**base, "doctype": "Company", "name": company, "company_name": company,
-                                       "abbr": abbr, "default_currency": "USD", "country": "United States"})
+        if store.get("Company", company) is None:
+            store.put("Company", company, {**base, "doctype": "Company", "name": company, "company_name": company,
+                                           "abbr": abbr, "default_currency": "USD", "country": "United States"})
         for account_name, parent, is_group, account_type in _CHART:
+            if store.get("Account", f"{account_name} - {abbr}") is not None:
+                continue
             root = parent is None
             doc: Doc = {**base, "doctype": "Account", "account_name": account_name, "company": company,
                         "parent_account": None if root else f"{parent} - {abbr}", "is_group": is_group,
@@ -157,3 +169,12 @@ def check_journal_rows(store: DocStore, doc: Doc, rows: list[Doc]) -> None:
             if store.get(str(row["party_type"]), str(row["party"])) is None:
                 raise FrappeError("LinkValidationError", f"Could not find Row #{idx}: Party: {row['party']}")
     doc["company"] = company
+
+
+def check_journal_reference(doc: Doc) -> None:
+    """ERPNext's ``validate_cheque_info`` (see the module rules)."""
+    voucher_type = doc.get("voucher_type") or "Journal Entry"
+    if voucher_type == "Bank Entry" and (not doc.get("cheque_no") or not doc.get("cheque_date")):
+        raise FrappeError("ValidationError", f"Reference No & Reference Date is required for {voucher_type}")
+    if doc.get("cheque_date") and not doc.get("cheque_no"):
+        raise FrappeError("ValidationError", "Reference No is mandatory if you entered Reference Date")

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from commerce_bridge.sandbox.clarity_sim.faults import FaultInjector, faults_endpoint, outage_endpoint
 from commerce_bridge.sandbox.clarity_sim.jsonutil import dumps, loads
 from commerce_bridge.sandbox.clarity_sim.store import DocStore
-from commerce_bridge.sandbox.erp_sim import accounts
+from commerce_bridge.sandbox.erp_sim import accounts, masters
 from commerce_bridge.sandbox.erp_sim.doctypes import DocType, child_row, new_name, resolve_doctype
 from commerce_bridge.sandbox.erp_sim.errors import FrappeError, error_response
 from commerce_bridge.sandbox.erp_sim.query import run_list
@@ -111,7 +111,17 @@ class ErpSim:
             if docstatus == 1 and doctype.on_submit:
                 doctype.on_submit(self.store, doc)
             self.store.put(doctype.name, doc["name"], doc)
+            if doctype.after_save:
+                try:
+                    doctype.after_save(self, doc, True)
+                except FrappeError:
+                    self.store.delete(doctype.name, doc["name"])  # frappe rolls the whole request back
+                    raise
         return doc
+
+    def insert_named(self, doctype_name: str, body: Doc) -> Doc:
+        """Insert a document of the DocType called ``doctype_name`` (for hooks that create documents)."""
+        return self.insert(resolve_doctype(doctype_name), body)
 
     def update(self, doctype: DocType, name: str, body: Doc) -> Doc:
         with self.store.batch():
@@ -149,6 +159,12 @@ class ErpSim:
                 for row in doc.get(table) or []:
                     row["docstatus"] = new_status
             self.store.put(doctype.name, name, doc)
+            if doctype.after_save:
+                try:
+                    doctype.after_save(self, doc, False)
+                except FrappeError:
+                    self.store.put(doctype.name, name, existing)
+                    raise
         return doc
 
     def delete(self, doctype: DocType, name: str) -> None:
@@ -185,6 +201,7 @@ def build_app(*, state_file: str | None = None, api_key: str = DEFAULT_API_KEY,
     sim = ErpSim(DocStore(state_file), api_key, api_secret)
     with sim.store.batch():
         accounts.seed(sim.store, _now(), API_USER)
+        masters.seed(sim.store, _now(), API_USER)
 
     async def resource(request: Request) -> Response:
         try:

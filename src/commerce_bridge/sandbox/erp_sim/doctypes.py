@@ -10,8 +10,11 @@ Money rules: amounts are Decimals at frappe's precision 2, never floats. Returns
 - ``update_outstanding_for_self`` (default 1) keeps the credit note's own negative ``outstanding_amount``,
   which a Payment Entry of type ``Pay`` settles with a *negative* ``allocated_amount``; with 0, submitting
   the credit note reduces the original invoice's outstanding instead (and cancelling restores it);
-- a Payment Entry reference to an invoice with negative outstanding must allocate a negative amount no
-  larger in size than that outstanding; a positive outstanding takes a positive allocation up to it.
+- a Payment Entry reference must name a submitted Sales Invoice or Sales Order of the entry's customer
+  ("… is not associated with Customer …", "… must be submitted"); one to an invoice with negative outstanding
+  must allocate a negative amount no larger in size than that outstanding; a positive outstanding takes a
+  positive allocation up to it. Submitting the entry reduces the invoice's ``outstanding_amount`` by the
+  allocation (0: status Paid; cancelling restores it) or adds it to the Sales Order's ``advance_paid``.
 Journal Entry accounts are checked against the chart (see ``accounts.py``).
 """
 
@@ -25,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from commerce_bridge.sandbox.clarity_sim.store import DocStore
-from commerce_bridge.sandbox.erp_sim import accounts
+from commerce_bridge.sandbox.erp_sim import accounts, masters
 from commerce_bridge.sandbox.erp_sim.errors import FrappeError
 
 Doc = dict[str, Any]
@@ -75,6 +78,7 @@ class DocType:
     on_cancel: Callable[[DocStore, Doc], None] | None = None
     status_for: Callable[[Doc], str] | None = None
     namer: Callable[[DocStore, Doc], str] | None = None
+    after_save: Callable[[Any, Doc, bool], None] | None = None  # (simulator, saved doc, is_new), like on_update
 
 
 def _child_rows(doc: Doc, table: str) -> list[Doc]:
@@ -228,6 +232,11 @@ def _compute_payment(store: DocStore, doc: Doc) -> None:
         target = store.get(target_type, str(target_name))
         if target is None:
             raise FrappeError("LinkValidationError", f"Could not find {target_type}: {target_name}")
+        if doc.get("party_type") == "Customer" and doc.get("party") and target.get("customer") != doc["party"]:
+            raise FrappeError("ValidationError", f"{target_type} {target_name} is not associated with Customer "
+                                                 f"{doc['party']}")
+        if target.get("docstatus") != 1:
+            raise FrappeError("ValidationError", f"{target_type} {target_name} must be submitted")
         allocated += row["allocated_amount"]
     if abs(allocated) > paid:
         raise FrappeError("ValidationError", "Total Allocated Amount cannot be greater than Paid Amount")
@@ -275,6 +284,7 @@ def _compute_journal(store: DocStore, doc: Doc) -> None:
         debit += row_debit
         credit += row_credit
     accounts.check_journal_rows(store, doc, rows)
+    accounts.check_journal_reference(doc)
     doc.update({"total_debit": debit, "total_credit": credit, "difference": debit - credit})
     if debit != credit:
         raise FrappeError("ValidationError", f"Total Debit must be equal to Total Credit. "
@@ -290,12 +300,40 @@ DOCTYPES: dict[str, DocType] = {
     d.name: d for d in (
         DocType("Customer", name_field="customer_name", mandatory=("customer_name",),
                 defaults={"customer_type": "Company", "customer_group": "All Customer Groups",
-                          "territory": "All Territories", "disabled": 0}),
+                          "territory": "All Territories", "disabled": 0},
+                after_save=masters.customer_after_save),
         DocType("Item", name_field="item_code", mandatory=("item_code",),
                 defaults={"item_group": "All Item Groups", "stock_uom": "Nos", "is_stock_item": 1, "disabled": 0},
                 compute=lambda store, doc: doc.update(
                     {"item_name": doc.get("item_name") or doc["item_code"],
+                     "description": doc.get("description") or doc.get("item_name") or doc["item_code"],
                      "standard_rate": cur(doc.get("standard_rate", 0), "standard_rate")})),
+        DocType("Contact", mandatory=("first_name",),
+                children={"email_ids": "Contact Email", "phone_nos": "Contact Phone", "links": "Dynamic Link"},
+                defaults={"status": "Passive", "unsubscribed": 0}, compute=masters.compute_contact,
+                namer=masters.contact_name),
+        DocType("Address", mandatory=("address_line1", "city", "country"), children={"links": "Dynamic Link"},
+                defaults={"address_type": "Billing"}, compute=masters.compute_address, namer=masters.address_name),
+        DocType("Price List", name_field="price_list_name", mandatory=("price_list_name", "currency"),
+                defaults={"enabled": 1}, compute=masters.compute_price_list),
+        DocType("Item Price", mandatory=("item_code", "price_list"), links={"item_code": "Item"},
+                defaults={"packing_unit": 0}, compute=masters.compute_item_price, namer=masters.item_price_name),
+        DocType("Warehouse", mandatory=("warehouse_name", "company"), links={"company": "Company"},
+                defaults={"is_group": 0, "disabled": 0}, namer=masters.warehouse_name),
+        DocType("Bin", compute=masters.no_api_writes),
+        DocType("Stock Entry", series="MAT-STE-.YYYY.-", submittable=True, mandatory=("stock_entry_type",),
+                children={"items": "Stock Entry Detail"}, defaults={"company": accounts.COMPANIES[0][0]},
+                links={"company": "Company"}, compute=masters.compute_stock_entry,
+                on_submit=lambda s, d: masters.apply_stock_entry(s, d, 1),
+                on_cancel=lambda s, d: masters.apply_stock_entry(s, d, -1),
+                status_for=lambda d: {0: "Draft", 1: "Submitted", 2: "Cancelled"}[d.get("docstatus", 0)]),
+        DocType("Stock Reconciliation", series="MAT-RECO-.YYYY.-", submittable=True,
+                children={"items": "Stock Reconciliation Item"},
+                defaults={"company": accounts.COMPANIES[0][0], "purpose": "Stock Reconciliation"},
+                links={"company": "Company"}, compute=masters.compute_reconciliation,
+                on_submit=lambda s, d: masters.apply_reconciliation(s, d, 1),
+                on_cancel=lambda s, d: masters.apply_reconciliation(s, d, -1),
+                status_for=lambda d: {0: "Draft", 1: "Submitted", 2: "Cancelled"}[d.get("docstatus", 0)]),
         DocType("Sales Order", series="SAL-ORD-.YYYY.-", submittable=True, mandatory=("customer",),
                 children={"items": "Sales Order Item", "taxes": "Sales Taxes and Charges"},
                 links={"customer": "Customer"}, defaults={"currency": "USD", "order_type": "Sales",

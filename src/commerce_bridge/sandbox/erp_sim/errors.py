@@ -12,7 +12,7 @@ STATUS = {
     "ValidationError": 417, "MandatoryError": 417, "LinkValidationError": 417, "UpdateAfterSubmitError": 417,
     "TimestampMismatchError": 417, "DocstatusTransitionError": 417, "CannotChangeConstantError": 417,
     "DoesNotExistError": 404, "DuplicateEntryError": 409, "PermissionError": 403, "AuthenticationError": 401,
-    "CSRFTokenError": 400,
+    "CSRFTokenError": 400, "ItemPriceDuplicateItem": 417, "NegativeStockError": 417,
 }
 
 

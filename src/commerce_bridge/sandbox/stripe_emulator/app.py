@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from . import control
+from . import control, fx
 from .errors import StripeApiError, invalid_request
 from .forms import parse_form
 from .ids import request_id
@@ -447,7 +447,9 @@ def build_app(
         Global requests per second before answering 429 ``rate_limit`` (Stripe: 100 live, 25 test); off if ``None``.
     opts:
         ``webhook_url`` / ``webhook_secret`` (register an endpoint for all events), ``dispute_fee_minor``,
-        ``payout_delay_days``, ``auto_payouts``, ``webhook_retry_schedule_s``, ``gc_tuning`` (process-wide GC
+        ``payout_delay_days``, ``auto_payouts``, ``settlement_currency`` (``None``: no conversion) and
+        ``fx_rates`` (``{"eur": "1.084350"}``: presentment currency -> rate into it; see ``fx.py``),
+        ``webhook_retry_schedule_s``, ``gc_tuning`` (process-wide GC
         settings for a dedicated server process; the CLI turns it on), ``search_lag_s`` (PaymentIntent search
         sees objects only that many seconds after they were made, like Stripe's eventually consistent
         search; default 0).
@@ -458,6 +460,10 @@ def build_app(
     for k in ("dispute_fee_minor", "payout_delay_days", "auto_payouts"):
         if k in opts:
             setattr(config, k, opts.pop(k))
+    if "settlement_currency" in opts:
+        config.settlement_currency = fx.parse_settlement(opts.pop("settlement_currency"))
+    if "fx_rates" in opts:
+        config.fx_rates = fx.parse_rates(opts.pop("fx_rates"))
     store = Store(state_file)
     emu = Emulator(store, config)
     dispatcher = Dispatcher(emu)

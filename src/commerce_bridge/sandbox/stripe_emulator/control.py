@@ -1,6 +1,7 @@
 """The ``/_sandbox/...`` control API: reset, faults, rate limit, webhook options, deliveries and resends,
-request logs, 3-D Secure, clocks, payouts, Dashboard refunds and refund status moves, disputes opened and
-closed by the bank, early fraud warnings, fees and a fast pre-fill path for benchmarks. JSON in, JSON out."""
+request logs, 3-D Secure, clocks, payouts (run, fail), Dashboard refunds and refund status moves, disputes
+opened and closed by the bank, early fraud warnings, fees, settlement currency and FX rates, and a fast
+pre-fill path for benchmarks. JSON in, JSON out."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from . import fx
 from .errors import invalid_request, not_found
 from .resources import balance, billing, disputes, payment_intents, radar, refunds
 from .webhooks import create_endpoint, resend
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from .app import StripeEmulatorApp
 
 # path segments that are object ids (``/_sandbox/refunds/re_…/fail``)
-ID_PREFIXES = ("pi_", "dp_", "clock_", "ch_", "re_", "evt_")
+ID_PREFIXES = ("pi_", "dp_", "clock_", "ch_", "re_", "evt_", "po_")
 
 
 def _advance_account_clock(app: StripeEmulatorApp, body: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +177,8 @@ async def dispatch(
             return 200, _advance_account_clock(app, body)
         case ("POST", "payouts/run"):
             return 200, run_account_jobs(app, force_payout=True)
+        case ("POST", "payouts/{id}/fail"):
+            return 200, balance.fail_payout(emu, ids[0], str(body.get("failure_code") or "account_closed"))
         case ("POST", "disputes/{id}/resolve"):
             return 200, disputes.resolve(emu, ids[0], str(body.get("outcome", "won")))
         case ("POST", "charges/{id}/dispute"):
@@ -201,6 +205,8 @@ async def dispatch(
                 "dispute_fee_minor": c.dispute_fee_minor,
                 "payout_delay_days": c.payout_delay_days,
                 "auto_payouts": c.auto_payouts,
+                "settlement_currency": c.settlement_currency,
+                "fx_rates": dict(c.fx_rates),
                 "rate_limit_per_s": c.rate_limit_per_s,
             }
         case ("POST", "config"):
@@ -214,6 +220,10 @@ async def dispatch(
             ):
                 if k in body:
                     setattr(emu.config, k, body[k])
+            if "settlement_currency" in body:
+                emu.config.settlement_currency = fx.parse_settlement(body["settlement_currency"])
+            if "fx_rates" in body:  # replaces the whole mapping
+                emu.config.fx_rates = fx.parse_rates(body["fx_rates"])
             return await dispatch(app, "GET", "/_sandbox/config", scope, b"")
         case ("POST", "prefill"):
             return 200, _prefill(app, body)

@@ -54,6 +54,8 @@ class Config:
     dispute_fee_minor: int = 1500
     payout_delay_days: int = 2
     auto_payouts: bool = True
+    settlement_currency: str | None = None
+    fx_rates: dict[str, str] = field(default_factory=dict)
     rate_limit_per_s: int | None = None
     currency: str = "usd"
     opts: dict[str, Any] = field(default_factory=dict)

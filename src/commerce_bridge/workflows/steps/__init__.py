@@ -22,7 +22,15 @@ from typing import Any
 from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.services.alerts import Alert
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
-from commerce_bridge.services.ports import Action, AuditLog, IdentityMap, KeyLocks, Mailer, WriteFingerprints
+from commerce_bridge.services.ports import (
+    Action,
+    AuditLog,
+    IdentityMap,
+    KeyLocks,
+    Mailer,
+    Reconciliations,
+    WriteFingerprints,
+)
 from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.steps import (
     clarity,
@@ -32,6 +40,7 @@ from commerce_bridge.workflows.steps import (
     erp,
     notify,
     outbound,
+    payouts,
     refund_action,
     refunds,
     returns,
@@ -40,7 +49,7 @@ from commerce_bridge.workflows.steps import (
 from commerce_bridge.workflows.steps.shapes import SHAPES
 
 STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds, dispute_evidence,
-                                        returns, disputes, refund_action)
+                                        returns, disputes, refund_action, payouts)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
 
 
@@ -60,6 +69,7 @@ class FlowSettings:
     retry_url: str = "http://localhost:8000/pay/{order_key}"
     mail_from: str = "shop@example.com"
     dispute_accounts: DisputeAccounts = field(default_factory=DisputeAccounts)
+    payout_accounts: dict[str, str] = field(default_factory=lambda: dict(payouts.DEFAULT_ACCOUNTS))
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +86,7 @@ def build_actions(
     outbound_post: Action | None = None,
     alert: Callable[[Alert], Any] | None = None,
     flow: FlowSettings | None = None,
+    reconciliations: Reconciliations | None = None,
 ) -> dict[str, Action]:
     """Every action whose dependencies are configured.
 
@@ -119,6 +130,9 @@ def build_actions(
             actions.update(disputes.clarity_actions(clarity_gateway, stripe_gateway, identity, locks, fingerprints))
         if erp_gateway is not None:
             actions.update(disputes.erp_actions(erp_gateway, stripe_gateway, flow.dispute_accounts, locks))
+            if reconciliations is not None:  # payouts: matched against what the ERP holds, recorded in the store
+                actions.update(payouts.actions(stripe_gateway, erp_gateway, reconciliations, flow.payout_accounts,
+                                               locks))
     return actions
 
 

@@ -1,4 +1,10 @@
-"""``erp.*`` actions (ERPNext), idempotent by our keys (lookup before create)."""
+"""``erp.*`` actions of the order flow (ERPNext), idempotent by our keys (lookup before create).
+
+Revenue is booked from the Sales Order: ``erp.sales_invoice.ensure`` bills it (one Sales Invoice per order key,
+``po_no``), and ``erp.payment_entry.ensure`` given that ``invoice`` allocates the payment to it, so the invoice is
+Paid (outstanding 0) and the receivable settled; without ``invoice`` the payment is an advance on the Sales Order.
+The refund and return paths' credit notes return against the same invoice (found by ``po_no``).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from commerce_bridge.domain.orders import PaymentSummary
+from commerce_bridge.errors import ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
-from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_order
+from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_invoice, erp_sales_order
 from commerce_bridge.services.gateways import ErpGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
 from commerce_bridge.workflows.catalogue import Param, StepType
@@ -50,11 +57,20 @@ def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, lock
                                  amount=amount, amount_received=amount, captured=True)
         doc = gateway.ensure_payment_entry(erp_payment_entry(
             payment, customer_name=str(params["customer"]), paid_to_account=flow.erp_paid_to_account,
-            posting_date=datetime.now(UTC).date(), sales_order_name=str(params["sales_order"]), amount=amount))
+            posting_date=datetime.now(UTC).date(), sales_order_name=str(params["sales_order"]),
+            sales_invoice_name=str(params["invoice"]) if params.get("invoice") else None, amount=amount))
         return {"name": doc["name"]}
 
+    def ensure_sales_invoice(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
+        order = gateway.get_doc("Sales Order", str(params["sales_order"]))
+        if not order.get("po_no"):
+            raise ValidationError(f"Sales Order {order.get('name')} has no po_no (the order key) to bill it by")
+        doc = gateway.ensure_doc("Sales Invoice", erp_sales_invoice(order, posting_date=datetime.now(UTC).date()),
+                                 "po_no")
+        return {"name": doc["name"], "grand_total": doc.get("grand_total")}
+
     return {"erp.customer.ensure": ensure_customer, "erp.sales_order.ensure": ensure_sales_order,
-            "erp.payment_entry.ensure": ensure_payment_entry}
+            "erp.payment_entry.ensure": ensure_payment_entry, "erp.sales_invoice.ensure": ensure_sales_invoice}
 
 
 STEP_TYPES: tuple[StepType, ...] = (
@@ -93,12 +109,34 @@ STEP_TYPES: tuple[StepType, ...] = (
                       customer="${ steps.erp_customer.name }"),),
     ),
     StepType(
+        type="erp.sales_invoice.ensure", summary="Find or create the ERPNext Sales Invoice billing a Sales Order.",
+        description="Bills the submitted Sales Order as it is (items with `sales_order`, tax and shipping rows, "
+                    "discount), `po_no` = the order key, and submits it: revenue and the receivable are booked. "
+                    "The order flow makes it when the order is paid (`CB_ERP_INVOICE_ON`) and allocates the "
+                    "payment to it (`erp.payment_entry.ensure` with `invoice`); the refund and return paths "
+                    "find the same invoice, and their credit notes return against it.",
+        params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),),
+        output="`{\"name\": str, \"grand_total\": str}`.",
+        example_output={"name": "ACC-SINV-2026-00042", "grand_total": "35.70"},
+        idempotency="Lookup by `po_no` (not cancelled) before create, then submit, serialised per `po_no` (key lock).",
+        errors=(("ValidationError", "the Sales Order has no `po_no` (the order key) to bill it by."),
+                ("UpstreamRejected", "ERPNext refused the document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
+        replay_safe=True,
+        examples=(ex("erp_invoice", "erp.sales_invoice.ensure", sales_order="${ steps.erp_order.name }"),),
+    ),
+    StepType(
         type="erp.payment_entry.ensure", summary="Find or create the ERPNext Payment Entry for a payment.",
-        description="A received Payment Entry against the Sales Order, `reference_no` = the Stripe charge id.",
+        description="A received Payment Entry (`paid_to` = `CB_ERP_PAID_TO_ACCOUNT`), `reference_no` = the Stripe "
+                    "charge id (the payout reconciliation finds it by that), allocated in full to the Sales "
+                    "Invoice `invoice` when given (the invoice is then Paid, outstanding 0), else to the Sales "
+                    "Order (an advance).",
         params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),
                 Param("customer", "string", "The ERPNext Customer name.", required=True),
                 Param("amount", "money", "The amount received.", required=True),
-                Param("reference_no", "string", "The Stripe charge id.", required=True)),
+                Param("reference_no", "string", "The Stripe charge id.", required=True),
+                Param("invoice", "string", "The ERPNext Sales Invoice to allocate the payment to "
+                                           "(`steps.<erp.sales_invoice.ensure step>.name`); empty or absent: the "
+                                           "Sales Order.")),
         output="`{\"name\": str}`.", example_output={"name": "ACC-PAY-2026-00042"},
         idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
                     "(key lock).",
@@ -106,6 +144,6 @@ STEP_TYPES: tuple[StepType, ...] = (
         replay_safe=True,
         examples=(ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
                       customer="${ steps.erp_customer.name }", amount="${ steps.payment.amount_received }",
-                      reference_no="${ steps.payment.latest_charge }"),),
+                      reference_no="${ steps.payment.latest_charge }", invoice="${ steps.erp_invoice.name }"),),
     ),
 )

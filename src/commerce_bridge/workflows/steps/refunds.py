@@ -212,30 +212,7 @@ def clarity_actions(clarity: ClarityGateway, stripe: StripeGateway, locks: KeyLo
     return {"clarity.return.sync": sync_returns, "clarity.order.set_refund_status": set_refund_status}
 
 
-def _invoice_doc(order: Mapping[str, Any]) -> dict[str, Any]:
-    """A Sales Invoice billing a submitted Sales Order as it is (items, taxes, discount; ``po_no`` its key)."""
-    items = [{"item_code": row["item_code"], "qty": row.get("qty", 1), "rate": row.get("rate"),
-              "sales_order": order["name"]} for row in order.get("items") or []]
-    doc: dict[str, Any] = {"customer": order["customer"], "currency": order.get("currency"), "po_no": order["po_no"],
-                           "items": items, "posting_date": datetime.now(UTC).date().isoformat()}
-    taxes = [{k: row[k] for k in ("charge_type", "account_head", "description", "tax_amount") if k in row}
-             for row in order.get("taxes") or []]
-    if taxes:
-        doc["taxes"] = taxes
-    if order.get("discount_amount") not in (None, 0, "0", "0.00"):
-        doc["apply_discount_on"] = order.get("apply_discount_on") or "Grand Total"
-        doc["discount_amount"] = order["discount_amount"]
-    return doc
-
-
 def erp_actions(erp: ErpGateway, stripe: StripeGateway, flow: FlowSettings, locks: KeyLocks) -> dict[str, Action]:
-    def ensure_invoice(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        order = erp.get_doc("Sales Order", str(params["sales_order"]))
-        if not order.get("po_no"):
-            raise ValidationError(f"Sales Order {order.get('name')} has no po_no (the order key) to bill it by")
-        doc = erp.ensure_doc("Sales Invoice", _invoice_doc(order), "po_no")
-        return {"name": doc["name"], "grand_total": doc.get("grand_total")}
-
     def sync_credit_notes(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         invoice_name, customer = str(params["invoice"]), str(params["customer"])
         out = []
@@ -281,7 +258,7 @@ def erp_actions(erp: ErpGateway, stripe: StripeGateway, flow: FlowSettings, lock
         return {"refund_id": r.id, "refund_status": r.status, "amount": money_shape(r.amount),
                 "credit_note": note["name"] if note else None, "payment_entry": payment["name"] if payment else None}
 
-    return {"erp.sales_invoice.ensure": ensure_invoice, "erp.credit_note.sync": sync_credit_notes}
+    return {"erp.credit_note.sync": sync_credit_notes}
 
 
 def core_actions(identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
@@ -411,19 +388,6 @@ STEP_TYPES: tuple[StepType, ...] = (
                       charge_id="${ steps.refunds.charge_id }",
                       partially_refunded_status="Partially Refunded", refunded_status="Refunded",
                       paid_status="Full Payment Received"),),
-    ),
-    StepType(
-        type="erp.sales_invoice.ensure", summary="Find or create the ERPNext Sales Invoice billing a Sales Order.",
-        description="Bills the submitted Sales Order as it is (items with `sales_order`, tax and shipping rows, "
-                    "discount), `po_no` = the order key, and submits it. Credit notes return against it.",
-        params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),),
-        output="`{\"name\": str, \"grand_total\": str}`.",
-        example_output={"name": "ACC-SINV-2026-00042", "grand_total": "35.70"},
-        idempotency="Lookup by `po_no` (not cancelled) before create, then submit, serialised per `po_no` (key lock).",
-        errors=(("UpstreamRejected", "ERPNext refused the document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
-        also_needs=("stripe",),
-        replay_safe=True,
-        examples=(ex("erp_invoice", "erp.sales_invoice.ensure", sales_order="${ steps.erp_order.name }"),),
     ),
     StepType(
         type="erp.credit_note.sync", summary="Book an order's Stripe refunds in ERPNext: credit notes and Pay entries.",

@@ -1,14 +1,17 @@
-"""Balance, balance transactions (fees, ``available_on``) and payouts (automatic and manual); refunds live in
+"""Balance, balance transactions (fees, ``available_on``, conversion into the settlement currency through
+``fx.py``) and payouts (automatic and manual, listed by status, failed by the control API); refunds live in
 ``refunds.py`` and book their transactions through :func:`new_txn`."""
 
 from __future__ import annotations
 
 import heapq
+from decimal import Decimal
 
+from .. import fx
 from ..errors import invalid_request, state_error
 from ..forms import Params, as_int, as_str, metadata_update
 from ..ids import new_id
-from ..state import Emulator
+from ..state import Emulator, parse_range
 from ..store import Obj
 from . import Route
 
@@ -48,11 +51,21 @@ def new_txn(
     description: str | None = None,
     immediate: bool = False,
     fee_type: str = "stripe_fee",
+    fee_description: str = "Stripe processing fees",
+    exchange_rate: Decimal | None = None,
+    available_on: int | None = None,
 ) -> Obj:
-    """Record a balance transaction and move the account balance (pending until ``available_on``)."""
+    """Record a balance transaction and move the account balance (pending until ``available_on``).
+
+    ``amount``, ``fee`` and ``currency`` are already in the currency the balance moves in (see ``fx.py``).
+    ``available_on`` given: the transaction settles then (a partial capture's reversal settles with its charge).
+    """
     now = emu.now()
-    pending = amount > 0 and not immediate and emu.config.payout_delay_days > 0
-    available_on = (now // DAY + emu.config.payout_delay_days) * DAY if pending else now
+    if available_on is None:
+        pending = amount > 0 and not immediate and emu.config.payout_delay_days > 0
+        available_on = (now // DAY + emu.config.payout_delay_days) * DAY if pending else now
+    else:
+        pending = available_on > now
     txn: Obj = {
         "id": new_id("txn"),
         "object": "balance_transaction",
@@ -62,7 +75,7 @@ def new_txn(
         "created": now,
         "currency": currency,
         "description": description,
-        "exchange_rate": None,
+        "exchange_rate": fx.as_number(exchange_rate),
         "fee": fee,
         "fee_details": (
             [
@@ -70,7 +83,7 @@ def new_txn(
                     "amount": fee,
                     "application": None,
                     "currency": currency,
-                    "description": "Stripe processing fees",
+                    "description": fee_description,
                     "type": fee_type,
                 }
             ]
@@ -102,28 +115,41 @@ def new_txn(
 def charge_txn(
     emu: Emulator, charge: Obj, amount: int, *, captured: int | None = None, immediate: bool = False
 ) -> None:
+    """Book a captured charge: the authorised ``amount``, the fee on what was captured, and for a partial
+    capture a ``partial_capture_reversal`` of the rest; converted into the settlement currency (``fx.py``)."""
     cap = amount if captured is None else captured
+    presentment = charge["currency"]
+    currency, rate = fx.charge_settlement(emu, presentment)
+    gross, kept = amount, cap
+    if rate is not None:
+        gross = fx.convert(amount, presentment, currency, rate)
+        kept = fx.convert(cap, presentment, currency, rate)
+        emu.store.intern(charge["id"])["fx_rate"] = str(rate)
     txn = new_txn(
         emu,
-        amount=amount,
-        currency=charge["currency"],
+        amount=gross,
+        currency=currency,
         type_="charge",
         category="charge",
         source=charge["id"],
-        fee=emu.fee(cap),
+        fee=emu.fee(kept),
         description=charge["description"],
         immediate=immediate,
+        exchange_rate=rate,
     )
     charge["balance_transaction"] = txn["id"]
     if cap < amount:
+        # the reversal is what makes the pair add up to the converted captured amount, whatever the rounding
         new_txn(
             emu,
-            amount=cap - amount,
-            currency=charge["currency"],
+            amount=kept - gross,
+            currency=currency,
             type_="adjustment",
             category="partial_capture_reversal",
             source=charge["id"],
             description="Partial capture reversal",
+            exchange_rate=rate,
+            available_on=txn["available_on"],  # booked with its charge, paid out with it
         )
 
 
@@ -152,7 +178,8 @@ def settle(emu: Emulator) -> int:
 
 
 def balance_obj(emu: Emulator) -> Obj:
-    bal = _balance(emu) or {emu.config.currency: {"available": 0, "pending": 0}}
+    default = emu.config.settlement_currency or emu.config.currency
+    bal = _balance(emu) or {default: {"available": 0, "pending": 0}}
     return {
         "object": "balance",
         "available": [
@@ -342,12 +369,112 @@ def cancel_payout(emu: Emulator, p: Params, pid: str) -> Obj:
     return po
 
 
+PAYOUT_STATUSES = ("pending", "in_transit", "paid", "failed", "canceled")
+
+
+def list_payouts(emu: Emulator, p: Params) -> Obj:
+    """``GET /v1/payouts`` with Stripe's filters ``status``, ``arrival_date`` and ``created`` (ranges)."""
+    status = as_str(p, "status")
+    if status is not None and status not in PAYOUT_STATUSES:
+        raise invalid_request(f"Invalid status: must be one of {', '.join(PAYOUT_STATUSES)}", param="status")
+    arrival = parse_range(p.get("arrival_date"), "arrival_date")
+
+    def wanted(po: Obj) -> bool:
+        if status is not None and po["status"] != status:
+            return False
+        if arrival:
+            t = po["arrival_date"]
+            for op, bound in arrival.items():
+                if not {"gt": t > bound, "gte": t >= bound, "lt": t < bound, "lte": t <= bound}[op]:
+                    return False
+        return True
+
+    pred = wanted if status is not None or arrival else None
+    return emu.list_page("payout", p, "/v1/payouts", pred)
+
+
+PAYOUT_FAILURES = {
+    "account_closed": "The bank account has been closed.",
+    "account_frozen": "The bank account has been frozen.",
+    "bank_account_restricted": "The bank account has restrictions on either the type, or the number, of payouts "
+    "allowed. This normally indicates that the bank account is a savings or other non-checking account.",
+    "bank_ownership_changed": "The destination bank account is no longer valid because its branch has changed "
+    "ownership.",
+    "could_not_process": "The bank could not process this payout.",
+    "debit_not_authorized": "Debit transactions are not approved on the bank account. (Stripe requires bank "
+    "accounts to be set up for both credit and debit payouts.)",
+    "declined": "The bank has declined this transfer. Please contact the bank before retrying.",
+    "insufficient_funds": "Your Stripe account has insufficient funds to cover the payout.",
+    "invalid_account_number": "The routing number seems correct, but the account number is invalid.",
+    "incorrect_account_holder_name": "Your bank notified us that the bank account holder name on file is "
+    "incorrect.",
+    "incorrect_account_holder_address": "Your bank notified us that the bank account holder address on file is "
+    "incorrect.",
+    "incorrect_account_holder_tax_id": "Your bank notified us that the bank account holder tax ID on file is "
+    "incorrect.",
+    "invalid_currency": "The bank was unable to process this payout because of its currency. This is probably "
+    "because the bank account cannot accept payments in that currency.",
+    "no_account": "The bank account details on file are probably incorrect. No bank account could be located "
+    "with those details.",
+    "unsupported_card": "The bank no longer supports payouts to this card.",
+}
+"""Stripe's payout ``failure_code`` values and their ``failure_message`` (Stripe's payout failure table)."""
+
+
+def fail_payout(emu: Emulator, pid: str, failure_code: str = "account_closed") -> Obj:
+    """``POST /_sandbox/payouts/{id}/fail``: the bank returns a payout (pending, in transit, or already paid).
+
+    As at Stripe: ``status`` becomes ``failed`` with ``failure_code``/``failure_message``; a ``payout_failure``
+    balance transaction (reporting category ``payout_reversal``, available at once) puts the amount back in
+    the balance and is named by ``failure_balance_transaction``; events ``payout.updated`` (with
+    ``previous_attributes``) then ``payout.failed``. The returned funds are paid out again by the next
+    automatic payout, whose transaction list holds the ``payout_failure`` line; the failed payout's own list
+    is unchanged.
+    """
+    po = emu.get("payout", pid)
+    if po["status"] not in ("pending", "in_transit", "paid"):
+        raise state_error(
+            f"Payout {pid} cannot fail (status {po['status']}).", code="payout_unexpected_state"
+        )
+    message = PAYOUT_FAILURES.get(failure_code)
+    if message is None:
+        raise invalid_request(
+            f"Invalid failure_code: {failure_code} (one of {', '.join(sorted(PAYOUT_FAILURES))})",
+            param="failure_code",
+        )
+    txn = new_txn(
+        emu,
+        amount=po["amount"],
+        currency=po["currency"],
+        type_="payout_failure",
+        category="payout_reversal",
+        source=pid,
+        description=f"Payout failure ({failure_code})",
+        immediate=True,
+    )
+    open_idx = emu.store.index("payout:open")
+    if pid in open_idx.ids:
+        open_idx.remove(emu.store.keys[pid], pid)
+    emu.update(
+        "payout.updated",
+        po,
+        {
+            "status": "failed",
+            "failure_code": failure_code,
+            "failure_message": message,
+            "failure_balance_transaction": txn["id"],
+        },
+    )
+    emu.emit("payout.failed", po)
+    return po
+
+
 ROUTES: list[Route] = [
     ("GET", "/v1/balance", get_balance),
     ("GET", "/v1/balance_transactions", list_txns),
     ("GET", "/v1/balance_transactions/{id}", lambda emu, p, i: emu.get("balance_transaction", i)),
     ("POST", "/v1/payouts", create_payout),
-    ("GET", "/v1/payouts", lambda emu, p: emu.list_page("payout", p, "/v1/payouts")),
+    ("GET", "/v1/payouts", list_payouts),
     ("GET", "/v1/payouts/{id}", lambda emu, p, i: emu.get("payout", i)),
     ("POST", "/v1/payouts/{id}/cancel", cancel_payout),
 ]

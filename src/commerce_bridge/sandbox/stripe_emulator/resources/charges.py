@@ -188,8 +188,7 @@ def update_charge(emu: Emulator, p: Params, cid: str) -> Obj:
 def search_charges(emu: Emulator, p: Params) -> Obj:
     from .core import search_results
 
-    fields = ("status", "customer", "payment_intent", "amount", "currency", "disputed", "refunded")
-    return search_results(emu, "charge", p, "/v1/charges/search", fields)
+    return search_results(emu, "charge", p, "/v1/charges/search")
 
 
 ROUTES: list[Route] = [

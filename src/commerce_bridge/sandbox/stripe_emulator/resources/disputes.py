@@ -6,8 +6,9 @@ Rules (facts/stripe.md §7, Stripe's dispute docs):
   ``REASONS``; ``evidence_details.due_by`` defaults to 7 days after opening;
 - an *inquiry* (``warning_needs_response``) moves no money; a chargeback (``needs_response``) withdraws the
   amount plus the dispute fee at once: one ``adjustment`` balance transaction, ``reporting_category``
-  ``dispute``, ``fee`` = the dispute fee (``fee_details[].type`` ``stripe_fee``), and
-  ``charge.dispute.funds_withdrawn``;
+  ``dispute``, ``fee`` = the dispute fee (``fee_details[].type`` ``stripe_fee``, description ``Dispute
+  fee``), and ``charge.dispute.funds_withdrawn``; withdrawals and reinstatements of a converted charge are
+  converted into the settlement currency (``fx.py``); the dispute fee is in the transaction's currency;
 - opening sends ``charge.dispute.created`` (then ``funds_withdrawn`` for a chargeback); the charge gets
   ``disputed: true``; early fraud warnings on the charge stop being actionable;
 - ``POST /v1/disputes/{id}`` with ``evidence[...]`` merges evidence; ``submit=false`` stages it
@@ -29,6 +30,7 @@ from typing import Any
 
 from ..errors import invalid_request, state_error
 from ..forms import Params, as_bool, as_str, metadata_update
+from ..fx import convert, follow_up_settlement
 from ..ids import new_id
 from ..state import Emulator
 from ..store import Obj
@@ -129,10 +131,12 @@ def open_dispute(
     emu.emit("charge.updated", charge, prev)
     emu.emit("charge.dispute.created", dispute)
     if not inquiry:
+        currency, rate = follow_up_settlement(emu, charge)
+        settled = amount if rate is None else convert(amount, charge["currency"], currency, rate)
         txn = new_txn(
             emu,
-            amount=-dispute["amount"],
-            currency=dispute["currency"],
+            amount=-settled,
+            currency=currency,
             type_="adjustment",
             category="dispute",
             source=did,
@@ -140,6 +144,8 @@ def open_dispute(
             description=f"Chargeback withdrawal for {charge['id']}",
             immediate=True,
             fee_type="stripe_fee",
+            fee_description="Dispute fee",
+            exchange_rate=rate,
         )
         dispute["balance_transactions"] = [txn]
         emu.emit("charge.dispute.funds_withdrawn", dispute)
@@ -179,10 +185,13 @@ def resolve(emu: Emulator, did: str, outcome: str) -> Obj:
     if not inquiry and outcome == "warning_closed":
         raise invalid_request("Only an inquiry closes as warning_closed.", param="outcome")
     if outcome == "won" and not inquiry:
+        currency, rate = follow_up_settlement(emu, emu.get("charge", d["charge"]))
+        settled = d["amount"] if rate is None else convert(d["amount"], d["currency"], currency, rate)
         txn = new_txn(
             emu,
-            amount=d["amount"],
-            currency=d["currency"],
+            amount=settled,
+            currency=currency,
+            exchange_rate=rate,
             type_="adjustment",
             category="dispute_reversal",
             source=did,

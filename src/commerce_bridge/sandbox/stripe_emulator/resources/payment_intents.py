@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import fx
 from ..errors import StripeApiError, invalid_request, state_error
 from ..forms import Params, as_bool, as_int, as_str, metadata_update
 from ..ids import new_id, secret
@@ -123,6 +124,8 @@ def create_payment_intent(emu: Emulator, p: Params) -> Obj:
         "transfer_group": None,
     }
     pi.update(_pi_fields(emu, p, None))
+    if as_bool(p, "confirm"):
+        fx.charge_settlement(emu, pi["currency"])  # no rate into the settlement currency: refused, nothing made
     pi.update(_payment_method_updates(emu, pi, p))
     idx = (f"payment_intent:customer:{pi['customer']}",) if pi["customer"] else ()
     emu.add("payment_intent", pi, idx)
@@ -198,6 +201,7 @@ def _confirm(emu: Emulator, pi: Obj, p: Params) -> None:
 def charge_pi(emu: Emulator, pi: Obj, pm: Obj, *, three_ds: bool = False) -> Obj:
     """Attempt the charge of a confirmed PaymentIntent; raises the card error on a decline."""
     card = card_of(emu, pm)
+    fx.charge_settlement(emu, pi["currency"])  # before the charge exists (a rate removed since confirming)
     charge = new_charge(emu, pi, pm, card, three_ds=three_ds)
     if card.decline is not None:
         pi["latest_charge"] = charge["id"]
@@ -260,6 +264,7 @@ def _fail(
 
 def confirm_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
     pi = emu.get("payment_intent", pid, label="payment_intent")
+    fx.charge_settlement(emu, pi["currency"])
     up = _pi_fields(
         emu, {k: v for k, v in p.items() if k in ("receipt_email", "shipping", "setup_future_usage")}, pi
     )
@@ -303,6 +308,7 @@ def capture_payment_intent(emu: Emulator, p: Params, pid: str) -> Obj:
             f"({pi['amount_capturable']}).",
             param="amount_to_capture",
         )
+    fx.charge_settlement(emu, pi["currency"])
     if "metadata" in p:
         pi["metadata"] = metadata_update(pi["metadata"], p["metadata"])
     charge = emu.get("charge", pi["latest_charge"])

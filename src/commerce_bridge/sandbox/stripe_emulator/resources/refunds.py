@@ -10,8 +10,9 @@ Rules (facts/stripe.md §7 and Stripe's refund docs):
 - ``charge.amount_refunded`` counts every refund that is not ``failed`` or ``canceled``; ``charge.refunded``
   is true once that reaches ``amount_captured``;
 - money leaves the balance when the refund is created (a ``refund`` balance transaction, negative, no
-  fee); a refund that later fails or is canceled gets a ``refund_failure`` transaction putting it back,
-  named by ``failure_balance_transaction``;
+  fee; converted into the settlement currency like its charge, see ``fx.py``); a refund that later fails
+  or is canceled gets a ``refund_failure`` transaction putting back what it took, named by
+  ``failure_balance_transaction``;
 - statuses: ``succeeded`` (cards, by default), ``pending`` (test card 4000000000007726, or the control API),
   ``requires_action`` (control API only), ``failed`` (with ``failure_reason``), ``canceled`` (only from
   ``requires_action``, by ``POST /v1/refunds/{id}/cancel`` or the control API). Allowed moves:
@@ -26,11 +27,13 @@ Rules (facts/stripe.md §7 and Stripe's refund docs):
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from ..currencies import check_amount, display
 from ..errors import StripeApiError, invalid_request, state_error
 from ..forms import Params, as_int, as_str, metadata_update
+from ..fx import convert, follow_up_settlement
 from ..ids import new_id, request_id
 from ..state import Emulator
 from ..store import Obj
@@ -141,9 +144,11 @@ def new_refund(emu: Emulator, charge: Obj, p: Params, *, status: str | None = No
     if status not in COUNTED:
         raise invalid_request(f"A refund cannot start as {status}.", param="status")
     rid = new_id("re")
+    currency, rate = follow_up_settlement(emu, charge)
+    settled = amount if rate is None else convert(amount, charge["currency"], currency, rate)
     txn = new_txn(
-        emu, amount=-amount, currency=charge["currency"], type_="refund", category="refund", source=rid,
-        description="REFUND FOR CHARGE",
+        emu, amount=-settled, currency=currency, type_="refund", category="refund", source=rid,
+        description="REFUND FOR CHARGE", exchange_rate=rate,
     )  # fmt: skip
     refund: Obj = {
         "id": rid,
@@ -228,9 +233,12 @@ def move(emu: Emulator, rid: str, status: str, failure_reason: str | None = None
     r["status"] = status
     _status_fields(emu, r, status)
     if status in ("failed", "canceled"):
+        taken = emu.store.objects[r["balance_transaction"]]  # put back exactly what the refund took
+        rate = taken["exchange_rate"]
         txn = new_txn(
-            emu, amount=r["amount"], currency=r["currency"], type_="refund_failure", category="refund_failure",
-            source=rid, description="REFUND FAILURE", immediate=True,
+            emu, amount=-taken["amount"], currency=taken["currency"], type_="refund_failure",
+            category="refund_failure", source=rid, description="REFUND FAILURE", immediate=True,
+            exchange_rate=None if rate is None else Decimal(str(rate)),
         )  # fmt: skip
         r["failure_balance_transaction"] = txn["id"]
         if status == "failed":
