@@ -21,6 +21,12 @@ over each arm's. The target (issue 13): at most 20 s and 1.5 GB for 1 M on this 
 
     .venv/bin/python bench/reconcile.py --rows 1000000 --markdown
     .venv/bin/python bench/reconcile.py --rows 50000 --arms polars,loop
+
+``--small N`` measures the other end instead: the CPU of one call for a payout of N charges (and its payout
+line), warm, the way the workflow runs it once per payout (``reconcile``, ``journal_by_account``, the
+exceptions and proof as dicts); it prints the median of 30 calls after 3 warm-up calls.
+
+    .venv/bin/python bench/reconcile.py --small 30
 """
 
 from __future__ import annotations
@@ -121,6 +127,38 @@ def child(arm: str, data: Path, source: str) -> None:
                       "rss_before_mb": round(base, 1), **counts}))
 
 
+def small_payout(n: int, calls: int = 30) -> dict[str, Any]:
+    """CPU (``process_time``, every thread) and wall ms of one warm call for a payout of ``n`` charges."""
+    from commerce_bridge import reconcile as core
+    txns: list[dict[str, Any]] = [
+        {"id": f"txn_{i}", "payout_id": "po_1", "type": "charge", "reporting_category": "charge", "amount": 3300,
+         "fee": 126, "net": 3174, "currency": "usd", "exchange_rate": None, "source_id": f"ch_{i}",
+         "source_type": "charge", "source_amount": 3300, "source_currency": "usd", "order_key": f"K{i}"}
+        for i in range(n)]
+    txns.append({"id": "txn_po", "payout_id": "po_1", "type": "payout", "reporting_category": "payout",
+                 "amount": -3174 * n, "fee": 0, "net": -3174 * n, "currency": "usd", "source_id": "po_1",
+                 "source_type": "payout"})
+    orders = [{"order_key": f"K{i}", "amount_minor": 3300, "currency": "USD", "fee_minor": None} for i in range(n)]
+    booked = [{"ref": f"txn_{i}", "gross_minor": 3300, "fee_minor": 0} for i in range(n)]
+    payouts = [{"payout_id": "po_1", "amount": 3174 * n, "currency": "usd"}]
+    cpu: list[float] = []
+    wall: list[float] = []
+    for i in range(calls + 3):
+        c, w = time.process_time(), time.perf_counter()
+        result = core.reconcile(core.frames_from_records(txns, payouts, orders, [], []), core.LedgerAccounts(),
+                                booked=booked)
+        core.journal_by_account(result, "po_1")
+        result.exceptions.to_dicts()
+        result.proof.to_dicts()
+        if i >= 3:
+            cpu.append((time.process_time() - c) * 1000)
+            wall.append((time.perf_counter() - w) * 1000)
+    assert result.proof["closed"].item(), "the small payout should close"
+    return {"charges": n, "calls": calls, "cpu_ms_median": round(sorted(cpu)[calls // 2], 1),
+            "cpu_ms_min": round(min(cpu), 1), "wall_ms_median": round(sorted(wall)[calls // 2], 1),
+            "polars_max_threads": os.environ.get("POLARS_MAX_THREADS"), "load_1min": os.getloadavg()[0]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="balance transactions to generate")
@@ -129,11 +167,15 @@ def main() -> int:
     p.add_argument("--source", choices=("parquet", "records"), default="parquet",
                    help="what the columnar arms start from (see child())")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table for docs/performance.md")
+    p.add_argument("--small", type=int, metavar="N", help="only measure one call for a payout of N charges")
     p.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         child(a.child, a.data, a.source)
+        return 0
+    if a.small:
+        print(json.dumps(small_payout(a.small)))
         return 0
     import polars as pl
 

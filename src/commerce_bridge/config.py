@@ -429,8 +429,11 @@ class Settings(BaseSettings):
         description="When the order flow bills the ERPNext Sales Order: `paid` makes the Sales Invoice from it when "
         "the payment succeeds (`stripe.payment_succeeded`) and allocates the Payment Entry to the invoice, so "
         "revenue and the receivable are booked and the invoice is Paid; the credit notes of refunds and returns "
-        "return against it. `shipped` (bill at shipping, the payment an advance on the Sales Order until then) is "
-        "not implemented yet and stops start-up. Pinned into each run when it starts (as its `invoice_on` var).",
+        "return against it. `shipped` makes the invoice when Clarity marks the order Shipped "
+        "(`clarity.order_shipped`): until then the Payment Entry is an advance on the Sales Order, which the "
+        "invoice takes (ERPNext's advances, `allocate_advances_automatically`); a payment made after it (a "
+        "manual capture at shipping) is allocated to it. A refund or return before shipping makes the invoice "
+        "earlier, with the advance. Pinned into each run when it starts (as its `invoice_on` var).",
     )
     erp_disputes_account: str = Field(
         "Disputed Funds - SB",
@@ -554,9 +557,6 @@ class Settings(BaseSettings):
             raise ValueError("alert_sinks includes 'webhook' but CB_ALERT_WEBHOOK_URL is not set")
         if "email" in self.alert_sinks and not self.alert_email_to:
             raise ValueError("alert_sinks includes 'email' but CB_ALERT_EMAIL_TO is not set")
-        if self.erp_invoice_on == "shipped":
-            raise ValueError("CB_ERP_INVOICE_ON=shipped is not implemented yet (use paid: the Sales Invoice is made "
-                             "when the order is paid)")
         if self.group_commit_linger_ms / 1000.0 >= self.ingest_store_timeout_s:
             raise ValueError("CB_GROUP_COMMIT_LINGER_MS must be below CB_INGEST_STORE_TIMEOUT_S "
                              "(a delivery would time out while it waits for company)")

@@ -51,7 +51,7 @@ def test_bootstrap_pins_the_maps_status_names_and_filters_use_them(tmp_path: Pat
         pinned = c.engine.workflow_vars
         assert pinned["stripe.payment_succeeded"] == {"paid_status": "Paid by Card", "invoice_on": "paid"}
         assert pinned["clarity.order_to_cash"]["hold_status"] == "Manual Review"  # CB_WORKFLOW_VARS win
-        assert pinned["clarity.order_shipped"] == {"shipped_status": "Dispatched"}
+        assert pinned["clarity.order_shipped"] == {"shipped_status": "Dispatched", "invoice_on": "paid"}
         assert c.router.workflow_vars == pinned
         notice = {"id": "n1", "type": "salesorder.updated",
                   "data": {"ID": 3, "CustomKey": "WEB-3", "StatusKey": "Dispatched"}}

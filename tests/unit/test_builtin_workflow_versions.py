@@ -15,14 +15,14 @@ from commerce_bridge.workflows.loader import load_file
 from commerce_bridge.workflows.registry import BUILTIN_DIR
 
 BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
-    ("clarity.order_shipped", "1"): "b44f23316b9c30dad64e3df63530d0ff81d69c2e163b6eedb15ea5b22ab50b51",
+    ("clarity.order_shipped", "2"): "e5cb9aa19bfc381f8fd4d6a22083cb48177a56e5a4c67a7c14656631093e68ee",
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.return_refunded", "1"): "e02deaf6845621471547576babd49011d58ebdc286f2fe41cc64bef061daed61",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
     ("stripe.dispute_evidence", "1"): "77e895f6d7070061c3323dd329eb137d0941466875e97c41bedd1254e7dec79a",
     ("stripe.dispute_recorded", "1"): "06350fc286202eea8ec5acea5e6f02267b15505ac3b1dbfcdcea88815c9cbf32",
     ("stripe.early_fraud_warning", "1"): "85284fbf433fceb6ada0038f4f24f2731b6409ee8678351bbdc41108eff2c5fb",
-    ("stripe.payment_succeeded", "2"): "df8b2ef4ff624c87f396c6346d3a0a4ff51743eb4bc1d293fefdb3ae1597cde9",
+    ("stripe.payment_succeeded", "3"): "da9ec32d4ffbd998571dc0ec6c5a982249a9efd29b8d58a0887b1c1371da491b",
     ("stripe.payout_reconciled", "1"): "04b0320ae611cee990a6ec128a67f4bd133b07a9f93f037a2bc4adeb0a28cb90",
     ("stripe.refund_recorded", "2"): "493374200a2450b364c347292997240d03b1c78231598b84a9cc6da029fd5dd3",
 }
@@ -69,7 +69,7 @@ def test_a_builtin_file_changed_under_the_same_version_or_added_without_an_entry
     assert problems[0].startswith("clarity.order_voided.yaml: ('clarity.order_voided', '1') has sha256 ")
     assert "bump `version` in clarity.order_voided.yaml when you change its steps, then update this table" \
         in problems[0]
-    assert problems[1].startswith("extra.yaml: ('stripe.payment_extra', '2') has no entry: bump `version` in "
+    assert problems[1].startswith("extra.yaml: ('stripe.payment_extra', '3') has no entry: bump `version` in "
                                   "extra.yaml")
     # the version bumped and the table updated: clean again
     bumped = edited.read_text().replace("version: 1", "version: 2", 1)

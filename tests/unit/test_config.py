@@ -117,14 +117,15 @@ def test_erp_invoice_on_is_paid_by_default_and_pinned_into_the_payment_flow(monk
     settings = load_settings()
     assert settings.erp_invoice_on == "paid"
     pinned = run_vars(settings, WorkflowRegistry.load())
-    assert pinned["stripe.payment_succeeded"]["invoice_on"] == "paid"
-    assert not any("invoice_on" in v for name, v in pinned.items() if name != "stripe.payment_succeeded")
+    billing = {"stripe.payment_succeeded", "clarity.order_shipped"}
+    assert all(pinned[name]["invoice_on"] == "paid" for name in billing)
+    assert not any("invoice_on" in v for name, v in pinned.items() if name not in billing)
     monkeypatch.setenv("CB_ERP_INVOICE_ON", "invoiced")
     with pytest.raises(ConfigurationError, match="CB_ERP_INVOICE_ON"):
         load_settings()
 
 
-def test_erp_invoice_on_shipped_stops_start_up_as_not_implemented(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erp_invoice_on_shipped_is_pinned_into_the_payment_and_shipping_flows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_ERP_INVOICE_ON", "shipped")
-    with pytest.raises(ConfigurationError, match="CB_ERP_INVOICE_ON=shipped is not implemented yet"):
-        load_settings()
+    pinned = run_vars(load_settings(), WorkflowRegistry.load())
+    assert pinned["stripe.payment_succeeded"]["invoice_on"] == pinned["clarity.order_shipped"]["invoice_on"] == "shipped"

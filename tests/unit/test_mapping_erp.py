@@ -125,6 +125,7 @@ def test_sales_invoice_bills_the_sales_order_as_it_is() -> None:
           "discount_amount": "2.00", "apply_discount_on": "Net Total"}
     assert erp_sales_invoice(so, posting_date=DAY) == {
         "customer": "Ann Lee", "currency": "USD", "po_no": "WEB-1", "posting_date": "2026-11-27",
+        "allocate_advances_automatically": 1,
         "items": [{"item_code": "SKU-1", "qty": 2, "rate": "12.50", "sales_order": "SAL-ORD-2026-00001"},
                   {"item_code": "SKU-2", "qty": 1, "rate": None, "sales_order": "SAL-ORD-2026-00001"}],
         "taxes": [{"charge_type": "Actual", "account_head": "Sales Tax", "description": "Tax", "tax_amount": "1.20"}],

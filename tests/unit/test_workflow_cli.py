@@ -20,12 +20,12 @@ CONNECTED = {"CB_STRIPE_API_KEY": "sk_test_cli", "CB_CLARITY_BASE_URL": "http://
 
 def test_list_shows_builtins_and_code_workflows(tmp_path: Path) -> None:
     (tmp_path / "paid.yaml").write_text((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
-                                        .replace("version: 2", "version: 3"))
+                                        .replace("version: 3", "version: 4"))
     result = runner.invoke(workflows_app, ["list", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.output.splitlines()]
-    assert any(line[:4] == ["stripe.payment_succeeded", "2", "-", "builtin"] for line in lines)
-    assert any(line[:4] == ["stripe.payment_succeeded", "3", "yes", "user"] for line in lines)
+    assert any(line[:4] == ["stripe.payment_succeeded", "3", "-", "builtin"] for line in lines)
+    assert any(line[:4] == ["stripe.payment_succeeded", "4", "yes", "user"] for line in lines)
     assert any(line[:4] == ["core.audit", "1", "yes", "code"] for line in lines)
 
 
@@ -54,21 +54,21 @@ def test_validate_refuses_a_builtins_name_and_version_with_another_text(tmp_path
     edited.write_text(builtin.read_text().replace("steps:\n", "steps:\n  # my change\n", 1))
     bumped = tmp_path / "bumped" / "paid.yaml"
     bumped.parent.mkdir()
-    bumped.write_text(edited.read_text().replace("version: 2\n", "version: 3\n", 1))
+    bumped.write_text(edited.read_text().replace("version: 3\n", "version: 4\n", 1))
     for args in (["validate", str(same)], ["validate", "--dir", str(same.parent)],
                  ["validate", str(bumped)], ["validate", "--dir", str(bumped.parent)]):
         assert runner.invoke(workflows_app, args).exit_code == 0, args
     for args in (["validate", str(edited)], ["validate", "--dir", str(edited.parent)]):
         refused = runner.invoke(workflows_app, args)
         assert refused.exit_code == 1, args
-        assert f"error {edited}: stripe.payment_succeeded version 2 is also the built-in, with a different text" \
+        assert f"error {edited}: stripe.payment_succeeded version 3 is also the built-in, with a different text" \
             in refused.output and "needs a new `version`" in refused.output
 
 
 def test_validate_says_which_status_name_runs_get_when_the_file_says_another(tmp_path: Path) -> None:
     text = (BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
     assert "  paid_status: Full Payment Received\n" in text
-    (tmp_path / "paid.yaml").write_text(text.replace("version: 2\n", "version: 3\n", 1)
+    (tmp_path / "paid.yaml").write_text(text.replace("version: 3\n", "version: 4\n", 1)
                                         .replace("  paid_status: Full Payment Received\n", "  paid_status: Paid\n"))
     result = runner.invoke(workflows_app, ["validate", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -190,17 +190,17 @@ def test_the_status_map_and_workflows_dir_of_the_toml_file_are_read(tmp_path: Pa
     folder = tmp_path / "flows"
     folder.mkdir()
     (folder / "paid.yaml").write_text((BUILTIN_DIR / "stripe.payment_succeeded.yaml").read_text()
-                                      .replace("version: 2", "version: 3"))
+                                      .replace("version: 3", "version: 4"))
     # the autouse fixture runs each test in tmp_path: this is ./commerce-bridge.toml
     (tmp_path / "commerce-bridge.toml").write_text(
         f'workflows_dir = "{folder}"\n{CONNECTED_TOML}'
         '[status_map.stripe_events_to_clarity]\n"payment_intent.succeeded" = "Settled"\n')
     listed = runner.invoke(workflows_app, ["list"])
-    assert any(line.split()[:5] == ["stripe.payment_succeeded", "3", "yes", "user", "yes"]
+    assert any(line.split()[:5] == ["stripe.payment_succeeded", "4", "yes", "user", "yes"]
                for line in listed.output.splitlines()), listed.output
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
                                         "--json"])
-    assert json.loads(ran.output)["version"] == "3"
+    assert json.loads(ran.output)["version"] == "4"
     assert _mark_paid(ran.output)["params"]["status_key"] == "Settled"
 
 
@@ -331,7 +331,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
     (tmp_path / "commerce-bridge.toml").write_text(
         'stripe_api_key = "sk_test_cli"\nclarity_base_url = "http://127.0.0.1:9/API-Admin"\n')
     listed = runner.invoke(workflows_app, ["list"])
-    assert _enabled(listed.output) == {"clarity.order_shipped": "yes", "clarity.order_to_cash": "yes",
+    # the shipping flow bills the order in the ERP (CB_ERP_INVOICE_ON=shipped): it needs the ERP too
+    assert _enabled(listed.output) == {"clarity.order_shipped": "no", "clarity.order_to_cash": "yes",
                                        "clarity.order_voided": "yes", "core.audit": "no",
                                        "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
                                        "clarity.return_refunded": "no", "stripe.dispute_evidence": "yes",

@@ -42,14 +42,14 @@ def test_a_link_to_a_valid_workflow_outside_is_not_loaded_listed_or_shown(tmp_pa
     folder.mkdir()
     outside = tmp_path / "elsewhere" / "paid.yaml"
     outside.parent.mkdir()
-    outside.write_text(VALID.replace("version: 2", "version: 19").replace("description:", f"description: {MARKER}"))
+    outside.write_text(VALID.replace("version: 3", "version: 19").replace("description:", f"description: {MARKER}"))
     (folder / "paid.yaml").symlink_to(outside)
     listed = runner.invoke(workflows_app, ["list", "--dir", str(folder), "--no-config"])
     shown = runner.invoke(workflows_app, ["show", "stripe.payment_succeeded", "--dir", str(folder), "--no-config"])
     validated = runner.invoke(workflows_app, ["validate", str(folder / "paid.yaml")])  # named explicitly, too
     for result in (listed, shown, validated):
         assert MARKER not in result.output
-    assert " 19 " not in listed.output and "version 2 (builtin, active)" in shown.output
+    assert " 19 " not in listed.output and "version 3 (builtin, active)" in shown.output
     assert validated.exit_code == 1 and "refused" in validated.output
 
 
@@ -62,7 +62,7 @@ def test_the_registry_reports_the_refused_file_and_loads_the_others(tmp_path: Pa
     problems = reg.reload()
     assert [(p.file, p.message.split(":")[0]) for p in problems] == [(str(folder / "evil.yml"), "refused")]
     assert MARKER not in str(problems)
-    assert reg.active("stripe.payment_succeeded").spec.version == "2"  # type: ignore[union-attr]
+    assert reg.active("stripe.payment_succeeded").spec.version == "3"  # type: ignore[union-attr]
 
 
 def test_a_path_through_dotdot_out_of_the_given_folder_is_refused(tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_links_that_stay_inside_the_folder_and_a_linked_folder_are_fine(tmp_path
     (real / "versions" / "paid-2.yaml").write_text(VALID.replace("version: 1", "version: 2"))
     (real / "paid.yaml").symlink_to(real / "versions" / "paid-2.yaml")
     (tmp_path / "linked").symlink_to(real, target_is_directory=True)
-    assert load_file(real / "paid.yaml").spec.version == "2"
-    assert load_file(tmp_path / "linked" / "paid.yaml").spec.version == "2"
+    assert load_file(real / "paid.yaml").spec.version == "3"
+    assert load_file(tmp_path / "linked" / "paid.yaml").spec.version == "3"
     result = runner.invoke(workflows_app, ["validate", "--dir", str(tmp_path / "linked")])
     assert result.exit_code == 0, result.output
 

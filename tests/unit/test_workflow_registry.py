@@ -42,52 +42,52 @@ def test_filter_is_applied_only_when_the_event_is_given() -> None:
 
 def test_higher_user_version_overrides_and_the_old_one_stays_addressable(tmp_path: Path) -> None:
     reg = WorkflowRegistry.load(user_dir=user_file(tmp_path / "wf", "paid.yaml",
-                                                   PAID.replace("version: 2", "version: 3")).parent)
+                                                   PAID.replace("version: 3", "version: 4")).parent)
     active = reg.active("stripe.payment_succeeded")
-    assert active is not None and (active.spec.version, active.origin) == ("3", "user")
-    assert reg.get("stripe.payment_succeeded", "2") is not None  # runs pinned to 2 finish on 2
-    assert [s.version for s in Router(reg).route("stripe", "payment_intent.succeeded", EVENT)] == ["3"]
+    assert active is not None and (active.spec.version, active.origin) == ("4", "user")
+    assert reg.get("stripe.payment_succeeded", "3") is not None  # runs pinned to 3 finish on 3
+    assert [s.version for s in Router(reg).route("stripe", "payment_intent.succeeded", EVENT)] == ["4"]
     rows = [r for r in reg.describe() if r["name"] == "stripe.payment_succeeded"]
-    assert [(r["version"], r["origin"], r["active"]) for r in rows] == [("2", "builtin", False), ("3", "user", True)]
+    assert [(r["version"], r["origin"], r["active"]) for r in rows] == [("3", "builtin", False), ("4", "user", True)]
 
 
 def test_equal_user_version_overrides_under_a_content_suffixed_version(tmp_path: Path) -> None:
     text = PAID.replace("paid_status: Full Payment Received", "paid_status: Confirmed")
     reg = WorkflowRegistry.load(user_dir=user_file(tmp_path / "wf", "paid.yaml", text).parent)
     active = reg.active("stripe.payment_succeeded")
-    assert active is not None and active.origin == "user" and active.spec.version.startswith("2+")
+    assert active is not None and active.origin == "user" and active.spec.version.startswith("3+")
     assert active.spec.vars["paid_status"] == "Confirmed"
-    builtin = reg.get("stripe.payment_succeeded", "2")
+    builtin = reg.get("stripe.payment_succeeded", "3")
     assert builtin is not None and builtin.vars["paid_status"] == "Full Payment Received"
 
 
 def test_identical_user_copy_of_a_builtin_is_the_same_version(tmp_path: Path) -> None:
     reg = WorkflowRegistry.load(user_dir=user_file(tmp_path / "wf", "paid.yaml", PAID).parent)
-    assert [r["version"] for r in reg.describe() if r["name"] == "stripe.payment_succeeded"] == ["2"]
+    assert [r["version"] for r in reg.describe() if r["name"] == "stripe.payment_succeeded"] == ["3"]
 
 
 def test_lower_user_version_is_listed_but_not_active(tmp_path: Path) -> None:
     folder = tmp_path / "wf"
-    user_file(folder, "paid.yaml", PAID.replace("version: 2", "version: 3"))
+    user_file(folder, "paid.yaml", PAID.replace("version: 3", "version: 4"))
     reg = WorkflowRegistry.load(user_dir=folder, builtin_dir=None)
-    user_file(folder, "paid_old.yml", PAID.replace("version: 2", "version: '2.5'"))
+    user_file(folder, "paid_old.yml", PAID.replace("version: 3", "version: '3.5'"))
     assert reg.reload() == []
     versions = [(r["version"], r["active"]) for r in reg.describe()]
-    assert versions == [("2.5", False), ("3", True)]
+    assert versions == [("3.5", False), ("4", True)]
 
 
 def test_run_pinned_to_a_version_survives_a_reload_that_replaces_the_file(tmp_path: Path) -> None:
     folder = tmp_path / "wf"
-    path = user_file(folder, "paid.yaml", PAID.replace("version: 2", "version: 3"))
+    path = user_file(folder, "paid.yaml", PAID.replace("version: 3", "version: 4"))
     reg = WorkflowRegistry.load(user_dir=folder, builtin_dir=None)
     pinned = Router(reg).route("stripe", "payment_intent.succeeded", EVENT)[0]
-    path.write_text(PAID.replace("version: 2", "version: 4"))
+    path.write_text(PAID.replace("version: 3", "version: 5"))
     assert reg.reload() == []
     assert reg.get(pinned.name, pinned.version) is pinned
-    assert Router(reg).route("stripe", "payment_intent.succeeded", EVENT)[0].version == "4"
-    path.write_text(PAID.replace("version: 2", "version: 4").replace("Full Payment Received", "Confirmed"))
+    assert Router(reg).route("stripe", "payment_intent.succeeded", EVENT)[0].version == "5"
+    path.write_text(PAID.replace("version: 3", "version: 5").replace("Full Payment Received", "Confirmed"))
     reg.reload()  # edited in place without a new version: both texts stay addressable
-    assert [r["version"][:2] for r in reg.describe()] == ["3", "4", "4+"]
+    assert [r["version"][:2] for r in reg.describe()] == ["4", "5", "5+"]
 
 
 def test_invalid_user_file_stops_start_up_with_its_line(tmp_path: Path) -> None:
@@ -123,14 +123,15 @@ def test_missing_actions_names_workflows_whose_step_types_are_unbound() -> None:
     reg = WorkflowRegistry.load(code=[CORE_AUDIT])
     missing = reg.missing_actions(["core.audit.record", "clarity.order.get", "core.identity.lookup",
                                    "core.shipment.capture_amount", "stripe.payment_intent.retrieve",
-                                   "stripe.payment_intent.capture"])
+                                   "stripe.payment_intent.capture", "core.validate.order", "erp.customer.ensure",
+                                   "erp.sales_order.ensure", "erp.sales_invoice.ensure"])
     assert "core.audit" not in missing and "clarity.order_shipped" not in missing
     assert "stripe.refund.create" in missing["clarity.order_voided"]
 
 
 def test_add_text_registers_a_workflow_and_rejects_an_invalid_one() -> None:
     reg = WorkflowRegistry(builtin_dir=None)
-    entry = reg.add_text(PAID.replace("version: 2", "version: 7"), "api")
+    entry = reg.add_text(PAID.replace("version: 3", "version: 7"), "api")
     assert reg.get("stripe.payment_succeeded", "7") is entry.spec and reg.is_active(entry)
     with pytest.raises(WorkflowFileError):
         reg.add_text("name: x\n", "api")
@@ -141,7 +142,7 @@ def test_the_router_leaves_out_disabled_workflows_and_only_audit_runs_for_an_ech
     disabled = Router(reg, disabled={"stripe.payment_succeeded"})
     assert [s.name for s in disabled.route("stripe", "payment_intent.succeeded", EVENT)] == ["core.audit"]
     assert "stripe.payment_succeeded" not in {s.name for s in disabled.all()}
-    assert disabled.get("stripe.payment_succeeded", "2") is not None  # a pinned run still finds its version
+    assert disabled.get("stripe.payment_succeeded", "3") is not None  # a pinned run still finds its version
     seen: list[tuple[str, object]] = []
 
     def echo(source: str, event: object) -> bool:

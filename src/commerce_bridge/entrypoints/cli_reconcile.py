@@ -6,6 +6,7 @@
   payout already recorded is skipped, so after a crash (kill -9 included) the same command goes on where it
   stopped (``--again`` reconciles the recorded ones once more).
 - ``reconcile report`` prints the recorded payouts and exceptions as a table, CSV, JSON or HTML.
+- ``reconcile drift --since DATE`` compares Stripe, Clarity and ERPNext and lists every difference by kind.
 
 Exit codes as the other commands: 0 done (exceptions found are a result, not a failure; ``--strict`` makes
 them exit 1), 1 a payout could not be reconciled, 2 invalid settings or options.
@@ -35,7 +36,7 @@ from commerce_bridge.mapping.money import format_money
 from commerce_bridge.services.drift import DriftReport
 from commerce_bridge.workflows.steps.payouts import PayoutReconciler, summary_text
 
-reconcile_app = typer.Typer(help="Payout reconciliation: payout, payouts, report.", no_args_is_help=True)
+reconcile_app = typer.Typer(help="Payout reconciliation and drift: payout, payouts, report, drift.", no_args_is_help=True)
 
 EXCEPTION_FIELDS = ("payout_id", "kind", "ref", "reason", "suggested_fix", "amount_minor", "currency",
                     "expected_minor", "expected_currency", "created_at")

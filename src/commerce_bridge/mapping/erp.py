@@ -146,12 +146,14 @@ def erp_sales_invoice(sales_order: Mapping[str, Any], *, posting_date: date) -> 
 
     ``sales_order`` is the Sales Order as ERPNext returns it: its items (each row naming the order in
     ``sales_order``), tax and shipping rows and discount are copied; ``po_no`` (the Clarity order key) is the
-    invoice's key too, so every flow that bills the order finds the same invoice.
+    invoice's key too, so every flow that bills the order finds the same invoice. ``allocate_advances_automatically``
+    has ERPNext allocate the payments already made against the order (advances) to the invoice.
     """
     items = [{"item_code": row["item_code"], "qty": row.get("qty", 1), "rate": row.get("rate"),
               "sales_order": sales_order["name"]} for row in _rows(sales_order, "items")]
     doc: dict[str, Any] = {"customer": sales_order["customer"], "currency": sales_order.get("currency"),
-                           "po_no": sales_order["po_no"], "items": items, "posting_date": posting_date.isoformat()}
+                           "po_no": sales_order["po_no"], "items": items, "posting_date": posting_date.isoformat(),
+                           "allocate_advances_automatically": 1}
     taxes = [{k: row[k] for k in ("charge_type", "account_head", "description", "tax_amount") if k in row}
              for row in _rows(sales_order, "taxes")]
     if taxes:

@@ -41,11 +41,12 @@ def journal_by_account(result: Result, payout_id: str) -> list[PostingLine]:
     list[PostingLine]
         One line per account with a non-zero sum.
     """
-    rows = (result.journal.filter(pl.col("payout_id") == payout_id)
+    rows = (result.journal.lazy().filter(pl.col("payout_id") == payout_id)
             .group_by(account=pl.col("account").cast(pl.String), currency=pl.col("currency").cast(pl.String))
             .agg(amount_minor=pl.col("amount_minor").sum(), refs=pl.col("ref").unique().sort())
             .filter(pl.col("amount_minor") != 0)
-            .sort("account", "currency"))
+            .sort("account", "currency")
+            .select("account", "currency", "amount_minor", "refs")
+            .collect(engine="in-memory"))  # one plan: each eager step would be a collect of its own
     return [PostingLine(account=account, amount_minor=amount, currency=currency, refs=tuple(refs))
-            for account, currency, amount, refs in rows.select("account", "currency", "amount_minor", "refs")
-            .iter_rows()]
+            for account, currency, amount, refs in rows.iter_rows()]

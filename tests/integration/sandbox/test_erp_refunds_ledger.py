@@ -196,3 +196,66 @@ def test_standalone_credit_note_needs_no_original(erp: httpx.Client) -> None:
     customer, invoice = customer_and_invoice(erp)
     note = data(credit_note(erp, customer, None, invoice["items"][0]["item_code"], -5))
     assert note["grand_total"] == Decimal("-50.50") and note["return_against"] is None
+
+
+def test_invoice_allocates_its_orders_advances_automatically_and_repoints_the_payment_entry(
+    erp: httpx.Client,
+) -> None:
+    n = next(_seq)
+    customer = data(erp.post("/api/resource/Customer", json={"customer_name": f"Buyer {n}"}))["name"]
+    data(erp.post("/api/resource/Item", json={"item_code": f"ADV-{n}", "standard_rate": "10.00"}))
+    order = data(erp.post("/api/resource/Sales Order", json={
+        "customer": customer, "docstatus": 1, "items": [{"item_code": f"ADV-{n}", "qty": 3}]}))  # fmt: skip
+    entry = data(erp.post("/api/resource/Payment Entry", json={
+        "payment_type": "Receive", "party_type": "Customer", "party": customer, "paid_amount": "25.00",
+        "paid_to": "Stripe Clearing - SB", "reference_no": f"ch_adv{n}", "reference_date": "2026-11-27",
+        "docstatus": 1, "references": [{"reference_doctype": "Sales Order", "reference_name": order["name"],
+                                         "allocated_amount": "25.00"}]}))  # fmt: skip
+    row = entry["references"][0]["name"]
+    body = {"customer": customer, "items": [{"item_code": f"ADV-{n}", "qty": 3, "sales_order": order["name"]}]}
+    plain = data(erp.post("/api/resource/Sales Invoice", json=body))  # without the flag: no advances
+    assert (plain["advances"], plain["outstanding_amount"]) == ([], Decimal("30.00"))
+    draft = data(erp.post("/api/resource/Sales Invoice", json={**body, "allocate_advances_automatically": 1}))
+    (advance,) = draft["advances"]
+    assert (advance["reference_type"], advance["reference_name"], advance["reference_row"]) == (
+        "Payment Entry", entry["name"], row)
+    assert (advance["advance_amount"], advance["allocated_amount"]) == (Decimal("25.00"), Decimal("25.00"))
+    assert (draft["total_advance"], draft["outstanding_amount"]) == (Decimal("25.00"), Decimal("5.00"))
+    assert data(erp.get(f"/api/resource/Payment Entry/{entry['name']}"))["references"][0]["reference_doctype"] == (
+        "Sales Order")  # a draft moves nothing
+    invoice = data(erp.put(f"/api/resource/Sales Invoice/{draft['name']}", json={"docstatus": 1}))
+    assert (invoice["outstanding_amount"], invoice["status"]) == (Decimal("5.00"), "Partly Paid")
+    (ref,) = data(erp.get(f"/api/resource/Payment Entry/{entry['name']}"))["references"]
+    assert (ref["reference_doctype"], ref["reference_name"], ref["allocated_amount"]) == (
+        "Sales Invoice", invoice["name"], Decimal("25.00"))
+    # the advance is spent: a second invoice of the order finds none; the rest is paid against the invoice
+    again = data(erp.post("/api/resource/Sales Invoice", json={**body, "allocate_advances_automatically": 1}))
+    assert again["advances"] == []
+    rest = data(erp.post("/api/resource/Payment Entry", json={
+        "payment_type": "Receive", "party_type": "Customer", "party": customer, "paid_amount": "5.00",
+        "paid_to": "Stripe Clearing - SB", "reference_no": f"ch_rest{n}", "reference_date": "2026-11-27",
+        "docstatus": 1, "references": [{"reference_doctype": "Sales Invoice", "reference_name": invoice["name"],
+                                         "allocated_amount": "5.00"}]}))  # fmt: skip
+    assert rest["status"] == "Submitted"
+    paid = data(erp.get(f"/api/resource/Sales Invoice/{invoice['name']}"))
+    assert (paid["outstanding_amount"], paid["status"]) == (Decimal("0.00"), "Paid")
+
+
+def test_an_advance_larger_than_the_invoice_is_split(erp: httpx.Client) -> None:
+    n = next(_seq)
+    customer = data(erp.post("/api/resource/Customer", json={"customer_name": f"Buyer {n}"}))["name"]
+    data(erp.post("/api/resource/Item", json={"item_code": f"ADV-{n}", "standard_rate": "10.00"}))
+    order = data(erp.post("/api/resource/Sales Order", json={
+        "customer": customer, "docstatus": 1, "items": [{"item_code": f"ADV-{n}", "qty": 3}]}))  # fmt: skip
+    entry = data(erp.post("/api/resource/Payment Entry", json={
+        "payment_type": "Receive", "party_type": "Customer", "party": customer, "paid_amount": "30.00",
+        "paid_to": "Stripe Clearing - SB", "reference_no": f"ch_adv{n}", "reference_date": "2026-11-27",
+        "docstatus": 1, "references": [{"reference_doctype": "Sales Order", "reference_name": order["name"],
+                                         "allocated_amount": "30.00"}]}))  # fmt: skip
+    invoice = data(erp.post("/api/resource/Sales Invoice", json={
+        "customer": customer, "allocate_advances_automatically": 1, "docstatus": 1,
+        "items": [{"item_code": f"ADV-{n}", "qty": 1, "sales_order": order["name"]}]}))  # fmt: skip
+    assert (invoice["advances"][0]["allocated_amount"], invoice["status"]) == (Decimal("10.00"), "Paid")
+    refs = data(erp.get(f"/api/resource/Payment Entry/{entry['name']}"))["references"]
+    assert [(r["reference_doctype"], r["allocated_amount"]) for r in refs] == [
+        ("Sales Order", Decimal("20.00")), ("Sales Invoice", Decimal("10.00"))]

@@ -15,6 +15,13 @@ Money rules: amounts are Decimals at frappe's precision 2, never floats. Returns
   must allocate a negative amount no larger in size than that outstanding; a positive outstanding takes a
   positive allocation up to it. Submitting the entry reduces the invoice's ``outstanding_amount`` by the
   allocation (0: status Paid; cancelling restores it) or adds it to the Sales Order's ``advance_paid``.
+Advances (as ERPNext's ``set_advances``, inferred from its behaviour): a Sales Invoice that is not a return with
+``allocate_advances_automatically: 1`` gets, each time it is saved as a draft or submitted, its ``advances`` rows
+(``reference_type`` Payment Entry, ``reference_name``, ``reference_row``, ``advance_amount``,
+``allocated_amount``) from the submitted Receive Payment Entries of its customer allocated to the Sales Orders its
+items name, then the customer's unallocated ones, oldest first, up to its grand total; its outstanding is the grand
+total minus them. Submitting it re-points each entry's Sales Order row to the invoice (splitting off the
+remainder; the Sales Order's ``advance_paid`` is left as it was). Cancelling such an invoice is not simulated.
 Journal Entry accounts are checked against the chart (see ``accounts.py``).
 """
 
@@ -127,6 +134,86 @@ def _compute_selling(store: DocStore, doc: Doc) -> None:
             doc["outstanding_amount"] = grand
         if doc.get("is_return"):
             _check_return(store, doc)
+        else:
+            _set_advances(store, doc)
+
+
+def _set_advances(store: DocStore, doc: Doc) -> None:
+    """The ``advances`` rows of a draft invoice with ``allocate_advances_automatically`` (ERPNext's set_advances)."""
+    if doc.get("allocate_advances_automatically") not in (1, "1", True):
+        doc["advances"] = [r for r in _child_rows(doc, "advances") if r.get("allocated_amount")]
+    else:
+        orders = {str(r["sales_order"]) for r in _child_rows(doc, "items") if r.get("sales_order")}
+        candidates: list[tuple[str, str, Doc | None, Decimal]] = []
+        entries = sorted((pe for pe in store.all("Payment Entry")
+                          if pe.get("docstatus") == 1 and pe.get("payment_type") == "Receive"
+                          and pe.get("party_type") == "Customer" and pe.get("party") == doc.get("customer")),
+                         key=lambda pe: (str(pe.get("posting_date")), str(pe.get("creation"))))
+        for pe in entries:
+            for row in pe.get("references") or []:
+                if row.get("reference_doctype") == "Sales Order" and row.get("reference_name") in orders:
+                    candidates.append((str(pe["creation"]), pe["name"], row, dec(row["allocated_amount"], "amount")))
+        for pe in entries:
+            if dec(pe.get("unallocated_amount", 0), "unallocated_amount") > 0:
+                candidates.append((str(pe["creation"]), pe["name"], None, dec(pe["unallocated_amount"], "amount")))
+        left, rows = dec(doc["grand_total"], "grand_total"), []
+        for _created, pe_name, row, amount in candidates:
+            if left <= 0 or amount <= 0:
+                continue
+            take = min(amount, left)
+            left -= take
+            rows.append({"reference_type": "Payment Entry", "reference_name": pe_name,
+                         "reference_row": row["name"] if row else None, "remarks": "",
+                         "advance_amount": amount, "allocated_amount": cur(take, "allocated_amount")})
+        now = str(doc.get("modified") or doc.get("creation") or "")
+        doc["advances"] = [child_row(doc, "advances", "Sales Invoice Advance", r, i + 1, now)
+                           for i, r in enumerate(rows)]
+    advance = sum((dec(r["allocated_amount"], "allocated_amount") for r in doc["advances"]), ZERO)
+    doc["total_advance"] = cur(advance, "total_advance")
+    doc["outstanding_amount"] = cur(dec(doc["grand_total"], "grand_total") - advance, "outstanding_amount")
+
+
+def _apply_advances(store: DocStore, doc: Doc) -> None:
+    """On submit: each advance's Payment Entry row to the Sales Order now points at the invoice (remainder split)."""
+    for adv in doc.get("advances") or []:
+        pe = store.get("Payment Entry", str(adv["reference_name"]))
+        if pe is None or pe.get("docstatus") != 1:
+            raise FrappeError("ValidationError", f"Payment Entry {adv['reference_name']} is not submitted")
+        pe = dict(pe)
+        refs = [dict(r) for r in pe.get("references") or []]
+        take = dec(adv["allocated_amount"], "allocated_amount")
+        new = {"reference_doctype": "Sales Invoice", "reference_name": doc["name"], "allocated_amount": take,
+               "total_amount": doc["grand_total"], "outstanding_amount": doc["grand_total"]}
+        if adv.get("reference_row"):
+            row = next((r for r in refs if r.get("name") == adv["reference_row"]), None)
+            if row is None or dec(row["allocated_amount"], "allocated_amount") < take:
+                raise FrappeError("ValidationError", f"Payment Entry {pe['name']} has been modified after you "
+                                                     "pulled it. Please pull it again.")
+            rest = dec(row["allocated_amount"], "allocated_amount") - take
+            if rest:
+                row["allocated_amount"] = cur(rest, "allocated_amount")
+            else:
+                refs.remove(row)
+        else:
+            if dec(pe.get("unallocated_amount", 0), "unallocated_amount") < take:
+                raise FrappeError("ValidationError", f"Payment Entry {pe['name']} has been modified after you "
+                                                     "pulled it. Please pull it again.")
+            pe["unallocated_amount"] = cur(dec(pe["unallocated_amount"], "unallocated_amount") - take, "unallocated")
+            pe["total_allocated_amount"] = cur(dec(pe.get("total_allocated_amount", 0), "allocated") + take,
+                                               "total_allocated_amount")
+        refs.append(child_row(pe, "references", "Payment Entry Reference", new, len(refs) + 1,
+                              str(doc.get("modified") or "")))
+        for i, r in enumerate(refs):
+            r["idx"] = i + 1
+            r["docstatus"] = 1
+        pe["references"] = refs
+        store.put("Payment Entry", pe["name"], pe)
+
+
+def _submit_invoice(store: DocStore, doc: Doc) -> None:
+    _apply_return(store, doc, 1)
+    if not doc.get("is_return"):
+        _apply_advances(store, doc)
 
 
 def _returned_before(store: DocStore, doc: Doc) -> tuple[dict[str, Decimal], Decimal]:
@@ -340,10 +427,12 @@ DOCTYPES: dict[str, DocType] = {
                                                           "advance_paid": ZERO, "per_billed": 0, "per_delivered": 0},
                 compute=_compute_selling, status_for=_order_status),
         DocType("Sales Invoice", series="ACC-SINV-.YYYY.-", submittable=True, mandatory=("customer",),
-                children={"items": "Sales Invoice Item", "taxes": "Sales Taxes and Charges"},
-                links={"customer": "Customer"}, defaults={"currency": "USD", "is_return": 0},
-                compute=_compute_selling, status_for=_invoice_status,
-                on_submit=lambda s, d: _apply_return(s, d, 1), on_cancel=lambda s, d: _apply_return(s, d, -1)),
+                children={"items": "Sales Invoice Item", "taxes": "Sales Taxes and Charges",
+                          "advances": "Sales Invoice Advance"},
+                links={"customer": "Customer"},
+                defaults={"currency": "USD", "is_return": 0, "allocate_advances_automatically": 0},
+                compute=_compute_selling, status_for=_invoice_status, on_submit=_submit_invoice,
+                on_cancel=lambda s, d: _apply_return(s, d, -1)),
         DocType("Payment Entry", series="ACC-PAY-.YYYY.-", submittable=True, mandatory=("payment_type",),
                 children={"references": "Payment Entry Reference"},
                 defaults={"party_type": "Customer", "paid_to_account_currency": "USD"},

@@ -3,7 +3,11 @@
 Revenue is booked from the Sales Order: ``erp.sales_invoice.ensure`` bills it (one Sales Invoice per order key,
 ``po_no``), and ``erp.payment_entry.ensure`` given that ``invoice`` allocates the payment to it, so the invoice is
 Paid (outstanding 0) and the receivable settled; without ``invoice`` the payment is an advance on the Sales Order.
-The refund and return paths' credit notes return against the same invoice (found by ``po_no``).
+The invoice is made with ``allocate_advances_automatically``, so ERPNext allocates the advances already paid on
+the order to it (``CB_ERP_INVOICE_ON=shipped``: the invoice is made at shipping, or by a refund before it); with
+``find_invoice`` a payment arriving after the invoice is allocated to it, found by ``po_no`` under the invoice's
+key lock (the same lock ``erp.sales_invoice.ensure`` holds while it creates the invoice, so one of the two sees
+the other). The refund and return paths' credit notes return against the same invoice (found by ``po_no``).
 """
 
 from __future__ import annotations
@@ -55,11 +59,28 @@ def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, lock
         amount = money_from_shape(params["amount"])
         payment = PaymentSummary(intent_id="", charge_id=str(params["reference_no"]), status="succeeded",
                                  amount=amount, amount_received=amount, captured=True)
-        doc = gateway.ensure_payment_entry(erp_payment_entry(
-            payment, customer_name=str(params["customer"]), paid_to_account=flow.erp_paid_to_account,
-            posting_date=datetime.now(UTC).date(), sales_order_name=str(params["sales_order"]),
-            sales_invoice_name=str(params["invoice"]) if params.get("invoice") else None, amount=amount))
-        return {"name": doc["name"]}
+
+        def ensure(invoice: str | None) -> dict[str, Any]:
+            doc = gateway.ensure_payment_entry(erp_payment_entry(
+                payment, customer_name=str(params["customer"]), paid_to_account=flow.erp_paid_to_account,
+                posting_date=datetime.now(UTC).date(), sales_order_name=str(params["sales_order"]),
+                sales_invoice_name=invoice, amount=amount))
+            return {"name": doc["name"]}
+
+        if params.get("invoice"):
+            return ensure(str(params["invoice"]))
+        if not params.get("find_invoice"):
+            return ensure(None)
+        po_no = gateway.get_doc("Sales Order", str(params["sales_order"])).get("po_no")
+        if not po_no:
+            return ensure(None)
+        # the lock erp.sales_invoice.ensure's create holds (the gateway's, of Sales Invoice + po_no): either
+        # the invoice is submitted before this looks, or this entry exists before the invoice allocates advances
+        with locks.hold("erp.sales_invoice.po_no", str(po_no)):
+            invoice = gateway.find_by("Sales Invoice", "po_no", po_no)
+            if invoice is None or int(invoice.get("docstatus") or 0) != 1 or invoice.get("is_return"):
+                return ensure(None)  # a draft left by a failed run takes this entry as an advance on submit
+            return ensure(str(invoice["name"]))
 
     def ensure_sales_invoice(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order = gateway.get_doc("Sales Order", str(params["sales_order"]))
@@ -112,9 +133,12 @@ STEP_TYPES: tuple[StepType, ...] = (
         type="erp.sales_invoice.ensure", summary="Find or create the ERPNext Sales Invoice billing a Sales Order.",
         description="Bills the submitted Sales Order as it is (items with `sales_order`, tax and shipping rows, "
                     "discount), `po_no` = the order key, and submits it: revenue and the receivable are booked. "
-                    "The order flow makes it when the order is paid (`CB_ERP_INVOICE_ON`) and allocates the "
-                    "payment to it (`erp.payment_entry.ensure` with `invoice`); the refund and return paths "
-                    "find the same invoice, and their credit notes return against it.",
+                    "The order flow makes it when the order is paid (`CB_ERP_INVOICE_ON=paid`) and allocates the "
+                    "payment to it (`erp.payment_entry.ensure` with `invoice`), or when it is shipped "
+                    "(`CB_ERP_INVOICE_ON=shipped`); the refund and return paths find the same invoice, and their "
+                    "credit notes return against it. Made with `allocate_advances_automatically`: the payments "
+                    "already allocated to the Sales Order (advances) are allocated to the invoice when it is "
+                    "submitted, so its outstanding is the grand total less them.",
         params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),),
         output="`{\"name\": str, \"grand_total\": str}`.",
         example_output={"name": "ACC-SINV-2026-00042", "grand_total": "35.70"},
@@ -128,18 +152,23 @@ STEP_TYPES: tuple[StepType, ...] = (
         type="erp.payment_entry.ensure", summary="Find or create the ERPNext Payment Entry for a payment.",
         description="A received Payment Entry (`paid_to` = `CB_ERP_PAID_TO_ACCOUNT`), `reference_no` = the Stripe "
                     "charge id (the payout reconciliation finds it by that), allocated in full to the Sales "
-                    "Invoice `invoice` when given (the invoice is then Paid, outstanding 0), else to the Sales "
-                    "Order (an advance).",
+                    "Invoice `invoice` when given (the invoice is then Paid, outstanding 0), else, with "
+                    "`find_invoice`, to the Sales Order's submitted invoice if there is one (found by the order's "
+                    "`po_no` under the invoice's key lock), else to the Sales Order (an advance, which the invoice "
+                    "takes when it is made).",
         params=(Param("sales_order", "string", "The ERPNext Sales Order name.", required=True),
                 Param("customer", "string", "The ERPNext Customer name.", required=True),
                 Param("amount", "money", "The amount received.", required=True),
                 Param("reference_no", "string", "The Stripe charge id.", required=True),
                 Param("invoice", "string", "The ERPNext Sales Invoice to allocate the payment to "
                                            "(`steps.<erp.sales_invoice.ensure step>.name`); empty or absent: the "
-                                           "Sales Order.")),
+                                           "Sales Order."),
+                Param("find_invoice", "boolean", "Without `invoice`: allocate to the Sales Order's invoice if it is "
+                                                 "billed already (`CB_ERP_INVOICE_ON=shipped`), else to the Sales "
+                                                 "Order.", default=False)),
         output="`{\"name\": str}`.", example_output={"name": "ACC-PAY-2026-00042"},
         idempotency="Lookup by `reference_no` before create, then submit, serialised per `reference_no` "
-                    "(key lock).",
+                    "(key lock); with `find_invoice`, inside the invoice's key lock (`po_no`).",
         errors=(("UpstreamRejected", "ERPNext refused the document."), LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
         replay_safe=True,
         examples=(ex("erp_payment", "erp.payment_entry.ensure", sales_order="${ steps.erp_order.name }",
