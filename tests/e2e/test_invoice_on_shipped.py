@@ -52,7 +52,8 @@ def paid_invoice(st: Stack, key: str) -> dict[str, Any]:
 def test_a_paid_order_is_billed_when_it_ships_and_the_invoice_takes_the_advance(st: Stack) -> None:
     order, pi = paid_order(st)
     charge = pi["latest_charge"]
-    wait_for("the payment entry", lambda: erp_docs(st, "Payment Entry", "reference_no", charge), st)
+    wait_for("the payment entry, submitted", lambda: [  # created as a draft, then submitted: wait for both
+        d for d in erp_docs(st, "Payment Entry", "reference_no", charge) if d["docstatus"] == 1], st)
     advance = entry(st, charge)
     assert [(r["reference_doctype"], Decimal(str(r["allocated_amount"]))) for r in advance["references"]] == [
         ("Sales Order", Decimal("33.00"))]  # an advance: not billed yet
