@@ -22,7 +22,7 @@ from commerce_bridge.domain.signature import sign
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack
 from commerce_bridge.sandbox.traffic import CLARITY_API, SCENARIOS, Placed
 from commerce_bridge.testing import FakeAlertSink
-from tests.support.stacks import stack_on, wait_for
+from tests.support.stacks import account_rows, journals, stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -79,22 +79,6 @@ def notes(st: Stack, order: Placed) -> dict[str, str]:
     return {n["CustomKey"]: n["Note1"] for n in order_doc(st, order).get("Notes") or []}
 
 
-def journals(st: Stack, key: str) -> list[dict[str, Any]]:
-    """The submitted Journal Entries with this ``cheque_no``, in full (with their account rows)."""
-    r = st.traffic.erp.get("/api/resource/Journal Entry", params={
-        "filters": f'[["cheque_no", "=", "{key}"], ["docstatus", "=", 1]]', "limit_page_length": 0})
-    return [st.traffic.erp.get(f"/api/resource/Journal Entry/{row['name']}").json()["data"] for row in r.json()["data"]]
-
-
-def rows(entry: dict[str, Any]) -> dict[str, Decimal]:
-    """Account -> debit - credit."""
-    out: dict[str, Decimal] = {}
-    for row in entry["accounts"]:
-        out[row["account"]] = out.get(row["account"], Decimal(0)) + Decimal(str(row["debit"])) - Decimal(
-            str(row["credit"]))
-    return out
-
-
 def alerts(st: Stack, kind: str, key: str, field: str) -> list[Any]:
     return [a for m in ALERTS[id(st)].messages for a in m.alerts if a.kind == kind and a.details.get(field) == key]
 
@@ -125,7 +109,7 @@ def test_a_chargeback_marks_the_order_notes_it_alerts_and_books_the_withdrawal(s
     note = wait_for("the note", lambda: notes(st, order).get(f"{dispute['id']}:opened"), st)
     assert "fraudulent" in note and "33.00 USD" in note and "evidence due" in note
     [entry] = journals(st, txn["id"])
-    assert rows(entry) == {"Disputed Funds - SB": Decimal("33.00"), "Stripe Fees - SB": Decimal("15.00"),
+    assert account_rows(entry) == {"Disputed Funds - SB": Decimal("33.00"), "Stripe Fees - SB": Decimal("15.00"),
                            "Stripe Clearing - SB": Decimal("-48.00")}
     assert order.key in entry["user_remark"]
     [alert] = wait_for("the alert", lambda: alerts(st, "dispute.created", dispute["id"], "dispute"), st)
@@ -140,7 +124,7 @@ def test_a_won_dispute_gives_the_money_and_the_earlier_status_back(st: Stack) ->
     resolve(st, dispute["id"], "won")
     reinstated = st.traffic.stripe.get(f"/v1/disputes/{dispute['id']}").json()["balance_transactions"][1]
     wait_for("the status back", lambda: status(st, order) == PAID and journals(st, reinstated["id"]), st)
-    assert rows(journals(st, reinstated["id"])[0]) == {"Disputed Funds - SB": Decimal("-33.00"),
+    assert account_rows(journals(st, reinstated["id"])[0]) == {"Disputed Funds - SB": Decimal("-33.00"),
                                                         "Stripe Clearing - SB": Decimal("33.00")}
     assert journals(st, f"{dispute['id']}:chargeback") == []
     wait_for("the won note", lambda: f"{dispute['id']}:won" in notes(st, order), st)
@@ -154,8 +138,8 @@ def test_a_lost_dispute_in_a_three_decimal_currency_becomes_an_exact_chargeback(
     resolve(st, dispute["id"], "lost")
     lost = wait_for("the chargeback", lambda: status(st, order) == "Chargeback" and journals(
         st, f"{dispute['id']}:chargeback"), st)
-    assert rows(lost[0]) == {"Chargebacks - SB": Decimal("12.75"), "Disputed Funds - SB": Decimal("-12.75")}
-    assert rows(journals(st, txn["id"])[0]) == {"Disputed Funds - SB": Decimal("12.75"),
+    assert account_rows(lost[0]) == {"Chargebacks - SB": Decimal("12.75"), "Disputed Funds - SB": Decimal("-12.75")}
+    assert account_rows(journals(st, txn["id"])[0]) == {"Disputed Funds - SB": Decimal("12.75"),
                                                  "Stripe Fees - SB": Decimal("1.50"),
                                                  "Stripe Clearing - SB": Decimal("-14.25")}
     wait_for("the lost alert", lambda: alerts(st, "dispute.lost", dispute["id"], "dispute"), st)
@@ -195,7 +179,7 @@ def test_duplicated_and_reordered_dispute_events_book_everything_once(st: Stack)
     wait_for("both journals", lambda: all(journals(st, t["id"]) for t in txns), st)
     settled(st)
     assert [len(journals(st, t["id"])) for t in txns] == [1, 1]
-    assert rows(journals(st, txns[0]["id"])[0])["Disputed Funds - SB"] == Decimal("1500")
+    assert account_rows(journals(st, txns[0]["id"])[0])["Disputed Funds - SB"] == Decimal("1500")
     assert journals(st, f"{dispute['id']}:chargeback") == []
     assert status(st, order) == PAID
     assert len(alerts(st, "dispute.created", dispute["id"], "dispute")) == 1

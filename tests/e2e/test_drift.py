@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack
@@ -120,6 +121,16 @@ def test_drift_is_found_by_kind_reported_by_the_cli_and_alerted_once(st: Stack) 
     totals = {(t["kind"], t["currency"]): t for t in shown["totals"]}
     assert totals[("charge_without_order", "USD")]["amount_minor"] >= 4321
     assert sum(t["count"] for t in shown["totals"]) == shown["total"] >= 4
+    # the admin API runs the same comparison
+    token = st.container.settings.admin_tokens[0].get_secret_value()
+    api = httpx.get(f"{st.urls['bridge']}/api/v1/reconciliation/drift", headers={"Authorization": f"Bearer {token}"},
+                    params={"since": since.date().isoformat(), "limit": 0}, timeout=120)
+    assert api.status_code == 200, api.text
+    assert expected <= {(d["kind"], d["ref"]) for d in api.json()["differences"]}
+    assert api.json()["total"] == len(api.json()["differences"]) >= 4
+    future = httpx.get(f"{st.urls['bridge']}/api/v1/reconciliation/drift", headers={"Authorization": f"Bearer {token}"},
+                       params={"since": (datetime.now(UTC) + timedelta(days=2)).date().isoformat()})
+    assert future.status_code == 422 and "not in the past" in future.json()["error"], future.text
 
     # the scheduled check alerted the lone charge (its difference existed from the start), once, ids and amounts
     [row] = wait_for("the drift alert", lambda: alerted(st, lone["latest_charge"]), st, 30)

@@ -26,7 +26,7 @@ import pytest
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack
 from commerce_bridge.sandbox.traffic import SCENARIOS, Placed
 from commerce_bridge.testing import FakeAlertSink
-from tests.support.stacks import stack_on, wait_for
+from tests.support.stacks import account_rows, journals, stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -81,19 +81,9 @@ def transactions(st: Stack, payout_id: str) -> list[dict[str, Any]]:
     return list(r.json()["data"])
 
 
-def journals(st: Stack, key: str) -> list[dict[str, Any]]:
-    r = st.traffic.erp.get("/api/resource/Journal Entry", params={
-        "filters": f'[["cheque_no", "=", "{key}"], ["docstatus", "=", 1]]', "limit_page_length": 0})
-    return [st.traffic.erp.get(f"/api/resource/Journal Entry/{row['name']}").json()["data"] for row in r.json()["data"]]
-
-
 def rows(entry: dict[str, Any]) -> dict[str, Decimal]:
-    """Account -> debit - credit."""
-    out: dict[str, Decimal] = {}
-    for r in entry["accounts"]:
-        out[r["account"]] = out.get(r["account"], Decimal(0)) + Decimal(str(r["debit_in_account_currency"])) - Decimal(
-            str(r["credit_in_account_currency"]))
-    return out
+    """Account -> debit - credit, in the account's currency."""
+    return account_rows(entry, in_account_currency=True)
 
 
 def alerts(st: Stack, kind: str, payout_id: str) -> list[Any]:
@@ -211,6 +201,14 @@ def test_the_cli_and_the_api_show_a_reconciliation_and_redo_it_without_posting_t
     assert api.status_code == 200, api.text
     body = api.json()["payout"]
     assert (body["status"], body["journal_entry"], body["exception_rows"]) == ("closed", rec["journal_entry"], [])
+    as_csv = httpx.get(f"{st.urls['bridge']}/api/v1/reconciliation/report", headers={"Authorization": f"Bearer {token}"},
+                       params={"format": "csv", "what": "payouts"})
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv"), as_csv.text
+    assert as_csv.text == report.stdout  # the CLI and the API print the same report
+    as_html = httpx.get(f"{st.urls['bridge']}/api/v1/reconciliation/report", headers={"Authorization": f"Bearer {token}"},
+                        params={"format": "html", "payout_id": payout_id})
+    assert as_html.status_code == 200 and as_html.headers["content-type"].startswith("text/html")
+    assert f"<td>{payout_id}</td><td>closed</td>" in as_html.text
     missing = httpx.get(f"{st.urls['bridge']}/api/v1/reconciliation/payouts/po_NotThere",
                         headers={"Authorization": f"Bearer {token}"})
     assert missing.status_code == 404 and "not been reconciled" in missing.json()["error"]

@@ -38,6 +38,7 @@ OPERATIONS = {  # the whole API: a new route must be added here, so it cannot es
     "POST /dlq/{entry_id}/discard", "GET /workers", "POST /workers/{executor_id}/recover",
     "GET /reconciliation/payouts", "GET /reconciliation/payouts/{payout_id}",
     "POST /reconciliation/payouts/{payout_id}/reconcile", "GET /reconciliation/exceptions",
+    "GET /reconciliation/report", "GET /reconciliation/drift",
 }
 
 # schemathesis draws regexes through a strategy Hypothesis flags for its own use of `random`

@@ -1,10 +1,11 @@
-"""The sandbox stack the money-back e2e modules share: one per database for a module, and ``wait_for``."""
+"""The sandbox stack the money-back e2e modules share (one per database for a module), ``wait_for`` and ERP reads."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,20 @@ def wait_for(what: str, check: Callable[[], Any], st: Stack, timeout: float = 60
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}; DLQ: " + str(
         [(e["run_id"], e["error_code"], e["error_message"][:160]) for e in st.container.dead_letters.list()]))
+
+
+def journals(st: Stack, cheque_no: str) -> list[dict[str, Any]]:
+    """The submitted ERPNext Journal Entries with this ``cheque_no``, in full (with their account rows)."""
+    r = st.traffic.erp.get("/api/resource/Journal Entry", params={
+        "filters": f'[["cheque_no", "=", "{cheque_no}"], ["docstatus", "=", 1]]', "limit_page_length": 0})
+    return [st.traffic.erp.get(f"/api/resource/Journal Entry/{row['name']}").json()["data"] for row in r.json()["data"]]
+
+
+def account_rows(entry: dict[str, Any], *, in_account_currency: bool = False) -> dict[str, Decimal]:
+    """A Journal Entry's rows summed per account: debit - credit (in the company's currency, or the account's)."""
+    debit, credit = (("debit_in_account_currency", "credit_in_account_currency") if in_account_currency
+                     else ("debit", "credit"))
+    out: dict[str, Decimal] = {}
+    for row in entry["accounts"]:
+        out[row["account"]] = out.get(row["account"], Decimal(0)) + Decimal(str(row[debit])) - Decimal(str(row[credit]))
+    return out

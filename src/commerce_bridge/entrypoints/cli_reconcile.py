@@ -14,9 +14,6 @@ them exit 1), 1 a payout could not be reconciled, 2 invalid settings or options.
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import json
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -34,14 +31,11 @@ from commerce_bridge.entrypoints.startup_errors import print_error
 from commerce_bridge.errors import BridgeError
 from commerce_bridge.mapping.money import format_money
 from commerce_bridge.services.drift import DriftReport
+from commerce_bridge.services.reconciliation_report import PAYOUT_FIELDS, build_report
 from commerce_bridge.workflows.steps.payouts import PayoutReconciler, summary_text
 
 reconcile_app = typer.Typer(help="Payout reconciliation and drift: payout, payouts, report, drift.", no_args_is_help=True)
 
-EXCEPTION_FIELDS = ("payout_id", "kind", "ref", "reason", "suggested_fix", "amount_minor", "currency",
-                    "expected_minor", "expected_currency", "created_at")
-PAYOUT_FIELDS = ("payout_id", "status", "currency", "amount_minor", "transactions", "matched", "exceptions",
-                 "journal_entry", "reconciled_at")
 
 
 class Format(StrEnum):
@@ -174,28 +168,6 @@ def reconcile_payouts(
         raise typer.Exit(1)
 
 
-def _csv(rows: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-def _html(payouts: list[dict[str, Any]], exceptions: list[dict[str, Any]]) -> str:
-    def table(title: str, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> str:
-        head = "".join(f"<th>{html.escape(f)}</th>" for f in fields)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(f, '')))}</td>" for f in fields) + "</tr>"
-                       for r in rows)
-        return f"<h2>{html.escape(title)}</h2><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-    style = ("body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:2px 6px;text-align:left}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Payout reconciliation</title>"
-            f"<style>{style}</style></head><body><h1>Payout reconciliation</h1>"
-            + table(f"Payouts ({len(payouts)})", payouts, PAYOUT_FIELDS)
-            + table(f"Exceptions ({len(exceptions)})", exceptions, EXCEPTION_FIELDS) + "</body></html>\n")
-
-
 @reconcile_app.command("report")
 def reconcile_report(
     fmt: Annotated[Format, typer.Option("--format", help="table, csv, json or html.")] = Format.table,
@@ -205,34 +177,24 @@ def reconcile_report(
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """The recorded payouts (per-payout summary) and their open exceptions."""
-    store = _store()
+    if fmt == Format.csv and what not in ("exceptions", "payouts"):
+        raise typer.BadParameter("--what is exceptions or payouts", param_hint="--what")
     try:
-        payouts = [p for p in [store.get(payout)] if p is not None] if payout else store.payouts()
-        exceptions = store.exceptions(payout_id=payout, kind=kind)
+        report = build_report(_store(), payout_id=payout, kind=kind)
     except BridgeError as exc:
         raise _fail(exc) from exc
-    for p in payouts:
-        p.pop("exception_rows", None)
     if fmt == Format.table:
         table = Table(*PAYOUT_FIELDS[:-2], "journal entry", title="payouts")
-        for p in payouts:
+        for p in report.payouts:
             table.add_row(p["payout_id"], p["status"], p["currency"], _money(p["amount_minor"], p["currency"]),
                           str(p["transactions"]), str(p["matched"]), str(p["exceptions"]), p["journal_entry"] or "-")
         console.print(table)
         listed = Table("payout", "kind", "ref", "reason", "suggested fix", title="exceptions")
-        for e in exceptions:
+        for e in report.exceptions:
             listed.add_row(e["payout_id"], e["kind"], e["ref"], e["reason"], e["suggested_fix"])
         console.print(listed)
         return
-    if fmt == Format.csv:
-        if what not in ("exceptions", "payouts"):
-            raise typer.BadParameter("--what is exceptions or payouts")
-        text = _csv(exceptions, EXCEPTION_FIELDS) if what == "exceptions" else _csv(
-            [{k: v for k, v in p.items() if k in PAYOUT_FIELDS} for p in payouts], PAYOUT_FIELDS)
-    elif fmt == Format.json:
-        text = json.dumps({"payouts": payouts, "exceptions": exceptions}, default=str, indent=2) + "\n"
-    else:
-        text = _html(payouts, exceptions)
+    text = report.render(fmt.value, "payouts" if what == "payouts" else "exceptions")
     if output is not None:
         output.write_text(text, encoding="utf-8")
         console.print(f"wrote {output}")

@@ -1,4 +1,4 @@
-"""The admin API under ``/api/v1``: events, runs, the dead-letter queue and workers (bearer tokens).
+"""The admin API under ``/api/v1``: events, runs, the dead-letter queue, workers and reconciliation (bearer tokens).
 
 Rules it keeps:
 
@@ -15,13 +15,14 @@ Rules it keeps:
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import Body, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +33,7 @@ from commerce_bridge.entrypoints.http.admin_models import (
     DeadLetterAnswer,
     DeadLetterList,
     DiscardRequest,
+    DriftAnswer,
     ErrorBody,
     EventsPage,
     ReconciledPayoutAnswer,
@@ -45,7 +47,8 @@ from commerce_bridge.entrypoints.http.admin_models import (
 )
 from commerce_bridge.entrypoints.http.errors import error_body, from_exception, new_request_id
 from commerce_bridge.entrypoints.views import MAX_ID, RedactedViews
-from commerce_bridge.errors import BridgeError, NotFound, Unauthorized
+from commerce_bridge.errors import BridgeError, NotFound, Unauthorized, ValidationError
+from commerce_bridge.services.reconciliation_report import MEDIA_TYPES, build_report
 
 log = structlog.get_logger("commerce_bridge.http.admin")
 
@@ -242,6 +245,41 @@ def build_admin_api(c: Container) -> FastAPI:
     ) -> dict[str, Any]:
         """Exceptions of the recorded reconciliations (of one payout, of one kind), oldest first."""
         return {"ok": True, "exceptions": _reconciliations(c).exceptions(payout_id=payout_id, kind=kind, limit=limit)}
+
+    @api.get("/reconciliation/report", responses={**COMMON_ERRORS, 200: {
+        "description": "The report in the asked format",
+        "content": {"text/csv": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}}}})
+    def reconciliation_report(
+        format: Annotated[Literal["csv", "json", "html"], Query(description="csv, json or html.")] = "json",
+        what: Annotated[Literal["exceptions", "payouts"], Query(description="For csv: which table.")] = "exceptions",
+        payout_id: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
+        kind: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    ) -> Response:
+        """The recorded payouts (one summary each) and open exceptions, as ``reconcile report`` prints them."""
+        report = build_report(_reconciliations(c), payout_id=payout_id, kind=kind)
+        return Response(report.render(format, what), media_type=MEDIA_TYPES[format])
+
+    @api.get("/reconciliation/drift", response_model=DriftAnswer, responses=LOOKUP_ERRORS)
+    def reconciliation_drift(
+        since: Annotated[date, Query(description="Records created or changed on or after this day (UTC).")],
+        limit: Annotated[int, Query(ge=0, le=10000, description="List at most this many (0: all).")] = 100,
+    ) -> dict[str, Any]:
+        """Compare Stripe, Clarity and ERPNext now, as ``reconcile drift`` does: every difference by kind.
+
+        Reads the three systems (one listing each, every page): slow on a large window; records younger
+        than CB_DRIFT_SETTLE_S are left out.
+        """
+        if c.drift is None:
+            raise NotFound("the drift check is not configured",
+                           suggested_fix="set CB_STRIPE_API_KEY, CB_CLARITY_BASE_URL and CB_ERP_BASE_URL")
+        start = datetime(since.year, since.month, since.day, tzinfo=UTC)
+        until = datetime.now(UTC) - timedelta(seconds=c.settings.drift_settle_s)
+        if start >= until:
+            raise ValidationError(f"since {since.isoformat()} is not in the past (nothing older than "
+                                  f"CB_DRIFT_SETTLE_S={c.settings.drift_settle_s:g} s to compare)",
+                                  suggested_fix="pass an earlier day")
+        return {"ok": True, **c.drift.find(start, until).to_dict(limit=limit or None)}
 
     if c.settings.admin_docs:
         _add_docs(api)

@@ -203,3 +203,37 @@ class ReconciledPayoutAnswer(BaseModel):
 class ReconciliationExceptionList(BaseModel):
     ok: Literal[True] = True
     exceptions: list[ReconciliationException]
+
+
+class DriftDifference(BaseModel):
+    """One thing two systems disagree about, with the records on each side and the fix."""
+
+    kind: str
+    ref: str = Field(description="The record it is about: a charge, refund or dispute id, an order or return key.")
+    against: str | None = Field(None, description="For amount_mismatch: the other side (clarity.order, ...).")
+    ids: dict[str, str] = Field(description="The records on each side, e.g. {\"stripe.charge\": \"ch_...\"}.")
+    amount_minor: int | None = None
+    currency: str | None = None
+    expected_minor: int | None = None
+    expected_currency: str | None = None
+    reason: str
+    suggested_fix: str
+
+
+class DriftTotal(BaseModel):
+    kind: str
+    currency: str | None = Field(description="None for the differences without an amount.")
+    count: int
+    amount_minor: int | None
+
+
+class DriftAnswer(BaseModel):
+    ok: Literal[True] = True
+    since: datetime
+    until: datetime = Field(description="Now less CB_DRIFT_SETTLE_S: younger records are left out.")
+    total: int = Field(description="Every difference found; `differences` lists the first `shown`.")
+    shown: int
+    totals: list[DriftTotal]
+    scanned: dict[str, int] = Field(description="How many records each listing read.")
+    skipped: list[dict[str, str]] = Field(description="Records that could not be compared, with the reason.")
+    differences: list[DriftDifference]
