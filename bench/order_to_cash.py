@@ -524,6 +524,11 @@ def phase(rate: float, a: argparse.Namespace, dbkind: str, arm: str = "bridge", 
     if _RETURNS_POLL in Settings.model_fields:  # code before 7 Dec 2026 (A/B runs) polls no returns
         overrides[_RETURNS_POLL] = a.clarity_returns_poll
     overrides["audit_runs"] = a.audit
+    # the scheduled checks (gaps: first after 60 s, every 15 min; drift: after 5 min) are not per-order work: a
+    # check landing in a short run would be charged to its orders, so they are off here (code before 7 Dec: absent)
+    for name in ("gap_interval_s", "drift_interval_s"):
+        if name in Settings.model_fields:
+            overrides[name] = 0
     if a.no_priority:
         overrides["workflow_priorities"] = {}
     pg: PgBackends | None = None

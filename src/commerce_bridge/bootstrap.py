@@ -10,13 +10,13 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Literal
 
 import httpx
 import structlog
 from sqlalchemy import Engine as SqlEngine
 
+from commerce_bridge.bootstrap_background import background_jobs
 from commerce_bridge.config import Settings
 from commerce_bridge.connectors.clarity.changes import event_from_notice
 from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
@@ -39,26 +39,28 @@ from commerce_bridge.engine.retry import RetryPolicies
 from commerce_bridge.engine.runtime import Engine, EngineConfig
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.logsetup import Redactor
+from commerce_bridge.mapping.customer_sync import SyncPolicy
 from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
 from commerce_bridge.services.clock import SystemClock
-from commerce_bridge.services.drift import KINDS as DRIFT_KINDS
-from commerce_bridge.services.drift import Difference, DriftFinder, DriftReport
-from commerce_bridge.services.drift_watch import DRIFT_LOCK, DriftSchedule, DriftWatch
+from commerce_bridge.services.customer_sync import CustomerSyncer
+from commerce_bridge.services.drift import DriftFinder
+from commerce_bridge.services.gaps import GapFinder, GapWatch
 from commerce_bridge.services.ingest import GroupCommitter, IngestService
-from commerce_bridge.services.polling import ChangePoller, Every, Leadership, poll_lease_s
+from commerce_bridge.services.polling import ChangePoller
 from commerce_bridge.services.ports import RateLimiter
+from commerce_bridge.services.schedule import LeaderSchedule
+from commerce_bridge.services.stock_push import StockPush
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
 from commerce_bridge.store.cursors import SqlCursorStore
-from commerce_bridge.store.drift import SqlReportedDrift
 from commerce_bridge.store.identity import SqlIdentityMap, SqlWriteFingerprints
 from commerce_bridge.store.inbox import SqlInbox
 from commerce_bridge.store.locks import SqlKeyLocks
 from commerce_bridge.store.reconciliations import SqlReconciliations
 from commerce_bridge.store.runs import SqlAuditLog, SqlDeadLetters, SqlRuns, SqlTimers
-from commerce_bridge.store.wake import InboxListener, InboxNotifier
+from commerce_bridge.store.wake import InboxListener, InboxNotifier, notify_once
 from commerce_bridge.workflows.enabled import (
     code_workflows,
     disabled_by_settings,
@@ -103,7 +105,14 @@ class Container:
     reconciliations: SqlReconciliations | None = None  # payout reconciliations (issue 13)
     reconciler: PayoutReconciler | None = None  # with Stripe and the ERP configured: `reconcile` commands
     drift: DriftFinder | None = None  # with Stripe, Clarity and the ERP configured: `reconcile drift`
-    drift_schedule: DriftSchedule | None = None  # serve, worker: the scheduled check (CB_DRIFT_INTERVAL_S)
+    drift_schedule: LeaderSchedule | None = None  # serve, worker: the scheduled check (CB_DRIFT_INTERVAL_S)
+    gaps: GapFinder | None = None  # with Stripe or Clarity configured: `gaps`, and the scheduled check
+    gap_watch: GapWatch | None = None  # serve, worker: what the scheduled gap check runs (metrics, alert)
+    gap_schedule: LeaderSchedule | None = None  # serve, worker: the scheduled gap check (CB_GAP_INTERVAL_S)
+    # with Stripe, Clarity and the ERP configured: `backfill customers` (a syncer per SyncPolicy)
+    customer_syncer: Callable[[SyncPolicy], CustomerSyncer] | None = None
+    cursors: SqlCursorStore | None = None  # durable cursors by name (backfill resume points, ...)
+    stock: StockPush | None = None  # Clarity + ERP + CB_CLARITY_INVENTORY_SECTION: `stock push`
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
 
@@ -163,6 +172,18 @@ class Container:
             self._last_backlog = backlog
         self.alerter.tick()
 
+    def wake_dispatchers(self, stored: int = 1) -> None:
+        """Deliveries were stored outside ingress and the pollers (the gap check): wake this process's dispatcher
+        and, on PostgreSQL, the other processes' (NOTIFY)."""
+        if not stored:
+            return
+        if self.engine is not None:
+            self.engine.wake_dispatcher()
+        if self.notifier is not None:
+            self.notifier.poke()
+        elif self.db.dialect.name == "postgresql":
+            notify_once(self.db)
+
     def start_background(self) -> None:
         """Launch the engine (serve, worker), the pollers and, on PostgreSQL, the inbox wake-ups."""
         if self.notifier is not None:
@@ -175,8 +196,12 @@ class Container:
             poller.start()
         if self.drift_schedule is not None:
             self.drift_schedule.start()
+        if self.gap_schedule is not None:
+            self.gap_schedule.start()
 
     def stop_background(self) -> None:
+        if self.gap_schedule is not None:
+            self.gap_schedule.stop()
         if self.drift_schedule is not None:
             self.drift_schedule.stop()
         for poller in self.pollers:
@@ -196,7 +221,6 @@ class Container:
         self.db.dispose()
 
 
-POLLER_LOCKS = {"clarity": "poller:clarity"}  # source -> the key lock whose holder polls it
 
 
 def default_worker_id(role: Role) -> str:
@@ -251,6 +275,20 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, l
     return g
 
 
+def customer_syncer(gateways: Gateways, identity: SqlIdentityMap, cursors: SqlCursorStore,
+                    locks: SqlKeyLocks) -> Callable[[SyncPolicy], CustomerSyncer] | None:
+    """The customer syncer's factory, when Stripe, Clarity and the ERP are all configured."""
+    stripe, clarity, erp = gateways.stripe, gateways.clarity, gateways.erp
+    if stripe is None or clarity is None or erp is None:
+        return None
+
+    def build(policy: SyncPolicy) -> CustomerSyncer:
+        return CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=identity, snapshots=cursors,
+                              policy=policy, locks=locks, clarity_tz=clarity.zone)
+
+    return build
+
+
 def payout_accounts(s: Settings) -> dict[str, str]:
     """The payout journal's accounts (``CB_ERP_PAYOUT_ACCOUNTS`` over the other account settings and defaults)."""
     return accounts_from(s.erp_payout_accounts, clearing=s.erp_paid_to_account, disputes=s.erp_disputes_account,
@@ -267,16 +305,6 @@ def drift_finder(s: Settings, gateways: Gateways) -> DriftFinder | None:
     return DriftFinder(gateways.stripe, gateways.clarity, gateways.erp,
                        paid_statuses=[p for p in [*paid, "Partial Payment Received"] if p],
                        refunded_return_statuses=[n for n in [names.get("return_refunded_status")] if n])
-
-
-def _drift_metrics(metrics: Metrics) -> Callable[[DriftReport, list[Difference]], None]:
-    def on_report(report: DriftReport, new: list[Difference]) -> None:
-        for kind in DRIFT_KINDS:
-            metrics.drift_open.labels(kind).set(sum(1 for d in report.differences if d.kind == kind))
-        for d in new:
-            metrics.drift_new.labels(d.kind).inc()
-
-    return on_report
 
 
 def _echo_check(fingerprints: SqlWriteFingerprints) -> Callable[[str, Any], bool]:
@@ -360,7 +388,12 @@ def bootstrap(
                                               fees=settings.erp_dispute_fees_account,
                                               clearing=settings.erp_paid_to_account,
                                               chargebacks=settings.erp_chargebacks_account),
-                                          payout_accounts=payout_accounts(settings)),
+                                          payout_accounts=payout_accounts(settings),
+                                          erp_item_group=settings.erp_item_group,
+                                          erp_default_uom=settings.erp_default_uom,
+                                          erp_uom_map=dict(settings.erp_uom_map),
+                                          stock_warehouses=tuple(settings.stock_warehouses),
+                                          inventory_section=settings.clarity_inventory_section),
                         reconciliations=reconciliations),
         **(extra_actions or {}),
     }
@@ -398,6 +431,17 @@ def bootstrap(
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
                   router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots,
                   reconciliations=reconciliations, reconciler=reconciler, drift=drift_finder(settings, gateways))
+    c.cursors = SqlCursorStore(db)
+    c.customer_syncer = customer_syncer(gateways, identity, c.cursors, locks)
+    if settings.clarity_inventory_section and gateways.clarity is not None and gateways.erp is not None:
+        c.stock = StockPush(gateways.erp, gateways.clarity, c.cursors, section_key=settings.clarity_inventory_section,
+                            warehouses=settings.stock_warehouses)
+    if gateways.stripe is not None or gateways.clarity is not None:
+        # the types of the workflows enabled now (the router is the one the dispatcher routes with)
+        c.gaps = GapFinder(inbox, stripe=gateways.stripe, clarity=gateways.clarity,
+                           stripe_types=lambda: router.event_types("stripe"),
+                           wants=lambda source, event_type: bool(router.route(source, event_type)),
+                           on_fed=c.wake_dispatchers)
 
     if role in ("serve", "ingress"):
         schemes: dict[str, SignatureScheme] = {}
@@ -455,38 +499,7 @@ def bootstrap(
             limiter=limiter, breakers=breakers, retry_policies=policies, metrics=metrics, alert=alerter.alert,
             workflow_vars=workflow_vars, timers=SqlTimers(db),
         )
-        if gateways.clarity is not None and settings.clarity_poll_interval_s > 0:
-            clarity = gateways.clarity
-            # one process polls Clarity at a time (the lease holder); the others stand by. The holder is
-            # the worker id, which survives a restart: a restarted leader polls again at once instead of
-            # waiting for its own old lease to run out.
-            leader = Leadership(locks, POLLER_LOCKS["clarity"], c.engine.config.executor_id[:100],
-                                lease_s=poll_lease_s(settings.clarity_poll_interval_s))
-
-            returns_due = Every(settings.clarity_returns_poll_interval_s)
-
-            def poll_clarity(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
-                # orders every cycle, sales returns (their own cursor) every CB_CLARITY_RETURNS_POLL_INTERVAL_S:
-                # one lease, one cycle, each stored as it is read
-                clarity.poll_changed_orders(deliver)
-                if returns_due.due():
-                    clarity.poll_changed_returns(deliver)
-                    returns_due.done()
-
-            c.pollers.append(ChangePoller(
-                "clarity", poll_clarity, inbox,
-                interval_s=settings.clarity_poll_interval_s, on_stored=lambda n: c.engine.wake_dispatcher()
-                if c.engine else None, alert=alerter.alert, leader=leader,
-            ))
-        if c.drift is not None and settings.drift_interval_s > 0:
-            # one process checks at a time (the lease holder, renewed every check), as the Clarity poller
-            watch = DriftWatch(c.drift, SqlReportedDrift(db), window=timedelta(days=settings.drift_window_days),
-                               settle=timedelta(seconds=settings.drift_settle_s), alert=alerter.alert,
-                               on_report=_drift_metrics(metrics))
-            c.drift_schedule = DriftSchedule(
-                watch, interval_s=settings.drift_interval_s, alert=alerter.alert,
-                leader=Leadership(locks, DRIFT_LOCK, c.engine.config.executor_id[:100],
-                                  lease_s=max(30.0, 3 * settings.drift_interval_s)))
+        background_jobs(c, settings, gateways, inbox, locks, db, alerter, metrics)
         if db.dialect.name == "postgresql":
             c.listener = InboxListener(settings.database_url, c.engine.wake_dispatcher)
         if c.committer is not None:

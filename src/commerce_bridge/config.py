@@ -420,6 +420,36 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Records younger than this are left out of drift checks (scheduled and "
         "`reconcile drift`): the bridge may still be booking them.",
     )
+    gap_interval_s: float = Field(
+        900.0, ge=0, description="Seconds between scheduled gap checks in `serve` and `worker` (one process at a "
+        "time): the Stripe events of the last CB_GAP_WINDOW_DAYS of the types the enabled workflows start on, and "
+        "the Clarity changes the poll cursors passed, compared with the inbox; each missing one is fed in as its "
+        "webhook or poll would have been, counted, logged, and alerted (`gaps.found`) once per check (0: no "
+        "scheduled check; `commerce-bridge gaps` still works). Needs Stripe or Clarity configured.",
+    )
+    gap_window_days: int = Field(
+        30, ge=1, le=30, description="Days back the gap check looks (at most 30: Stripe keeps events 30 days).",
+    )
+    gap_settle_s: float = Field(
+        120.0, ge=0, description="Events younger than this are left out of gap checks (scheduled and `gaps`): "
+        "their webhook may still be on its way.",
+    )
+    clarity_inventory_section: str | None = Field(
+        None, description="CustomKey of the Clarity inventory location section whose stock the bridge keeps equal "
+        "to ERPNext's (issue 14): per item, Quantity = the Bins' actual_qty, QuantityAllocated = their reserved_qty, "
+        "QuantityPreSold = 0, over CB_STOCK_WAREHOUSES. Unset: stock is not synced (`erp.stock_changed` is off). "
+        "Needs Clarity and the ERP configured. A key Clarity does not have parks each run with a "
+        "`configuration_error` naming this setting (and `stock push` exits 1 saying so).",
+    )
+    stock_poll_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between polls of ERPNext for changed Bins in `serve` and `worker` (one "
+        "process at a time): each change starts `erp.stock_changed`, which writes the item's stock to Clarity "
+        "(0: no polling; `commerce-bridge stock push` still works). Only with CB_CLARITY_INVENTORY_SECTION set.",
+    )
+    stock_warehouses: Csv = Field(
+        default_factory=list, description="ERPNext warehouses whose stock is pushed to Clarity, comma separated "
+        "(e.g. `Stores - SB,Finished Goods - SB`); empty: every warehouse.",
+    )
     erp_base_url: str | None = Field(None, description="ERPNext base URL.")
     erp_api_key: str | None = Field(None, description="ERPNext API key.")
     erp_api_secret: SecretStr | None = Field(None, description="ERPNext API secret.")
@@ -456,6 +486,17 @@ class Settings(BaseSettings):
         "`Stripe Fees - SB`, refunds `Sales Returns and Refunds - SB`, fx `Exchange Gain/Loss - SB`, adjustments "
         "`Stripe Adjustments - SB`, suspense `Stripe Reconciliation Suspense - SB`.",
     )
+    erp_item_group: str = Field(
+        "All Item Groups", min_length=1, description="Item Group of the ERPNext Items the order flow makes from "
+        "Clarity products when a Sales Order names an item ERPNext lacks.",
+    )
+    erp_default_uom: str = Field(
+        "Nos", min_length=1, description="Stock UOM of those Items when the Clarity product names no unit of measure.",
+    )
+    erp_uom_map: dict[str, str] = Field(
+        default_factory=dict, description="Clarity unit of measure -> ERPNext UOM for those Items (JSON, e.g. "
+        '`{"EA": "Nos", "BX": "Box"}`); a unit not listed is used as it is.',
+    )
     shop_email_from: str = Field("shop@example.com", description="Sender of e-mails to customers.")
     payment_retry_url: str = Field(
         "http://localhost:8000/pay/{order_key}", description="Link in decline and reminder e-mails ({order_key})."
@@ -464,7 +505,7 @@ class Settings(BaseSettings):
     @field_validator(
         "stripe_webhook_secrets", "clarity_webhook_secrets", "erp_webhook_secrets", "admin_tokens",
         "clarity_allowed_cidrs", "erp_allowed_cidrs", "trusted_proxies", "alert_sinks",
-        "alert_email_to", "log_pii_keys", "outbound_event_types", "workflows_disabled",
+        "alert_email_to", "log_pii_keys", "outbound_event_types", "workflows_disabled", "stock_warehouses",
         mode="before",
     )
     @classmethod

@@ -66,5 +66,18 @@ class Metrics:
             "cb_drift_differences", "Differences the last scheduled drift check found, by kind.", ["kind"], registry=r
         )
 
+        self.gaps_found = Counter(
+            "cb_gaps_found_total", "Events that never reached the inbox, found by the gap check, by source and type.",
+            ["source", "type"], registry=r,
+        )
+        self.gaps_filled = Counter(
+            "cb_gaps_filled_total", "Missing events the gap check stored in the inbox, by source.", ["source"],
+            registry=r,
+        )
+        self.gaps_last_run = Gauge(
+            "cb_gaps_last_run_timestamp_seconds", "When the last gap check of this process ended (Unix time).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

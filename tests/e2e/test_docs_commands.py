@@ -112,7 +112,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
         rewrite=(("sandbox up", "sandbox up --port 0"),)),  # free ports, not the well-known ones
     ("docs/howto/alerts.md", "commerce-bridge config show"): Expect('"smtp.example.com"'),
     ("docs/howto/connect-real-systems.md", "commerce-bridge doctor"): Expect("logged in as ClarityConnect"),
-    ("docs/howto/dead-letter-queue.md", "commerce-bridge dlq list"): Expect("upstream_rejected"),
+    ("docs/howto/dead-letter-queue.md", "commerce-bridge dlq list"): Expect("not_found"),
     ("docs/howto/dead-letter-queue.md", "commerce-bridge dlq show 12"): Expect(
         '"suggested_fix"', rewrite=((" 12", " {dlq0}"),)),
     ("docs/howto/dead-letter-queue.md", "commerce-bridge dlq replay 12"): Expect(
@@ -140,6 +140,8 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("docs/howto/disputes.md", "commerce-bridge workflows graph stripe.dispute_evidence"): Expect("flowchart"),
     ("docs/howto/payouts.md", "commerce-bridge workflows graph stripe.payout_reconciled"): Expect("flowchart"),
     ("docs/howto/payouts.md", "commerce-bridge reconcile payout --help"): Expect("--dry-run"),
+    ("docs/howto/find-missed-events.md", "commerce-bridge gaps --help"): Expect("--dry-run"),
+    ("docs/howto/backfill.md", "commerce-bridge backfill customers --help"): Expect("--restart"),
     ("docs/howto/refunds-from-stripe.md", "commerce-bridge workflows graph clarity.return_refunded"):
         Expect("flowchart"),
     ("docs/howto/write-a-workflow.md", "commerce-bridge workflows graph clarity.order_to_cash --format html "

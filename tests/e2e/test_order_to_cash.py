@@ -281,7 +281,9 @@ def test_bad_data_goes_to_the_dlq_with_a_fix_and_replays_once_fixed(make_stack: 
     assert set(entries) == {"erp_order", "payment"}, entries
     assert entries["payment"]["error_code"] == "mapping_error" and "KWD" in entries["payment"]["error_message"]
     assert entries["payment"]["suggested_fix"]
-    assert entries["erp_order"]["error_code"] == "upstream_rejected" and entries["erp_order"]["suggested_fix"]
+    # SKU-NEW is in neither ERPNext nor Clarity (else the Item would be made from the Clarity product)
+    assert entries["erp_order"]["error_code"] == "not_found" and "SKU-NEW" in entries["erp_order"]["error_message"]
+    assert entries["erp_order"]["suggested_fix"]
     assert not intents_for(st, odd_amount.key), "an unrepresentable amount is never charged"
     # fix the catalogue in the ERP, then replay: it resumes at the failed step
     st.traffic.erp.post("/api/resource/Item", json={"item_code": "SKU-NEW", "item_name": "New",

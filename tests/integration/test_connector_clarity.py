@@ -108,6 +108,20 @@ def test_missing_order_is_not_found(gateway: HttpClarityGateway) -> None:
         gateway.get_order_by_key("WEB-NOPE")
 
 
+def test_a_product_is_found_by_its_exact_custom_key_in_full(clarity: PeerServer, gateway: HttpClarityGateway) -> None:
+    login = httpx.post(clarity.url + API + "/auth/identity", json={"UserName": DEFAULT_USER,
+                                                                     "Password": DEFAULT_PASSWORD})
+    session = {"X-ss-pid": login.json()["SessionId"]}
+    for key, name in (("SKU-LAMP-XL", "Big Lamp"), ("SKU-LAMP", "Desk Lamp")):
+        httpx.post(clarity.url + API + "/Products/Product/Create", headers=session, json={
+            "CustomKey": key, "Name": name, "UnitOfMeasure": "Box", "PriceBase": "24.50"}).raise_for_status()
+    product = gateway.find_product_by_key("SKU-LAMP")
+    assert product is not None and (product["CustomKey"], product["Name"], product["Active"]) == (
+        "SKU-LAMP", "Desk Lamp", True)
+    assert product["PriceBase"] == "24.5000" and product["UnitOfMeasure"] == "Box"  # a string, never a float
+    assert gateway.find_product_by_key("SKU-LAM") is None  # strict: not a prefix or substring match
+
+
 def test_status_tables_resolve_by_key_not_by_fixed_ids(gateway: HttpClarityGateway) -> None:
     gateway.load_lookups()
     ids = {key: gateway.status_id(key) for key in ("Pending", "On Hold", "Full Payment Received")}

@@ -19,6 +19,7 @@ BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.return_refunded", "1"): "e02deaf6845621471547576babd49011d58ebdc286f2fe41cc64bef061daed61",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
+    ("erp.stock_changed", "1"): "3fbb0fd15771c2b54e7eaf21cd026a0f171a55e2c3b17df756adb3cb5c51c5d8",
     ("stripe.dispute_evidence", "1"): "77e895f6d7070061c3323dd329eb137d0941466875e97c41bedd1254e7dec79a",
     ("stripe.dispute_recorded", "1"): "06350fc286202eea8ec5acea5e6f02267b15505ac3b1dbfcdcea88815c9cbf32",
     ("stripe.early_fraud_warning", "1"): "85284fbf433fceb6ada0038f4f24f2731b6409ee8678351bbdc41108eff2c5fb",

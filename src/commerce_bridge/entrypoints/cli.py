@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from commerce_bridge.bootstrap import POLLER_LOCKS, Container, Role, bootstrap
+from commerce_bridge.bootstrap import Container, Role, bootstrap
+from commerce_bridge.bootstrap_background import POLLER_LOCKS
 from commerce_bridge.config import Settings, load_settings, mask_urls_in
 from commerce_bridge.entrypoints.startup_errors import (
     bridge_error_text,
@@ -506,7 +507,10 @@ def _mount_optional() -> None:
     if _mounted:
         return
     _mounted = True
+    from commerce_bridge.entrypoints.cli_backfill import backfill_app
+    from commerce_bridge.entrypoints.cli_gaps import gaps
     from commerce_bridge.entrypoints.cli_reconcile import reconcile_app
+    from commerce_bridge.entrypoints.cli_stock import stock_app
     from commerce_bridge.entrypoints.cli_workflows import workflows_app
     from commerce_bridge.entrypoints.demo import demo_webhooks
     from commerce_bridge.entrypoints.demo_order_to_cash import demo
@@ -515,7 +519,10 @@ def _mount_optional() -> None:
 
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(reconcile_app, name="reconcile")
+    app.add_typer(stock_app, name="stock")
+    app.add_typer(backfill_app, name="backfill")
     app.add_typer(sandbox_app, name="sandbox")
+    app.command()(gaps)
     app.command()(demo)
     app.command("demo-webhooks")(demo_webhooks)
     app.command()(dev)

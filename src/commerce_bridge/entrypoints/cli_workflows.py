@@ -69,9 +69,14 @@ SETTING_VARS = {"submit_evidence": "CB_DISPUTE_EVIDENCE_SUBMIT", "refund_unshipp
 def _missing_connectors(step_types: Iterable[str]) -> str:
     """The step types grouped by the settings that would configure their connector (as ``list`` prints them)."""
     groups: dict[str, list[str]] = {}
+    catalogue = step_catalogue()
     for step_type in step_types:
         connector = CONNECTORS.get(step_type.split(".", 1)[0])
-        how = f"set {', '.join(connector.settings)}" if connector else "no setting configures it"
+        settings = list(connector.settings) if connector else []
+        declared = catalogue.get(step_type)
+        if declared is not None and declared.needs_setting:
+            settings.append(f"CB_{declared.needs_setting.upper()}")
+        how = f"set {', '.join(settings)}" if settings else "no setting configures it"
         groups.setdefault(how, []).append(step_type)
     return "; ".join(f"{', '.join(types)} ({how})" for how, types in groups.items())
 

@@ -171,6 +171,8 @@ def _bridge_env(running: RunningPeers, stripe_url: str | None, bridge_url: str |
         "CB_CLARITY_RETURNS_POLL_INTERVAL_S": "1",
         "CB_ERP_BASE_URL": running.urls["erp"], "CB_ERP_API_KEY": DEFAULT_API_KEY,
         "CB_ERP_API_SECRET": DEFAULT_API_SECRET, "CB_SMTP_HOST": host, "CB_SMTP_PORT": str(smtp_port),
+        # the simulator's seeded inventory section: ERPNext's stock follows into it (erp.stock_changed)
+        "CB_CLARITY_INVENTORY_SECTION": "DEFAULT-MAIN",
     }
     return env
 

@@ -11,14 +11,12 @@ Rules:
 - Records younger than ``CB_DRIFT_SETTLE_S`` are left for the next check: the bridge may still be booking them.
 - **The alert carries ids and amounts only** (kind, the record ids, minor units and currency): never names,
   e-mails or addresses.
-- A check that fails (a system cannot be read) is logged, retried at the next interval, and alerted after three
-  failures in a row.
+- It runs as a :class:`~commerce_bridge.services.schedule.LeaderSchedule`: a check that fails (a system cannot be
+  read) is logged, retried at the next interval, and alerted after three failures in a row.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,19 +24,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from commerce_bridge.errors import BridgeError
 from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.drift import Difference, DriftFinder, DriftReport
-from commerce_bridge.services.polling import Leadership
 
-__all__ = ["DRIFT_LOCK", "DriftSchedule", "DriftWatch", "ReportedDrift"]
+__all__ = ["DRIFT_LOCK", "DriftWatch", "ReportedDrift"]
 
 log = structlog.get_logger("commerce_bridge.drift")
 
 DRIFT_LOCK = "drift:check"
 """The key lock whose holder runs the scheduled check."""
-FIRST_CHECK_AFTER_S = 300.0
-"""The first check runs this long after start (or after one interval, when shorter), then every interval."""
 ALERT_LISTED = 20
 """At most this many new differences are listed in the alert (all are counted)."""
 
@@ -93,63 +87,3 @@ def drift_alert(report: DriftReport, new: Sequence[Difference]) -> Alert:
                                     "since": report.since.isoformat(), "until": report.until.isoformat(),
                                     "differences": listed, "fix": "commerce-bridge reconcile drift --since DATE"},
                  key="drift.found")
-
-
-class DriftSchedule:
-    """Runs ``watch.check_once()`` every ``interval_s`` in a thread, while this process leads (``leader``)."""
-
-    def __init__(self, watch: DriftWatch, *, interval_s: float, leader: Leadership | None = None,
-                 alert: Callable[[Alert], Any] | None = None) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
-        self.watch, self.leader = watch, leader
-        self.interval_s = interval_s
-        self._alert = alert
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.checks = 0
-        self.failures = 0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="cb-drift", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                return  # inside a check: its lease runs out by itself
-        if self.leader is not None:
-            try:
-                self.leader.resign()
-            except BridgeError as exc:
-                log.warning("drift.resign_failed", code=exc.code, error=exc.message)
-
-    def run_once(self) -> bool:
-        """One cycle: check when this process leads; True when it checked."""
-        if self.leader is not None and not self.leader.lead():
-            return False
-        self.watch.check_once()
-        self.checks += 1
-        return True
-
-    def _run(self) -> None:
-        delay = min(self.interval_s, FIRST_CHECK_AFTER_S)  # soon after start (not during a start-up rush)
-        while not self._stop.wait(delay):
-            delay = self.interval_s
-            started = time.monotonic()
-            try:
-                self.run_once()
-                self.failures = 0
-            except BridgeError as exc:
-                self.failures += 1
-                log.warning("drift.failed", code=exc.code, error=exc.message, failures=self.failures)
-                if self._alert is not None and self.failures == 3:
-                    self._alert(Alert("drift.failing", f"The drift check keeps failing: {exc.message}",
-                                      Severity.WARNING, {"code": exc.code, "failures": self.failures},
-                                      key="drift.failing"))
-            except Exception as exc:  # a bug: keep the loop alive, say so loudly
-                self.failures += 1
-                log.exception("drift.bug", error=type(exc).__name__)
-            log.debug("drift.cycle", seconds=round(time.monotonic() - started, 3))

@@ -208,6 +208,19 @@ class StripeGateway(Protocol):
         transactions embedded (``GET /v1/disputes?created[gte]=``)."""
         ...
 
+    def retrieve_customer(self, customer_id: str) -> JsonDict:
+        """The customer (``{"id", "deleted": true}`` for a deleted one); NotFound when unknown."""
+        ...
+
+    def search_customers(self, query: str, *, limit: int = 10) -> list[JsonDict]:
+        """Customers matching a Stripe search query (eventually consistent, about a minute behind)."""
+        ...
+
+    def list_customers(self, *, page_size: int = 100, starting_after: str | None = None,
+                       created_gte: int | None = None) -> tuple[list[JsonDict], bool]:
+        """One page of customers, newest first, after the customer ``starting_after``; and whether more follow."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
@@ -282,6 +295,25 @@ class ClarityGateway(Protocol):
 
     def get_order_by_key(self, key: str) -> JsonDict:
         """The full order by its CustomKey (``WEB-100001``); NotFound when there is none."""
+        ...
+
+    def find_product_by_key(self, key: str) -> JsonDict | None:
+        """The catalogue's product whose CustomKey (the SKU, the ERP's item code) is ``key``, full model, or None.
+
+        An active product is preferred to an inactive one with the same key.
+        """
+        ...
+
+    def product_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """Product IDs by CustomKey; keys with no product are left out."""
+        ...
+
+    def inventory_section_id(self, key: str) -> int | None:
+        """The ID of the active inventory location section with this CustomKey, or None."""
+        ...
+
+    def push_inventory(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write each row ``{ProductID, SectionID, Quantity, QuantityAllocated, QuantityPreSold}`` as stock."""
         ...
 
     def apply_action(self, order_id: int, action: ClarityAction) -> JsonDict:
@@ -387,6 +419,44 @@ class ClarityGateway(Protocol):
         """The sales returns with these CustomKeys or IDs, Lite projection; missing ones are simply absent."""
         ...
 
+    def get_account(self, account_id: int) -> JsonDict:
+        """The Account's full model (``AccountContacts`` rows with their ``Slave`` contact and ``Address``)."""
+        ...
+
+    def search_accounts(self, *, page: int, size: int = 100,
+                        modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
+        """One page (1-based) of accounts in ID order, and the total CEF reports."""
+        ...
+
+    def find_account_by_key(self, key: str) -> JsonDict | None:
+        """The account with this CustomKey (full model), or None."""
+        ...
+
+    def find_account_ids_by_email(self, email: str) -> list[int]:
+        """The accounts with a contact whose ``Email1`` is ``email`` (case-insensitive)."""
+        ...
+
+    def create_account(self, model: Mapping[str, Any]) -> int:
+        """Create an account (with nested ``AccountContacts``); its ID."""
+        ...
+
+    def update_account(self, account_id: int, fields: Mapping[str, Any]) -> None:
+        """Write ``fields`` (``Name``, the tax id field) on the account."""
+        ...
+
+    def update_contact(self, contact: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        """Write ``fields`` (``Email1``, ``Phone1``, ``Address``) on ``contact`` (its model as read)."""
+        ...
+
+    def add_account_contact(self, account_id: int, contact: Mapping[str, Any], *, billing: bool,
+                            shipping: bool) -> int:
+        """Add a contact to the account as its billing and/or primary shipping contact; the row's ID."""
+        ...
+
+    def mark_account_contact(self, row_id: int, *, billing: bool) -> None:
+        """Make an AccountContact row the billing contact only (``billing``), or neither."""
+        ...
+
 
 @runtime_checkable
 class ErpGateway(Protocol):
@@ -398,9 +468,9 @@ class ErpGateway(Protocol):
 
     def list_docs(
         self, doctype: str, *, filters: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
-        fields: Sequence[str] = ("name",), limit: int = 20, order_by: str | None = None,
+        fields: Sequence[str] = ("name",), limit: int = 20, order_by: str | None = None, start: int = 0,
     ) -> list[JsonDict]:
-        """Documents matching frappe ``filters`` (``[[field, op, value], ...]``)."""
+        """Documents matching frappe ``filters`` (``[[field, op, value], ...]``), from the ``start``-th."""
         ...
 
     def find_by(self, doctype: str, field: str, value: Any) -> JsonDict | None:
@@ -455,4 +525,17 @@ class ErpGateway(Protocol):
 
     def cancel(self, doctype: str, name: str) -> JsonDict:
         """Cancel a submitted document (``docstatus`` 1 -> 2); a cancelled one is returned as it is."""
+        ...
+
+    def create_doc(self, doctype: str, doc: Mapping[str, Any]) -> JsonDict:
+        """Insert a document (no existence check)."""
+        ...
+
+    def update_doc(self, doctype: str, name: str, fields: Mapping[str, Any]) -> JsonDict:
+        """Write ``fields`` on the document (child tables are replaced whole)."""
+        ...
+
+    def list_page(self, doctype: str, *, start: int, limit: int, fields: Sequence[str] = ("name",),
+                  filters: Sequence[Sequence[Any]] | None = None, order_by: str = "creation asc") -> list[JsonDict]:
+        """Rows ``start`` to ``start + limit`` of a listing (``limit_start`` paging)."""
         ...

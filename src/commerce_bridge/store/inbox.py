@@ -33,7 +33,9 @@ def insert_ignore(engine: Engine, table: Any) -> Any:
     return mod.insert(table)
 
 
-Row = tuple[str, str, str | None, datetime, bytes]  # source, event_id, event_type, received_at, body
+Row = tuple[str, str, str | None, datetime, bytes]
+IDS_PER_QUERY = 500
+"""Ids per ``IN (...)`` of :meth:`SqlInbox.stored_ids` (under SQLite's 999 bound parameters)."""  # source, event_id, event_type, received_at, body
 
 
 class SqlInbox:
@@ -186,6 +188,24 @@ class SqlInbox:
                 select(inbox).where(inbox.c.source == source, inbox.c.event_id == event_id)
             ).mappings().first()
         return _row(row) if row else None
+
+    def stored_ids(self, source: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` of ``source`` the inbox holds (one query per :data:`IDS_PER_QUERY` ids)."""
+        wanted = sorted(set(event_ids))
+        found: set[str] = set()
+        with translate_db_errors(), self._engine.connect() as conn:
+            for i in range(0, len(wanted), IDS_PER_QUERY):
+                found.update(conn.execute(select(inbox.c.event_id).where(
+                    inbox.c.source == source, inbox.c.event_id.in_(wanted[i:i + IDS_PER_QUERY]))).scalars())
+        return found
+
+    def first_received_at(self) -> datetime | None:
+        """When the inbox's first delivery arrived (the bridge's first day in service); None when empty."""
+        with translate_db_errors(), self._engine.connect() as conn:
+            first = conn.execute(select(inbox.c.received_at).order_by(inbox.c.id).limit(1)).scalar()
+        if first is not None and first.tzinfo is None:
+            first = first.replace(tzinfo=UTC)
+        return first
 
     def list(self, *, source: str | None = None, status: str | None = None, limit: int = 50,
              before_id: int | None = None) -> list[dict[str, Any]]:

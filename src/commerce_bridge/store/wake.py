@@ -68,6 +68,16 @@ class InboxNotifier:
             self._stop.wait(self._min_interval_s)
 
 
+def notify_once(engine: Engine) -> None:
+    """One ``NOTIFY cb_inbox`` now (a process without a notifier thread that stored deliveries, e.g. the CLI);
+    a hint only, so a failure is logged and ignored: the dispatchers poll anyway."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"NOTIFY {CHANNEL}"))
+    except Exception as exc:
+        log.warning("inbox.notify_failed", error=type(exc).__name__)
+
+
 class InboxListener:
     """A thread that ``LISTEN``\\s on ``cb_inbox`` and calls ``on_wake`` for each notification."""
 
@@ -111,4 +121,4 @@ class InboxListener:
         self.listening.clear()
 
 
-__all__ = ["CHANNEL", "InboxListener", "InboxNotifier"]
+__all__ = ["CHANNEL", "InboxListener", "InboxNotifier", "notify_once"]

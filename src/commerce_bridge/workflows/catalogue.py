@@ -90,6 +90,9 @@ class StepType:
     also_needs: tuple[str, ...] = ()
     """Systems besides its destination whose connector it uses (the refund steps re-read each Refund
     from Stripe): it is bound only when all of them are configured."""
+    needs_setting: str | None = None
+    """A setting (``Settings`` field) that must be set for the step to be bound, besides its connectors (e.g.
+    ``clarity_inventory_section``): without it the workflows using the step are off, as for a connector."""
     replay_safe: bool = False
     """Its side effect is idempotent by a key taken from its input (find, else create, under a key
     lock), and nothing reads its output but later steps of the same run: the engine runs it without a

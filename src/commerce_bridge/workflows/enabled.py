@@ -59,7 +59,8 @@ def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[s
         return system in ALWAYS_BOUND or (system in CONNECTORS and CONNECTORS[system].configured(settings))
 
     return {t.type for t in step_catalogue().all()
-            if configured(t.destination) and all(configured(s) for s in t.also_needs)} | set(extra)
+            if configured(t.destination) and all(configured(s) for s in t.also_needs)
+            and (t.needs_setting is None or bool(getattr(settings, t.needs_setting)))} | set(extra)
 
 
 def disabled_for_connectors(settings: Settings, registry: WorkflowRegistry,

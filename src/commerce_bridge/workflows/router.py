@@ -82,6 +82,10 @@ class Router:
         """The active version of every enabled workflow."""
         return [w for w in self.registry.all() if w.name not in self.disabled]
 
+    def event_types(self, source: str) -> list[str]:
+        """The event types (patterns: exact, ``prefix*``, ``*``) the enabled workflows start on for ``source``."""
+        return sorted({t for w in self.all() for t in w.trigger.event_types if w.trigger.matches(source, t)})
+
     def dispatch_priorities(self) -> list[DispatchPriority]:
         found = [DispatchPriority(w.trigger.sources, w.trigger.event_types, self.priorities[w.name])
                  for w in self.all() if self.priorities.get(w.name)]

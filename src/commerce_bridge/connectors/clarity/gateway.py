@@ -264,6 +264,53 @@ class HttpClarityGateway:
                            suggested_fix="Check the order key; the order may not be visible in Clarity yet.")
         return self.get_order(int(rows[0]["ID"]))
 
+    # products
+
+    def find_product_by_key(self, key: str) -> JsonDict | None:
+        """By CustomKey through the search (``CustomKeyStrict``), which API-Admin serves (the ``/Key/``
+        getters carry no admin tag, so a stock API-Admin lacks them); an active match before an inactive
+        one; then the full model by ID."""
+        found = self._search("Products", {"CustomKey": key, "CustomKeyStrict": "true"}, size=10, area="Products")
+        rows = sorted((r for r in found.get("Results") or [] if r.get("CustomKey") == key),
+                      key=lambda r: r.get("Active") is not True)
+        if not rows:
+            return None
+        try:
+            result = self._json("GET", f"/Products/Product/ID/{int(rows[0]['ID'])}")
+        except NotFound:
+            return None  # deleted between the search and the read
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"product {key}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
+    def product_ids_by_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """Product IDs by CustomKey (one strict search per key; an active product before an inactive one);
+        keys with no product are left out."""
+        ids: dict[str, int] = {}
+        for key in keys:
+            found = self._search("Products", {"CustomKey": key, "CustomKeyStrict": "true"}, size=10, area="Products")
+            rows = sorted((r for r in found.get("Results") or [] if r.get("CustomKey") == key),
+                          key=lambda r: r.get("Active") is not True)
+            if rows:
+                ids[key] = int(rows[0]["ID"])
+        return ids
+
+    def inventory_section_id(self, key: str) -> int | None:
+        """The ID of the inventory location section whose CustomKey is ``key`` (active), or None."""
+        found = self._search("InventoryLocationSections", {"CustomKey": key, "CustomKeyStrict": "true"}, size=10,
+                             area="Inventory")
+        rows = [r for r in found.get("Results") or [] if r.get("CustomKey") == key and r.get("Active", True)]
+        return int(rows[0]["ID"]) if rows else None
+
+    def push_inventory(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """``PUT /Providers/Inventory/BulkUpdateInventoryForProducts``: each row ``{ProductID, SectionID,
+        Quantity, QuantityAllocated, QuantityPreSold}`` (decimal text) written as that product's stock in that
+        section. CEF skips unknown products silently: callers pass IDs they just found."""
+        pushes = [{"ProductID": int(r["ProductID"]), "RelevantLocations": [{
+            "SlaveID": int(r["SectionID"]), "Quantity": r["Quantity"], "QuantityAllocated": r["QuantityAllocated"],
+            "QuantityPreSold": r["QuantityPreSold"]}]} for r in rows]
+        self._action("PUT", "/Providers/Inventory/BulkUpdateInventoryForProducts", {"InventoryToPush": pushes})
+
     def poll_changed_orders(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
         """Orders changed since the cursor, each change once; ``deliver`` stores them, then the cursor moves.
 
@@ -462,6 +509,21 @@ class HttpClarityGateway:
                 return
             page += 1
 
+    # the gap check (services.gaps): how far the poll cursors have passed, and the event a poll makes of a row
+
+    def polled_through(self, kind: str) -> datetime | None:
+        """Changes of ``kind`` (``orders`` or ``returns``) up to this moment are behind the poller for good: its
+        cursor passed them and its overlap no longer re-reads them (None: never polled, everything is ahead)."""
+        state = CursorState.load(self._cursors.get(self._cursor_name if kind == "orders" else self._return_cursor_name))
+        return None if state.since is None else state.since - self.overlap
+
+    def change_event_of(self, kind: str, row: Mapping[str, Any]) -> JsonDict:
+        """The event the poller stores for ``row`` (same id, type and data)."""
+        return (change_event if kind == "orders" else return_change_event)(row, self.zone)
+
+    def changed_at(self, row: Mapping[str, Any]) -> datetime:
+        return self._changed_at(row)
+
     def _changed_at(self, row: Mapping[str, Any]) -> datetime:
         text = row.get("UpdatedDate") or row.get("CreatedDate")
         return parse_local(str(text), self.zone) if text else datetime.min.replace(tzinfo=UTC)
@@ -496,3 +558,76 @@ class HttpClarityGateway:
         result = self._action("POST", "/Structure/Note/Create", {
             "CustomKey": key, "Note1": text, "SalesOrderID": int(order_id), "TypeKey": "Order Note"})
         return {"note_id": result.get("Result"), "key": key}
+
+    # accounts and their contacts (the customer sync, services.customer_sync)
+
+    def get_account(self, account_id: int) -> JsonDict:
+        """The Account's full model: ``AccountContacts`` rows with each ``Slave`` contact and its ``Address``."""
+        result = self._json("GET", f"/Accounts/Account/ID/{int(account_id)}")
+        if not isinstance(result, dict):
+            raise UpstreamRejected(f"account {account_id}: Clarity answered {type(result).__name__}, not a model")
+        return result
+
+    def search_accounts(self, *, page: int, size: int = 100,
+                        modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
+        """One page (1-based) of accounts in ID order (Lite projection) and CEF's ``TotalCount``."""
+        query = {"ModifiedSince": format_local(modified_since, self.zone)} if modified_since is not None else {}
+        result = self._search("Accounts", query, page=page, size=size, sorts=[{"field": "ID", "dir": "asc"}],
+                              area="Accounts")
+        total = result.get("TotalCount")
+        return [dict(r) for r in result.get("Results") or []], int(total) if isinstance(total, int) else None
+
+    def find_account_by_key(self, key: str) -> JsonDict | None:
+        """The account whose CustomKey is ``key`` (full model), or None."""
+        found = self._search("Accounts", {"CustomKey": key, "CustomKeyStrict": "true"}, size=2, area="Accounts")
+        rows = [r for r in found.get("Results") or [] if r.get("CustomKey") == key]
+        if not rows:
+            return None
+        try:
+            return self.get_account(int(rows[0]["ID"]))
+        except NotFound:
+            return None  # deleted between the search and the read
+
+    def find_account_ids_by_email(self, email: str) -> list[int]:
+        """The accounts that have a contact with this ``Email1`` (compared case-insensitively), oldest first."""
+        contacts = self._search("Contacts", {"Email1": email, "Email1Strict": "true"}, size=20, area="Contacts")
+        ids: set[int] = set()
+        for contact in contacts.get("Results") or []:
+            if str(contact.get("Email1") or "").casefold() != email.casefold():
+                continue
+            links = self._search("AccountContacts", {"SlaveID": int(contact["ID"])}, size=20, area="Accounts")
+            ids.update(int(r["MasterID"]) for r in links.get("Results") or []
+                       if r.get("MasterID") and r.get("Active", True) and not r.get("EndDate"))
+        return sorted(ids)
+
+    def create_account(self, model: Mapping[str, Any]) -> int:
+        """``POST /Accounts/Account/Create`` (nested ``AccountContacts`` included); the new account's ID."""
+        result = self._action("POST", "/Accounts/Account/Create", {**dict(model), "ID": 0})
+        return int(result["Result"])
+
+    def update_account(self, account_id: int, fields: Mapping[str, Any]) -> None:
+        """Write ``fields`` (``Name``, ``EIN``...) on the account: its model as read, with them, without the
+        collections (contacts are written on their own)."""
+        current = self.get_account(account_id)
+        body = {k: v for k, v in current.items() if not isinstance(v, list)}
+        self._action("PUT", "/Accounts/Account/Update", {**body, **dict(fields), "ID": int(account_id)})
+
+    def update_contact(self, contact: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
+        """Write ``fields`` (``Email1``, ``Phone1``, ``Address`` {...}) on ``contact`` (its model as read)."""
+        body = {k: v for k, v in contact.items() if not isinstance(v, list)}
+        body.update(fields)
+        if isinstance(fields.get("Address"), Mapping):
+            body["Address"] = {**dict(contact.get("Address") or {}), **dict(fields["Address"])}
+        self._action("PUT", "/Contacts/Contact/Update", body)
+
+    def add_account_contact(self, account_id: int, contact: Mapping[str, Any], *, billing: bool,
+                            shipping: bool) -> int:
+        """A new contact on the account (``IsBilling``: its billing contact, ``IsPrimary``: its shipping one)."""
+        result = self._action("POST", "/Accounts/AccountContact/Create", {
+            "ID": 0, "MasterID": int(account_id), "Slave": dict(contact), "IsBilling": billing, "IsPrimary": shipping})
+        return int(result["Result"])
+
+    def mark_account_contact(self, row_id: int, *, billing: bool) -> None:
+        """Make the AccountContact row the account's billing contact only (``billing``) or neither."""
+        action = "MarkAsDefaultBilling" if billing else "MarkAsNotBillingOrShipping"
+        self._action("PATCH", f"/Accounts/AccountContact/{action}/ID/{int(row_id)}")

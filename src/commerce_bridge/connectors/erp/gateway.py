@@ -95,9 +95,11 @@ class HttpErpGateway:
 
     def list_docs(
         self, doctype: str, *, filters: Sequence[Sequence[Any]] | Mapping[str, Any] | None = None,
-        fields: Sequence[str] = ("name",), limit: int = 20, order_by: str | None = None,
+        fields: Sequence[str] = ("name",), limit: int = 20, order_by: str | None = None, start: int = 0,
     ) -> list[JsonDict]:
         params: dict[str, Any] = {"fields": json.dumps(list(fields)), "limit_page_length": limit}
+        if start:
+            params["limit_start"] = start
         if filters is not None:
             params["filters"] = json.dumps(filters if isinstance(filters, Mapping) else [list(f) for f in filters])
         if order_by:
@@ -172,3 +174,20 @@ class HttpErpGateway:
             return doc
         return dict(self._data(self._call("PUT", _path(doctype, name), body={"docstatus": 2}),
                                f"cancel {doctype} {name}"))
+
+    # the customer sync (services.customer_sync): updates and paged listings
+
+    def update_doc(self, doctype: str, name: str, fields: Mapping[str, Any]) -> JsonDict:
+        """``PUT /api/resource/{doctype}/{name}`` with ``fields`` (child tables are replaced whole)."""
+        return dict(self._data(self._call("PUT", _path(doctype, name), body=dict(fields)),
+                               f"update {doctype} {name}"))
+
+    def list_page(self, doctype: str, *, start: int, limit: int, fields: Sequence[str] = ("name",),
+                  filters: Sequence[Sequence[Any]] | None = None, order_by: str = "creation asc") -> list[JsonDict]:
+        """Rows ``start`` to ``start + limit`` of the listing (``limit_start`` paging, in ``order_by`` order)."""
+        params: dict[str, Any] = {"fields": json.dumps(list(fields)), "limit_start": start,
+                                  "limit_page_length": limit, "order_by": order_by}
+        if filters is not None:
+            params["filters"] = json.dumps([list(f) for f in filters])
+        rows = self._data(self._call("GET", _path(doctype), params=params), f"list {doctype}")
+        return [dict(r) for r in rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +13,8 @@ from commerce_bridge.connectors.stripe.errors import translate_stripe_errors
 from commerce_bridge.errors import ConfigurationError
 from commerce_bridge.mapping.stripe import stripe_idempotency_key
 
-__all__ = ["DEFAULT_API_VERSION", "StripeSdkGateway", "build_stripe_client", "metadata_search_query",
-           "quote_search_value"]
+__all__ = ["DEFAULT_API_VERSION", "EVENT_TYPES_PER_LIST", "StripeSdkGateway", "build_stripe_client",
+           "event_type_queries", "metadata_search_query", "quote_search_value"]
 
 DEFAULT_API_VERSION: str = stripe.api_version
 """The API version the installed SDK was generated for (``2026-10-28.endive`` for stripe-python 16.1)."""
@@ -81,6 +81,23 @@ def metadata_search_query(metadata: Mapping[str, str]) -> str:
     if not metadata:
         raise ValueError("a metadata search needs at least one key")
     return " AND ".join(f"metadata[{quote_search_value(k)}]:{quote_search_value(v)}" for k, v in metadata.items())
+
+
+EVENT_TYPES_PER_LIST = 20
+"""``GET /v1/events`` takes at most this many ``types[]`` values per request."""
+
+
+def event_type_queries(types: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``GET /v1/events`` filters that together list ``types``: ``[{}]`` (every type) for none or ``*``,
+    else ``types[]`` groups of at most :data:`EVENT_TYPES_PER_LIST` exact names (sorted, no repeats) and one
+    ``type`` per wildcard name (Stripe's ``type`` takes ``*``; ``types[]`` takes exact names only)."""
+    wanted = sorted(set(types))
+    if not wanted or "*" in wanted:
+        return [{}]
+    exact = [t for t in wanted if "*" not in t]
+    queries: list[dict[str, Any]] = [{"types": exact[i:i + EVENT_TYPES_PER_LIST]}
+                                     for i in range(0, len(exact), EVENT_TYPES_PER_LIST)]
+    return queries + [{"type": t} for t in wanted if "*" in t]
 
 
 def _plain(obj: Any) -> JsonDict:
@@ -269,6 +286,18 @@ class StripeSdkGateway:
                       page_size: int = 100) -> Iterator[list[JsonDict]]:
         yield from self._pages(self._v1.disputes.list, self._created(created_gte, created_lte, page_size), _plain)
 
+    def list_events(self, *, created_gte: int, created_lte: int | None = None, types: Sequence[str] = (),
+                    page_size: int = 100) -> Iterator[list[JsonDict]]:
+        """Events created in ``[created_gte, created_lte]`` (``GET /v1/events``, every page, newest first).
+
+        ``types``: exact names go as ``types[]`` in groups of :data:`EVENT_TYPES_PER_LIST` (Stripe's limit); a
+        name with ``*`` (``charge.dispute.*``) as ``type``, one listing each; ``*`` or none: every type. An event
+        may come in more than one listing when a wildcard overlaps an exact name: callers key by ``id``. Stripe
+        keeps events for 30 days."""
+        base = self._created(created_gte, created_lte, page_size)
+        for query in event_type_queries(types):
+            yield from self._pages(self._v1.events.list, {**base, **query}, _plain)
+
     def _pages(self, list_page: Callable[..., Any], params: dict[str, Any],
                plain: Callable[[Any], JsonDict]) -> Iterator[list[JsonDict]]:
         while True:
@@ -286,3 +315,29 @@ class StripeSdkGateway:
         with self._call():
             warning = self._v1.radar.early_fraud_warnings.retrieve(warning_id)
         return _plain(warning)
+
+    # customers: reads and listings of the customer sync (services.customer_sync)
+
+    def retrieve_customer(self, customer_id: str) -> JsonDict:
+        """The customer (``{"id", "deleted": true}`` for a deleted one)."""
+        with self._call():
+            customer = self._v1.customers.retrieve(customer_id)
+        return _plain(customer)
+
+    def search_customers(self, query: str, *, limit: int = 10) -> list[JsonDict]:
+        """``GET /v1/customers/search`` (Stripe's search is eventually consistent: about a minute behind)."""
+        with self._call():
+            page = self._v1.customers.search(params={"query": query, "limit": limit})
+        return [_plain(c) for c in page.data]
+
+    def list_customers(self, *, page_size: int = 100, starting_after: str | None = None,
+                       created_gte: int | None = None) -> tuple[list[JsonDict], bool]:
+        """One page of customers, newest first, after ``starting_after``; and whether more follow."""
+        params: dict[str, Any] = {"limit": page_size}
+        if starting_after:
+            params["starting_after"] = starting_after
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        with self._call():
+            page = self._v1.customers.list(params=params)  # type: ignore[arg-type]
+        return [_plain(c) for c in page.data], bool(page.has_more)

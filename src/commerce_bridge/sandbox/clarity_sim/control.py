@@ -1,5 +1,5 @@
-"""The simulator's ``/_sandbox/...`` routes: health, checkout, faults, the webhook delivery log and the
-store operator's return actions (``returns.sandbox_routes``)."""
+"""The simulator's ``/_sandbox/...`` routes: health, checkout, faults, the webhook delivery log, the
+store operator's return actions (``returns.sandbox_routes``) and bulk seeding (``seed.sandbox_routes``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from commerce_bridge.sandbox.clarity_sim.checkout import checkout_endpoint
 from commerce_bridge.sandbox.clarity_sim.core import ADMIN_BASE, Sim, json_response
 from commerce_bridge.sandbox.clarity_sim.faults import FaultInjector, faults_endpoint, outage_endpoint
 from commerce_bridge.sandbox.clarity_sim.returns import sandbox_routes as return_routes
+from commerce_bridge.sandbox.clarity_sim.seed import sandbox_routes as seed_routes
 
 
 def register_sandbox_routes(sim: Sim, faults: FaultInjector) -> list[Route]:
@@ -30,4 +31,5 @@ def register_sandbox_routes(sim: Sim, faults: FaultInjector) -> list[Route]:
         Route("/_sandbox/faults/outage", outage_endpoint, methods=["POST"]),
         Route("/_sandbox/webhooks", webhooks, methods=["GET"]),
         *return_routes(sim),
+        *seed_routes(sim),
     ]

@@ -317,6 +317,8 @@ def list_events(emu: Emulator, p: Params) -> Obj:
     types = p.get("types")
     if types is not None and (not isinstance(types, list) or len(types) > 20):
         raise invalid_request("types must be a list of at most 20 event types", param="types")
+    if types and type_:
+        raise invalid_request("You may pass either type or types, but not both.", param="types")
     ds = p.get("delivery_success")
     internal = emu.store.internal
     preds: list[Callable[[Obj], bool]] = []

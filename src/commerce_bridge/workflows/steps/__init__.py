@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from commerce_bridge.mapping.dispute import DisputeAccounts
+from commerce_bridge.mapping.item import DEFAULT_ITEM_GROUP, DEFAULT_STOCK_UOM
 from commerce_bridge.services.alerts import Alert
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import (
@@ -44,12 +45,13 @@ from commerce_bridge.workflows.steps import (
     refund_action,
     refunds,
     returns,
+    stock,
     stripe,
 )
 from commerce_bridge.workflows.steps.shapes import SHAPES
 
 STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds, dispute_evidence,
-                                        returns, disputes, refund_action, payouts)
+                                        returns, disputes, refund_action, payouts, stock)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
 
 
@@ -66,10 +68,15 @@ class FlowSettings:
     paid_status: str = "Full Payment Received"
     erp_paid_to_account: str = "Stripe Clearing - SB"
     erp_delivery_days: int = 7
+    erp_item_group: str = DEFAULT_ITEM_GROUP  # the Item Group of Items made from Clarity products
+    erp_default_uom: str = DEFAULT_STOCK_UOM  # their stock UOM when the product names none
+    erp_uom_map: dict[str, str] = field(default_factory=dict)  # Clarity unit of measure -> ERPNext UOM
     retry_url: str = "http://localhost:8000/pay/{order_key}"
     mail_from: str = "shop@example.com"
     dispute_accounts: DisputeAccounts = field(default_factory=DisputeAccounts)
     payout_accounts: dict[str, str] = field(default_factory=lambda: dict(payouts.DEFAULT_ACCOUNTS))
+    stock_warehouses: tuple[str, ...] = ()  # ERPNext warehouses summed for Clarity's stock (empty: all)
+    inventory_section: str | None = None  # the Clarity section the bridge owns (None: no stock steps)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +112,7 @@ def build_actions(
     if stripe_gateway is not None:
         actions.update(stripe.actions(stripe_gateway, locks, identity))
     if erp_gateway is not None:
-        actions.update(erp.actions(erp_gateway, flow, identity, locks))
+        actions.update(erp.actions(erp_gateway, flow, identity, locks, clarity_gateway))
     if stripe_gateway is not None:  # the refund path re-reads each Refund from Stripe before it writes
         actions.update(refunds.stripe_actions(stripe_gateway))
         if clarity_gateway is not None:
@@ -116,6 +123,9 @@ def build_actions(
             actions.update(returns.actions(stripe_gateway, clarity_gateway, identity, locks))
     if erp_gateway is not None:
         actions.update(returns.erp_actions(erp_gateway, locks))
+        actions.update(stock.erp_actions(erp_gateway, flow.stock_warehouses))
+    if clarity_gateway is not None and flow.inventory_section:  # CB_CLARITY_INVENTORY_SECTION (needs_setting)
+        actions.update(stock.clarity_actions(clarity_gateway, flow.inventory_section))
     actions.update(dispute_evidence.core_actions(identity))
     if stripe_gateway is not None:  # dispute evidence re-reads the dispute from Stripe before it writes
         actions.update(dispute_evidence.stripe_actions(stripe_gateway, locks))

@@ -8,6 +8,12 @@ the order to it (``CB_ERP_INVOICE_ON=shipped``: the invoice is made at shipping,
 ``find_invoice`` a payment arriving after the invoice is allocated to it, found by ``po_no`` under the invoice's
 key lock (the same lock ``erp.sales_invoice.ensure`` holds while it creates the invoice, so one of the two sees
 the other). The refund and return paths' credit notes return against the same invoice (found by ``po_no``).
+
+A Sales Order refused because ERPNext lacks an Item one of its lines names is not parked at once: the Items
+missing are looked up in Clarity's catalogue by CustomKey (the SKU), created from the products found
+(``mapping/item.py``; ``ensure_item``: find then create under the Item's key lock, so orders arriving
+together make one Item), and the Sales Order is tried once more. Only a SKU that neither system knows parks the
+run. All of it happens only after a refusal: an order whose items exist costs no extra call.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from commerce_bridge.domain.orders import PaymentSummary
-from commerce_bridge.errors import ValidationError
+from commerce_bridge.domain.orders import Order, PaymentSummary
+from commerce_bridge.errors import NotFound, UpstreamRejected, ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.erp import erp_customer, erp_payment_entry, erp_sales_invoice, erp_sales_order
-from commerce_bridge.services.gateways import ErpGateway
+from commerce_bridge.mapping.item import erp_item, product_from_clarity
+from commerce_bridge.services.gateways import ClarityGateway, ErpGateway
 from commerce_bridge.services.ports import Action, IdentityMap, KeyLocks, StepContext
 from commerce_bridge.workflows.catalogue import Param, StepType
 from commerce_bridge.workflows.steps.declare import AUTH, LOCK_BUSY, RATE, UNAVAILABLE, ex
@@ -30,7 +37,38 @@ if TYPE_CHECKING:
     from commerce_bridge.workflows.steps import FlowSettings
 
 
-def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, locks: KeyLocks) -> dict[str, Action]:
+def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, locks: KeyLocks,
+            clarity: ClarityGateway | None = None) -> dict[str, Action]:
+    """The ``erp.*`` actions; ``clarity``: the catalogue Items missing in ERPNext are created from (None: none
+    is created, a Sales Order refused for a missing Item parks the run)."""
+
+    def create_missing_items(order: Order) -> None:
+        """After a refused Sales Order: create the order's Items ERPNext lacks from Clarity's products.
+
+        NotFound, and nothing created, when a SKU is not in Clarity either. ERPNext may have every Item already:
+        the refusal was about something else, or a run for the same new SKU made the Item meanwhile.
+        """
+        skus = list(dict.fromkeys(line.sku for line in order.lines if line.sku.strip()))
+        if not skus:
+            return  # a line without a SKU: ERPNext's refusal says so
+        known = {str(row.get("item_code")) for row in gateway.list_docs(
+            "Item", filters=[["item_code", "in", skus]], fields=["item_code"], limit=len(skus))}
+        missing = [sku for sku in skus if sku not in known]
+        products: list[Mapping[str, Any]] = []
+        absent: list[str] = []
+        for sku in missing:
+            product = clarity.find_product_by_key(sku) if clarity is not None else None
+            if product is None:
+                absent.append(sku)
+            else:
+                products.append(product)
+        if absent:
+            raise missing_everywhere(order, absent, clarity is not None)
+        for found in products:
+            gateway.ensure_item(erp_item(product_from_clarity(found, currency=order.currency),
+                                         item_group=flow.erp_item_group, default_uom=flow.erp_default_uom,
+                                         uom_map=flow.erp_uom_map))
+
     def ensure_customer(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         customer = customer_from_shape(params["customer"])
         # the gateway finds a Customer by its exact `email_id` only: the identity map, keyed like
@@ -50,9 +88,16 @@ def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, lock
     def ensure_sales_order(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
         order = order_from_shape(params["order"])
         today = datetime.now(UTC).date()
-        doc = gateway.ensure_sales_order(erp_sales_order(
+        sales_order = erp_sales_order(
             order, customer_name=str(params["customer"]), delivery_date=today + timedelta(days=flow.erp_delivery_days),
-            transaction_date=today))
+            transaction_date=today)
+        try:
+            doc = gateway.ensure_sales_order(sales_order)
+        except UpstreamRejected:
+            create_missing_items(order)
+            # once more, always: the Items exist now, made here or by a run for the same new SKU that saw them
+            # missing at the same moment; a refusal about something else comes back as ERPNext gives it
+            doc = gateway.ensure_sales_order(sales_order)
         return {"name": doc["name"], "grand_total": doc.get("grand_total")}
 
     def ensure_payment_entry(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,6 +139,21 @@ def actions(gateway: ErpGateway, flow: FlowSettings, identity: IdentityMap, lock
             "erp.payment_entry.ensure": ensure_payment_entry, "erp.sales_invoice.ensure": ensure_sales_invoice}
 
 
+def missing_everywhere(order: Order, skus: list[str], looked_in_clarity: bool) -> NotFound:
+    """The error that parks a run whose order names SKUs no system knows (which, and what to do)."""
+    names = ", ".join(repr(sku) for sku in skus)
+    plural = len(skus) > 1
+    where = "neither an Item in ERPNext nor a product (CustomKey) in Clarity" if looked_in_clarity \
+        else "not an Item in ERPNext (no Clarity connector to create it from)"
+    return NotFound(
+        f"order {order.key or order.external_id}: SKU{'s' if plural else ''} {names} {'are' if plural else 'is'} "
+        f"{where}",
+        suggested_fix=(f"create the product in Clarity with CustomKey {names} (the bridge then creates the ERPNext "
+                       f"Item from it) or the Item {names} in ERPNext, then replay the run "
+                       "(commerce-bridge dlq replay RUN_ID)"),
+        details={"missing_skus": list(skus)})
+
+
 STEP_TYPES: tuple[StepType, ...] = (
     StepType(
         type="erp.customer.ensure", summary="Find or create the ERPNext Customer for an order's customer.",
@@ -116,14 +176,25 @@ STEP_TYPES: tuple[StepType, ...] = (
     ),
     StepType(
         type="erp.sales_order.ensure", summary="Find or create the ERPNext Sales Order for an order.",
-        description="One Sales Order per order key (`po_no` = the Clarity key); items by SKU.",
+        description="One Sales Order per order key (`po_no` = the Clarity key); items by SKU (`item_code`). When "
+                    "ERPNext refuses the Sales Order and an Item the order names does not exist, each missing "
+                    "Item is created from the Clarity product whose CustomKey is that SKU (item name, description, "
+                    "unit of measure, active flag and `PriceBase` as the standard rate: docs/reference/mappings.md), "
+                    "under the Item's key lock, and the Sales Order is tried once more. A SKU that is in neither "
+                    "system parks the run, and nothing is created. An order whose Items exist makes no extra call.",
         params=(Param("order", "object", "The **order**.", required=True),
                 Param("customer", "string", "The ERPNext Customer name.", required=True)),
         output="`{\"name\": str, \"grand_total\": str}` (ERPNext answers decimals as strings).",
         example_output={"name": "SAL-ORD-2026-00042", "grand_total": "129.90"},
         idempotency="Lookup by the order key before create, then submit, serialised per order key (key lock): "
-                    "a second run, even at the same moment, finds the first one's document.",
-        errors=(("UpstreamRejected", "an unknown item code (SKU) or another ERPNext validation: fix, then replay."),
+                    "a second run, even at the same moment, finds the first one's document. A missing Item is "
+                    "looked up by `item_code` before it is created, serialised per `item_code` (key lock): orders "
+                    "for the same new SKU at the same moment make one Item.",
+        errors=(("NotFound", "a SKU of the order is neither an Item in ERPNext nor a product (CustomKey) in Clarity: "
+                             "create either, then replay."),
+                ("MappingError", "the Clarity product cannot be made an Item (no CustomKey)."),
+                ("UpstreamRejected", "another ERPNext validation (or of the Item made from Clarity, e.g. a unit of "
+                                     "measure ERPNext lacks): fix, then replay."),
                 LOCK_BUSY, UNAVAILABLE, RATE, AUTH),
         replay_safe=True,
         examples=(ex("erp_order", "erp.sales_order.ensure", order="${ steps.order }",
