@@ -375,7 +375,9 @@ def bootstrap(
     one_process = settings.rate_limit_scope == "process" or (
         settings.rate_limit_scope == "auto" and db.dialect.name == "sqlite")
     locks = SqlKeyLocks(db, scope="process" if one_process else "shared")
-    gateways = _gateways(settings, SqlCursorStore(db), call_limiter, locks)
+    cursors = SqlCursorStore(db)
+    gateways = _gateways(settings, cursors, call_limiter, locks)
+    syncer = customer_syncer(gateways, identity, cursors, locks)
     actions: dict[str, Action] = {
         **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
@@ -393,8 +395,10 @@ def bootstrap(
                                           erp_default_uom=settings.erp_default_uom,
                                           erp_uom_map=dict(settings.erp_uom_map),
                                           stock_warehouses=tuple(settings.stock_warehouses),
-                                          inventory_section=settings.clarity_inventory_section),
-                        reconciliations=reconciliations),
+                                          inventory_section=settings.clarity_inventory_section,
+                                          customer_source_of_truth=dict(settings.customer_source_of_truth),
+                                          customer_sync=settings.customer_sync),
+                        reconciliations=reconciliations, customer_syncer=syncer),
         **(extra_actions or {}),
     }
     # what is really bound decides; the CLI predicts it with disabled_for_connectors (a test keeps them equal)
@@ -431,8 +435,7 @@ def bootstrap(
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
                   router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots,
                   reconciliations=reconciliations, reconciler=reconciler, drift=drift_finder(settings, gateways))
-    c.cursors = SqlCursorStore(db)
-    c.customer_syncer = customer_syncer(gateways, identity, c.cursors, locks)
+    c.cursors, c.customer_syncer = cursors, syncer
     if settings.clarity_inventory_section and gateways.clarity is not None and gateways.erp is not None:
         c.stock = StockPush(gateways.erp, gateways.clarity, c.cursors, section_key=settings.clarity_inventory_section,
                             warehouses=settings.stock_warehouses)

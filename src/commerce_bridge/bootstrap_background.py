@@ -15,6 +15,7 @@ from sqlalchemy import Engine as Database
 from commerce_bridge.config import Settings
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alerter
+from commerce_bridge.services.customer_poll import customer_poll
 from commerce_bridge.services.drift import KINDS as DRIFT_KINDS
 from commerce_bridge.services.drift import Difference, DriftReport
 from commerce_bridge.services.drift_watch import DRIFT_LOCK, DriftWatch
@@ -30,7 +31,9 @@ from commerce_bridge.store.locks import SqlKeyLocks
 if TYPE_CHECKING:
     from commerce_bridge.bootstrap import Container, Gateways
 
-POLLER_LOCKS = {"clarity": "poller:clarity", "erp": "poller:erp"}  # source -> the key lock whose holder polls it
+# poller -> the key lock whose holder polls it (the customer pollers have their own: their cycles are slower)
+POLLER_LOCKS = {"clarity": "poller:clarity", "erp": "poller:erp", "clarity.accounts": "poller:clarity.accounts",
+                "erp.customers": "poller:erp.customers"}
 
 
 def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
@@ -79,6 +82,8 @@ def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox:
             if c.engine else None, alert=alerter.alert,
             leader=Leadership(locks, POLLER_LOCKS["erp"], c.engine.config.executor_id[:100],
                               lease_s=poll_lease_s(settings.stock_poll_interval_s))))
+    if settings.customer_sync and c.customer_syncer is not None and c.cursors is not None:
+        _customer_pollers(c, settings, gateways, inbox, locks, alerter)
     if c.gaps is not None and settings.gap_interval_s > 0:
         # one process checks at a time (the lease holder, renewed every check), as the drift check
         c.gap_watch = GapWatch(c.gaps, window=timedelta(days=settings.gap_window_days),
@@ -89,6 +94,31 @@ def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox:
             alert=alerter.alert, first_after_s=GAP_FIRST_CHECK_AFTER_S,
             leader=Leadership(locks, GAP_LOCK, c.engine.config.executor_id[:100],
                               lease_s=max(30.0, 3 * settings.gap_interval_s)))
+
+
+def _customer_pollers(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
+                      alerter: Alerter) -> None:
+    """Clarity's changed accounts (and contacts) and ERPNext's changed customers become events of the customer
+    sync's workflows (``clarity.account_changed``, ``erp.customer_changed``); one process polls each at a time."""
+    assert c.engine is not None and c.cursors is not None
+    executor = c.engine.config.executor_id[:100]
+
+    def wake(n: int) -> None:
+        if c.engine is not None:
+            c.engine.wake_dispatcher()
+
+    clarity, erp = gateways.clarity, gateways.erp
+    if clarity is not None and settings.clarity_accounts_poll_interval_s > 0:
+        interval = settings.clarity_accounts_poll_interval_s
+        c.pollers.append(ChangePoller(
+            "clarity", lambda deliver: clarity.poll_changed_accounts(deliver), inbox, interval_s=interval,
+            on_stored=wake, alert=alerter.alert,
+            leader=Leadership(locks, POLLER_LOCKS["clarity.accounts"], executor, lease_s=poll_lease_s(interval))))
+    if erp is not None and settings.erp_customers_poll_interval_s > 0:
+        interval = settings.erp_customers_poll_interval_s
+        c.pollers.append(ChangePoller(
+            "erp", customer_poll(erp, c.cursors), inbox, interval_s=interval, on_stored=wake, alert=alerter.alert,
+            leader=Leadership(locks, POLLER_LOCKS["erp.customers"], executor, lease_s=poll_lease_s(interval))))
 
 
 def _drift_metrics(metrics: Metrics) -> Callable[[DriftReport, list[Difference]], None]:

@@ -30,6 +30,7 @@ from pydantic_settings import (
 )
 
 from commerce_bridge.errors import ConfigurationError, ValidationError
+from commerce_bridge.mapping.customer_sync import SyncPolicy
 from commerce_bridge.mapping.status import StatusMap
 
 ENV_PREFIX = "CB_"
@@ -446,6 +447,31 @@ class Settings(BaseSettings):
         "process at a time): each change starts `erp.stock_changed`, which writes the item's stock to Clarity "
         "(0: no polling; `commerce-bridge stock push` still works). Only with CB_CLARITY_INVENTORY_SECTION set.",
     )
+    customer_sync: bool = Field(
+        False, description="Keep customers the same in Clarity, Stripe and ERPNext as they change (issue 14): the "
+        "workflows `stripe.customer_changed`, `clarity.account_changed` and `erp.customer_changed` and the Clarity "
+        "accounts and ERPNext customers pollers. Off by default: it creates a customer missing in a system (a Stripe "
+        "customer of a guest checkout gets a Clarity account). Needs Stripe, Clarity and the ERP configured; "
+        "`backfill customers` works either way.",
+    )
+    clarity_accounts_poll_interval_s: float = Field(
+        30.0, ge=0, description="Seconds between polls of Clarity for changed accounts and contacts in `serve` and "
+        "`worker` (one process at a time): each change starts `clarity.account_changed`, which syncs the customer "
+        "to Stripe and ERPNext (0: no polling; `backfill customers` still works). Needs Stripe, Clarity and the "
+        "ERP configured.",
+    )
+    erp_customers_poll_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between polls of ERPNext for changed Customers, and Contacts and Addresses "
+        "linked to a Customer, in `serve` and `worker` (one process at a time): each change starts "
+        "`erp.customer_changed`, which syncs the customer to Clarity and Stripe (0: no polling). Needs Stripe, "
+        "Clarity and the ERP configured.",
+    )
+    customer_source_of_truth: dict[str, str] = Field(
+        default_factory=dict, description="The customer sync's source of truth per field (JSON, field -> system, "
+        'e.g. `{"email": "clarity", "tax_id": "erp"}`); fields: name, email, phone, billing_address, '
+        "shipping_address, tax_id; systems: clarity, erp, stripe (Stripe holds no tax_id). A field not listed "
+        "takes the latest change (a tie: clarity, then erp, then stripe).",
+    )
     stock_warehouses: Csv = Field(
         default_factory=list, description="ERPNext warehouses whose stock is pushed to Clarity, comma separated "
         "(e.g. `Stores - SB,Finished Goods - SB`); empty: every warehouse.",
@@ -533,6 +559,15 @@ class Settings(BaseSettings):
         empty = sorted(k for k, a in v.items() if not str(a).strip())
         if empty:
             raise ValueError(f"roles {empty} name no account")
+        return v
+
+    @field_validator("customer_source_of_truth")
+    @classmethod
+    def _customer_truth(cls, v: dict[str, str]) -> dict[str, str]:
+        try:
+            SyncPolicy(source_of_truth=v)
+        except ConfigurationError as exc:
+            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
         return v
 
     @field_validator("alert_sinks")

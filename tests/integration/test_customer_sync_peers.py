@@ -279,7 +279,7 @@ def test_a_quick_sync_of_a_record_in_step_reads_only_it_and_a_changed_one_is_syn
     for system, ident in (("clarity", str(account_id)), ("stripe", cus_id),
                           ("erp", first.changes["erp"].external_id)):
         echo = syncer.sync_from(system, ident, quick=True)  # the bridge's own writes coming back
-        assert (echo.in_step, echo.result, echo.entity_id) == (True, "unchanged", first.entity_id)
+        assert (echo.in_step, echo.result, echo.entity_id) == (True, "unchanged", first.entity_id), system
     r = stripe_api.post(f"/v1/customers/{cus_id}", data={"name": "Lise Meitner"})
     assert r.status_code == 200, r.text
     changed = syncer.sync_from("stripe", cus_id, quick=True)  # a person's change: the read one wins

@@ -15,11 +15,14 @@ from commerce_bridge.workflows.loader import load_file
 from commerce_bridge.workflows.registry import BUILTIN_DIR
 
 BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
+    ("clarity.account_changed", "1"): "dcaadcb8e3e83cfe51017984a46f81235eb3758d8e9f600cd32b61622cae1960",
     ("clarity.order_shipped", "2"): "e5cb9aa19bfc381f8fd4d6a22083cb48177a56e5a4c67a7c14656631093e68ee",
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.return_refunded", "1"): "e02deaf6845621471547576babd49011d58ebdc286f2fe41cc64bef061daed61",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
+    ("erp.customer_changed", "1"): "6b0ac0596864309e6e00781f1d973acd8f2d4ef6f018ba732cd8e4cf84d941d3",
     ("erp.stock_changed", "1"): "3fbb0fd15771c2b54e7eaf21cd026a0f171a55e2c3b17df756adb3cb5c51c5d8",
+    ("stripe.customer_changed", "1"): "f9d06895c46bd427d5a0ce5cd92c27daeb21369f84c49afaaccd85ff30f497da",
     ("stripe.dispute_evidence", "1"): "77e895f6d7070061c3323dd329eb137d0941466875e97c41bedd1254e7dec79a",
     ("stripe.dispute_recorded", "1"): "06350fc286202eea8ec5acea5e6f02267b15505ac3b1dbfcdcea88815c9cbf32",
     ("stripe.early_fraud_warning", "1"): "85284fbf433fceb6ada0038f4f24f2731b6409ee8678351bbdc41108eff2c5fb",

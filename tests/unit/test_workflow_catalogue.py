@@ -43,6 +43,8 @@ FLOW_STEP_TYPES = [
     "stripe.payout.reconcile", "erp.payout_journal.post", "erp.payout_journal.reverse",
     # stock from ERPNext to Clarity (erp.stock_changed)
     "erp.stock.totals", "clarity.inventory.set",
+    # customers both ways (stripe.customer_changed, clarity.account_changed, erp.customer_changed)
+    "customer.sync",
 ]
 
 
@@ -157,6 +159,9 @@ def test_every_declared_step_type_has_an_action_once_every_connector_is_there() 
         def __getattr__(self, name: str) -> Any:
             return lambda *args, **kwargs: None
 
-    every_setting = steps.FlowSettings(inventory_section="MAIN")  # the steps a setting enables (needs_setting)
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:  # a factory (the customer syncer's)
+            return self
+
+    every_setting = steps.FlowSettings(inventory_section="MAIN", customer_sync=True)  # the steps a setting enables (needs_setting)
     actions = steps.build_actions(**{p: Unused() for p in params if p != "flow"}, flow=every_setting)
     assert sorted(actions) == CAT.names()

@@ -156,17 +156,21 @@ def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path
     listed = runner.invoke(workflows_app, ["list"], env=CONNECTED)
     assert listed.exit_code == 0, listed.output
     rows = [line.split() for line in listed.output.splitlines()[1:] if not line.startswith(("ENABLED", " "))]
-    needs_setting = {"core.audit", "erp.stock_changed"}
+    customer_sync = {"stripe.customer_changed", "clarity.account_changed", "erp.customer_changed"}
+    needs_setting = {"core.audit", "erp.stock_changed", *customer_sync}
     assert rows and all(row[4] == ("no" if row[0] in needs_setting else "yes") for row in rows)
-    # core.audit starts only with CB_AUDIT_RUNS=true, erp.stock_changed with CB_CLARITY_INVENTORY_SECTION (a step
-    # type it uses needs it); nothing else is off
-    assert _flat(listed.output).endswith(
-        "ENABLED no: off unless CB_AUDIT_RUNS=true (the inbox row of each delivery is its audit record) (core.audit); "
-        "no run starts ENABLED no: no connector configured for a step type they use; no run starts: "
-        "erp.stock_changed: clarity.inventory.set (set CB_CLARITY_BASE_URL, CB_CLARITY_USER, CB_CLARITY_PASSWORD, "
-        "CB_CLARITY_INVENTORY_SECTION)")
-    with_section = runner.invoke(workflows_app, ["list"], env={**CONNECTED, "CB_CLARITY_INVENTORY_SECTION": "MAIN"})
-    assert "erp.stock_changed:" not in with_section.output
+    # core.audit starts only with CB_AUDIT_RUNS=true, erp.stock_changed with CB_CLARITY_INVENTORY_SECTION and the
+    # customer sync with CB_CUSTOMER_SYNC (a step type they use needs it); nothing else is off
+    flat = _flat(listed.output)
+    assert ("ENABLED no: off unless CB_AUDIT_RUNS=true (the inbox row of each delivery is its audit record) "
+            "(core.audit); no run starts") in flat
+    assert ("erp.stock_changed: clarity.inventory.set (set CB_CLARITY_BASE_URL, CB_CLARITY_USER, CB_CLARITY_PASSWORD, "
+            "CB_CLARITY_INVENTORY_SECTION)") in flat
+    for name in customer_sync:
+        assert f"{name}: customer.sync (set " in flat and flat.count("CB_CUSTOMER_SYNC)") == 3
+    opted_in = runner.invoke(workflows_app, ["list"], env={**CONNECTED, "CB_CLARITY_INVENTORY_SECTION": "MAIN",
+                                                           "CB_CUSTOMER_SYNC": "true"})
+    assert not any(f"  {name}:" in opted_in.output for name in ("erp.stock_changed", *customer_sync))
     ran = runner.invoke(workflows_app, ["dry-run", "stripe.payment_succeeded", "--event", _event(tmp_path, PAID),
                                         "--json", *_processing(tmp_path)], env=CONNECTED)
     assert ran.exit_code == 0, ran.output
@@ -244,7 +248,9 @@ def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_s
                        "clarity.order_voided": "yes", "core.audit": "no", "stripe.payment_succeeded": "no",
                        "stripe.refund_recorded": "yes", "clarity.return_refunded": "yes",
                        "stripe.dispute_evidence": "yes", "stripe.dispute_recorded": "yes",
-                       "stripe.early_fraud_warning": "yes", "stripe.payout_reconciled": "yes"}
+                       "stripe.early_fraud_warning": "yes", "stripe.payout_reconciled": "yes",
+                       "stripe.customer_changed": "no", "clarity.account_changed": "no",  # CB_CUSTOMER_SYNC
+                       "erp.customer_changed": "no"}
     assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
             in listed.output)
     event = _event(tmp_path, PAID)
@@ -327,7 +333,10 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "stripe.payment_succeeded": "no", "stripe.refund_recorded": "no",
                                        "clarity.return_refunded": "no", "stripe.dispute_evidence": "no",
                                        "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "no",
-                                       "stripe.payout_reconciled": "no", "erp.stock_changed": "no"}
+                                       "stripe.payout_reconciled": "no", "erp.stock_changed": "no",
+                                       # the customer sync needs all three
+                                       "stripe.customer_changed": "no", "clarity.account_changed": "no",
+                                       "erp.customer_changed": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
     assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
@@ -345,7 +354,10 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "clarity.return_refunded": "no", "stripe.dispute_evidence": "yes",
                                        # the journals need the ERP; a fraud warning's refund does not
                                        "stripe.dispute_recorded": "no", "stripe.early_fraud_warning": "yes",
-                                       "stripe.payout_reconciled": "no", "erp.stock_changed": "no"}
+                                       "stripe.payout_reconciled": "no", "erp.stock_changed": "no",
+                                       # the customer sync needs all three
+                                       "stripe.customer_changed": "no", "clarity.account_changed": "no",
+                                       "erp.customer_changed": "no"}
     assert f"  stripe.payment_succeeded: {PAID_ERP}" in listed.output.splitlines()
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]

@@ -74,6 +74,9 @@ def _missing_connectors(step_types: Iterable[str]) -> str:
         connector = CONNECTORS.get(step_type.split(".", 1)[0])
         settings = list(connector.settings) if connector else []
         declared = catalogue.get(step_type)
+        if connector is None and declared is not None:  # no connector of its own (customer.sync): the ones it uses
+            settings += [name for system in declared.also_needs if system in CONNECTORS
+                         for name in CONNECTORS[system].settings]
         if declared is not None and declared.needs_setting:
             settings.append(f"CB_{declared.needs_setting.upper()}")
         how = f"set {', '.join(settings)}" if settings else "no setting configures it"

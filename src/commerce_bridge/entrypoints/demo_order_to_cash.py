@@ -63,13 +63,14 @@ class Peers:
 
 
 @contextlib.contextmanager
-def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
+def sandbox_peers(database_url: str | None = None, workdir: Path | None = None, *, customer_sync: bool = False,
                   **overrides: Any) -> Iterator[Peers]:
     """Start the Stripe emulator, the Clarity and ERPNext simulators and the mail catcher.
 
     The Stripe emulator's webhook endpoint already points at ``bridge_port``; ``settings`` are the
     bridge's settings for these peers (``overrides`` applied), to run it in this process
-    (:func:`sandbox_stack`) or in others (the order-to-cash benchmark).
+    (:func:`sandbox_stack`) or in others (the order-to-cash benchmark). ``customer_sync``: ``CB_CUSTOMER_SYNC``
+    (off by default, as in production).
     """
     from commerce_bridge.sandbox.clarity_sim.app import build_app as clarity_app
     from commerce_bridge.sandbox.erp_sim.app import build_app as erp_app
@@ -103,6 +104,7 @@ def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
             "smtp_host": "127.0.0.1", "smtp_port": mailbox.smtp_port,
             "rate_limits": {"stripe": 80, "clarity": 50, "erp": 50}, **overrides,
         }
+        settings["customer_sync"] = customer_sync  # off: the order flow's customers would get Clarity accounts
         traffic = Traffic(clarity_url=clarity_srv.url, clarity_user=CLARITY_USER, clarity_password=CLARITY_PASSWORD,
                           stripe_url=stripe_srv.url, stripe_key=STRIPE_KEY, erp_url=erp_srv.url,
                           erp_token=f"{ERP_KEY}:{ERP_SECRET}", mail_url=mailbox.url)
@@ -119,14 +121,14 @@ def sandbox_peers(database_url: str | None = None, workdir: Path | None = None,
 
 
 @contextlib.contextmanager
-def sandbox_stack(database_url: str | None = None, workdir: Path | None = None,
+def sandbox_stack(database_url: str | None = None, workdir: Path | None = None, *, customer_sync: bool = False,
                   **overrides: Any) -> Iterator[Stack]:
     """Start the sandbox peers and the bridge (``serve``, in this process) wired to them; stop all on exit."""
     from commerce_bridge.entrypoints.http.app import build_app
     from commerce_bridge.sandbox.runner import PeerServer
 
     with contextlib.ExitStack() as stack:
-        peers = stack.enter_context(sandbox_peers(database_url, workdir, **overrides))
+        peers = stack.enter_context(sandbox_peers(database_url, workdir, customer_sync=customer_sync, **overrides))
         c = bootstrap(load_settings(**peers.settings), "serve", migrate=True)
         stack.callback(c.close)
         bridge = stack.enter_context(PeerServer(build_app(c), port=peers.bridge_port))

@@ -14,9 +14,16 @@ The rules it keeps:
   (``restamp``), so only a value that really changed is "newer". A changed Stripe value is dated by the
   read; a Stripe customer seen for the first time by its ``created``.
 * **Writes**: only non-empty patches are written (a second sync of a converged customer writes nothing).
-  Stripe writes carry the idempotency key ``customer-sync:<system>:<id>:<patch fingerprint>``.
-* **Conflicts** (a set value that lost) are logged with ids and field names, never values (PII), and returned.
+  Stripe writes carry the idempotency key ``customer-sync:<system>:<id>:<patch fingerprint>``, plus ``:<write_key>``
+  when the caller gives one (a workflow step: its ``run_id:step_id``), so the same values written again later
+  (A, then B, then A) are a new write, not an idempotent replay of the first.
+* **Conflicts** (a set value that lost) are logged with ids and field names, never values (PII), and returned;
+  so is each write (``customer_sync.written``: entity, system, created or updated, the fields).
 * ``dry_run``: reads and merges only; nothing is written anywhere, the identity map and snapshots included.
+* ``quick`` (the workflows' echo skip): when the record read holds exactly the snapshot's values and ids, and
+  the customer is linked in all three systems, the change is the bridge's own write coming back (or nothing
+  new): the other two are not read and nothing is written (``SyncOutcome.in_step``). A change in another system
+  comes with its own event.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import structlog
 from commerce_bridge.errors import NotFound, ValidationError
 from commerce_bridge.mapping.customer import email_dedupe_key
 from commerce_bridge.mapping.customer_record import (
+    CARRIED,
     CLARITY,
     ERP,
     FIELDS,
@@ -85,6 +93,8 @@ class SyncOutcome:
     conflicts: tuple[ConflictNote, ...] = ()
     dry_run: bool = False
     patches: Mapping[str, dict[str, object]] = field(default_factory=dict)
+    in_step: bool = False
+    """``quick``: the record read matched the snapshot, so the others were not read (nothing to sync)."""
 
     @property
     def result(self) -> Action:
@@ -189,7 +199,24 @@ class CustomerSyncer:
 
     # the sync
 
-    def sync_from(self, system: str, record_id: str, *, dry_run: bool = False) -> SyncOutcome:
+    def _in_step(self, system: str, source: Found, links: Mapping[str, str],
+                 snapshot: Mapping[str, list[str]]) -> bool:
+        """Whether ``source`` holds exactly the snapshot's values and the linked ids (see ``quick``)."""
+        if not snapshot or any(OWN_ID[s] not in links for s in SYSTEMS):
+            return False
+        if links[OWN_ID[system]] != source.external_id:
+            return False
+        ids = source.record.ids
+        if any(ids.get(key) != value for key, value in links.items() if key in ids or system == STRIPE):
+            return False  # Stripe's metadata names the others: a missing id would be patched
+        for name in CARRIED[system]:
+            value, kept = source.record.value(name), snapshot.get(name)
+            if (kept[0] if kept else None) != (_hash(name, value) if value not in (None, "") else None):
+                return False
+        return True
+
+    def sync_from(self, system: str, record_id: str, *, dry_run: bool = False, quick: bool = False,
+                  write_key: str | None = None) -> SyncOutcome:
         """Sync the customer ``record_id`` of ``system`` (``clarity``: an Account ID, ``stripe``: ``cus_…``,
         ``erp``: a Customer name) with its counterparts.
 
@@ -213,11 +240,18 @@ class CustomerSyncer:
         with self._held(None if dry_run else entity_id):
             links = self._identity.externals(KIND, entity_id) if entity_id else {}
             snapshot = self._snapshot(entity_id)
+            if system == STRIPE and snapshot:  # a customer seen before: a changed value is dated by this read
+                now = self._now()
+                source = replace(source, record=replace(source.record, updated_at={
+                    name: now for name in source.record.updated_at}))
+            if quick and not dry_run and entity_id is not None and self._in_step(system, source, links, snapshot):
+                changes = {s: SystemChange(s, "unchanged", links[OWN_ID[s]]) for s in SYSTEMS}
+                return SyncOutcome(system, record_id, entity_id, changes, in_step=True)
             found = self._gather(system, source, links, snapshot)
             result = self._merge(found, snapshot)
             if dry_run or entity_id is None:
                 return self._outcome(system, record_id, entity_id, found, result, {}, dry_run=True)
-            result, created = self._write(entity_id, found, result, snapshot)
+            result, created = self._write(entity_id, found, result, snapshot, write_key)
         outcome = self._outcome(system, record_id, entity_id, found, result, created)
         for c in outcome.conflicts:
             log.warning("customer_sync.conflict", entity_id=entity_id, source=system, source_id=record_id,
@@ -225,12 +259,13 @@ class CustomerSyncer:
         return outcome
 
     def _write(self, entity_id: str, found: dict[str, Found], result: MergeResult,
-               snapshot: Mapping[str, list[str]]) -> tuple[MergeResult, dict[str, str]]:
+               snapshot: Mapping[str, list[str]], write_key: str | None = None) -> tuple[MergeResult, dict[str, str]]:
         """Create the missing customers, apply the patches, link the ids, keep the snapshot."""
         created: dict[str, str] = {}
         for missing in (s for s in CREATE_ORDER if s not in found):
             record = replace(result.record, ids={**result.record.ids, **created})
             created[OWN_ID[missing]] = self._create(missing, record, entity_id)
+            log.info("customer_sync.written", entity_id=entity_id, system=missing, action="created")
             self._identity.link(KIND, entity_id, OWN_ID[missing], created[OWN_ID[missing]])  # found on a retry
             hit = self._read(missing, created[OWN_ID[missing]], seen=True)
             if hit is None:
@@ -240,7 +275,9 @@ class CustomerSyncer:
             result = self._merge(found, snapshot)
         for target, patch in result.patches.items():
             if patch:
-                self._apply(target, found[target], patch)
+                self._apply(target, found[target], patch, write_key)
+                log.info("customer_sync.written", entity_id=entity_id, system=target, action="updated",
+                         fields=list(result.changed.get(target, ())))
         for target, hit in found.items():
             self._identity.link(KIND, entity_id, OWN_ID[target], hit.external_id)
         self._save_snapshot(entity_id, result, snapshot)
@@ -253,9 +290,10 @@ class CustomerSyncer:
             return self.erp.create(record, key=entity_id)
         return self.stripe.create(record, key=f"customer-sync:stripe:create:{entity_id}")
 
-    def _apply(self, system: str, found: Found, patch: dict[str, object]) -> None:
+    def _apply(self, system: str, found: Found, patch: dict[str, object], write_key: str | None = None) -> None:
         if system == STRIPE:
-            key = f"customer-sync:stripe:{found.external_id}:{fingerprint(system, patch)}"
+            key = f"customer-sync:stripe:{found.external_id}:{fingerprint(system, patch)}" + (
+                f":{write_key}" if write_key else "")
             self.stripe.apply(found, patch, key=key)
         elif system == CLARITY:
             self.clarity.apply(found, patch)

@@ -364,6 +364,11 @@ class ClarityGateway(Protocol):
         """Sales returns created or changed since their own cursor, each change once (as ``poll_changed_orders``)."""
         ...
 
+    def poll_changed_accounts(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Accounts changed since their own cursor, and the accounts of the contacts changed since theirs, as
+        ``account.created`` / ``account.updated`` events (ids and dates only), each change once."""
+        ...
+
     def get_return(self, return_id: int) -> JsonDict:
         """The full sales return (items, payments, ``SalesOrderIDs``); NotFound when Clarity answers 204."""
         ...

@@ -37,7 +37,9 @@ def test_the_printed_settings_wire_the_bridge_and_the_peers_both_ways(tmp_path: 
                                  database_url=f"sqlite:///{tmp_path / 'bridge.sqlite'}", admin_tokens="tok",
                                  worker_id="wiring")
         c = bootstrap(settings, "serve", migrate=True)
-        assert c.disabled_workflows == {}, c.disabled_workflows  # every connector is configured
+        # every connector is configured; the live customer sync is opt-in (CB_CUSTOMER_SYNC), even here
+        assert c.disabled_workflows == {name: ["customer.sync"] for name in (
+            "stripe.customer_changed", "clarity.account_changed", "erp.customer_changed")}, c.disabled_workflows
         traffic = Traffic(clarity_url=running.urls["clarity"], clarity_user=DEFAULT_USER,
                           clarity_password=DEFAULT_PASSWORD, stripe_url=running.urls["stripe"],
                           stripe_key=STRIPE_TEST_KEY, erp_url=running.urls["erp"],

@@ -21,6 +21,7 @@ from commerce_bridge.errors import ValidationError
 
 __all__ = [
     "CursorState",
+    "account_change_event",
     "change_event",
     "change_fingerprint",
     "event_from_notice",
@@ -116,6 +117,31 @@ def return_change_event(row: Mapping[str, Any], zone: tzinfo) -> JsonDict:
     event = change_event(row, zone)
     return {"id": _event_id(change_fingerprint(row, zone), RETURN_PREFIX),
             "type": event["type"].replace("salesorder.", "salesreturn.", 1), "data": event["data"]}
+
+
+ACCOUNT_PREFIX, CONTACT_PREFIX = "clarity-ac-", "clarity-ct-"
+ACCOUNT_FIELDS = ("ID", "CustomKey", "CreatedDate", "UpdatedDate")  # no name, e-mail or phone in the inbox
+
+
+def account_change_event(row: Mapping[str, Any], zone: tzinfo, *, account_id: int | None = None) -> JsonDict:
+    """An inbox-shaped event for one polled account row, or (``account_id`` given) for a polled contact row of
+    that account: CEF does not date an account when its contact changes.
+
+    Returns
+    -------
+    dict
+        ``{"id": "clarity-ac-<hash of ID+UpdatedDate>" (a contact's: "clarity-ct-<hash of contact ID+UpdatedDate+
+        account ID>"), "type": "account.created" | "account.updated", "data": {"ID": <account ID>, "CustomKey",
+        "CreatedDate", "UpdatedDate", ("ContactID")}}``: ids and dates only (the syncer reads the rest).
+    """
+    event = change_event(row, zone)
+    data = {k: row[k] for k in ACCOUNT_FIELDS if row.get(k) is not None}
+    if account_id is None:
+        return {"id": _event_id(change_fingerprint(row, zone), ACCOUNT_PREFIX),
+                "type": event["type"].replace("salesorder.", "account.", 1), "data": data}
+    data.pop("CustomKey", None)
+    return {"id": _event_id(f"{change_fingerprint(row, zone)}|{account_id}", CONTACT_PREFIX),
+            "type": "account.updated", "data": {**data, "ID": account_id, "ContactID": row.get("ID")}}
 
 
 def event_from_notice(notice: Mapping[str, Any], zone: tzinfo) -> JsonDict:

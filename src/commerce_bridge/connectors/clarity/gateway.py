@@ -18,6 +18,7 @@ import httpx
 
 from commerce_bridge.connectors.clarity.changes import (
     CursorState,
+    account_change_event,
     change_event,
     change_fingerprint,
     format_local,
@@ -58,6 +59,7 @@ RETURN_ACTIONS_BY_STATUS = {"Confirmed": "Confirm", "Rejected": "Reject", "Shipp
 
 LOOKUP_TABLES = {"status": "SalesOrderStatuses", "state": "SalesOrderStates", "type": "SalesOrderTypes"}
 UNSET = object()
+ACCOUNT_CURSOR, CONTACT_CURSOR = "clarity.accounts", "clarity.contacts"  # the customer poll's cursors
 UNLIMITED = "commerce_bridge.unlimited"
 """httpx request extension: this request takes no rate-limit slot (the poll's)."""
 
@@ -341,8 +343,29 @@ class HttpClarityGateway:
         """Sales returns changed since their own cursor (``GET /Returning/SalesReturns``), as for orders."""
         return self._poll("Returning", "SalesReturns", self._return_cursor_name, return_change_event, deliver, limit)
 
-    def _poll(self, area: str, entities: str, cursor_name: str, make_event: Callable[[JsonDict, Any], JsonDict],
-              deliver: Callable[[list[JsonDict]], Any], limit: int) -> PollResult:
+    def poll_changed_accounts(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Accounts changed since the cursor ``clarity.accounts``, then the accounts of the contacts changed since
+        ``clarity.contacts`` (CEF does not date an account when its contact changes; a contact of no account, such
+        as an order's, is skipped), as ``account.created`` / ``account.updated`` events (as for orders).
+        Each changed contact costs one ``AccountContacts`` search. The first poll (no cursor) starts from now: the
+        accounts that exist before are the backfill's (``backfill customers``), not a flood of syncs."""
+        for name in (ACCOUNT_CURSOR, CONTACT_CURSOR):
+            if self._cursors.get(name) is None:
+                self._cursors.set(name, CursorState(since=datetime.now(UTC)).dump())
+        accounts = self._poll("Accounts", "Accounts", ACCOUNT_CURSOR, account_change_event, deliver, limit)
+        contacts = self._poll("Contacts", "Contacts", CONTACT_CURSOR, self._contact_account_event, deliver, limit)
+        return PollResult(events=accounts.events + contacts.events, pages=accounts.pages + contacts.pages,
+                          rows=accounts.rows + contacts.rows)
+
+    def _contact_account_event(self, row: JsonDict, zone: Any) -> JsonDict | None:
+        links = self._search("AccountContacts", {"SlaveID": int(row["ID"])}, size=5, limited=False, area="Accounts")
+        masters = sorted(int(r["MasterID"]) for r in links.get("Results") or []
+                         if r.get("MasterID") and r.get("Active", True) and not r.get("EndDate"))
+        return account_change_event(row, zone, account_id=masters[0]) if masters else None
+
+    def _poll(self, area: str, entities: str, cursor_name: str,
+              make_event: Callable[[JsonDict, Any], JsonDict | None], deliver: Callable[[list[JsonDict]], Any],
+              limit: int) -> PollResult:
         stored = self._cursors.get(cursor_name)
         state = CursorState.load(stored)
         start = state.query_from(self.overlap)
@@ -363,8 +386,9 @@ class HttpClarityGateway:
                     tzinfo=UTC)
                 if newest is None or changed_at > newest:
                     newest = changed_at
-                if state.note(change_fingerprint(row, self.zone), changed_at):
-                    events.append(make_event(row, self.zone))
+                if state.note(change_fingerprint(row, self.zone), changed_at) and (
+                        event := make_event(row, self.zone)) is not None:
+                    events.append(event)
                     if len(events) >= limit:
                         break
             if len(batch) < self.page_size:

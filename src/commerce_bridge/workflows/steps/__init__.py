@@ -19,9 +19,11 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from commerce_bridge.mapping.customer_sync import SyncPolicy
 from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.mapping.item import DEFAULT_ITEM_GROUP, DEFAULT_STOCK_UOM
 from commerce_bridge.services.alerts import Alert
+from commerce_bridge.services.customer_sync import CustomerSyncer
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import (
     Action,
@@ -36,6 +38,7 @@ from commerce_bridge.workflows.catalogue import Catalogue
 from commerce_bridge.workflows.steps import (
     clarity,
     core,
+    customers,
     dispute_evidence,
     disputes,
     erp,
@@ -51,7 +54,7 @@ from commerce_bridge.workflows.steps import (
 from commerce_bridge.workflows.steps.shapes import SHAPES
 
 STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds, dispute_evidence,
-                                        returns, disputes, refund_action, payouts, stock)
+                                        returns, disputes, refund_action, payouts, stock, customers)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
 
 
@@ -77,6 +80,8 @@ class FlowSettings:
     payout_accounts: dict[str, str] = field(default_factory=lambda: dict(payouts.DEFAULT_ACCOUNTS))
     stock_warehouses: tuple[str, ...] = ()  # ERPNext warehouses summed for Clarity's stock (empty: all)
     inventory_section: str | None = None  # the Clarity section the bridge owns (None: no stock steps)
+    customer_source_of_truth: dict[str, str] = field(default_factory=dict)  # CB_CUSTOMER_SOURCE_OF_TRUTH
+    customer_sync: bool = False  # CB_CUSTOMER_SYNC: the live customer sync's step (needs_setting)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,12 +99,15 @@ def build_actions(
     alert: Callable[[Alert], Any] | None = None,
     flow: FlowSettings | None = None,
     reconciliations: Reconciliations | None = None,
+    customer_syncer: Callable[[SyncPolicy], CustomerSyncer] | None = None,
 ) -> dict[str, Action]:
     """Every action whose dependencies are configured.
 
     ``locks`` serialise the find-then-create steps per key: ``stripe.customer.ensure`` and
     ``erp.customer.ensure`` hold the lock of the customer's dedupe key around their identity-map lookup,
     find or create, and link; the ERP gateway also holds them itself around each ``ensure_*``.
+    ``customer_syncer`` builds the customer syncer for a policy (``flow.customer_source_of_truth``); it is
+    given when Stripe, Clarity and the ERP are all configured (``customer.sync`` ``also_needs`` them).
     """
     flow = flow or FlowSettings()
     actions: dict[str, Action] = {**core.actions(identity), **refunds.core_actions(identity, locks)}
@@ -126,6 +134,9 @@ def build_actions(
         actions.update(stock.erp_actions(erp_gateway, flow.stock_warehouses))
     if clarity_gateway is not None and flow.inventory_section:  # CB_CLARITY_INVENTORY_SECTION (needs_setting)
         actions.update(stock.clarity_actions(clarity_gateway, flow.inventory_section))
+    if flow.customer_sync and customer_syncer is not None and None not in (stripe_gateway, clarity_gateway,
+                                                                            erp_gateway):
+        actions.update(customers.actions(customer_syncer(SyncPolicy(source_of_truth=flow.customer_source_of_truth))))
     actions.update(dispute_evidence.core_actions(identity))
     if stripe_gateway is not None:  # dispute evidence re-reads the dispute from Stripe before it writes
         actions.update(dispute_evidence.stripe_actions(stripe_gateway, locks))

@@ -1,0 +1,85 @@
+"""The ERPNext customer poller's cycle (issue 14, point 1): Customers, and the Contacts and Addresses linked to a
+Customer, modified since their durable cursors, delivered as ``customer.updated`` events for the workflow
+``erp.customer_changed`` (which runs the step ``customer.sync``). Clarity's accounts are polled by its gateway
+(``ClarityGateway.poll_changed_accounts``); Stripe sends ``customer.*`` webhooks.
+
+Rules (as ``services.stock_push.bin_poll``):
+
+- One cursor per doctype (``erp.customers``, ``erp.customer_contacts``, ``erp.customer_addresses``) holds the
+  latest ``modified`` delivered; each cycle lists the documents modified at or after it, oldest first, page by
+  page, and moves the cursor after the page is stored. The boundary's documents are listed again: an event's id
+  is built from the document's doctype, name and ``modified``, so the inbox stores each change once.
+- A Contact or Address names its Customer through its ``links`` (Dynamic Link, ``link_doctype`` = Customer): the
+  listing asks for that link's ``link_name`` (no read per document). One not linked to a Customer is not listed.
+- The first cycle (no cursor) starts from the latest ``modified`` of each doctype: the customers that exist before
+  are the backfill's (``backfill customers``), not a flood of syncs.
+- Events carry names and dates only (no name, e-mail or phone of a person in the inbox).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from commerce_bridge.services.gateways import CursorStore, ErpGateway
+
+CUSTOMER_UPDATED = "customer.updated"
+PAGE = 200
+CURSORS = {"Customer": "erp.customers", "Contact": "erp.customer_contacts", "Address": "erp.customer_addresses"}
+"""The poller's cursor per doctype."""
+BEGINNING = "1900-01-01 00:00:00.000000"
+"""The cursor of a doctype that had no document at the first cycle: every later one is new."""
+_LINKED = [["Dynamic Link", "link_doctype", "=", "Customer"]]
+
+
+def _changed(erp: ErpGateway, doctype: str, since: str | None, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    customer = doctype == "Customer"
+    fields = ["name", "modified"] if customer else ["name", "modified", "links.link_name"]
+    filters: list[list[Any]] = [] if customer else list(_LINKED)
+    if since:
+        filters.append(["modified", ">=", since])
+    start = 0
+    while True:
+        rows = erp.list_docs(doctype, filters=filters, fields=fields, limit=page_size, order_by="modified asc",
+                             start=start)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < page_size:
+            return
+        start += len(rows)
+
+
+def customer_event(doctype: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The inbox event of one changed document (None: a Contact or Address linked to no Customer)."""
+    customer = row.get("name") if doctype == "Customer" else row.get("link_name")
+    if not customer:
+        return None
+    digest = hashlib.sha256(f"{doctype}|{row['name']}|{row['modified']}".encode()).hexdigest()[:32]
+    return {"id": f"erp-cus-{digest}", "type": CUSTOMER_UPDATED,
+            "data": {"customer": str(customer), "doctype": doctype, "name": str(row["name"]),
+                     "modified": str(row["modified"])}}
+
+
+def customer_poll(erp: ErpGateway, cursors: CursorStore, *,
+                  page_size: int = PAGE) -> Callable[[Callable[[list[dict[str, Any]]], Any]], None]:
+    """The ERPNext customer poller's cycle (``services.polling.ChangePoller``): see the module docstring."""
+
+    def poll(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
+        for doctype, cursor in CURSORS.items():
+            since = cursors.get(cursor)
+            if since is None:  # the first cycle: from the latest change (none yet: from the beginning)
+                newest = erp.list_docs(doctype, fields=["modified"], limit=1, order_by="modified desc")
+                cursors.set(cursor, str(newest[0]["modified"]) if newest else BEGINNING)
+                continue
+            for page in _changed(erp, doctype, since, page_size):
+                events = [e for r in page if (e := customer_event(doctype, r)) is not None]
+                if events:
+                    deliver(events)
+                latest = max(str(r["modified"]) for r in page)
+                if latest != since:
+                    cursors.set(cursor, latest)
+                    since = latest
+
+    return poll
