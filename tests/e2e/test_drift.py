@@ -22,8 +22,8 @@ import pytest
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack
 from commerce_bridge.sandbox.traffic import SCENARIOS, Placed
 from commerce_bridge.testing import FakeAlertSink
-from tests.support.processes import bridge_env, cli
-from tests.support.stacks import stack_on, wait_for
+from tests.support.processes import cli
+from tests.support.stacks import cli_env, stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -41,13 +41,8 @@ def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 
 def env_of(st: Stack, **extra: Any) -> dict[str, str]:
-    """The stack's connections as CB_* variables, for a CLI subprocess."""
-    s = st.container.settings
-    secret = {k: getattr(s, k).get_secret_value() for k in ("stripe_api_key", "clarity_password", "erp_api_secret")}
-    return bridge_env(**{"database_url": s.database_url, "stripe_api_base": s.stripe_api_base,
-                         "clarity_base_url": s.clarity_base_url, "clarity_user": s.clarity_user,
-                         "erp_base_url": s.erp_base_url, "erp_api_key": s.erp_api_key, "drift_settle_s": 0,
-                         **secret, **extra})
+    """The stack's connections as CB_* variables for a CLI subprocess, nothing left to settle."""
+    return cli_env(st, **{"drift_settle_s": 0, **extra})
 
 
 def paid_order(st: Stack) -> tuple[Placed, dict[str, Any]]:

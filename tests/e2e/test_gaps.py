@@ -28,7 +28,7 @@ from commerce_bridge.services.schedule import LeaderSchedule
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.testing import FakeAlertSink
 from tests.support.processes import bridge_env, cli
-from tests.support.stacks import stack_on, wait_for
+from tests.support.stacks import cli_env, stack_on, wait_for
 
 pytestmark = pytest.mark.slow
 PAID = next(s for s in SCENARIOS if s.name == "paid (USD)")
@@ -50,12 +50,8 @@ def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 
 def env_of(st: Stack, **extra: Any) -> dict[str, str]:
-    s = st.container.settings
-    secret = {k: getattr(s, k).get_secret_value() for k in ("stripe_api_key", "clarity_password", "erp_api_secret")}
-    return bridge_env(**{"database_url": s.database_url, "stripe_api_base": s.stripe_api_base,
-                         "clarity_base_url": s.clarity_base_url, "clarity_user": s.clarity_user,
-                         "erp_base_url": s.erp_base_url, "erp_api_key": s.erp_api_key, "gap_settle_s": 0,
-                         **secret, **extra})
+    """The stack's connections as CB_* variables for a CLI subprocess, nothing left to settle."""
+    return cli_env(st, **{"gap_settle_s": 0, **extra})
 
 
 def endpoint(st: Stack, *, enabled: bool) -> None:

@@ -77,8 +77,15 @@ def assert_invoiced_and_paid(st: Stack, key: str, charge_id: str) -> None:
         rows = st.traffic.erp.get(f"/api/resource/{doctype}", params={"filters": f'[["{field}", "=", "{value}"]]'})
         return [st.traffic.erp.get(f"/api/resource/{doctype}/{r['name']}").json()["data"] for r in rows.json()["data"]]
 
-    [so] = docs("Sales Order", "po_no", key)
-    [invoice] = docs("Sales Invoice", "po_no", key)
+    # Clarity shows the order paid before the ERP steps of the same run end: wait for the invoice to be paid
+    deadline = time.monotonic() + 30
+    while True:
+        [so] = docs("Sales Order", "po_no", key)
+        invoices = docs("Sales Invoice", "po_no", key)
+        if (invoices and invoices[0]["status"] == "Paid") or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    [invoice] = invoices
     assert (invoice["docstatus"], invoice["status"], invoice["outstanding_amount"]) == (1, "Paid", 0), invoice
     assert invoice["grand_total"] == so["grand_total"] and invoice["customer"] == so["customer"]
     assert {row["sales_order"] for row in invoice["items"]} == {so["name"]}

@@ -123,3 +123,15 @@ def test_the_limiter_hook_runs_before_every_erp_request(erp: PeerServer) -> None
     gw.list_docs("Item")
     gw.close()
     assert calls == [1, 1]  # one slot per HTTP request
+
+
+def test_pages_walk_a_whole_listing_in_order_and_stop_at_the_first_short_page(gateway: HttpErpGateway) -> None:
+    codes = [f"SKU-PAGES-{i}" for i in range(5)]
+    for code in codes:
+        gateway.ensure_item({"item_code": code, "standard_rate": "1.00"})
+    mine = [["item_code", "like", "SKU-PAGES-%"]]
+    by_two = list(gateway.pages("Item", filters=mine, fields=["item_code"], order_by="item_code asc", page_size=2))
+    assert [[r["item_code"] for r in page] for page in by_two] == [codes[0:2], codes[2:4], codes[4:5]]
+    by_five = list(gateway.pages("Item", filters=mine, fields=["item_code"], order_by="item_code asc", page_size=5))
+    assert [len(p) for p in by_five] == [5]  # a full last page: one more (empty) read, nothing yielded for it
+    assert list(gateway.pages("Item", filters=[["item_code", "=", "SKU-NONE"]], page_size=5)) == []

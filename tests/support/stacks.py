@@ -57,3 +57,14 @@ def account_rows(entry: dict[str, Any], *, in_account_currency: bool = False) ->
     for row in entry["accounts"]:
         out[row["account"]] = out.get(row["account"], Decimal(0)) + Decimal(str(row[debit])) - Decimal(str(row[credit]))
     return out
+
+
+def cli_env(st: Stack, **extra: Any) -> dict[str, str]:
+    """The stack's connections (database, Stripe, Clarity, ERPNext) as CB_* variables for a CLI subprocess."""
+    from tests.support.processes import bridge_env
+
+    s = st.container.settings
+    secret = {k: getattr(s, k).get_secret_value() for k in ("stripe_api_key", "clarity_password", "erp_api_secret")}
+    return bridge_env(**{"database_url": s.database_url, "stripe_api_base": s.stripe_api_base,
+                         "clarity_base_url": s.clarity_base_url, "clarity_user": s.clarity_user,
+                         "erp_base_url": s.erp_base_url, "erp_api_key": s.erp_api_key, **secret, **extra})

@@ -164,10 +164,10 @@ def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path
     flat = _flat(listed.output)
     assert ("ENABLED no: off unless CB_AUDIT_RUNS=true (the inbox row of each delivery is its audit record) "
             "(core.audit); no run starts") in flat
-    assert ("erp.stock_changed: clarity.inventory.set (set CB_CLARITY_BASE_URL, CB_CLARITY_USER, CB_CLARITY_PASSWORD, "
-            "CB_CLARITY_INVENTORY_SECTION)") in flat
+    # only what is missing is named: the connectors are configured
+    assert "erp.stock_changed: clarity.inventory.set (set CB_CLARITY_INVENTORY_SECTION)" in flat
     for name in customer_sync:
-        assert f"{name}: customer.sync (set " in flat and flat.count("CB_CUSTOMER_SYNC)") == 3
+        assert f"{name}: customer.sync (set CB_CUSTOMER_SYNC)" in flat
     opted_in = runner.invoke(workflows_app, ["list"], env={**CONNECTED, "CB_CLARITY_INVENTORY_SECTION": "MAIN",
                                                            "CB_CUSTOMER_SYNC": "true"})
     assert not any(f"  {name}:" in opted_in.output for name in ("erp.stock_changed", *customer_sync))

@@ -66,20 +66,26 @@ SETTING_VARS = {"submit_evidence": "CB_DISPUTE_EVIDENCE_SUBMIT", "refund_unshipp
                 "invoice_on": "CB_ERP_INVOICE_ON"}  # the run vars a setting pins (enabled.run_vars), not the status map
 
 
-def _missing_connectors(step_types: Iterable[str]) -> str:
-    """The step types grouped by the settings that would configure their connector (as ``list`` prints them)."""
+def _missing_connectors(step_types: Iterable[str], settings: Settings | None = None) -> str:
+    """The step types grouped by the settings that would bind them (as ``list`` prints them): their connector's,
+    the connectors they also need, the setting they need (``needs_setting``); with ``settings``, only the ones
+    missing there."""
+    def missing(system: str) -> list[str]:
+        connector = CONNECTORS.get(system)
+        if connector is None or (settings is not None and connector.configured(settings)):
+            return []
+        return list(connector.settings)
+
     groups: dict[str, list[str]] = {}
     catalogue = step_catalogue()
     for step_type in step_types:
-        connector = CONNECTORS.get(step_type.split(".", 1)[0])
-        settings = list(connector.settings) if connector else []
         declared = catalogue.get(step_type)
-        if connector is None and declared is not None:  # no connector of its own (customer.sync): the ones it uses
-            settings += [name for system in declared.also_needs if system in CONNECTORS
-                         for name in CONNECTORS[system].settings]
-        if declared is not None and declared.needs_setting:
-            settings.append(f"CB_{declared.needs_setting.upper()}")
-        how = f"set {', '.join(settings)}" if settings else "no setting configures it"
+        names = missing(step_type.split(".", 1)[0])
+        if declared is not None:
+            names += [n for system in declared.also_needs for n in missing(system) if n not in names]
+            if declared.needs_setting and (settings is None or not getattr(settings, declared.needs_setting)):
+                names.append(f"CB_{declared.needs_setting.upper()}")
+        how = f"set {', '.join(names)}" if names else "no setting configures it"
         groups.setdefault(how, []).append(step_type)
     return "; ".join(f"{', '.join(types)} ({how})" for how, types in groups.items())
 
@@ -117,7 +123,7 @@ class _View:
         """Why no run of ``name`` starts (empty: it is enabled)."""
         out = [self._off_reason(name)] if name in self.turned_off else []
         if name in self.unbound:
-            out.append(f"{NO_CONNECTOR_REASON} {_missing_connectors(self.unbound[name])}")
+            out.append(f"{NO_CONNECTOR_REASON} {_missing_connectors(self.unbound[name], self.settings)}")
         return out
 
     def _off_reason(self, name: str) -> str:
@@ -212,7 +218,7 @@ def list_(folder: DirOpt = None, no_config: NoConfigOpt = False) -> None:
     if view.unbound:
         typer.echo(f"ENABLED no: {NO_CONNECTOR_REASON} a step type they use; no run starts:")
         for name in sorted(view.unbound):
-            typer.echo(f"  {name}: {_missing_connectors(view.unbound[name])}")
+            typer.echo(f"  {name}: {_missing_connectors(view.unbound[name], view.settings)}")
 
 
 @workflows_app.command()

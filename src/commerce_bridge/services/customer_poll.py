@@ -39,16 +39,7 @@ def _changed(erp: ErpGateway, doctype: str, since: str | None, page_size: int) -
     filters: list[list[Any]] = [] if customer else list(_LINKED)
     if since:
         filters.append(["modified", ">=", since])
-    start = 0
-    while True:
-        rows = erp.list_docs(doctype, filters=filters, fields=fields, limit=page_size, order_by="modified asc",
-                             start=start)
-        if not rows:
-            return
-        yield rows
-        if len(rows) < page_size:
-            return
-        start += len(rows)
+    yield from erp.pages(doctype, filters=filters, fields=fields, order_by="modified asc", page_size=page_size)
 
 
 def customer_event(doctype: str, row: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -340,7 +340,7 @@ class ErpSide:
         filters = [["modified", ">=", since.astimezone(self._tz).strftime("%Y-%m-%d %H:%M:%S")]] if since else None
 
         def page(start: int) -> list[str]:
-            rows = self._gw.list_page("Customer", start=start, limit=size, filters=filters,
+            rows = self._gw.list_docs("Customer", start=start, limit=size, filters=filters,
                                       order_by="creation asc, name asc")
             return [str(r["name"]) for r in rows]
         return page

@@ -540,7 +540,8 @@ class ErpGateway(Protocol):
         """Write ``fields`` on the document (child tables are replaced whole)."""
         ...
 
-    def list_page(self, doctype: str, *, start: int, limit: int, fields: Sequence[str] = ("name",),
-                  filters: Sequence[Sequence[Any]] | None = None, order_by: str = "creation asc") -> list[JsonDict]:
-        """Rows ``start`` to ``start + limit`` of a listing (``limit_start`` paging)."""
+    def pages(self, doctype: str, *, filters: Sequence[Sequence[Any]] | None = None,
+              fields: Sequence[str] = ("name",), order_by: str = "creation asc",
+              page_size: int = 200) -> Iterator[list[JsonDict]]:
+        """The whole listing, page by page, in ``order_by`` order."""
         ...

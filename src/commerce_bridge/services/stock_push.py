@@ -74,17 +74,9 @@ def changed_bins(erp: ErpGateway, since: str | None, *, warehouses: Sequence[str
                  page_size: int = PAGE) -> Iterator[list[dict[str, Any]]]:
     """Pages of the Bins modified at or after ``since`` (every Bin when None), oldest first: ``name``,
     ``item_code``, ``warehouse``, ``modified``."""
-    start = 0
-    while True:
-        rows = erp.list_docs("Bin", filters=_warehouses([["modified", ">=", since]] if since else [], warehouses),
-                             fields=["name", "item_code", "warehouse", "modified"], limit=page_size,
-                             order_by="modified asc", start=start)
-        if not rows:
-            return
-        yield rows
-        if len(rows) < page_size:
-            return
-        start += len(rows)
+    yield from erp.pages("Bin", filters=_warehouses([["modified", ">=", since]] if since else [], warehouses),
+                         fields=["name", "item_code", "warehouse", "modified"], order_by="modified asc",
+                         page_size=page_size)
 
 
 def item_totals(erp: ErpGateway, codes: Sequence[str], *, warehouses: Sequence[str] = (),
@@ -92,19 +84,16 @@ def item_totals(erp: ErpGateway, codes: Sequence[str], *, warehouses: Sequence[s
     """Per item code: (sum of ``actual_qty``, sum of ``reserved_qty``) over all its Bins (in ``warehouses``), and
     how many Bins were read. An item with no Bin is (0, 0)."""
     totals: dict[str, tuple[Decimal, Decimal]] = {c: (Decimal(0), Decimal(0)) for c in codes}
-    read, start = 0, 0
-    while codes:
-        rows = erp.list_docs("Bin", filters=_warehouses([["item_code", "in", list(codes)]], warehouses),
-                             fields=["item_code", "warehouse", "actual_qty", "reserved_qty"], limit=page_size,
-                             order_by="name asc", start=start)
+    read = 0
+    pages = erp.pages("Bin", filters=_warehouses([["item_code", "in", list(codes)]], warehouses),
+                      fields=["item_code", "warehouse", "actual_qty", "reserved_qty"], order_by="name asc",
+                      page_size=page_size) if codes else iter(())
+    for rows in pages:
         for r in rows:
             code = str(r["item_code"])
             actual, reserved = totals.get(code, (Decimal(0), Decimal(0)))
             totals[code] = (actual + _qty(r.get("actual_qty")), reserved + _qty(r.get("reserved_qty")))
         read += len(rows)
-        if len(rows) < page_size:
-            break
-        start += len(rows)
     return totals, read
 
 

@@ -11,7 +11,7 @@ strings, never floats.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import quote
@@ -182,12 +182,17 @@ class HttpErpGateway:
         return dict(self._data(self._call("PUT", _path(doctype, name), body=dict(fields)),
                                f"update {doctype} {name}"))
 
-    def list_page(self, doctype: str, *, start: int, limit: int, fields: Sequence[str] = ("name",),
-                  filters: Sequence[Sequence[Any]] | None = None, order_by: str = "creation asc") -> list[JsonDict]:
-        """Rows ``start`` to ``start + limit`` of the listing (``limit_start`` paging, in ``order_by`` order)."""
-        params: dict[str, Any] = {"fields": json.dumps(list(fields)), "limit_start": start,
-                                  "limit_page_length": limit, "order_by": order_by}
-        if filters is not None:
-            params["filters"] = json.dumps([list(f) for f in filters])
-        rows = self._data(self._call("GET", _path(doctype), params=params), f"list {doctype}")
-        return [dict(r) for r in rows]
+    def pages(self, doctype: str, *, filters: Sequence[Sequence[Any]] | None = None,
+              fields: Sequence[str] = ("name",), order_by: str = "creation asc",
+              page_size: int = 200) -> Iterator[list[JsonDict]]:
+        """The whole listing, page by page (``limit_start`` paging in ``order_by`` order); the last page is the
+        first shorter than ``page_size`` (an empty listing yields nothing)."""
+        start = 0
+        while True:
+            rows = self.list_docs(doctype, filters=filters, fields=fields, limit=page_size, order_by=order_by,
+                                  start=start)
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            start += len(rows)
