@@ -113,18 +113,21 @@ def test_a_crashed_leader_is_replaced_once_its_lease_runs_out(engine: Engine) ->
 
 
 def test_the_leader_renews_its_lease_and_a_standby_cannot_take_it(engine: Engine) -> None:
+    # a lease of 3 s: b's attempt follows a's renewal at once, so only a stall of 3 s between two statements could
+    # let b in (0.9 s did once, in a clean-clone CI run on the loaded 2-core machine)
+    lease_s = 3.0
     locks_a, locks_b = SqlKeyLocks(engine), SqlKeyLocks(engine)
     now = [0.0]
-    a = Leadership(locks_a, LOCK, "host:a", lease_s=LEASE_S, clock=lambda: now[0])
-    b = Leadership(locks_b, LOCK, "host:b", lease_s=LEASE_S, clock=lambda: now[0])
+    a = Leadership(locks_a, LOCK, "host:a", lease_s=lease_s, clock=lambda: now[0])
+    b = Leadership(locks_b, LOCK, "host:b", lease_s=lease_s, clock=lambda: now[0])
     assert a.lead() and not b.lead()
     for _ in range(4):  # a asks again every third of the lease; real time passes beyond the first lease
-        time.sleep(LEASE_S / 3)
-        now[0] += LEASE_S / 3
+        time.sleep(lease_s / 3)
+        now[0] += lease_s / 3
         assert a.lead()
-        assert not locks_b.try_acquire("poller:clarity", "host:b", lease_s=LEASE_S)
+        assert not locks_b.try_acquire(LOCK, "host:b", lease_s=lease_s)
     a.resign()
-    now[0] += LEASE_S / 3
+    now[0] += lease_s / 3
     assert b.lead() and not a.leading
 
 
