@@ -31,8 +31,11 @@ docs: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# every test, two modules at a time (TEST_WORKERS=0: one process); a module's tests stay in one process, so the
+# sandbox stack a module shares is started once
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

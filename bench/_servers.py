@@ -129,6 +129,8 @@ def fresh_database(kind: str) -> Iterator[Database]:
         name = "cbbench_" + secrets.token_hex(6)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
+            if os.environ.get("BENCH_PG_LOG_STATEMENTS"):  # every statement in the server's log (counting them)
+                conn.execute(f'ALTER DATABASE "{name}" SET log_statement = \'all\'')
         db = Database(kind, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", work, name)
         try:
             _upgrade(db)

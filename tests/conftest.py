@@ -10,6 +10,10 @@ import pytest
 
 from tests.support.databases import PG_SKIP_REASON, pg_admin_url, postgres_database, sqlite_database
 
+# pytest-xdist's workers inherit COLUMNS=80, and Rich fixes a console's width from it when the console is made (the
+# CLI's is made at import): the tests that ask for a wide console (COLUMNS in the CliRunner's env) would get 80
+os.environ.pop("COLUMNS", None)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -17,14 +17,21 @@ import structlog
 from sqlalchemy import Engine as SqlEngine
 
 from commerce_bridge.bootstrap_background import background_jobs
+from commerce_bridge.bootstrap_products import (
+    ProductSyncerFactory,
+    product_actions,
+    product_backfill_pages,
+    product_syncer,
+)
 from commerce_bridge.config import Settings
 from commerce_bridge.connectors.clarity.changes import event_from_notice
-from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
+from commerce_bridge.connectors.clarity.products import ClarityProductGateway
 from commerce_bridge.connectors.erp.gateway import HttpErpGateway
 from commerce_bridge.connectors.notify.alert_sinks import EmailAlertSink, LogAlertSink, WebhookAlertSink
 from commerce_bridge.connectors.notify.mailer import SmtpMailer
 from commerce_bridge.connectors.outbound.webhook import OutboundWebhookSender
-from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
+from commerce_bridge.connectors.stripe.gateway import build_stripe_client
+from commerce_bridge.connectors.stripe.products import StripeProductGateway
 from commerce_bridge.domain.signature import SignatureScheme
 from commerce_bridge.engine.admin import EngineAdmin
 from commerce_bridge.engine.breaker import (
@@ -43,6 +50,7 @@ from commerce_bridge.mapping.customer_sync import SyncPolicy
 from commerce_bridge.mapping.dispute import DisputeAccounts
 from commerce_bridge.metrics import Metrics
 from commerce_bridge.services.alerts import Alert, Alerter, AlertSink, Severity
+from commerce_bridge.services.backfill import PageSource
 from commerce_bridge.services.clock import SystemClock
 from commerce_bridge.services.customer_sync import CustomerSyncer
 from commerce_bridge.services.drift import DriftFinder
@@ -111,7 +119,11 @@ class Container:
     gap_schedule: LeaderSchedule | None = None  # serve, worker: the scheduled gap check (CB_GAP_INTERVAL_S)
     # with Stripe, Clarity and the ERP configured: `backfill customers` (a syncer per SyncPolicy)
     customer_syncer: Callable[[SyncPolicy], CustomerSyncer] | None = None
+    # with Stripe, Clarity and the ERP configured: `backfill products` (a syncer per ProductSyncPolicy)
+    product_syncer: ProductSyncerFactory | None = None
+    product_pages: PageSource | None = None  # the same three systems: the product backfill's page readers
     cursors: SqlCursorStore | None = None  # durable cursors by name (backfill resume points, ...)
+    gateways: Gateways | None = None  # the configured connectors (the order backfill reads through them)
     stock: StockPush | None = None  # Clarity + ERP + CB_CLARITY_INVENTORY_SECTION: `stock push`
     started_at: float = field(default_factory=time.time)
     _last_backlog: int = 0
@@ -246,8 +258,9 @@ def _alert_sinks(s: Settings) -> list[AlertSink]:
 
 @dataclass
 class Gateways:
-    stripe: StripeSdkGateway | None = None
-    clarity: HttpClarityGateway | None = None
+    # the product sync's subclasses: the base gateways plus product and price calls
+    stripe: StripeProductGateway | None = None
+    clarity: ClarityProductGateway | None = None
     erp: HttpErpGateway | None = None
     mailer: SmtpMailer | None = None
 
@@ -261,10 +274,10 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, l
         if s.stripe_api_version:
             kwargs["api_version"] = s.stripe_api_version
         # one limiter slot per Stripe request (a step may make several, e.g. find then create a customer)
-        g.stripe = StripeSdkGateway(build_stripe_client(s.stripe_api_key.get_secret_value(), **kwargs),
-                                    before_request=call_limiter.hook("stripe"))
+        g.stripe = StripeProductGateway(build_stripe_client(s.stripe_api_key.get_secret_value(), **kwargs),
+                                        before_request=call_limiter.hook("stripe"))
     if s.clarity_base_url:
-        g.clarity = HttpClarityGateway(
+        g.clarity = ClarityProductGateway(
             s.clarity_base_url, s.clarity_user or "", s.clarity_password.get_secret_value() if s.clarity_password
             else "", cursor_store=cursors, timezone=s.clarity_timezone, poll_overlap_s=s.clarity_poll_overlap_s,
             before_request=call_limiter.hook("clarity"))
@@ -275,8 +288,8 @@ def _gateways(s: Settings, cursors: SqlCursorStore, call_limiter: CallLimiter, l
     return g
 
 
-def customer_syncer(gateways: Gateways, identity: SqlIdentityMap, cursors: SqlCursorStore,
-                    locks: SqlKeyLocks) -> Callable[[SyncPolicy], CustomerSyncer] | None:
+def customer_syncer(gateways: Gateways, identity: SqlIdentityMap, cursors: SqlCursorStore, locks: SqlKeyLocks,
+                    alert: Callable[[Alert], Any] | None = None) -> Callable[[SyncPolicy], CustomerSyncer] | None:
     """The customer syncer's factory, when Stripe, Clarity and the ERP are all configured."""
     stripe, clarity, erp = gateways.stripe, gateways.clarity, gateways.erp
     if stripe is None or clarity is None or erp is None:
@@ -284,7 +297,7 @@ def customer_syncer(gateways: Gateways, identity: SqlIdentityMap, cursors: SqlCu
 
     def build(policy: SyncPolicy) -> CustomerSyncer:
         return CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=identity, snapshots=cursors,
-                              policy=policy, locks=locks, clarity_tz=clarity.zone)
+                              policy=policy, locks=locks, clarity_tz=clarity.zone, alert=alert)
 
     return build
 
@@ -377,7 +390,8 @@ def bootstrap(
     locks = SqlKeyLocks(db, scope="process" if one_process else "shared")
     cursors = SqlCursorStore(db)
     gateways = _gateways(settings, cursors, call_limiter, locks)
-    syncer = customer_syncer(gateways, identity, cursors, locks)
+    syncer = customer_syncer(gateways, identity, cursors, locks, alerter.alert)
+    products = product_syncer(settings, gateways, identity, cursors, locks)
     actions: dict[str, Action] = {
         **build_actions(identity=identity, fingerprints=fingerprints, locks=locks, stripe_gateway=gateways.stripe,
                         clarity_gateway=gateways.clarity, erp_gateway=gateways.erp, mailer=gateways.mailer,
@@ -399,6 +413,7 @@ def bootstrap(
                                           customer_source_of_truth=dict(settings.customer_source_of_truth),
                                           customer_sync=settings.customer_sync),
                         reconciliations=reconciliations, customer_syncer=syncer),
+        **product_actions(settings, products),
         **(extra_actions or {}),
     }
     # what is really bound decides; the CLI predicts it with disabled_for_connectors (a test keeps them equal)
@@ -435,7 +450,9 @@ def bootstrap(
                   leases=leases, limiter=limiter, metrics=metrics, alerter=alerter, breakers=breakers,
                   router=router, admin=admin, disabled_workflows=disabled, locks=locks, shared_slots=shared_slots,
                   reconciliations=reconciliations, reconciler=reconciler, drift=drift_finder(settings, gateways))
-    c.cursors, c.customer_syncer = cursors, syncer
+    c.cursors, c.customer_syncer, c.product_syncer = cursors, syncer, products
+    c.gateways = gateways
+    c.product_pages = product_backfill_pages(gateways)
     if settings.clarity_inventory_section and gateways.clarity is not None and gateways.erp is not None:
         c.stock = StockPush(gateways.erp, gateways.clarity, c.cursors, section_key=settings.clarity_inventory_section,
                             warehouses=settings.stock_warehouses)

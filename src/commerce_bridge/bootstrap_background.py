@@ -1,6 +1,7 @@
 """What ``serve`` and ``worker`` run in the background besides the engine: the pollers (Clarity's orders and
-returns, ERPNext's Bins) and the scheduled checks (drift, gaps), each led by one process at a time through its
-key lock. Wiring only: the rules are in ``services.polling``, ``services.schedule`` and the services they run.
+returns, ERPNext's Bins; with the customer sync Clarity's accounts and ERPNext's customers, with the product sync
+Clarity's products and ERPNext's Items and Item Prices) and the scheduled checks (drift, gaps), each led by one
+process at a time through its key lock. Wiring only: the rules are in ``services.polling``, ``services.schedule`` and the services they run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from commerce_bridge.services.drift import Difference, DriftReport
 from commerce_bridge.services.drift_watch import DRIFT_LOCK, DriftWatch
 from commerce_bridge.services.gaps import FIRST_CHECK_AFTER_S as GAP_FIRST_CHECK_AFTER_S
 from commerce_bridge.services.gaps import GAP_LOCK, GapReport, GapWatch
-from commerce_bridge.services.polling import ChangePoller, Every, Leadership, poll_lease_s
+from commerce_bridge.services.polling import ChangePoller, Every, Leadership, Poll, poll_lease_s
+from commerce_bridge.services.product_poll import item_poll
 from commerce_bridge.services.schedule import LeaderSchedule
 from commerce_bridge.services.stock_push import bin_poll
 from commerce_bridge.store.drift import SqlReportedDrift
@@ -31,9 +33,11 @@ from commerce_bridge.store.locks import SqlKeyLocks
 if TYPE_CHECKING:
     from commerce_bridge.bootstrap import Container, Gateways
 
-# poller -> the key lock whose holder polls it (the customer pollers have their own: their cycles are slower)
+# poller -> the key lock whose holder polls it (the customer and product pollers have their own: their cycles are
+# slower)
 POLLER_LOCKS = {"clarity": "poller:clarity", "erp": "poller:erp", "clarity.accounts": "poller:clarity.accounts",
-                "erp.customers": "poller:erp.customers"}
+                "erp.customers": "poller:erp.customers", "clarity.products": "poller:clarity.products",
+                "erp.items": "poller:erp.items"}
 
 
 def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
@@ -84,6 +88,8 @@ def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox:
                               lease_s=poll_lease_s(settings.stock_poll_interval_s))))
     if settings.customer_sync and c.customer_syncer is not None and c.cursors is not None:
         _customer_pollers(c, settings, gateways, inbox, locks, alerter)
+    if settings.product_sync and c.product_syncer is not None and c.cursors is not None:
+        _product_pollers(c, settings, gateways, inbox, locks, alerter)
     if c.gaps is not None and settings.gap_interval_s > 0:
         # one process checks at a time (the lease holder, renewed every check), as the drift check
         c.gap_watch = GapWatch(c.gaps, window=timedelta(days=settings.gap_window_days),
@@ -96,29 +102,51 @@ def background_jobs(c: Container, settings: Settings, gateways: Gateways, inbox:
                               lease_s=max(30.0, 3 * settings.gap_interval_s)))
 
 
-def _customer_pollers(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
-                      alerter: Alerter) -> None:
-    """Clarity's changed accounts (and contacts) and ERPNext's changed customers become events of the customer
-    sync's workflows (``clarity.account_changed``, ``erp.customer_changed``); one process polls each at a time."""
-    assert c.engine is not None and c.cursors is not None
-    executor = c.engine.config.executor_id[:100]
+def _led_poller(c: Container, source: str, poll: Poll, inbox: SqlInbox, locks: SqlKeyLocks, alerter: Alerter, *,
+                lock: str, interval_s: float) -> ChangePoller:
+    """A poller of ``source`` run by one process at a time (the holder of the key lock ``lock``, leased for
+    ``poll_lease_s(interval_s)``) that wakes the dispatcher when it stores events."""
+    assert c.engine is not None
 
     def wake(n: int) -> None:
         if c.engine is not None:
             c.engine.wake_dispatcher()
 
+    return ChangePoller(source, poll, inbox, interval_s=interval_s, on_stored=wake, alert=alerter.alert,
+                        leader=Leadership(locks, lock, c.engine.config.executor_id[:100],
+                                          lease_s=poll_lease_s(interval_s)))
+
+
+def _customer_pollers(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
+                      alerter: Alerter) -> None:
+    """Clarity's changed accounts (and contacts) and ERPNext's changed customers become events of the customer
+    sync's workflows (``clarity.account_changed``, ``erp.customer_changed``); one process polls each at a time."""
+    assert c.cursors is not None
     clarity, erp = gateways.clarity, gateways.erp
     if clarity is not None and settings.clarity_accounts_poll_interval_s > 0:
-        interval = settings.clarity_accounts_poll_interval_s
-        c.pollers.append(ChangePoller(
-            "clarity", lambda deliver: clarity.poll_changed_accounts(deliver), inbox, interval_s=interval,
-            on_stored=wake, alert=alerter.alert,
-            leader=Leadership(locks, POLLER_LOCKS["clarity.accounts"], executor, lease_s=poll_lease_s(interval))))
+        c.pollers.append(_led_poller(
+            c, "clarity", lambda deliver: clarity.poll_changed_accounts(deliver), inbox, locks, alerter,
+            lock=POLLER_LOCKS["clarity.accounts"], interval_s=settings.clarity_accounts_poll_interval_s))
     if erp is not None and settings.erp_customers_poll_interval_s > 0:
-        interval = settings.erp_customers_poll_interval_s
-        c.pollers.append(ChangePoller(
-            "erp", customer_poll(erp, c.cursors), inbox, interval_s=interval, on_stored=wake, alert=alerter.alert,
-            leader=Leadership(locks, POLLER_LOCKS["erp.customers"], executor, lease_s=poll_lease_s(interval))))
+        c.pollers.append(_led_poller(
+            c, "erp", customer_poll(erp, c.cursors), inbox, locks, alerter,
+            lock=POLLER_LOCKS["erp.customers"], interval_s=settings.erp_customers_poll_interval_s))
+
+
+def _product_pollers(c: Container, settings: Settings, gateways: Gateways, inbox: SqlInbox, locks: SqlKeyLocks,
+                     alerter: Alerter) -> None:
+    """Clarity's changed products and ERPNext's changed Items and Item Prices become events of the product sync's
+    workflows (``clarity.product_changed``, ``erp.item_changed``); one process polls each at a time."""
+    assert c.cursors is not None
+    clarity, erp = gateways.clarity, gateways.erp
+    if clarity is not None and settings.clarity_products_poll_interval_s > 0:
+        c.pollers.append(_led_poller(
+            c, "clarity", lambda deliver: clarity.poll_changed_products(deliver), inbox, locks, alerter,
+            lock=POLLER_LOCKS["clarity.products"], interval_s=settings.clarity_products_poll_interval_s))
+    if erp is not None and settings.erp_items_poll_interval_s > 0:
+        c.pollers.append(_led_poller(
+            c, "erp", item_poll(erp, c.cursors, price_list=settings.erp_selling_price_list), inbox, locks, alerter,
+            lock=POLLER_LOCKS["erp.items"], interval_s=settings.erp_items_poll_interval_s))
 
 
 def _drift_metrics(metrics: Metrics) -> Callable[[DriftReport, list[Difference]], None]:

@@ -29,8 +29,10 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from commerce_bridge.errors import ConfigurationError, ValidationError
+from commerce_bridge.domain.currency import minor_digits
+from commerce_bridge.errors import ConfigurationError, MappingError, ValidationError
 from commerce_bridge.mapping.customer_sync import SyncPolicy
+from commerce_bridge.mapping.product_sync import ProductSyncPolicy
 from commerce_bridge.mapping.status import StatusMap
 
 ENV_PREFIX = "CB_"
@@ -472,6 +474,38 @@ class Settings(BaseSettings):
         "shipping_address, tax_id; systems: clarity, erp, stripe (Stripe holds no tax_id). A field not listed "
         "takes the latest change (a tie: clarity, then erp, then stripe).",
     )
+    product_sync: bool = Field(
+        False, description="Keep products and their prices the same in Clarity, Stripe and ERPNext as they change "
+        "(issue 14): the workflows `stripe.product_changed`, `clarity.product_changed` and `erp.item_changed` and the "
+        "Clarity products and ERPNext items pollers. Off by default: it creates a product missing in a system (a "
+        "Stripe product with `metadata.item_code` gets a Clarity product and an ERPNext Item). Needs Stripe, Clarity "
+        "and the ERP configured; `backfill products` works either way.",
+    )
+    clarity_products_poll_interval_s: float = Field(
+        30.0, ge=0, description="Seconds between polls of Clarity for changed products in `serve` and `worker` (one "
+        "process at a time): each change starts `clarity.product_changed`, which syncs the product to Stripe and "
+        "ERPNext (0: no polling; `backfill products` still works). Only with CB_PRODUCT_SYNC on.",
+    )
+    erp_items_poll_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between polls of ERPNext for changed Items and Item Prices (of "
+        "CB_ERP_SELLING_PRICE_LIST) in `serve` and `worker` (one process at a time): each change starts "
+        "`erp.item_changed`, which syncs the product to Clarity and Stripe (0: no polling). Only with "
+        "CB_PRODUCT_SYNC on.",
+    )
+    product_source_of_truth: dict[str, str] = Field(
+        default_factory=dict, description="The product sync's source of truth per field (JSON, field -> system, "
+        'e.g. `{"prices": "erp", "name": "clarity"}`); fields: name, description, active, uom, prices; systems: '
+        "clarity, erp, stripe. A field not listed takes the latest change (a tie: clarity, then erp, then stripe).",
+    )
+    clarity_currency: str = Field(
+        "USD", description="ISO 4217 code of the currency of Clarity's product prices (`PriceBase`; CEF prices carry "
+        "none): the product sync reads and writes Clarity's prices in it (ERPNext's Item Prices are in their price "
+        "list's currency; Stripe holds a Price per currency).",
+    )
+    erp_selling_price_list: str = Field(
+        "Standard Selling", min_length=1, description="The ERPNext selling Price List whose Item Prices the product "
+        "sync reads and writes (and the ERPNext items poller watches).",
+    )
     stock_warehouses: Csv = Field(
         default_factory=list, description="ERPNext warehouses whose stock is pushed to Clarity, comma separated "
         "(e.g. `Stores - SB,Finished Goods - SB`); empty: every warehouse.",
@@ -569,6 +603,24 @@ class Settings(BaseSettings):
         except ConfigurationError as exc:
             raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
         return v
+
+    @field_validator("product_source_of_truth")
+    @classmethod
+    def _product_truth(cls, v: dict[str, str]) -> dict[str, str]:
+        try:
+            ProductSyncPolicy(source_of_truth=v)
+        except ConfigurationError as exc:
+            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
+        return v
+
+    @field_validator("clarity_currency")
+    @classmethod
+    def _clarity_currency(cls, v: str) -> str:
+        try:
+            minor_digits(v)
+        except MappingError as exc:
+            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
+        return v.strip().upper()
 
     @field_validator("alert_sinks")
     @classmethod

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from commerce_bridge.entrypoints.demo_order_to_cash import Stack
+from commerce_bridge.logsetup import configure_logging
 from commerce_bridge.sandbox.traffic import CLARITY_API
 from commerce_bridge.store.tables import inbox, runs
 from tests.support.stacks import stack_on, wait_for
@@ -164,9 +167,11 @@ def stripe_updates(st: Stack, cus_ids: set[str]) -> int:
 
 
 def bridge_writes(output: str) -> dict[str, int]:
-    """The syncer's writes (its ``customer_sync.written`` log lines) per system."""
+    """The syncer's writes (its ``customer_sync.written`` log lines) per system, in whichever of the renderings a
+    test process has configured (``key=value``, a dict, JSON: another module of the same process may have set it)."""
     lines = [line for line in output.splitlines() if "customer_sync.written" in line]
-    return {system: sum(1 for line in lines if f"system={system}" in line) for system in ("clarity", "stripe", "erp")}
+    return {system: sum(1 for line in lines if re.search(rf"""\bsystem['"]?\s*[:=]\s*['"]?{system}\b""", line))
+            for system in ("clarity", "stripe", "erp")}
 
 
 def settle(st: Stack, ids_list: list[dict[str, str]], timeout: float = 120) -> None:
@@ -226,7 +231,9 @@ def test_random_edits_across_the_three_systems_end_in_agreement_with_bounded_wri
         st: Stack, capfd: pytest.CaptureFixture[str]) -> None:
     edits, rng = LOOP_EDITS, random.Random(LOOP_SEED)
     customers = [new_customer(st) for _ in range(4)]
-    capfd.readouterr()  # the log from here on: the bridge runs in this process
+    # the log from here on (the bridge runs in this process), at INFO whatever another module of this process set
+    configure_logging("INFO", json=True, stream=sys.stdout)
+    capfd.readouterr()
     before_inbox, before_stripe = inbox_counts(st), stripe_updates(st, {c["stripe"] for c in customers})
     made = {"clarity": 0, "stripe": 0, "erp": 0}
     started = time.monotonic()

@@ -11,7 +11,9 @@ plus the crash test of 1,000 events with duplicates, with the ingress and a work
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -222,9 +224,18 @@ def test_two_workers_and_ingress_survive_kill_9_mid_burst(cluster_factory: Any) 
     held: set[str] = set()
 
     def kill_both() -> None:
-        wait_for_runs_in_flight(cluster.db_url, "w-1")
+        # frozen (SIGSTOP), w-1 cannot finish what it holds while that is read: on a loaded machine its runs could
+        # all end between a look and the kill, and the test would prove nothing. Read before w-2 may take over
+        # (lease 3 s + grace); nothing held: let it go on and look again.
+        assert w1.proc is not None
+        for _ in range(50):
+            wait_for_runs_in_flight(cluster.db_url, "w-1")
+            os.kill(w1.proc.pid, signal.SIGSTOP)
+            held.update(runs_in_flight(cluster.db_url, "w-1"))
+            if held:
+                break
+            os.kill(w1.proc.pid, signal.SIGCONT)
         w1.kill9()
-        held.update(runs_in_flight(cluster.db_url, "w-1"))  # before w-2 may take over (lease 3 s + grace)
         ingress.kill9()
 
     run_burst(f"{ingress.url}/webhooks/stripe", ids, log, kill_after=450, victim=kill_both)

@@ -21,7 +21,8 @@ CASES: dict[str, dict[str, Any]] = {
     "stripe": STRIPE,
     "clarity+erp": {**CLARITY, **ERP},
     "all": {**STRIPE, **CLARITY, **ERP, "outbound_webhook_url": "http://127.0.0.1:9/hook",
-            "clarity_inventory_section": "MAIN", "customer_sync": "true"},  # the settings steps need (needs_setting)
+            "clarity_inventory_section": "MAIN", "customer_sync": "true",
+            "product_sync": "true"},  # the settings steps need (needs_setting)
 }
 
 

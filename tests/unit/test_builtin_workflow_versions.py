@@ -16,18 +16,21 @@ from commerce_bridge.workflows.registry import BUILTIN_DIR
 
 BUILTIN_DIGESTS: dict[tuple[str, str], str] = {
     ("clarity.account_changed", "1"): "dcaadcb8e3e83cfe51017984a46f81235eb3758d8e9f600cd32b61622cae1960",
+    ("clarity.product_changed", "1"): "9d11c6b282bf5d7714edd8613adad5f88a7d1d883631273b22be596c67d07f8c",
     ("clarity.order_shipped", "2"): "e5cb9aa19bfc381f8fd4d6a22083cb48177a56e5a4c67a7c14656631093e68ee",
     ("clarity.order_to_cash", "3"): "60dd8fb5b3106920f20065b1d7a2154c2f48f176ab8caecb15d76ad7b357be17",
     ("clarity.return_refunded", "1"): "e02deaf6845621471547576babd49011d58ebdc286f2fe41cc64bef061daed61",
     ("clarity.order_voided", "1"): "eb5f5cd2d520c0610376554abc715b9e3389026195b26a02f3765d27125655f6",
     ("erp.customer_changed", "1"): "6b0ac0596864309e6e00781f1d973acd8f2d4ef6f018ba732cd8e4cf84d941d3",
+    ("erp.item_changed", "1"): "170d5238174ce9700fabfafcf7b3d6532489558c32e804158fc3528119f24d4c",
     ("erp.stock_changed", "1"): "3fbb0fd15771c2b54e7eaf21cd026a0f171a55e2c3b17df756adb3cb5c51c5d8",
-    ("stripe.customer_changed", "1"): "f9d06895c46bd427d5a0ce5cd92c27daeb21369f84c49afaaccd85ff30f497da",
+    ("stripe.customer_changed", "2"): "fce3030ed361f01890fec9e3b1937ff3c186966340000d8f2a438f15ad0c189d",
     ("stripe.dispute_evidence", "1"): "77e895f6d7070061c3323dd329eb137d0941466875e97c41bedd1254e7dec79a",
     ("stripe.dispute_recorded", "1"): "06350fc286202eea8ec5acea5e6f02267b15505ac3b1dbfcdcea88815c9cbf32",
     ("stripe.early_fraud_warning", "1"): "85284fbf433fceb6ada0038f4f24f2731b6409ee8678351bbdc41108eff2c5fb",
     ("stripe.payment_succeeded", "3"): "da9ec32d4ffbd998571dc0ec6c5a982249a9efd29b8d58a0887b1c1371da491b",
     ("stripe.payout_reconciled", "1"): "04b0320ae611cee990a6ec128a67f4bd133b07a9f93f037a2bc4adeb0a28cb90",
+    ("stripe.product_changed", "1"): "fc884e977072ee44a292cdc6cd6be6b5f54893a81dce02b0dbe788ff65c2bfe6",
     ("stripe.refund_recorded", "2"): "493374200a2450b364c347292997240d03b1c78231598b84a9cc6da029fd5dd3",
 }
 

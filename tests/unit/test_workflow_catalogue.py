@@ -45,6 +45,8 @@ FLOW_STEP_TYPES = [
     "erp.stock.totals", "clarity.inventory.set",
     # customers both ways (stripe.customer_changed, clarity.account_changed, erp.customer_changed)
     "customer.sync",
+    # products and prices both ways (stripe.product_changed, clarity.product_changed, erp.item_changed)
+    "product.sync",
 ]
 
 
@@ -164,4 +166,6 @@ def test_every_declared_step_type_has_an_action_once_every_connector_is_there() 
 
     every_setting = steps.FlowSettings(inventory_section="MAIN", customer_sync=True)  # the steps a setting enables (needs_setting)
     actions = steps.build_actions(**{p: Unused() for p in params if p != "flow"}, flow=every_setting)
+    syncer: Any = Unused()  # bound by bootstrap_products.product_actions (CB_PRODUCT_SYNC), not build_actions
+    actions.update(steps.products.actions(syncer))
     assert sorted(actions) == CAT.names()

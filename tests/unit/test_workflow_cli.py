@@ -157,7 +157,8 @@ def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path
     assert listed.exit_code == 0, listed.output
     rows = [line.split() for line in listed.output.splitlines()[1:] if not line.startswith(("ENABLED", " "))]
     customer_sync = {"stripe.customer_changed", "clarity.account_changed", "erp.customer_changed"}
-    needs_setting = {"core.audit", "erp.stock_changed", *customer_sync}
+    product_sync = {"stripe.product_changed", "clarity.product_changed", "erp.item_changed"}
+    needs_setting = {"core.audit", "erp.stock_changed", *customer_sync, *product_sync}
     assert rows and all(row[4] == ("no" if row[0] in needs_setting else "yes") for row in rows)
     # core.audit starts only with CB_AUDIT_RUNS=true, erp.stock_changed with CB_CLARITY_INVENTORY_SECTION and the
     # customer sync with CB_CUSTOMER_SYNC (a step type they use needs it); nothing else is off
@@ -168,6 +169,8 @@ def test_connectors_alone_give_every_workflow_and_the_seed_status_names(tmp_path
     assert "erp.stock_changed: clarity.inventory.set (set CB_CLARITY_INVENTORY_SECTION)" in flat
     for name in customer_sync:
         assert f"{name}: customer.sync (set CB_CUSTOMER_SYNC)" in flat
+    for name in product_sync:
+        assert f"{name}: product.sync (set CB_PRODUCT_SYNC)" in flat
     opted_in = runner.invoke(workflows_app, ["list"], env={**CONNECTED, "CB_CLARITY_INVENTORY_SECTION": "MAIN",
                                                            "CB_CUSTOMER_SYNC": "true"})
     assert not any(f"  {name}:" in opted_in.output for name in ("erp.stock_changed", *customer_sync))
@@ -250,7 +253,8 @@ def test_a_disabled_workflow_is_listed_as_not_enabled_and_its_dry_run_does_not_s
                        "stripe.dispute_evidence": "yes", "stripe.dispute_recorded": "yes",
                        "stripe.early_fraud_warning": "yes", "stripe.payout_reconciled": "yes",
                        "stripe.customer_changed": "no", "clarity.account_changed": "no",  # CB_CUSTOMER_SYNC
-                       "erp.customer_changed": "no"}
+                       "erp.customer_changed": "no", "stripe.product_changed": "no",  # CB_PRODUCT_SYNC
+                       "clarity.product_changed": "no", "erp.item_changed": "no"}
     assert ("ENABLED no: disabled by CB_WORKFLOWS_DISABLED (core.audit, stripe.payment_succeeded); no run starts"
             in listed.output)
     event = _event(tmp_path, PAID)
@@ -336,7 +340,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "stripe.payout_reconciled": "no", "erp.stock_changed": "no",
                                        # the customer sync needs all three
                                        "stripe.customer_changed": "no", "clarity.account_changed": "no",
-                                       "erp.customer_changed": "no"}
+                                       "erp.customer_changed": "no", "stripe.product_changed": "no",
+                                       "clarity.product_changed": "no", "erp.item_changed": "no"}
     lines = listed.output.splitlines()
     assert "ENABLED no: no connector configured for a step type they use; no run starts:" in lines
     assert (f"  clarity.order_voided: clarity.order.get {CLARITY}; stripe.payment_intent.cancel, "
@@ -357,7 +362,8 @@ def test_list_shows_workflows_whose_connectors_are_not_configured_as_not_enabled
                                        "stripe.payout_reconciled": "no", "erp.stock_changed": "no",
                                        # the customer sync needs all three
                                        "stripe.customer_changed": "no", "clarity.account_changed": "no",
-                                       "erp.customer_changed": "no"}
+                                       "erp.customer_changed": "no", "stripe.product_changed": "no",
+                                       "clarity.product_changed": "no", "erp.item_changed": "no"}
     assert f"  stripe.payment_succeeded: {PAID_ERP}" in listed.output.splitlines()
     # the settings were only read: no database file was made (the default is ./data/bridge.sqlite)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["commerce-bridge.toml"]

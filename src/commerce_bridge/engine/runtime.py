@@ -187,7 +187,7 @@ class Engine(RunInterpreter):
             "application_version": ENGINE_VERSION,
             "log_level": "WARNING",
             "sys_db_pool_size": max(10, self.config.worker_concurrency + 4),
-            **_sqlite_engine_kwargs(self.config.system_database_url),
+            **_engine_kwargs(self.config.system_database_url),
         }
         DBOS(config=config)
         adopt_foreign_loggers()  # DBOS may have configured its logger: its lines go through ours
@@ -527,13 +527,19 @@ class Engine(RunInterpreter):
         return woken
 
 
-def _sqlite_engine_kwargs(url: str) -> dict[str, Any]:
-    """On SQLite, DBOS's connections queue for the file's write lock in this process (see store.db)."""
-    if not url.startswith("sqlite:///"):
-        return {}
-    from commerce_bridge.store.db import QueuedImplicitConnection
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """DBOS's engine settings: on SQLite its connections queue for the file's write lock in this process;
+    on PostgreSQL its pool checks a connection at checkout without the round trip of DBOS's default
+    ``pool_pre_ping`` (``store.db.CheckedQueuePool``: a ping per transaction, two per checkpointed step)."""
+    if url.startswith("sqlite:///"):
+        from commerce_bridge.store.db import QueuedImplicitConnection
 
-    return {"db_engine_kwargs": {"connect_args": {"factory": QueuedImplicitConnection}}}
+        return {"db_engine_kwargs": {"connect_args": {"factory": QueuedImplicitConnection}}}
+    if url.startswith("postgresql"):
+        from commerce_bridge.store.db import CheckedQueuePool
+
+        return {"db_engine_kwargs": {"poolclass": CheckedQueuePool, "pool_pre_ping": False}}
+    return {}
 
 
 def use_wal(url: str) -> None:

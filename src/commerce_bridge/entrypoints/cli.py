@@ -508,12 +508,14 @@ def _mount_optional() -> None:
         return
     _mounted = True
     from commerce_bridge.entrypoints.cli_backfill import backfill_app
+    from commerce_bridge.entrypoints.cli_customers import customers_app
     from commerce_bridge.entrypoints.cli_gaps import gaps
     from commerce_bridge.entrypoints.cli_reconcile import reconcile_app
     from commerce_bridge.entrypoints.cli_stock import stock_app
     from commerce_bridge.entrypoints.cli_workflows import workflows_app
     from commerce_bridge.entrypoints.demo import demo_webhooks
     from commerce_bridge.entrypoints.demo_order_to_cash import demo
+    from commerce_bridge.entrypoints.demo_sync import demo_sync
     from commerce_bridge.entrypoints.dev import dev
     from commerce_bridge.sandbox.cli import sandbox_app
 
@@ -521,10 +523,12 @@ def _mount_optional() -> None:
     app.add_typer(reconcile_app, name="reconcile")
     app.add_typer(stock_app, name="stock")
     app.add_typer(backfill_app, name="backfill")
+    app.add_typer(customers_app, name="customers")
     app.add_typer(sandbox_app, name="sandbox")
     app.command()(gaps)
     app.command()(demo)
     app.command("demo-webhooks")(demo_webhooks)
+    app.command("demo-sync")(demo_sync)
     app.command()(dev)
 
 

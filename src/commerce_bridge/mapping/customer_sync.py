@@ -22,8 +22,6 @@ empty. ``fingerprint`` and ``is_echo`` let the wiring recognise its own write wh
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +29,8 @@ from types import MappingProxyType
 from typing import Any
 
 from commerce_bridge.domain.orders import Address
-from commerce_bridge.errors import ConfigurationError, MappingError
+from commerce_bridge.errors import MappingError
+from commerce_bridge.mapping import sync_merge
 from commerce_bridge.mapping.address import erp_country_name
 from commerce_bridge.mapping.customer import dedupe_keys as _dedupe_keys
 from commerce_bridge.mapping.customer import email_dedupe_key
@@ -52,6 +51,7 @@ from commerce_bridge.mapping.customer_record import (
     is_empty,
 )
 from commerce_bridge.mapping.metadata import CLARITY_ACCOUNT_SYSTEM, CLARITY_USER_SYSTEM
+from commerce_bridge.mapping.sync_merge import check_policy, patch_fingerprint
 
 MERGED = "merged"
 ID_OWNERS = MappingProxyType({CLARITY_USER_SYSTEM: CLARITY, CLARITY_ACCOUNT_SYSTEM: CLARITY, CLARITY_KEY: CLARITY,
@@ -74,46 +74,17 @@ class SyncPolicy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "source_of_truth", MappingProxyType(dict(self.source_of_truth)))
-        for name, system in self.source_of_truth.items():
-            if name not in FIELDS:
-                raise ConfigurationError(f"customer sync policy: unknown field {name!r}",
-                                         suggested_fix=f"use one of {', '.join(FIELDS)}")
-            if system not in CARRIED or name not in CARRIED[system]:
-                raise ConfigurationError(f"customer sync policy: {system!r} cannot be the source of {name}",
-                                         suggested_fix="choose a system that holds the field")
-        if sorted(self.system_order) != sorted(SYSTEMS):
-            raise ConfigurationError("customer sync policy: system_order must list clarity, erp and stripe once",
-                                     suggested_fix=f"e.g. {list(SYSTEMS)}")
+        check_policy("customer", self.source_of_truth, self.system_order, fields=FIELDS, systems=SYSTEMS,
+                     carried=CARRIED)
 
     def rank(self, system: str) -> int:
         return self.system_order.index(system)
 
 
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """A set value that lost: ``system`` held ``value`` (changed at ``updated_at``); ``winner`` decided."""
-
-    field: str
-    system: str
-    value: str | Address
-    updated_at: datetime
-    winner: str
-
-
-@dataclass(frozen=True, slots=True)
-class MergeResult:
-    """The merged record, who won each field, the losing values and the patch per system."""
-
-    record: CustomerRecord
-    winners: Mapping[str, str]
-    conflicts: tuple[Conflict, ...]
-    patches: Mapping[str, dict[str, Any]]
-    changed: Mapping[str, tuple[str, ...]]
-
-    @property
-    def converged(self) -> bool:
-        """Nothing to write anywhere."""
-        return not any(self.patches.values())
+Conflict = sync_merge.Conflict[str | Address]
+"""A set value that lost: ``system`` held ``value`` (changed at ``updated_at``); ``winner`` decided."""
+MergeResult = sync_merge.MergeResult[CustomerRecord, str | Address]
+"""The merged record, who won each field, the losing values and the patch per system."""
 
 
 def _check(records: Mapping[str, CustomerRecord]) -> None:
@@ -265,8 +236,7 @@ def render(record: CustomerRecord, fields: tuple[str, ...], *, system: str, meta
 
 def fingerprint(system: str, patch: Mapping[str, Any]) -> str:
     """A stable hash of the values a patch writes to ``system`` (key order does not matter)."""
-    text = json.dumps({"system": system, "patch": patch}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "cs1:" + hashlib.sha256(text.encode()).hexdigest()
+    return patch_fingerprint("cs1", system, patch)
 
 
 def _patch_fields(system: str, patch: Mapping[str, Any], policy: SyncPolicy) -> tuple[str, ...]:

@@ -3,7 +3,7 @@ Customer, modified since their durable cursors, delivered as ``customer.updated`
 ``erp.customer_changed`` (which runs the step ``customer.sync``). Clarity's accounts are polled by its gateway
 (``ClarityGateway.poll_changed_accounts``); Stripe sends ``customer.*`` webhooks.
 
-Rules (as ``services.stock_push.bin_poll``):
+Rules (as ``services.stock_push.bin_poll``; the cycle is ``services.doc_poll``'s):
 
 - One cursor per doctype (``erp.customers``, ``erp.customer_contacts``, ``erp.customer_addresses``) holds the
   latest ``modified`` delivered; each cycle lists the documents modified at or after it, oldest first, page by
@@ -18,18 +18,16 @@ Rules (as ``services.stock_push.bin_poll``):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from commerce_bridge.services.doc_poll import doc_event, doc_poll
 from commerce_bridge.services.gateways import CursorStore, ErpGateway
 
 CUSTOMER_UPDATED = "customer.updated"
 PAGE = 200
 CURSORS = {"Customer": "erp.customers", "Contact": "erp.customer_contacts", "Address": "erp.customer_addresses"}
 """The poller's cursor per doctype."""
-BEGINNING = "1900-01-01 00:00:00.000000"
-"""The cursor of a doctype that had no document at the first cycle: every later one is new."""
 _LINKED = [["Dynamic Link", "link_doctype", "=", "Customer"]]
 
 
@@ -45,32 +43,11 @@ def _changed(erp: ErpGateway, doctype: str, since: str | None, page_size: int) -
 def customer_event(doctype: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """The inbox event of one changed document (None: a Contact or Address linked to no Customer)."""
     customer = row.get("name") if doctype == "Customer" else row.get("link_name")
-    if not customer:
-        return None
-    digest = hashlib.sha256(f"{doctype}|{row['name']}|{row['modified']}".encode()).hexdigest()[:32]
-    return {"id": f"erp-cus-{digest}", "type": CUSTOMER_UPDATED,
-            "data": {"customer": str(customer), "doctype": doctype, "name": str(row["name"]),
-                     "modified": str(row["modified"])}}
+    return doc_event(doctype, row, customer, id_prefix="erp-cus", event_type=CUSTOMER_UPDATED, owner_field="customer")
 
 
 def customer_poll(erp: ErpGateway, cursors: CursorStore, *,
                   page_size: int = PAGE) -> Callable[[Callable[[list[dict[str, Any]]], Any]], None]:
     """The ERPNext customer poller's cycle (``services.polling.ChangePoller``): see the module docstring."""
-
-    def poll(deliver: Callable[[list[dict[str, Any]]], Any]) -> None:
-        for doctype, cursor in CURSORS.items():
-            since = cursors.get(cursor)
-            if since is None:  # the first cycle: from the latest change (none yet: from the beginning)
-                newest = erp.list_docs(doctype, fields=["modified"], limit=1, order_by="modified desc")
-                cursors.set(cursor, str(newest[0]["modified"]) if newest else BEGINNING)
-                continue
-            for page in _changed(erp, doctype, since, page_size):
-                events = [e for r in page if (e := customer_event(doctype, r)) is not None]
-                if events:
-                    deliver(events)
-                latest = max(str(r["modified"]) for r in page)
-                if latest != since:
-                    cursors.set(cursor, latest)
-                    since = latest
-
-    return poll
+    return doc_poll(erp, cursors, CURSORS, event=customer_event,
+                    changed=lambda doctype, since: _changed(erp, doctype, since, page_size))

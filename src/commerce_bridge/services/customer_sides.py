@@ -18,7 +18,6 @@ Each side speaks to its system through its port (``services.gateways``) and to t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -37,7 +36,9 @@ from commerce_bridge.mapping.customer_record import (
 )
 from commerce_bridge.mapping.customer_sync import SyncPolicy, render
 from commerce_bridge.mapping.metadata import CLARITY_ACCOUNT_SYSTEM
+from commerce_bridge.services import sync_core
 from commerce_bridge.services.gateways import ClarityGateway, ErpGateway, StripeGateway
+from commerce_bridge.services.sync_core import or_none, search_quote
 
 JsonDict = dict[str, Any]
 
@@ -45,21 +46,8 @@ OWN_ID = {CLARITY: CLARITY_ACCOUNT_SYSTEM, STRIPE: STRIPE, ERP: ERP}
 """System -> the ``ids`` key (and identity-map system) of its own customer id."""
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One system's customer as read: its id, its record and the documents a patch is applied to."""
-
-    system: str
-    external_id: str
-    record: CustomerRecord
-    docs: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _or_none(read: Callable[[], Found]) -> Found | None:
-    try:
-        return read()
-    except NotFound:
-        return None
+Found = sync_core.Found[CustomerRecord]
+"""One system's customer as read: its id, its record and the documents a patch is applied to."""
 
 
 def _split_name(name: str) -> dict[str, str]:
@@ -93,20 +81,24 @@ class ClaritySide:
             return Found(CLARITY, str(account["ID"]), record, {
                 "account": account, "billing": _active_row(account, "IsBilling"),
                 "shipping": _active_row(account, "IsPrimary")})
-        return _or_none(load)
+        return or_none(load)
 
     def find(self, known: CustomerRecord) -> str | None:
+        found = self.candidates(known)
+        return found[0] if found else None
+
+    def candidates(self, known: CustomerRecord) -> list[str]:
+        """The accounts that may be this customer, best first: its id, its CustomKey, else every account with a
+        contact of its e-mail, oldest (lowest ID) first (more than one: duplicates)."""
         if known.ids.get(CLARITY_ACCOUNT_SYSTEM):
-            return known.ids[CLARITY_ACCOUNT_SYSTEM]
+            return [known.ids[CLARITY_ACCOUNT_SYSTEM]]
         if known.ids.get(CLARITY_KEY):
             account = self._gw.find_account_by_key(known.ids[CLARITY_KEY])
             if account is not None:
-                return str(account["ID"])
+                return [str(account["ID"])]
         if known.email:
-            ids = self._gw.find_account_ids_by_email(known.email_display or known.email)
-            if ids:
-                return str(ids[0])
-        return None
+            return [str(i) for i in sorted(set(self._gw.find_account_ids_by_email(known.email_display or known.email)))]
+        return []
 
     def create(self, merged: CustomerRecord, *, key: str) -> str:
         existing = self._gw.find_account_by_key(key)
@@ -159,10 +151,6 @@ class ClaritySide:
         return page
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class StripeSide:
     system = STRIPE
 
@@ -178,22 +166,28 @@ class StripeSide:
             when = updated_at or datetime.fromtimestamp(int(customer.get("created") or 0), UTC)
             return Found(STRIPE, str(customer["id"]),
                          from_stripe(customer, updated_at=when, default_region=self._region), {"customer": customer})
-        return _or_none(load)
+        return or_none(load)
 
     def find(self, known: CustomerRecord) -> str | None:
+        found = self.candidates(known)
+        return found[0] if found else None
+
+    def candidates(self, known: CustomerRecord) -> list[str]:
+        """The customers that may be this one, best first: its id, else the search's hits on the ids it carries
+        in metadata (when any match) or on its e-mail, oldest first (more than one: duplicates)."""
         if known.ids.get(STRIPE):
-            return known.ids[STRIPE]
-        clauses = [f"metadata[{_quote(meta)}]:{_quote(known.ids[key])}"
+            return [known.ids[STRIPE]]
+        clauses = [f"metadata[{search_quote(meta)}]:{search_quote(known.ids[key])}"
                    for meta, key in STRIPE_METADATA_IDS.items() if known.ids.get(key)]
         if known.email:
-            clauses.append(f"email:{_quote(known.email_display or known.email)}")
+            clauses.append(f"email:{search_quote(known.email_display or known.email)}")
         if not clauses:
-            return None
-        found = self._gw.search_customers(" OR ".join(clauses), limit=10)
+            return []
+        found = [c for c in self._gw.search_customers(" OR ".join(clauses), limit=10) if not c.get("deleted")]
         by_id = [c for c in found if any((c.get("metadata") or {}).get(meta) == known.ids.get(key)
                                          for meta, key in STRIPE_METADATA_IDS.items() if known.ids.get(key))]
-        ranked = sorted(by_id or found, key=lambda c: -int(c.get("created") or 0))
-        return str(ranked[0]["id"]) if ranked else None
+        ranked = sorted(by_id or found, key=lambda c: (int(c.get("created") or 0), str(c["id"])))
+        return [str(c["id"]) for c in ranked]
 
     def create(self, merged: CustomerRecord, *, key: str) -> str:
         metadata = tuple(meta for meta, k in STRIPE_METADATA_IDS.items() if merged.ids.get(k))
@@ -257,26 +251,34 @@ class ErpSide:
             record = from_erp(customer, contact, billing, shipping, tz=self._tz, default_region=self._region)
             return Found(ERP, str(customer["name"]), record,
                          {"customer": customer, "contact": contact, "billing": billing, "shipping": shipping})
-        return _or_none(load)
+        return or_none(load)
 
     def find(self, known: CustomerRecord) -> str | None:
+        found = self.candidates(known)
+        return found[0] if found else None
+
+    def candidates(self, known: CustomerRecord) -> list[str]:
+        """The Customers that may be this one, best first: its name, else the Customers of its e-mail, else the
+        Customers linked to a Contact of its e-mail, oldest first (more than one: duplicates)."""
         if known.ids.get(ERP):
-            return known.ids[ERP]
+            return [known.ids[ERP]]
         if not known.email:
-            return None
+            return []
         emails = [e for e in dict.fromkeys((known.email, known.email_display)) if e]
-        rows = self._gw.list_docs("Customer", filters=[["email_id", "in", emails]], fields=("name",), limit=1,
+        rows = self._gw.list_docs("Customer", filters=[["email_id", "in", emails]], fields=("name",), limit=10,
                                   order_by="creation asc")
         if rows:
-            return str(rows[0]["name"])
+            return list(dict.fromkeys(str(r["name"]) for r in rows))
         contacts = self._gw.list_docs("Contact", filters=[["email_id", "=", known.email]],
                                       fields=("name",), limit=5, order_by="creation asc")
+        names: list[str] = []
         for row in contacts:
             contact = self._gw.get_doc("Contact", row["name"])
             for link in contact.get("links") or []:
                 if link.get("link_doctype") == "Customer" and link.get("link_name"):
-                    return str(link["link_name"])
-        return None
+                    names.append(str(link["link_name"]))
+                    break
+        return list(dict.fromkeys(names))
 
     def create(self, merged: CustomerRecord, *, key: str) -> str:
         doc: JsonDict = {"customer_name": merged.name or merged.email_display or merged.email,

@@ -2,7 +2,9 @@
 
 ``sync_from(system, id)`` reads the customer in that system, finds its counterparts in the other two, merges
 the three records with the ``SyncPolicy`` (``mapping.customer_sync.merge``), creates the customer where it
-is missing, applies each non-empty patch, links the ids in the identity map and says what happened.
+is missing, applies each non-empty patch, links the ids in the identity map and says what happened (the part
+it shares with the product sync, snapshots, restamp, ``quick``, the key lock and the write loop, is
+``services.sync_core``).
 The rules it keeps:
 
 * **Counterparts**: the identity map first (kind ``customer``; systems ``clarity_account``, ``stripe``,
@@ -20,6 +22,16 @@ The rules it keeps:
 * **Conflicts** (a set value that lost) are logged with ids and field names, never values (PII), and returned;
   so is each write (``customer_sync.written``: entity, system, created or updated, the fields).
 * ``dry_run``: reads and merges only; nothing is written anywhere, the identity map and snapshots included.
+* **Merged ids** (``services.customer_merge``): an id retired by ``customers merge`` (a late ``customer.updated`` of
+  the duplicate Stripe customer, a poll of the deactivated Clarity account) is not read and nothing is written:
+  the outcome names the survivor (``SyncOutcome.merged_into``); the retired record is never created again nor
+  linked. A merge that lands between the sync's look-up of its customer and its lock is seen under the lock: the
+  sync starts again (and finds the id retired, or linked to the survivor).
+* **Duplicates**: when the source record's system is already linked to another record of the same customer (two
+  Stripe customers with one e-mail), nothing is written (``SyncOutcome.duplicate_of``: the linked one, which
+  stays); when a look-up by e-mail finds several records in a system, the one linked to this customer is kept,
+  else the oldest. Either way an alert ``customer.duplicates`` names the ids and the ``customers merge`` command,
+  once per duplicate set (a marker ``customer_duplicates.<system>.<hash of the ids>`` in the cursor store).
 * ``quick`` (the workflows' echo skip): when the record read holds exactly the snapshot's values and ids, and
   the customer is linked in all three systems, the change is the bridge's own write coming back (or nothing
   new): the other two are not read and nothing is written (``SyncOutcome.in_step``). A change in another system
@@ -30,11 +42,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
-from typing import Literal
+from typing import Any, ClassVar
 
 import structlog
 
@@ -51,64 +62,31 @@ from commerce_bridge.mapping.customer_record import (
     compare_key,
 )
 from commerce_bridge.mapping.customer_sync import MergeResult, SyncPolicy, dedupe_keys, fingerprint, merge
+from commerce_bridge.services.alerts import Alert, Severity
 from commerce_bridge.services.customer_sides import OWN_ID, ClaritySide, ErpSide, Found, StripeSide
 from commerce_bridge.services.gateways import ClarityGateway, CursorStore, ErpGateway, StripeGateway
 from commerce_bridge.services.ports import IdentityMap, KeyLocks
+from commerce_bridge.services.sync_core import (
+    Action,
+    ConflictNote,
+    SyncCore,
+    SyncKind,
+    SyncOutcome,
+    SystemChange,
+    value_hash,
+)
+
+__all__ = ["CREATE_ORDER", "FIND_ORDER", "KIND", "Action", "ConflictNote", "CustomerSyncer", "SyncOutcome",
+           "SystemChange"]
 
 log = structlog.get_logger("commerce_bridge.customer_sync")
 
 KIND = "customer"
-Action = Literal["created", "updated", "unchanged"]
 FIND_ORDER = (STRIPE, CLARITY, ERP)
 CREATE_ORDER = (CLARITY, ERP, STRIPE)  # Stripe last: its metadata then names the others
 
 
-@dataclass(frozen=True, slots=True)
-class SystemChange:
-    """What the sync did (or, in a dry run, would do) to one system's customer."""
-
-    system: str
-    action: Action
-    external_id: str = ""
-    fields: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ConflictNote:
-    """A losing value, without the value: ``system`` held another ``field`` than ``winner``."""
-
-    field: str
-    system: str
-    winner: str
-
-
-@dataclass(frozen=True, slots=True)
-class SyncOutcome:
-    """The result of one ``sync_from``."""
-
-    source: str
-    source_id: str
-    entity_id: str | None
-    changes: Mapping[str, SystemChange]
-    conflicts: tuple[ConflictNote, ...] = ()
-    dry_run: bool = False
-    patches: Mapping[str, dict[str, object]] = field(default_factory=dict)
-    in_step: bool = False
-    """``quick``: the record read matched the snapshot, so the others were not read (nothing to sync)."""
-
-    @property
-    def result(self) -> Action:
-        """``created`` if a system got the customer, else ``updated`` if one was written, else ``unchanged``."""
-        actions = {c.action for c in self.changes.values()}
-        return "created" if "created" in actions else "updated" if "updated" in actions else "unchanged"
-
-
-def _hash(name: str, value: object) -> str:
-    key = compare_key(name, value)  # type: ignore[arg-type]
-    return hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:16]
-
-
-class CustomerSyncer:
+class CustomerSyncer(SyncCore[CustomerRecord, MergeResult]):
     """Syncs one customer at a time (see the module docstring).
 
     Parameters
@@ -121,17 +99,31 @@ class CustomerSyncer:
         Which system decides each field; the rest follow the latest change.
     locks:
         Key locks: one sync per customer at a time, across processes (None: no serialisation).
+    alert:
+        Where the duplicate alerts go (``Alerter.alert``; None: logged only).
     """
+
+    spec: ClassVar[SyncKind] = SyncKind(
+        name="customer_sync", kind=KIND, lock="customer.sync", systems=SYSTEMS, create_order=CREATE_ORDER,
+        own_id=OWN_ID, key_prefix="customer-sync", fingerprint=fingerprint)
+    log: ClassVar[Any] = log
+    clarity: ClaritySide
+    stripe: StripeSide
+    erp: ErpSide
 
     def __init__(self, *, clarity: ClarityGateway, stripe: StripeGateway, erp: ErpGateway, identity: IdentityMap,
                  snapshots: CursorStore, policy: SyncPolicy | None = None, locks: KeyLocks | None = None,
                  clarity_tz: tzinfo = UTC, erp_tz: tzinfo = UTC, default_region: str | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 alert: Callable[[Alert], Any] | None = None) -> None:
         self.policy = policy or SyncPolicy()
         self.clarity = ClaritySide(clarity, self.policy, tz=clarity_tz, default_region=default_region)
         self.stripe = StripeSide(stripe, default_region=default_region)
         self.erp = ErpSide(erp, tz=erp_tz, default_region=default_region)
+        self.gateways = (clarity, stripe, erp)
+        self.identity, self.snapshots, self.locks = identity, snapshots, locks
         self._identity, self._snapshots, self._locks, self._now = identity, snapshots, locks, now
+        self.alert = alert
 
     # reading
 
@@ -140,10 +132,37 @@ class CustomerSyncer:
             return self.stripe.read(external_id, updated_at=self._now() if seen else None)
         return (self.clarity if system == CLARITY else self.erp).read(external_id)
 
-    def _find(self, system: str, known: CustomerRecord) -> str | None:
-        if system == STRIPE:
-            return self.stripe.find(known)
-        return self.clarity.find(known) if system == CLARITY else self.erp.find(known)
+    def _find(self, system: str, known: CustomerRecord, entity_id: str | None, *, dry_run: bool) -> str | None:
+        """The counterpart in ``system``: of several (duplicates), the one linked to ``entity_id``, else the
+        oldest not linked to another customer; retired ids are never returned."""
+        side = self.stripe if system == STRIPE else self.clarity if system == CLARITY else self.erp
+        found = [c for c in side.candidates(known) if self._identity.retired(KIND, OWN_ID[system], c) is None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        owners = {c: self._identity.lookup(KIND, OWN_ID[system], c) for c in found}
+        kept = next((c for c in found if entity_id and owners[c] == entity_id), None) or next(
+            (c for c in found if owners[c] is None), found[0])
+        if not dry_run:
+            self._duplicates(system, found, kept, entity_id)
+        return kept
+
+    def _duplicates(self, system: str, ids: Sequence[str], kept: str, entity_id: str | None) -> None:
+        """Alert once per duplicate set (a marker in the cursor store) naming the ids and the merge command."""
+        ids = sorted(set(ids))
+        marker = f"customer_duplicates.{system}." + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+        if self._snapshots.get(marker) is not None:
+            return
+        commands = [f"commerce-bridge customers merge --system {system} --from {other} --into {kept}"
+                    for other in ids if other != kept]
+        log.warning("customer_sync.duplicates", entity_id=entity_id, system=system, ids=ids, kept=kept)
+        if self.alert is not None:
+            self.alert(Alert("customer.duplicates", f"{len(ids)} {system} customers look like one customer: "
+                             f"{', '.join(ids)} (the bridge keeps {kept})", Severity.WARNING,
+                             {"system": system, "ids": ids, "kept": kept, "entity_id": entity_id,
+                              "commands": commands,
+                              "fix": "if they are one customer, run the command(s); else give them different "
+                                     "e-mails"}, key=marker))
+        self._snapshots.set(marker, json.dumps({"ids": ids, "kept": kept, "at": self._now().isoformat()}))
 
     def _entity(self, system: str, source: Found, *, create: bool) -> str | None:
         """Our entity id: the one an id of the record is linked to, else the one of its e-mail (or its own id);
@@ -160,20 +179,17 @@ class CustomerSyncer:
             return self._identity.entity_for_key(KIND, email_dedupe_key(source.record.email))
         return self._identity.entity_for_key(KIND, f"{OWN_ID[system]}:{source.external_id}")
 
-    def _snapshot(self, entity_id: str | None) -> dict[str, list[str]]:
-        raw = self._snapshots.get(f"customer_sync.{entity_id}") if entity_id else None
-        return dict(json.loads(raw).get("f", {})) if raw else {}
+    def _hash(self, name: str, value: object) -> str:
+        return value_hash(compare_key(name, value))  # type: ignore[arg-type]
 
-    def _restamp(self, record: CustomerRecord, snapshot: Mapping[str, list[str]]) -> CustomerRecord:
-        stamps = dict(record.updated_at)
-        for name in FIELDS:
-            kept = snapshot.get(name)
-            if kept and name in stamps and _hash(name, record.value(name)) == kept[0]:
-                stamps[name] = datetime.fromisoformat(kept[1])
-        return replace(record, updated_at=stamps)
+    def _stamped_fields(self, record: CustomerRecord) -> Iterable[str]:
+        return FIELDS
 
-    def _gather(self, system: str, source: Found, links: Mapping[str, str],
-                snapshot: Mapping[str, list[str]]) -> dict[str, Found]:
+    def _snapshot_fields(self, result: MergeResult) -> Iterable[str]:
+        return [name for name in FIELDS if name in result.winners]
+
+    def _gather(self, system: str, source: Found, links: Mapping[str, str], snapshot: Mapping[str, list[str]],
+                entity_id: str | None, *, dry_run: bool) -> dict[str, Found]:
         found = {system: source}
         known = source.record
         for other in FIND_ORDER:
@@ -182,7 +198,7 @@ class CustomerSyncer:
             linked = links.get(OWN_ID[other])
             hit = self._read(other, linked, seen=bool(snapshot)) if linked else None
             if hit is None:
-                candidate = self._find(other, known)
+                candidate = self._find(other, known, entity_id, dry_run=dry_run)
                 hit = self._read(other, candidate, seen=bool(snapshot)) if candidate else None
             if hit is not None:
                 found[other] = hit
@@ -192,28 +208,15 @@ class CustomerSyncer:
     def _merge(self, found: Mapping[str, Found], snapshot: Mapping[str, list[str]]) -> MergeResult:
         return merge({s: self._restamp(f.record, snapshot) for s, f in found.items()}, self.policy)
 
-    @contextmanager
-    def _held(self, entity_id: str | None) -> Iterator[None]:
-        with self._locks.hold("customer.sync", entity_id) if self._locks and entity_id else nullcontext():
-            yield
-
     # the sync
 
-    def _in_step(self, system: str, source: Found, links: Mapping[str, str],
-                 snapshot: Mapping[str, list[str]]) -> bool:
-        """Whether ``source`` holds exactly the snapshot's values and the linked ids (see ``quick``)."""
-        if not snapshot or any(OWN_ID[s] not in links for s in SYSTEMS):
-            return False
-        if links[OWN_ID[system]] != source.external_id:
-            return False
+    def _ids_in_step(self, system: str, source: Found, links: Mapping[str, str]) -> bool:
         ids = source.record.ids
-        if any(ids.get(key) != value for key, value in links.items() if key in ids or system == STRIPE):
-            return False  # Stripe's metadata names the others: a missing id would be patched
-        for name in CARRIED[system]:
-            value, kept = source.record.value(name), snapshot.get(name)
-            if (kept[0] if kept else None) != (_hash(name, value) if value not in (None, "") else None):
-                return False
-        return True
+        # Stripe's metadata names the others: a missing id would be patched
+        return not any(ids.get(key) != value for key, value in links.items() if key in ids or system == STRIPE)
+
+    def _in_step_fields(self, system: str, record: CustomerRecord, snapshot: Mapping[str, list[str]]) -> Iterable[str]:
+        return CARRIED[system]
 
     def sync_from(self, system: str, record_id: str, *, dry_run: bool = False, quick: bool = False,
                   write_key: str | None = None) -> SyncOutcome:
@@ -233,55 +236,38 @@ class CustomerSyncer:
         """
         if system not in SYSTEMS:
             raise ValidationError(f"unknown system {system!r}", suggested_fix=f"use one of {', '.join(SYSTEMS)}")
+        survivor = self._identity.retired(KIND, OWN_ID[system], record_id)
+        if survivor is not None:  # merged away: never read, written, created or linked again
+            return SyncOutcome(system, record_id, survivor, {}, dry_run=dry_run, merged_into=survivor)
         source = self._read(system, record_id, seen=False)
         if source is None:
             raise NotFound(f"{system} has no customer {record_id}")
         entity_id = self._entity(system, source, create=not dry_run)
         with self._held(None if dry_run else entity_id):
+            if not dry_run and entity_id is not None and self._identity.lookup(
+                    KIND, OWN_ID[system], source.external_id) not in (None, entity_id):
+                # a merge ran between the look-up and the lock: once more, on the survivor (or its retired id)
+                return self.sync_from(system, record_id, quick=quick, write_key=write_key)
             links = self._identity.externals(KIND, entity_id) if entity_id else {}
+            own = links.get(OWN_ID[system])
+            if own is not None and own != source.external_id:  # a second record of this customer in its system
+                if not dry_run:
+                    self._duplicates(system, [own, source.external_id], own, entity_id)
+                return SyncOutcome(system, record_id, entity_id, {}, dry_run=dry_run, duplicate_of=own)
             snapshot = self._snapshot(entity_id)
             if system == STRIPE and snapshot:  # a customer seen before: a changed value is dated by this read
                 now = self._now()
                 source = replace(source, record=replace(source.record, updated_at={
                     name: now for name in source.record.updated_at}))
-            if quick and not dry_run and entity_id is not None and self._in_step(system, source, links, snapshot):
-                changes = {s: SystemChange(s, "unchanged", links[OWN_ID[s]]) for s in SYSTEMS}
-                return SyncOutcome(system, record_id, entity_id, changes, in_step=True)
-            found = self._gather(system, source, links, snapshot)
-            result = self._merge(found, snapshot)
-            if dry_run or entity_id is None:
-                return self._outcome(system, record_id, entity_id, found, result, {}, dry_run=True)
-            result, created = self._write(entity_id, found, result, snapshot, write_key)
-        outcome = self._outcome(system, record_id, entity_id, found, result, created)
-        for c in outcome.conflicts:
-            log.warning("customer_sync.conflict", entity_id=entity_id, source=system, source_id=record_id,
-                        field=c.field, system=c.system, winner=c.winner)
-        return outcome
+            return self._sync_held(system, record_id, entity_id, source, links, snapshot, dry_run=dry_run, quick=quick,
+                                   write_key=write_key)
 
-    def _write(self, entity_id: str, found: dict[str, Found], result: MergeResult,
-               snapshot: Mapping[str, list[str]], write_key: str | None = None) -> tuple[MergeResult, dict[str, str]]:
-        """Create the missing customers, apply the patches, link the ids, keep the snapshot."""
-        created: dict[str, str] = {}
-        for missing in (s for s in CREATE_ORDER if s not in found):
-            record = replace(result.record, ids={**result.record.ids, **created})
-            created[OWN_ID[missing]] = self._create(missing, record, entity_id)
-            log.info("customer_sync.written", entity_id=entity_id, system=missing, action="created")
-            self._identity.link(KIND, entity_id, OWN_ID[missing], created[OWN_ID[missing]])  # found on a retry
-            hit = self._read(missing, created[OWN_ID[missing]], seen=True)
-            if hit is None:
-                raise NotFound(f"{missing} customer {created[OWN_ID[missing]]} not readable after its create")
-            found[missing] = hit
-        if created:
-            result = self._merge(found, snapshot)
-        for target, patch in result.patches.items():
-            if patch:
-                self._apply(target, found[target], patch, write_key)
-                log.info("customer_sync.written", entity_id=entity_id, system=target, action="updated",
-                         fields=list(result.changed.get(target, ())))
-        for target, hit in found.items():
-            self._identity.link(KIND, entity_id, OWN_ID[target], hit.external_id)
-        self._save_snapshot(entity_id, result, snapshot)
-        return result, created
+    def _create_ids(self, result: MergeResult, found: Mapping[str, Found],
+                    created: Mapping[str, str]) -> dict[str, str]:
+        return {**result.record.ids, **{OWN_ID[s]: external_id for s, external_id in created.items()}}
+
+    def _reread(self, system: str, external_id: str) -> Found | None:
+        return self._read(system, external_id, seen=True)
 
     def _create(self, system: str, record: CustomerRecord, entity_id: str) -> str:
         if system == CLARITY:
@@ -289,39 +275,3 @@ class CustomerSyncer:
         if system == ERP:
             return self.erp.create(record, key=entity_id)
         return self.stripe.create(record, key=f"customer-sync:stripe:create:{entity_id}")
-
-    def _apply(self, system: str, found: Found, patch: dict[str, object], write_key: str | None = None) -> None:
-        if system == STRIPE:
-            key = f"customer-sync:stripe:{found.external_id}:{fingerprint(system, patch)}" + (
-                f":{write_key}" if write_key else "")
-            self.stripe.apply(found, patch, key=key)
-        elif system == CLARITY:
-            self.clarity.apply(found, patch)
-        else:
-            self.erp.apply(found, patch)
-
-    def _save_snapshot(self, entity_id: str, result: MergeResult, before: Mapping[str, list[str]]) -> None:
-        fields = {name: [_hash(name, result.record.value(name)), result.record.stamp(name).isoformat()]
-                  for name in FIELDS if name in result.winners}
-        kept = {name: before[name] if name in before and before[name][0] == value[0] else value
-                for name, value in fields.items()}
-        if kept != dict(before):
-            self._snapshots.set(f"customer_sync.{entity_id}", json.dumps({"v": 1, "f": kept}, sort_keys=True))
-
-    @staticmethod
-    def _outcome(system: str, record_id: str, entity_id: str | None, found: Mapping[str, Found],
-                 result: MergeResult, created: Mapping[str, str], *, dry_run: bool = False) -> SyncOutcome:
-        changes: dict[str, SystemChange] = {}
-        for target in SYSTEMS:
-            hit = found.get(target)
-            if hit is None:  # dry run: it would be created
-                changes[target] = SystemChange(target, "created", "", tuple(result.winners))
-            elif OWN_ID[target] in created:
-                changes[target] = SystemChange(target, "created", hit.external_id, tuple(result.winners))
-            elif result.patches.get(target):
-                changes[target] = SystemChange(target, "updated", hit.external_id, result.changed.get(target, ()))
-            else:
-                changes[target] = SystemChange(target, "unchanged", hit.external_id)
-        conflicts = tuple(ConflictNote(c.field, c.system, c.winner) for c in result.conflicts)
-        patches = {s: p for s, p in result.patches.items() if p} if dry_run else {}
-        return SyncOutcome(system, record_id, entity_id, changes, conflicts, dry_run, patches)

@@ -369,6 +369,11 @@ class ClarityGateway(Protocol):
         ``account.created`` / ``account.updated`` events (ids and dates only), each change once."""
         ...
 
+    def poll_changed_products(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Products changed since their own cursor (``clarity.products``; the first poll starts from now), as
+        ``product.created`` / ``product.updated`` events (ids and dates only), each change once."""
+        ...
+
     def get_return(self, return_id: int) -> JsonDict:
         """The full sales return (items, payments, ``SalesOrderIDs``); NotFound when Clarity answers 204."""
         ...
@@ -431,6 +436,11 @@ class ClarityGateway(Protocol):
     def search_accounts(self, *, page: int, size: int = 100,
                         modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
         """One page (1-based) of accounts in ID order, and the total CEF reports."""
+        ...
+
+    def search_products(self, *, page: int, size: int = 100,
+                        modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
+        """One page (1-based) of products in ID order, and the total CEF reports."""
         ...
 
     def find_account_by_key(self, key: str) -> JsonDict | None:

@@ -171,6 +171,28 @@ class KeyLocks(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class MergedIdentity:
+    """What ``merge`` moved (or, in a dry run, would move): per system the external id."""
+
+    kind: str
+    loser: str | None
+    survivor: str
+    moved: dict[str, str]
+    """Links of the loser in systems where the survivor had none: now the survivor's."""
+    retired: dict[str, str]
+    """The loser's ids in systems where the survivor is linked too: retired into the survivor."""
+    kept: dict[str, str]
+    """The survivor's own links (unchanged)."""
+    keys: int
+    """De-duplication keys moved."""
+    rehomed: int
+    """Ids retired into the loser by an earlier merge, now pointing at the survivor."""
+    dropped: tuple[str, ...]
+    """Cursor rows dropped (the loser's snapshot)."""
+    dry_run: bool = False
+
+
 class IdentityMap(Protocol):
     """One link per (entity, system); entities found by a de-duplication key."""
 
@@ -188,6 +210,16 @@ class IdentityMap(Protocol):
 
     def unlink(self, kind: str, entity_id: str, system: str) -> bool:
         """Remove the entity's link in ``system``; False when there was none."""
+        ...
+
+    def retired(self, kind: str, system: str, external_id: str) -> str | None:
+        """The surviving entity when ``external_id`` was retired by a merge, else None."""
+        ...
+
+    def merge(self, kind: str, loser: str | None, survivor: str, *, unlinked: Mapping[str, str] | None = None,
+              drop_cursors: Sequence[str] = (), dry_run: bool = False) -> MergedIdentity:
+        """Move every link and key of ``loser`` to ``survivor`` in one transaction; where both are linked in a
+        system, retire the loser's id (``lookup`` then resolves it to ``survivor``)."""
         ...
 
 

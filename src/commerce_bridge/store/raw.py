@@ -13,6 +13,11 @@ Rules
 * A write is one transaction: on SQLite it takes the file's writer lock and ``BEGIN IMMEDIATE``
   exactly as the engine's ``begin`` hook does (see ``store.db``); a failure rolls back. Driver errors
   that mean "the database is unavailable" become ``StoreUnavailable`` through ``translate_db_errors``.
+* A read on PostgreSQL runs in autocommit: one round trip per statement, no ``BEGIN``/``COMMIT``
+  around it (two of the three round trips of a lookup before). Our reads are plain ``SELECT``
+  statements under READ COMMITTED, where each statement takes its own snapshot inside a transaction
+  too, so they see the same rows; a read never takes a lock (``FOR UPDATE``, advisory locks) and never
+  writes.
 """
 
 from __future__ import annotations
@@ -120,16 +125,23 @@ class RawSql:
                         begin()
                     else:  # an in-memory database (tests): no writer queue
                         dbapi.execute("BEGIN IMMEDIATE")
+                autocommit = self.pg and not write
+                if autocommit:  # a read: each statement its own snapshot, as under READ COMMITTED anyway
+                    dbapi.autocommit = True
                 raw = dbapi.cursor()
                 try:
                     yield Cursor(raw, self.pg)
-                    if write or self.pg:
-                        dbapi.commit()  # psycopg opens a transaction for reads too: end it
+                    if write:
+                        dbapi.commit()
                 except BaseException:
-                    dbapi.rollback()
+                    if not autocommit:
+                        dbapi.rollback()
                     raise
                 finally:
                     raw.close()
+                    if autocommit:  # back to the pool as SQLAlchemy expects it (a broken one is discarded)
+                        with contextlib.suppress(Exception):
+                            dbapi.autocommit = False
             finally:
                 fairy.close()
 

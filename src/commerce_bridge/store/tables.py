@@ -170,6 +170,21 @@ identity_keys = Table(
     UniqueConstraint("entity_kind", "dedupe_key"),
 )
 
+# Customer merges (issue 14, point 2): an external id whose record was merged into another entity's. It has no
+# link any more; ``lookup`` resolves it to the survivor, and the sync writes nothing for it.
+identity_retired = Table(
+    "identity_retired",
+    metadata,
+    Column("entity_kind", String(40), nullable=False),
+    Column("system", String(40), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("entity_id", String(64), nullable=False),  # the surviving entity
+    Column("merged_entity_id", String(64), nullable=False),  # the entity the id was linked to before the merge
+    Column("retired_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("entity_kind", "system", "external_id"),
+    Index(None, "entity_kind", "entity_id"),
+)
+
 write_fingerprints = Table(
     "write_fingerprints",
     metadata,

@@ -5,8 +5,8 @@ and ``serve``/``worker`` agree on it (a test keeps them equal).
 Rules
 -----
 * A step type is bound when the connector of its system is configured (:data:`CONNECTORS`; ``core``,
-  ``notify`` and ``customer`` always are) and so are the systems it ``also_needs``; a workflow using a step type that is not
-  bound is turned off, with the settings to set (``workflows list`` shows them).
+  ``notify``, ``customer`` and ``product`` always are) and so are the systems it ``also_needs``; a workflow
+  using a step type that is not bound is turned off, with the settings to set (``workflows list`` shows them).
 * ``CB_WORKFLOWS_DISABLED`` turns workflows off by name (an unknown name stops start-up), and ``core.audit``
   is off unless ``CB_AUDIT_RUNS`` is on (a delivery's inbox row is its audit record).
 * ``core.forward`` exists only when ``CB_OUTBOUND_WEBHOOK_URL`` is set.
@@ -45,9 +45,9 @@ CONNECTORS: dict[str, Connector] = {c.system: c for c in (
     Connector("erp", ("CB_ERP_BASE_URL", "CB_ERP_API_KEY", "CB_ERP_API_SECRET"), lambda s: bool(s.erp_base_url)),
     Connector("outbound", ("CB_OUTBOUND_WEBHOOK_URL",), lambda s: bool(s.outbound_webhook_url)),
 )}
-# no connector, or the SMTP mailer (CB_SMTP_HOST has a default); `customer` (the customer syncer) uses the
-# connectors its step type `also_needs`
-ALWAYS_BOUND = frozenset({"core", "notify", "customer"})
+# no connector, or the SMTP mailer (CB_SMTP_HOST has a default); `customer` and `product` (the customer and
+# product syncers) use the connectors their step types `also_needs`
+ALWAYS_BOUND = frozenset({"core", "notify", "customer", "product"})
 
 
 def available_step_types(settings: Settings, extra: Iterable[str] = ()) -> set[str]:

@@ -37,9 +37,13 @@ def test_the_printed_settings_wire_the_bridge_and_the_peers_both_ways(tmp_path: 
                                  database_url=f"sqlite:///{tmp_path / 'bridge.sqlite'}", admin_tokens="tok",
                                  worker_id="wiring")
         c = bootstrap(settings, "serve", migrate=True)
-        # every connector is configured; the live customer sync is opt-in (CB_CUSTOMER_SYNC), even here
-        assert c.disabled_workflows == {name: ["customer.sync"] for name in (
-            "stripe.customer_changed", "clarity.account_changed", "erp.customer_changed")}, c.disabled_workflows
+        # every connector is configured; the live customer and product syncs are opt-in (CB_CUSTOMER_SYNC,
+        # CB_PRODUCT_SYNC), even here
+        assert c.disabled_workflows == {
+            **{name: ["customer.sync"] for name in (
+                "stripe.customer_changed", "clarity.account_changed", "erp.customer_changed")},
+            **{name: ["product.sync"] for name in (
+                "stripe.product_changed", "clarity.product_changed", "erp.item_changed")}}, c.disabled_workflows
         traffic = Traffic(clarity_url=running.urls["clarity"], clarity_user=DEFAULT_USER,
                           clarity_password=DEFAULT_PASSWORD, stripe_url=running.urls["stripe"],
                           stripe_key=STRIPE_TEST_KEY, erp_url=running.urls["erp"],

@@ -27,6 +27,7 @@ __all__ = [
     "event_from_notice",
     "format_local",
     "parse_local",
+    "product_change_event",
     "return_change_event",
 ]
 
@@ -142,6 +143,27 @@ def account_change_event(row: Mapping[str, Any], zone: tzinfo, *, account_id: in
     data.pop("CustomKey", None)
     return {"id": _event_id(f"{change_fingerprint(row, zone)}|{account_id}", CONTACT_PREFIX),
             "type": "account.updated", "data": {**data, "ID": account_id, "ContactID": row.get("ID")}}
+
+
+PRODUCT_PREFIX = "clarity-prod-"
+PRODUCT_FIELDS = ("CustomKey", "UpdatedDate")
+
+
+def product_change_event(row: Mapping[str, Any], zone: tzinfo) -> JsonDict:
+    """An inbox-shaped event for one polled product row (keyed as ``change_event`` keys an order).
+
+    Returns
+    -------
+    dict
+        ``{"id": "clarity-prod-<hash of ID+UpdatedDate>", "type": "product.created" | "product.updated",
+        "data": {"ID": <int>, "CustomKey", "UpdatedDate"}}``: the product's ids and date only (the syncer reads
+        the rest, so a change polled late is synced with the values of the moment).
+    """
+    event = change_event(row, zone)
+    data: JsonDict = {"ID": int(row["ID"])}
+    data.update({k: row[k] for k in PRODUCT_FIELDS if row.get(k) is not None})
+    return {"id": _event_id(change_fingerprint(row, zone), PRODUCT_PREFIX),
+            "type": event["type"].replace("salesorder.", "product.", 1), "data": data}
 
 
 def event_from_notice(notice: Mapping[str, Any], zone: tzinfo) -> JsonDict:

@@ -23,6 +23,7 @@ from commerce_bridge.connectors.clarity.changes import (
     change_fingerprint,
     format_local,
     parse_local,
+    product_change_event,
     return_change_event,
 )
 from commerce_bridge.connectors.clarity.errors import (
@@ -60,6 +61,7 @@ RETURN_ACTIONS_BY_STATUS = {"Confirmed": "Confirm", "Rejected": "Reject", "Shipp
 LOOKUP_TABLES = {"status": "SalesOrderStatuses", "state": "SalesOrderStates", "type": "SalesOrderTypes"}
 UNSET = object()
 ACCOUNT_CURSOR, CONTACT_CURSOR = "clarity.accounts", "clarity.contacts"  # the customer poll's cursors
+PRODUCT_CURSOR = "clarity.products"  # the product poll's cursor
 UNLIMITED = "commerce_bridge.unlimited"
 """httpx request extension: this request takes no rate-limit slot (the poll's)."""
 
@@ -356,6 +358,34 @@ class HttpClarityGateway:
         contacts = self._poll("Contacts", "Contacts", CONTACT_CURSOR, self._contact_account_event, deliver, limit)
         return PollResult(events=accounts.events + contacts.events, pages=accounts.pages + contacts.pages,
                           rows=accounts.rows + contacts.rows)
+
+    def poll_changed_products(self, deliver: Callable[[list[JsonDict]], Any], *, limit: int = 500) -> PollResult:
+        """Products changed since the cursor ``clarity.products`` (``GET /Products/Products`` by ``ModifiedSince``,
+        sorted by ``UpdatedDate``), as ``product.created`` / ``product.updated`` events with ids and dates only;
+        the overlap window and fingerprints of the orders' poll keep each change once. Stock writes date their stock
+        rows, not the product, so they start no product sync. The first poll (no cursor) starts from now: the
+        products that exist before are the backfill's (``backfill products``)."""
+        if self._cursors.get(PRODUCT_CURSOR) is None:
+            self._cursors.set(PRODUCT_CURSOR, CursorState(since=datetime.now(UTC)).dump())
+        return self._poll("Products", "Products", PRODUCT_CURSOR, product_change_event, deliver, limit)
+
+    def search_products(self, *, page: int, size: int = 100,
+                        modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
+        """One page (1-based) of products in ID order and CEF's ``TotalCount`` (``backfill products``)."""
+        query = {"ModifiedSince": format_local(modified_since, self.zone)} if modified_since is not None else {}
+        result = self._search("Products", query, page=page, size=size, sorts=[{"field": "ID", "dir": "asc"}],
+                              area="Products")
+        total = result.get("TotalCount")
+        return [dict(r) for r in result.get("Results") or []], int(total) if isinstance(total, int) else None
+
+    def search_orders(self, *, page: int, size: int = 100,
+                      modified_since: datetime | None = None) -> tuple[list[JsonDict], int | None]:
+        """One page (1-based) of sales orders in ID order (the rows the poller reads) and CEF's ``TotalCount``
+        (``backfill orders``)."""
+        query = {"ModifiedSince": format_local(modified_since, self.zone)} if modified_since is not None else {}
+        result = self._search("SalesOrders", query, page=page, size=size, sorts=[{"field": "ID", "dir": "asc"}])
+        total = result.get("TotalCount")
+        return [dict(r) for r in result.get("Results") or []], int(total) if isinstance(total, int) else None
 
     def _contact_account_event(self, row: JsonDict, zone: Any) -> JsonDict | None:
         links = self._search("AccountContacts", {"SlaveID": int(row["ID"])}, size=5, limited=False, area="Accounts")

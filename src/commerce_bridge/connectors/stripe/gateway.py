@@ -143,6 +143,31 @@ class StripeSdkGateway:
             raise ValueError("an idempotency key is required on every Stripe POST")
         return {"idempotency_key": stripe_idempotency_key(idempotency_key)}  # at most 255 characters
 
+    def _create(self, service: Any, params: Mapping[str, Any], idempotency_key: str) -> JsonDict:
+        """``POST /v1/<resource>`` on the SDK ``service`` (``self._v1.customers``…) with our idempotency key."""
+        with self._call():
+            created = service.create(params=dict(params), options=self._options(idempotency_key))
+        return _plain(created)
+
+    def _update(self, service: Any, object_id: str, params: Mapping[str, Any], idempotency_key: str) -> JsonDict:
+        """``POST /v1/<resource>/<id>`` on the SDK ``service`` with our idempotency key."""
+        with self._call():
+            updated = service.update(object_id, params=dict(params), options=self._options(idempotency_key))
+        return _plain(updated)
+
+    def _list_page(self, service: Any, page_size: int, starting_after: str | None,
+                   created_gte: int | None) -> tuple[list[JsonDict], bool]:
+        """One page of ``GET /v1/<resource>`` on the SDK ``service``, newest first, after ``starting_after`` (and
+        created at or after ``created_gte``); and whether more follow."""
+        params: dict[str, Any] = {"limit": page_size}
+        if starting_after:
+            params["starting_after"] = starting_after
+        if created_gte is not None:
+            params["created"] = {"gte": created_gte}
+        with self._call():
+            page = service.list(params=params)
+        return [_plain(o) for o in page.data], bool(page.has_more)
+
     # customers
 
     def find_customer_by_email(self, email: str) -> JsonDict | None:
@@ -151,24 +176,15 @@ class StripeSdkGateway:
         return _plain(page.data[0]) if page.data else None
 
     def create_customer(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with self._call():
-            customer = self._v1.customers.create(params=dict(params),  # type: ignore[arg-type]
-                                                 options=self._options(idempotency_key))
-        return _plain(customer)
+        return self._create(self._v1.customers, params, idempotency_key)
 
     def update_customer(self, customer_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with self._call():
-            customer = self._v1.customers.update(customer_id, params=dict(params),  # type: ignore[arg-type]
-                                                 options=self._options(idempotency_key))
-        return _plain(customer)
+        return self._update(self._v1.customers, customer_id, params, idempotency_key)
 
     # payment intents
 
     def create_payment_intent(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with self._call():
-            intent = self._v1.payment_intents.create(params=dict(params),  # type: ignore[arg-type]
-                                                     options=self._options(idempotency_key))
-        return _plain(intent)
+        return self._create(self._v1.payment_intents, params, idempotency_key)
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> JsonDict:
         with self._call():
@@ -183,6 +199,12 @@ class StripeSdkGateway:
         found = [_plain(pi) for pi in page.data]
         exact = [pi for pi in found if all((pi.get("metadata") or {}).get(k) == v for k, v in metadata.items())]
         return sorted(exact, key=lambda pi: int(pi.get("created") or 0), reverse=True)
+
+    def list_payment_intents(self, *, page_size: int = 100, starting_after: str | None = None,
+                             created_gte: int | None = None) -> tuple[list[JsonDict], bool]:
+        """One page of PaymentIntents, newest first, after ``starting_after``; and whether more follow
+        (``backfill orders --from stripe``)."""
+        return self._list_page(self._v1.payment_intents, page_size, starting_after, created_gte)
 
     def capture_payment_intent(
         self, payment_intent_id: str, *, amount_to_capture: int | None, idempotency_key: str
@@ -209,10 +231,7 @@ class StripeSdkGateway:
     # refunds and charges
 
     def create_refund(self, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with self._call():
-            refund = self._v1.refunds.create(params=dict(params),  # type: ignore[arg-type]
-                                             options=self._options(idempotency_key))
-        return _plain(refund)
+        return self._create(self._v1.refunds, params, idempotency_key)
 
     def retrieve_charge(self, charge_id: str) -> JsonDict:
         with self._call():
@@ -243,10 +262,7 @@ class StripeSdkGateway:
         return _plain(dispute)
 
     def update_dispute(self, dispute_id: str, params: Mapping[str, Any], *, idempotency_key: str) -> JsonDict:
-        with self._call():
-            dispute = self._v1.disputes.update(dispute_id, params=dict(params),  # type: ignore[arg-type]
-                                               options=self._options(idempotency_key))
-        return _plain(dispute)
+        return self._update(self._v1.disputes, dispute_id, params, idempotency_key)
 
     # payouts
 
@@ -333,11 +349,16 @@ class StripeSdkGateway:
     def list_customers(self, *, page_size: int = 100, starting_after: str | None = None,
                        created_gte: int | None = None) -> tuple[list[JsonDict], bool]:
         """One page of customers, newest first, after ``starting_after``; and whether more follow."""
-        params: dict[str, Any] = {"limit": page_size}
-        if starting_after:
-            params["starting_after"] = starting_after
-        if created_gte is not None:
-            params["created"] = {"gte": created_gte}
+        return self._list_page(self._v1.customers, page_size, starting_after, created_gte)
+
+    def customer_payment_method_ids(self, customer_id: str) -> list[str]:
+        """The ids of the customer's payment methods (never their card data), up to 100."""
         with self._call():
-            page = self._v1.customers.list(params=params)  # type: ignore[arg-type]
-        return [_plain(c) for c in page.data], bool(page.has_more)
+            page = self._v1.payment_methods.list(params={"customer": customer_id, "limit": 100})
+        return [str(pm.id) for pm in page.data]
+
+    def customer_subscription_ids(self, customer_id: str) -> list[str]:
+        """The ids of the customer's subscriptions that are not canceled, up to 100."""
+        with self._call():
+            page = self._v1.subscriptions.list(params={"customer": customer_id, "status": "all", "limit": 100})
+        return [str(s.id) for s in page.data if s.status not in ("canceled", "incomplete_expired")]

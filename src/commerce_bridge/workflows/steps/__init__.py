@@ -45,6 +45,7 @@ from commerce_bridge.workflows.steps import (
     notify,
     outbound,
     payouts,
+    products,
     refund_action,
     refunds,
     returns,
@@ -54,7 +55,8 @@ from commerce_bridge.workflows.steps import (
 from commerce_bridge.workflows.steps.shapes import SHAPES
 
 STEP_MODULES: tuple[ModuleType, ...] = (core, clarity, stripe, erp, notify, outbound, refunds, dispute_evidence,
-                                        returns, disputes, refund_action, payouts, stock, customers)
+                                        returns, disputes, refund_action, payouts, stock, customers,
+                                        products)
 """The modules that declare step types (``STEP_TYPES``) beside their actions."""
 
 

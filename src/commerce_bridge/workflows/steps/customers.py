@@ -1,6 +1,6 @@
 """``customer.sync``: one customer synced across Clarity, Stripe and ERPNext (issue 14, point 1; the workflows
 ``stripe.customer_changed``, ``clarity.account_changed`` and ``erp.customer_changed``; rules in
-``services.customer_sync``).
+``services.customer_sync``; the action's checks and output: ``workflows.steps.sync_action``).
 
 The step is not checkpointed (``replay_safe``): the syncer converges, so a second execution finds the customer
 in step and writes nothing (creates are found again by their keys, Stripe writes carry an idempotency key of
@@ -11,36 +11,16 @@ all configured.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from commerce_bridge.errors import ValidationError
 from commerce_bridge.mapping.customer_record import SYSTEMS
-from commerce_bridge.services.customer_sync import CustomerSyncer, SyncOutcome
-from commerce_bridge.services.ports import Action, StepContext
+from commerce_bridge.services.customer_sync import CustomerSyncer
+from commerce_bridge.services.ports import Action
 from commerce_bridge.workflows.catalogue import Param, StepType
 from commerce_bridge.workflows.steps.declare import AUTH, RATE, UNAVAILABLE, ex
-
-
-def summary(outcome: SyncOutcome) -> dict[str, Any]:
-    """The step's output: per system what happened and its customer id, the conflicts' field names (no value)."""
-    return {"entity_id": outcome.entity_id, "result": outcome.result, "in_step": outcome.in_step,
-            "systems": {s: {"action": c.action, "id": c.external_id, "fields": list(c.fields)}
-                        for s, c in outcome.changes.items()},
-            "conflicts": sorted({c.field for c in outcome.conflicts})}
+from commerce_bridge.workflows.steps.sync_action import sync_action
 
 
 def actions(syncer: CustomerSyncer) -> dict[str, Action]:
-    def sync(ctx: StepContext, params: Mapping[str, Any]) -> dict[str, Any]:
-        system, record_id = str(params.get("system") or ""), str(params.get("id") or "").strip()
-        if system not in SYSTEMS:
-            raise ValidationError(f"system {system!r} is not one of {', '.join(SYSTEMS)}",
-                                  suggested_fix="pass clarity, stripe or erp")
-        if not record_id:
-            raise ValidationError("id is empty", suggested_fix="pass the customer's id in that system")
-        return summary(syncer.sync_from(system, record_id, quick=True, write_key=ctx.idempotency_key))
-
-    return {"customer.sync": sync}
+    return {"customer.sync": sync_action(syncer, systems=SYSTEMS, noun="customer", merges=True)}
 
 
 STEP_TYPES: tuple[StepType, ...] = (
@@ -52,14 +32,20 @@ STEP_TYPES: tuple[StepType, ...] = (
                     "it where it is missing and writes only the fields that differ; the ids are linked. A record "
                     "that holds exactly the values of the last sync (the bridge's own write coming back) is not "
                     "synced again: one read, no write (`in_step: true`). Conflicts (values that lost) are logged "
-                    "with field names only. Bound only when Stripe, Clarity and the ERP are configured. "
+                    "with field names only. An id retired by `customers merge` is neither read nor written "
+                    "(`merged_into`: the surviving customer); a second record of a linked customer in the same "
+                    "system (a duplicate) writes nothing (`duplicate_of`: the linked record) and raises the "
+                    "`customer.duplicates` alert once. Bound only when Stripe, Clarity and the ERP are configured. "
                     "See docs/reference/customer-sync.md.",
         params=(Param("system", "string", "The system the change came from: `clarity`, `stripe` or `erp`.",
                       required=True, choices=SYSTEMS),
                 Param("id", "string", "The customer's id in that system.", required=True)),
         output="`{\"entity_id\": str, \"result\": \"created\" | \"updated\" | \"unchanged\", \"in_step\": bool, "
-               "\"systems\": {system: {\"action\", \"id\", \"fields\"}}, \"conflicts\": [field]}`",
-        example_output={"entity_id": "0b0e…", "result": "updated", "in_step": False,
+               "\"merged_into\": str | null, \"duplicate_of\": str | null, "
+               "\"systems\": {system: {\"action\", \"id\", \"fields\"}}, \"conflicts\": [field]}` "
+               "(`merged_into` or `duplicate_of` set: `systems` is empty and nothing was written)",
+        example_output={"entity_id": "0b0e…", "result": "updated", "in_step": False, "merged_into": None,
+                        "duplicate_of": None,
                         "systems": {"clarity": {"action": "unchanged", "id": "17", "fields": []},
                                     "stripe": {"action": "updated", "id": "cus_Example", "fields": ["phone"]},
                                     "erp": {"action": "updated", "id": "CUST-0001", "fields": ["phone"]}},
