@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,15 +72,9 @@ class NaiveMoneyBack(Naive):
 
     def __init__(self, a: Any) -> None:
         super().__init__(a)
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
         self.status_ids: dict[str, int] = {}
         self.status_before: dict[str, str] = {}  # dispute id -> the order's status before it
         self.alerted: set[str] = set()
-
-    def lock(self, key: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(key, threading.Lock())
 
     # -- small helpers: the gateways' calls, by hand ------------------------------------------------
     def cef_or_none(self, path: str) -> dict[str, Any] | None:

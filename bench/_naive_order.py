@@ -54,7 +54,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -128,8 +128,14 @@ class Naive:
         self.erp_customers: dict[str, str] = {}  # e-mail -> ERP Customer name
         self.intents: dict[str, str] = {}  # order key -> pi_…
         self._halt = threading.Event()
+        self._key_locks: dict[str, threading.Lock] = {}  # the subclasses' one lock per key (charge, account, item)
+        self._key_locks_lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
+    def lock(self, key: str) -> threading.Lock:
+        with self._key_locks_lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
     def note(self, **fields: Any) -> None:
         line = json.dumps({**fields, "t": time.monotonic(), "wall": time.time()})
         with self._events_lock:
@@ -274,8 +280,9 @@ class Naive:
             traceback.print_exc()
 
     # -- the Clarity poll ------------------------------------------------------------------------
-    def poll_once(self) -> None:
-        state = self.cursor
+    def clarity_changes(self, state: CursorState, path: str, handle: Callable[[JsonDict], None]) -> None:
+        """One ``ModifiedSince`` poll of the list at ``path`` from ``state``'s cursor (with the 5-s overlap, seek
+        paging and fingerprints): each row with an ``ID`` not seen in this state to ``handle``."""
         query_from = state.query_from(OVERLAP)
         sorts = [{"field": "UpdatedDate", "dir": "asc"}, {"field": "ID", "dir": "asc"}]
         page = 1
@@ -283,16 +290,15 @@ class Naive:
             query: dict[str, Any] = {"ModifiedSince": format_local(query_from, ZONE)} if query_from else {}
             params = {**query, "Paging": json.dumps({"Size": PAGE_SIZE, "StartIndex": page}),
                       "Sorts": json.dumps(sorts)}
-            batch = self.cef("GET", "/Ordering/SalesOrders", params=params).get("Results") or []
+            batch = self.cef("GET", path, params=params).get("Results") or []
             newest = query_from
             for row in batch:
                 text = row.get("UpdatedDate") or row.get("CreatedDate")
                 changed_at = parse_local(str(text), ZONE) if text else datetime.min.replace(tzinfo=UTC)
                 if newest is None or changed_at > newest:
                     newest = changed_at
-                if state.note(change_fingerprint(row, ZONE), changed_at) and row.get("ID") and (
-                        row.get("StatusKey") in (None, PENDING)):  # the workflow's trigger filter
-                    self.pool.submit(self.run_safely, "order_to_cash", self.order_to_cash, int(row["ID"]))
+                if state.note(change_fingerprint(row, ZONE), changed_at) and row.get("ID"):
+                    handle(row)
             if len(batch) < PAGE_SIZE:
                 break
             if newest is not None and newest != query_from:
@@ -301,14 +307,26 @@ class Naive:
                 page += 1
         state.prune(OVERLAP)
 
-    def poll_forever(self) -> None:
+    def poll_once(self) -> None:
+        def order_changed(row: JsonDict) -> None:
+            if row.get("StatusKey") in (None, PENDING):  # the workflow's trigger filter
+                self.pool.submit(self.run_safely, "order_to_cash", self.order_to_cash, int(row["ID"]))
+
+        self.clarity_changes(self.cursor, "/Ordering/SalesOrders", order_changed)
+
+    def poll_every_interval(self, what: str, once: Callable[[], None]) -> None:
+        """``once()`` every ``--poll-interval`` seconds until the arm stops; a failure is noted (``what: ...``) and
+        the next cycle comes as usual."""
         while not self._halt.is_set():
             t0 = time.monotonic()
             try:
-                self.poll_once()
+                once()
             except Exception as exc:
-                self.note(error=f"poll: {type(exc).__name__}: {exc}"[:500])
+                self.note(error=f"{what}: {type(exc).__name__}: {exc}"[:500])
             self._halt.wait(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+
+    def poll_forever(self) -> None:
+        self.poll_every_interval("poll", self.poll_once)
 
     # -- the webhook endpoint --------------------------------------------------------------------
     async def webhook(self, request: Request) -> JSONResponse:

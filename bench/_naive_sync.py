@@ -46,9 +46,7 @@ import itertools
 import json
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -58,13 +56,8 @@ import stripe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _naive_order import OVERLAP, PAGE_SIZE, ZONE, JsonDict, Naive, main
-from commerce_bridge.connectors.clarity.changes import (
-    CursorState,
-    change_fingerprint,
-    format_local,
-    parse_local,
-)
+from _naive_order import JsonDict, Naive, main
+from commerce_bridge.connectors.clarity.changes import CursorState
 
 PRICE_LIST = "Standard Selling"  # CB_ERP_SELLING_PRICE_LIST of the benchmark
 SECTION = "DEFAULT-MAIN"  # CB_CLARITY_INVENTORY_SECTION of the benchmark
@@ -102,14 +95,8 @@ class NaiveSync(Naive):
         self.products: dict[str, JsonDict] = {}  # item code -> {clarity, stripe, price, amount}
         self.section_id: int | None = None
         self._ids = itertools.count(1)
-        self._key_locks: dict[str, threading.Lock] = {}
-        self._key_locks_lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def lock(self, key: str) -> threading.Lock:
-        with self._key_locks_lock:
-            return self._key_locks.setdefault(key, threading.Lock())
-
     def submit(self, what: str, key: str, fn: Callable[[], None]) -> None:
         """Queue one unit of work (one at a time per ``key``), noted as started now and ended when done."""
         work = f"{what}:{key}:{next(self._ids)}"
@@ -134,32 +121,9 @@ class NaiveSync(Naive):
 
     # -- the pollers -------------------------------------------------------------------------------
     def clarity_poll(self, entity: str, handle: Callable[[JsonDict], None]) -> None:
-        """One ``ModifiedSince`` poll of ``/{entity}/{entity}`` (``Naive.poll_once``'s loop): each new change of
-        a row to ``handle``."""
-        state = self.sync_cursors[entity]
-        query_from = state.query_from(OVERLAP)
-        sorts = [{"field": "UpdatedDate", "dir": "asc"}, {"field": "ID", "dir": "asc"}]
-        page = 1
-        while True:
-            query: dict[str, Any] = {"ModifiedSince": format_local(query_from, ZONE)} if query_from else {}
-            params = {**query, "Paging": json.dumps({"Size": PAGE_SIZE, "StartIndex": page}),
-                      "Sorts": json.dumps(sorts)}
-            batch = self.cef("GET", f"/{entity}/{entity}", params=params).get("Results") or []
-            newest = query_from
-            for row in batch:
-                text = row.get("UpdatedDate") or row.get("CreatedDate")
-                changed_at = parse_local(str(text), ZONE) if text else datetime.min.replace(tzinfo=UTC)
-                if newest is None or changed_at > newest:
-                    newest = changed_at
-                if state.note(change_fingerprint(row, ZONE), changed_at) and row.get("ID"):
-                    handle(row)
-            if len(batch) < PAGE_SIZE:
-                break
-            if newest is not None and newest != query_from:
-                query_from, page = newest, 1
-            else:
-                page += 1
-        state.prune(OVERLAP)
+        """One ``ModifiedSince`` poll of ``/{entity}/{entity}`` (``Naive.clarity_changes``, as the order poll): each
+        new change of a row to ``handle``."""
+        self.clarity_changes(self.sync_cursors[entity], f"/{entity}/{entity}", handle)
 
     def erp_poll(self, doctype: str, handle: Callable[[JsonDict], None]) -> None:
         """Documents of ``doctype`` modified at or after the cursor, oldest first; each (name, modified) once.
@@ -204,13 +168,7 @@ class NaiveSync(Naive):
             lambda code=str(row["item_code"]): self.stock_changed(code)))  # type: ignore[misc]
 
     def sync_poll_forever(self) -> None:
-        while not self._halt.wait(0):
-            t0 = time.monotonic()
-            try:
-                self.sync_poll_once()
-            except Exception as exc:
-                self.note(error=f"sync poll: {type(exc).__name__}: {exc}"[:500])
-            self._halt.wait(max(0.0, self.poll_interval - (time.monotonic() - t0)))
+        self.poll_every_interval("sync poll", self.sync_poll_once)
 
     def app(self) -> Any:
         starlette = super().app()

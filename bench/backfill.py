@@ -6,13 +6,15 @@ address), are seeded through ``POST /_sandbox/accounts``; then ``commerce-bridge
 clarity --json`` runs as a subprocess on a fresh SQLite file (or ``--database postgres``: a new database on
 127.0.0.1:5432). While it runs, the backfill process's resident memory (``VmRSS`` in ``/proc``) is sampled
 every 0.1 s, and its progress read from its durable cursor; the report gives the RSS when 10 %, 50 % and
-100 % of the pages were done, the peak (``VmHWM``), the wall time, customers per second and the backfill
-process's own CPU per customer (its rusage; the simulators' CPU is not in it). Flat memory is the claim: the
-backfill holds one page of ids and one customer at a time, whatever the count.
+100 % of the pages were done, the peak (``VmHWM``), the wall time, customers per second (overall, and over the
+first 10 % of the pages, 10-50 % and the second half: the first includes the process's start-up) and the backfill
+process's own CPU per customer (its rusage; the simulators' CPU is not in it). Flat memory and flat throughput are
+the claim: the backfill holds one page of ids and ``--concurrency`` (4) customers at a time, whatever the count.
 
-The simulators are not built for size: several of their lookups scan every record (the Stripe emulator's
-search, the ERPNext simulator's filtered lists, the Clarity simulator's account contacts), so the time per
-customer grows with the count on their side; the bridge's CPU per customer is the number that does not.
+The simulators index the look-ups a backfill makes (the Stripe emulator's customer search, the ERPNext
+simulator's ``=`` and ``in`` filters, the Clarity simulator's CustomKey and account contacts; an unfiltered Clarity
+page is sorted once per change of the store), so their time per customer does not grow with the count
+(``tests/integration/sandbox/test_sim_indexes.py`` checks the indexes against the scans).
 
 Every account is new to Stripe and ERPNext, so each one is created in both (the first-sync path, the
 slowest); ``--again`` runs the backfill a second time and reports that run as well (every customer
@@ -22,7 +24,7 @@ The simulators are local, so the bridge's rate limits (default Stripe 25/s, Clar
 raised by ``--rate-limits`` (default 1000/s each) to measure the bridge and not the limiter; with the
 defaults, ERPNext's 20 calls/s bound a first sync to under 2 customers/s (about 12 ERPNext calls each).
 
-    .venv/bin/python bench/backfill.py --accounts 5000
+    .venv/bin/python bench/backfill.py --accounts 5000 [--concurrency 1]
     .venv/bin/python bench/backfill.py --accounts 100000 --again
 """
 
@@ -105,11 +107,13 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_backfill(env: dict[str, str], url: str, pages: int) -> dict[str, Any]:
+def run_backfill(env: dict[str, str], url: str, pages: int, concurrency: int) -> dict[str, Any]:
     started, cpu_before = time.monotonic(), _children_cpu_s()
     proc = subprocess.Popen([*CLI, "backfill", "customers", "--from", "clarity", "--json", "--restart",
-                             "--page-size", str(PAGE)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--page-size", str(PAGE), "--concurrency", str(concurrency)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     marks: dict[str, int | None] = {"10%": None, "50%": None}
+    reached: dict[str, float] = {}  # when the cursor passed 10 % and 50 % of the pages (seconds from the start)
     samples: list[int] = []
     last_rss = peak = 0
     next_cursor_read = 0.0
@@ -124,6 +128,7 @@ def run_backfill(env: dict[str, str], url: str, pages: int) -> dict[str, Any]:
             for label, share in (("10%", 0.1), ("50%", 0.5)):
                 if marks[label] is None and done >= max(1, int(pages * share)):
                     marks[label] = last_rss
+                    reached[label] = time.monotonic() - started
             next_cursor_read = time.monotonic() + 0.5
         time.sleep(0.1)
     out, err = proc.communicate()
@@ -131,7 +136,16 @@ def run_backfill(env: dict[str, str], url: str, pages: int) -> dict[str, Any]:
     if proc.returncode not in (0, 1):
         raise RuntimeError(f"backfill exited {proc.returncode}: {err.decode()[-2000:]}")
     summary = json.loads(out)
-    return {"summary": {k: v for k, v in summary.items() if k != "failures"},
+    # customers per second in the first 10 %, from 10 to 50 % and in the second half: flat when no look-up (ours
+    # or the simulators') grows with the count
+    n, bounds = summary["seen"], [0.0, reached.get("10%"), reached.get("50%"), wall]
+    shares = [0.0, 0.1, 0.5, 1.0]
+    rates = {}
+    for label, i in (("0-10%", 0), ("10-50%", 1), ("50-100%", 2)):
+        t0, t1 = bounds[i], bounds[i + 1]
+        if t0 is not None and t1 is not None and t1 > t0:
+            rates[label] = round(n * (shares[i + 1] - shares[i]) / (t1 - t0), 1)
+    return {"summary": {k: v for k, v in summary.items() if k != "failures"}, "customers_per_s_by_share": rates,
             "failures": summary.get("failures", [])[:5], "wall_s": round(wall, 1),
             "customers_per_s": round(summary["seen"] / summary["elapsed_s"], 1) if summary["elapsed_s"] else None,
             "bridge_cpu_ms_per_customer": round(1000 * cpu / summary["seen"], 2) if summary["seen"] else None,
@@ -149,6 +163,7 @@ def main() -> None:
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--rate-limits", default='{"stripe": 1000, "clarity": 1000, "erp": 1000}')
     ap.add_argument("--again", action="store_true", help="run a second backfill (every customer unchanged)")
+    ap.add_argument("--concurrency", type=int, default=4, help="the backfill's --concurrency (customers at once)")
     args = ap.parse_args()
     pages = -(-args.accounts // PAGE)
     erp_key, erp_secret = "bench-key", "bench-secret"
@@ -168,9 +183,10 @@ def main() -> None:
         if up.returncode != 0:
             raise RuntimeError(up.stderr)
         report: dict[str, Any] = {"accounts": args.accounts, "database": args.database, "pages": pages,
-                                  "first": run_backfill(env, url, pages)}
+                                  "concurrency": args.concurrency,
+                                  "first": run_backfill(env, url, pages, args.concurrency)}
         if args.again:
-            report["again"] = run_backfill(env, url, pages)
+            report["again"] = run_backfill(env, url, pages, args.concurrency)
     print(json.dumps(report, indent=2))
 
 

@@ -64,11 +64,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -79,35 +77,39 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import fresh_database
-from commerce_bridge.config import Settings
-from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers
+from _arms import (
+    Arm,
+    arm_stack,
+    arms_table,
+    flow_summary,
+    idle_cpu,
+    loadavg,
+    per_event,
+    ratio_table,
+    run_all,
+    scheduled_checks_off,
+    wait_events,
+)
 from commerce_bridge.sandbox.traffic import CLARITY_API
-from commerce_bridge.store.tables import dead_letters, inbox, runs
+from commerce_bridge.store.tables import runs
 from order_to_cash import (
     LOG,
     PAID,
     PEERS,
-    ROOT,
-    BridgeProcesses,
-    NaiveProcess,
     PgBackends,
     _median,
     _num,
     _peer_calls,
     arm_ratios,
     chosen_databases,
-    machine,
     machine_busy_s,
     machine_steal_s,
     offer,
     pct,
-    ratio_rows,
 )
 
 MARK = "_bench"  # query parameter of this script's own checks: their requests are not the arm's calls
@@ -234,40 +236,7 @@ def paid_orders(tr: Any, clarity_url: str, n: int, rate: float, timeout: float) 
     raise RuntimeError(f"setup: {len(paid)} of {n} orders paid after {timeout:g} s")
 
 
-# ---- the arm, started and watched ------------------------------------------------------------------------
-class Arm:
-    """The arm's processes: their CPU, and whether they are idle."""
-
-    def __init__(self, kind: str, bridge: BridgeProcesses | None, naive: NaiveProcess | None,
-                 pg: PgBackends | None) -> None:
-        self.kind, self.bridge, self.naive, self.pg = kind, bridge, naive, pg
-
-    def cpu(self) -> tuple[float, dict[int, float]]:
-        own = self.bridge.cpu_s() if self.bridge else self.naive.cpu_s() if self.naive else 0.0
-        return own, (self.pg.cpu() if self.pg else {})
-
-    def idle(self) -> bool:
-        if self.bridge is not None:
-            with self.bridge.db.connect() as conn:
-                waiting = conn.execute(select(func.count()).where(inbox.c.status == "received")).scalar_one()
-                busy = conn.execute(select(func.count()).where(runs.c.status.in_(("queued", "running")))).scalar_one()
-            return waiting == 0 and busy == 0
-        assert self.naive is not None
-        started: set[str] = set()
-        ended: set[str] = set()
-        for line in self.naive.events.read_bytes().splitlines():
-            doc = orjson.loads(line)
-            started.update([doc["start"]] if "start" in doc else [])
-            ended.update([doc["end"]] if "end" in doc else [])
-        return started <= ended
-
-    def naive_errors(self) -> list[str]:
-        if self.naive is None:
-            return []
-        return [str(d["error"]) for d in map(orjson.loads, self.naive.events.read_bytes().splitlines())
-                if "error" in d]
-
-
+# ---- the arm, watched ------------------------------------------------------------------------------------
 def settle(stripe: httpx.Client, arm: Arm, timeout: float) -> bool:
     """Wait until the emulator has delivered every webhook and the arm has handled them (twice in a row)."""
     deadline = time.monotonic() + timeout
@@ -344,8 +313,7 @@ def close_dispute(stripe: httpx.Client, ev: Event) -> None:
 def phase(flow: str, events: list[Event], a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm: Arm,
           idle: dict[str, Any]) -> dict[str, Any]:
     """Offer the events, wait for their records and for the arm to be idle; the arm's CPU and calls meanwhile."""
-    with open("/proc/loadavg") as f:
-        loadavg = f.read().split()[:3]
+    load = loadavg()
     log_start, peer_start = len(LOG.rows), len(PEERS.rows)
     cpu0, pg0 = arm.cpu()
     busy0, steal0 = machine_busy_s(), machine_steal_s()
@@ -354,12 +322,7 @@ def phase(flow: str, events: list[Event], a: argparse.Namespace, stripe: httpx.C
     watcher = threading.Thread(target=watch, args=(events, peers, halt), name="money-back-checks", daemon=True)
     watcher.start()
     offer_events(stripe, events, a.rate, a.close_after)
-    t_offered = time.monotonic()
-    deadline = t_offered + a.drain
-    while time.monotonic() < deadline and any(math.isnan(ev.done) for ev in events if not ev.error):
-        time.sleep(0.1)
-    halt.set()
-    watcher.join(30)
+    t_offered, deadline = wait_events(events, a.drain, halt, watcher)
     settled = settle(stripe, arm, max(5.0, deadline - time.monotonic()))
     t1 = time.monotonic()
     cpu1, pg1 = arm.cpu()
@@ -368,18 +331,12 @@ def phase(flow: str, events: list[Event], a: argparse.Namespace, stripe: httpx.C
     done = sum(1 for ev in events if not math.isnan(ev.done))
     n = max(1, done)
     cpu = cpu1 - cpu0 + (PgBackends.delta(pg0, pg1) if arm.pg else 0.0)
-    idle_rate = idle["cpu_s"] / idle["s"]
     latency = [ev.done - ev.at for ev in events if not math.isnan(ev.done)]
     return {
         "flow": flow, "events": len(events), "done": done, "errors": [ev.error for ev in events if ev.error],
-        "elapsed_s": t1 - t0, "offer_s": t_offered - t0, "settled": settled, "loadavg_at_start": loadavg,
+        "elapsed_s": t1 - t0, "offer_s": t_offered - t0, "settled": settled, "loadavg_at_start": load,
         "cpu_s": cpu, "pg_backends_cpu_s": PgBackends.delta(pg0, pg1) if arm.pg else None,
-        "cpu_ms_per_event": 1000 * cpu / n,
-        "cpu_ms_per_event_minus_idle": 1000 * (cpu - idle_rate * (t1 - t0)) / n,
-        "http_calls": calls, "http_calls_per_event": {k: v / n for k, v in calls["by_peer"].items()},
-        "http_calls_per_event_total": sum(calls["by_peer"].values()) / n,
-        "polls_per_s": calls["polls"] / (t1 - t0),
-        "latency_p50_s": pct(latency, 50), "latency_p99_s": pct(latency, 99),
+        **per_event(cpu, idle, t1 - t0, n, calls, latency),
         "machine_busy_cores": busy / (t1 - t0), "machine_steal_cores": steal / (t1 - t0),
     }
 
@@ -418,8 +375,7 @@ def payout_phase(a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm:
     once more; measure each advance until the payout it paid has its Journal Entry and the arm is idle."""
     sizes = batch_sizes(a.events, a.payouts)
     payouts = [Payout(k + 1, n) for k, n in enumerate(sizes)]
-    with open("/proc/loadavg") as f:
-        loadavg = f.read().split()[:3]
+    load = loadavg()
     cpu = pg_cpu = busy = steal = elapsed = 0.0
     calls: dict[str, Any] = {}
     windows: list[dict[str, Any]] = []
@@ -511,7 +467,7 @@ def payout_phase(a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm:
     net = cpu - idle_rate * elapsed
     return {
         "flow": "payout", "events": len(payouts), "done": done, "errors": errors, "elapsed_s": elapsed,
-        "settled": settled_all, "loadavg_at_start": loadavg, "cpu_s": cpu,
+        "settled": settled_all, "loadavg_at_start": load, "cpu_s": cpu,
         "pg_backends_cpu_s": pg_cpu if arm.pg else None,
         "cpu_ms_per_event": 1000 * cpu / n, "cpu_ms_per_event_minus_idle": 1000 * net / n,
         "transactions": txns, "transactions_per_payout": txns / n,
@@ -529,36 +485,12 @@ def payout_phase(a: argparse.Namespace, stripe: httpx.Client, peers: Peers, arm:
 def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str, Any]:
     LOG.rows.clear()
     PEERS.rows.clear()
-    overrides: dict[str, Any] = {"rate_limits": {"stripe": 100, "clarity": 1000, "erp": 1000},
-                                 "clarity_poll_interval_s": a.clarity_poll,
-                                 "workflows_disabled": a.disable}
-    # the scheduled checks (gaps: first after 60 s, every 15 min; drift: after 5 min) are not per-order work: a
-    # check landing in a short run would be charged to its orders, so they are off here (code before 7 Dec: absent)
-    for name in ("gap_interval_s", "drift_interval_s"):
-        if name in Settings.model_fields:
-            overrides[name] = 0
+    overrides = scheduled_checks_off({"rate_limits": {"stripe": 100, "clarity": 1000, "erp": 1000},
+                                      "clarity_poll_interval_s": a.clarity_poll, "workflows_disabled": a.disable})
     started = datetime.now(UTC)
-    with contextlib.ExitStack() as es:
-        fresh = es.enter_context(fresh_database("postgres")) if dbkind == "postgres" and kind == "bridge" else None
-        workdir = Path(a.keep) / f"{dbkind}-{kind}-{rep}" if a.keep else Path(
-            es.enter_context(tempfile.TemporaryDirectory(prefix="cb-money-back-")))
-        workdir.mkdir(parents=True, exist_ok=True)
-        st = es.enter_context(sandbox_peers(database_url=fresh.url if fresh else None, workdir=workdir, **overrides))
-        bridge = naive = pg = None
-        if kind == "bridge":
-            bridge = BridgeProcesses(st.settings, st.bridge_port, workdir, a.bridge, a.workers)
-            es.callback(bridge.stop)
-            bridge.start()
-            if fresh is not None and fresh.pg_name:
-                pg = PgBackends(fresh.pg_name)
-                es.callback(pg.close)
-        else:
-            naive = NaiveProcess(st.settings, st.bridge_port, workdir,
-                                 script="_naive_payouts.py" if "payout" in a.flows else "_naive_money_back.py")
-            es.callback(naive.stop)
-            naive.start()
-        arm = Arm(kind, bridge, naive, pg)
-        stripe = es.enter_context(httpx.Client(base_url=st.urls["Stripe emulator"], timeout=30))
+    naive_script = "_naive_payouts.py" if "payout" in a.flows else "_naive_money_back.py"
+    with arm_stack(a, dbkind, kind, rep, prefix="cb-money-back-", naive_script=naive_script, workers=a.workers,
+                   **overrides) as (st, arm, stripe):
         peers = Peers(st.traffic)
         t_setup = time.monotonic()
         def place(n: int) -> list[tuple[int, str, str]]:
@@ -570,15 +502,8 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
             raise RuntimeError("setup: the arm did not become idle")
         setup_s = time.monotonic() - t_setup
         time.sleep(a.idle_settle)
-        i0, pg0 = arm.cpu()
-        t_idle = time.monotonic()
         log_start, peer_start = len(LOG.rows), len(PEERS.rows)
-        time.sleep(a.idle)
-        i1, pg1 = arm.cpu()
-        idle: dict[str, Any] = {"s": time.monotonic() - t_idle,
-                                "cpu_s": i1 - i0 + (PgBackends.delta(pg0, pg1) if pg else 0.0)}
-        idle["cores"] = idle["cpu_s"] / idle["s"]
-        idle["calls"] = _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t_idle, time.monotonic())
+        idle = idle_cpu(arm, a.idle, lambda t0, t1: _calls(LOG.rows[log_start:], PEERS.rows[peer_start:], t0, t1))
         by_flow = {} if payout else {flow: [Event(flow, i, *orders[j * a.events + i]) for i in range(a.events)]
                                      for j, flow in enumerate(MONEY_FLOWS)}
         phases = ([payout_phase(a, stripe, peers, arm, idle, place)] if payout else
@@ -593,14 +518,13 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
                     n.get("CustomKey") for n in peers.order(ev.order_id).get("Notes") or []})
         untouched = [o for flow in by_flow if flow not in a.flows for o in by_flow[flow]]
         changed = sum(1 for ev in untouched if peers.order(ev.order_id).get("StatusKey") != PAID)
-        open_dlq = run_counts = None
-        if bridge is not None:
-            run_counts = bridge.run_counts()
-            with bridge.db.connect() as conn:  # runs per workflow (events x the workflows each one starts)
+        run_counts = None
+        if arm.bridge is not None:
+            run_counts = arm.bridge.run_counts()
+            with arm.bridge.db.connect() as conn:  # runs per workflow (events x the workflows each one starts)
                 run_counts["by_workflow"] = dict(conn.execute(  # type: ignore[assignment]
                     select(runs.c.workflow, func.count()).group_by(runs.c.workflow)).all())
-            with bridge.db.connect() as conn:
-                open_dlq = int(conn.execute(select(func.count()).where(dead_letters.c.status == "open")).scalar_one())
+        open_dlq = arm.open_dead_letters()
         naive_errors = arm.naive_errors()
     for p in phases:
         ok = p["done"] == p["checked_after"] == p["events"] and not p["errors"] and p["settled"]
@@ -613,59 +537,29 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
 
 
 # ---- output ---------------------------------------------------------------------------------------------
-def arms_table(results: list[dict[str, Any]]) -> str:
-    head = ("| db | arm | rep | flow | done / offered | p50 / p99 s | idle CPU (cores) | CPU ms/event "
-            "| minus idle | HTTP calls/event: Stripe + Clarity + ERP (+ polls/s) | machine busy (cores) | all checked |")
-    lines = [head, "|" + "---|" * 12]
-    for r in results:
-        arm = r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']})"
-        for p in r["phases"]:
-            per = p["http_calls_per_event"]
-            flow = p["flow"] + (f" ({p['transactions']} txns)" if p["flow"] == "payout" else "")
-            lines.append(
-                f"| {r['db']} | {arm} | {r['rep']} | {flow} | {p['done']}/{p['events']} "
-                f"| {_num(p['latency_p50_s'], '.2f')} / {_num(p['latency_p99_s'], '.2f')} "
-                f"| {r['idle']['cores']:.3f} | {p['cpu_ms_per_event']:.0f} | {p['cpu_ms_per_event_minus_idle']:.0f} "
-                f"| {per['stripe']:.1f} + {per['clarity']:.1f} + {per['erp']:.1f} = "
-                f"{p['http_calls_per_event_total']:.1f} (+ {p['polls_per_s']:.1f}/s) "
-                f"| {p['machine_busy_cores']:.2f} | {'yes' if p['complete'] else 'NO'} |")
-    return "\n".join(lines)
+def money_back_table(results: list[dict[str, Any]]) -> str:
+    return arms_table(results, lambda r: r["arm"] if r["arm"] == "naive" else f"bridge ({r['bridge_mode']})",
+                      lambda p: p["flow"] + (f" ({p['transactions']} txns)" if p["flow"] == "payout" else ""))
+
+
+def _payout_summary(s: dict[str, Any], flow: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """The payout flow's figures per balance transaction, and whether every run posted the same journal rows."""
+    if flow != "payout":
+        return
+    for key, name in (("cpu_ms_per_txn", "txn_gross"), ("cpu_ms_per_txn_minus_idle", "txn_net")):
+        s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
+                             for arm in ("bridge", "naive")}, name))
+    s["transactions_per_payout"] = _median([p["transactions_per_payout"] for _, p in rows])
+    # the same orders in the same batches: every run's entries must have the same rows, batch by batch
+    entries = [[po["rows"] for po in p["payouts"]] for _, p in rows]
+    s["journals_agree"] = bool(entries) and all(e == entries[0] for e in entries)
+    s["journal_rows"] = entries[0] if entries else []
 
 
 def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per database and flow: each arm's CPU per event (every rep, the median) and the ratio of the medians,
-    with and without the idle cost; the ratio of each rep's pair; calls per event."""
-    out = []
-    for db in dict.fromkeys(r["db"] for r in results):
-        for flow in FLOWS:
-            rows = [(r["arm"], p) for r in results if r["db"] == db for p in r["phases"] if p["flow"] == flow]
-            if not rows:
-                continue
-            s: dict[str, Any] = {"db": db, "flow": flow,
-                                 "complete": all(p["complete"] for _, p in rows)}
-            for key, name in (("cpu_ms_per_event", "gross"), ("cpu_ms_per_event_minus_idle", "net")):
-                s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
-                                     for arm in ("bridge", "naive")}, name))
-            s["calls_per_event"] = {arm: _median([p["http_calls_per_event_total"] for k, p in rows if k == arm])
-                                    for arm in ("bridge", "naive")}
-            if flow == "payout":
-                for key, name in (("cpu_ms_per_txn", "txn_gross"), ("cpu_ms_per_txn_minus_idle", "txn_net")):
-                    s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
-                                         for arm in ("bridge", "naive")}, name))
-                s["transactions_per_payout"] = _median([p["transactions_per_payout"] for _, p in rows])
-                # the same orders in the same batches: every run's entries must have the same rows, batch by batch
-                entries = [[po["rows"] for po in p["payouts"]] for _, p in rows]
-                s["journals_agree"] = bool(entries) and all(e == entries[0] for e in entries)
-                s["journal_rows"] = entries[0] if entries else []
-            out.append(s)
-    return out
-
-
-def ratio_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| db | flow | bridge CPU ms/event | naive | ratio | bridge minus idle | naive minus idle "
-            "| ratio minus idle | HTTP calls/event bridge / naive |")
-    return ratio_rows(head, rows, lambda s: f"{s['db']} | {s['flow']}" + (
-        "" if s["complete"] else " (incomplete: see JSON)"), "calls_per_event")
+    with and without the idle cost; calls per event; the payout flow per balance transaction too."""
+    return flow_summary(results, FLOWS, _payout_summary)
 
 
 def payout_table(rows: list[dict[str, Any]]) -> str:
@@ -721,36 +615,19 @@ def main() -> int:
     if "payout" in a.flows and (len(a.flows) > 1 or not 1 <= a.payouts <= a.events):
         p.error("--flows payout runs alone, with 1 <= --payouts <= --events")
     dbs = chosen_databases(p, a)
-    started = datetime.now(UTC)
-    info = machine()
-    out = ROOT / "bench" / "results" / f"money-back-{started:%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(exist_ok=True)
-    results: list[dict[str, Any]] = []
-    for db in dbs:
-        for rep in range(1, a.reps + 1):
-            for kind in arms:
-                if "payout" in a.flows:
-                    print(f"{db}: {kind} arm, run {rep}: {a.events} paid orders in {a.payouts} payouts ...", flush=True)
-                else:
-                    print(f"{db}: {kind} arm, run {rep}: {2 * a.events} paid orders, then {a.events} events per "
-                          f"flow at {a.rate:g}/s ...", flush=True)
-                results.append(run_arm(a, db, kind, rep))
-                if not a.markdown:
-                    print("\n".join(arms_table(results[-1:]).splitlines()[2:]), flush=True)
-                out.write_text(json.dumps({"started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
-                                           "args": vars(a), "machine": info, "results": results,
-                                           "summary": summary(results)}, indent=1, default=str))
-    print()
-    print(arms_table(results))
-    if len(arms) == 2:
-        print()
-        print(ratio_table(summary(results)))
-        if "payout" in a.flows:
-            print()
-            print(payout_table(summary(results)))
-    print(f"\n{started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC; written: {out.relative_to(ROOT)}")
-    return 0 if all(p["complete"] for r in results for p in r["phases"]) else 1
 
+    def announce(db: str, kind: str, rep: int) -> str:
+        if "payout" in a.flows:
+            return f"{db}: {kind} arm, run {rep}: {a.events} paid orders in {a.payouts} payouts ..."
+        return (f"{db}: {kind} arm, run {rep}: {2 * a.events} paid orders, then {a.events} events per "
+                f"flow at {a.rate:g}/s ...")
+
+    def ratio_tables(rows: list[dict[str, Any]]) -> list[str]:
+        return [ratio_table(rows), *([payout_table(rows)] if "payout" in a.flows else [])]
+
+    return run_all(a, dbs, arms, name="money-back", announce=announce,
+                   run_arm=lambda db, kind, rep: run_arm(a, db, kind, rep), table=money_back_table, summary=summary,
+                   ratio_tables=ratio_tables)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -56,7 +56,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -74,30 +73,22 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import fresh_database
-from commerce_bridge.config import Settings
-from commerce_bridge.entrypoints.demo_order_to_cash import sandbox_peers
-from commerce_bridge.sandbox.traffic import CLARITY_API
-from commerce_bridge.store.tables import dead_letters, runs
-from money_back import Arm
-from order_to_cash import (
-    LOG,
-    PEERS,
-    ROOT,
-    BridgeProcesses,
-    NaiveProcess,
-    PgBackends,
-    _median,
-    _num,
-    _peer_route,
-    _route,
-    arm_ratios,
-    chosen_databases,
-    machine,
-    machine_busy_s,
-    pct,
-    ratio_rows,
+from _arms import (
+    Arm,
+    arm_stack,
+    arms_table,
+    flow_summary,
+    idle_cpu,
+    loadavg,
+    per_event,
+    ratio_table,
+    run_all,
+    scheduled_checks_off,
+    wait_events,
 )
+from commerce_bridge.sandbox.traffic import CLARITY_API
+from commerce_bridge.store.tables import runs
+from order_to_cash import LOG, PEERS, PgBackends, _peer_route, _route, chosen_databases, machine_busy_s
 
 MARK = "_bench"  # query parameter of this script's Clarity and ERPNext requests: not the arm's calls
 CHECK_UA = "cb-bench-check"  # user agent of this script's Stripe requests: not the arm's calls
@@ -335,8 +326,7 @@ def phase(flow: str, events: list[Event], offer: Callable[[Event], None], done: 
           a: argparse.Namespace, stripe: httpx.Client, arm: Arm, idle: dict[str, Any],
           profile: Path | None) -> dict[str, Any]:
     """Offer the events at ``--rate`` (open loop), wait until each is done and the arm quiet; its CPU and calls."""
-    with open("/proc/loadavg") as f:
-        loadavg = f.read().split()[:3]
+    load = loadavg()
     prof = Profile(arm.bridge.procs[0][0].pid, profile, a.profile_rate) if profile is not None and arm.bridge else None
     cpu0, pg0 = arm.cpu()
     busy0 = machine_busy_s()
@@ -365,12 +355,7 @@ def phase(flow: str, events: list[Event], offer: Callable[[Event], None], done: 
         except Exception as exc:
             ev.error = f"{type(exc).__name__}: {exc}"[:300]
         ev.at = time.monotonic()
-    t_offered = time.monotonic()
-    deadline = t_offered + a.drain
-    while time.monotonic() < deadline and any(math.isnan(ev.done) for ev in events if not ev.error):
-        time.sleep(0.1)
-    halt.set()
-    watcher.join(30)
+    t_offered, deadline = wait_events(events, a.drain, halt, watcher)
     settled = quiet(stripe, arm, a.quiet, max(10.0, deadline - time.monotonic()))
     t1 = time.monotonic() - (a.quiet if settled else 0.0)  # the quiet tail is idle time, not the phase's
     cpu1, pg1 = arm.cpu()
@@ -382,19 +367,13 @@ def phase(flow: str, events: list[Event], offer: Callable[[Event], None], done: 
     n = max(1, n_done)
     pg_cpu = PgBackends.delta(pg0, pg1) if arm.pg else 0.0
     cpu = cpu1 - cpu0 + pg_cpu
-    idle_rate = idle["cpu_s"] / idle["s"]
     latency = [ev.done - ev.at for ev in events if not math.isnan(ev.done)]
     return {
         "flow": flow, "events": len(events), "done": n_done, "errors": [ev.error for ev in events if ev.error],
         "not_done": [ev.i for ev in events if math.isnan(ev.done)][:20],
         "elapsed_s": t_end - t0, "busy_s": t1 - t0, "offer_s": t_offered - t0, "settled": settled,
-        "loadavg_at_start": loadavg, "cpu_s": cpu, "pg_backends_cpu_s": pg_cpu if arm.pg else None,
-        "cpu_ms_per_event": 1000 * cpu / n,
-        "cpu_ms_per_event_minus_idle": 1000 * (cpu - idle_rate * (t_end - t0)) / n,
-        "http_calls": calls, "http_calls_per_event": {k: v / n for k, v in calls["by_peer"].items()},
-        "http_calls_per_event_total": sum(calls["by_peer"].values()) / n,
-        "polls_per_s": calls["polls"] / (t_end - t0),
-        "latency_p50_s": pct(latency, 50), "latency_p99_s": pct(latency, 99),
+        "loadavg_at_start": load, "cpu_s": cpu, "pg_backends_cpu_s": pg_cpu if arm.pg else None,
+        **per_event(cpu, idle, t_end - t0, n, calls, latency),
         "machine_busy_cores": busy / (t_end - t0), "profile": profiled,
     }
 
@@ -415,40 +394,17 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
     LOG.rows.clear()
     PEERS.rows.clear()
     poll = a.poll
-    overrides: dict[str, Any] = {
+    overrides = scheduled_checks_off({  # not per-event work (money_back)
         "rate_limits": {"stripe": 100, "clarity": 1000, "erp": 1000}, "clarity_poll_interval_s": poll,
         "clarity_returns_poll_interval_s": poll, "product_sync": True, "clarity_inventory_section": SECTION,
         "stock_poll_interval_s": poll, "clarity_accounts_poll_interval_s": poll, "erp_customers_poll_interval_s": poll,
         "clarity_products_poll_interval_s": poll, "erp_items_poll_interval_s": poll,
-        "erp_selling_price_list": PRICE_LIST}
-    for name in ("gap_interval_s", "drift_interval_s"):  # scheduled checks: not per-event work (money_back)
-        if name in Settings.model_fields:
-            overrides[name] = 0
+        "erp_selling_price_list": PRICE_LIST})
     started = datetime.now(UTC)
     tag = uuid.uuid4().hex[:6]
-    with contextlib.ExitStack() as es:
-        fresh = es.enter_context(fresh_database("postgres")) if dbkind == "postgres" and kind == "bridge" else None
-        workdir = Path(a.keep) / f"{dbkind}-{kind}-{rep}" if a.keep else Path(
-            es.enter_context(tempfile.TemporaryDirectory(prefix="cb-sync-flows-")))
-        workdir.mkdir(parents=True, exist_ok=True)
-        st = es.enter_context(sandbox_peers(database_url=fresh.url if fresh else None, workdir=workdir,
-                                            customer_sync=True, **overrides))
-        bridge = naive = pg = None
-        if kind == "bridge":
-            bridge = BridgeProcesses(st.settings, st.bridge_port, workdir, "serve", 1)
-            es.callback(bridge.stop)
-            bridge.start()
-            if fresh is not None and fresh.pg_name:
-                pg = PgBackends(fresh.pg_name)
-                es.callback(pg.close)
-        else:
-            naive = NaiveProcess(st.settings, st.bridge_port, workdir, script="_naive_sync.py")
-            es.callback(naive.stop)
-            naive.start()
-        arm = Arm(kind, bridge, naive, pg)
-        stripe = es.enter_context(httpx.Client(base_url=st.urls["Stripe emulator"], timeout=30))
-        peers = Peers(st.traffic, st.urls["Stripe emulator"])
-        es.callback(peers.close)
+    with (arm_stack(a, dbkind, kind, rep, prefix="cb-sync-flows-", naive_script="_naive_sync.py", customer_sync=True,
+                    **overrides) as (st, arm, stripe),
+          contextlib.closing(Peers(st.traffic, st.urls["Stripe emulator"])) as peers):
         time.sleep(max(3.0, 4 * poll))  # every poller's first cycle (they start from now)
         t_setup = time.monotonic()
         accounts: list[Account] = []
@@ -462,14 +418,7 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
         if not quiet(stripe, arm, a.quiet, 120):
             raise RuntimeError("setup: the arm did not become quiet")
         setup_s = time.monotonic() - t_setup
-        i0, pg0 = arm.cpu()
-        t_idle = time.monotonic()
-        time.sleep(a.idle)
-        i1, pg1 = arm.cpu()
-        t_idle1 = time.monotonic()
-        idle: dict[str, Any] = {"s": t_idle1 - t_idle, "cpu_s": i1 - i0 + (PgBackends.delta(pg0, pg1) if pg else 0.0)}
-        idle["cores"] = idle["cpu_s"] / idle["s"]
-        idle["calls"] = calls_between(t_idle, t_idle1)
+        idle = idle_cpu(arm, a.idle, calls_between)
         idle["polls_per_s"] = idle["calls"]["polls"] / idle["s"]
 
         def new_name(ev: Event) -> tuple[str, str]:
@@ -495,12 +444,12 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
             offer, done = plans[flow]
             phases.append(phase(flow, [Event(i) for i in range(a.events)], offer, done, a, stripe, arm, idle,
                                 profile if flow == "customer" and rep == 1 else None))
-        open_dlq = run_counts = None
-        if bridge is not None:
-            with bridge.db.connect() as conn:
+        run_counts = None
+        if arm.bridge is not None:
+            with arm.bridge.db.connect() as conn:
                 run_counts = {"by_workflow_status": [list(r) for r in conn.execute(
                     select(runs.c.workflow, runs.c.status, func.count()).group_by(runs.c.workflow, runs.c.status))]}
-                open_dlq = int(conn.execute(select(func.count()).where(dead_letters.c.status == "open")).scalar_one())
+        open_dlq = arm.open_dead_letters()
         naive_errors = arm.naive_errors()
     for p in phases:
         p["complete"] = bool(p["done"] == p["events"] and not p["errors"] and p["settled"] and not open_dlq
@@ -511,47 +460,10 @@ def run_arm(a: argparse.Namespace, dbkind: str, kind: str, rep: int) -> dict[str
 
 
 # ---- output -------------------------------------------------------------------------------------------
-def arms_table(results: list[dict[str, Any]]) -> str:
-    head = ("| db | arm | rep | flow | done / offered | p50 / p99 s | idle CPU (cores) | CPU ms/event | minus idle "
-            "| HTTP calls/event: Stripe + Clarity + ERP (+ polls/s) | machine busy (cores) | all checked |")
-    lines = [head, "|" + "---|" * 12]
-    for r in results:
-        for p in r["phases"]:
-            per = p["http_calls_per_event"]
-            lines.append(
-                f"| {r['db']} | {r['arm']} | {r['rep']} | {p['flow']} | {p['done']}/{p['events']} "
-                f"| {_num(p['latency_p50_s'], '.2f')} / {_num(p['latency_p99_s'], '.2f')} "
-                f"| {r['idle']['cores']:.3f} | {p['cpu_ms_per_event']:.0f} | {p['cpu_ms_per_event_minus_idle']:.0f} "
-                f"| {per['stripe']:.1f} + {per['clarity']:.1f} + {per['erp']:.1f} = "
-                f"{p['http_calls_per_event_total']:.1f} (+ {p['polls_per_s']:.1f}/s) "
-                f"| {p['machine_busy_cores']:.2f} | {'yes' if p['complete'] else 'NO'} |")
-    return "\n".join(lines)
-
-
 def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per database and flow: each arm's CPU per event (every rep, the median) and the ratio of the medians,
     with and without the idle cost; calls per event."""
-    out = []
-    for db in dict.fromkeys(r["db"] for r in results):
-        for flow in FLOWS:
-            rows = [(r["arm"], p) for r in results if r["db"] == db for p in r["phases"] if p["flow"] == flow]
-            if not rows:
-                continue
-            s: dict[str, Any] = {"db": db, "flow": flow, "complete": all(p["complete"] for _, p in rows)}
-            for key, name in (("cpu_ms_per_event", "gross"), ("cpu_ms_per_event_minus_idle", "net")):
-                s.update(arm_ratios({arm: [p[key] for k, p in rows if k == arm and p["done"]]
-                                     for arm in ("bridge", "naive")}, name))
-            s["calls_per_event"] = {arm: _median([p["http_calls_per_event_total"] for k, p in rows if k == arm])
-                                    for arm in ("bridge", "naive")}
-            out.append(s)
-    return out
-
-
-def ratio_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| db | flow | bridge CPU ms/event | naive | ratio | bridge minus idle | naive minus idle "
-            "| ratio minus idle | HTTP calls/event bridge / naive |")
-    return ratio_rows(head, rows, lambda s: f"{s['db']} | {s['flow']}" + (
-        "" if s["complete"] else " (incomplete: see JSON)"), "calls_per_event")
+    return flow_summary(results, FLOWS)
 
 
 def main() -> int:
@@ -580,30 +492,14 @@ def main() -> int:
     if not arms or any(x not in ("bridge", "naive") for x in arms) or any(f not in FLOWS for f in a.flows):
         p.error("--arms takes bridge and/or naive; --flows customer, price and/or stock")
     dbs = chosen_databases(p, a)
-    started = datetime.now(UTC)
-    info = machine()
-    out = ROOT / "bench" / "results" / f"sync-flows-{started:%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(exist_ok=True)
-    results: list[dict[str, Any]] = []
-    for db in dbs:
-        for rep in range(1, a.reps + 1):
-            for kind in arms:
-                print(f"{db}: {kind} arm, run {rep}: {a.events} accounts and items, then {a.events} events per "
-                      f"flow at {a.rate:g}/s ...", flush=True)
-                results.append(run_arm(a, db, kind, rep))
-                if not a.markdown:
-                    print("\n".join(arms_table(results[-1:]).splitlines()[2:]), flush=True)
-                out.write_text(json.dumps({"started": started.isoformat(), "finished": datetime.now(UTC).isoformat(),
-                                           "args": vars(a), "machine": info, "results": results,
-                                           "summary": summary(results)}, indent=1, default=str))
-    print()
-    print(arms_table(results))
-    if len(arms) == 2:
-        print()
-        print(ratio_table(summary(results)))
-    print(f"\n{started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC; written: {out.relative_to(ROOT)}")
-    return 0 if all(p["complete"] for r in results for p in r["phases"]) else 1
 
+    def announce(db: str, kind: str, rep: int) -> str:
+        return (f"{db}: {kind} arm, run {rep}: {a.events} accounts and items, then {a.events} events per "
+                f"flow at {a.rate:g}/s ...")
+
+    return run_all(a, dbs, arms, name="sync-flows", announce=announce,
+                   run_arm=lambda db, kind, rep: run_arm(a, db, kind, rep), table=arms_table, summary=summary,
+                   ratio_tables=lambda rows: [ratio_table(rows)])
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,9 +12,7 @@ with a host. Whatever prints settings (``config show``, ``doctor``) shows URLs t
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,17 +27,22 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from commerce_bridge.config_sources import (
+    ENV_PREFIX,
+    MASK,
+    SecretFileSource,
+    TomlSource,
+    mask_url,
+    read_secret_files,
+)
 from commerce_bridge.domain.currency import minor_digits
 from commerce_bridge.errors import ConfigurationError, MappingError, ValidationError
 from commerce_bridge.mapping.customer_sync import SyncPolicy
 from commerce_bridge.mapping.product_sync import ProductSyncPolicy
 from commerce_bridge.mapping.status import StatusMap
 
-ENV_PREFIX = "CB_"
-
 Csv = Annotated[list[str], NoDecode]
 SecretCsv = Annotated[list[SecretStr], NoDecode]
-DEFAULT_CONFIG_FILE = "commerce-bridge.toml"
 
 SECRET_FIELDS = (
     "stripe_webhook_secrets",
@@ -65,112 +68,18 @@ HTTP_URL_FIELDS = (
 )
 """Settings that are HTTP URLs: checked at start-up (scheme http or https, a host)."""
 
-MASK = "********"
-PLAIN_QUERY_PARAMS = frozenset({
-    "sslmode", "application_name", "connect_timeout", "target_session_attrs", "mode", "cache", "timeout",
-})
-"""URL query parameters whose values are shown; every other query value is masked."""
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")  # to the next space: a password may hold quotes
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its credentials masked, host and path kept: what ``config show`` and ``doctor`` print.
-
-    * the password of ``user:password@`` (and, in http(s) URLs, a user name without a password, which is
-      usually a token) becomes ``********``;
-    * every query value becomes ``********``, except those of :data:`PLAIN_QUERY_PARAMS` (``sslmode``...);
-      webhook URLs carry tokens and signatures there (``?token=``, ``?sig=``);
-    * a ``#fragment`` becomes ``#********``.
-
-    A string that is not a URL (no ``scheme://``) is returned unchanged.
-    """
-    if "://" not in url:
-        return url
+def _checked(check: Callable[[], object]) -> None:
+    """Run ``check``; its ``BridgeError`` (a policy or currency refused) becomes the ``ValueError`` pydantic reports."""
     try:
-        parts = urlsplit(url)
-    except ValueError:
-        return MASK  # a URL that does not even parse: show nothing of it
-    if not parts.scheme:
-        return url
-    userinfo, at, hostport = parts.netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        if colon:
-            userinfo = f"{user}:{MASK}"
-        elif parts.scheme.lower() in ("http", "https"):
-            userinfo = MASK
-    out = f"{parts.scheme}://{userinfo}{at}{hostport}{parts.path}"
-    if parts.query:
-        out += "?" + "&".join(_mask_query_item(item) for item in parts.query.split("&"))
-    if parts.fragment:
-        out += f"#{MASK}"
-    return out
-
-
-def _mask_query_item(item: str) -> str:
-    name, eq, value = item.partition("=")
-    if not eq:
-        return MASK if name else name  # a bare value may be a token itself
-    return item if name.lower() in PLAIN_QUERY_PARAMS or not value else f"{name}={MASK}"
-
-
-def mask_urls_in(text: str) -> str:
-    """``text`` with every URL in it passed through :func:`mask_url` (for messages that quote a URL)."""
-    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+        check()
+    except (ConfigurationError, MappingError) as exc:
+        raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
 
 
 def _split_csv(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
-
-
-def _read_secret_files() -> tuple[dict[str, str], list[str]]:
-    """Values of ``CB_<NAME>_FILE`` secrets, and a problem line per file that cannot be read."""
-    values: dict[str, str] = {}
-    problems: list[str] = []
-    for name in SECRET_FIELDS:
-        env = f"{ENV_PREFIX}{name.upper()}_FILE"
-        path = os.environ.get(env)
-        if not path:
-            continue
-        try:
-            values[name] = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            problems.append(f"{env}: cannot read {path!r} ({exc.strerror})")
-    return values, problems
-
-
-class _SecretFileSource(PydanticBaseSettingsSource):
-    """``CB_<NAME>_FILE=/path`` reads a secret from a file (Docker/Kubernetes secrets)."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(_read_secret_files()[0])
-
-
-class _TomlSource(PydanticBaseSettingsSource):
-    """The optional TOML file (``CB_CONFIG_FILE`` or ``./commerce-bridge.toml``)."""
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
-        path = Path(explicit or DEFAULT_CONFIG_FILE)
-        if not path.exists():
-            if explicit:
-                msg = f"CB_CONFIG_FILE: file {explicit!r} does not exist"
-                raise ConfigurationError(f"Invalid configuration: {msg}", errors=[msg])
-            return {}
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            msg = f"CB_CONFIG_FILE: cannot read {str(path)!r}: {exc}"
-            raise ConfigurationError(f"Invalid configuration: {msg}", errors=[msg]) from exc
-        return {k.lower(): v for k, v in data.items()}
 
 
 DEFAULT_WORKFLOW_PRIORITIES: dict[str, int] = {
@@ -274,7 +183,10 @@ class Settings(BaseSettings):
         None, description="Stable executor id of this worker (default: the host name, plus '-serve' for serve)."
     )
     worker_concurrency: int = Field(16, ge=1, le=256, description="Runs executed at once by one worker.")
-    dispatch_interval_s: float = Field(0.2, gt=0, le=60, description="How often the dispatcher polls the inbox.")
+    dispatch_interval_s: float = Field(
+        0.2, gt=0, le=60,
+        description="How often the dispatcher polls the inbox; a dispatcher that new deliveries wake (serve; workers "
+                    "on PostgreSQL, through NOTIFY) polls at least 1 s apart while busy, as a safety net.")
     engine_idle_poll_s: float = Field(
         5.0, gt=0, le=60,
         description="After 10 s without work, how often the engine polls its queue (runs queued by another "
@@ -598,28 +510,19 @@ class Settings(BaseSettings):
     @field_validator("customer_source_of_truth")
     @classmethod
     def _customer_truth(cls, v: dict[str, str]) -> dict[str, str]:
-        try:
-            SyncPolicy(source_of_truth=v)
-        except ConfigurationError as exc:
-            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
+        _checked(lambda: SyncPolicy(source_of_truth=v))
         return v
 
     @field_validator("product_source_of_truth")
     @classmethod
     def _product_truth(cls, v: dict[str, str]) -> dict[str, str]:
-        try:
-            ProductSyncPolicy(source_of_truth=v)
-        except ConfigurationError as exc:
-            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
+        _checked(lambda: ProductSyncPolicy(source_of_truth=v))
         return v
 
     @field_validator("clarity_currency")
     @classmethod
     def _clarity_currency(cls, v: str) -> str:
-        try:
-            minor_digits(v)
-        except MappingError as exc:
-            raise ValueError(f"{exc} ({exc.suggested_fix})" if exc.suggested_fix else str(exc)) from exc
+        _checked(lambda: minor_digits(v))
         return v.strip().upper()
 
     @field_validator("alert_sinks")
@@ -699,7 +602,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _SecretFileSource(settings_cls), _TomlSource(settings_cls))
+        return (init_settings, env_settings, SecretFileSource(settings_cls, SECRET_FIELDS), TomlSource(settings_cls))
 
     # ---- derived values -------------------------------------------------------------------------
     @property
@@ -733,7 +636,7 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings; raise one ConfigurationError naming every bad setting."""
-    _, problems = _read_secret_files()
+    _, problems = read_secret_files(SECRET_FIELDS)
     try:
         settings = Settings(**overrides)
     except SettingsError as exc:

@@ -6,8 +6,6 @@ every customer unchanged; a run killed with SIGKILL mid-page resumes and makes n
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,52 +13,38 @@ from typing import Any
 import httpx
 import pytest
 
-from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
-from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe
-from commerce_bridge.store import db as store_db
-from commerce_bridge.store.cursors import SqlCursorStore
-from tests.support.processes import CLI, bridge_env, cli, migrate
+from tests.support.backfill_cli import Keys, backfill_json, cli_peers, kill_mid_backfill, peers_env
+from tests.support.processes import cli
 
 pytestmark = pytest.mark.slow
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET, STRIPE_KEY = "bf-key", "bf-secret", "sk_test_backfill"
+KEYS = Keys("bf-key", "bf-secret", "sk_test_backfill")
 ACCOUNTS = 20  # pages of 10 (one after --limit 10) and of 5 (four: the kill lands inside)
 
 
 @pytest.fixture
 def peers() -> Iterator[dict[str, str]]:
-    with (PeerServer(build_clarity()) as clarity, PeerServer(build_stripe()) as stripe,
-          PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp):
-        r = httpx.post(f"{clarity.url}/_sandbox/accounts", json={"count": ACCOUNTS, "prefix": "BF"}, timeout=30)
+    with cli_peers(KEYS) as urls:
+        r = httpx.post(f"{urls['clarity']}/_sandbox/accounts", json={"count": ACCOUNTS, "prefix": "BF"},
+                       timeout=30)
         assert r.status_code == 200 and r.json()["created"] == ACCOUNTS, r.text
-        yield {"clarity": clarity.url, "stripe": stripe.url, "erp": erp.url}
+        yield urls
 
 
 @pytest.fixture
 def env(peers: dict[str, str], database_url: str, tmp_path: Path) -> dict[str, str]:
-    e = bridge_env(database_url=database_url, stripe_api_key=STRIPE_KEY, stripe_api_base=peers["stripe"],
-                   clarity_base_url=peers["clarity"] + CLARITY_BASE, clarity_user=DEFAULT_USER,
-                   clarity_password=DEFAULT_PASSWORD, erp_base_url=peers["erp"], erp_api_key=ERP_KEY,
-                   erp_api_secret=ERP_SECRET)
-    migrate(e, tmp_path)
-    return e
+    return peers_env(peers, KEYS, database_url, tmp_path)
 
 
 def backfill(env: dict[str, str], *args: str, code: int = 0) -> dict[str, Any]:
-    out = cli(env, "backfill", "customers", "--from", "clarity", "--json", *args, timeout=300)
-    assert out.returncode == code, out.stdout + out.stderr
-    return dict(json.loads(out.stdout))
+    return backfill_json(env, "customers", *args, code=code)
 
 
 def counts(peers: dict[str, str]) -> tuple[int, int]:
     """(Stripe customers, ERPNext Customers)."""
     stripe = httpx.get(f"{peers['stripe']}/v1/customers", params={"limit": 100},
-                       headers={"Authorization": f"Bearer {STRIPE_KEY}"}).json()["data"]
+                       headers=KEYS.stripe_auth).json()["data"]
     erp = httpx.get(f"{peers['erp']}/api/resource/Customer", params={"limit_page_length": 0},
-                    headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"}).json()["data"]
+                    headers=KEYS.erp_auth).json()["data"]
     return len(stripe), len(erp)
 
 
@@ -94,22 +78,7 @@ def test_backfill_dry_run_then_limit_then_resume_then_all_unchanged(env: dict[st
 def test_a_backfill_killed_mid_run_resumes_from_its_cursor_without_duplicates(
         env: dict[str, str], peers: dict[str, str], database_url: str) -> None:
     erp_before = counts(peers)[1]
-    cursors = SqlCursorStore(store_db.make_engine(database_url))
-    proc = subprocess.Popen([*CLI, "backfill", "customers", "--from", "clarity", "--json", "--page-size", "5"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            saved = json.loads(cursors.get("backfill.customers.clarity") or "{}")
-            if (saved.get("position") or 0) >= 2:
-                break
-            time.sleep(0.02)
-        proc.kill()  # SIGKILL: no clean-up of any kind
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = json.loads(cursors.get("backfill.customers.clarity") or "{}")["position"]
+    done = kill_mid_backfill(env, database_url, "customers", page_size=5)  # SIGKILL after two pages
     assert done is not None and done >= 2, "killed after the run ended: the test proves nothing"
     resumed = backfill(env, "--page-size", "5")
     assert resumed["resumed_after"] == done and resumed["finished"]
@@ -120,8 +89,8 @@ def test_a_backfill_killed_mid_run_resumes_from_its_cursor_without_duplicates(
 
 def test_backfills_from_stripe_and_from_erpnext_page_through_those_systems(env: dict[str, str],
                                                                            peers: dict[str, str]) -> None:
-    stripe = httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"})
-    erp = httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"})
+    stripe = httpx.Client(base_url=peers["stripe"], headers=KEYS.stripe_auth)
+    erp = httpx.Client(base_url=peers["erp"], headers=KEYS.erp_auth)
     erp_before = counts(peers)[1]
     for n in range(3):
         r = stripe.post("/v1/customers", data={"email": f"s{n}@example.org", "name": f"Stripe Person {n}"})

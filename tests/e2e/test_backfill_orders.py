@@ -30,6 +30,7 @@ from commerce_bridge.sandbox.traffic import SCENARIOS, Placed
 from commerce_bridge.services.backfill import Backfill
 from commerce_bridge.services.order_backfill import OrderFeed
 from commerce_bridge.store.cursors import SqlCursorStore
+from tests.support.backfill_cli import backfill_json
 from tests.support.processes import cli
 from tests.support.stacks import cli_env, stack_on, wait_for
 
@@ -49,10 +50,8 @@ def st(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 
 def backfill(st: Stack, source: str, *args: str) -> dict[str, Any]:
-    out = cli(cli_env(st), "backfill", "orders", "--from", source, "--json",
-              "--since", datetime.now(UTC).date().isoformat(), *args, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return dict(json.loads(out.stdout))
+    return backfill_json(cli_env(st), "orders", "--since", datetime.now(UTC).date().isoformat(), *args,
+                         source=source, timeout=120)
 
 
 def paid_everywhere(st: Stack, orders: list[Placed]) -> bool:

@@ -9,8 +9,6 @@ The paging and cursor rules are ``services.backfill``'s (shared with ``backfill 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -21,26 +19,25 @@ import httpx
 import pytest
 
 from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
-from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe
-from commerce_bridge.store import db as store_db
-from commerce_bridge.store.cursors import SqlCursorStore
-from tests.support.processes import CLI, bridge_env, cli, migrate
+from tests.support.backfill_cli import (
+    CLARITY_BASE,
+    Keys,
+    backfill_json,
+    cli_peers,
+    kill_mid_backfill,
+    peers_env,
+)
+from tests.support.processes import cli
 
 pytestmark = pytest.mark.slow
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET, STRIPE_KEY = "bfp-key", "bfp-secret", "sk_test_backfill_products"
+KEYS = Keys("bfp-key", "bfp-secret", "sk_test_backfill_products")
 PRODUCTS = 16  # pages of 4 (four: the kill lands inside)
-CURSOR = "backfill.products.clarity"
 
 
 @pytest.fixture
 def peers() -> Iterator[dict[str, Any]]:
-    with (PeerServer(build_clarity()) as clarity, PeerServer(build_stripe()) as stripe,
-          PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp):
-        api = httpx.Client(base_url=clarity.url + CLARITY_BASE, timeout=10)
+    with cli_peers(KEYS) as urls:
+        api = httpx.Client(base_url=urls["clarity"] + CLARITY_BASE, timeout=10)
         assert api.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}
                         ).status_code == 200
         codes = []
@@ -52,30 +49,23 @@ def peers() -> Iterator[dict[str, Any]]:
             assert r.status_code == 200 and r.json()["ActionSucceeded"], r.text
             codes.append(code)
         api.close()
-        yield {"clarity": clarity.url, "stripe": stripe.url, "erp": erp.url, "codes": codes}
+        yield {**urls, "codes": codes}
 
 
 @pytest.fixture
 def env(peers: dict[str, Any], database_url: str, tmp_path: Path) -> dict[str, str]:
-    e = bridge_env(database_url=database_url, stripe_api_key=STRIPE_KEY, stripe_api_base=peers["stripe"],
-                   clarity_base_url=peers["clarity"] + CLARITY_BASE, clarity_user=DEFAULT_USER,
-                   clarity_password=DEFAULT_PASSWORD, erp_base_url=peers["erp"], erp_api_key=ERP_KEY,
-                   erp_api_secret=ERP_SECRET)
-    migrate(e, tmp_path)
-    return e
+    return peers_env(peers, KEYS, database_url, tmp_path)
 
 
 def backfill(env: dict[str, str], *args: str, code: int = 0) -> dict[str, Any]:
-    out = cli(env, "backfill", "products", "--from", "clarity", "--json", *args, timeout=300)
-    assert out.returncode == code, out.stdout + out.stderr
-    return dict(json.loads(out.stdout))
+    return backfill_json(env, "products", *args, code=code)
 
 
 def made(peers: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
     """The SKUs (of ours) that ERPNext holds as Items and as Item Prices, and that Stripe holds as Products with an
     active Price: a SKU made twice shows twice."""
-    erp = httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"})
-    stripe = httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+    erp = httpx.Client(base_url=peers["erp"], headers=KEYS.erp_auth)
+    stripe = httpx.Client(base_url=peers["stripe"], headers=KEYS.stripe_auth)
     ours = set(peers["codes"])
     items = [r["name"] for r in erp.get("/api/resource/Item", params={"limit_page_length": 0}).json()["data"]]
     prices = [r["item_code"] for r in erp.get("/api/resource/Item Price", params={
@@ -116,21 +106,7 @@ def test_a_product_backfill_dry_run_writes_nothing_then_a_run_makes_each_product
 
 def test_a_product_backfill_killed_mid_run_resumes_from_its_cursor_without_duplicates(
         env: dict[str, str], peers: dict[str, Any], database_url: str) -> None:
-    cursors = SqlCursorStore(store_db.make_engine(database_url))
-    proc = subprocess.Popen([*CLI, "backfill", "products", "--from", "clarity", "--json", "--page-size", "4"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if (json.loads(cursors.get(CURSOR) or "{}").get("position") or 0) >= 2:
-                break
-            time.sleep(0.02)
-        proc.kill()  # SIGKILL: no clean-up of any kind
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    done = json.loads(cursors.get(CURSOR) or "{}")["position"]
+    done = kill_mid_backfill(env, database_url, "products", page_size=4)  # SIGKILL after two pages
     assert done is not None and 2 <= done < PRODUCTS // 4, "killed after the run ended: the test proves nothing"
     resumed = backfill(env, "--page-size", "4")
     assert resumed["resumed_after"] == done and resumed["finished"]
@@ -141,7 +117,7 @@ def test_a_product_backfill_killed_mid_run_resumes_from_its_cursor_without_dupli
 
 
 def test_a_product_backfill_from_erpnext_pages_through_its_items(env: dict[str, str], peers: dict[str, Any]) -> None:
-    erp = httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"})
+    erp = httpx.Client(base_url=peers["erp"], headers=KEYS.erp_auth)
     codes = [f"ERP-{uuid.uuid4().hex[:6].upper()}-{n}" for n in range(3)]
     for n, code in enumerate(codes):
         r = erp.post("/api/resource/Item", json={"item_code": code, "item_name": f"Erp Widget {n}",
@@ -165,7 +141,7 @@ def test_a_product_backfill_from_erpnext_pages_through_its_items(env: dict[str, 
 
 
 def test_a_product_backfill_from_stripe_pages_through_its_products(env: dict[str, str], peers: dict[str, Any]) -> None:
-    stripe = httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"})
+    stripe = httpx.Client(base_url=peers["stripe"], headers=KEYS.stripe_auth)
     codes = [f"STR-{uuid.uuid4().hex[:6].upper()}-{n}" for n in range(3)]
     for n, code in enumerate(codes):
         r = stripe.post("/v1/products", data={"name": f"Stripe Widget {n}", "metadata[item_code]": code,
@@ -179,7 +155,7 @@ def test_a_product_backfill_from_stripe_pages_through_its_products(env: dict[str
     assert summary["pages"] == 2  # newest first, two to a page: 2 + 1
     peers["codes"] = codes
     assert made(peers) == (sorted(codes), sorted(codes), sorted(codes))  # each an Item with its Item Price
-    erp = httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"})
+    erp = httpx.Client(base_url=peers["erp"], headers=KEYS.erp_auth)
     rates = {r["item_code"]: r["price_list_rate"] for r in erp.get("/api/resource/Item Price", params={
         "limit_page_length": 0, "fields": '["item_code", "price_list_rate"]'}).json()["data"]}
     assert [Decimal(str(rates[c])) for c in codes] == [Decimal("7"), Decimal("7.01"), Decimal("7.02")]

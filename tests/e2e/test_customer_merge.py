@@ -17,36 +17,25 @@ import pytest
 from sqlalchemy import select
 
 from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
-from commerce_bridge.sandbox.stripe_emulator.app import build_app as build_stripe
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.tables import identity_keys, identity_links, identity_retired, poll_cursors
-from tests.support.processes import bridge_env, cli, migrate
+from tests.support.backfill_cli import CLARITY_BASE, Keys, cli_peers, peers_env
+from tests.support.processes import cli
 
 pytestmark = pytest.mark.slow
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET, STRIPE_KEY = "cm-key", "cm-secret", "sk_test_customer_merge_cli"
+KEYS = Keys("cm-key", "cm-secret", "sk_test_customer_merge_cli")
 
 
 @pytest.fixture
 def peers() -> Iterator[dict[str, str]]:
-    with (PeerServer(build_clarity()) as clarity, PeerServer(build_stripe()) as stripe,
-          PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp):
-        yield {"clarity": clarity.url, "stripe": stripe.url, "erp": erp.url}
+    with cli_peers(KEYS) as urls:
+        yield urls
 
 
 @pytest.fixture
 def env(peers: dict[str, str], database_url: str, tmp_path: Path) -> dict[str, str]:
-    e = bridge_env(database_url=database_url, stripe_api_key=STRIPE_KEY, stripe_api_base=peers["stripe"],
-                   clarity_base_url=peers["clarity"] + CLARITY_BASE, clarity_user=DEFAULT_USER,
-                   clarity_password=DEFAULT_PASSWORD, erp_base_url=peers["erp"], erp_api_key=ERP_KEY,
-                   erp_api_secret=ERP_SECRET)
-    e["COLUMNS"] = "250"  # Rich tables on one line each
-    migrate(e, tmp_path)
-    return e
+    return peers_env(peers, KEYS, database_url, tmp_path, COLUMNS="250")  # COLUMNS: Rich tables on one line each
 
 
 def run(env: dict[str, str], *args: str, code: int = 0) -> Any:
@@ -86,7 +75,7 @@ def lookup(database_url: str, system: str, external_id: str) -> str | None:
 
 def test_merge_duplicate_stripe_customers_then_two_clarity_accounts(env: dict[str, str], peers: dict[str, str],
                                                                     database_url: str) -> None:
-    stripe = httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=10)
+    stripe = httpx.Client(base_url=peers["stripe"], headers=KEYS.stripe_auth, timeout=10)
     email = f"twice.{uuid.uuid4().hex[:8]}@example.com"
     first = stripe.post("/v1/customers", data={"email": email, "name": "Ada Lovelace"}).json()["id"]
     run(env, "backfill", "customers", "--from", "stripe", "--json")  # the first is synced and linked

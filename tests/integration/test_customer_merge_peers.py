@@ -14,30 +14,17 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
-from commerce_bridge.connectors.erp.gateway import HttpErpGateway
-from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.errors import NotFound
-from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.services.alerts import Alert
 from commerce_bridge.services.customer_merge import CustomerMerge
 from commerce_bridge.services.customer_sync import CustomerSyncer
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.store.identity import SqlIdentityMap
 from commerce_bridge.store.tables import identity_keys, identity_links, identity_retired, poll_cursors
+from tests.support.sync_peers import clarity_account, customer_gateways, sync_peer_fixtures
 
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET = "test-key", "test-secret"
 STRIPE_KEY = "sk_test_customer_merge"
-
-
-@pytest.fixture(scope="module")
-def peers(stripe_emulator: PeerServer) -> Iterator[dict[str, str]]:
-    with PeerServer(build_clarity()) as clarity, PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp:
-        yield {"clarity": clarity.url + CLARITY_BASE, "erp": erp.url, "stripe": stripe_emulator.url}
+peers, clarity_api, erp_api, stripe_api = sync_peer_fixtures(STRIPE_KEY)
 
 
 @pytest.fixture
@@ -47,45 +34,15 @@ def alerts() -> list[Alert]:
 
 @pytest.fixture
 def syncer(peers: dict[str, str], engine: Engine, alerts: list[Alert]) -> Iterator[CustomerSyncer]:
-    clarity = HttpClarityGateway(peers["clarity"], DEFAULT_USER, DEFAULT_PASSWORD, cursor_store=SqlCursorStore(engine))
-    erp = HttpErpGateway(peers["erp"], ERP_KEY, ERP_SECRET)
-    stripe = StripeSdkGateway(build_stripe_client(STRIPE_KEY, api_base=peers["stripe"], timeout_s=10))
-    yield CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=SqlIdentityMap(engine),
-                         snapshots=SqlCursorStore(engine), alert=alerts.append)
-    clarity.close()
-    erp.close()
-
-
-@pytest.fixture
-def stripe_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-                      timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def clarity_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["clarity"], timeout=10) as client:
-        r = client.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD})
-        assert r.status_code == 200, r.text
-        yield client
+    with customer_gateways(peers, engine, STRIPE_KEY) as (clarity, stripe, erp):
+        yield CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=SqlIdentityMap(engine),
+                             snapshots=SqlCursorStore(engine), alert=alerts.append)
 
 
 def stripe_customer(api: httpx.Client, email: str, name: str = "Ada Lovelace") -> dict[str, Any]:
     r = api.post("/v1/customers", data={"email": email, "name": name, "phone": "+14155550101"})
     assert r.status_code == 200, r.text
     return dict(r.json())
-
-
-def clarity_account(api: httpx.Client, *, email: str) -> int:
-    contact = {"FirstName": "Ada", "LastName": "Lovelace", "Email1": email, "Phone1": "+14155550101",
-               "Address": {"Street1": "1 Main St", "City": "San Francisco", "RegionCode": "CA",
-                           "PostalCode": "94105", "CountryCode": "US"}}
-    r = api.post("/Accounts/Account/Create", json={
-        "ID": 0, "CustomKey": f"ACCT-{uuid.uuid4().hex[:8]}", "Name": "Ada Lovelace",
-        "AccountContacts": [{"Slave": contact, "IsBilling": True, "IsPrimary": False}]})
-    assert r.status_code == 200 and r.json()["ActionSucceeded"], r.text
-    return int(r.json()["Result"])
 
 
 def stripe_count(api: httpx.Client, email: str) -> int:

@@ -7,83 +7,30 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
-from commerce_bridge.connectors.clarity.gateway import HttpClarityGateway
-from commerce_bridge.connectors.erp.gateway import HttpErpGateway
-from commerce_bridge.connectors.stripe.gateway import StripeSdkGateway, build_stripe_client
 from commerce_bridge.mapping.customer_sync import SyncPolicy
-from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.services.customer_sync import CustomerSyncer
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.store.identity import SqlIdentityMap
+from tests.support import sync_peers
+from tests.support.sync_peers import customer_gateways, erp_doc, sync_peer_fixtures
 
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET = "test-key", "test-secret"
 STRIPE_KEY = "sk_test_customer_sync"
-
-
-@pytest.fixture(scope="module")
-def peers(stripe_emulator: PeerServer) -> Iterator[dict[str, str]]:
-    with PeerServer(build_clarity()) as clarity, PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp:
-        yield {"clarity": clarity.url + CLARITY_BASE, "erp": erp.url, "stripe": stripe_emulator.url}
+peers, clarity_api, erp_api, stripe_api = sync_peer_fixtures(STRIPE_KEY)
+clarity_account = partial(sync_peers.clarity_account, tax_id="")  # every account here with an EIN, "" by default
 
 
 @pytest.fixture
 def syncer(peers: dict[str, str], engine: Engine) -> Iterator[CustomerSyncer]:
-    clarity = HttpClarityGateway(peers["clarity"], DEFAULT_USER, DEFAULT_PASSWORD, cursor_store=SqlCursorStore(engine))
-    erp = HttpErpGateway(peers["erp"], ERP_KEY, ERP_SECRET)
-    stripe = StripeSdkGateway(build_stripe_client(STRIPE_KEY, api_base=peers["stripe"], timeout_s=10))
-    yield CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=SqlIdentityMap(engine),
-                         snapshots=SqlCursorStore(engine), policy=SyncPolicy(source_of_truth={"tax_id": "erp"}))
-    clarity.close()
-    erp.close()
-
-
-@pytest.fixture
-def clarity_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["clarity"], timeout=10) as client:
-        r = client.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD})
-        assert r.status_code == 200, r.text
-        yield client
-
-
-@pytest.fixture
-def erp_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"},
-                      timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def stripe_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-                      timeout=10) as client:
-        yield client
-
-
-def clarity_account(api: httpx.Client, *, email: str, phone: str = "+14155550101", tax_id: str = "") -> int:
-    contact = {"FirstName": "Ada", "LastName": "Lovelace", "Email1": email, "Phone1": phone,
-               "Address": {"Street1": "1 Main St", "City": "San Francisco", "RegionCode": "CA",
-                           "PostalCode": "94105", "CountryCode": "US"}}
-    r = api.post("/Accounts/Account/Create", json={
-        "ID": 0, "CustomKey": f"ACCT-{uuid.uuid4().hex[:8]}", "Name": "Ada Lovelace", "EIN": tax_id,
-        "AccountContacts": [{"Slave": contact, "IsBilling": True, "IsPrimary": False}]})
-    assert r.status_code == 200 and r.json()["ActionSucceeded"], r.text
-    return int(r.json()["Result"])
-
-
-def erp_doc(api: httpx.Client, doctype: str, name: str) -> dict[str, Any]:
-    r = api.get(f"/api/resource/{doctype}/{name}")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
+    with customer_gateways(peers, engine, STRIPE_KEY) as (clarity, stripe, erp):
+        yield CustomerSyncer(clarity=clarity, stripe=stripe, erp=erp, identity=SqlIdentityMap(engine),
+                             snapshots=SqlCursorStore(engine), policy=SyncPolicy(source_of_truth={"tax_id": "erp"}))
 
 
 def stamps(api_c: httpx.Client, api_e: httpx.Client, account_id: int, erp_name: str) -> dict[str, Any]:

@@ -19,16 +19,13 @@ from commerce_bridge.connectors.stripe.gateway import build_stripe_client
 from commerce_bridge.connectors.stripe.products import StripeProductGateway
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.sandbox.clarity_sim.app import DEFAULT_PASSWORD, DEFAULT_USER
-from commerce_bridge.sandbox.clarity_sim.app import build_app as build_clarity
-from commerce_bridge.sandbox.erp_sim.app import build_app as build_erp
-from commerce_bridge.sandbox.runner import PeerServer
 from commerce_bridge.services.product_sync import ProductSyncer
 from commerce_bridge.store.cursors import SqlCursorStore
 from commerce_bridge.store.identity import SqlIdentityMap
+from tests.support.sync_peers import ERP_KEY, ERP_SECRET, erp_doc, sync_peer_fixtures
 
-CLARITY_BASE = "/DesktopModules/ClarityEcommerce/API-Admin"
-ERP_KEY, ERP_SECRET = "test-key", "test-secret"
 STRIPE_KEY = "sk_test_product_sync"
+peers, clarity_api, erp_api, stripe_api = sync_peer_fixtures(STRIPE_KEY)
 
 
 class Counting(httpx.HTTPTransport):
@@ -43,12 +40,6 @@ class Counting(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-@pytest.fixture(scope="module")
-def peers(stripe_emulator: PeerServer) -> Iterator[dict[str, str]]:
-    with PeerServer(build_clarity()) as clarity, PeerServer(build_erp(api_key=ERP_KEY, api_secret=ERP_SECRET)) as erp:
-        yield {"clarity": clarity.url + CLARITY_BASE, "erp": erp.url, "stripe": stripe_emulator.url}
-
-
 @pytest.fixture
 def syncer(peers: dict[str, str], engine: Engine) -> Iterator[ProductSyncer]:
     clarity = ClarityProductGateway(peers["clarity"], DEFAULT_USER, DEFAULT_PASSWORD,
@@ -61,28 +52,6 @@ def syncer(peers: dict[str, str], engine: Engine) -> Iterator[ProductSyncer]:
     erp.close()
 
 
-@pytest.fixture
-def clarity_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["clarity"], timeout=10) as client:
-        r = client.post("/auth/identity", json={"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD})
-        assert r.status_code == 200, r.text
-        yield client
-
-
-@pytest.fixture
-def erp_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["erp"], headers={"Authorization": f"token {ERP_KEY}:{ERP_SECRET}"},
-                      timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-def stripe_api(peers: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=peers["stripe"], headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-                      timeout=10) as client:
-        yield client
-
-
 def sku() -> str:
     return f"SKU-{uuid.uuid4().hex[:8]}"
 
@@ -93,12 +62,6 @@ def clarity_product(api: httpx.Client, code: str, **fields: Any) -> int:
     r = api.post("/Products/Product/Create", json=body)
     assert r.status_code == 200 and r.json()["ActionSucceeded"], r.text
     return int(r.json()["Result"])
-
-
-def erp_doc(api: httpx.Client, doctype: str, name: str) -> dict[str, Any]:
-    r = api.get(f"/api/resource/{doctype}/{name}")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
 
 
 def item_prices(api: httpx.Client, code: str) -> list[dict[str, Any]]:

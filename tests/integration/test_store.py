@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect
 
-from commerce_bridge.domain.delivery import Delivery, RunStatus
+from commerce_bridge.domain.delivery import DISPATCH_STEP, Delivery, HandOver, RunStatus, StoredDelivery
 from commerce_bridge.errors import ValidationError
 from commerce_bridge.store import db as store_db
 from commerce_bridge.store.coordination import SqlRateLimiter, SqlWorkerLeases
@@ -92,6 +92,48 @@ def test_run_status_drives_the_delivery_status(engine: Engine) -> None:
     assert got is not None and got.status == "processed" and got.processed_at is not None
     listed = inbox.list(source="stripe")
     assert {r["run_id"] for r in listed[0]["runs"]} == {"stripe:r1:a", "stripe:r1:b"}
+
+
+def test_a_run_finishing_after_a_redispatch_leaves_the_delivery_to_the_dispatcher(engine: Engine) -> None:
+    """Replay of a delivery isolated at dispatch, while another of its runs still runs (the race it had).
+
+    ``b`` started; ``a`` and ``c`` were parked at dispatch (their filters failed). After the fix and
+    the replay, ``b`` finishes before the dispatcher's next pass: the delivery must stay waiting for
+    that pass, not be marked processed with ``a`` never run. The pass then keeps ``a`` (re-pinned to
+    the new version) and drops ``c`` (its workflow no longer takes the event).
+    """
+    inbox, runs = SqlInbox(engine), SqlRuns(engine)
+    inbox.record_batch([delivery("r2")])
+    ids: list[int] = []
+
+    def isolate(ds: list[StoredDelivery]) -> HandOver:
+        ids.extend(d.id for d in ds)
+        return HandOver(idle=frozenset(), failed=frozenset(ids))
+
+    inbox.dispatch_batch(10, isolate)
+    row = {"inbox_id": ids[0], "source": "stripe", "event_id": "r2", "workflow_version": "1"}
+    runs.create([{**row, "run_id": f"stripe:r2:{w}", "workflow": w} for w in ("a", "b", "c")])
+    runs.set_status("stripe:r2:b", RunStatus.RUNNING)
+    runs.park_unstarted(["stripe:r2:a", "stripe:r2:c"], DISPATCH_STEP, "validation_error")
+    assert inbox.get("stripe", "r2").status == "failed"  # type: ignore[union-attr]
+
+    assert inbox.redispatch(ids[0]) and not inbox.redispatch(ids[0])
+    runs.set_status("stripe:r2:b", RunStatus.SUCCEEDED)
+    assert inbox.get("stripe", "r2").status == "received"  # type: ignore[union-attr]
+
+    def pass_(ds: list[StoredDelivery]) -> HandOver:
+        assert [d.dispatched_at is not None for d in ds] == [True]  # it tells the dispatcher: a re-dispatch
+        runs.reroute(ds[0].id, [{**row, "run_id": "stripe:r2:a", "workflow": "a", "workflow_version": "2"}],
+                     DISPATCH_STEP)
+        return HandOver(idle=frozenset(), failed=frozenset())
+
+    assert inbox.dispatch_batch(10, pass_) == 1
+    assert runs.get("stripe:r2:c") is None
+    assert runs.get("stripe:r2:a")["workflow_version"] == "2"  # type: ignore[index]
+    assert inbox.get("stripe", "r2").status == "dispatched"  # type: ignore[union-attr]
+    runs.set_status("stripe:r2:a", RunStatus.RUNNING)
+    runs.set_status("stripe:r2:a", RunStatus.SUCCEEDED)
+    assert inbox.get("stripe", "r2").status == "processed"  # type: ignore[union-attr]
 
 
 def test_dead_letter_entries_resolve_once(engine: Engine) -> None:

@@ -5,6 +5,8 @@ product search, Stripe's product list, ERPNext's Item list) asking each system f
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -129,6 +131,48 @@ class Systems:
         self.asked.append(("erp", {"doctype": doctype, "filters": filters, "limit": limit, "start": start,
                                    "order_by": order_by}))
         return [{"name": "SKU-1"}]
+
+
+class SlowSyncer(Syncer):
+    """Each record takes a while (as a remote round trip does) and the calls in flight are counted."""
+
+    def __init__(self, fail: dict[str, list[Exception]] | None = None, bug: str | None = None) -> None:
+        super().__init__(fail)
+        self.lock, self.in_flight, self.most, self.bug = threading.Lock(), 0, 0, bug
+
+    def sync_from(self, system: str, record_id: str, *, dry_run: bool = False) -> Outcome:
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            time.sleep(0.05 if record_id in ("1", "4") else 0.01)  # the first of a page finishes last
+            if record_id == self.bug:
+                raise KeyError(record_id)
+            with self.lock:
+                return super().sync_from(system, record_id, dry_run=dry_run)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_with_concurrency_the_records_of_a_page_are_synced_at_once_and_reported_in_page_order() -> None:
+    cursors, syncer = Cursors(), SlowSyncer(fail={"5": [NotFound("gone")]})
+    seen: list[tuple[str, bool]] = []
+    summary = Backfill("customers", syncer, shapes, cursors, sleep=lambda s: None).run(
+        "erp", page_size=3, concurrency=3, on_record=lambda i, o: seen.append((i, o is not None)))
+    assert syncer.most == 3  # a whole page at once, never more
+    assert seen == [(i, i != "5") for i in IDS]  # page order, whatever finished first
+    assert (summary.created, [f.record_id for f in summary.failed], summary.pages, summary.finished) == (
+        6, ["5"], 3, True)
+    assert json.loads(cursors[cursor_name("customers", "erp")]) == {"position": None, "since": None}
+
+
+def test_with_concurrency_a_bug_ends_the_run_and_the_cursor_keeps_the_whole_pages_done() -> None:
+    cursors, syncer = Cursors(), SlowSyncer(bug="5")
+    with pytest.raises(KeyError):
+        Backfill("customers", syncer, shapes, cursors, sleep=lambda s: None).run("erp", page_size=3, concurrency=3)
+    assert json.loads(cursors[cursor_name("customers", "erp")]) == {"position": 3, "since": None}
+    assert "7" not in {i for _, i, _ in syncer.calls}  # no page after the one that failed was started
 
 
 def test_the_product_readers_ask_each_system_for_its_page_in_its_own_terms() -> None:

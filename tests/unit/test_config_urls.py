@@ -7,7 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from commerce_bridge.config import HTTP_URL_FIELDS, load_settings, mask_url, mask_urls_in
+from commerce_bridge.config import HTTP_URL_FIELDS, load_settings
+from commerce_bridge.config_sources import mask_url, mask_urls_in
 from commerce_bridge.entrypoints.cli import app
 from commerce_bridge.errors import ConfigurationError
 

@@ -137,6 +137,10 @@ class Dispatcher:
                 failed[d.id] = ("route", E.ValidationError(
                     "; ".join(f"the trigger.filter of {spec.name} v{spec.version} failed: {msg}"
                               for spec, msg in filter_errors)))
+        for d in deliveries:  # a re-dispatch (``redispatch`` keeps dispatched_at): settle the runs it put back
+            if d.dispatched_at is not None:
+                self.runs.reroute(d.id, [row for row, _ in planned.get(d.id, [])] + unjudged.get(d.id, []),
+                                  DISPATCH_STEP)
         try:
             self.runs.create([row for rows in planned.values() for row, _ in rows]
                              + [row for rows in unjudged.values() for row in rows])

@@ -20,7 +20,8 @@ from rich.table import Table
 
 from commerce_bridge.bootstrap import Container, Role, bootstrap
 from commerce_bridge.bootstrap_background import POLLER_LOCKS
-from commerce_bridge.config import Settings, load_settings, mask_urls_in
+from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.config_sources import mask_urls_in
 from commerce_bridge.entrypoints.startup_errors import (
     bridge_error_text,
     config_error_exit,

@@ -56,8 +56,23 @@ backfill_app = typer.Typer(help="Sync the records that already exist in a system
                                 "orders to the workflows.",
                            no_args_is_help=True)
 
+CONCURRENCY = 4
+"""Records synced at once by default: enough to keep a remote system's rate limit busy despite round trips."""
+
 LISTED = 50
 """The failures table lists at most this many (``--json`` lists all)."""
+
+
+# the options every backfill command has (records: customers, products or orders)
+Since = Annotated[str | None, typer.Option(help="Only records changed (Stripe: created) on or after this day "
+                                                "(YYYY-MM-DD, UTC).")]
+Limit = Annotated[int | None, typer.Option(min=1, help="Stop after the page on which this many records were reached "
+                                                       "(run again to go on).")]
+Restart = Annotated[bool, typer.Option("--restart", help="Ignore the cursor of an earlier run: start over.")]
+PageSize = Annotated[int, typer.Option(min=1, max=100, help="Records per page.")]
+Concurrency = Annotated[int, typer.Option(min=1, max=32, help="Records of a page synced (orders: checked) at once, "
+                                                              "in threads; the rate limits still hold.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
 class Source(StrEnum):
@@ -162,7 +177,7 @@ def _print_tail(summary: BackfillSummary) -> None:
 
 
 def _run(kind: str, syncer: Syncer, pages: PageSource, cursors: CursorStore, source: Source, *, since: datetime | None,
-         dry_run: bool, limit: int | None, restart: bool, page_size: int, as_json: bool) -> None:
+         dry_run: bool, limit: int | None, restart: bool, page_size: int, concurrency: int, as_json: bool) -> None:
     """One backfill with its progress bar (count, total when known, time left) and summary; exit 1 on a failure."""
     backfill = Backfill(kind, syncer, pages, cursors)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -182,7 +197,8 @@ def _run(kind: str, syncer: Syncer, pages: PageSource, cursors: CursorStore, sou
 
         try:
             summary = backfill.run(source.value, since=since, dry_run=dry_run, limit=limit, restart=restart,
-                                   page_size=page_size, on_total=on_total, on_record=on_record,
+                                   page_size=page_size, concurrency=concurrency, on_total=on_total,
+                                   on_record=on_record,
                                    on_resume=on_resume)
         except BridgeError as exc:  # a page could not be read: the cursor keeps the pages done
             raise _fail(exc) from exc
@@ -205,18 +221,16 @@ def _not_configured(kind: str) -> typer.Exit:
 def backfill_customers(
     source: Annotated[Source, typer.Option("--from", help="The system whose customers are read: clarity, stripe "
                                                           "or erp.")],
-    since: Annotated[str | None, typer.Option(help="Only customers changed (Stripe: created) on or after this day "
-                                                   "(YYYY-MM-DD, UTC).")] = None,
+    since: Since = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Merge and report; write nothing anywhere.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after the page on which this many customers were "
-                                                          "reached (run again to go on).")] = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Ignore the cursor of an earlier run: start over.")]
-    = False,
-    page_size: Annotated[int, typer.Option(min=1, max=100, help="Customers per page.")] = 100,
+    limit: Limit = None,
+    restart: Restart = False,
+    page_size: PageSize = 100,
+    concurrency: Concurrency = CONCURRENCY,
     source_of_truth: Annotated[list[str] | None, typer.Option(
         help="FIELD=SYSTEM: that system decides the field (name, email, phone, billing_address, shipping_address, "
              "tax_id); repeat for several. Other fields: the latest change wins.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Sync every customer of one system with the other two; resumable, with a summary at the end."""
     policy = _policy(source_of_truth or [])
@@ -226,25 +240,23 @@ def backfill_customers(
         raise _not_configured("customer")
     syncer = c.customer_syncer(policy)
     _run("customers", syncer, customer_pages(syncer), c.cursors, source, since=start, dry_run=dry_run, limit=limit,
-         restart=restart, page_size=page_size, as_json=as_json)
+         restart=restart, page_size=page_size, concurrency=concurrency, as_json=as_json)
 
 
 @backfill_app.command("products")
 def backfill_products(
     source: Annotated[Source, typer.Option("--from", help="The system whose products are read: clarity (products), "
                                                           "stripe (products) or erp (Items).")],
-    since: Annotated[str | None, typer.Option(help="Only products changed (Stripe: created) on or after this day "
-                                                   "(YYYY-MM-DD, UTC).")] = None,
+    since: Since = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Merge and report; write nothing anywhere.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after the page on which this many products were "
-                                                          "reached (run again to go on).")] = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Ignore the cursor of an earlier run: start over.")]
-    = False,
-    page_size: Annotated[int, typer.Option(min=1, max=100, help="Products per page.")] = 100,
+    limit: Limit = None,
+    restart: Restart = False,
+    page_size: PageSize = 100,
+    concurrency: Concurrency = CONCURRENCY,
     source_of_truth: Annotated[list[str] | None, typer.Option(
         help="FIELD=SYSTEM: that system decides the field (name, description, active, uom, prices); repeat for "
              "several. Other fields: the latest change wins. Default: CB_PRODUCT_SOURCE_OF_TRUTH.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Sync every product (and its prices) of one system with the other two; resumable, with a summary at the end."""
     truth = _truth(source_of_truth or [])
@@ -259,7 +271,7 @@ def backfill_products(
     if c.product_syncer is None or c.product_pages is None or c.cursors is None:
         raise _not_configured("product")
     _run("products", c.product_syncer(policy), c.product_pages, c.cursors, source, since=start, dry_run=dry_run,
-         limit=limit, restart=restart, page_size=page_size, as_json=as_json)
+         limit=limit, restart=restart, page_size=page_size, concurrency=concurrency, as_json=as_json)
 
 
 @backfill_app.command("orders")
@@ -268,15 +280,13 @@ def backfill_orders(
                                                           "stripe: its succeeded PaymentIntents of orders, as "
                                                           "payment_intent.succeeded; erp: its Sales Orders, checked "
                                                           "against Clarity by po_no.")],
-    since: Annotated[str | None, typer.Option(help="Only orders changed (Stripe: created) on or after this day "
-                                                   "(YYYY-MM-DD, UTC).")] = None,
+    since: Since = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be fed; feed nothing.")] = False,
-    limit: Annotated[int | None, typer.Option(min=1, help="Stop after the page on which this many orders were "
-                                                          "reached (run again to go on).")] = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Ignore the cursor of an earlier run: start over.")]
-    = False,
-    page_size: Annotated[int, typer.Option(min=1, max=100, help="Orders per page.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    limit: Limit = None,
+    restart: Restart = False,
+    page_size: PageSize = 100,
+    concurrency: Concurrency = CONCURRENCY,
+    as_json: AsJson = False,
 ) -> None:
     """Feed the events of the orders that exist into the inbox; the workflows make what is missing."""
     start = _day(since)
@@ -295,4 +305,4 @@ def backfill_orders(
                     title="not configured", fix="set " + " and ".join(fixes[n] for n in needs if not configured[n]))
         raise typer.Exit(2)
     _run("orders", feed, feed.pages, c.cursors, source, since=start, dry_run=dry_run, limit=limit, restart=restart,
-         page_size=page_size, as_json=as_json)
+         page_size=page_size, concurrency=concurrency, as_json=as_json)

@@ -27,7 +27,8 @@ import typer
 import yaml
 
 from commerce_bridge.bootstrap import bootstrap
-from commerce_bridge.config import Settings, load_settings, mask_urls_in
+from commerce_bridge.config import Settings, load_settings
+from commerce_bridge.config_sources import mask_urls_in
 from commerce_bridge.entrypoints.startup_errors import bridge_error_text, config_error_exit, print_error
 from commerce_bridge.entrypoints.stored_events import StoredEvent, find_event
 from commerce_bridge.entrypoints.views import RedactedViews

@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from commerce_bridge.config import load_settings, mask_urls_in
+from commerce_bridge.config import load_settings
+from commerce_bridge.config_sources import mask_urls_in
 from commerce_bridge.entrypoints.views import RedactedViews
 from commerce_bridge.errors import BridgeError, ConfigurationError
 

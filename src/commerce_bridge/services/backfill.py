@@ -17,6 +17,10 @@ The rules it keeps:
   error is tried again twice first. Any other exception is a bug and ends the run (the cursor keeps the pages
   done);
 * every read and write goes through the gateways, so each request takes its rate-limit slot;
+* ``concurrency``: the records of a page are synced by that many threads at once (the syncers hold a key lock
+  per entity, as the workflows' runs do), so a backfill against remote systems is bound by their rate limits and
+  not by the round trips of one record after another; the cursor still moves by whole pages, and the summary and
+  the progress see the records in page order;
 * the order backfill (``services.order_backfill``) syncs nothing itself: its records are ``fed`` (a new inbox
   row), ``known`` (the inbox had the event) or ``skipped`` (counted by reason), and a dry run lists what it would
   feed.
@@ -27,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Protocol, runtime_checkable
@@ -243,8 +248,15 @@ class Backfill:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _attempt(self, source: str, record_id: str, dry_run: bool) -> Outcome | Failure:
+        """One record: its outcome, or the failure of a ``BridgeError`` (any other exception is a bug: raised)."""
+        try:
+            return self._sync_one(source, record_id, dry_run)
+        except BridgeError as exc:
+            return Failure(record_id, exc.code, exc)
+
     def run(self, source: str, *, since: datetime | None = None, dry_run: bool = False, limit: int | None = None,
-            restart: bool = False, page_size: int = 100, on_total: Callable[[int | None], None] = lambda n: None,
+            restart: bool = False, page_size: int = 100, concurrency: int = 1, on_total: Callable[[int | None], None] = lambda n: None,
             on_record: Callable[[str, Outcome | None], None] = lambda i, o: None,
             on_resume: Callable[[int], None] = lambda n: None) -> BackfillSummary:
         """Sync every record of ``source`` (``clarity``, ``stripe`` or ``erp``); see the module docstring.
@@ -261,6 +273,8 @@ class Backfill:
             Stop after the page on which this many records were reached.
         restart:
             Ignore the cursor of an earlier run.
+        concurrency:
+            Records of a page synced at once (threads; 1: one after another).
         on_total, on_record, on_resume:
             ``on_total`` gets the total when the system tells it (Clarity), else None; ``on_record`` is called
             after each record (None: it failed); ``on_resume`` with the number of records before the cursor of
@@ -286,25 +300,30 @@ class Backfill:
                 start = summary.resumed_after = saved["position"]
                 on_resume(0 if isinstance(pages, AfterPages)
                           else int(start) * (page_size if isinstance(pages, NumberedPages) else 1))
-        for ids, position in _walk(pages, start, page_size, on_total):
-            for record_id in ids:
-                try:
-                    outcome = self._sync_one(source, record_id, dry_run)
-                except BridgeError as exc:
-                    summary.failed.append(Failure(record_id, exc.code, exc))
-                    on_record(record_id, None)
-                    continue
-                summary.add(outcome, record_id)
-                on_record(record_id, outcome)
-            summary.pages += 1
-            if not dry_run:
-                self._cursors.set(name, json.dumps({"position": position, "since": stamp}))
-            if limit is not None and summary.seen >= limit:
-                break
-        else:
-            summary.finished = True
-            if not dry_run:
-                self._cursors.set(name, json.dumps({"position": None, "since": stamp}))
+        threads = ThreadPoolExecutor(concurrency, thread_name_prefix=f"backfill-{self.kind}") if concurrency > 1 else None
+        try:
+            for ids, position in _walk(pages, start, page_size, on_total):
+                def one(record_id: str) -> Outcome | Failure:
+                    return self._attempt(source, record_id, dry_run)
+                for record_id, result in zip(ids, threads.map(one, ids) if threads else map(one, ids), strict=True):
+                    if isinstance(result, Failure):
+                        summary.failed.append(result)
+                        on_record(record_id, None)
+                    else:
+                        summary.add(result, record_id)
+                        on_record(record_id, result)
+                summary.pages += 1
+                if not dry_run:
+                    self._cursors.set(name, json.dumps({"position": position, "since": stamp}))
+                if limit is not None and summary.seen >= limit:
+                    break
+            else:
+                summary.finished = True
+                if not dry_run:
+                    self._cursors.set(name, json.dumps({"position": None, "since": stamp}))
+        finally:
+            if threads is not None:
+                threads.shutdown(cancel_futures=True)
         summary.elapsed_s = time.monotonic() - started
         return summary
 

@@ -69,6 +69,10 @@ class Runs(Protocol):
         """Park queued runs that could not be started (without locking their delivery)."""
         ...
 
+    def reroute(self, inbox_id: int, rows: Sequence[dict[str, Any]], step_id: str) -> None:
+        """Settle the never-started runs of a re-dispatched delivery against its new routing."""
+        ...
+
     def get(self, run_id: str) -> dict[str, Any] | None: ...
 
 

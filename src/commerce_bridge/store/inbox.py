@@ -150,17 +150,22 @@ class SqlInbox:
     def redispatch(self, inbox_id: int) -> bool:
         """Put a delivery isolated at dispatch back in line (after a fix): False if it was not failed.
 
-        Its runs parked at dispatch never started (the engine has no record of them): their rows are
-        removed, and the dispatcher routes and starts the delivery afresh, so a workflow whose filter
-        no longer wants it leaves no run behind (starting a run id that exists is harmless).
+        Its runs parked at dispatch never started (the engine has no record of them): they go back to
+        ``queued``, still naming the dispatch step, so that a run of the same delivery that finishes
+        before the dispatcher's next pass sees work outstanding and does not mark the delivery processed.
+        The delivery keeps its ``dispatched_at``: that tells the dispatcher it is a re-dispatch, which
+        routes it afresh and settles those rows (:meth:`~commerce_bridge.store.runs.SqlRuns.reroute`): a
+        workflow that no longer wants it leaves no run behind, one that does starts its run (a run id that
+        exists is harmless).
         """
         with translate_db_errors(), self._engine.begin() as conn:
             n = conn.execute(
                 update(inbox).where(inbox.c.id == inbox_id, inbox.c.status == DeliveryStatus.FAILED.value)
-                .values(status=DeliveryStatus.RECEIVED.value, dispatched_at=None, processed_at=None)
+                .values(status=DeliveryStatus.RECEIVED.value, processed_at=None)
             ).rowcount
             if n:
-                conn.execute(runs.delete().where(*_undispatched(inbox_id)))
+                conn.execute(update(runs).where(*_undispatched(inbox_id))
+                             .values(status=RunStatus.QUEUED.value, error_code=None, updated_at=datetime.now(UTC)))
         return bool(n)
 
     def discard_dispatch(self, inbox_id: int) -> None:

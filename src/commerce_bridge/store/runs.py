@@ -116,6 +116,22 @@ class SqlRuns:
                          .values(status=RunStatus.PARKED.value, failed_step=step_id, error_code=error_code,
                                  updated_at=_now()))
 
+    def reroute(self, inbox_id: int, rows: Sequence[dict[str, Any]], step_id: str) -> None:
+        """Settle a re-dispatched delivery's runs that ``redispatch`` put back, against its new routing.
+
+        Those runs are the rows still ``queued`` that name the dispatch step ``step_id`` (never started: the
+        engine has no record of them). The ones the new routing has in ``rows`` (run rows as for
+        :meth:`create`) take its workflow version; the others, of workflows that no longer take the delivery,
+        are deleted, so they leave no run behind.
+        """
+        marked = (runs.c.inbox_id == inbox_id, runs.c.status == RunStatus.QUEUED.value, runs.c.failed_step == step_id)
+        now = _now()
+        with translate_db_errors(), self._engine.begin() as conn:
+            conn.execute(runs.delete().where(*marked, runs.c.run_id.not_in([r["run_id"] for r in rows])))
+            for r in rows:
+                conn.execute(update(runs).where(*marked, runs.c.run_id == r["run_id"])
+                             .values(workflow_version=r["workflow_version"], updated_at=now))
+
     def get(self, run_id: str) -> dict[str, Any] | None:
         with translate_db_errors(), self._engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()

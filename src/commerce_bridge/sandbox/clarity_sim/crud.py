@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,14 @@ from commerce_bridge.sandbox.clarity_sim.core import (
     public,
 )
 from commerce_bridge.sandbox.clarity_sim.routing import Router
-from commerce_bridge.sandbox.clarity_sim.search import Predicate, SearchModel, base_filters, sort_and_page
+from commerce_bridge.sandbox.clarity_sim.search import (
+    Predicate,
+    SearchModel,
+    base_filters,
+    page_sorted,
+    sort_and_page,
+    sort_records,
+)
 
 Prepare = Callable[[Sim, Record | None, dict[str, Any], Record], None]
 Expand = Callable[[Sim, Record, str], Record]
@@ -67,9 +75,18 @@ def render(sim: Sim, spec: EntitySpec, record: Record, projection: str = "full")
     return rendered
 
 
+def _custom_key(record: Record) -> tuple[Any]:
+    return (record.get("CustomKey"),)
+
+
+def rows_with_key(sim: Sim, kind: str, key: Any) -> list[Record]:
+    """The ``kind`` records whose ``CustomKey`` equals ``key``, oldest first (through the store's index)."""
+    return [r for r in sim.store.lookup(kind, "CustomKey", _custom_key, (key,)) if r.get("CustomKey") == key]
+
+
 def find_by_key(sim: Sim, spec: EntitySpec, key: str, *, active_only: bool = False) -> Record | None:
-    for row in sim.store.all(spec.kind):
-        if row.get("CustomKey") == key and (row.get("Active", True) or not active_only):
+    for row in rows_with_key(sim, spec.kind, key):
+        if row.get("Active", True) or not active_only:
             return row
     return None
 
@@ -81,8 +98,8 @@ def get_record(sim: Sim, spec: EntitySpec, ident: Any) -> Record | None:
 def _check_duplicate_key(sim: Sim, spec: EntitySpec, key: Any, own_id: int | None) -> None:
     if not key:
         return
-    for row in sim.store.all(spec.kind):
-        if row.get("CustomKey") == key and row.get("ID") != own_id:
+    for row in rows_with_key(sim, spec.kind, key):
+        if row.get("ID") != own_id:
             raise CefError(DUPLICATE_KEY, INVALID_OPERATION)
 
 
@@ -158,7 +175,28 @@ def search_records(sim: Sim, spec: EntitySpec, model: SearchModel) -> list[Recor
     preds = base_filters(sim, model, nameable=spec.nameable)
     if spec.filters:
         preds += spec.filters(sim, model)
+    if not preds:
+        return sim.store.all(spec.kind)
     return [r for r in sim.store.all(spec.kind) if all(p(r) for p in preds)]
+
+
+def _search_page(sim: Sim, spec: EntitySpec, model: SearchModel) -> tuple[list[Record], dict[str, Any]]:
+    """``search_records`` then ``sort_and_page``; an unfiltered search is sorted once per store version.
+
+    Paging through every record (a backfill) would otherwise sort all of them for each page.
+    """
+    preds = base_filters(sim, model, nameable=spec.nameable)
+    if spec.filters:
+        preds += spec.filters(sim, model)
+    if preds:
+        return sort_and_page([r for r in sim.store.all(spec.kind) if all(p(r) for p in preds)], model)
+    cache: dict[str, Any] = sim.extra.setdefault("sorted_searches", {})
+    sorts = json.dumps(model.values("Sorts") or [], sort_keys=True, default=str)
+    version = sim.store.version(spec.kind)
+    cached = cache.get(spec.kind)
+    if cached is None or cached[0] is not sim.store or cached[1] != version or cached[2] != sorts:
+        cached = cache[spec.kind] = (sim.store, version, sorts, sort_records(sim.store.all(spec.kind), model))
+    return page_sorted(cached[3], model)
 
 
 def register(router: Router, spec: EntitySpec) -> None:
@@ -168,13 +206,13 @@ def register(router: Router, spec: EntitySpec) -> None:
 
     async def search(sim: Sim, req: Req) -> Response:
         model = SearchModel.from_query(req.query)
-        rows, envelope = sort_and_page(search_records(sim, spec, model), model)
+        rows, envelope = _search_page(sim, spec, model)
         projection = "list" if model.flag("AsListing") else "lite"
         return json_response({"Results": [render(sim, spec, r, projection) for r in rows], **envelope})
 
     async def for_connect(sim: Sim, req: Req) -> Response:
         model = SearchModel(req.body_dict()) if req.method == "POST" else SearchModel.from_query(req.query)
-        rows, _ = sort_and_page(search_records(sim, spec, model), model)
+        rows, _ = _search_page(sim, spec, model)
         return json_response([render(sim, spec, r, "list") for r in rows])
 
     async def digest(sim: Sim, req: Req) -> Response:
@@ -186,7 +224,11 @@ def register(router: Router, spec: EntitySpec) -> None:
         return get_record(sim, spec, as_int(req.params["ID"], "ID"))
 
     def _by_field(sim: Sim, field: str, value: str) -> Record | None:
-        return next((r for r in sim.store.all(spec.kind) if str(r.get(field, "")).lower() == value.lower()), None)
+        def folded(record: Record) -> tuple[str]:
+            return (str(record.get(field, "")).lower(),)
+
+        rows = sim.store.lookup(spec.kind, f"lower:{field}", folded, (value.lower(),))
+        return next((r for r in rows if str(r.get(field, "")).lower() == value.lower()), None)
 
     async def get_by_id(sim: Sim, req: Req) -> Response:
         found = _by_id(sim, req)

@@ -27,6 +27,7 @@ from commerce_bridge.sandbox.clarity_sim.crud import (
     find_by_key,
     register,
     render,
+    rows_with_key,
     touch,
     update_record,
 )
@@ -43,7 +44,7 @@ def _account_id(sim: Sim, body: dict[str, Any]) -> int | None:
     if body.get("MasterID"):
         return as_int(body["MasterID"], "MasterID")
     if body.get("MasterKey"):
-        account = next((a for a in sim.store.all("Account") if a.get("CustomKey") == body["MasterKey"]), None)
+        account = next(iter(rows_with_key(sim, "Account", body["MasterKey"])), None)
         if account is None:
             raise CefError(f"No Account with CustomKey {body['MasterKey']} exists", ARGUMENT)
         return int(account["ID"])
@@ -133,9 +134,14 @@ def save_account_contacts(sim: Sim, account_id: int, models: list[Any]) -> None:
             create_record(sim, ACCOUNT_CONTACT, {k: v for k, v in body.items() if k != "ID"})
 
 
+def _master_id(record: Record) -> tuple[Any]:
+    return (record.get("MasterID"),)
+
+
 def account_contacts(sim: Sim, account_id: int) -> list[Record]:
     """The account's contact links as its full model lists them (active and inactive, oldest first)."""
-    rows = [r for r in sim.store.all(ACCOUNT_CONTACT.kind) if r.get("MasterID") == account_id]
+    rows = [r for r in sim.store.lookup(ACCOUNT_CONTACT.kind, "MasterID", _master_id, (account_id,))
+            if r.get("MasterID") == account_id]
     return [render(sim, ACCOUNT_CONTACT, r) for r in sorted(rows, key=lambda r: int(r["ID"]))]
 
 

@@ -163,14 +163,25 @@ def _sort_key(field: str) -> Callable[[Record], tuple[int, Any]]:
     return key
 
 
-def sort_and_page(records: list[Record], model: SearchModel) -> tuple[list[Record], dict[str, Any]]:
-    """Apply ``Sorts`` (default ID ascending) and ``Paging``; return the page and the envelope fields."""
+def sort_records(records: list[Record], model: SearchModel) -> list[Record]:
+    """The records in ``Sorts`` order (default ID ascending), as a new list."""
     ordered = sorted(records, key=lambda r: int(r.get("ID", 0)))
     sorts = model.values("Sorts") or []
     for spec in reversed([s for s in sorts if isinstance(s, dict)]):
         lowered = {str(k).lower(): v for k, v in spec.items()}
         descending = str(lowered.get("dir") or "asc").lower().startswith("desc")
         ordered.sort(key=_sort_key(str(lowered.get("field") or "ID")), reverse=descending)
+    return ordered
+
+
+def sort_and_page(records: list[Record], model: SearchModel) -> tuple[list[Record], dict[str, Any]]:
+    """Apply ``Sorts`` (default ID ascending) and ``Paging``; return the page and the envelope fields."""
+    return page_sorted(sort_records(records, model), model)
+
+
+def page_sorted(ordered: list[Record], model: SearchModel) -> tuple[list[Record], dict[str, Any]]:
+    """Apply ``Paging`` to records already in ``Sorts`` order; return the page and the envelope fields."""
+    sorts = model.values("Sorts") or []
     paging = model.mapping("Paging")
     size = _positive(paging.get("size"))
     start = _positive(paging.get("startindex"))

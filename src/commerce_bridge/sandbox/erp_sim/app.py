@@ -210,7 +210,7 @@ def build_app(*, state_file: str | None = None, api_key: str = DEFAULT_API_KEY,
             name = request.path_params.get("name")
             if name is None:
                 if request.method == "GET":
-                    return _json({"data": run_list(sim.store.all(doctype.name), doctype, request.query_params)})
+                    return _json({"data": run_list(sim.store, doctype, request.query_params)})
                 if request.method == "POST":
                     return _json({"data": sim.insert(doctype, await _body(request))})
             elif request.method == "GET":

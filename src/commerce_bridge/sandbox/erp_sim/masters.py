@@ -112,6 +112,18 @@ def _has_link(doc: Doc, target: str, name: str) -> bool:
     return any(r.get("link_doctype") == target and r.get("link_name") == name for r in doc.get("links") or [])
 
 
+def _link_pairs(doc: Doc) -> list[tuple[Any, Any]]:
+    return [(r.get("link_doctype"), r.get("link_name")) for r in doc.get("links") or []]
+
+
+def linked_to(store: DocStore, doctype: str, links: list[Doc]) -> list[Doc]:
+    """The ``doctype`` documents (Contact, Address) that may link to any of ``links``, in insertion order.
+
+    A superset through the store's index of ``links`` rows: test each with :func:`_has_link`.
+    """
+    return store.lookup(doctype, "links", _link_pairs, [(r["link_doctype"], r["link_name"]) for r in links])
+
+
 # -- Contact --------------------------------------------------------------------------------------
 
 def full_name(doc: Doc) -> str:
@@ -168,7 +180,7 @@ def compute_address(store: DocStore, doc: Doc) -> None:
     for flag in ("is_primary_address", "is_shipping_address"):
         if not doc[flag]:
             continue
-        for other in store.all("Address"):
+        for other in linked_to(store, "Address", doc.get("links") or []):
             if other["name"] == doc.get("name") or not other.get(flag) or other.get("disabled"):
                 continue
             if any(_has_link(other, r["link_doctype"], r["link_name"]) for r in doc.get("links") or []):
@@ -217,13 +229,18 @@ def compute_item_price(store: DocStore, doc: Doc) -> None:
     def same(other: Doc, field: str) -> bool:
         return (other.get(field) or None) == (doc.get(field) or None)
 
-    for other in store.all("Item Price"):
+    for other in store.lookup("Item Price", "item_price_list", _item_price_list,
+                              [(doc.get("item_code"), doc.get("price_list"))]):
         if other["name"] != doc.get("name") and other.get("item_code") == doc["item_code"] \
                 and other.get("price_list") == doc["price_list"] \
                 and all(same(other, f) for f in ("uom", "valid_from", "customer", "supplier", "batch_no",
                                                  "packing_unit")):
             raise FrappeError("ItemPriceDuplicateItem", "Item Price appears multiple times based on Price List, "
                                                         "Supplier/Customer, Currency, Item, Batch, UOM, Qty, and Dates.")
+
+
+def _item_price_list(doc: Doc) -> list[tuple[Any, Any]]:
+    return [(doc.get("item_code"), doc.get("price_list"))]
 
 
 def item_price_name(store: DocStore, doc: Doc) -> str:
@@ -247,9 +264,13 @@ def no_api_writes(store: DocStore, doc: Doc) -> None:
                                          "Reconciliation); it cannot be written directly")
 
 
+def _item_warehouse(doc: Doc) -> list[tuple[Any, Any]]:
+    return [(doc.get("item_code"), doc.get("warehouse"))]
+
+
 def find_bin(store: DocStore, item_code: str, warehouse: str) -> Doc | None:
-    return next((b for b in store.all("Bin") if b.get("item_code") == item_code and b.get("warehouse") == warehouse),
-                None)
+    rows = store.lookup("Bin", "item_warehouse", _item_warehouse, [(item_code, warehouse)])
+    return next((b for b in rows if b.get("item_code") == item_code and b.get("warehouse") == warehouse), None)
 
 
 def _set_actual(store: DocStore, item: Doc, warehouse: str, actual: Decimal, owner: str) -> None:

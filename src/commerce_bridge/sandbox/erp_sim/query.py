@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from decimal import Decimal
 from typing import Any
 
 from starlette.datastructures import QueryParams
 
 from commerce_bridge.sandbox.clarity_sim.jsonutil import loads
+from commerce_bridge.sandbox.clarity_sim.store import UNINDEXABLE, DocStore
 from commerce_bridge.sandbox.erp_sim.doctypes import DocType
 from commerce_bridge.sandbox.erp_sim.errors import FrappeError
 
@@ -99,10 +100,75 @@ def _matches(doc: Doc, condition: Condition, doctype: DocType) -> bool:
     return _test(doc.get(field), op, expected)
 
 
-def run_list(docs: list[Doc], doctype: DocType, query: QueryParams) -> list[Doc]:
-    """Filter, order, page and project ``docs`` the way ``GET /api/resource/{doctype}`` does."""
+def _index_key(value: Any) -> Hashable:
+    """How an indexed field's value is filed: strings as themselves, ``None`` as ``""``, others unindexed.
+
+    ``_comparable`` compares a string (or ``None``) value as ``str(expected)``, so for those an ``=`` or
+    ``in`` filter is a plain dictionary lookup; numbers compare as decimals and are left to the scan.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return UNINDEXABLE
+
+
+def _wanted(op: str, expected: Any) -> list[Hashable] | None:
+    """The index keys an ``=`` / ``in`` condition can match, or ``None`` when the index cannot serve it."""
+    if op == "=":
+        options = [expected]
+    elif op == "in":
+        options = expected if isinstance(expected, list) else [v.strip() for v in str(expected).split(",")]
+    else:
+        return None
+    return ["" if o is None else str(o) for o in options]
+
+
+def _field_extract(field: str) -> Callable[[Doc], list[Hashable]]:
+    def extract(doc: Doc) -> list[Hashable]:
+        return [_index_key(doc.get(field))]
+    return extract
+
+
+def _child_extract(doctype: DocType, child: str, field: str) -> Callable[[Doc], list[Hashable]]:
+    tables = [t for t, c in doctype.children.items() if c == child]
+
+    def extract(doc: Doc) -> list[Hashable]:
+        return [_index_key(r.get(field)) for t in tables for r in doc.get(t) or []]
+    return extract
+
+
+def candidates(store: DocStore, doctype: DocType, conditions: list[Condition]) -> list[Doc]:
+    """The documents that may pass ``conditions`` (all of them), in insertion order.
+
+    The narrowest ``=`` or ``in`` condition is served by the store's index of that field (or child-table
+    field); without one, every document of the DocType. Callers still test every condition.
+    """
+    best: tuple[int, str, Callable[[Doc], list[Hashable]], list[Hashable]] | None = None
+    for child, field, op, expected in conditions:
+        wanted = _wanted(op, expected)
+        if wanted is None:
+            continue
+        if child is None:
+            name, extract = f"field:{field}", _field_extract(field)
+        else:
+            name, extract = f"child:{child}:{field}", _child_extract(doctype, child, field)
+        size = store.lookup_size(doctype.name, name, extract, wanted)
+        if best is None or size < best[0]:
+            best = (size, name, extract, wanted)
+    if best is None:
+        return store.all(doctype.name)
+    return store.lookup(doctype.name, best[1], best[2], best[3])
+
+
+def run_list(source: list[Doc] | DocStore, doctype: DocType, query: QueryParams) -> list[Doc]:
+    """Filter, order, page and project the documents the way ``GET /api/resource/{doctype}`` does.
+
+    ``source`` is the documents, or the store to take the DocType's documents from (through its indexes).
+    """
     conditions = parse_conditions(_json_param(query, "filters"), doctype)
     or_conditions = parse_conditions(_json_param(query, "or_filters"), doctype)
+    docs = candidates(source, doctype, conditions) if isinstance(source, DocStore) else source
     selected = [d for d in docs if all(_matches(d, c, doctype) for c in conditions)
                 and (not or_conditions or any(_matches(d, c, doctype) for c in or_conditions))]
     order_by = query.get("order_by") or "modified desc"

@@ -87,6 +87,39 @@ class SortedIndex:
         return out[:limit], len(out) > limit
 
 
+class ValueIndex:
+    """Ids of one kind's objects by the values ``extract`` yields for them (for exact-match search clauses).
+
+    The values each object was filed under are remembered, so an object changed in place is refiled by
+    :meth:`Store.touch` (every write path calls it). A lookup gives candidates: callers re-test them.
+    """
+
+    __slots__ = ("by_value", "entries", "extract")
+
+    def __init__(self, extract: Callable[[Obj], Iterable[str]]) -> None:
+        self.extract = extract
+        self.by_value: dict[str, set[str]] = {}
+        self.entries: dict[str, tuple[str, ...]] = {}
+
+    def file(self, obj_id: str, obj: Obj | None) -> None:
+        old = self.entries.pop(obj_id, ())
+        new = tuple(dict.fromkeys(self.extract(obj))) if obj is not None else ()
+        if old == new:
+            if new:
+                self.entries[obj_id] = new
+            return
+        for value in old:
+            bucket = self.by_value.get(value)
+            if bucket is not None:
+                bucket.discard(obj_id)
+                if not bucket:
+                    del self.by_value[value]
+        if new:
+            self.entries[obj_id] = new
+            for value in new:
+                self.by_value.setdefault(value, set()).add(obj_id)
+
+
 class Store:
     """All objects of one emulated account.
 
@@ -103,6 +136,7 @@ class Store:
         self.kinds: dict[str, str] = {}
         self.index_names: dict[str, list[str]] = {}
         self.indexes: dict[str, SortedIndex] = {}
+        self.value_indexes: dict[str, dict[str, ValueIndex]] = {}  # kind -> name -> index
         self.meta: dict[str, Any] = {}
         self._seq = 0
         self._path = path
@@ -151,6 +185,26 @@ class Store:
         self.touch(obj_id)
         return obj
 
+    def value_index(self, kind: str, name: str, extract: Callable[[Obj], Iterable[str]]) -> ValueIndex:
+        """The value index ``name`` over the ``kind`` objects, built on first use and kept in step after.
+
+        ``extract`` must always be the same function for one name.
+        """
+        named = self.value_indexes.setdefault(kind, {})
+        idx = named.get(name)
+        if idx is None:
+            idx = named[name] = ValueIndex(extract)
+            for obj_id in self.indexes[kind].ids if kind in self.indexes else ():
+                idx.file(obj_id, self.objects[obj_id])
+        return idx
+
+    def _refile(self, obj_id: str) -> None:
+        named = self.value_indexes.get(self.kinds.get(obj_id, ""))
+        if named:
+            obj = self.objects.get(obj_id)
+            for idx in named.values():
+                idx.file(obj_id, obj)
+
     def add_to_index(self, obj_id: str, name: str) -> None:
         names = self.index_names[obj_id]
         if name in names:
@@ -177,6 +231,8 @@ class Store:
         key = self.keys.pop(obj_id)
         for name in self.index_names.pop(obj_id, []):
             self.indexes[name].remove(key, obj_id)
+        for idx in self.value_indexes.get(self.kinds.get(obj_id, ""), {}).values():
+            idx.file(obj_id, None)
         del self.objects[obj_id]
         self.kinds.pop(obj_id, None)
         self.internal.pop(obj_id, None)
@@ -186,7 +242,8 @@ class Store:
                 self._deleted.add(key[1])
 
     def touch(self, obj_id: str) -> None:
-        """Mark an object changed (for persistence)."""
+        """Mark an object changed: refile it in the value indexes, and persist it."""
+        self._refile(obj_id)
         if self._db is not None:
             with self._lock:
                 self._dirty.add(obj_id)
@@ -211,6 +268,7 @@ class Store:
         self.kinds.clear()
         self.index_names.clear()
         self.indexes.clear()
+        self.value_indexes.clear()
         self.meta.clear()
         if self._db is not None:
             with self._lock:

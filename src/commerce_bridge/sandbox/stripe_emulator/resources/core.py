@@ -10,7 +10,7 @@ from ..errors import invalid_request
 from ..forms import Params, as_bool, as_int, as_str, metadata_update
 from ..ids import new_id, secret
 from ..state import Emulator
-from ..store import Obj
+from ..store import Obj, SortedIndex
 from . import Route
 
 _ADDRESS_KEYS = ("city", "country", "line1", "line2", "postal_code", "state")
@@ -172,7 +172,11 @@ _JOINER = re.compile(r"\s+(AND|OR)\s+", re.IGNORECASE)
 _PAGE_PREFIX = "page_"
 
 
-def _search_predicate(query: str, kind: str) -> Any:
+SearchTest = tuple[bool, str, str | None, str, str, Any]  # negated, field, metadata key, op, field type, value
+
+
+def _parse_search(query: str, kind: str) -> tuple[Any, list[SearchTest], bool]:
+    """The query's predicate, its clauses and whether they are joined by OR."""
     fields = SEARCH_FIELDS[kind]
     parts = _JOINER.split(query.strip())
     joiners = {j.upper() for j in parts[1::2]}
@@ -223,12 +227,43 @@ def _search_predicate(query: str, kind: str) -> Any:
         return hit != negated
 
     combine = any if joiners == {"OR"} else all
-    return lambda obj: combine(clause(obj, t) for t in tests)
+    return (lambda obj: combine(clause(obj, t) for t in tests)), tests, joiners == {"OR"}
+
+
+def _exact_extract(field: str, key: str | None) -> Any:
+    """What an exact (``:``) clause on a string or token field compares: the value casefolded, if set."""
+    def extract(obj: Obj) -> list[str]:
+        got = (obj.get("metadata") or {}).get(key) if key is not None else obj.get(field)
+        return [] if got is None or got == "" else [str(got).casefold()]
+    return extract
+
+
+def _search_candidates(emu: Emulator, kind: str, tests: list[SearchTest], any_of: bool) -> SortedIndex | None:
+    """The objects that may match, newest first, from the exact-match value indexes; ``None``: scan all.
+
+    A positive ``field:'value'`` clause on a string or token field only matches objects filed under that
+    value. With AND the narrowest such clause bounds the search; with OR every clause must be one.
+    """
+    exact = [t for t in tests if not t[0] and t[3] == ":" and t[4] in ("string", "token") and t[5] is not None]
+    if not exact or (any_of and len(exact) != len(tests)):
+        return None
+    buckets: list[set[str]] = []
+    for _negated, field, key, _op, _ftype, want in exact:
+        name = f"metadata:{key}" if key is not None else field
+        index = emu.store.value_index(kind, name, _exact_extract(field, key))
+        buckets.append(index.by_value.get(str(want).casefold(), set()))
+    ids = set().union(*buckets) if any_of else min(buckets, key=len)
+    keys = emu.store.keys
+    out = SortedIndex()
+    for k, i in sorted((keys[i], i) for i in ids):
+        out.keys.append(k)
+        out.ids.append(i)
+    return out
 
 
 def search_results(emu: Emulator, kind: str, p: Params, url: str) -> Obj:
     query = as_str(p, "query", required=True) or ""
-    matches = _search_predicate(query, kind)
+    matches, tests, any_of = _parse_search(query, kind)
     limit = as_int(p, "limit", 10)
     if limit is None or not 1 <= limit <= 100:
         raise invalid_request("Limit must be between 1 and 100.", param="limit")
@@ -239,7 +274,9 @@ def search_results(emu: Emulator, kind: str, p: Params, url: str) -> Obj:
         if after is None:
             raise invalid_request(f"Invalid page: {page}", param="page")
     objects = emu.store.objects
-    index = emu.store.index(kind)
+    index = _search_candidates(emu, kind, tests, any_of)
+    if index is None:
+        index = emu.store.index(kind)
     ids, more = index.page(limit=limit, starting_after=after, pred=lambda i: bool(matches(objects[i])))
     out: Obj = {
         "object": "search_result",
