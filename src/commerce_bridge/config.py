@@ -183,10 +183,7 @@ class Settings(BaseSettings):
         None, description="Stable executor id of this worker (default: the host name, plus '-serve' for serve)."
     )
     worker_concurrency: int = Field(16, ge=1, le=256, description="Runs executed at once by one worker.")
-    dispatch_interval_s: float = Field(
-        0.2, gt=0, le=60,
-        description="How often the dispatcher polls the inbox; a dispatcher that new deliveries wake (serve; workers "
-                    "on PostgreSQL, through NOTIFY) polls at least 1 s apart while busy, as a safety net.")
+    dispatch_interval_s: float = Field(0.2, gt=0, le=60, description="How often the dispatcher polls the inbox.")
     engine_idle_poll_s: float = Field(
         5.0, gt=0, le=60,
         description="After 10 s without work, how often the engine polls its queue (runs queued by another "

@@ -95,10 +95,6 @@ class EngineConfig:
     heartbeat_interval_s: float = 2.0
     takeover_grace_s: float = 5.0
     dispatch_interval_s: float = 0.2
-    # woken_by_ingress: every store of this process's ingress and pollers (and, on PostgreSQL, of other
-    # processes, by NOTIFY) wakes the dispatcher, so its busy poll is only a safety net for stores that do
-    # not (the gap check, a backfill or a replay from another process on SQLite) and can be slower
-    woken_dispatch_interval_s: float = 1.0
     dispatch_batch: int = 200
     long_wait_s: float = 30.0  # longer waits free the worker thread: the run ends and a timer forks it back
     # destinations whose connectors take a limiter slot per HTTP request themselves (a step may make several)
@@ -378,8 +374,6 @@ class Engine(RunInterpreter):
     def _dispatch_loop(self) -> None:
         stop = self._stop  # this launch's: a restart gives the next loops a new one
         while not stop.is_set():
-            # cleared before the pass: a store that wakes the dispatcher during it gets a pass of its own
-            self._wake.clear()
             try:
                 n = self.dispatch_once()
                 self._last_dispatch_pass = time.monotonic()
@@ -392,6 +386,7 @@ class Engine(RunInterpreter):
                 stop.wait(1.0)
             if n < self.config.dispatch_batch:
                 self._wake.wait(self._pace(n))
+                self._wake.clear()
 
     def backlog(self) -> int:
         """Deliveries received but not dispatched: 0 without a query while the last pass drained the inbox."""
@@ -507,10 +502,10 @@ class Engine(RunInterpreter):
                 self._polling_fast = not queue_idle
             except Exception as exc:  # the next pass tries again
                 log.warning("engine.queue_pace_failed", error=type(exc).__name__)
-        if not cfg.woken_by_ingress:
-            return cfg.dispatch_interval_s
         idle = now - self._last_busy > cfg.idle_after_s
-        return max(cfg.dispatch_interval_s, cfg.idle_polling_interval_s if idle else cfg.woken_dispatch_interval_s)
+        if idle and cfg.woken_by_ingress:
+            return max(cfg.dispatch_interval_s, cfg.idle_polling_interval_s)
+        return cfg.dispatch_interval_s
 
     def wake_due_runs(self) -> int:
         """Fork every run whose timer is due, right after its wait step."""

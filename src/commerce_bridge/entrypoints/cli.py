@@ -267,7 +267,7 @@ def migration_check(c: Container) -> Check:
 
 
 def _doctor_checks(c: Container, s: Settings) -> list[Check]:
-    from commerce_bridge.bootstrap import connection_checks
+    from commerce_bridge.bootstrap_checks import connection_checks
 
     database_ok, database_detail = c.check_database()
     if not database_ok:  # which database, why (the driver's words) and what to do
