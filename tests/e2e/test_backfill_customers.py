@@ -1,11 +1,13 @@
 """``commerce-bridge backfill customers --from clarity`` as a subprocess against the sandbox peers, on SQLite and
 PostgreSQL (issue 14, point 5): 20 Clarity accounts (seeded through ``POST /_sandbox/accounts``); a dry run
 writes nothing; ``--limit`` stops after whole pages and the next run goes on from the cursor; a re-run reports
-every customer unchanged; a run killed with SIGKILL mid-page resumes and makes no duplicate."""
+every customer unchanged; a run killed with SIGKILL mid-page resumes and makes no duplicate; eight customers at
+once still keep to Stripe's rate limit, counted at the emulator."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,20 @@ def test_backfills_from_stripe_and_from_erpnext_page_through_those_systems(env: 
     # ERPNext now holds the 3 made from Stripe (unchanged) and its own 3 (made in Clarity and Stripe)
     assert (summary["created"], summary["unchanged"], summary["failed"]) == (3, 3 + erp_before, 0)
     assert counts(peers) == (6, erp_before + 6)
+
+
+def test_customers_synced_eight_at_once_keep_to_the_rate_limit_at_the_receiver(
+        peers: dict[str, str], database_url: str, tmp_path: Path) -> None:
+    """The emulator answers 429 to a 9th request within one second of its clock; the bridge may send 5 a second
+    (4.5 after its margin). Eight threads without the limiter send far more (two Stripe calls per new customer)."""
+    httpx.post(f"{peers['stripe']}/_sandbox/rate_limit", json={"per_s": 8}).raise_for_status()
+    limited = peers_env(peers, KEYS, database_url, tmp_path,
+                        CB_RATE_LIMITS='{"stripe": 5, "clarity": 1000, "erp": 1000}')
+    started = time.monotonic()
+    summary = backfill(limited, "--concurrency", "8", "--page-size", "10")
+    elapsed = time.monotonic() - started
+    assert (summary["created"], summary["failed"]) == (ACCOUNTS, 0)
+    calls = httpx.get(f"{peers['stripe']}/_sandbox/requests").json()["data"]
+    assert len(calls) >= 2 * ACCOUNTS
+    assert [c for c in calls if c["status"] == 429] == []
+    assert elapsed >= (len(calls) - 5) / 5  # paced by the limit, not by the round trips
